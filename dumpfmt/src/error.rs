@@ -1,0 +1,31 @@
+//! Everything that can be wrong with an image, one variant per check.
+
+/// Why an image cannot be read or restored.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("cannot read image: {0}")]
+    Io(String),
+    #[error("image is truncated: {len} bytes, need at least {need}")]
+    Truncated { len: u64, need: u64 },
+    #[error("not a migrate image (bad magic)")]
+    BadMagic,
+    #[error(
+        "image format {major}.{minor} is newer than this migrate (reads {}.x)",
+        crate::VERSION_MAJOR
+    )]
+    NewerVersion { major: u16, minor: u16 },
+    #[error("image format {major}.{minor} is too old for this migrate")]
+    OlderVersion { major: u16, minor: u16 },
+    #[error("image header checksum mismatch")]
+    HeaderCrc,
+    #[error("image header is inconsistent: {0}")]
+    BadHeader(&'static str),
+    #[error("image metadata checksum mismatch")]
+    MetaCrc,
+    #[error("image metadata does not decode: {0}")]
+    MetaDecode(String),
+    #[error("image metadata is inconsistent: {0}")]
+    BadMeta(String),
+    #[error("page data checksum mismatch in run {index} at {addr:#x}")]
+    RunCrc { index: usize, addr: u64 },
+}

@@ -1,0 +1,228 @@
+//! The fixed header page at offset 0.
+//!
+//! Checks run in this order: length, magic, version, checksum, consistency.
+
+use crate::Error;
+
+/// The page size images are laid out in (x86-64).
+pub const PAGE_SIZE: u64 = 4096;
+/// The header occupies the whole first page, so page data starts aligned.
+pub const HEADER_LEN: u64 = PAGE_SIZE;
+pub const MAGIC: [u8; 8] = *b"MIGRATE\0";
+pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MINOR: u16 = 0;
+/// Upper bound on the metadata block, so a corrupt length cannot ask for
+/// an absurd allocation.
+pub const MAX_META_LEN: u64 = 1 << 30;
+
+/// Bytes of the header that carry data; the rest of the page is zero.
+const ENCODED_LEN: usize = 64;
+
+/// The header, as decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    pub major: u16,
+    pub minor: u16,
+    /// Offset and length of the postcard metadata block.
+    pub meta_offset: u64,
+    pub meta_len: u64,
+    pub meta_crc: u32,
+    /// Total length of the image file.
+    pub file_len: u64,
+}
+
+impl Header {
+    /// Encodes into the first `ENCODED_LEN` bytes of `out` (no allocation;
+    /// used by the dump path).
+    pub fn encode(&self, out: &mut [u8; ENCODED_LEN]) {
+        *out = [0; ENCODED_LEN];
+        out[0..8].copy_from_slice(&MAGIC);
+        out[8..10].copy_from_slice(&self.major.to_le_bytes());
+        out[10..12].copy_from_slice(&self.minor.to_le_bytes());
+        out[16..24].copy_from_slice(&self.meta_offset.to_le_bytes());
+        out[24..32].copy_from_slice(&self.meta_len.to_le_bytes());
+        out[32..36].copy_from_slice(&self.meta_crc.to_le_bytes());
+        out[40..48].copy_from_slice(&self.file_len.to_le_bytes());
+        let crc = crc32fast::hash(&out[..60]);
+        out[60..64].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Decodes and checks a header against the real length of the file.
+    pub fn decode(bytes: &[u8], real_len: u64) -> Result<Header, Error> {
+        if real_len < HEADER_LEN || bytes.len() < ENCODED_LEN {
+            return Err(Error::Truncated {
+                len: real_len,
+                need: HEADER_LEN,
+            });
+        }
+        if bytes[0..8] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let u16_at = |o: usize| u16::from_le_bytes([bytes[o], bytes[o + 1]]);
+        let u32_at = |o: usize| {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&bytes[o..o + 4]);
+            u32::from_le_bytes(b)
+        };
+        let u64_at = |o: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[o..o + 8]);
+            u64::from_le_bytes(b)
+        };
+        let (major, minor) = (u16_at(8), u16_at(10));
+        if major > VERSION_MAJOR || (major == VERSION_MAJOR && minor > VERSION_MINOR) {
+            return Err(Error::NewerVersion { major, minor });
+        }
+        if major < VERSION_MAJOR {
+            return Err(Error::OlderVersion { major, minor });
+        }
+        if crc32fast::hash(&bytes[..60]) != u32_at(60) {
+            return Err(Error::HeaderCrc);
+        }
+        let h = Header {
+            major,
+            minor,
+            meta_offset: u64_at(16),
+            meta_len: u64_at(24),
+            meta_crc: u32_at(32),
+            file_len: u64_at(40),
+        };
+        if h.file_len > real_len {
+            return Err(Error::Truncated {
+                len: real_len,
+                need: h.file_len,
+            });
+        }
+        if h.file_len < real_len {
+            return Err(Error::BadHeader("file is longer than the header says"));
+        }
+        if h.meta_len > MAX_META_LEN {
+            return Err(Error::BadHeader("metadata length exceeds the cap"));
+        }
+        let meta_end = h.meta_offset.checked_add(h.meta_len);
+        if h.meta_offset < HEADER_LEN || meta_end != Some(h.file_len) {
+            return Err(Error::BadHeader("metadata is not the tail of the file"));
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> [u8; ENCODED_LEN] {
+        let h = Header {
+            major: VERSION_MAJOR,
+            minor: VERSION_MINOR,
+            meta_offset: 8192,
+            meta_len: 100,
+            meta_crc: 7,
+            file_len: 8292,
+        };
+        let mut b = [0; ENCODED_LEN];
+        h.encode(&mut b);
+        b
+    }
+
+    #[test]
+    fn round_trip() {
+        let b = sample();
+        let h = Header::decode(&b, 8292).unwrap();
+        assert_eq!(h.meta_offset, 8192);
+        assert_eq!(h.meta_len, 100);
+    }
+
+    #[test]
+    fn truncated() {
+        assert!(matches!(
+            Header::decode(&sample(), 100),
+            Err(Error::Truncated { .. })
+        ));
+        assert!(matches!(
+            Header::decode(&sample(), 8000),
+            Err(Error::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_magic() {
+        let mut b = sample();
+        b[0] ^= 1;
+        assert_eq!(Header::decode(&b, 8292), Err(Error::BadMagic));
+    }
+
+    #[test]
+    fn newer_version() {
+        let mut b = sample();
+        b[8..10].copy_from_slice(&(VERSION_MAJOR + 1).to_le_bytes());
+        assert!(matches!(
+            Header::decode(&b, 8292),
+            Err(Error::NewerVersion { .. })
+        ));
+        let mut b = sample();
+        b[10..12].copy_from_slice(&(VERSION_MINOR + 1).to_le_bytes());
+        assert!(matches!(
+            Header::decode(&b, 8292),
+            Err(Error::NewerVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn older_version() {
+        let mut b = sample();
+        b[8..10].copy_from_slice(&0u16.to_le_bytes());
+        assert!(matches!(
+            Header::decode(&b, 8292),
+            Err(Error::OlderVersion { .. })
+        ));
+    }
+
+    #[test]
+    fn header_crc() {
+        let mut b = sample();
+        b[20] ^= 1;
+        assert_eq!(Header::decode(&b, 8292), Err(Error::HeaderCrc));
+    }
+
+    #[test]
+    fn longer_than_header_says() {
+        assert!(matches!(
+            Header::decode(&sample(), 9000),
+            Err(Error::BadHeader(_))
+        ));
+    }
+
+    #[test]
+    fn metadata_not_tail() {
+        let h = Header {
+            major: 1,
+            minor: 0,
+            meta_offset: 100,
+            meta_len: 4000,
+            meta_crc: 0,
+            file_len: 4100,
+        };
+        let mut b = [0; ENCODED_LEN];
+        h.encode(&mut b);
+        assert!(matches!(Header::decode(&b, 4100), Err(Error::BadHeader(_))));
+    }
+
+    #[test]
+    fn metadata_over_cap() {
+        let h = Header {
+            major: 1,
+            minor: 0,
+            meta_offset: 4096,
+            meta_len: MAX_META_LEN + 1,
+            meta_crc: 0,
+            file_len: 4096 + MAX_META_LEN + 1,
+        };
+        let mut b = [0; ENCODED_LEN];
+        h.encode(&mut b);
+        assert!(matches!(
+            Header::decode(&b, h.file_len),
+            Err(Error::BadHeader(_))
+        ));
+    }
+}

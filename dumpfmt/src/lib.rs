@@ -1,0 +1,26 @@
+//! The `migrate` image format.
+//!
+//! An image is a fixed header page, raw page data (every run page-aligned),
+//! and a postcard-encoded [`Image`] metadata block at the end. See
+//! `FORMAT.md` beside this crate for the byte layout and versioning rules.
+//!
+//! Decoding never panics on any input: every length and offset is checked
+//! before use (the fuzz target in `fuzz/` exercises this).
+
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+mod elf;
+mod error;
+mod header;
+mod records;
+mod verify;
+
+pub use elf::{BUILD_ID_MAX, build_id};
+pub use error::Error;
+pub use header::{
+    HEADER_LEN, Header, MAGIC, MAX_META_LEN, PAGE_SIZE, VERSION_MAJOR, VERSION_MINOR,
+};
+pub use records::*;
+pub use verify::{ImageFile, Summary, decode, verify};

@@ -1,0 +1,194 @@
+//! The records of an image's metadata block.
+//!
+//! Every collection is a `Cow` so that the dump path (inside a signal
+//! handler, no heap) can serialize borrowed slices from a pre-mapped arena,
+//! while readers get owned data from the same definitions.
+
+use alloc::borrow::Cow;
+use serde::{Deserialize, Serialize};
+
+/// Protection bits of a mapping, as in `/proc/self/maps`.
+pub const PROT_READ: u8 = 1;
+pub const PROT_WRITE: u8 = 2;
+pub const PROT_EXEC: u8 = 4;
+
+/// The whole metadata of one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image<'a> {
+    /// Process id at the time of the dump.
+    pub pid: u32,
+    /// Wall-clock time of the dump, nanoseconds since the epoch.
+    pub time_ns: u64,
+    /// How many dumps this process (and its restored ancestors) made, this one included.
+    pub sequence: u64,
+    /// The executable (`/proc/self/exe`).
+    pub exe: FileId<'a>,
+    /// CPU features the saved state may depend on.
+    pub cpu: CpuFeatures,
+    /// Every file a mapping refers to; `Mapping::file` indexes this.
+    pub files: Cow<'a, [FileId<'a>]>,
+    /// Every mapping, sorted by address, without gaps between the records of
+    /// one `/proc/self/maps` line.
+    pub mappings: Cow<'a, [Mapping<'a>]>,
+    /// Runs of page data, sorted by address.
+    pub runs: Cow<'a, [PageRun]>,
+    /// One record per thread; the first is the thread that took the dump.
+    pub threads: Cow<'a, [ThreadState]>,
+    /// Signal dispositions, one per signal that is not default.
+    pub sigactions: Cow<'a, [SigAction]>,
+    /// Memory-descriptor fields restored with `PR_SET_MM_MAP`.
+    pub mm: MmFields,
+    /// The auxiliary vector, as `/proc/self/auxv` gives it (pairs of words).
+    pub auxv: Cow<'a, [u64]>,
+    /// The shim's own settings, so that a restored process keeps dumping the same way.
+    pub settings: Settings<'a>,
+}
+
+/// Identity of a file, used to check it did not change before mapping it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId<'a> {
+    pub path: Cow<'a, str>,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+    pub dev: u64,
+    pub ino: u64,
+    /// ELF `NT_GNU_BUILD_ID`, empty when the file has none.
+    pub build_id: Cow<'a, [u8]>,
+}
+
+/// What a mapping is backed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Backing {
+    /// Anonymous memory (including `[heap]` and `[stack]`).
+    Anonymous,
+    /// A file, index into `Image::files`; pages not in the image come from it.
+    File(u32),
+    /// Memory whose every page is in the image (deleted files, shared anonymous memory).
+    Contents,
+}
+
+/// One line of `/proc/self/maps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping<'a> {
+    pub start: u64,
+    pub end: u64,
+    /// `PROT_*` bits above.
+    pub prot: u8,
+    pub shared: bool,
+    /// Offset into the file, for file mappings.
+    pub offset: u64,
+    pub backing: Backing,
+    /// The name `/proc/self/maps` shows (`[heap]`, `[stack]`, a path, or empty).
+    pub name: Cow<'a, str>,
+}
+
+/// A run of pages stored in the image, contiguous in memory and in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRun {
+    /// Address of the first page.
+    pub addr: u64,
+    /// Number of pages.
+    pub pages: u64,
+    /// Offset of the data in the image file (page-aligned).
+    pub file_offset: u64,
+    /// crc32 of the data.
+    pub crc: u32,
+}
+
+/// The registers the shim saved when it stopped a thread inside its signal
+/// handler. The rest of the user context (all general registers, the FPU and
+/// xsave state, the signal mask) lies in the signal frame on the thread's stack,
+/// which is part of the restored memory; returning from the handler restores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResumeContext {
+    pub rbx: u64,
+    pub rbp: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rsp: u64,
+}
+
+/// What the kernel holds for a thread that memory does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ThreadState {
+    pub tid: u32,
+    pub context: ResumeContext,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    /// Signal mask in force inside the handler (the interrupted code's mask is in the frame).
+    pub sigmask: u64,
+    /// `PR_GET_TID_ADDRESS`.
+    pub clear_child_tid: u64,
+    pub robust_list: u64,
+    pub robust_list_len: u64,
+    /// rseq area registered by glibc; 0 when none.
+    pub rseq_addr: u64,
+    pub rseq_len: u32,
+    pub rseq_sig: u32,
+    /// Offset from the thread pointer where glibc caches the TID (0: unknown).
+    pub pthread_tid_offset: u32,
+}
+
+/// A signal disposition in the kernel's `struct sigaction` layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigAction {
+    pub signal: u8,
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+/// The fields of `struct prctl_mm_map` (less auxv and exe_fd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MmFields {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+}
+
+/// CPU features recorded at dump time: a restore needs at least these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CpuFeatures {
+    /// XCR0: the xsave components enabled.
+    pub xcr0: u64,
+    /// cpuid(1).ecx, cpuid(1).edx, cpuid(7,0).ebx, cpuid(7,0).ecx, cpuid(7,0).edx.
+    pub cpuid: [u32; 5],
+}
+
+impl CpuFeatures {
+    /// The features in `self` that `other` lacks, as (xcr0 bits, cpuid words).
+    pub fn missing_in(&self, other: &CpuFeatures) -> Option<(u64, [u32; 5])> {
+        let xcr0 = self.xcr0 & !other.xcr0;
+        let mut words = [0u32; 5];
+        let mut any = xcr0 != 0;
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = self.cpuid[i] & !other.cpuid[i];
+            any |= *w != 0;
+        }
+        any.then_some((xcr0, words))
+    }
+}
+
+/// The shim's settings carried across a restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings<'a> {
+    pub signal: u8,
+    /// Image path pattern (`%p`, `%n`), absolute.
+    pub image: Cow<'a, str>,
+    pub exit_after_dump: bool,
+    /// 0 error, 1 info, 2 debug.
+    pub log_level: u8,
+}

@@ -1,0 +1,236 @@
+//! Reading an image back: framing, metadata, consistency and page checksums.
+//!
+//! Images are read with positioned reads, never mapped: a reader holds the
+//! header and metadata in memory and streams page data through a small
+//! buffer, so checking a 100 GiB image needs no more memory than a 1 MiB one.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::Error;
+use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
+use crate::records::{Backing, Image};
+
+/// An image opened for reading: header and metadata decoded and checked.
+#[derive(Debug)]
+pub struct ImageFile {
+    pub header: Header,
+    pub image: Image<'static>,
+    pub file: File,
+}
+
+/// What `verify` found in a good image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub file_len: u64,
+    pub mappings: usize,
+    pub runs: usize,
+    pub data_bytes: u64,
+    pub threads: usize,
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io(format!("{}: {e}", path.display()))
+}
+
+impl ImageFile {
+    /// Opens, frames and decodes an image; checks the metadata but not the
+    /// page data (see [`ImageFile::check_pages`]).
+    pub fn open(path: &Path) -> Result<ImageFile, Error> {
+        let file = File::open(path).map_err(|e| io_err(path, e))?;
+        Self::from_file(file).map_err(|e| match e {
+            Error::Io(m) => Error::Io(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    /// As [`ImageFile::open`], for a file already open.
+    pub fn from_file(file: File) -> Result<ImageFile, Error> {
+        let len = file.metadata().map_err(|e| Error::Io(e.to_string()))?.len();
+        let mut head = [0u8; HEADER_LEN as usize];
+        let got = read_full_at(&file, &mut head, 0)?;
+        let header = Header::decode(&head[..got], len)?;
+        let mut meta = vec![0u8; header.meta_len as usize];
+        if read_full_at(&file, &mut meta, header.meta_offset)? != meta.len() {
+            return Err(Error::Truncated {
+                len,
+                need: header.file_len,
+            });
+        }
+        let image = decode_meta(&header, &meta)?;
+        Ok(ImageFile {
+            header,
+            image,
+            file,
+        })
+    }
+
+    /// Checks the crc32 of every run of page data; returns the bytes checked.
+    pub fn check_pages(&self) -> Result<u64, Error> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        for (index, run) in self.image.runs.iter().enumerate() {
+            let mut hasher = crc32fast::Hasher::new();
+            let mut left = run.pages * PAGE_SIZE;
+            let mut at = run.file_offset;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                if read_full_at(&self.file, &mut buf[..n], at)? != n {
+                    return Err(Error::Truncated {
+                        len: at,
+                        need: self.header.file_len,
+                    });
+                }
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+                at += n as u64;
+            }
+            if hasher.finalize() != run.crc {
+                return Err(Error::RunCrc {
+                    index,
+                    addr: run.addr,
+                });
+            }
+            total += run.pages * PAGE_SIZE;
+        }
+        Ok(total)
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            file_len: self.header.file_len,
+            mappings: self.image.mappings.len(),
+            runs: self.image.runs.len(),
+            data_bytes: self.image.runs.iter().map(|r| r.pages * PAGE_SIZE).sum(),
+            threads: self.image.threads.len(),
+        }
+    }
+}
+
+/// Reads until `buf` is full or end of file; returns the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> Result<usize, Error> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], at) {
+            Ok(0) => break,
+            Ok(n) => {
+                done += n;
+                at += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e.to_string())),
+        }
+    }
+    Ok(done)
+}
+
+/// Frames and decodes a whole image held in memory (page data is not
+/// checked). This is the entry point the fuzz target drives.
+pub fn decode(bytes: &[u8]) -> Result<(Header, Image<'static>), Error> {
+    let header = Header::decode(bytes, bytes.len() as u64)?;
+    // The header checked meta_offset + meta_len == file_len == bytes.len().
+    let image = decode_meta(&header, &bytes[header.meta_offset as usize..])?;
+    Ok((header, image))
+}
+
+fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
+    if crc32fast::hash(meta) != header.meta_crc {
+        return Err(Error::MetaCrc);
+    }
+    let (image, rest) = postcard::take_from_bytes::<Image<'static>>(meta)
+        .map_err(|e| Error::MetaDecode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::MetaDecode(format!(
+            "{} bytes after the metadata",
+            rest.len()
+        )));
+    }
+    check_consistency(header, &image).map_err(Error::BadMeta)?;
+    Ok(image)
+}
+
+/// Opens an image and checks everything, page data included.
+pub fn verify(path: &Path) -> Result<Summary, Error> {
+    let file = ImageFile::open(path)?;
+    file.check_pages()?;
+    Ok(file.summary())
+}
+
+fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
+    let aligned = |v: u64| v % PAGE_SIZE == 0;
+    let mut prev_end = 0u64;
+    for (i, m) in image.mappings.iter().enumerate() {
+        if !aligned(m.start) || !aligned(m.end) || m.start >= m.end {
+            return Err(format!(
+                "mapping {i} has bad bounds {:#x}-{:#x}",
+                m.start, m.end
+            ));
+        }
+        if m.start < prev_end {
+            return Err(format!(
+                "mapping {i} at {:#x} overlaps or is out of order",
+                m.start
+            ));
+        }
+        prev_end = m.end;
+        if let Backing::File(f) = m.backing {
+            if f as usize >= image.files.len() {
+                return Err(format!(
+                    "mapping {i} names file {f} of {}",
+                    image.files.len()
+                ));
+            }
+            if !aligned(m.offset) {
+                return Err(format!("mapping {i} has an unaligned file offset"));
+            }
+        }
+    }
+    let mut prev_addr_end = 0u64;
+    let mut prev_file_end = HEADER_LEN;
+    let mut mapping = 0usize;
+    for (i, r) in image.runs.iter().enumerate() {
+        let len = r
+            .pages
+            .checked_mul(PAGE_SIZE)
+            .ok_or_else(|| format!("run {i} is too long"))?;
+        let addr_end = r
+            .addr
+            .checked_add(len)
+            .ok_or_else(|| format!("run {i} wraps"))?;
+        let file_end = r
+            .file_offset
+            .checked_add(len)
+            .ok_or_else(|| format!("run {i} wraps"))?;
+        if r.pages == 0 || !aligned(r.addr) || !aligned(r.file_offset) {
+            return Err(format!("run {i} is empty or unaligned"));
+        }
+        if r.addr < prev_addr_end || r.file_offset < prev_file_end || file_end > header.meta_offset
+        {
+            return Err(format!(
+                "run {i} overlaps another or lies outside the page data"
+            ));
+        }
+        while mapping < image.mappings.len() && image.mappings[mapping].end <= r.addr {
+            mapping += 1;
+        }
+        match image.mappings.get(mapping) {
+            Some(m) if m.start <= r.addr && addr_end <= m.end => {}
+            _ => {
+                return Err(format!(
+                    "run {i} at {:#x} is not inside one mapping",
+                    r.addr
+                ));
+            }
+        }
+        prev_addr_end = addr_end;
+        prev_file_end = file_end;
+    }
+    if image.threads.is_empty() {
+        return Err("no thread".into());
+    }
+    if image.auxv.len() % 2 != 0 {
+        return Err("auxv has an odd number of words".into());
+    }
+    Ok(())
+}
