@@ -1,0 +1,494 @@
+//! The dump path: runs inside the signal handler.
+//!
+//! # Rules
+//!
+//! The signal may have interrupted malloc, stdio or any lock holder. This
+//! code therefore allocates nothing from the heap (its memory is one
+//! anonymous mapping, the [`arena::Arena`]), takes no lock, calls no libc
+//! function (raw system calls only, `crate::sys`), and must not panic
+//! (`get` instead of indexing where a bound is not obvious). Every failure
+//! becomes a [`Fail`] that the handler prints as one line; the process
+//! then goes on as if nothing had happened, and the previous image stays.
+
+pub mod arena;
+pub mod maps;
+pub mod pages;
+pub mod writer;
+
+use std::borrow::Cow;
+
+use dumpfmt::{Backing, FileId, Image, Mapping, MmFields, PageRun, SigAction, ThreadState};
+
+use crate::config::{LogLevel, PATH_MAX, SETTINGS};
+use crate::sys::context::{RESUMED, SavedRegs, migrate_checkpoint};
+use crate::sys::line::{Line, errno_name};
+use crate::sys::{self, Errno, args};
+
+/// Address space reserved for one dump's bookkeeping (touched pages only).
+const ARENA_LEN: usize = 1 << 30;
+const MAPS_BUF: usize = 16 << 20;
+const PAGEMAP_ENTRIES: usize = 1 << 16;
+const BOUNCE_LEN: usize = 1 << 20;
+/// How far below its saved stack pointer the dump code's own frames may reach.
+const STACK_SLACK: u64 = 1 << 20;
+
+/// Why a dump failed: one line for the log.
+pub struct Fail {
+    pub line: Line<600>,
+}
+
+impl Fail {
+    pub fn new(what: &str) -> Fail {
+        let mut line = Line::new();
+        line.str(what);
+        Fail { line }
+    }
+
+    pub fn bytes(mut self, b: &[u8]) -> Fail {
+        self.line.bytes(b);
+        self
+    }
+
+    pub fn str(mut self, s: &str) -> Fail {
+        self.line.str(s);
+        self
+    }
+
+    pub fn dec(mut self, v: u64) -> Fail {
+        self.line.dec(v);
+        self
+    }
+
+    pub fn errno(mut self, e: Errno) -> Fail {
+        self.line.str(": ").str(errno_name(e)).str(" (errno ").dec(e.0 as u64).str(")");
+        self
+    }
+}
+
+struct Job {
+    regs: *const SavedRegs,
+    path: Line<PATH_MAX>,
+    size: u64,
+    fail: Option<Fail>,
+}
+
+/// The signal handler's work: dump, or, when this is a restored process
+/// coming back through the dump's own call frames, finish the restore.
+pub fn on_dump_signal() {
+    let started = sys::monotonic_ns();
+    let mut regs = SavedRegs::default();
+    let mut job = Job { regs: &regs, path: Line::new(), size: 0, fail: None };
+    // SAFETY: `regs` and `job` outlive the call; `dump_body` receives `job`.
+    let out = unsafe { migrate_checkpoint(&mut regs, dump_body, (&mut job as *mut Job).cast()) };
+    if out.status == RESUMED {
+        crate::restore::resume::after_restore(out.handoff);
+        return;
+    }
+    // SAFETY: the handler runs with every signal blocked; no other access.
+    let settings = unsafe { SETTINGS.get() };
+    match job.fail.take() {
+        Some(mut f) => {
+            let mut line = Line::<800>::new();
+            line.str("migrate: dump failed, the process goes on: ").bytes(f.line.as_bytes());
+            line.emit();
+            f.line.clear();
+        }
+        None => {
+            if settings.log >= LogLevel::Info {
+                let mut line = Line::<{ PATH_MAX + 100 }>::new();
+                line.str("migrate: dumped ")
+                    .bytes(job.path.as_bytes())
+                    .str(" (")
+                    .dec(job.size)
+                    .str(" bytes, ")
+                    .ms(sys::monotonic_ns() - started)
+                    .str(")");
+                line.emit();
+            }
+            if settings.exit_after_dump {
+                sys::exit_group(0);
+            }
+        }
+    }
+}
+
+extern "C" fn dump_body(arg: *mut u8) -> u64 {
+    // SAFETY: `arg` is the `Job` passed by `on_dump_signal`.
+    let job = unsafe { &mut *arg.cast::<Job>() };
+    match dump(job) {
+        Ok(()) => 0,
+        Err(f) => {
+            job.fail = Some(f);
+            1
+        }
+    }
+}
+
+/// Counts the threads of this process (entries of /proc/self/task).
+pub fn count_threads() -> Result<usize, Errno> {
+    let fd = sys::open(b"/proc/self/task\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)?;
+    let mut buf = [0u8; 4096];
+    let mut count = 0;
+    let res = loop {
+        // SAFETY: `buf` is writable for its length.
+        match unsafe { sys::sys(sys::SYS_getdents64, args!(fd, buf.as_mut_ptr(), buf.len())) } {
+            Ok(0) => break Ok(count),
+            Ok(n) => {
+                let mut off = 0usize;
+                while off + 19 < n as usize {
+                    let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+                    if buf[off + 19].is_ascii_digit() {
+                        count += 1;
+                    }
+                    if reclen == 0 {
+                        break;
+                    }
+                    off += reclen;
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    sys::close(fd);
+    res
+}
+
+/// Expands `%p`, `%n` and `%%` in the image pattern.
+fn expand_path(pattern: &[u8], pid: i32, seq: u64, out: &mut Line<PATH_MAX>) {
+    let mut i = 0;
+    while i < pattern.len() {
+        match (pattern[i], pattern.get(i + 1)) {
+            (b'%', Some(b'p')) => {
+                out.dec(pid as u64);
+                i += 2;
+            }
+            (b'%', Some(b'n')) => {
+                out.dec(seq);
+                i += 2;
+            }
+            (b'%', Some(b'%')) => {
+                out.bytes(b"%");
+                i += 2;
+            }
+            (c, _) => {
+                out.bytes(&[c]);
+                i += 1;
+            }
+        }
+    }
+}
+
+fn dump(job: &mut Job) -> Result<(), Fail> {
+    // SAFETY: the handler runs with every signal blocked; this is the only access.
+    let settings = unsafe { SETTINGS.get() };
+    let threads = count_threads().map_err(|e| Fail::new("cannot list /proc/self/task").errno(e))?;
+    if threads > 1 {
+        return Err(Fail::new("the process has ")
+            .dec(threads as u64)
+            .str(" threads; this version dumps single-threaded programs only"));
+    }
+    let seq = settings.sequence + 1;
+    expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
+    if job.path.is_full() {
+        return Err(Fail::new("image path too long"));
+    }
+    let arena = arena::Arena::new(ARENA_LEN).map_err(|e| Fail::new("cannot map the dump arena").errno(e))?;
+    let out = writer::ImageWriter::create(job.path.as_bytes())?;
+
+    // The sequence number is part of the memory being dumped: set it first,
+    // so the restored process numbers its next dump after this one.
+    settings.sequence = seq;
+    let result = {
+        let mut out = out;
+        write_image(job, &arena, &mut out, settings).and_then(|header| out.finish(&header))
+    };
+    match result {
+        Ok(size) => {
+            job.size = size;
+            Ok(())
+        }
+        Err(f) => {
+            settings.sequence = seq - 1;
+            Err(f)
+        }
+    }
+}
+
+struct Fds {
+    pagemap: i32,
+    mem: i32,
+}
+
+impl Drop for Fds {
+    fn drop(&mut self) {
+        sys::close(self.pagemap);
+        sys::close(self.mem);
+    }
+}
+
+/// Writes page data and metadata; returns the header to finish with.
+fn write_image(
+    job: &Job,
+    arena: &arena::Arena,
+    out: &mut writer::ImageWriter,
+    settings: &crate::config::Settings,
+) -> Result<dumpfmt::Header, Fail> {
+    let no_mem = || Fail::new("the dump arena is too small");
+    let maps_buf = arena.bytes(MAPS_BUF).ok_or_else(no_mem)?;
+    let maps_len = sys::read_file(b"/proc/self/maps\0", maps_buf)
+        .map_err(|e| Fail::new("cannot read /proc/self/maps").errno(e))?;
+    let maps_text = &maps_buf[..maps_len];
+    let lines = maps::lines(maps_text).count();
+
+    let ro = libc::O_RDONLY | libc::O_CLOEXEC;
+    let fds = Fds {
+        pagemap: sys::open(b"/proc/self/pagemap\0", ro, 0).map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?,
+        mem: sys::open(b"/proc/self/mem\0", ro, 0).map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?,
+    };
+    let mut scan = pages::PageScan {
+        pagemap_fd: fds.pagemap,
+        mem_fd: fds.mem,
+        pagemap: arena.words(PAGEMAP_ENTRIES).ok_or_else(no_mem)?,
+        bounce: arena.bytes(BOUNCE_LEN).ok_or_else(no_mem)?,
+        volatile: {
+            // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
+            let rsp = unsafe { (*job.regs).rsp };
+            (rsp.saturating_sub(STACK_SLACK), rsp + 2 * dumpfmt::PAGE_SIZE)
+        },
+    };
+
+    let mut files = arena.vec::<FileId<'_>>(lines + 1).ok_or_else(no_mem)?;
+    let mut mappings = arena.vec::<Mapping<'_>>(lines * 2 + 2).ok_or_else(no_mem)?;
+    let run_cap = arena.remaining() / 2 / core::mem::size_of::<PageRun>();
+    let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
+    let (arena_start, arena_end) = arena.range();
+
+    for line in maps::lines(maps_text) {
+        let Some(m) = maps::parse_line(line) else {
+            return Err(Fail::new("cannot parse /proc/self/maps line: ").bytes(line));
+        };
+        if m.name == b"[vsyscall]" {
+            continue;
+        }
+        let name = core::str::from_utf8(m.name).map_err(|_| Fail::new("mapping name is not UTF-8: ").bytes(m.name))?;
+        let (backing, select) = if m.is_kernel() {
+            (Backing::Kernel, None)
+        } else if m.is_file() && !m.is_deleted() {
+            match file_index(&mut files, arena, m.name, m.inode)? {
+                Some(i) => (Backing::File(i), (!m.shared).then_some(pages::Select::Private)),
+                // The path names another file now: keep the contents.
+                None => (Backing::Contents, Some(pages::Select::All)),
+            }
+        } else if m.shared || !m.name.is_empty() && m.name[0] == b'/' {
+            (Backing::Contents, Some(pages::Select::All))
+        } else {
+            (Backing::Anonymous, Some(pages::Select::Touched))
+        };
+        // The arena itself may have merged with a neighbouring mapping: cut it out.
+        let parts = [(m.start, m.end.min(arena_start)), (m.start.max(arena_end), m.end)];
+        for (start, end) in parts {
+            if start >= end {
+                continue;
+            }
+            let offset = if matches!(backing, Backing::File(_)) { m.offset + (start - m.start) } else { 0 };
+            let rec = Mapping { start, end, prot: m.prot, shared: m.shared, offset, backing, name: Cow::Borrowed(name) };
+            mappings.push(rec).map_err(|_| no_mem())?;
+            if let Some(select) = select {
+                scan.dump(start, end, m.prot & dumpfmt::PROT_READ != 0, select, &mut runs, out)?;
+            }
+        }
+    }
+
+    let exe = exe_identity(arena)?;
+    // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
+    let regs = unsafe { &*job.regs };
+    let thread = thread_state(regs, settings);
+    let sigactions = signal_actions(arena)?;
+    let mm = mm_fields()?;
+    let auxv = read_auxv(arena)?;
+    let image = Image {
+        pid: sys::getpid() as u32,
+        time_ns: sys::realtime_ns(),
+        sequence: settings.sequence,
+        exe,
+        cpu: sys::cpu_features(),
+        files: Cow::Borrowed(files.as_slice()),
+        mappings: Cow::Borrowed(mappings.as_slice()),
+        runs: Cow::Borrowed(runs.as_slice()),
+        threads: Cow::Borrowed(core::slice::from_ref(&thread)),
+        sigactions: Cow::Borrowed(sigactions),
+        mm,
+        auxv: Cow::Borrowed(auxv),
+        settings: dumpfmt::Settings {
+            signal: settings.signal as u8,
+            image: Cow::Borrowed(core::str::from_utf8(settings.image.as_bytes()).unwrap_or("")),
+            exit_after_dump: settings.exit_after_dump,
+            log_level: settings.log as u8,
+        },
+    };
+    let buf = arena.bytes(arena.remaining().saturating_sub(8192)).ok_or_else(no_mem)?;
+    let meta = postcard::to_slice(&image, buf).map_err(|_| Fail::new("metadata does not fit the dump arena"))?;
+    let meta_offset = out.pos();
+    out.write(meta)?;
+    Ok(dumpfmt::Header {
+        major: dumpfmt::VERSION_MAJOR,
+        minor: dumpfmt::VERSION_MINOR,
+        meta_offset,
+        meta_len: meta.len() as u64,
+        meta_crc: crc32fast::hash(meta),
+        file_len: out.pos(),
+    })
+}
+
+/// Index of `path` in `files`, adding it. `None` when the path now names
+/// a different file than the mapping's inode.
+fn file_index<'a>(
+    files: &mut arena::ArenaVec<'a, FileId<'a>>,
+    arena: &'a arena::Arena,
+    path: &'a [u8],
+    inode: u64,
+) -> Result<Option<u32>, Fail> {
+    if let Some(i) = files.as_slice().iter().position(|f| f.path.as_bytes() == path) {
+        return Ok((files.as_slice()[i].ino == inode).then_some(i as u32));
+    }
+    let id = file_identity(path, arena)?;
+    if id.ino != inode {
+        return Ok(None);
+    }
+    let i = files.len() as u32;
+    files.push(id).map_err(|_| Fail::new("too many mapped files"))?;
+    Ok(Some(i))
+}
+
+/// Size, times, inode and ELF build-id of a file.
+pub fn file_identity<'a>(path: &'a [u8], arena: &'a arena::Arena) -> Result<FileId<'a>, Fail> {
+    let path_str = core::str::from_utf8(path).map_err(|_| Fail::new("file name is not UTF-8: ").bytes(path))?;
+    let mut c = Line::<{ PATH_MAX + 1 }>::new();
+    c.bytes(path);
+    let cpath = c.c_str().ok_or_else(|| Fail::new("path too long: ").bytes(path))?;
+    let fd = sys::open(cpath, libc::O_RDONLY | libc::O_CLOEXEC, 0)
+        .map_err(|e| Fail::new("cannot open mapped file ").bytes(path).errno(e))?;
+    let st = sys::fstat(fd);
+    let id_buf = arena.bytes(dumpfmt::BUILD_ID_MAX);
+    let mut id = [0u8; dumpfmt::BUILD_ID_MAX];
+    let n = dumpfmt::build_id(|off, buf| sys::pread(fd, buf, off).unwrap_or(0), &mut id);
+    sys::close(fd);
+    let st = st.map_err(|e| Fail::new("cannot stat ").bytes(path).errno(e))?;
+    let id_buf = id_buf.ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    id_buf[..n].copy_from_slice(&id[..n]);
+    Ok(FileId {
+        path: Cow::Borrowed(path_str),
+        size: st.st_size as u64,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        build_id: Cow::Borrowed(&id_buf[..n]),
+    })
+}
+
+fn exe_identity(arena: &arena::Arena) -> Result<FileId<'_>, Fail> {
+    let buf = arena.bytes(PATH_MAX).ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let n = sys::readlink(b"/proc/self/exe\0", buf).map_err(|e| Fail::new("cannot read /proc/self/exe").errno(e))?;
+    let buf: &[u8] = buf;
+    file_identity(&buf[..n], arena)
+}
+
+/// The kernel state of the calling thread that memory does not hold.
+pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> ThreadState {
+    let fs_base = sys::arch_get(sys::ARCH_GET_FS);
+    let mut tid_addr = 0u64;
+    // SAFETY: PR_GET_TID_ADDRESS writes one word to `tid_addr`.
+    let _ = unsafe { sys::sys(sys::SYS_prctl, args!(sys::PR_GET_TID_ADDRESS, &mut tid_addr as *mut u64)) };
+    let (mut head, mut len) = (0u64, 0u64);
+    // SAFETY: get_robust_list writes one pointer and one length.
+    let _ = unsafe {
+        sys::sys(sys::SYS_get_robust_list, args!(0, &mut head as *mut u64, &mut len as *mut u64))
+    };
+    let rseq_addr = if settings.rseq_len != 0 { fs_base.wrapping_add(settings.rseq_offset as u64) } else { 0 };
+    ThreadState {
+        tid: sys::gettid() as u32,
+        context: dumpfmt::ResumeContext {
+            rbx: regs.rbx,
+            rbp: regs.rbp,
+            r12: regs.r12,
+            r13: regs.r13,
+            r14: regs.r14,
+            r15: regs.r15,
+            rip: regs.rip,
+            rsp: regs.rsp,
+        },
+        fs_base,
+        gs_base: sys::arch_get(sys::ARCH_GET_GS),
+        sigmask: sys::sigmask_get(),
+        clear_child_tid: tid_addr,
+        robust_list: head,
+        robust_list_len: len,
+        rseq_addr,
+        rseq_len: settings.rseq_len,
+        rseq_sig: sys::RSEQ_SIG,
+        pthread_tid_offset: settings.pthread_tid_offset,
+    }
+}
+
+/// Every signal disposition that is not the default.
+fn signal_actions(arena: &arena::Arena) -> Result<&[SigAction], Fail> {
+    let mut v = arena.vec::<SigAction>(64).ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        let Ok(a) = sys::sigaction_get(sig) else { continue };
+        if a.handler != 0 || a.flags != 0 || a.mask != 0 {
+            let rec = SigAction { signal: sig as u8, handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask };
+            let _ = v.push(rec);
+        }
+    }
+    Ok(v.into_slice())
+}
+
+/// The memory-descriptor fields, from /proc/self/stat and brk(0).
+fn mm_fields() -> Result<MmFields, Fail> {
+    let mut buf = [0u8; 2048];
+    let n = sys::read_file(b"/proc/self/stat\0", &mut buf).map_err(|e| Fail::new("cannot read /proc/self/stat").errno(e))?;
+    let text = &buf[..n];
+    // Fields after the command name, which may contain anything but ends at the last ')'.
+    let close = text.iter().rposition(|&c| c == b')').ok_or_else(|| Fail::new("bad /proc/self/stat"))?;
+    let mut fields = [0u64; 52];
+    // Field 3 (state) is the first after ')'; numbering follows proc(5).
+    for (i, f) in text[close + 1..].split(|&c| c == b' ' || c == b'\n').filter(|f| !f.is_empty()).enumerate() {
+        let k = i + 3;
+        if k >= fields.len() {
+            break;
+        }
+        let mut v = 0u64;
+        for &c in f {
+            if c.is_ascii_digit() {
+                v = v.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            }
+        }
+        fields[k] = v;
+    }
+    // SAFETY: brk(0) only reports the current break.
+    let brk = unsafe { sys::syscall6(sys::SYS_brk, [0; 6]) } as u64;
+    Ok(MmFields {
+        start_code: fields[26],
+        end_code: fields[27],
+        start_stack: fields[28],
+        start_data: fields[45],
+        end_data: fields[46],
+        start_brk: fields[47],
+        brk,
+        arg_start: fields[48],
+        arg_end: fields[49],
+        env_start: fields[50],
+        env_end: fields[51],
+    })
+}
+
+fn read_auxv(arena: &arena::Arena) -> Result<&[u64], Fail> {
+    let buf = arena.bytes(4096).ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let n = sys::read_file(b"/proc/self/auxv\0", buf).map_err(|e| Fail::new("cannot read /proc/self/auxv").errno(e))?;
+    // SAFETY: the buffer is page-aligned; n / 8 whole words were read.
+    Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u64>(), n / 8) })
+}

@@ -1,0 +1,112 @@
+//! `libmigrate.so`: checkpoint and restore of an unmodified program from
+//! inside itself.
+//!
+//! Loaded with `LD_PRELOAD`, its constructor either restores the image
+//! named by `MIGRATE_RESTORE` (see [`restore`]) or installs a handler for
+//! the dump signal (see [`dump`]). In a setuid or setgid process it does
+//! nothing at all.
+
+pub mod config;
+pub mod dump;
+pub mod restore;
+pub mod sys;
+
+use config::{Overrides, SETTINGS};
+
+/// Offset of the cached TID in glibc 2.36's `struct pthread`; checked
+/// against `gettid()` before use.
+const GLIBC_PTHREAD_TID_OFFSET: u32 = 720;
+/// rseq length glibc registers (larger than `__rseq_size`, see DESIGN.md).
+const GLIBC_RSEQ_LEN: u32 = 32;
+
+#[ctor::ctor]
+fn init() {
+    // SAFETY: getauxval has no preconditions.
+    if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
+        return;
+    }
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d.to_string_lossy().into_owned(),
+        Err(e) => {
+            eprintln!("migrate: cannot read the working directory: {e}");
+            std::process::exit(64);
+        }
+    };
+    let overrides = match Overrides::from_env(&cwd) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("migrate: {}", e.0);
+            std::process::exit(64);
+        }
+    };
+    // Warm crc32fast's CPU-feature detection outside the signal handler.
+    let _ = crc32fast::hash(&[0u8; 64]);
+    // SAFETY: the constructor runs before any other code of the shim, alone.
+    let s = unsafe { SETTINGS.get() };
+    s.rseq_offset = 0;
+    s.rseq_len = 0;
+    if let Some((off, size)) = glibc_rseq() {
+        if size > 0 {
+            s.rseq_offset = off;
+            s.rseq_len = GLIBC_RSEQ_LEN;
+        }
+    }
+    s.pthread_tid_offset = if tid_offset_ok(GLIBC_PTHREAD_TID_OFFSET) { GLIBC_PTHREAD_TID_OFFSET } else { 0 };
+
+    if let Ok(path) = std::env::var("MIGRATE_RESTORE") {
+        if !path.is_empty() {
+            restore::run(&path, &overrides);
+        }
+    }
+    s.image.clear();
+    s.image.str(&cwd).str("/migrate-%p.img");
+    overrides.apply(s);
+    if let Err(e) = install_handler(s.signal) {
+        eprintln!("migrate: cannot install the handler for signal {}: {e}", s.signal);
+    }
+}
+
+/// glibc's `__rseq_offset` and `__rseq_size` (glibc >= 2.35), if present.
+fn glibc_rseq() -> Option<(i64, u32)> {
+    // SAFETY: dlsym with NUL-terminated names; the symbols, when present,
+    // are glibc's read-only variables of these types.
+    unsafe {
+        let off = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_offset".as_ptr());
+        let size = libc::dlsym(libc::RTLD_DEFAULT, c"__rseq_size".as_ptr());
+        if off.is_null() || size.is_null() {
+            return None;
+        }
+        Some((*(off as *const isize) as i64, *(size as *const u32)))
+    }
+}
+
+/// Whether glibc keeps this thread's TID at `off` from the thread pointer.
+fn tid_offset_ok(off: u32) -> bool {
+    let fs = sys::arch_get(sys::ARCH_GET_FS);
+    if fs == 0 {
+        return false;
+    }
+    // SAFETY: the thread descriptor is far larger than 724 bytes and mapped
+    // (glibc's `struct pthread` of the main thread).
+    let v = unsafe { ((fs + u64::from(off)) as *const i32).read_volatile() };
+    v == sys::gettid()
+}
+
+extern "C" fn on_signal(_sig: libc::c_int, _info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    dump::on_dump_signal();
+}
+
+fn install_handler(sig: i32) -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is valid; we fill handler, flags and a
+    // full mask (nothing interrupts a dump) and install it.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_signal as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigfillset(&mut sa.sa_mask);
+        if libc::sigaction(sig, &sa, core::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! The last steps of a restore, run by the restored process itself.
+//!
+//! # Rules
+//!
+//! This code runs in the restored copy of the shim, inside the signal
+//! handler that took the dump, in a process whose libc is in whatever
+//! state the dump caught it: the same rules as the dump path hold (no
+//! heap, no locks, no libc, no panics; raw system calls only). The handoff
+//! block lives in the restorer's mapping, which this code unmaps once it
+//! has copied what it needs.
+
+use crate::config::{PATH_MAX, SETTINGS, level};
+use crate::sys::line::Line;
+use crate::sys::{self, KernelSigaction};
+
+pub const HANDOFF_MAGIC: u64 = 0x6d69_6772_6174_6501;
+
+/// What the constructor of the relaunched process passes to the restored
+/// one: overrides from its environment, and the restorer mapping to remove.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Handoff {
+    pub magic: u64,
+    pub gap_start: u64,
+    pub gap_len: u64,
+    pub started_ns: u64,
+    /// New dump signal, or 0 to keep.
+    pub signal: i64,
+    /// 0 continue, 1 exit, -1 keep.
+    pub exit_after_dump: i64,
+    /// Log level, or -1 to keep.
+    pub log: i64,
+    /// Length of `image` (0: keep the old pattern).
+    pub image_len: u64,
+    pub image: [u8; PATH_MAX],
+    pub from_len: u64,
+    pub from: [u8; PATH_MAX],
+}
+
+/// Called by the dump signal handler when `migrate_checkpoint` returns in a
+/// restored process.
+pub fn after_restore(handoff: u64) {
+    // SAFETY: the restorer passes the address of the handoff block it was
+    // given by the constructor, still mapped at this point.
+    let h: Handoff = unsafe { core::ptr::read(handoff as *const Handoff) };
+    if h.magic != HANDOFF_MAGIC {
+        sys::exit_group(71);
+    }
+    // SAFETY: the restorer mapping is not used by anything after this point
+    // (we run on the restored thread's own stack).
+    let _ = unsafe { sys::munmap(h.gap_start, h.gap_len) };
+
+    // SAFETY: single thread, every signal blocked.
+    let s = unsafe { SETTINGS.get() };
+    // glibc caches the thread's TID in its thread descriptor; raise() and
+    // pthread_kill use it. This process has a new TID.
+    if s.pthread_tid_offset != 0 {
+        let fs = sys::arch_get(sys::ARCH_GET_FS);
+        // SAFETY: the offset was checked at start-up to hold this thread's
+        // TID inside the (restored, mapped) thread descriptor.
+        unsafe { ((fs + u64::from(s.pthread_tid_offset)) as *mut i32).write_volatile(sys::gettid()) };
+    }
+    if h.signal > 0 && h.signal as i32 != s.signal {
+        move_handler(s.signal, h.signal as i32);
+        s.signal = h.signal as i32;
+    }
+    if h.exit_after_dump >= 0 {
+        s.exit_after_dump = h.exit_after_dump == 1;
+    }
+    if h.log >= 0 {
+        s.log = level(h.log as u8);
+    }
+    if h.image_len > 0 {
+        s.image.clear();
+        s.image.bytes(&h.image[..(h.image_len as usize).min(PATH_MAX)]);
+    }
+    if s.log >= crate::config::LogLevel::Info {
+        let mut line = Line::<{ PATH_MAX + 100 }>::new();
+        line.str("migrate: restored ")
+            .bytes(&h.from[..(h.from_len as usize).min(PATH_MAX)])
+            .str(" as pid ")
+            .dec(sys::getpid() as u64)
+            .str(" (")
+            .ms(sys::monotonic_ns().saturating_sub(h.started_ns))
+            .str(")");
+        line.emit();
+    }
+}
+
+/// Moves the shim's handler from signal `old` to `new`; `old` goes back to default.
+fn move_handler(old: i32, new: i32) {
+    let Ok(ours) = sys::sigaction_get(old) else { return };
+    // SAFETY: `ours` is the shim's own disposition, valid in this process.
+    unsafe {
+        let _ = sys::sigaction_set(new, &ours);
+        let _ = sys::sigaction_set(old, &KernelSigaction::default());
+    }
+}

@@ -1,0 +1,79 @@
+//! Saving and resuming the shim's own place inside the signal handler.
+//!
+//! # Safety
+//!
+//! [`checkpoint`] behaves like `setjmp` fused with a call: it records the
+//! callee-saved registers, the stack pointer and a resume address, then
+//! calls `body`. Later, in a restored process whose memory is a copy of
+//! this one, the restorer loads those registers and jumps to the resume
+//! address with `rax = RESUMED` and `rdx` = a handoff pointer: `checkpoint`
+//! then returns a second time, as if `body` had returned that pair. This
+//! is sound only because the caller's frames are part of the restored
+//! memory, byte for byte, and `checkpoint` is not inlined anywhere.
+
+use core::arch::global_asm;
+
+/// The value `checkpoint` returns in its first word when it returns in a
+/// restored process.
+pub const RESUMED: u64 = 0x4d49_4752_4154_4521; // "MIGRATE!"
+
+/// Registers saved by `checkpoint`; field order is fixed by the assembly.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct SavedRegs {
+    pub rbx: u64,
+    pub rbp: u64,
+    pub r12: u64,
+    pub r13: u64,
+    pub r14: u64,
+    pub r15: u64,
+    pub rip: u64,
+    pub rsp: u64,
+}
+
+/// What `checkpoint` returns: `(status, handoff)`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Outcome {
+    pub status: u64,
+    pub handoff: u64,
+}
+
+unsafe extern "C" {
+    /// Saves registers into `regs`, then returns `body(arg)` (with handoff 0),
+    /// or `(RESUMED, handoff)` when resumed by the restorer.
+    pub fn migrate_checkpoint(
+        regs: *mut SavedRegs,
+        body: extern "C" fn(*mut u8) -> u64,
+        arg: *mut u8,
+    ) -> Outcome;
+}
+
+global_asm!(
+    ".text",
+    ".globl migrate_checkpoint",
+    ".hidden migrate_checkpoint",
+    ".type migrate_checkpoint,@function",
+    "migrate_checkpoint:",
+    "    mov [rdi + 0], rbx",
+    "    mov [rdi + 8], rbp",
+    "    mov [rdi + 16], r12",
+    "    mov [rdi + 24], r13",
+    "    mov [rdi + 32], r14",
+    "    mov [rdi + 40], r15",
+    "    lea rax, [rip + 2f]",
+    "    mov [rdi + 48], rax",
+    "    mov [rdi + 56], rsp",
+    // At entry rsp = 8 mod 16; keep the ABI's 16-byte alignment for the call.
+    "    sub rsp, 8",
+    "    mov rdi, rdx",
+    "    call rsi",
+    "    add rsp, 8",
+    "    xor edx, edx",
+    "    ret",
+    // Resumed: the restorer set rsp to the saved value (pointing at our
+    // return address), the callee-saved registers, rax and rdx.
+    "2:",
+    "    ret",
+    ".size migrate_checkpoint, . - migrate_checkpoint",
+);

@@ -1,0 +1,326 @@
+//! Raw system calls, kernel structures and the few pieces of assembly the
+//! shim needs.
+//!
+//! # Safety
+//!
+//! Everything here talks to the kernel directly. The wrappers are `unsafe`
+//! where a call can break memory safety (it writes through a pointer, maps
+//! or unmaps memory, changes the thread's state); callers state why their
+//! arguments are valid. Nothing here allocates, locks or panics: it is used
+//! from the signal handler and after the old address space is gone.
+
+pub mod context;
+pub mod line;
+
+use core::arch::asm;
+
+pub use libc::{
+    SYS_arch_prctl, SYS_brk, SYS_close, SYS_close_range, SYS_exit_group, SYS_fstat, SYS_fsync,
+    SYS_get_robust_list, SYS_getdents64, SYS_getpid, SYS_gettid, SYS_mmap, SYS_mprotect,
+    SYS_mremap, SYS_munmap, SYS_openat, SYS_prctl, SYS_pread64, SYS_pwrite64, SYS_read,
+    SYS_readlinkat, SYS_renameat, SYS_rseq, SYS_rt_sigaction, SYS_rt_sigprocmask,
+    SYS_set_robust_list, SYS_set_tid_address, SYS_unlinkat, SYS_write,
+};
+
+/// A kernel error number.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+pub type SysResult<T> = Result<T, Errno>;
+
+/// Issues a system call with up to six arguments and returns the raw result.
+///
+/// # Safety
+/// The arguments must be valid for system call `nr`: pointers point to
+/// memory of the size the call expects, and the call's effect (mapping,
+/// unmapping, changing thread state) must not invalidate what the caller
+/// relies on.
+#[inline(always)]
+pub unsafe fn syscall6(nr: i64, a: [u64; 6]) -> i64 {
+    let ret: i64;
+    // SAFETY: the `syscall` instruction clobbers rcx and r11 and nothing
+    // else; the caller vouches for the arguments.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2],
+            in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// As [`syscall6`], with the result turned into `Ok(value)` or `Err(errno)`.
+///
+/// # Safety
+/// As for [`syscall6`].
+#[inline(always)]
+pub unsafe fn sys(nr: i64, a: [u64; 6]) -> SysResult<u64> {
+    // SAFETY: forwarded from the caller.
+    let r = unsafe { syscall6(nr, a) };
+    if (-4095..0).contains(&r) { Err(Errno(-r as i32)) } else { Ok(r as u64) }
+}
+
+macro_rules! args {
+    ($($a:expr),*) => {{
+        let mut v = [0u64; 6];
+        let mut _i = 0;
+        $( v[_i] = $a as u64; _i += 1; )*
+        v
+    }};
+}
+pub(crate) use args;
+
+pub const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
+
+/// Opens `path` (NUL-terminated) relative to the working directory.
+pub fn open(path: &[u8], flags: i32, mode: u32) -> SysResult<i32> {
+    if path.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: `path` is a NUL-terminated byte string that outlives the call.
+    unsafe { sys(SYS_openat, args!(AT_FDCWD, path.as_ptr(), flags, mode)) }.map(|fd| fd as i32)
+}
+
+pub fn close(fd: i32) {
+    // SAFETY: closing a descriptor the caller owns touches no memory.
+    let _ = unsafe { sys(SYS_close, args!(fd)) };
+}
+
+pub fn read(fd: i32, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: `buf` is writable for its whole length.
+    unsafe { sys(SYS_read, args!(fd, buf.as_mut_ptr(), buf.len())) }.map(|n| n as usize)
+}
+
+pub fn pread(fd: i32, buf: &mut [u8], off: u64) -> SysResult<usize> {
+    // SAFETY: `buf` is writable for its whole length.
+    unsafe { sys(SYS_pread64, args!(fd, buf.as_mut_ptr(), buf.len(), off)) }.map(|n| n as usize)
+}
+
+/// Writes all of `buf`, retrying short writes and EINTR.
+pub fn write_all(fd: i32, mut buf: &[u8]) -> SysResult<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is readable for its whole length.
+        match unsafe { sys(SYS_write, args!(fd, buf.as_ptr(), buf.len())) } {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => buf = buf.get(n as usize..).unwrap_or(&[]),
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn pwrite_all(fd: i32, mut buf: &[u8], mut off: u64) -> SysResult<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is readable for its whole length.
+        match unsafe { sys(SYS_pwrite64, args!(fd, buf.as_ptr(), buf.len(), off)) } {
+            Ok(0) => return Err(Errno(libc::EIO)),
+            Ok(n) => {
+                buf = buf.get(n as usize..).unwrap_or(&[]);
+                off += n;
+            }
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole (small, procfs) file into `buf`; returns the length read.
+/// Fails with EFBIG when it does not fit.
+pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
+    let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
+    let mut len = 0;
+    let res = loop {
+        let Some(rest) = buf.get_mut(len..) else { break Err(Errno(libc::EFBIG)) };
+        if rest.is_empty() {
+            break Err(Errno(libc::EFBIG));
+        }
+        match read(fd, rest) {
+            Ok(0) => break Ok(len),
+            Ok(n) => len += n,
+            Err(Errno(libc::EINTR)) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    close(fd);
+    res
+}
+
+pub fn fsync(fd: i32) -> SysResult<()> {
+    // SAFETY: no memory is involved.
+    unsafe { sys(SYS_fsync, args!(fd)) }.map(|_| ())
+}
+
+pub fn fstat(fd: i32) -> SysResult<libc::stat> {
+    // SAFETY: all-zero is a valid `struct stat`.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a writable `struct stat`.
+    unsafe { sys(SYS_fstat, args!(fd, &mut st as *mut libc::stat)) }.map(|_| st)
+}
+
+pub fn rename(from: &[u8], to: &[u8]) -> SysResult<()> {
+    if from.last() != Some(&0) || to.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: both are NUL-terminated paths.
+    unsafe { sys(SYS_renameat, args!(AT_FDCWD, from.as_ptr(), AT_FDCWD, to.as_ptr())) }.map(|_| ())
+}
+
+pub fn unlink(path: &[u8]) -> SysResult<()> {
+    if path.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: a NUL-terminated path.
+    unsafe { sys(SYS_unlinkat, args!(AT_FDCWD, path.as_ptr(), 0)) }.map(|_| ())
+}
+
+pub fn readlink(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
+    if path.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: a NUL-terminated path and a writable buffer.
+    unsafe { sys(SYS_readlinkat, args!(AT_FDCWD, path.as_ptr(), buf.as_mut_ptr(), buf.len())) }
+        .map(|n| n as usize)
+}
+
+/// Maps fresh anonymous read-write memory.
+pub fn mmap_anon(len: usize, extra_flags: i32) -> SysResult<*mut u8> {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags;
+    // SAFETY: a new anonymous mapping at an address the kernel picks
+    // replaces nothing.
+    unsafe { sys(SYS_mmap, args!(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1i64, 0)) }
+        .map(|a| a as *mut u8)
+}
+
+/// # Safety
+/// Nothing may use the range after this call.
+pub unsafe fn munmap(addr: u64, len: u64) -> SysResult<()> {
+    // SAFETY: the caller guarantees the range is no longer used.
+    unsafe { sys(SYS_munmap, args!(addr, len)) }.map(|_| ())
+}
+
+pub fn gettid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { syscall6(SYS_gettid, [0; 6]) as i32 }
+}
+
+pub fn getpid() -> i32 {
+    // SAFETY: no arguments.
+    unsafe { syscall6(SYS_getpid, [0; 6]) as i32 }
+}
+
+pub fn exit_group(code: i32) -> ! {
+    loop {
+        // SAFETY: ends the process.
+        unsafe { syscall6(SYS_exit_group, args!(code)) };
+    }
+}
+
+/// Monotonic time in nanoseconds (raw syscall, not the vDSO).
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: i32) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a writable timespec.
+    let _ = unsafe { sys(libc::SYS_clock_gettime, args!(clock, &mut ts as *mut libc::timespec)) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The kernel's `struct sigaction` on x86-64 (not glibc's).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct KernelSigaction {
+    pub handler: u64,
+    pub flags: u64,
+    pub restorer: u64,
+    pub mask: u64,
+}
+
+pub fn sigaction_get(sig: i32) -> SysResult<KernelSigaction> {
+    let mut old = KernelSigaction::default();
+    // SAFETY: a null new action only reads the disposition into `old`.
+    unsafe { sys(SYS_rt_sigaction, args!(sig, 0, &mut old as *mut KernelSigaction, 8)) }
+        .map(|_| old)
+}
+
+/// # Safety
+/// `act.handler` must be a valid handler (or SIG_DFL/SIG_IGN) and
+/// `act.restorer` a valid sigreturn trampoline when SA_RESTORER is set.
+pub unsafe fn sigaction_set(sig: i32, act: &KernelSigaction) -> SysResult<()> {
+    // SAFETY: forwarded from the caller.
+    unsafe { sys(SYS_rt_sigaction, args!(sig, act as *const KernelSigaction, 0, 8)) }.map(|_| ())
+}
+
+/// The calling thread's signal mask.
+pub fn sigmask_get() -> u64 {
+    let mut old = 0u64;
+    // SAFETY: a null new set only reads the mask.
+    let _ = unsafe { sys(SYS_rt_sigprocmask, args!(libc::SIG_BLOCK, 0, &mut old as *mut u64, 8)) };
+    old
+}
+
+pub const ARCH_SET_GS: u64 = 0x1001;
+pub const ARCH_SET_FS: u64 = 0x1002;
+pub const ARCH_GET_FS: u64 = 0x1003;
+pub const ARCH_GET_GS: u64 = 0x1004;
+
+pub fn arch_get(code: u64) -> u64 {
+    let mut v = 0u64;
+    // SAFETY: ARCH_GET_* writes one word to `v`.
+    let _ = unsafe { sys(SYS_arch_prctl, args!(code, &mut v as *mut u64)) };
+    v
+}
+
+pub const PR_SET_MM: u64 = 35;
+pub const PR_SET_MM_MAP: u64 = 14;
+pub const PR_GET_TID_ADDRESS: u64 = 40;
+
+/// `struct prctl_mm_map` from `<linux/prctl.h>`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct PrctlMmMap {
+    pub start_code: u64,
+    pub end_code: u64,
+    pub start_data: u64,
+    pub end_data: u64,
+    pub start_brk: u64,
+    pub brk: u64,
+    pub start_stack: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
+    pub auxv: u64,
+    pub auxv_size: u32,
+    pub exe_fd: u32,
+}
+
+pub const RSEQ_SIG: u32 = 0x5305_3053;
+pub const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+/// CPU features a saved state may depend on (see `dumpfmt::CpuFeatures`).
+pub fn cpu_features() -> dumpfmt::CpuFeatures {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    let l1 = __cpuid(1);
+    let l7 = __cpuid_count(7, 0);
+    let mut xcr0 = 0u64;
+    if l1.ecx & (1 << 27) != 0 {
+        let (lo, hi): (u32, u32);
+        // SAFETY: OSXSAVE is set, so xgetbv with ecx = 0 is valid.
+        unsafe { asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+        xcr0 = u64::from(hi) << 32 | u64::from(lo);
+    }
+    // Bit 31 of leaf 1 ecx says "running under a hypervisor": not a feature.
+    dumpfmt::CpuFeatures { xcr0, cpuid: [l1.ecx & !(1 << 31), l1.edx, l7.ebx, l7.ecx, l7.edx] }
+}
