@@ -1,0 +1,40 @@
+//! Compiles the C test programs in `programs/` with gcc into `OUT_DIR` and
+//! hands their paths to the crate as `MIGRATE_TEST_<NAME>` (e.g.
+//! `env!("MIGRATE_TEST_CPROG")`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const PROGRAMS: &[&str] = &["cprog", "cloop", "dlprog"];
+
+fn main() {
+    let manifest =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    for name in PROGRAMS {
+        let src = manifest.join("programs").join(format!("{name}.c"));
+        let exe = out.join(name);
+        println!("cargo:rerun-if-changed={}", src.display());
+        let status = Command::new("gcc")
+            .args([
+                "-O1",
+                "-g",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-Wl,--build-id",
+                "-o",
+            ])
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run gcc (is it installed?): {e}"));
+        assert!(status.success(), "gcc failed on {}", src.display());
+        println!(
+            "cargo:rustc-env=MIGRATE_TEST_{}={}",
+            name.to_uppercase(),
+            exe.display()
+        );
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+}

@@ -1,0 +1,842 @@
+//! Harness for the end-to-end tests of `libmigrate.so`.
+//!
+//! A test makes a [`TestDir`], starts a [`Program`] in it under the shim
+//! ([`TestDir::spawn`]), waits for its output ([`Proc::wait_for_step`]),
+//! sends the dump signal ([`Proc::signal`]), waits for the image
+//! ([`Proc::wait_for_image`], which also runs `dumpfmt::verify` on it), kills
+//! the process and restores the image ([`TestDir::restore`]). The output of
+//! the pieces is then compared with the output of an uninterrupted run
+//! ([`reference`]) by [`check_restored`] and [`check_segment`].
+//!
+//! Synchronisation is always by polling for a condition under a deadline,
+//! never by a fixed sleep. Every panic message names the stderr of the
+//! processes involved, so a failure says what the shim printed.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use std::os::unix::process::ExitStatusExt;
+
+/// How long any single wait (a line, an image, an exit) may take.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// How often waits poll.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Debian's python, not the pyenv one on `PATH`.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// Exit statuses of a failed restore (see the shim's documentation).
+pub mod exit {
+    pub const CORRUPT: i32 = 65;
+    pub const MISSING: i32 = 66;
+    pub const VERSION: i32 = 67;
+    pub const OTHER_PROGRAM: i32 = 68;
+    pub const MAPPED_FILE_CHANGED: i32 = 69;
+    pub const CANNOT_RESTORE: i32 = 70;
+    pub const FAILED_AFTER_TEARDOWN: i32 = 71;
+}
+
+/// The directory of this crate's sources (`tests/`).
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Path of `libmigrate.so`; panics with a hint when it has not been built.
+/// `MIGRATE_TEST_SHIM` overrides the path (e.g. to test a debug build).
+pub fn shim_path() -> PathBuf {
+    let path = match std::env::var_os("MIGRATE_TEST_SHIM") {
+        Some(p) => PathBuf::from(p),
+        None => crate_dir().join("../target/release/libmigrate.so"),
+    };
+    assert!(
+        path.is_file(),
+        "{} does not exist: build the shim first (run `make`, or `cargo build --release`)",
+        path.display()
+    );
+    path.canonicalize().expect("canonicalize libmigrate.so")
+}
+
+/// Test program 2 (`src/bin/rustprog.rs`) as a [`Program`]. A macro, since
+/// Cargo tells only integration tests (not this library) where the binary is.
+#[macro_export]
+macro_rules! rust_program {
+    () => {
+        $crate::Program::rust_at(env!("CARGO_BIN_EXE_rustprog"))
+    };
+}
+
+/// A program to run: its command line, possibly behind wrappers such as
+/// `setarch` or `setpriv` (which exec it, so the pid stays the program's).
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: String,
+    pub argv: Vec<OsString>,
+}
+
+impl Program {
+    fn new(name: &str, argv: Vec<OsString>) -> Program {
+        Program {
+            name: name.to_string(),
+            argv,
+        }
+    }
+
+    /// Test program 1: globals, TLS, brk heap, 256 MiB mmap, deep recursion, vDSO clock.
+    pub fn c() -> Program {
+        Program::new("cprog", vec![env!("MIGRATE_TEST_CPROG").into()])
+    }
+
+    /// Test program 4: tight malloc/free/print loop, 6000 steps of ~1 ms.
+    pub fn cloop() -> Program {
+        Program::new("cloop", vec![env!("MIGRATE_TEST_CLOOP").into()])
+    }
+
+    /// Test program 2: Rust with a `HashMap` and a `Vec`, at `path` (use
+    /// [`rust_program!`], which knows the path in integration tests).
+    pub fn rust_at(path: &str) -> Program {
+        Program::new("rustprog", vec![path.into()])
+    }
+
+    /// Test program 3: Python with a 200k-entry dict.
+    pub fn python() -> Program {
+        Program::new(
+            "pydict",
+            vec![PYTHON.into(), crate_dir().join("programs/pydict.py").into()],
+        )
+    }
+
+    /// A program that dlopens `lib` and maps `data` (see `programs/dlprog.c`).
+    pub fn dlprog(lib: &Path, data: &Path) -> Program {
+        Program::new(
+            "dlprog",
+            vec![env!("MIGRATE_TEST_DLPROG").into(), lib.into(), data.into()],
+        )
+    }
+
+    /// The same program run through `wrapper` (a command that execs its arguments).
+    pub fn wrapped(&self, wrapper: &[&str]) -> Program {
+        let mut argv: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
+        argv.extend(self.argv.iter().cloned());
+        Program::new(&self.name, argv)
+    }
+
+    /// The same program with extra arguments (a relaunch's arguments must not matter).
+    pub fn with_args(&self, args: &[&str]) -> Program {
+        let mut p = self.clone();
+        p.argv.extend(args.iter().map(OsString::from));
+        p
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]);
+        // Start from the test's environment without anything that would
+        // change how the shim or the programs behave.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("MIGRATE_") || k == "LD_PRELOAD" || k.starts_with("PYTHON") {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+}
+
+/// Output of an uninterrupted run of `program` without the shim (paced
+/// without sleeps, which changes no output), checked to start with `start`
+/// and end with `done`. Cached per program for the test binary.
+pub fn reference(program: &Program) -> Vec<String> {
+    static CACHE: OnceLock<Mutex<HashMap<Vec<OsString>, Vec<String>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(lines) = cache.lock().unwrap().get(&program.argv) {
+        return lines.clone();
+    }
+    let out = program
+        .command()
+        .env("MIGRATE_TEST_NOSLEEP", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", program.argv));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reference run of {} failed ({}); stderr:\n{}\nstdout tail:\n{}",
+        program.name,
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        tail(&stdout, 5)
+    );
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    assert_eq!(lines.first().map(String::as_str), Some("start"));
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with("done ")),
+        "reference output of {} does not end with done",
+        program.name
+    );
+    cache
+        .lock()
+        .unwrap()
+        .insert(program.argv.clone(), lines.clone());
+    lines
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A temporary directory for one test: the cwd of its processes, where
+/// images go, and (under `logs/`) the stdout and stderr of every process.
+#[derive(Debug)]
+pub struct TestDir {
+    dir: tempfile::TempDir,
+    logs: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(test: &str) -> TestDir {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("migrate-{test}-"))
+            .tempdir()
+            .expect("make temp dir");
+        let logs = dir.path().join("logs");
+        fs::create_dir(&logs).expect("make logs dir");
+        // Everyone may traverse it (an unprivileged test runs programs in it).
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        TestDir { dir, logs }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `path()/name`.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Gives the directory to `uid`/`gid` (for tests that run unprivileged).
+    pub fn chown(&self, uid: u32, gid: u32) {
+        for p in [self.dir.path(), self.logs.as_path()] {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+        }
+    }
+
+    /// Starts `program` under the shim with `env` added, in this directory.
+    /// `label` names the process in messages and its log files.
+    pub fn spawn(&self, program: &Program, label: &str, env: &[(&str, &str)]) -> Proc {
+        self.spawn_with(program, label, env, true)
+    }
+
+    /// Starts `program` without the shim.
+    pub fn spawn_plain(&self, program: &Program, label: &str, env: &[(&str, &str)]) -> Proc {
+        self.spawn_with(program, label, env, false)
+    }
+
+    /// Relaunches `program` under the shim with `MIGRATE_RESTORE=image`.
+    pub fn restore(
+        &self,
+        program: &Program,
+        label: &str,
+        image: &Path,
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let image = image.to_str().expect("utf-8 image path");
+        let mut all = vec![("MIGRATE_RESTORE", image)];
+        all.extend_from_slice(env);
+        self.spawn_with(program, label, &all, true)
+    }
+
+    fn spawn_with(&self, program: &Program, label: &str, env: &[(&str, &str)], shim: bool) -> Proc {
+        let stdout = self.logs.join(format!("{label}.out"));
+        let stderr = self.logs.join(format!("{label}.err"));
+        assert!(!stdout.exists(), "label {label} used twice");
+        let mut cmd = program.command();
+        cmd.current_dir(self.path())
+            .stdout(File::create(&stdout).expect("create stdout file"))
+            .stderr(File::create(&stderr).expect("create stderr file"));
+        if shim {
+            cmd.env("LD_PRELOAD", shim_path());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label} ({:?}): {e}", program.argv));
+        Proc {
+            label: label.to_string(),
+            child,
+            stdout,
+            stderr,
+            status: None,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A process started by the harness. Killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    pub label: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    status: Option<ExitStatus>,
+    started: Instant,
+}
+
+/// The number of a `step N ...` line.
+pub fn step_of(line: &str) -> Option<u64> {
+    line.strip_prefix("step ")?.split(' ').next()?.parse().ok()
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits i32")
+    }
+
+    /// Complete lines the process has written to stdout so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        let text = fs::read(&self.stdout).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        complete.lines().map(str::to_string).collect()
+    }
+
+    /// Everything written to stdout so far, partial last line included.
+    pub fn stdout_raw(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stdout).unwrap_or_default()).into_owned()
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stderr).unwrap_or_default()).into_owned()
+    }
+
+    /// A description for failure messages: status, stderr, end of stdout.
+    pub fn describe(&self) -> String {
+        let status = match self.status {
+            Some(s) => describe_status(s),
+            None => "running".to_string(),
+        };
+        let stdout = self.stdout_raw();
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "--- {} (pid {}, {status}, {:.1}s) stderr:\n{}\n--- {} stdout ({} lines), last 5:\n{}\n---",
+            self.label,
+            self.child.id(),
+            self.started.elapsed().as_secs_f64(),
+            self.stderr().trim_end(),
+            self.label,
+            stdout.lines().count(),
+            tail(&stdout, 5)
+        );
+        s
+    }
+
+    /// The exit status, if the process is known to have exited.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.status
+    }
+
+    /// Whether the process has exited (reaps it if so).
+    pub fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits until a stdout line satisfies `pred`; returns its index.
+    /// Panics (with the process's stderr) on timeout or if the process exits first.
+    pub fn wait_for_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> usize {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            // Read the status before the output, so that output written
+            // just before an exit is seen.
+            let exited = self.poll_exit();
+            if let Some(i) = self.stdout_lines().iter().position(|l| pred(l)) {
+                return i;
+            }
+            assert!(
+                exited.is_none(),
+                "{} exited before printing {what}\n{}",
+                self.label,
+                self.describe()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {TIMEOUT:?} waiting for {} to print {what}\n{}",
+                self.label,
+                self.describe()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for a `step N ...` line with N >= `step`; returns its index.
+    pub fn wait_for_step(&mut self, step: u64) -> usize {
+        self.wait_for_line(&format!("a line `step N` with N >= {step}"), |l| {
+            step_of(l).is_some_and(|n| n >= step)
+        })
+    }
+
+    /// Waits until stdout has more than `lines` complete lines.
+    pub fn wait_for_lines(&mut self, lines: usize) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let exited = self.poll_exit();
+            if self.stdout_lines().len() > lines {
+                return;
+            }
+            assert!(
+                exited.is_none(),
+                "{} exited before printing line {}\n{}",
+                self.label,
+                lines + 1,
+                self.describe()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {TIMEOUT:?} waiting for {} to print line {} (hung?)\n{}",
+                self.label,
+                lines + 1,
+                self.describe()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Sends `sig` to the process.
+    pub fn signal(&mut self, sig: i32) {
+        assert!(
+            self.poll_exit().is_none(),
+            "cannot signal {}: it has exited\n{}",
+            self.label,
+            self.describe()
+        );
+        // SAFETY: kill(2) takes plain integers and touches no memory; the pid
+        // is our own child, not yet reaped (poll_exit above), so it cannot
+        // have been reused by another process.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({}, {sig}): {}",
+            self.pid(),
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Sends the default dump signal (SIGUSR2).
+    pub fn dump_signal(&mut self) {
+        self.signal(libc::SIGUSR2);
+    }
+
+    /// Waits for `image` to appear (the shim renames it into place when
+    /// complete), then checks it with `dumpfmt::verify`. Panics with the
+    /// process's stderr if it exits without making it (unless `may_exit`) or
+    /// on timeout.
+    pub fn wait_for_image(&mut self, image: &Path, may_exit: bool) -> dumpfmt::Summary {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let exited = self.poll_exit();
+            if image.exists() {
+                break;
+            }
+            assert!(
+                exited.is_none() || may_exit,
+                "{} exited without writing {}\n{}",
+                self.label,
+                image.display(),
+                self.describe()
+            );
+            if let Some(status) = exited {
+                // It may exit (exit-after-dump) only once the image is in place.
+                assert!(
+                    image.exists(),
+                    "{} exited ({}) but {} is not there\n{}",
+                    self.label,
+                    describe_status(status),
+                    image.display(),
+                    self.describe()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {TIMEOUT:?} waiting for {} to write {}\n{}",
+                self.label,
+                image.display(),
+                self.describe()
+            );
+            std::thread::sleep(POLL);
+        }
+        verify_image(image, &self.describe())
+    }
+
+    /// SIGKILLs the process and reaps it.
+    pub fn kill(&mut self) {
+        if self.poll_exit().is_none() {
+            let _ = self.child.kill();
+            self.status = Some(self.child.wait().expect("wait"));
+        }
+    }
+
+    /// Waits for the process to exit; panics (killing it) after `TIMEOUT`.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "timed out after {TIMEOUT:?} waiting for {} to exit\n{}",
+                    self.label,
+                    self.describe()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the process to exit, but kills it as soon as it prints
+    /// anything on stdout (for runs that must fail before the program runs).
+    pub fn wait_unless_output(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.poll_exit() {
+                return status;
+            }
+            if !self.stdout_raw().is_empty() {
+                self.kill();
+                panic!(
+                    "{} should have failed before the program ran, but the program printed\n{}",
+                    self.label,
+                    self.describe()
+                );
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!(
+                    "timed out after {TIMEOUT:?} waiting for {} to exit\n{}",
+                    self.label,
+                    self.describe()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits for the process to exit with status 0; returns its stdout lines.
+    pub fn wait_success(&mut self) -> Vec<String> {
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "{} did not exit with status 0\n{}",
+            self.label,
+            self.describe()
+        );
+        self.stdout_lines()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// "exit status N" or "killed by signal N (core dumped)".
+pub fn describe_status(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(sig)) => format!(
+            "killed by signal {sig}{}",
+            if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            }
+        ),
+        _ => format!("{status}"),
+    }
+}
+
+/// `dumpfmt::verify(image)`, which must succeed; `context` (usually
+/// [`Proc::describe`] of the dumping process) goes into the failure message.
+pub fn verify_image(image: &Path, context: &str) -> dumpfmt::Summary {
+    match dumpfmt::verify(image) {
+        Ok(summary) => summary,
+        Err(e) => panic!(
+            "dumpfmt::verify({}) failed: {e}\n{context}",
+            image.display()
+        ),
+    }
+}
+
+/// The metadata of a (good) image.
+pub fn image_meta(image: &Path) -> dumpfmt::ImageFile {
+    dumpfmt::ImageFile::open(image)
+        .unwrap_or_else(|e| panic!("ImageFile::open({}): {e}", image.display()))
+}
+
+/// Checks that `got` is a contiguous slice of `expected` and returns where it
+/// starts. `what` and `context` go into failure messages.
+pub fn check_segment(expected: &[String], got: &[String], what: &str, context: &str) -> usize {
+    assert!(!got.is_empty(), "{what}: printed nothing\n{context}");
+    let Some(k) = expected.iter().position(|l| *l == got[0]) else {
+        panic!(
+            "{what}: first line {:?} is not in the expected output\n{context}",
+            got[0]
+        );
+    };
+    let end = (k + got.len()).min(expected.len());
+    if let Some(i) = (k..end).find(|&i| expected[i] != got[i - k]) {
+        panic!(
+            "{what}: line {} differs from the uninterrupted run:\n  expected: {:?}\n  got:      {:?}\n{context}",
+            i - k,
+            expected[i],
+            got[i - k]
+        );
+    }
+    assert!(
+        k + got.len() <= expected.len(),
+        "{what}: printed {} lines past the end of the expected output\n{context}",
+        k + got.len() - expected.len()
+    );
+    k
+}
+
+/// Checks one dump → kill → restore: the killed `original` printed a prefix
+/// of `expected`; the `restored` process printed exactly `expected[k..]` for
+/// some k ≥ 1, and the original had printed at least `expected[..k]`.
+/// Returns k.
+pub fn check_restored(
+    expected: &[String],
+    original: &[String],
+    restored: &[String],
+    context: &str,
+) -> usize {
+    let k0 = check_segment(
+        expected,
+        original,
+        "the original (dumped, then killed)",
+        context,
+    );
+    assert_eq!(k0, 0, "the original did not start at the start\n{context}");
+    let k = check_segment(expected, restored, "the restored process", context);
+    assert!(
+        k + restored.len() == expected.len(),
+        "the restored process stopped after line {} of {} of the expected output\n{context}",
+        k + restored.len(),
+        expected.len()
+    );
+    assert!(
+        k >= 1,
+        "the restored process started over from the first line\n{context}"
+    );
+    assert!(
+        original.len() >= k,
+        "the restored process resumed at line {k}, but the original had only printed {} lines\n{context}",
+        original.len()
+    );
+    k
+}
+
+/// `describe()` of several processes, for failure messages.
+pub fn describe_all(procs: &[&Proc]) -> String {
+    procs
+        .iter()
+        .map(|p| p.describe())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Copies `image` to `dir/name` (mode 0600, as the shim writes it) and returns the copy.
+pub fn copy_image(image: &Path, dir: &TestDir, name: &str) -> PathBuf {
+    let copy = dir.join(name);
+    fs::copy(image, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", image.display()));
+    copy
+}
+
+/// Flips every bit of the byte at `offset` in `path`.
+pub fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open image for writing");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset)
+        .unwrap_or_else(|e| panic!("read byte {offset} of {}: {e}", path.display()));
+    b[0] ^= 0xff;
+    f.write_all_at(&b, offset).expect("write byte");
+}
+
+/// Builds `programs/libchg.c` with `-DVARIANT=variant` as a shared library at `out`.
+pub fn build_libchg(out: &Path, variant: u32) {
+    let src = crate_dir().join("programs/libchg.c");
+    let tmp = out.with_extension("so.new");
+    let status = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-O1", "-Wl,--build-id"])
+        .arg(format!("-DVARIANT={variant}"))
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .expect("run gcc");
+    assert!(status.success(), "gcc failed on {}", src.display());
+    // Replace in place of the old one, as an upgrade would.
+    fs::rename(&tmp, out).expect("rename library into place");
+}
+
+/// Runs `program` under `wrapper` on nothing and tells whether it works here
+/// (e.g. `setpriv` may be refused in a container).
+pub fn wrapper_works(wrapper: &[&str]) -> Result<(), String> {
+    let out = Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg("/bin/true")
+        .output()
+        .map_err(|e| format!("{}: {e}", wrapper[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{wrapper:?} /bin/true failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The files in `dir` (not in subdirectories), sorted, as names.
+pub fn list_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read_dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `/proc/PID/personality` of a running process.
+pub fn personality(pid: i32) -> u32 {
+    let text = fs::read_to_string(format!("/proc/{pid}/personality")).expect("read personality");
+    u32::from_str_radix(text.trim(), 16).expect("parse personality")
+}
+
+/// Runs a failing restore of `image` with `program` and checks its failure:
+/// exit status `code`, exactly one line on stderr starting `migrate: `, and
+/// nothing of the program run (no `start` line on stdout).
+pub fn expect_restore_failure(
+    dir: &TestDir,
+    program: &Program,
+    label: &str,
+    image: &Path,
+    code: i32,
+) -> String {
+    let mut p = dir.restore(program, label, image, &[]);
+    let status = p.wait_unless_output();
+    let stderr = p.stderr();
+    let stdout = p.stdout_raw();
+    let context = format!("restoring {} ({label})\n{}", image.display(), p.describe());
+    assert_eq!(
+        status.code(),
+        Some(code),
+        "expected exit status {code}, got {}\n{context}",
+        describe_status(status)
+    );
+    assert!(
+        !stdout.lines().any(|l| l == "start"),
+        "the program ran (it printed `start`)\n{context}"
+    );
+    assert!(
+        stdout.is_empty(),
+        "nothing of the program may run before a restore fails, but it printed to stdout\n{context}"
+    );
+    assert!(
+        stderr.starts_with("migrate: ") && stderr.ends_with('\n') && stderr.lines().count() == 1,
+        "stderr must be exactly one line starting with `migrate: `, got {stderr:?}\n{context}"
+    );
+    stderr
+}
+
+/// What [`dump_kill_restore`] did.
+#[derive(Debug)]
+pub struct DumpRestore {
+    /// The dumped, then killed, process.
+    pub original: Proc,
+    /// The restored process, exited with status 0.
+    pub restored: Proc,
+    pub image: PathBuf,
+    pub summary: dumpfmt::Summary,
+    /// Index in the expected output of the restored process's first line.
+    pub k: usize,
+}
+
+/// The common scenario: start `program` under the shim with `env`, wait for
+/// `step N` with N >= `step`, send SIGUSR2, wait for the image (at
+/// `MIGRATE_IMAGE` if `env` sets it, else the default `migrate-PID.img` in
+/// the cwd) and verify it, SIGKILL the process, restore the image with the
+/// same program (and `restore_env`), wait for it to finish, and check the
+/// output against an uninterrupted run.
+pub fn dump_kill_restore(
+    dir: &TestDir,
+    program: &Program,
+    step: u64,
+    env: &[(&str, &str)],
+    restore_env: &[(&str, &str)],
+) -> DumpRestore {
+    let expected = reference(program);
+    let mut original = dir.spawn(program, "original", env);
+    let image = match env.iter().find(|(k, _)| *k == "MIGRATE_IMAGE") {
+        Some((_, v)) => dir.path().join(v),
+        None => dir.join(&format!("migrate-{}.img", original.pid())),
+    };
+    original.wait_for_step(step);
+    original.dump_signal();
+    let summary = original.wait_for_image(&image, false);
+    original.kill();
+    let mut restored = dir.restore(program, "restored", &image, restore_env);
+    restored.wait();
+    let context = describe_all(&[&original, &restored]);
+    let status = restored.poll_exit().expect("exited");
+    assert!(
+        status.success(),
+        "the restored process did not exit with status 0 ({})\n{context}",
+        describe_status(status)
+    );
+    let k = check_restored(
+        &expected,
+        &original.stdout_lines(),
+        &restored.stdout_lines(),
+        &context,
+    );
+    DumpRestore {
+        original,
+        restored,
+        image,
+        summary,
+        k,
+    }
+}

@@ -1,0 +1,122 @@
+//! A file the dumped process had mapped (a dlopen'd library, an mmap'd data
+//! file) that is missing or changed at restore time makes the restore fail
+//! with 69, before anything of the program runs.
+
+use std::fs;
+use std::path::PathBuf;
+
+use migrate_tests::*;
+
+struct Setup {
+    dir: TestDir,
+    lib: PathBuf,
+    data: PathBuf,
+    program: Program,
+    image: PathBuf,
+}
+
+fn data_bytes(seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..100_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Builds the library, writes the data file, runs dlprog on them and dumps
+/// it at step 5 with MIGRATE_AFTER_DUMP=exit.
+fn setup(test: &str) -> Setup {
+    let dir = TestDir::new(test);
+    let lib = dir.join("libchg.so");
+    let data = dir.join("data.bin");
+    build_libchg(&lib, 1);
+    fs::write(&data, data_bytes(1)).unwrap();
+    let program = Program::dlprog(&lib, &data);
+    let image = dir.join("dl.img");
+    let mut p = dir.spawn(
+        &program,
+        "dumped",
+        &[
+            ("MIGRATE_AFTER_DUMP", "exit"),
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, true);
+    let status = p.wait();
+    assert!(status.success(), "dump with exit failed\n{}", p.describe());
+    Setup {
+        dir,
+        lib,
+        data,
+        program,
+        image,
+    }
+}
+
+/// With the files unchanged the image restores (the positive control for
+/// the tests below), and then a rebuilt library makes it fail.
+#[test]
+fn library_changed() {
+    let s = setup("lib-changed");
+    let expected = reference(&s.program);
+    let mut restored = s.dir.restore(&s.program, "restored", &s.image, &[]);
+    let out = restored.wait_success();
+    let dumped = fs::read_to_string(s.dir.path().join("logs/dumped.out")).unwrap();
+    let dumped: Vec<String> = dumped.lines().map(str::to_string).collect();
+    check_restored(&expected, &dumped, &out, &restored.describe());
+
+    build_libchg(&s.lib, 2);
+    expect_restore_failure(
+        &s.dir,
+        &s.program,
+        "restore-after-rebuild",
+        &s.image,
+        exit::MAPPED_FILE_CHANGED,
+    );
+}
+
+#[test]
+fn library_missing() {
+    let s = setup("lib-missing");
+    fs::remove_file(&s.lib).unwrap();
+    expect_restore_failure(
+        &s.dir,
+        &s.program,
+        "restore",
+        &s.image,
+        exit::MAPPED_FILE_CHANGED,
+    );
+}
+
+#[test]
+fn data_file_changed() {
+    let s = setup("data-changed");
+    // Same size, same inode, other contents.
+    fs::write(&s.data, data_bytes(2)).unwrap();
+    expect_restore_failure(
+        &s.dir,
+        &s.program,
+        "restore",
+        &s.image,
+        exit::MAPPED_FILE_CHANGED,
+    );
+}
+
+#[test]
+fn data_file_missing() {
+    let s = setup("data-missing");
+    fs::remove_file(&s.data).unwrap();
+    expect_restore_failure(
+        &s.dir,
+        &s.program,
+        "restore",
+        &s.image,
+        exit::MAPPED_FILE_CHANGED,
+    );
+}
