@@ -153,6 +153,42 @@ pub fn count_threads() -> Result<usize, Errno> {
     res
 }
 
+/// Names, in the log, each descriptor beyond stdio: this version does not
+/// restore them (they come back closed).
+fn log_other_fds(ours: &[i32]) {
+    let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
+        return;
+    };
+    let mut buf = [0u8; 4096];
+    // SAFETY: `buf` is writable for its length.
+    while let Ok(n @ 1..) = unsafe { sys::sys(sys::SYS_getdents64, args!(dir, buf.as_mut_ptr(), buf.len())) } {
+        let mut off = 0usize;
+        while off + 19 < n as usize {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            let name = &buf[off + 19..(off + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            let mut fd = 0i32;
+            for &c in name {
+                fd = fd.saturating_mul(10).saturating_add(i32::from(c.wrapping_sub(b'0')));
+            }
+            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) && fd > 2 && fd != dir && !ours.contains(&fd) {
+                let mut link = Line::<64>::new();
+                link.str("/proc/self/fd/").bytes(name);
+                let mut target = [0u8; 512];
+                let len = link.c_str().and_then(|p| sys::readlink(p, &mut target).ok()).unwrap_or(0);
+                let mut line = Line::<700>::new();
+                line.str("migrate: fd ").bytes(name).str(" (").bytes(&target[..len]).str(") is not saved; it will be closed after a restore");
+                line.emit();
+            }
+            if reclen == 0 {
+                break;
+            }
+            off += reclen;
+        }
+    }
+    sys::close(dir);
+}
+
 /// Expands `%p`, `%n` and `%%` in the image pattern.
 fn expand_path(pattern: &[u8], pid: i32, seq: u64, out: &mut Line<PATH_MAX>) {
     let mut i = 0;
@@ -299,6 +335,9 @@ fn write_image(
         }
     }
 
+    if settings.log >= LogLevel::Info {
+        log_other_fds(&[out.fd(), fds.pagemap, fds.mem]);
+    }
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };

@@ -41,6 +41,10 @@ impl ImageWriter {
         Ok(w)
     }
 
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
     /// Where the next byte goes.
     pub fn pos(&self) -> u64 {
         self.pos
