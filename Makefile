@@ -1,0 +1,27 @@
+# `make` builds target/release/libmigrate.so; `make test` runs every check CI runs.
+CARGO ?= cargo
+LIB := target/release/libmigrate.so
+
+.PHONY: all build test lint fuzz-build demo clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+# The fuzz crate lives outside the workspace; CI proves it builds.
+fuzz-build:
+	$(CARGO) build --release --manifest-path fuzz/Cargo.toml
+
+test: build lint fuzz-build
+	$(CARGO) test --release --workspace
+
+demo: build
+	scripts/demo.sh
+
+clean:
+	$(CARGO) clean
