@@ -14,6 +14,9 @@ use crate::dump::arena::ArenaVec;
 use crate::dump::writer::ImageWriter;
 use crate::sys;
 
+/// Bytes checksummed and written at a time.
+const WRITE_CHUNK: usize = 1 << 20;
+
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
 const PM_FILE: u64 = 1 << 61;
@@ -118,8 +121,12 @@ impl PageScan<'_> {
         }
         // SAFETY: the run's pages were checked readable and present above.
         let data = unsafe { core::slice::from_raw_parts(r.addr as *const u8, len as usize) };
-        r.crc.update(data);
-        out.write(data)?;
+        // Checksum and write a cache-sized piece at a time: the write then
+        // copies bytes the checksum just brought into cache.
+        for piece in data.chunks(WRITE_CHUNK) {
+            r.crc.update(piece);
+            out.write(piece)?;
+        }
         push_run(r, runs)
     }
 
