@@ -89,7 +89,9 @@ pub fn parse_signal(s: &str) -> Option<i32> {
         } else {
             return None;
         };
-        (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&n).then_some(n)
+        (libc::SIGRTMIN()..=libc::SIGRTMAX())
+            .contains(&n)
+            .then_some(n)
     };
     if let Some(rest) = name.strip_prefix("RTMIN") {
         return rt(libc::SIGRTMIN(), rest);
@@ -139,17 +141,31 @@ impl Overrides {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let mut o = Overrides::default();
         if let Some(v) = var("MIGRATE_SIGNAL") {
-            let sig = parse_signal(&v)
-                .ok_or_else(|| BadSetting(format!("MIGRATE_SIGNAL={v}: not a signal name or number")))?;
-            if [libc::SIGKILL, libc::SIGSTOP, libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE]
-                .contains(&sig)
+            let sig = parse_signal(&v).ok_or_else(|| {
+                BadSetting(format!("MIGRATE_SIGNAL={v}: not a signal name or number"))
+            })?;
+            if [
+                libc::SIGKILL,
+                libc::SIGSTOP,
+                libc::SIGSEGV,
+                libc::SIGBUS,
+                libc::SIGILL,
+                libc::SIGFPE,
+            ]
+            .contains(&sig)
             {
-                return Err(BadSetting(format!("MIGRATE_SIGNAL={v}: this signal cannot trigger a dump")));
+                return Err(BadSetting(format!(
+                    "MIGRATE_SIGNAL={v}: this signal cannot trigger a dump"
+                )));
             }
             o.signal = Some(sig);
         }
         if let Some(v) = var("MIGRATE_IMAGE") {
-            let abs = if v.starts_with('/') { v.clone() } else { format!("{}/{v}", cwd.trim_end_matches('/')) };
+            let abs = if v.starts_with('/') {
+                v.clone()
+            } else {
+                format!("{}/{v}", cwd.trim_end_matches('/'))
+            };
             if abs.len() + 32 >= PATH_MAX {
                 return Err(BadSetting(format!("MIGRATE_IMAGE={v}: path too long")));
             }
@@ -159,7 +175,11 @@ impl Overrides {
             o.exit_after_dump = Some(match v.as_str() {
                 "continue" => false,
                 "exit" => true,
-                _ => return Err(BadSetting(format!("MIGRATE_AFTER_DUMP={v}: expected continue or exit"))),
+                _ => {
+                    return Err(BadSetting(format!(
+                        "MIGRATE_AFTER_DUMP={v}: expected continue or exit"
+                    )));
+                }
             });
         }
         if let Some(v) = var("MIGRATE_LOG") {
@@ -167,7 +187,11 @@ impl Overrides {
                 "error" => 0,
                 "info" => 1,
                 "debug" => 2,
-                _ => return Err(BadSetting(format!("MIGRATE_LOG={v}: expected error, info or debug"))),
+                _ => {
+                    return Err(BadSetting(format!(
+                        "MIGRATE_LOG={v}: expected error, info or debug"
+                    )));
+                }
             });
         }
         Ok(o)

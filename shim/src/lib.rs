@@ -45,24 +45,31 @@ fn init() {
     let s = unsafe { SETTINGS.get() };
     s.rseq_offset = 0;
     s.rseq_len = 0;
-    if let Some((off, size)) = glibc_rseq() {
-        if size > 0 {
-            s.rseq_offset = off;
-            s.rseq_len = GLIBC_RSEQ_LEN;
-        }
+    if let Some((off, size)) = glibc_rseq()
+        && size > 0
+    {
+        s.rseq_offset = off;
+        s.rseq_len = GLIBC_RSEQ_LEN;
     }
-    s.pthread_tid_offset = if tid_offset_ok(GLIBC_PTHREAD_TID_OFFSET) { GLIBC_PTHREAD_TID_OFFSET } else { 0 };
+    s.pthread_tid_offset = if tid_offset_ok(GLIBC_PTHREAD_TID_OFFSET) {
+        GLIBC_PTHREAD_TID_OFFSET
+    } else {
+        0
+    };
 
-    if let Ok(path) = std::env::var("MIGRATE_RESTORE") {
-        if !path.is_empty() {
-            restore::run(&path, &overrides);
-        }
+    if let Ok(path) = std::env::var("MIGRATE_RESTORE")
+        && !path.is_empty()
+    {
+        restore::run(&path, &overrides);
     }
     s.image.clear();
     s.image.str(&cwd).str("/migrate-%p.img");
     overrides.apply(s);
     if let Err(e) = install_handler(s.signal) {
-        eprintln!("migrate: cannot install the handler for signal {}: {e}", s.signal);
+        eprintln!(
+            "migrate: cannot install the handler for signal {}: {e}",
+            s.signal
+        );
     }
 }
 

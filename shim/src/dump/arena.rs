@@ -24,7 +24,11 @@ impl Arena {
     /// Reserves `len` bytes of address space; pages cost memory only when touched.
     pub fn new(len: usize) -> SysResult<Arena> {
         let base = sys::mmap_anon(len, libc::MAP_NORESERVE)?;
-        Ok(Arena { base, len, used: Cell::new(0) })
+        Ok(Arena {
+            base,
+            len,
+            used: Cell::new(0),
+        })
     }
 
     /// The address range of the arena's mapping.
@@ -44,6 +48,9 @@ impl Arena {
     }
 
     /// A zeroed byte buffer.
+    // Each call hands out a fresh, disjoint piece (the `used` cell moves
+    // past it), so several `&mut` pieces from one `&self` never alias.
+    #[allow(clippy::mut_from_ref)]
     pub fn bytes(&self, n: usize) -> Option<&mut [u8]> {
         let p = self.take(n, 4096)?;
         // SAFETY: `p..p+n` is inside the mapping, handed out once, and zero
@@ -52,6 +59,7 @@ impl Arena {
     }
 
     /// A zeroed word buffer.
+    #[allow(clippy::mut_from_ref)]
     pub fn words(&self, n: usize) -> Option<&mut [u64]> {
         let p = self.take(n.checked_mul(8)?, 4096)?;
         // SAFETY: as `bytes`; zero is a valid u64 and the piece is 8-aligned.
@@ -61,7 +69,12 @@ impl Arena {
     /// A vector of capacity `cap`.
     pub fn vec<T>(&self, cap: usize) -> Option<ArenaVec<'_, T>> {
         let p = self.take(cap.checked_mul(size_of::<T>())?, align_of::<T>().max(8))?;
-        Some(ArenaVec { ptr: p.cast(), cap, len: 0, _arena: PhantomData })
+        Some(ArenaVec {
+            ptr: p.cast(),
+            cap,
+            len: 0,
+            _arena: PhantomData,
+        })
     }
 
     /// Bytes not yet handed out.

@@ -97,7 +97,15 @@ pub fn parse_line(line: &[u8]) -> Option<MapLine<'_>> {
     let (inode, rest) = field(rest);
     let inode = dec(inode)?;
     let name = trim_start(rest);
-    Some(MapLine { start, end, prot, shared, offset, inode, name })
+    Some(MapLine {
+        start,
+        end,
+        prot,
+        shared,
+        offset,
+        inode,
+        name,
+    })
 }
 
 /// Iterates over the lines of a buffer.
@@ -112,16 +120,24 @@ mod tests {
     #[test]
     fn parses_file_and_anon_lines() {
         let l = parse_line(b"7fb271dcf000-7fb271dd9000 r--p 00027000 fe:00 325843                     /usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").unwrap();
-        assert_eq!((l.start, l.end, l.offset, l.inode), (0x7fb271dcf000, 0x7fb271dd9000, 0x27000, 325843));
+        assert_eq!(
+            (l.start, l.end, l.offset, l.inode),
+            (0x7fb271dcf000, 0x7fb271dd9000, 0x27000, 325843)
+        );
         assert_eq!(l.prot, dumpfmt::PROT_READ);
         assert!(l.is_file() && !l.shared);
-        let l = parse_line(b"7ffee0a70000-7ffee0a91000 rw-p 00000000 00:00 0                          [stack]").unwrap();
+        let l = parse_line(
+            b"7ffee0a70000-7ffee0a91000 rw-p 00000000 00:00 0                          [stack]",
+        )
+        .unwrap();
         assert_eq!(l.name, b"[stack]");
         assert!(!l.is_file());
         let l = parse_line(b"7f0000000000-7f0000001000 ---p 00000000 00:00 0 ").unwrap();
         assert_eq!(l.name, b"");
         assert_eq!(l.prot, 0);
-        let l = parse_line(b"7f0000000000-7f0000001000 rw-s 00000000 00:01 1234 /memfd:x (deleted)").unwrap();
+        let l =
+            parse_line(b"7f0000000000-7f0000001000 rw-s 00000000 00:01 1234 /memfd:x (deleted)")
+                .unwrap();
         assert!(l.shared && l.is_deleted());
     }
 }

@@ -10,6 +10,10 @@
 //! becomes a [`Fail`] that the handler prints as one line; the process
 //! then goes on as if nothing had happened, and the previous image stays.
 
+// `Fail` carries its message inline (there is no heap to box it in); a
+// dump fails rarely, so moving 600 bytes on that path costs nothing.
+#![allow(clippy::result_large_err)]
+
 pub mod arena;
 pub mod maps;
 pub mod pages;
@@ -60,7 +64,12 @@ impl Fail {
     }
 
     pub fn errno(mut self, e: Errno) -> Fail {
-        self.line.str(": ").str(errno_name(e)).str(" (errno ").dec(e.0 as u64).str(")");
+        self.line
+            .str(": ")
+            .str(errno_name(e))
+            .str(" (errno ")
+            .dec(e.0 as u64)
+            .str(")");
         self
     }
 }
@@ -77,7 +86,12 @@ struct Job {
 pub fn on_dump_signal() {
     let started = sys::monotonic_ns();
     let mut regs = SavedRegs::default();
-    let mut job = Job { regs: &regs, path: Line::new(), size: 0, fail: None };
+    let mut job = Job {
+        regs: &regs,
+        path: Line::new(),
+        size: 0,
+        fail: None,
+    };
     // SAFETY: `regs` and `job` outlive the call; `dump_body` receives `job`.
     let out = unsafe { migrate_checkpoint(&mut regs, dump_body, (&mut job as *mut Job).cast()) };
     if out.status == RESUMED {
@@ -89,7 +103,8 @@ pub fn on_dump_signal() {
     match job.fail.take() {
         Some(mut f) => {
             let mut line = Line::<800>::new();
-            line.str("migrate: dump failed, the process goes on: ").bytes(f.line.as_bytes());
+            line.str("migrate: dump failed, the process goes on: ")
+                .bytes(f.line.as_bytes());
             line.emit();
             f.line.clear();
         }
@@ -126,7 +141,11 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
 
 /// Counts the threads of this process (entries of /proc/self/task).
 pub fn count_threads() -> Result<usize, Errno> {
-    let fd = sys::open(b"/proc/self/task\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)?;
+    let fd = sys::open(
+        b"/proc/self/task\0",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )?;
     let mut buf = [0u8; 4096];
     let mut count = 0;
     let res = loop {
@@ -156,12 +175,18 @@ pub fn count_threads() -> Result<usize, Errno> {
 /// Names, in the log, each descriptor beyond stdio: this version does not
 /// restore them (they come back closed).
 fn log_other_fds(ours: &[i32]) {
-    let Ok(dir) = sys::open(b"/proc/self/fd\0", libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
+    let Ok(dir) = sys::open(
+        b"/proc/self/fd\0",
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    ) else {
         return;
     };
     let mut buf = [0u8; 4096];
     // SAFETY: `buf` is writable for its length.
-    while let Ok(n @ 1..) = unsafe { sys::sys(sys::SYS_getdents64, args!(dir, buf.as_mut_ptr(), buf.len())) } {
+    while let Ok(n @ 1..) =
+        unsafe { sys::sys(sys::SYS_getdents64, args!(dir, buf.as_mut_ptr(), buf.len())) }
+    {
         let mut off = 0usize;
         while off + 19 < n as usize {
             let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
@@ -169,15 +194,29 @@ fn log_other_fds(ours: &[i32]) {
             let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
             let mut fd = 0i32;
             for &c in name {
-                fd = fd.saturating_mul(10).saturating_add(i32::from(c.wrapping_sub(b'0')));
+                fd = fd
+                    .saturating_mul(10)
+                    .saturating_add(i32::from(c.wrapping_sub(b'0')));
             }
-            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) && fd > 2 && fd != dir && !ours.contains(&fd) {
+            if !name.is_empty()
+                && name.iter().all(u8::is_ascii_digit)
+                && fd > 2
+                && fd != dir
+                && !ours.contains(&fd)
+            {
                 let mut link = Line::<64>::new();
                 link.str("/proc/self/fd/").bytes(name);
                 let mut target = [0u8; 512];
-                let len = link.c_str().and_then(|p| sys::readlink(p, &mut target).ok()).unwrap_or(0);
+                let len = link
+                    .c_str()
+                    .and_then(|p| sys::readlink(p, &mut target).ok())
+                    .unwrap_or(0);
                 let mut line = Line::<700>::new();
-                line.str("migrate: fd ").bytes(name).str(" (").bytes(&target[..len]).str(") is not saved; it will be closed after a restore");
+                line.str("migrate: fd ")
+                    .bytes(name)
+                    .str(" (")
+                    .bytes(&target[..len])
+                    .str(") is not saved; it will be closed after a restore");
                 line.emit();
             }
             if reclen == 0 {
@@ -228,7 +267,8 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
     }
-    let arena = arena::Arena::new(ARENA_LEN).map_err(|e| Fail::new("cannot map the dump arena").errno(e))?;
+    let arena = arena::Arena::new(ARENA_LEN)
+        .map_err(|e| Fail::new("cannot map the dump arena").errno(e))?;
     let out = writer::ImageWriter::create(job.path.as_bytes())?;
 
     // The sequence number is part of the memory being dumped: set it first,
@@ -278,8 +318,10 @@ fn write_image(
 
     let ro = libc::O_RDONLY | libc::O_CLOEXEC;
     let fds = Fds {
-        pagemap: sys::open(b"/proc/self/pagemap\0", ro, 0).map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?,
-        mem: sys::open(b"/proc/self/mem\0", ro, 0).map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?,
+        pagemap: sys::open(b"/proc/self/pagemap\0", ro, 0)
+            .map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?,
+        mem: sys::open(b"/proc/self/mem\0", ro, 0)
+            .map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?,
     };
     let mut scan = pages::PageScan {
         pagemap_fd: fds.pagemap,
@@ -289,7 +331,10 @@ fn write_image(
         volatile: {
             // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
             let rsp = unsafe { (*job.regs).rsp };
-            (rsp.saturating_sub(STACK_SLACK), rsp + 2 * dumpfmt::PAGE_SIZE)
+            (
+                rsp.saturating_sub(STACK_SLACK),
+                rsp + 2 * dumpfmt::PAGE_SIZE,
+            )
         },
     };
 
@@ -306,12 +351,16 @@ fn write_image(
         if m.name == b"[vsyscall]" {
             continue;
         }
-        let name = core::str::from_utf8(m.name).map_err(|_| Fail::new("mapping name is not UTF-8: ").bytes(m.name))?;
+        let name = core::str::from_utf8(m.name)
+            .map_err(|_| Fail::new("mapping name is not UTF-8: ").bytes(m.name))?;
         let (backing, select) = if m.is_kernel() {
             (Backing::Kernel, None)
         } else if m.is_file() && !m.is_deleted() {
             match file_index(&mut files, arena, m.name, m.inode)? {
-                Some(i) => (Backing::File(i), (!m.shared).then_some(pages::Select::Private)),
+                Some(i) => (
+                    Backing::File(i),
+                    (!m.shared).then_some(pages::Select::Private),
+                ),
                 // The path names another file now: keep the contents.
                 None => (Backing::Contents, Some(pages::Select::All)),
             }
@@ -321,16 +370,38 @@ fn write_image(
             (Backing::Anonymous, Some(pages::Select::Touched))
         };
         // The arena itself may have merged with a neighbouring mapping: cut it out.
-        let parts = [(m.start, m.end.min(arena_start)), (m.start.max(arena_end), m.end)];
+        let parts = [
+            (m.start, m.end.min(arena_start)),
+            (m.start.max(arena_end), m.end),
+        ];
         for (start, end) in parts {
             if start >= end {
                 continue;
             }
-            let offset = if matches!(backing, Backing::File(_)) { m.offset + (start - m.start) } else { 0 };
-            let rec = Mapping { start, end, prot: m.prot, shared: m.shared, offset, backing, name: Cow::Borrowed(name) };
+            let offset = if matches!(backing, Backing::File(_)) {
+                m.offset + (start - m.start)
+            } else {
+                0
+            };
+            let rec = Mapping {
+                start,
+                end,
+                prot: m.prot,
+                shared: m.shared,
+                offset,
+                backing,
+                name: Cow::Borrowed(name),
+            };
             mappings.push(rec).map_err(|_| no_mem())?;
             if let Some(select) = select {
-                scan.dump(start, end, m.prot & dumpfmt::PROT_READ != 0, select, &mut runs, out)?;
+                scan.dump(
+                    start,
+                    end,
+                    m.prot & dumpfmt::PROT_READ != 0,
+                    select,
+                    &mut runs,
+                    out,
+                )?;
             }
         }
     }
@@ -365,8 +436,11 @@ fn write_image(
             log_level: settings.log as u8,
         },
     };
-    let buf = arena.bytes(arena.remaining().saturating_sub(8192)).ok_or_else(no_mem)?;
-    let meta = postcard::to_slice(&image, buf).map_err(|_| Fail::new("metadata does not fit the dump arena"))?;
+    let buf = arena
+        .bytes(arena.remaining().saturating_sub(8192))
+        .ok_or_else(no_mem)?;
+    let meta = postcard::to_slice(&image, buf)
+        .map_err(|_| Fail::new("metadata does not fit the dump arena"))?;
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {
@@ -387,7 +461,11 @@ fn file_index<'a>(
     path: &'a [u8],
     inode: u64,
 ) -> Result<Option<u32>, Fail> {
-    if let Some(i) = files.as_slice().iter().position(|f| f.path.as_bytes() == path) {
+    if let Some(i) = files
+        .as_slice()
+        .iter()
+        .position(|f| f.path.as_bytes() == path)
+    {
         return Ok((files.as_slice()[i].ino == inode).then_some(i as u32));
     }
     let id = file_identity(path, arena)?;
@@ -395,16 +473,21 @@ fn file_index<'a>(
         return Ok(None);
     }
     let i = files.len() as u32;
-    files.push(id).map_err(|_| Fail::new("too many mapped files"))?;
+    files
+        .push(id)
+        .map_err(|_| Fail::new("too many mapped files"))?;
     Ok(Some(i))
 }
 
 /// Size, times, inode and ELF build-id of a file.
 pub fn file_identity<'a>(path: &'a [u8], arena: &'a arena::Arena) -> Result<FileId<'a>, Fail> {
-    let path_str = core::str::from_utf8(path).map_err(|_| Fail::new("file name is not UTF-8: ").bytes(path))?;
+    let path_str = core::str::from_utf8(path)
+        .map_err(|_| Fail::new("file name is not UTF-8: ").bytes(path))?;
     let mut c = Line::<{ PATH_MAX + 1 }>::new();
     c.bytes(path);
-    let cpath = c.c_str().ok_or_else(|| Fail::new("path too long: ").bytes(path))?;
+    let cpath = c
+        .c_str()
+        .ok_or_else(|| Fail::new("path too long: ").bytes(path))?;
     let fd = sys::open(cpath, libc::O_RDONLY | libc::O_CLOEXEC, 0)
         .map_err(|e| Fail::new("cannot open mapped file ").bytes(path).errno(e))?;
     let st = sys::fstat(fd);
@@ -427,8 +510,11 @@ pub fn file_identity<'a>(path: &'a [u8], arena: &'a arena::Arena) -> Result<File
 }
 
 fn exe_identity(arena: &arena::Arena) -> Result<FileId<'_>, Fail> {
-    let buf = arena.bytes(PATH_MAX).ok_or_else(|| Fail::new("the dump arena is too small"))?;
-    let n = sys::readlink(b"/proc/self/exe\0", buf).map_err(|e| Fail::new("cannot read /proc/self/exe").errno(e))?;
+    let buf = arena
+        .bytes(PATH_MAX)
+        .ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let n = sys::readlink(b"/proc/self/exe\0", buf)
+        .map_err(|e| Fail::new("cannot read /proc/self/exe").errno(e))?;
     let buf: &[u8] = buf;
     file_identity(&buf[..n], arena)
 }
@@ -438,13 +524,25 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
     let fs_base = sys::arch_get(sys::ARCH_GET_FS);
     let mut tid_addr = 0u64;
     // SAFETY: PR_GET_TID_ADDRESS writes one word to `tid_addr`.
-    let _ = unsafe { sys::sys(sys::SYS_prctl, args!(sys::PR_GET_TID_ADDRESS, &mut tid_addr as *mut u64)) };
+    let _ = unsafe {
+        sys::sys(
+            sys::SYS_prctl,
+            args!(sys::PR_GET_TID_ADDRESS, &mut tid_addr as *mut u64),
+        )
+    };
     let (mut head, mut len) = (0u64, 0u64);
     // SAFETY: get_robust_list writes one pointer and one length.
     let _ = unsafe {
-        sys::sys(sys::SYS_get_robust_list, args!(0, &mut head as *mut u64, &mut len as *mut u64))
+        sys::sys(
+            sys::SYS_get_robust_list,
+            args!(0, &mut head as *mut u64, &mut len as *mut u64),
+        )
     };
-    let rseq_addr = if settings.rseq_len != 0 { fs_base.wrapping_add(settings.rseq_offset as u64) } else { 0 };
+    let rseq_addr = if settings.rseq_len != 0 {
+        fs_base.wrapping_add(settings.rseq_offset as u64)
+    } else {
+        0
+    };
     ThreadState {
         tid: sys::gettid() as u32,
         context: dumpfmt::ResumeContext {
@@ -472,14 +570,24 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
 
 /// Every signal disposition that is not the default.
 fn signal_actions(arena: &arena::Arena) -> Result<&[SigAction], Fail> {
-    let mut v = arena.vec::<SigAction>(64).ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let mut v = arena
+        .vec::<SigAction>(64)
+        .ok_or_else(|| Fail::new("the dump arena is too small"))?;
     for sig in 1..=64 {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        let Ok(a) = sys::sigaction_get(sig) else { continue };
+        let Ok(a) = sys::sigaction_get(sig) else {
+            continue;
+        };
         if a.handler != 0 || a.flags != 0 || a.mask != 0 {
-            let rec = SigAction { signal: sig as u8, handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask };
+            let rec = SigAction {
+                signal: sig as u8,
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+            };
             let _ = v.push(rec);
         }
     }
@@ -489,13 +597,21 @@ fn signal_actions(arena: &arena::Arena) -> Result<&[SigAction], Fail> {
 /// The memory-descriptor fields, from /proc/self/stat and brk(0).
 fn mm_fields() -> Result<MmFields, Fail> {
     let mut buf = [0u8; 2048];
-    let n = sys::read_file(b"/proc/self/stat\0", &mut buf).map_err(|e| Fail::new("cannot read /proc/self/stat").errno(e))?;
+    let n = sys::read_file(b"/proc/self/stat\0", &mut buf)
+        .map_err(|e| Fail::new("cannot read /proc/self/stat").errno(e))?;
     let text = &buf[..n];
     // Fields after the command name, which may contain anything but ends at the last ')'.
-    let close = text.iter().rposition(|&c| c == b')').ok_or_else(|| Fail::new("bad /proc/self/stat"))?;
+    let close = text
+        .iter()
+        .rposition(|&c| c == b')')
+        .ok_or_else(|| Fail::new("bad /proc/self/stat"))?;
     let mut fields = [0u64; 52];
     // Field 3 (state) is the first after ')'; numbering follows proc(5).
-    for (i, f) in text[close + 1..].split(|&c| c == b' ' || c == b'\n').filter(|f| !f.is_empty()).enumerate() {
+    for (i, f) in text[close + 1..]
+        .split(|&c| c == b' ' || c == b'\n')
+        .filter(|f| !f.is_empty())
+        .enumerate()
+    {
         let k = i + 3;
         if k >= fields.len() {
             break;
@@ -526,8 +642,11 @@ fn mm_fields() -> Result<MmFields, Fail> {
 }
 
 fn read_auxv(arena: &arena::Arena) -> Result<&[u64], Fail> {
-    let buf = arena.bytes(4096).ok_or_else(|| Fail::new("the dump arena is too small"))?;
-    let n = sys::read_file(b"/proc/self/auxv\0", buf).map_err(|e| Fail::new("cannot read /proc/self/auxv").errno(e))?;
+    let buf = arena
+        .bytes(4096)
+        .ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let n = sys::read_file(b"/proc/self/auxv\0", buf)
+        .map_err(|e| Fail::new("cannot read /proc/self/auxv").errno(e))?;
     // SAFETY: the buffer is page-aligned; n / 8 whole words were read.
     Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u64>(), n / 8) })
 }

@@ -53,7 +53,9 @@ struct OpenRun {
 fn page_is_zero(page: &[u8]) -> bool {
     let mut acc = 0u64;
     for chunk in page.chunks_exact(8) {
-        acc |= u64::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+        acc |= u64::from_ne_bytes([
+            chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+        ]);
     }
     acc == 0
 }
@@ -86,11 +88,19 @@ impl PageScan<'_> {
                 // SAFETY: the page is inside a readable mapping and present
                 // (or swapped, and reading brings it back); every other
                 // thread is parked, so nothing unmaps it meanwhile.
-                let page = unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE_SIZE as usize) };
+                let page =
+                    unsafe { core::slice::from_raw_parts(addr as *const u8, PAGE_SIZE as usize) };
                 if wanted && !page_is_zero(page) {
                     match &mut open {
                         Some(r) => r.pages += 1,
-                        None => open = Some(OpenRun { addr, pages: 1, file_offset: out.pos(), crc: crc32fast::Hasher::new() }),
+                        None => {
+                            open = Some(OpenRun {
+                                addr,
+                                pages: 1,
+                                file_offset: out.pos(),
+                                crc: crc32fast::Hasher::new(),
+                            })
+                        }
                     }
                 } else if let Some(r) = open.take() {
                     self.close_direct(r, runs, out)?;
@@ -104,7 +114,12 @@ impl PageScan<'_> {
         Ok(())
     }
 
-    fn close_direct(&mut self, mut r: OpenRun, runs: &mut ArenaVec<'_, PageRun>, out: &mut ImageWriter) -> Result<(), Fail> {
+    fn close_direct(
+        &mut self,
+        mut r: OpenRun,
+        runs: &mut ArenaVec<'_, PageRun>,
+        out: &mut ImageWriter,
+    ) -> Result<(), Fail> {
         let len = r.pages * PAGE_SIZE;
         if r.addr < self.volatile.1 && r.addr + len > self.volatile.0 {
             let mut done = 0;
@@ -112,7 +127,13 @@ impl PageScan<'_> {
                 let n = (len - done).min(self.bounce.len() as u64) as usize;
                 // SAFETY: the run's pages were checked readable and present;
                 // `bounce` is our own buffer, disjoint from them.
-                unsafe { core::ptr::copy_nonoverlapping((r.addr + done) as *const u8, self.bounce.as_mut_ptr(), n) };
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        (r.addr + done) as *const u8,
+                        self.bounce.as_mut_ptr(),
+                        n,
+                    )
+                };
                 r.crc.update(&self.bounce[..n]);
                 out.write(&self.bounce[..n])?;
                 done += n as u64;
@@ -152,7 +173,9 @@ impl PageScan<'_> {
                 let wanted = match select {
                     Select::All => true,
                     Select::Touched => e & (PM_PRESENT | PM_SWAPPED) != 0,
-                    Select::Private => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0,
+                    Select::Private => {
+                        (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0
+                    }
                 };
                 let page_addr = addr + i as u64 * PAGE_SIZE;
                 let page = &mut self.bounce[..PAGE_SIZE as usize];
@@ -199,6 +222,12 @@ fn read_pagemap(fd: i32, addr: u64, entries: &mut [u64]) -> Result<(), Fail> {
 }
 
 fn push_run(r: OpenRun, runs: &mut ArenaVec<'_, PageRun>) -> Result<(), Fail> {
-    let run = PageRun { addr: r.addr, pages: r.pages, file_offset: r.file_offset, crc: r.crc.finalize() };
-    runs.push(run).map_err(|_| Fail::new("too many page runs for the dump arena"))
+    let run = PageRun {
+        addr: r.addr,
+        pages: r.pages,
+        file_offset: r.file_offset,
+        crc: r.crc.finalize(),
+    };
+    runs.push(run)
+        .map_err(|_| Fail::new("too many page runs for the dump arena"))
 }

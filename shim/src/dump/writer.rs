@@ -27,8 +27,11 @@ impl ImageWriter {
         };
         w.target.bytes(target);
         w.tmp.bytes(target).str(".tmp");
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let Some(tmp) = w.tmp.c_str() else { return Err(Fail::new("image path too long")) };
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let Some(tmp) = w.tmp.c_str() else {
+            return Err(Fail::new("image path too long"));
+        };
         let fd = match sys::open(tmp, flags, 0o600) {
             // A dump killed half-way leaves its temporary file: replace it.
             Err(sys::Errno(libc::EEXIST)) => {
@@ -37,7 +40,12 @@ impl ImageWriter {
             }
             r => r,
         };
-        w.fd = fd.map_err(|e| Fail::new("cannot create ").bytes(target).str(".tmp").errno(e))?;
+        w.fd = fd.map_err(|e| {
+            Fail::new("cannot create ")
+                .bytes(target)
+                .str(".tmp")
+                .errno(e)
+        })?;
         Ok(w)
     }
 
@@ -57,7 +65,9 @@ impl ImageWriter {
     }
 
     fn io_fail(&self, e: sys::Errno) -> Fail {
-        Fail::new("cannot write ").bytes(self.target.as_bytes()).errno(e)
+        Fail::new("cannot write ")
+            .bytes(self.target.as_bytes())
+            .errno(e)
     }
 
     /// Writes the header, syncs and renames into place.
@@ -71,7 +81,11 @@ impl ImageWriter {
         let (Some(from), Some(to)) = (tmp.c_str(), self.target.c_str()) else {
             return Err(Fail::new("image path too long"));
         };
-        sys::rename(from, to).map_err(|e| Fail::new("cannot rename to ").bytes(self.target.as_bytes()).errno(e))?;
+        sys::rename(from, to).map_err(|e| {
+            Fail::new("cannot rename to ")
+                .bytes(self.target.as_bytes())
+                .errno(e)
+        })?;
         self.done = true;
         sync_parent_dir(self.target.as_bytes());
         Ok(self.pos)
@@ -80,7 +94,9 @@ impl ImageWriter {
 
 /// Makes the rename durable; best effort (the image is complete either way).
 fn sync_parent_dir(path: &[u8]) {
-    let Some(slash) = path.iter().rposition(|&c| c == b'/') else { return };
+    let Some(slash) = path.iter().rposition(|&c| c == b'/') else {
+        return;
+    };
     let mut dir = Line::<PATH_MAX>::new();
     dir.bytes(if slash == 0 { b"/" } else { &path[..slash] });
     let Some(dir) = dir.c_str() else { return };
@@ -95,10 +111,10 @@ impl Drop for ImageWriter {
         if self.fd >= 0 {
             sys::close(self.fd);
         }
-        if !self.done {
-            if let Some(tmp) = self.tmp.c_str() {
-                let _ = sys::unlink(tmp);
-            }
+        if !self.done
+            && let Some(tmp) = self.tmp.c_str()
+        {
+            let _ = sys::unlink(tmp);
         }
     }
 }

@@ -48,7 +48,10 @@ pub struct Refusal {
 }
 
 fn refuse(code: i32, msg: impl Into<String>) -> Refusal {
-    Refusal { code, msg: msg.into() }
+    Refusal {
+        code,
+        msg: msg.into(),
+    }
 }
 
 /// Restores the image at `path` into this process; never returns.
@@ -71,13 +74,17 @@ pub struct Ready {
 }
 
 fn open_image(path: &str) -> Result<ImageFile, Refusal> {
-    let meta = std::fs::metadata(path).map_err(|e| refuse(exit::NO_IMAGE, format!("cannot open: {e}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| refuse(exit::NO_IMAGE, format!("cannot open: {e}")))?;
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
         return Err(refuse(
             exit::UNSUPPORTED,
-            format!("image is owned by uid {}, not by this user (uid {me}); restoring it would run its code", meta.uid()),
+            format!(
+                "image is owned by uid {}, not by this user (uid {me}); restoring it would run its code",
+                meta.uid()
+            ),
         ));
     }
     if !meta.is_file() {
@@ -92,7 +99,8 @@ fn open_image(path: &str) -> Result<ImageFile, Refusal> {
         };
         refuse(code, e.to_string())
     })?;
-    img.check_pages().map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
+    img.check_pages()
+        .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     Ok(img)
 }
 
@@ -136,12 +144,20 @@ struct FreshMap {
 }
 
 fn fresh_maps() -> Result<Vec<FreshMap>, Refusal> {
-    let text = std::fs::read_to_string("/proc/self/maps")
-        .map_err(|e| refuse(exit::UNSUPPORTED, format!("cannot read /proc/self/maps: {e}")))?;
+    let text = std::fs::read_to_string("/proc/self/maps").map_err(|e| {
+        refuse(
+            exit::UNSUPPORTED,
+            format!("cannot read /proc/self/maps: {e}"),
+        )
+    })?;
     Ok(text
         .lines()
         .filter_map(|l| crate::dump::maps::parse_line(l.as_bytes()))
-        .map(|m| FreshMap { start: m.start, end: m.end, name: String::from_utf8_lossy(m.name).into_owned() })
+        .map(|m| FreshMap {
+            start: m.start,
+            end: m.end,
+            name: String::from_utf8_lossy(m.name).into_owned(),
+        })
         .collect())
 }
 
@@ -150,19 +166,32 @@ fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Ref
     let image = &img.image;
 
     // The executable.
-    let exe_path = std::fs::read_link("/proc/self/exe")
-        .map_err(|e| refuse(exit::UNSUPPORTED, format!("cannot read /proc/self/exe: {e}")))?;
+    let exe_path = std::fs::read_link("/proc/self/exe").map_err(|e| {
+        refuse(
+            exit::UNSUPPORTED,
+            format!("cannot read /proc/self/exe: {e}"),
+        )
+    })?;
     let exe_str = exe_path.to_string_lossy().into_owned();
     let exe = File::open(&exe_path).and_then(|f| identity(&f, &exe_str));
     let exe = exe.map_err(|e| refuse(exit::UNSUPPORTED, format!("cannot read {exe_str}: {e}")))?;
     if let Some(why) = differs(&image.exe, &exe) {
         return Err(refuse(
             exit::OTHER_PROGRAM,
-            format!("image is of {}, this program is {exe_str} ({why})", image.exe.path),
+            format!(
+                "image is of {}, this program is {exe_str} ({why})",
+                image.exe.path
+            ),
         ));
     }
     if image.threads.len() != 1 {
-        return Err(refuse(exit::UNSUPPORTED, format!("image has {} threads; this version restores one", image.threads.len())));
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "image has {} threads; this version restores one",
+                image.threads.len()
+            ),
+        ));
     }
     let here = sys::cpu_features();
     if let Some((xcr0, words)) = image.cpu.missing_in(&here) {
@@ -173,26 +202,34 @@ fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Ref
     }
     match crate::dump::count_threads() {
         Ok(1) => {}
-        Ok(n) => return Err(refuse(exit::UNSUPPORTED, format!("{n} threads exist before restore (a library started them)"))),
+        Ok(n) => {
+            return Err(refuse(
+                exit::UNSUPPORTED,
+                format!("{n} threads exist before restore (a library started them)"),
+            ));
+        }
         Err(_) => return Err(refuse(exit::UNSUPPORTED, "cannot list /proc/self/task")),
     }
 
     // Every mapped file, opened now and kept open for the restorer.
     let mut fds = Vec::with_capacity(image.files.len());
     for (i, f) in image.files.iter().enumerate() {
-        let writable_shared = image
-            .mappings
-            .iter()
-            .any(|m| m.backing == Backing::File(i as u32) && m.shared && m.prot & dumpfmt::PROT_WRITE != 0);
+        let writable_shared = image.mappings.iter().any(|m| {
+            m.backing == Backing::File(i as u32) && m.shared && m.prot & dumpfmt::PROT_WRITE != 0
+        });
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(writable_shared)
             .custom_flags(libc::O_CLOEXEC)
             .open(&*f.path)
             .map_err(|e| refuse(exit::FILE_CHANGED, format!("mapped file {}: {e}", f.path)))?;
-        let now = identity(&file, &f.path).map_err(|e| refuse(exit::FILE_CHANGED, format!("mapped file {}: {e}", f.path)))?;
+        let now = identity(&file, &f.path)
+            .map_err(|e| refuse(exit::FILE_CHANGED, format!("mapped file {}: {e}", f.path)))?;
         if let Some(why) = differs(f, &now) {
-            return Err(refuse(exit::FILE_CHANGED, format!("mapped file {} changed since the dump: {why}", f.path)));
+            return Err(refuse(
+                exit::FILE_CHANGED,
+                format!("mapped file {} changed since the dump: {why}", f.path),
+            ));
         }
         fds.push(file);
     }
@@ -209,7 +246,16 @@ fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Ref
         .ok_or_else(|| refuse(exit::UNSUPPORTED, "no free address range for the restorer"))?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
     // SAFETY: a new anonymous mapping in a range no mapping uses (NOREPLACE checks).
-    let mem = unsafe { libc::mmap(gap as *mut _, len as usize, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+    let mem = unsafe {
+        libc::mmap(
+            gap as *mut _,
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        )
+    };
     if mem as u64 != gap {
         return Err(refuse(exit::UNSUPPORTED, "cannot map the restorer"));
     }
@@ -233,35 +279,70 @@ fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Ref
         h.image[..img.len()].copy_from_slice(img.as_bytes());
         h.image_len = img.len() as u64;
     }
-    let from = std::fs::canonicalize(path).map(|p| p.to_string_lossy().into_owned()).unwrap_or(path.to_string());
+    let from = std::fs::canonicalize(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or(path.to_string());
     let n = from.len().min(PATH_MAX);
     h.from[..n].copy_from_slice(&from.as_bytes()[..n]);
     h.from_len = n as u64;
     plan.write_data(buf, code.len(), handoff_off, plan::as_bytes(&h));
     // SAFETY: the code pages of our own fresh mapping become read-execute.
-    if unsafe { libc::mprotect(mem, placed.code_len as usize, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
-        return Err(refuse(exit::UNSUPPORTED, "cannot make the restorer executable"));
+    if unsafe {
+        libc::mprotect(
+            mem,
+            placed.code_len as usize,
+            libc::PROT_READ | libc::PROT_EXEC,
+        )
+    } != 0
+    {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            "cannot make the restorer executable",
+        ));
     }
     // The restorer uses these through the plan; they close with close_range.
     for f in fds {
         let _ = f.into_raw_fd();
     }
     let _ = img.file.into_raw_fd();
-    Ok(Ready { entry: gap, header: placed.header, stack_top: placed.stack_top })
+    Ok(Ready {
+        entry: gap,
+        header: placed.header,
+        stack_top: placed.stack_top,
+    })
 }
 
 /// Pairs of (fresh address, image address, size) for the kernel's mappings.
-fn match_kernel_mappings(image: &Image<'_>, fresh: &[FreshMap]) -> Result<Vec<(u64, u64, u64)>, Refusal> {
-    let theirs: Vec<_> = image.mappings.iter().filter(|m| m.backing == Backing::Kernel).collect();
-    let ours: Vec<_> = fresh.iter().filter(|m| matches!(m.name.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]")).collect();
-    let layout = |v: Vec<(&str, u64)>| v.iter().map(|(n, s)| format!("{n} {s}")).collect::<Vec<_>>().join(", ");
+fn match_kernel_mappings(
+    image: &Image<'_>,
+    fresh: &[FreshMap],
+) -> Result<Vec<(u64, u64, u64)>, Refusal> {
+    let theirs: Vec<_> = image
+        .mappings
+        .iter()
+        .filter(|m| m.backing == Backing::Kernel)
+        .collect();
+    let ours: Vec<_> = fresh
+        .iter()
+        .filter(|m| matches!(m.name.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]"))
+        .collect();
+    let layout = |v: Vec<(&str, u64)>| {
+        v.iter()
+            .map(|(n, s)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mismatch = || {
         refuse(
             exit::UNSUPPORTED,
             format!(
                 "the kernel's vDSO differs from the image's (image: {}; here: {}): restore on a host with the same kernel",
                 layout(theirs.iter().map(|m| (&*m.name, m.end - m.start)).collect()),
-                layout(ours.iter().map(|m| (m.name.as_str(), m.end - m.start)).collect()),
+                layout(
+                    ours.iter()
+                        .map(|m| (m.name.as_str(), m.end - m.start))
+                        .collect()
+                ),
             ),
         )
     };
@@ -270,7 +351,10 @@ fn match_kernel_mappings(image: &Image<'_>, fresh: &[FreshMap]) -> Result<Vec<(u
     }
     let mut pairs = Vec::new();
     for t in &theirs {
-        let o = ours.iter().find(|o| o.name == *t.name && o.end - o.start == t.end - t.start).ok_or_else(mismatch)?;
+        let o = ours
+            .iter()
+            .find(|o| o.name == *t.name && o.end - o.start == t.end - t.start)
+            .ok_or_else(mismatch)?;
         pairs.push((o.start, t.start, t.end - t.start));
     }
     Ok(pairs)
@@ -283,8 +367,16 @@ use plan::TASK_END;
 fn find_gap(image: &Image<'_>, fresh: &[FreshMap], len: u64) -> Option<u64> {
     const MARGIN: u64 = 1 << 20;
     let mut busy: Vec<(u64, u64)> = image.mappings.iter().map(|m| (m.start, m.end)).collect();
-    busy.extend(fresh.iter().filter(|m| m.end <= TASK_END).map(|m| (m.start, m.end)));
-    busy.push((image.mm.start_brk, image.mm.brk.max(image.mm.start_brk) + (64 << 20)));
+    busy.extend(
+        fresh
+            .iter()
+            .filter(|m| m.end <= TASK_END)
+            .map(|m| (m.start, m.end)),
+    );
+    busy.push((
+        image.mm.start_brk,
+        image.mm.brk.max(image.mm.start_brk) + (64 << 20),
+    ));
     busy.sort_unstable();
     let mut cand = 1u64 << 32;
     for (s, e) in busy {
@@ -313,7 +405,10 @@ fn build_plan(
 
     // 1. Unmap everything of the fresh process but the restorer and the vDSO:
     //    the holes between them are filled in when the plan is placed.
-    let keep: Vec<(u64, u64)> = specials.iter().map(|&(from, _, size)| (from, from + size)).collect();
+    let keep: Vec<(u64, u64)> = specials
+        .iter()
+        .map(|&(from, _, size)| (from, from + size))
+        .collect();
     plan.unmap_all_but(&keep);
 
     // 2. Move the vDSO and friends to the image's addresses, through a
@@ -323,14 +418,24 @@ fn build_plan(
     for &(from, to, size) in specials {
         if from != to {
             let flags = (MREMAP_MAYMOVE | MREMAP_FIXED) as u64;
-            plan.call(SYS_mremap, &[v(from), v(size), v(size), v(flags), Arg::Staging(staged)], Arg::Staging(staged), "restore: cannot move the vDSO aside");
+            plan.call(
+                SYS_mremap,
+                &[v(from), v(size), v(size), v(flags), Arg::Staging(staged)],
+                Arg::Staging(staged),
+                "restore: cannot move the vDSO aside",
+            );
             moves.push((staged, to, size));
             staged += size;
         }
     }
     for (at, to, size) in moves {
         let flags = (MREMAP_MAYMOVE | MREMAP_FIXED) as u64;
-        plan.call(SYS_mremap, &[Arg::Staging(at), v(size), v(size), v(flags), v(to)], v(to), &format!("restore: cannot move the vDSO to {to:#x}"));
+        plan.call(
+            SYS_mremap,
+            &[Arg::Staging(at), v(size), v(size), v(flags), v(to)],
+            v(to),
+            &format!("restore: cannot move the vDSO to {to:#x}"),
+        );
     }
     plan.staging = staged;
 
@@ -350,8 +455,13 @@ fn build_plan(
             runs.next();
         }
         let prot = u64::from(m.prot);
-        let map_prot = if my_runs.is_empty() { prot } else { prot | PROT_WRITE as u64 };
-        let mut flags = (MAP_FIXED_NOREPLACE | if m.shared { MAP_SHARED } else { MAP_PRIVATE }) as u64;
+        let map_prot = if my_runs.is_empty() {
+            prot
+        } else {
+            prot | PROT_WRITE as u64
+        };
+        let mut flags =
+            (MAP_FIXED_NOREPLACE | if m.shared { MAP_SHARED } else { MAP_PRIVATE }) as u64;
         let (fd, off) = match m.backing {
             Backing::File(i) => (fds[i as usize].as_raw_fd() as u64, m.offset),
             _ => {
@@ -363,19 +473,37 @@ fn build_plan(
             flags |= MAP_GROWSDOWN as u64;
         }
         let what = format!("restore: cannot map {:#x}-{:#x} {}", m.start, m.end, m.name);
-        plan.call(SYS_mmap, &[v(m.start), v(len), v(map_prot), v(flags), v(fd), v(off)], v(m.start), &what);
+        plan.call(
+            SYS_mmap,
+            &[v(m.start), v(len), v(map_prot), v(flags), v(fd), v(off)],
+            v(m.start),
+            &what,
+        );
         for r in &my_runs {
             let mut done = 0;
             let total = r.pages * PAGE_SIZE;
             while done < total {
                 let n = (total - done).min(1 << 30);
-                let what = format!("restore: cannot read pages for {:#x} from the image", r.addr + done);
-                plan.call(SYS_pread64, &[v(img_fd), v(r.addr + done), v(n), v(r.file_offset + done)], v(n), &what);
+                let what = format!(
+                    "restore: cannot read pages for {:#x} from the image",
+                    r.addr + done
+                );
+                plan.call(
+                    SYS_pread64,
+                    &[v(img_fd), v(r.addr + done), v(n), v(r.file_offset + done)],
+                    v(n),
+                    &what,
+                );
                 done += n;
             }
         }
         if map_prot != prot {
-            plan.call(SYS_mprotect, &[v(m.start), v(len), v(prot)], v(0), &format!("restore: cannot protect {:#x}", m.start));
+            plan.call(
+                SYS_mprotect,
+                &[v(m.start), v(len), v(prot)],
+                v(0),
+                &format!("restore: cannot protect {:#x}", m.start),
+            );
         }
     }
 
@@ -400,20 +528,56 @@ fn build_plan(
     };
     let map_off = plan.data(&map);
     plan.patch_pointer(map_off + 88, auxv_off);
-    plan.call(SYS_prctl, &[v(sys::PR_SET_MM), v(sys::PR_SET_MM_MAP), Arg::Data(map_off), v(size_of::<PrctlMmMap>() as u64), v(0)], v(0), "restore: prctl(PR_SET_MM_MAP) failed");
+    plan.call(
+        SYS_prctl,
+        &[
+            v(sys::PR_SET_MM),
+            v(sys::PR_SET_MM_MAP),
+            Arg::Data(map_off),
+            v(size_of::<PrctlMmMap>() as u64),
+            v(0),
+        ],
+        v(0),
+        "restore: prctl(PR_SET_MM_MAP) failed",
+    );
 
     // 5. The thread's kernel state.
     let t = &image.threads[0];
-    plan.call(SYS_arch_prctl, &[v(sys::ARCH_SET_FS), v(t.fs_base)], v(0), "restore: cannot set the FS base");
+    plan.call(
+        SYS_arch_prctl,
+        &[v(sys::ARCH_SET_FS), v(t.fs_base)],
+        v(0),
+        "restore: cannot set the FS base",
+    );
     if t.gs_base != 0 {
-        plan.call(SYS_arch_prctl, &[v(sys::ARCH_SET_GS), v(t.gs_base)], v(0), "restore: cannot set the GS base");
+        plan.call(
+            SYS_arch_prctl,
+            &[v(sys::ARCH_SET_GS), v(t.gs_base)],
+            v(0),
+            "restore: cannot set the GS base",
+        );
     }
     plan.call_any(SYS_set_tid_address, &[v(t.clear_child_tid)]);
     if t.robust_list != 0 {
-        plan.call(SYS_set_robust_list, &[v(t.robust_list), v(t.robust_list_len)], v(0), "restore: set_robust_list failed");
+        plan.call(
+            SYS_set_robust_list,
+            &[v(t.robust_list), v(t.robust_list_len)],
+            v(0),
+            "restore: set_robust_list failed",
+        );
     }
     if t.rseq_addr != 0 {
-        plan.call(SYS_rseq, &[v(t.rseq_addr), v(u64::from(t.rseq_len)), v(0), v(u64::from(t.rseq_sig))], v(0), "restore: cannot register rseq");
+        plan.call(
+            SYS_rseq,
+            &[
+                v(t.rseq_addr),
+                v(u64::from(t.rseq_len)),
+                v(0),
+                v(u64::from(t.rseq_sig)),
+            ],
+            v(0),
+            "restore: cannot register rseq",
+        );
     }
 
     // 6. Signal dispositions: every signal, default unless the image says otherwise.
@@ -421,21 +585,51 @@ fn build_plan(
         if i32::from(sig) == SIGKILL || i32::from(sig) == SIGSTOP {
             continue;
         }
-        let act = image.sigactions.iter().find(|a| a.signal == sig).map_or(KernelSigaction::default(), |a| {
-            KernelSigaction { handler: a.handler, flags: a.flags, restorer: a.restorer, mask: a.mask }
-        });
+        let act = image.sigactions.iter().find(|a| a.signal == sig).map_or(
+            KernelSigaction::default(),
+            |a| KernelSigaction {
+                handler: a.handler,
+                flags: a.flags,
+                restorer: a.restorer,
+                mask: a.mask,
+            },
+        );
         let off = plan.data(&act);
-        plan.call(SYS_rt_sigaction, &[v(u64::from(sig)), Arg::Data(off), v(0), v(8)], v(0), &format!("restore: cannot set the action of signal {sig}"));
+        plan.call(
+            SYS_rt_sigaction,
+            &[v(u64::from(sig)), Arg::Data(off), v(0), v(8)],
+            v(0),
+            &format!("restore: cannot set the action of signal {sig}"),
+        );
     }
 
     // 7. Descriptors beyond stdio (the image's, the mapped files', anything inherited).
-    plan.call(SYS_close_range, &[v(3), v(u64::from(u32::MAX)), v(0)], v(0), "restore: close_range failed");
+    plan.call(
+        SYS_close_range,
+        &[v(3), v(u64::from(u32::MAX)), v(0)],
+        v(0),
+        "restore: close_range failed",
+    );
 
     // 8. The mask the thread had in the handler, then back into it.
     let mask_off = plan.data(&t.sigmask);
-    plan.call(SYS_rt_sigprocmask, &[v(SIG_SETMASK as u64), Arg::Data(mask_off), v(0), v(8)], v(0), "restore: cannot set the signal mask");
+    plan.call(
+        SYS_rt_sigprocmask,
+        &[v(SIG_SETMASK as u64), Arg::Data(mask_off), v(0), v(8)],
+        v(0),
+        "restore: cannot set the signal mask",
+    );
     let c = t.context;
-    let regs = restorer::ResumeRegs { rbx: c.rbx, rbp: c.rbp, r12: c.r12, r13: c.r13, r14: c.r14, r15: c.r15, rip: c.rip, rsp: c.rsp };
+    let regs = restorer::ResumeRegs {
+        rbx: c.rbx,
+        rbp: c.rbp,
+        r12: c.r12,
+        r13: c.r13,
+        r14: c.r14,
+        r15: c.r15,
+        rip: c.rip,
+        rsp: c.rsp,
+    };
     let regs_off = plan.data(&regs);
     let handoff_off = plan.bytes(&vec![0u8; size_of::<Handoff>()]);
     plan.resume(regs_off, handoff_off);
@@ -458,9 +652,17 @@ fn launch(ready: Ready) -> ! {
     if s.rseq_len != 0 {
         let area = sys::arch_get(sys::ARCH_GET_FS).wrapping_add(s.rseq_offset as u64);
         // SAFETY: unregistering this thread's own rseq area.
-        let r = unsafe { sys::sys(sys::SYS_rseq, sys::args!(area, s.rseq_len, sys::RSEQ_FLAG_UNREGISTER, sys::RSEQ_SIG)) };
+        let r = unsafe {
+            sys::sys(
+                sys::SYS_rseq,
+                sys::args!(area, s.rseq_len, sys::RSEQ_FLAG_UNREGISTER, sys::RSEQ_SIG),
+            )
+        };
         if r.is_err() {
-            eprintln!("migrate: restore: cannot unregister rseq (length {})", s.rseq_len);
+            eprintln!(
+                "migrate: restore: cannot unregister rseq (length {})",
+                s.rseq_len
+            );
             std::process::exit(exit::UNSUPPORTED);
         }
     }

@@ -70,7 +70,7 @@ impl Plan {
     }
 
     pub fn bytes(&mut self, b: &[u8]) -> usize {
-        while self.data.len() % 16 != 0 {
+        while !self.data.len().is_multiple_of(16) {
             self.data.push(0);
         }
         let off = self.data.len();
@@ -91,7 +91,12 @@ impl Plan {
         self.keep = keep.to_vec();
         let msg = self.msg("restore: cannot unmap the fresh address space");
         for n in 0..=keep.len() + 1 {
-            self.ops.push(OpSpec { nr: libc::SYS_munmap, args: args6(&[]), expect: Expect::Hole(n), msg });
+            self.ops.push(OpSpec {
+                nr: libc::SYS_munmap,
+                args: args6(&[]),
+                expect: Expect::Hole(n),
+                msg,
+            });
         }
     }
 
@@ -109,12 +114,22 @@ impl Plan {
     /// A call whose result must equal `expect`.
     pub fn call(&mut self, nr: i64, args: &[Arg], expect: Arg, what: &str) {
         let msg = self.msg(what);
-        self.ops.push(OpSpec { nr, args: args6(args), expect: Expect::Eq(expect), msg });
+        self.ops.push(OpSpec {
+            nr,
+            args: args6(args),
+            expect: Expect::Eq(expect),
+            msg,
+        });
     }
 
     /// A call whose result does not matter.
     pub fn call_any(&mut self, nr: i64, args: &[Arg]) {
-        self.ops.push(OpSpec { nr, args: args6(args), expect: Expect::Any, msg: (0, 0) });
+        self.ops.push(OpSpec {
+            nr,
+            args: args6(args),
+            expect: Expect::Any,
+            msg: (0, 0),
+        });
     }
 
     /// The final op: resume a thread from registers stored at `regs` with `handoff`.
@@ -150,7 +165,16 @@ impl Plan {
         let stack_bottom = page_up(msgs + self.msgs.len() as u64);
         let stack_top = stack_bottom + STACK_LEN;
         let staging = stack_top + PAGE;
-        Layout { code, header, ops, data, msgs, stack_top, staging, total: staging + page_up(self.staging) }
+        Layout {
+            code,
+            header,
+            ops,
+            data,
+            msgs,
+            stack_top,
+            staging,
+            total: staging + page_up(self.staging),
+        }
     }
 
     /// Writes code and plan into `mem` (the restorer mapping, at address
@@ -183,7 +207,10 @@ impl Plan {
             .ops
             .iter()
             .map(|s| {
-                let mut op = Op { nr: s.nr as u64, ..Op::default() };
+                let mut op = Op {
+                    nr: s.nr as u64,
+                    ..Op::default()
+                };
                 if let Expect::Hole(n) = s.expect {
                     match holes.get(n) {
                         Some(&(start, end)) => {
@@ -218,17 +245,29 @@ impl Plan {
                 op
             })
             .collect();
-        let header = PlanHeader { ops: base + l.ops, n_ops: ops.len() as u64, exit_code: exit_code as u64 };
+        let header = PlanHeader {
+            ops: base + l.ops,
+            n_ops: ops.len() as u64,
+            exit_code: exit_code as u64,
+        };
         put(mem, l.header, as_bytes(&header));
         for (i, op) in ops.iter().enumerate() {
             put(mem, l.ops + (i * size_of::<Op>()) as u64, as_bytes(op));
         }
         put(mem, l.data, &self.data);
         for &(field, target) in &self.pointers {
-            put(mem, l.data + field as u64, &(base + l.data + target as u64).to_le_bytes());
+            put(
+                mem,
+                l.data + field as u64,
+                &(base + l.data + target as u64).to_le_bytes(),
+            );
         }
         put(mem, l.msgs, &self.msgs);
-        Placed { header: base + l.header, stack_top: base + l.stack_top, code_len: l.code }
+        Placed {
+            header: base + l.header,
+            stack_top: base + l.stack_top,
+            code_len: l.code,
+        }
     }
 }
 

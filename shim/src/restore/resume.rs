@@ -58,7 +58,9 @@ pub fn after_restore(handoff: u64) {
         let fs = sys::arch_get(sys::ARCH_GET_FS);
         // SAFETY: the offset was checked at start-up to hold this thread's
         // TID inside the (restored, mapped) thread descriptor.
-        unsafe { ((fs + u64::from(s.pthread_tid_offset)) as *mut i32).write_volatile(sys::gettid()) };
+        unsafe {
+            ((fs + u64::from(s.pthread_tid_offset)) as *mut i32).write_volatile(sys::gettid())
+        };
     }
     if h.signal > 0 && h.signal as i32 != s.signal {
         move_handler(s.signal, h.signal as i32);
@@ -72,7 +74,8 @@ pub fn after_restore(handoff: u64) {
     }
     if h.image_len > 0 {
         s.image.clear();
-        s.image.bytes(&h.image[..(h.image_len as usize).min(PATH_MAX)]);
+        s.image
+            .bytes(&h.image[..(h.image_len as usize).min(PATH_MAX)]);
     }
     if s.log >= crate::config::LogLevel::Info {
         let mut line = Line::<{ PATH_MAX + 100 }>::new();
@@ -89,7 +92,9 @@ pub fn after_restore(handoff: u64) {
 
 /// Moves the shim's handler from signal `old` to `new`; `old` goes back to default.
 fn move_handler(old: i32, new: i32) {
-    let Ok(ours) = sys::sigaction_get(old) else { return };
+    let Ok(ours) = sys::sigaction_get(old) else {
+        return;
+    };
     // SAFETY: `ours` is the shim's own disposition, valid in this process.
     unsafe {
         let _ = sys::sigaction_set(new, &ours);

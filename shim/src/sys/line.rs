@@ -15,7 +15,10 @@ impl<const N: usize> Default for Line<N> {
 
 impl<const N: usize> Line<N> {
     pub const fn new() -> Self {
-        Line { buf: [0; N], len: 0 }
+        Line {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
@@ -62,7 +65,10 @@ impl<const N: usize> Line<N> {
 
     /// Milliseconds with one decimal from nanoseconds.
     pub fn ms(&mut self, ns: u64) -> &mut Self {
-        self.dec(ns / 1_000_000).bytes(b".").dec(ns / 100_000 % 10).bytes(b" ms")
+        self.dec(ns / 1_000_000)
+            .bytes(b".")
+            .dec(ns / 100_000 % 10)
+            .bytes(b" ms")
     }
 
     pub fn as_bytes(&self) -> &[u8] {

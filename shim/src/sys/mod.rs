@@ -61,7 +61,11 @@ pub unsafe fn syscall6(nr: i64, a: [u64; 6]) -> i64 {
 pub unsafe fn sys(nr: i64, a: [u64; 6]) -> SysResult<u64> {
     // SAFETY: forwarded from the caller.
     let r = unsafe { syscall6(nr, a) };
-    if (-4095..0).contains(&r) { Err(Errno(-r as i32)) } else { Ok(r as u64) }
+    if (-4095..0).contains(&r) {
+        Err(Errno(-r as i32))
+    } else {
+        Ok(r as u64)
+    }
 }
 
 macro_rules! args {
@@ -136,7 +140,9 @@ pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
     let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
     let mut len = 0;
     let res = loop {
-        let Some(rest) = buf.get_mut(len..) else { break Err(Errno(libc::EFBIG)) };
+        let Some(rest) = buf.get_mut(len..) else {
+            break Err(Errno(libc::EFBIG));
+        };
         if rest.is_empty() {
             break Err(Errno(libc::EFBIG));
         }
@@ -168,7 +174,13 @@ pub fn rename(from: &[u8], to: &[u8]) -> SysResult<()> {
         return Err(Errno(libc::EINVAL));
     }
     // SAFETY: both are NUL-terminated paths.
-    unsafe { sys(SYS_renameat, args!(AT_FDCWD, from.as_ptr(), AT_FDCWD, to.as_ptr())) }.map(|_| ())
+    unsafe {
+        sys(
+            SYS_renameat,
+            args!(AT_FDCWD, from.as_ptr(), AT_FDCWD, to.as_ptr()),
+        )
+    }
+    .map(|_| ())
 }
 
 pub fn unlink(path: &[u8]) -> SysResult<()> {
@@ -184,8 +196,13 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
         return Err(Errno(libc::EINVAL));
     }
     // SAFETY: a NUL-terminated path and a writable buffer.
-    unsafe { sys(SYS_readlinkat, args!(AT_FDCWD, path.as_ptr(), buf.as_mut_ptr(), buf.len())) }
-        .map(|n| n as usize)
+    unsafe {
+        sys(
+            SYS_readlinkat,
+            args!(AT_FDCWD, path.as_ptr(), buf.as_mut_ptr(), buf.len()),
+        )
+    }
+    .map(|n| n as usize)
 }
 
 /// Maps fresh anonymous read-write memory.
@@ -193,8 +210,13 @@ pub fn mmap_anon(len: usize, extra_flags: i32) -> SysResult<*mut u8> {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags;
     // SAFETY: a new anonymous mapping at an address the kernel picks
     // replaces nothing.
-    unsafe { sys(SYS_mmap, args!(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1i64, 0)) }
-        .map(|a| a as *mut u8)
+    unsafe {
+        sys(
+            SYS_mmap,
+            args!(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1i64, 0),
+        )
+    }
+    .map(|a| a as *mut u8)
 }
 
 /// # Safety
@@ -231,10 +253,20 @@ pub fn realtime_ns() -> u64 {
 }
 
 fn clock_ns(clock: i32) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a writable timespec.
-    let _ = unsafe { sys(libc::SYS_clock_gettime, args!(clock, &mut ts as *mut libc::timespec)) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+    let _ = unsafe {
+        sys(
+            libc::SYS_clock_gettime,
+            args!(clock, &mut ts as *mut libc::timespec),
+        )
+    };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// The kernel's `struct sigaction` on x86-64 (not glibc's).
@@ -250,8 +282,13 @@ pub struct KernelSigaction {
 pub fn sigaction_get(sig: i32) -> SysResult<KernelSigaction> {
     let mut old = KernelSigaction::default();
     // SAFETY: a null new action only reads the disposition into `old`.
-    unsafe { sys(SYS_rt_sigaction, args!(sig, 0, &mut old as *mut KernelSigaction, 8)) }
-        .map(|_| old)
+    unsafe {
+        sys(
+            SYS_rt_sigaction,
+            args!(sig, 0, &mut old as *mut KernelSigaction, 8),
+        )
+    }
+    .map(|_| old)
 }
 
 /// # Safety
@@ -259,14 +296,25 @@ pub fn sigaction_get(sig: i32) -> SysResult<KernelSigaction> {
 /// `act.restorer` a valid sigreturn trampoline when SA_RESTORER is set.
 pub unsafe fn sigaction_set(sig: i32, act: &KernelSigaction) -> SysResult<()> {
     // SAFETY: forwarded from the caller.
-    unsafe { sys(SYS_rt_sigaction, args!(sig, act as *const KernelSigaction, 0, 8)) }.map(|_| ())
+    unsafe {
+        sys(
+            SYS_rt_sigaction,
+            args!(sig, act as *const KernelSigaction, 0, 8),
+        )
+    }
+    .map(|_| ())
 }
 
 /// The calling thread's signal mask.
 pub fn sigmask_get() -> u64 {
     let mut old = 0u64;
     // SAFETY: a null new set only reads the mask.
-    let _ = unsafe { sys(SYS_rt_sigprocmask, args!(libc::SIG_BLOCK, 0, &mut old as *mut u64, 8)) };
+    let _ = unsafe {
+        sys(
+            SYS_rt_sigprocmask,
+            args!(libc::SIG_BLOCK, 0, &mut old as *mut u64, 8),
+        )
+    };
     old
 }
 
@@ -318,9 +366,14 @@ pub fn cpu_features() -> dumpfmt::CpuFeatures {
     if l1.ecx & (1 << 27) != 0 {
         let (lo, hi): (u32, u32);
         // SAFETY: OSXSAVE is set, so xgetbv with ecx = 0 is valid.
-        unsafe { asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+        unsafe {
+            asm!("xgetbv", in("ecx") 0u32, out("eax") lo, out("edx") hi, options(nomem, nostack))
+        };
         xcr0 = u64::from(hi) << 32 | u64::from(lo);
     }
     // Bit 31 of leaf 1 ecx says "running under a hypervisor": not a feature.
-    dumpfmt::CpuFeatures { xcr0, cpuid: [l1.ecx & !(1 << 31), l1.edx, l7.ebx, l7.ecx, l7.edx] }
+    dumpfmt::CpuFeatures {
+        xcr0,
+        cpuid: [l1.ecx & !(1 << 31), l1.edx, l7.ebx, l7.ecx, l7.edx],
+    }
 }
