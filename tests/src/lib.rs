@@ -17,6 +17,7 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -72,11 +73,17 @@ macro_rules! rust_program {
     };
 }
 
-/// A program to run: its command line, possibly behind wrappers such as
-/// `setarch` or `setpriv` (which exec it, so the pid stays the program's).
+/// A program to run: its command line, possibly behind a wrapper such as
+/// `setarch` or `setpriv` that execs it (so the pid stays the program's).
+///
+/// The wrapper runs without the shim: `LD_PRELOAD` and the `MIGRATE_*`
+/// settings are handed to the program through `/usr/bin/env` after the
+/// wrapper, since a shim preloaded into the wrapper would try to restore
+/// the image into the wrapper itself.
 #[derive(Debug, Clone)]
 pub struct Program {
     pub name: String,
+    pub wrapper: Vec<OsString>,
     pub argv: Vec<OsString>,
 }
 
@@ -84,6 +91,7 @@ impl Program {
     fn new(name: &str, argv: Vec<OsString>) -> Program {
         Program {
             name: name.to_string(),
+            wrapper: Vec::new(),
             argv,
         }
     }
@@ -122,9 +130,9 @@ impl Program {
 
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
-        let mut argv: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
-        argv.extend(self.argv.iter().cloned());
-        Program::new(&self.name, argv)
+        let mut p = self.clone();
+        p.wrapper = wrapper.iter().map(OsString::from).collect();
+        p
     }
 
     /// The same program with extra arguments (a relaunch's arguments must not matter).
@@ -134,19 +142,60 @@ impl Program {
         p
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..]);
-        // Start from the test's environment without anything that would
-        // change how the shim or the programs behave.
+    /// The command that runs the program with `env` added to the test's
+    /// environment (less anything that would change how the shim or the
+    /// programs behave).
+    fn command(&self, env: &[(OsString, OsString)]) -> Command {
+        let (first, rest) = match self.wrapper.split_first() {
+            Some((w, rest)) => (w, rest),
+            None => (&self.argv[0], &self.argv[1..]),
+        };
+        let mut cmd = Command::new(first);
+        cmd.args(rest);
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
             if k.starts_with("MIGRATE_") || k == "LD_PRELOAD" || k.starts_with("PYTHON") {
                 cmd.env_remove(&key);
             }
         }
+        if self.wrapper.is_empty() {
+            cmd.envs(env.iter().cloned());
+        } else {
+            cmd.arg("/usr/bin/env");
+            for (k, v) in env {
+                let mut kv = k.clone();
+                kv.push("=");
+                kv.push(v);
+                cmd.arg(kv);
+            }
+            cmd.args(&self.argv);
+        }
         cmd.stdin(Stdio::null());
+        // Only fds 0, 1 and 2 go to the program: not whatever the test
+        // process inherited (cargo's jobserver pipe, ...).
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes the close_range(2) system call, which is async-signal-safe
+        // and touches no memory. Marking fds close-on-exec (rather than
+        // closing them) keeps std's own exec-error pipe working.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::close_range(
+                    3,
+                    libc::c_uint::MAX,
+                    libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+                ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         cmd
+    }
+
+    /// The whole command line, wrapper included (for messages).
+    pub fn command_line(&self) -> Vec<OsString> {
+        self.wrapper.iter().chain(&self.argv).cloned().collect()
     }
 }
 
@@ -156,16 +205,16 @@ impl Program {
 pub fn reference(program: &Program) -> Vec<String> {
     static CACHE: OnceLock<Mutex<HashMap<Vec<OsString>, Vec<String>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(lines) = cache.lock().unwrap().get(&program.argv) {
+    let key = program.command_line();
+    if let Some(lines) = cache.lock().unwrap().get(&key) {
         return lines.clone();
     }
     let out = program
-        .command()
-        .env("MIGRATE_TEST_NOSLEEP", "1")
+        .command(&[("MIGRATE_TEST_NOSLEEP".into(), "1".into())])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", program.argv));
+        .unwrap_or_else(|e| panic!("cannot run {key:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -182,10 +231,7 @@ pub fn reference(program: &Program) -> Vec<String> {
         "reference output of {} does not end with done",
         program.name
     );
-    cache
-        .lock()
-        .unwrap()
-        .insert(program.argv.clone(), lines.clone());
+    cache.lock().unwrap().insert(key, lines.clone());
     lines
 }
 
@@ -261,19 +307,18 @@ impl TestDir {
         let stdout = self.logs.join(format!("{label}.out"));
         let stderr = self.logs.join(format!("{label}.err"));
         assert!(!stdout.exists(), "label {label} used twice");
-        let mut cmd = program.command();
+        let mut all: Vec<(OsString, OsString)> = Vec::new();
+        if shim {
+            all.push(("LD_PRELOAD".into(), shim_path().into()));
+        }
+        all.extend(env.iter().map(|(k, v)| (k.into(), v.into())));
+        let mut cmd = program.command(&all);
         cmd.current_dir(self.path())
             .stdout(File::create(&stdout).expect("create stdout file"))
             .stderr(File::create(&stderr).expect("create stderr file"));
-        if shim {
-            cmd.env("LD_PRELOAD", shim_path());
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {label} ({:?}): {e}", program.argv));
+            .unwrap_or_else(|e| panic!("cannot start {label} ({:?}): {e}", program.command_line()));
         Proc {
             label: label.to_string(),
             child,
