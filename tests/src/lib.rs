@@ -823,6 +823,7 @@ pub fn expect_restore_failure(
         stderr.starts_with("migrate: ") && stderr.ends_with('\n') && stderr.lines().count() == 1,
         "stderr must be exactly one line starting with `migrate: `, got {stderr:?}\n{context}"
     );
+    eprintln!("{label}: {}", stderr.trim_end());
     stderr
 }
 

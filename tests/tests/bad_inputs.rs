@@ -282,3 +282,76 @@ fn image_of_another_user() {
         exit::CANNOT_RESTORE,
     );
 }
+
+/// Rewrites the metadata of the image at `path` with `edit` applied, and
+/// frames it again (new metadata length and checksum, header checksum), so
+/// that the result is a well-formed image that says something else.
+fn rewrite_meta(path: &Path, edit: impl FnOnce(&mut dumpfmt::Image<'static>)) {
+    use std::os::unix::fs::FileExt;
+    let file = image_meta(path);
+    let mut image = file.image.clone();
+    edit(&mut image);
+    let meta = postcard::to_allocvec(&image).expect("encode metadata");
+    let mut header = file.header;
+    header.meta_len = meta.len() as u64;
+    header.meta_crc = crc32fast::hash(&meta);
+    header.file_len = header.meta_offset + header.meta_len;
+    let mut head = [0u8; 64];
+    header.encode(&mut head);
+    drop(file);
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(header.meta_offset).unwrap();
+    f.write_all_at(&meta, header.meta_offset).unwrap();
+    f.write_all_at(&head, 0).unwrap();
+    dumpfmt::verify(path).expect("the rewritten image verifies");
+}
+
+/// An image that needs CPU features this machine lacks is refused with 70.
+/// (The same rewrite without the change restores, so the rewrite is sound.)
+#[test]
+fn cpu_features_missing() {
+    let dir = TestDir::new("cpu");
+    let program = rust_program!();
+    let expected = reference(&program);
+    let img = dir.join("rust.img");
+    let mut p = dir.spawn(
+        &program,
+        "dumped",
+        &[
+            ("MIGRATE_AFTER_DUMP", "exit"),
+            ("MIGRATE_IMAGE", img.to_str().unwrap()),
+        ],
+    );
+    p.wait_for_step(50);
+    p.dump_signal();
+    p.wait_for_image(&img, true);
+    assert!(
+        p.wait().success(),
+        "dump with exit failed\n{}",
+        p.describe()
+    );
+
+    let same = copy_image(&img, &dir, "same.img");
+    rewrite_meta(&same, |_| {});
+    let mut restored = dir.restore(&program, "restore-same", &same, &[]);
+    let out = restored.wait_success();
+    check_restored(
+        &expected,
+        &p.stdout_lines(),
+        &out,
+        &describe_all(&[&p, &restored]),
+    );
+
+    let needy = copy_image(&img, &dir, "needy.img");
+    rewrite_meta(&needy, |image| {
+        image.cpu.xcr0 = u64::MAX;
+        image.cpu.cpuid = [u32::MAX; 5];
+    });
+    expect_restore_failure(
+        &dir,
+        &program,
+        "restore-needy",
+        &needy,
+        exit::CANNOT_RESTORE,
+    );
+}

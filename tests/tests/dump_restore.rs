@@ -43,6 +43,14 @@ fn c_program_dump_kill_restore() {
     let dir = TestDir::new("c");
     let r = dump_kill_restore(&dir, &Program::c(), 10, &[("MIGRATE_LOG", "info")], &[]);
     let context = describe_all(&[&r.original, &r.restored]);
+    // This is the ASLR-on case (aslr_off is the other one).
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/randomize_va_space")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        "2",
+        "ASLR is not fully on on this machine"
+    );
     assert!(
         r.summary.data_bytes >= 256 << 20,
         "the image holds {} bytes of page data, less than the 256 MiB region\n{context}",
@@ -234,5 +242,47 @@ fn exit_after_dump() {
         k,
         before.len(),
         "the process printed more after the dump, though it should have exited\n{context}"
+    );
+}
+
+/// The same image restored ten times: with ASLR on, each relaunch puts the
+/// shim, the loader and the stack elsewhere, and every restore must work
+/// (and leave the image as it was).
+#[test]
+fn restore_same_image_ten_times() {
+    let dir = TestDir::new("ten-restores");
+    let program = rust_program!();
+    let expected = reference(&program);
+    let image = dir.join("rust.img");
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_AFTER_DUMP", "exit"),
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ],
+    );
+    original.wait_for_step(54);
+    original.dump_signal();
+    original.wait_for_image(&image, true);
+    assert!(
+        original.wait().success(),
+        "dump with exit failed\n{}",
+        original.describe()
+    );
+    let bytes = std::fs::read(&image).unwrap();
+    for i in 0..10 {
+        let mut restored = dir.restore(&program, &format!("restored-{i}"), &image, &[]);
+        let out = restored.wait_success();
+        check_restored(
+            &expected,
+            &original.stdout_lines(),
+            &out,
+            &describe_all(&[&original, &restored]),
+        );
+    }
+    assert!(
+        std::fs::read(&image).unwrap() == bytes,
+        "restoring changed the image"
     );
 }
