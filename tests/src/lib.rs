@@ -886,3 +886,85 @@ pub fn dump_kill_restore(
         k,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn expected() -> Vec<String> {
+        lines(&["start", "step 1 a", "step 2 b", "step 3 c", "done x"])
+    }
+
+    fn panics(f: impl FnOnce() + std::panic::UnwindSafe) -> bool {
+        std::panic::catch_unwind(f).is_err()
+    }
+
+    #[test]
+    fn step_numbers() {
+        assert_eq!(step_of("step 17 sum=3"), Some(17));
+        assert_eq!(step_of("step 4"), Some(4));
+        assert_eq!(step_of("start"), None);
+        assert_eq!(step_of("stepping 3"), None);
+    }
+
+    #[test]
+    fn segments() {
+        let e = expected();
+        assert_eq!(
+            check_segment(&e, &lines(&["step 2 b", "step 3 c"]), "", ""),
+            2
+        );
+        assert!(panics(|| {
+            check_segment(&expected(), &lines(&["step 2 b", "step 3 X"]), "", "");
+        }));
+        assert!(panics(|| {
+            check_segment(&expected(), &lines(&["nope"]), "", "");
+        }));
+        assert!(panics(|| {
+            check_segment(&expected(), &[], "", "");
+        }));
+    }
+
+    #[test]
+    fn restored_is_the_tail() {
+        let e = expected();
+        let original = lines(&["start", "step 1 a", "step 2 b"]);
+        let restored = lines(&["step 2 b", "step 3 c", "done x"]);
+        assert_eq!(check_restored(&e, &original, &restored, ""), 2);
+        // Started over.
+        assert!(panics(|| {
+            check_restored(&expected(), &lines(&["start"]), &expected(), "");
+        }));
+        // Did not finish.
+        assert!(panics(|| {
+            check_restored(
+                &expected(),
+                &lines(&["start", "step 1 a"]),
+                &lines(&["step 1 a", "step 2 b"]),
+                "",
+            );
+        }));
+        // Resumed past where the original had got to.
+        assert!(panics(|| {
+            check_restored(
+                &expected(),
+                &lines(&["start"]),
+                &lines(&["step 3 c", "done x"]),
+                "",
+            );
+        }));
+        // A line missing in the middle.
+        assert!(panics(|| {
+            check_restored(
+                &expected(),
+                &lines(&["start", "step 1 a"]),
+                &lines(&["step 1 a", "step 3 c", "done x"]),
+                "",
+            );
+        }));
+    }
+}
