@@ -1,6 +1,7 @@
 //! The fixed header page at offset 0.
 //!
-//! Checks run in this order: length, magic, version, checksum, consistency.
+//! Checks run in this order: length, magic, version, checksum, consistency
+//! (file length, reserved bytes, metadata bounds). `FORMAT.md` has the layout.
 
 use crate::Error;
 
@@ -15,8 +16,10 @@ pub const VERSION_MINOR: u16 = 0;
 /// an absurd allocation.
 pub const MAX_META_LEN: u64 = 1 << 30;
 
-/// Bytes of the header that carry data; the rest of the page is zero.
-const ENCODED_LEN: usize = 64;
+/// Bytes of the header that carry data; the rest of the page is reserved
+/// and must be zero (checked on decode).
+pub const HEADER_ENCODED_LEN: usize = 64;
+const ENCODED_LEN: usize = HEADER_ENCODED_LEN;
 
 /// The header, as decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,6 +98,10 @@ impl Header {
         }
         if h.file_len < real_len {
             return Err(Error::BadHeader("file is longer than the header says"));
+        }
+        let reserved = &bytes[ENCODED_LEN..bytes.len().min(HEADER_LEN as usize)];
+        if reserved.iter().any(|&b| b != 0) {
+            return Err(Error::BadHeader("reserved header bytes are not zero"));
         }
         if h.meta_len > MAX_META_LEN {
             return Err(Error::BadHeader("metadata length exceeds the cap"));
@@ -191,6 +198,21 @@ mod tests {
             Header::decode(&sample(), 9000),
             Err(Error::BadHeader(_))
         ));
+    }
+
+    #[test]
+    fn reserved_bytes_not_zero() {
+        let mut page = vec![0u8; HEADER_LEN as usize];
+        page[..ENCODED_LEN].copy_from_slice(&sample());
+        assert!(Header::decode(&page, 8292).is_ok());
+        for at in [ENCODED_LEN, 1000, HEADER_LEN as usize - 1] {
+            let mut bad = page.clone();
+            bad[at] = 0x10;
+            assert_eq!(
+                Header::decode(&bad, 8292),
+                Err(Error::BadHeader("reserved header bytes are not zero"))
+            );
+        }
     }
 
     #[test]

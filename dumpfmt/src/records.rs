@@ -64,8 +64,12 @@ pub enum Backing {
     Anonymous,
     /// A file, index into `Image::files`; pages not in the image come from it.
     File(u32),
-    /// Memory whose every page is in the image (deleted files, shared anonymous memory).
+    /// Memory the restore cannot find elsewhere (deleted files, shared anonymous
+    /// memory): every page is in the image, except all-zero pages.
     Contents,
+    /// A mapping the kernel provides (`[vdso]`, `[vvar]`, `[vvar_vclock]`):
+    /// never stored; the restore moves the fresh process's copy to this address.
+    Kernel,
 }
 
 /// One line of `/proc/self/maps`.

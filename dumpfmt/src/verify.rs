@@ -186,6 +186,9 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             }
         }
     }
+    // Page data is exactly the runs, back to back in order, from the end of
+    // the header page to the start of the metadata: every byte of the file is
+    // covered by a checksum or a fixed-value check.
     let mut prev_addr_end = 0u64;
     let mut prev_file_end = HEADER_LEN;
     let mut mapping = 0usize;
@@ -197,25 +200,41 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         let addr_end = r
             .addr
             .checked_add(len)
-            .ok_or_else(|| format!("run {i} wraps"))?;
+            .ok_or_else(|| format!("run {i} wraps the address space"))?;
         let file_end = r
             .file_offset
             .checked_add(len)
-            .ok_or_else(|| format!("run {i} wraps"))?;
+            .ok_or_else(|| format!("run {i} wraps the file offset"))?;
         if r.pages == 0 || !aligned(r.addr) || !aligned(r.file_offset) {
             return Err(format!("run {i} is empty or unaligned"));
         }
-        if r.addr < prev_addr_end || r.file_offset < prev_file_end || file_end > header.meta_offset
-        {
+        if r.addr < prev_addr_end {
             return Err(format!(
-                "run {i} overlaps another or lies outside the page data"
+                "run {i} at {:#x} overlaps the previous run or is out of order",
+                r.addr
             ));
+        }
+        if r.file_offset != prev_file_end {
+            return Err(format!(
+                "run {i} starts at file offset {:#x}, not where the page data before it ends ({prev_file_end:#x})",
+                r.file_offset
+            ));
+        }
+        if file_end > header.meta_offset {
+            return Err(format!("run {i} extends into the metadata"));
         }
         while mapping < image.mappings.len() && image.mappings[mapping].end <= r.addr {
             mapping += 1;
         }
         match image.mappings.get(mapping) {
-            Some(m) if m.start <= r.addr && addr_end <= m.end => {}
+            Some(m) if m.start <= r.addr && addr_end <= m.end => {
+                if m.backing == Backing::Kernel {
+                    return Err(format!(
+                        "run {i} at {:#x} is inside a kernel mapping ({})",
+                        r.addr, m.name
+                    ));
+                }
+            }
             _ => {
                 return Err(format!(
                     "run {i} at {:#x} is not inside one mapping",
@@ -225,6 +244,12 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         }
         prev_addr_end = addr_end;
         prev_file_end = file_end;
+    }
+    if prev_file_end != header.meta_offset {
+        return Err(format!(
+            "page data ends at {prev_file_end:#x} but the metadata starts at {:#x}",
+            header.meta_offset
+        ));
     }
     if image.threads.is_empty() {
         return Err("no thread".into());
