@@ -4,8 +4,12 @@
 //! and a postcard-encoded [`Image`] metadata block at the end. See
 //! `FORMAT.md` beside this crate for the byte layout and versioning rules.
 //!
+//! [`decode`], [`ImageFile`] and [`verify`] read images; [`build`] and
+//! [`frame`] write them in memory (for tests and tools; the shim's dump path
+//! writes the same layout without a heap).
+//!
 //! Decoding never panics on any input: every length and offset is checked
-//! before use (the fuzz target in `fuzz/` exercises this).
+//! before use (the fuzz targets in `fuzz/` exercise this).
 
 #![forbid(unsafe_code)]
 
@@ -16,11 +20,14 @@ mod error;
 mod header;
 mod records;
 mod verify;
+mod writer;
 
 pub use elf::{BUILD_ID_MAX, build_id};
 pub use error::Error;
 pub use header::{
-    HEADER_LEN, Header, MAGIC, MAX_META_LEN, PAGE_SIZE, VERSION_MAJOR, VERSION_MINOR,
+    HEADER_ENCODED_LEN, HEADER_LEN, Header, MAGIC, MAX_META_LEN, PAGE_SIZE, VERSION_MAJOR,
+    VERSION_MINOR,
 };
 pub use records::*;
 pub use verify::{ImageFile, Summary, decode, verify};
+pub use writer::{build, frame};
