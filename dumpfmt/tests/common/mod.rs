@@ -1,0 +1,203 @@
+//! A sample image shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+
+use dumpfmt::{
+    Backing, CpuFeatures, FileId, HEADER_ENCODED_LEN, HEADER_LEN, Header, Image, Mapping, MmFields,
+    PROT_EXEC, PROT_READ, PROT_WRITE, PageRun, ResumeContext, Settings, SigAction, ThreadState,
+};
+
+pub fn file_id(path: &str) -> FileId<'static> {
+    FileId {
+        path: Cow::Owned(path.into()),
+        size: 123_456,
+        mtime_sec: 1_700_000_000,
+        mtime_nsec: 999_999_999,
+        dev: 0x803,
+        ino: 42,
+        build_id: Cow::Owned((0..20).collect()),
+    }
+}
+
+pub fn thread(tid: u32) -> ThreadState {
+    ThreadState {
+        tid,
+        context: ResumeContext {
+            rbx: 1,
+            rbp: 2,
+            r12: 3,
+            r13: 4,
+            r14: 5,
+            r15: 6,
+            rip: 0x401234,
+            rsp: 0x7ffd_0000_1000,
+        },
+        fs_base: 0x7f00_0000_0000,
+        gs_base: 0,
+        sigmask: 1 << 9,
+        clear_child_tid: 0x7f00_0000_02d0,
+        robust_list: 0x7f00_0000_02e0,
+        robust_list_len: 24,
+        rseq_addr: 0x7f00_0000_0fe0,
+        rseq_len: 32,
+        rseq_sig: 0x5305_3053,
+        pthread_tid_offset: 0x2d0,
+    }
+}
+
+/// Mappings: a file-backed text mapping, an anonymous heap, a shared
+/// `Contents` mapping and the vDSO, with gaps between them.
+pub fn image() -> Image<'static> {
+    Image {
+        pid: 4242,
+        time_ns: 1_700_000_000_123_456_789,
+        sequence: 3,
+        exe: file_id("/usr/bin/app"),
+        cpu: CpuFeatures {
+            xcr0: 0x2e7,
+            cpuid: [
+                0x7ffa_f3bf,
+                0xbfeb_fbff,
+                0x029c_6fbf,
+                0x4000_0004,
+                0xbc00_0400,
+            ],
+        },
+        files: Cow::Owned(vec![file_id("/usr/bin/app"), file_id("/usr/lib/libc.so.6")]),
+        mappings: Cow::Owned(vec![
+            Mapping {
+                start: 0x40_0000,
+                end: 0x40_2000,
+                prot: PROT_READ | PROT_EXEC,
+                shared: false,
+                offset: 0x1000,
+                backing: Backing::File(0),
+                name: "/usr/bin/app".into(),
+            },
+            Mapping {
+                start: 0x60_0000,
+                end: 0x60_3000,
+                prot: PROT_READ | PROT_WRITE,
+                shared: false,
+                offset: 0,
+                backing: Backing::Anonymous,
+                name: "[heap]".into(),
+            },
+            Mapping {
+                start: 0x7000_0000,
+                end: 0x7000_2000,
+                prot: PROT_READ | PROT_WRITE,
+                shared: true,
+                offset: 0,
+                backing: Backing::Contents,
+                name: "/dev/shm/x (deleted)".into(),
+            },
+            Mapping {
+                start: 0x7fff_0000_0000,
+                end: 0x7fff_0000_2000,
+                prot: PROT_READ | PROT_EXEC,
+                shared: false,
+                offset: 0,
+                backing: Backing::Kernel,
+                name: "[vdso]".into(),
+            },
+        ]),
+        runs: Cow::Owned(vec![]),
+        threads: Cow::Owned(vec![thread(4242), thread(4243)]),
+        sigactions: Cow::Owned(vec![SigAction {
+            signal: 12,
+            handler: 0x40_1100,
+            flags: 0x0400_0004,
+            restorer: 0x40_1200,
+            mask: 0,
+        }]),
+        mm: MmFields {
+            start_code: 0x40_0000,
+            end_code: 0x40_2000,
+            start_data: 0x60_0000,
+            end_data: 0x60_1000,
+            start_brk: 0x60_1000,
+            brk: 0x60_3000,
+            start_stack: 0x7ffd_0000_2000,
+            arg_start: 0x7ffd_0000_2100,
+            arg_end: 0x7ffd_0000_2200,
+            env_start: 0x7ffd_0000_2200,
+            env_end: 0x7ffd_0000_2f00,
+        },
+        auxv: Cow::Owned(vec![6, 4096, 0, 0]),
+        settings: Settings {
+            signal: 12,
+            image: "/tmp/app.%p.%n.img".into(),
+            exit_after_dump: false,
+            log_level: 1,
+        },
+    }
+}
+
+/// Deterministic, non-repeating page contents.
+pub fn pages(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n * 4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The run data of the sample image: one dirty page of the text mapping,
+/// two heap pages, the whole shared mapping.
+pub fn run_data() -> Vec<(u64, Vec<u8>)> {
+    vec![
+        (0x40_1000, pages(1, 1)),
+        (0x60_0000, pages(2, 2)),
+        (0x7000_0000, pages(2, 3)),
+    ]
+}
+
+/// The sample image, built with `dumpfmt::build`.
+pub fn good() -> Vec<u8> {
+    let data = run_data();
+    let runs: Vec<(u64, &[u8])> = data.iter().map(|(a, d)| (*a, d.as_slice())).collect();
+    dumpfmt::build(&image(), &runs).expect("the sample image is valid")
+}
+
+/// The decoded metadata and the page data of an image.
+pub fn split(bytes: &[u8]) -> (Header, Image<'static>, Vec<u8>) {
+    let (header, image) = dumpfmt::decode(bytes).expect("a valid image");
+    let data = bytes[HEADER_LEN as usize..header.meta_offset as usize].to_vec();
+    (header, image, data)
+}
+
+/// The good image with its metadata changed by `f` and framed again.
+pub fn with_meta(f: impl FnOnce(&mut Image<'static>, &mut Vec<PageRun>)) -> Vec<u8> {
+    let (_, mut image, data) = split(&good());
+    let mut runs = image.runs.to_vec();
+    f(&mut image, &mut runs);
+    image.runs = Cow::Owned(runs);
+    dumpfmt::frame(&image, &data)
+}
+
+/// Rewrites the header of `bytes`, with a correct header checksum. The
+/// fields are read as they are, without any check.
+pub fn with_header(bytes: &mut [u8], f: impl FnOnce(&mut Header)) {
+    let u16_at = |o: usize| u16::from_le_bytes(bytes[o..o + 2].try_into().unwrap());
+    let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap());
+    let mut h = Header {
+        major: u16_at(8),
+        minor: u16_at(10),
+        meta_offset: u64_at(16),
+        meta_len: u64_at(24),
+        meta_crc: u32_at(32),
+        file_len: u64_at(40),
+    };
+    f(&mut h);
+    let mut head = [0u8; HEADER_ENCODED_LEN];
+    h.encode(&mut head);
+    bytes[..HEADER_ENCODED_LEN].copy_from_slice(&head);
+}

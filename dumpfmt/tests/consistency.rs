@@ -1,0 +1,215 @@
+//! One test per rule of the metadata consistency check: each starts from the
+//! good sample image, breaks exactly that rule, and expects that rule's error.
+
+mod common;
+
+use dumpfmt::{Backing, Error, HEADER_LEN, PAGE_SIZE, PageRun};
+
+use common::with_meta;
+
+/// Decoding fails with a `BadMeta` whose message contains `want`.
+#[track_caller]
+fn rejects(bytes: &[u8], want: &str) {
+    match dumpfmt::decode(bytes) {
+        Err(Error::BadMeta(m)) if m.contains(want) => {}
+        other => panic!("want BadMeta containing {want:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_sample_is_consistent() {
+    let bytes = with_meta(|_, _| {});
+    assert_eq!(bytes, common::good());
+    assert!(dumpfmt::decode(&bytes).is_ok());
+}
+
+#[test]
+fn mapping_bounds_aligned_and_not_empty() {
+    let cases: [(u64, u64); 4] = [
+        (0x40_0001, 0x40_2000), // unaligned start
+        (0x40_0000, 0x40_2001), // unaligned end
+        (0x40_0000, 0x40_0000), // empty
+        (0x40_2000, 0x40_0000), // reversed
+    ];
+    for (start, end) in cases {
+        let bytes = with_meta(|image, _| {
+            let m = &mut image.mappings.to_mut()[0];
+            (m.start, m.end) = (start, end);
+        });
+        rejects(&bytes, "mapping 0 has bad bounds");
+    }
+}
+
+#[test]
+fn mappings_sorted_without_overlap() {
+    let bytes = with_meta(|image, _| image.mappings.to_mut()[1].start = 0x40_1000);
+    rejects(&bytes, "mapping 1 at 0x401000 overlaps or is out of order");
+    let bytes = with_meta(|image, _| image.mappings.to_mut().swap(1, 2));
+    rejects(&bytes, "mapping 2 at 0x600000 overlaps or is out of order");
+    // Adjacent is fine: end == next start.
+    let bytes = with_meta(|image, _| image.mappings.to_mut()[1].start = 0x40_2000);
+    assert!(dumpfmt::decode(&bytes).is_ok());
+}
+
+#[test]
+fn file_index_in_range() {
+    let bytes = with_meta(|image, _| image.mappings.to_mut()[0].backing = Backing::File(2));
+    rejects(&bytes, "mapping 0 names file 2 of 2");
+}
+
+#[test]
+fn file_offset_aligned() {
+    let bytes = with_meta(|image, _| image.mappings.to_mut()[0].offset = 0x1010);
+    rejects(&bytes, "mapping 0 has an unaligned file offset");
+    // Only file mappings' offsets matter.
+    let bytes = with_meta(|image, _| image.mappings.to_mut()[1].offset = 0x1010);
+    assert!(dumpfmt::decode(&bytes).is_ok());
+}
+
+#[test]
+fn run_length_does_not_overflow() {
+    let bytes = with_meta(|_, runs| runs[1].pages = u64::MAX / PAGE_SIZE + 1);
+    rejects(&bytes, "run 1 is too long");
+}
+
+#[test]
+fn run_does_not_wrap_the_address_space() {
+    let bytes = with_meta(|_, runs| runs[2].addr = u64::MAX - PAGE_SIZE + 1);
+    rejects(&bytes, "run 2 wraps the address space");
+}
+
+#[test]
+fn run_does_not_wrap_the_file_offset() {
+    let bytes = with_meta(|_, runs| runs[0].file_offset = u64::MAX - PAGE_SIZE + 1);
+    rejects(&bytes, "run 0 wraps the file offset");
+}
+
+#[test]
+fn run_not_empty_and_aligned() {
+    let breaks: [fn(&mut PageRun); 3] = [|r| r.pages = 0, |r| r.addr += 8, |r| r.file_offset += 8];
+    for f in breaks {
+        let bytes = with_meta(|_, runs| f(&mut runs[1]));
+        rejects(&bytes, "run 1 is empty or unaligned");
+    }
+}
+
+#[test]
+fn runs_sorted_without_overlap() {
+    let bytes = with_meta(|_, runs| runs[2].addr = runs[1].addr + PAGE_SIZE);
+    rejects(
+        &bytes,
+        "run 2 at 0x601000 overlaps the previous run or is out of order",
+    );
+    let bytes = with_meta(|_, runs| {
+        let (a, b) = (runs[0].addr, runs[1].addr);
+        (runs[0].addr, runs[1].addr) = (b, a);
+    });
+    rejects(
+        &bytes,
+        "run 1 at 0x401000 overlaps the previous run or is out of order",
+    );
+}
+
+#[test]
+fn runs_back_to_back_from_the_header() {
+    // The first run must start right after the header page...
+    let bytes = with_meta(|_, runs| runs[0].file_offset += PAGE_SIZE);
+    rejects(
+        &bytes,
+        "run 0 starts at file offset 0x2000, not where the page data before it ends (0x1000)",
+    );
+    // ...and each next one where the one before it ends: no gap, no overlap.
+    let bytes = with_meta(|_, runs| runs[2].file_offset += PAGE_SIZE);
+    rejects(&bytes, "run 2 starts at file offset 0x5000, not where");
+    let bytes = with_meta(|_, runs| runs[1].file_offset -= PAGE_SIZE);
+    rejects(&bytes, "run 1 starts at file offset 0x1000, not where");
+}
+
+#[test]
+fn run_does_not_extend_into_the_metadata() {
+    let bytes = with_meta(|_, runs| runs[2].pages += 1);
+    rejects(&bytes, "run 2 extends into the metadata");
+}
+
+#[test]
+fn run_inside_one_mapping() {
+    // In the gap between two mappings.
+    let bytes = with_meta(|_, runs| runs[1].addr = 0x50_0000);
+    rejects(&bytes, "run 1 at 0x500000 is not inside one mapping");
+    // Starting inside a mapping and running past its end.
+    let bytes = with_meta(|_, runs| runs[1].addr = 0x60_2000);
+    rejects(&bytes, "run 1 at 0x602000 is not inside one mapping");
+    // Spanning two adjacent mappings is not inside one either.
+    let bytes = with_meta(|image, runs| {
+        let m = image.mappings.to_mut();
+        m[1].end = 0x60_1000;
+        let mut next = m[1].clone();
+        (next.start, next.end) = (0x60_1000, 0x60_3000);
+        m.insert(2, next);
+        runs[1].addr = 0x60_0000;
+    });
+    rejects(&bytes, "run 1 at 0x600000 is not inside one mapping");
+    // Past the last mapping.
+    let bytes = with_meta(|_, runs| runs[2].addr = 0x8000_0000);
+    rejects(&bytes, "run 2 at 0x80000000 is not inside one mapping");
+}
+
+#[test]
+fn no_run_inside_a_kernel_mapping() {
+    let bytes = with_meta(|_, runs| runs[2].addr = 0x7fff_0000_0000);
+    rejects(
+        &bytes,
+        "run 2 at 0x7fff00000000 is inside a kernel mapping ([vdso])",
+    );
+}
+
+#[test]
+fn page_data_ends_at_the_metadata() {
+    let good = common::good();
+    let (_, image, mut data) = common::split(&good);
+    data.extend_from_slice(&[0; PAGE_SIZE as usize]);
+    let bytes = dumpfmt::frame(&image, &data);
+    rejects(
+        &bytes,
+        "page data ends at 0x6000 but the metadata starts at 0x7000",
+    );
+    // With no runs at all, the metadata starts right after the header.
+    let mut image = image;
+    image.runs = Vec::new().into();
+    let bytes = dumpfmt::frame(&image, &data);
+    rejects(
+        &bytes,
+        &format!("page data ends at {HEADER_LEN:#x} but the metadata starts at 0x7000"),
+    );
+}
+
+#[test]
+fn at_least_one_thread() {
+    let bytes = with_meta(|image, _| image.threads = Vec::new().into());
+    rejects(&bytes, "no thread");
+}
+
+#[test]
+fn auxv_is_pairs() {
+    let bytes = with_meta(|image, _| image.auxv.to_mut().push(0));
+    rejects(&bytes, "auxv has an odd number of words");
+}
+
+#[test]
+fn build_reports_what_the_reader_would() {
+    let data = common::pages(1, 9);
+    assert_eq!(
+        dumpfmt::build(&common::image(), &[(0x50_0000, &data)]),
+        Err(Error::BadMeta(
+            "run 0 at 0x500000 is not inside one mapping".into()
+        ))
+    );
+    assert!(matches!(
+        dumpfmt::build(&common::image(), &[(0x60_0000, &data[..100])]),
+        Err(Error::BadMeta(m)) if m.contains("not a whole number of pages")
+    ));
+    assert!(matches!(
+        dumpfmt::build(&common::image(), &[(0x60_0000, &[])]),
+        Err(Error::BadMeta(m)) if m.contains("not a whole number of pages")
+    ));
+}
