@@ -45,20 +45,6 @@ fn hex(s: &[u8]) -> Option<u64> {
     Some(v)
 }
 
-fn dec(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut v = 0u64;
-    for &c in s {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(v)
-}
-
 /// Splits off the next space-separated field.
 fn field(s: &[u8]) -> (&[u8], &[u8]) {
     let s = trim_start(s);
@@ -95,7 +81,7 @@ pub fn parse_line(line: &[u8]) -> Option<MapLine<'_>> {
     let offset = hex(offset)?;
     let (_dev, rest) = field(rest);
     let (inode, rest) = field(rest);
-    let inode = dec(inode)?;
+    let inode = crate::sys::parse_dec(inode)?;
     let name = trim_start(rest);
     Some(MapLine {
         start,

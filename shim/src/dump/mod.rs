@@ -141,91 +141,50 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
 
 /// Counts the threads of this process (entries of /proc/self/task).
 pub fn count_threads() -> Result<usize, Errno> {
-    let fd = sys::open(
-        b"/proc/self/task\0",
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    )?;
-    let mut buf = [0u8; 4096];
     let mut count = 0;
-    let res = loop {
-        // SAFETY: `buf` is writable for its length.
-        match unsafe { sys::sys(sys::SYS_getdents64, args!(fd, buf.as_mut_ptr(), buf.len())) } {
-            Ok(0) => break Ok(count),
-            Ok(n) => {
-                let mut off = 0usize;
-                while off + 19 < n as usize {
-                    let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-                    if buf[off + 19].is_ascii_digit() {
-                        count += 1;
-                    }
-                    if reclen == 0 {
-                        break;
-                    }
-                    off += reclen;
-                }
-            }
-            Err(e) => break Err(e),
+    sys::for_each_dir_entry(b"/proc/self/task\0", |name| {
+        if sys::parse_dec(name).is_some() {
+            count += 1;
         }
-    };
-    sys::close(fd);
-    res
+    })?;
+    Ok(count)
 }
 
 /// Names, in the log, each descriptor beyond stdio: this version does not
 /// restore them (they come back closed).
 fn log_other_fds(ours: &[i32]) {
-    let Ok(dir) = sys::open(
-        b"/proc/self/fd\0",
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    ) else {
-        return;
-    };
-    let mut buf = [0u8; 4096];
-    // SAFETY: `buf` is writable for its length.
-    while let Ok(n @ 1..) =
-        unsafe { sys::sys(sys::SYS_getdents64, args!(dir, buf.as_mut_ptr(), buf.len())) }
-    {
-        let mut off = 0usize;
-        while off + 19 < n as usize {
-            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
-            let name = &buf[off + 19..(off + reclen).min(n as usize)];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            let mut fd = 0i32;
-            for &c in name {
-                fd = fd
-                    .saturating_mul(10)
-                    .saturating_add(i32::from(c.wrapping_sub(b'0')));
-            }
-            if !name.is_empty()
-                && name.iter().all(u8::is_ascii_digit)
-                && fd > 2
-                && fd != dir
-                && !ours.contains(&fd)
-            {
-                let mut link = Line::<64>::new();
-                link.str("/proc/self/fd/").bytes(name);
-                let mut target = [0u8; 512];
-                let len = link
-                    .c_str()
-                    .and_then(|p| sys::readlink(p, &mut target).ok())
-                    .unwrap_or(0);
-                let mut line = Line::<700>::new();
-                line.str("migrate: fd ")
-                    .bytes(name)
-                    .str(" (")
-                    .bytes(&target[..len])
-                    .str(") is not saved; it will be closed after a restore");
-                line.emit();
-            }
-            if reclen == 0 {
-                break;
-            }
-            off += reclen;
+    // The directory's own descriptor is the lowest free one at the time:
+    // it shows up in the listing, and is closed by the time we print.
+    let mut listing = Line::<8192>::new();
+    let dir = sys::for_each_dir_entry(b"/proc/self/fd\0", |name| {
+        if matches!(sys::parse_dec(name), Some(fd) if fd > 2 && !ours.contains(&(fd as i32))) {
+            listing.bytes(name).bytes(b" ");
         }
+    });
+    let Ok(dir) = dir else { return };
+    for name in listing
+        .as_bytes()
+        .split(|&c| c == b' ')
+        .filter(|n| !n.is_empty())
+    {
+        if sys::parse_dec(name) == Some(dir as u64) {
+            continue;
+        }
+        let mut link = Line::<64>::new();
+        link.str("/proc/self/fd/").bytes(name);
+        let mut target = [0u8; 512];
+        let len = link
+            .c_str()
+            .and_then(|p| sys::readlink(p, &mut target).ok())
+            .unwrap_or(0);
+        let mut line = Line::<700>::new();
+        line.str("migrate: fd ")
+            .bytes(name)
+            .str(" (")
+            .bytes(&target[..len])
+            .str(") is not saved; it will be closed after a restore");
+        line.emit();
     }
-    sys::close(dir);
 }
 
 /// Expands `%p`, `%n` and `%%` in the image pattern.

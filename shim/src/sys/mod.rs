@@ -157,6 +157,50 @@ pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
     res
 }
 
+/// Calls `f` with the name of each entry of directory `path` (NUL-terminated),
+/// `.` and `..` included; returns the directory's fd number (already closed)
+/// so callers can recognise it among /proc/self/fd entries.
+pub fn for_each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> SysResult<i32> {
+    let fd = open(
+        path,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    )?;
+    let mut buf = [0u8; 4096];
+    let res = loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = match unsafe { sys(SYS_getdents64, args!(fd, buf.as_mut_ptr(), buf.len())) } {
+            Ok(0) => break Ok(fd),
+            Ok(n) => n as usize,
+            Err(e) => break Err(e),
+        };
+        // struct linux_dirent64: ino u64, off i64, reclen u16, type u8, name.
+        let mut off = 0usize;
+        while off + 19 < n {
+            let reclen = usize::from(u16::from_ne_bytes([buf[off + 16], buf[off + 17]]));
+            if reclen == 0 {
+                break;
+            }
+            let name = &buf[off + 19..(off + reclen).min(n)];
+            f(&name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())]);
+            off += reclen;
+        }
+    };
+    close(fd);
+    res
+}
+
+/// Parses a decimal number made of digits only.
+pub fn parse_dec(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |v, &c| {
+        c.is_ascii_digit().then_some(())?;
+        v.checked_mul(10)?.checked_add(u64::from(c - b'0'))
+    })
+}
+
 pub fn fsync(fd: i32) -> SysResult<()> {
     // SAFETY: no memory is involved.
     unsafe { sys(SYS_fsync, args!(fd)) }.map(|_| ())
