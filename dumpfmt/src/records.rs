@@ -135,6 +135,8 @@ pub struct ThreadState {
     pub rseq_sig: u32,
     /// Offset from the thread pointer where glibc caches the TID (0: unknown).
     pub pthread_tid_offset: u32,
+    /// The thread's name (`/proc/self/task/T/comm`), NUL-padded.
+    pub name: [u8; 16],
 }
 
 /// A signal disposition in the kernel's `struct sigaction` layout.

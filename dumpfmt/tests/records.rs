@@ -302,6 +302,7 @@ fn encoding_is_pinned() {
             rseq_len: 20,
             rseq_sig: 21,
             pthread_tid_offset: 22,
+            name: *b"worker-1\0\0\0\0\0\0\0\0",
         }]),
         sigactions: Cow::Owned(vec![SigAction {
             signal: 10,
@@ -338,7 +339,7 @@ fn encoding_is_pinned() {
         "00",                         // files: length 0
         "01 10 20 03 01 08 0100 016d", // mappings: 1 [start end prot shared offset File(0) name]
         "01 09 01 0a 0b",             // runs: 1 [addr pages file_offset crc]
-        "01 0c 0102030405060708 0d0e0f101112131415 16", // threads: 1 [tid context ... ]
+        "01 0c 0102030405060708 0d0e0f101112131415 16 776f726b65722d310000000000000000", // threads: 1 [tid context ... name]
         "01 0a 17 18 19 1a",          // sigactions: 1 [signal handler flags restorer mask]
         "1f202122232425262728 29",    // mm
         "02 06 8020",                 // auxv: 2 words

@@ -99,8 +99,9 @@ fn tid_offset_ok(off: u32) -> bool {
     v == sys::gettid()
 }
 
-extern "C" fn on_signal(_sig: libc::c_int, _info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
-    dump::on_dump_signal();
+extern "C" fn on_signal(_sig: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    unsafe { dump::on_dump_signal(info) };
 }
 
 fn install_handler(sig: i32) -> std::io::Result<()> {

@@ -130,6 +130,12 @@ impl<'a, T> ArenaVec<'a, T> {
         self.len
     }
 
+    /// The vector's storage, for sharing with other threads (zeroed memory
+    /// of capacity `cap`; the caller initialises what it uses).
+    pub fn into_raw(self) -> *mut T {
+        self.ptr
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -17,8 +17,10 @@
 pub mod arena;
 pub mod maps;
 pub mod pages;
+pub mod world;
 pub mod writer;
 
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
 use dumpfmt::{Backing, FileId, Image, Mapping, MmFields, PageRun, SigAction, ThreadState};
@@ -81,9 +83,34 @@ struct Job {
     fail: Option<Fail>,
 }
 
-/// The signal handler's work: dump, or, when this is a restored process
-/// coming back through the dump's own call frames, finish the restore.
-pub fn on_dump_signal() {
+/// The signal handler's work: park if another thread is dumping, else
+/// lead a dump.
+///
+/// # Safety
+/// `info` must be the `siginfo_t` the kernel passed to the handler.
+pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
+    // SAFETY: forwarded from the caller.
+    if unsafe { world::is_park_request(info) } {
+        world::park();
+        return;
+    }
+    let me = sys::gettid();
+    if world::WORLD
+        .leader
+        .compare_exchange(0, me, AcqRel, Acquire)
+        .is_err()
+    {
+        // Another thread leads a dump: this one stops like the rest.
+        world::park();
+        return;
+    }
+    lead();
+    world::WORLD.leader.store(0, Release);
+}
+
+/// Dumps, or, when this is a restored process coming back through the
+/// dump's own call frames, finishes the restore.
+fn lead() {
     let started = sys::monotonic_ns();
     let mut regs = SavedRegs::default();
     let mut job = Job {
@@ -215,12 +242,6 @@ fn expand_path(pattern: &[u8], pid: i32, seq: u64, out: &mut Line<PATH_MAX>) {
 fn dump(job: &mut Job) -> Result<(), Fail> {
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
-    let threads = count_threads().map_err(|e| Fail::new("cannot list /proc/self/task").errno(e))?;
-    if threads > 1 {
-        return Err(Fail::new("the process has ")
-            .dec(threads as u64)
-            .str(" threads; this version dumps single-threaded programs only"));
-    }
     let seq = settings.sequence + 1;
     expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
     if job.path.is_full() {
@@ -233,10 +254,11 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // The sequence number is part of the memory being dumped: set it first,
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
-    let result = {
+    let result = world::stop_others(&arena).and_then(|others| {
         let mut out = out;
-        write_image(job, &arena, &mut out, settings).and_then(|header| out.finish(&header))
-    };
+        write_image(job, &arena, &mut out, settings, others).and_then(|header| out.finish(&header))
+    });
+    world::release_all();
     match result {
         Ok(size) => {
             job.size = size;
@@ -267,6 +289,7 @@ fn write_image(
     arena: &arena::Arena,
     out: &mut writer::ImageWriter,
     settings: &crate::config::Settings,
+    others: &[world::Slot],
 ) -> Result<dumpfmt::Header, Fail> {
     let no_mem = || Fail::new("the dump arena is too small");
     let maps_buf = arena.bytes(MAPS_BUF).ok_or_else(no_mem)?;
@@ -371,7 +394,13 @@ fn write_image(
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };
-    let thread = thread_state(regs, settings);
+    let mut threads = arena
+        .vec::<ThreadState>(others.len() + 1)
+        .ok_or_else(no_mem)?;
+    let _ = threads.push(thread_state(regs, settings));
+    for slot in others {
+        let _ = threads.push(slot.state);
+    }
     let sigactions = signal_actions(arena)?;
     let mm = mm_fields()?;
     let auxv = read_auxv(arena)?;
@@ -384,7 +413,7 @@ fn write_image(
         files: Cow::Borrowed(files.as_slice()),
         mappings: Cow::Borrowed(mappings.as_slice()),
         runs: Cow::Borrowed(runs.as_slice()),
-        threads: Cow::Borrowed(core::slice::from_ref(&thread)),
+        threads: Cow::Borrowed(threads.as_slice()),
         sigactions: Cow::Borrowed(sigactions),
         mm,
         auxv: Cow::Borrowed(auxv),
@@ -524,6 +553,7 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
         rseq_len: settings.rseq_len,
         rseq_sig: sys::RSEQ_SIG,
         pthread_tid_offset: settings.pthread_tid_offset,
+        name: world::thread_name(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! Only then [`launch`] hands over to the [`restorer`], which tears the
 //! fresh address space down and rebuilds the image's.
 
+pub mod namespace;
 pub mod plan;
 pub mod restorer;
 pub mod resume;
@@ -55,15 +56,30 @@ fn refuse(code: i32, msg: impl Into<String>) -> Refusal {
 }
 
 /// Restores the image at `path` into this process; never returns.
+///
+/// After validation, the process tries to move into a fresh user and PID
+/// namespace where the image's PID and TIDs are free (see [`namespace`]):
+/// this process stays outside as a supervisor and the restore continues
+/// in a child that has the image's PID. Where namespaces are not
+/// available, the restore happens in this process with new TIDs.
 pub fn run(path: &str, overrides: &Overrides) -> ! {
     let started = sys::monotonic_ns();
-    match prepare(path, overrides, started) {
+    let fail = |r: Refusal| -> ! {
+        eprintln!("migrate: restore {path}: {}", r.msg);
+        std::process::exit(r.code);
+    };
+    let checked = validate(path).unwrap_or_else(|r| fail(r));
+    let keep_tids = namespace::enter(&checked.img.image);
+    match build(checked, path, overrides, started, keep_tids) {
         Ok(ready) => launch(ready),
-        Err(r) => {
-            eprintln!("migrate: restore {path}: {}", r.msg);
-            std::process::exit(r.code);
-        }
+        Err(r) => fail(r),
     }
+}
+
+/// An image that passed every check, with the files it maps held open.
+pub struct Checked {
+    img: ImageFile,
+    fds: Vec<File>,
 }
 
 /// Everything `launch` needs: the placed restorer and the image's fds.
@@ -161,7 +177,7 @@ fn fresh_maps() -> Result<Vec<FreshMap>, Refusal> {
         .collect())
 }
 
-fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Refusal> {
+fn validate(path: &str) -> Result<Checked, Refusal> {
     let img = open_image(path)?;
     let image = &img.image;
 
@@ -181,15 +197,6 @@ fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Ref
             format!(
                 "image is of {}, this program is {exe_str} ({why})",
                 image.exe.path
-            ),
-        ));
-    }
-    if image.threads.len() != 1 {
-        return Err(refuse(
-            exit::UNSUPPORTED,
-            format!(
-                "image has {} threads; this version restores one",
-                image.threads.len()
             ),
         ));
     }
@@ -233,11 +240,23 @@ fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Ref
         }
         fds.push(file);
     }
+    Ok(Checked { img, fds })
+}
 
+/// Builds and places the restorer and its plan.
+fn build(
+    checked: Checked,
+    path: &str,
+    overrides: &Overrides,
+    started: u64,
+    keep_tids: bool,
+) -> Result<Ready, Refusal> {
+    let Checked { img, fds } = checked;
+    let image = &img.image;
     let fresh = fresh_maps()?;
     let specials = match_kernel_mappings(image, &fresh)?;
     let mut plan = Plan::default();
-    let handoff_off = build_plan(&mut plan, image, &img, &fds, &specials)?;
+    let handoff_off = build_plan(&mut plan, image, &img, &fds, &specials, keep_tids)?;
 
     // Place the restorer where neither address space has anything.
     let code = restorer::code();
@@ -274,6 +293,7 @@ fn prepare(path: &str, overrides: &Overrides, started: u64) -> Result<Ready, Ref
         image: [0; PATH_MAX],
         from_len: 0,
         from: [0; PATH_MAX],
+        threads: image.threads.len() as u64,
     };
     if let Some(img) = &overrides.image {
         h.image[..img.len()].copy_from_slice(img.as_bytes());
@@ -398,6 +418,7 @@ fn build_plan(
     img: &ImageFile,
     fds: &[File],
     specials: &[(u64, u64, u64)],
+    keep_tids: bool,
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
@@ -541,44 +562,26 @@ fn build_plan(
         "restore: prctl(PR_SET_MM_MAP) failed",
     );
 
-    // 5. The thread's kernel state.
-    let t = &image.threads[0];
+    // 5. FS base and clear_child_tid of the main thread (the other threads
+    //    get theirs from clone3).
+    let main = image
+        .threads
+        .iter()
+        .position(|t| t.tid == image.pid)
+        .ok_or_else(|| {
+            refuse(
+                exit::UNSUPPORTED,
+                "the image has no main thread (it had exited)",
+            )
+        })?;
+    let t = &image.threads[main];
     plan.call(
         SYS_arch_prctl,
         &[v(sys::ARCH_SET_FS), v(t.fs_base)],
         v(0),
         "restore: cannot set the FS base",
     );
-    if t.gs_base != 0 {
-        plan.call(
-            SYS_arch_prctl,
-            &[v(sys::ARCH_SET_GS), v(t.gs_base)],
-            v(0),
-            "restore: cannot set the GS base",
-        );
-    }
     plan.call_any(SYS_set_tid_address, &[v(t.clear_child_tid)]);
-    if t.robust_list != 0 {
-        plan.call(
-            SYS_set_robust_list,
-            &[v(t.robust_list), v(t.robust_list_len)],
-            v(0),
-            "restore: set_robust_list failed",
-        );
-    }
-    if t.rseq_addr != 0 {
-        plan.call(
-            SYS_rseq,
-            &[
-                v(t.rseq_addr),
-                v(u64::from(t.rseq_len)),
-                v(0),
-                v(u64::from(t.rseq_sig)),
-            ],
-            v(0),
-            "restore: cannot register rseq",
-        );
-    }
 
     // 6. Signal dispositions: every signal, default unless the image says otherwise.
     for sig in 1..=64u8 {
@@ -611,11 +614,105 @@ fn build_plan(
         "restore: close_range failed",
     );
 
-    // 8. The mask the thread had in the handler, then back into it.
-    let mask_off = plan.data(&t.sigmask);
+    // 8. The other threads, each finishing its own state and resuming;
+    //    then the main thread does the same.
+    let handoff_off = plan.bytes(&vec![0u8; size_of::<Handoff>()]);
+    for (i, t) in image.threads.iter().enumerate() {
+        if i == main {
+            continue;
+        }
+        let stack = plan.bytes(&[0u8; 4096]);
+        let set_tid = plan.data(&t.tid);
+        let mut flags = (CLONE_VM
+            | CLONE_FS
+            | CLONE_FILES
+            | CLONE_SIGHAND
+            | CLONE_THREAD
+            | CLONE_SYSVSEM
+            | CLONE_SETTLS) as u64;
+        if t.clear_child_tid != 0 {
+            flags |= CLONE_CHILD_CLEARTID as u64;
+        }
+        let args = CloneArgs {
+            flags,
+            child_tid: t.clear_child_tid,
+            stack_size: 4096,
+            tls: t.fs_base,
+            set_tid_size: u64::from(keep_tids),
+            ..CloneArgs::default()
+        };
+        let args_off = plan.data(&args);
+        plan.patch_pointer(args_off + 40, stack);
+        if keep_tids {
+            plan.patch_pointer(args_off + 64, set_tid);
+        }
+        let child = plan.child(|plan| thread_ops(plan, t, handoff_off));
+        let what = format!("restore: cannot create thread {}", t.tid);
+        plan.clone_thread(args_off, size_of::<CloneArgs>() as u64, child, &what);
+    }
+    thread_ops(plan, t, handoff_off);
+    Ok(handoff_off)
+}
+
+/// `struct clone_args` up to `set_tid_size` (CLONE_ARGS_SIZE_VER1).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+}
+
+/// What a thread sets for itself before resuming: GS base, robust list,
+/// rseq, name, the signal mask it had in the handler; then the jump back.
+fn thread_ops(plan: &mut Plan, t: &dumpfmt::ThreadState, handoff_off: usize) {
+    let v = Arg::V;
+    if t.gs_base != 0 {
+        plan.call(
+            libc::SYS_arch_prctl,
+            &[v(sys::ARCH_SET_GS), v(t.gs_base)],
+            v(0),
+            "restore: cannot set the GS base",
+        );
+    }
+    if t.robust_list != 0 {
+        plan.call(
+            libc::SYS_set_robust_list,
+            &[v(t.robust_list), v(t.robust_list_len)],
+            v(0),
+            "restore: set_robust_list failed",
+        );
+    }
+    if t.rseq_addr != 0 {
+        let args = [
+            v(t.rseq_addr),
+            v(u64::from(t.rseq_len)),
+            v(0),
+            v(u64::from(t.rseq_sig)),
+        ];
+        plan.call(libc::SYS_rseq, &args, v(0), "restore: cannot register rseq");
+    }
+    if t.name[0] != 0 {
+        let name = plan.data(&t.name);
+        plan.call(
+            libc::SYS_prctl,
+            &[v(libc::PR_SET_NAME as u64), Arg::Data(name)],
+            v(0),
+            "restore: cannot set a thread name",
+        );
+    }
+    let mask = plan.data(&t.sigmask);
+    let args = [v(libc::SIG_SETMASK as u64), Arg::Data(mask), v(0), v(8)];
     plan.call(
-        SYS_rt_sigprocmask,
-        &[v(SIG_SETMASK as u64), Arg::Data(mask_off), v(0), v(8)],
+        libc::SYS_rt_sigprocmask,
+        &args,
         v(0),
         "restore: cannot set the signal mask",
     );
@@ -631,9 +728,7 @@ fn build_plan(
         rsp: c.rsp,
     };
     let regs_off = plan.data(&regs);
-    let handoff_off = plan.bytes(&vec![0u8; size_of::<Handoff>()]);
     plan.resume(regs_off, handoff_off);
-    Ok(handoff_off)
 }
 
 /// Jumps to the restorer on its own stack; never returns.

@@ -5,7 +5,7 @@
 //! the heap available. The plan is built with addresses relative to data
 //! it owns; [`Plan::place`] fixes them once the mapping's address is known.
 
-use crate::restore::restorer::{KIND_ANY, KIND_CHECK, KIND_RESUME, Op, PlanHeader};
+use crate::restore::restorer::{KIND_ANY, KIND_CHECK, KIND_CLONE, KIND_RESUME, Op, PlanHeader};
 
 /// An argument or expected value, resolved when the plan is placed.
 #[derive(Clone, Copy, Debug)]
@@ -16,6 +16,10 @@ pub enum Arg {
     Data(usize),
     /// The address of an offset into the staging area (for the vDSO moves).
     Staging(u64),
+    /// The address of the first op of child list `n`.
+    ChildOps(usize),
+    /// The number of ops of child list `n`.
+    ChildLen(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +27,7 @@ enum Expect {
     Eq(Arg),
     Any,
     Resume,
+    Clone,
     /// munmap of the `n`th hole between the ranges to keep (see `unmap_all_but`).
     Hole(usize),
 }
@@ -44,6 +49,8 @@ pub struct Plan {
     keep: Vec<(u64, u64)>,
     /// (data offset of a pointer field, data offset it points at).
     pointers: Vec<(usize, usize)>,
+    /// Op lists run by threads the plan creates, after the main list.
+    children: Vec<Vec<OpSpec>>,
     /// Bytes of staging area needed.
     pub staging: u64,
 }
@@ -142,8 +149,38 @@ impl Plan {
         });
     }
 
+    /// Builds the op list of a thread the plan will create; returns its index.
+    pub fn child(&mut self, build: impl FnOnce(&mut Plan)) -> usize {
+        let main = std::mem::take(&mut self.ops);
+        build(self);
+        let child = std::mem::replace(&mut self.ops, main);
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// `clone3` with the `struct clone_args` at data offset `args`; the new
+    /// thread runs child list `child`.
+    pub fn clone_thread(&mut self, args: usize, args_len: u64, child: usize, what: &str) {
+        let msg = self.msg(what);
+        self.ops.push(OpSpec {
+            nr: libc::SYS_clone3,
+            args: args6(&[
+                Arg::Data(args),
+                Arg::V(args_len),
+                Arg::ChildOps(child),
+                Arg::ChildLen(child),
+            ]),
+            expect: Expect::Clone,
+            msg,
+        });
+    }
+
+    fn total_ops(&self) -> usize {
+        self.ops.len() + self.children.iter().map(Vec::len).sum::<usize>()
+    }
+
     pub fn len(&self) -> usize {
-        self.ops.len()
+        self.total_ops()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -160,7 +197,7 @@ impl Plan {
         let code = page_up(code_len as u64);
         let header = code;
         let ops = header + 64;
-        let data = ops + (self.ops.len() * size_of::<Op>()) as u64;
+        let data = ops + (self.total_ops() * size_of::<Op>()) as u64;
         let msgs = (data + self.data.len() as u64 + 15) & !15;
         let stack_bottom = page_up(msgs + self.msgs.len() as u64);
         let stack_top = stack_bottom + STACK_LEN;
@@ -184,10 +221,18 @@ impl Plan {
         let l = self.layout(code.len());
         assert!(mem.len() as u64 >= l.total, "restorer mapping too small");
         mem[..code.len()].copy_from_slice(code);
+        let mut child_start = Vec::new();
+        let mut next = self.ops.len();
+        for c in &self.children {
+            child_start.push(next);
+            next += c.len();
+        }
         let resolve = |a: Arg| match a {
             Arg::V(v) => v,
             Arg::Data(off) => base + l.data + off as u64,
             Arg::Staging(off) => base + l.staging + off,
+            Arg::ChildOps(n) => base + l.ops + (child_start[n] * size_of::<Op>()) as u64,
+            Arg::ChildLen(n) => self.children[n].len() as u64,
         };
         let mut keep = self.keep.clone();
         keep.push((base, base + l.total));
@@ -206,6 +251,7 @@ impl Plan {
         let ops: Vec<Op> = self
             .ops
             .iter()
+            .chain(self.children.iter().flatten())
             .map(|s| {
                 let mut op = Op {
                     nr: s.nr as u64,
@@ -238,6 +284,7 @@ impl Plan {
                     }
                     Expect::Any => op.kind = KIND_ANY,
                     Expect::Resume => op.kind = KIND_RESUME,
+                    Expect::Clone => op.kind = KIND_CLONE,
                     Expect::Hole(_) => unreachable!("handled above"),
                 }
                 op.msg = base + l.msgs + s.msg.0 as u64;

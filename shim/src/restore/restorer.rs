@@ -42,6 +42,10 @@ pub const KIND_ANY: u64 = 1;
 /// load the registers and jump. Always the last op.
 pub const KIND_RESUME: u64 = 2;
 
+/// `clone3(args[0], args[1])`; in the child (result 0) go on with the
+/// `args[3]` ops at `args[2]`; in the parent require a positive result.
+pub const KIND_CLONE: u64 = 3;
+
 /// What `rdi` points at on entry.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
@@ -107,6 +111,8 @@ global_asm!(
     "    mov r9,  [r13 + 48]",
     "    syscall",
     "    mov rcx, [r13 + 64]",
+    "    cmp rcx, 3",
+    "    je 40f",
     "    test rcx, rcx",
     "    jnz 11f",
     "    cmp rax, [r13 + 56]",
@@ -129,6 +135,16 @@ global_asm!(
     "    mov rsp, [rdi + 56]",
     "    mov rax, {resumed}",
     "    jmp rcx",
+    // Clone: the child runs its own ops; the parent needs a TID back.
+    "40:",
+    "    test rax, rax",
+    "    jz 41f",
+    "    js 30f",
+    "    jmp 11b",
+    "41:",
+    "    mov r14, [r13 + 32]",
+    "    mov r13, [r13 + 24]",
+    "    jmp 10b",
     // Failure: write the op's message, exit with the plan's code.
     "30:",
     "    test r14, r14",

@@ -10,8 +10,10 @@
 //! has copied what it needs.
 
 use crate::config::{PATH_MAX, SETTINGS, level};
+use crate::dump::world::WORLD;
 use crate::sys::line::Line;
 use crate::sys::{self, KernelSigaction};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 
 pub const HANDOFF_MAGIC: u64 = 0x6d69_6772_6174_6501;
 
@@ -35,33 +37,54 @@ pub struct Handoff {
     pub image: [u8; PATH_MAX],
     pub from_len: u64,
     pub from: [u8; PATH_MAX],
+    /// Threads that will come back; the last one to arrive finishes.
+    pub threads: u64,
 }
 
-/// Called by the dump signal handler when `migrate_checkpoint` returns in a
-/// restored process.
+/// Called by every thread of a restored process when `migrate_checkpoint`
+/// returns in it (the leader's and the parked threads' alike). Each thread
+/// fixes what is its own; the last to arrive finishes the restore and lets
+/// them all go.
 pub fn after_restore(handoff: u64) {
-    // SAFETY: the restorer passes the address of the handoff block it was
-    // given by the constructor, still mapped at this point.
-    let h: Handoff = unsafe { core::ptr::read(handoff as *const Handoff) };
-    if h.magic != HANDOFF_MAGIC {
+    let h = handoff as *const Handoff;
+    // SAFETY: the restorer passes the address of the handoff block, mapped
+    // until the last thread arrives (below), which unmaps it.
+    let (magic, threads) = unsafe { ((*h).magic, (*h).threads) };
+    if magic != HANDOFF_MAGIC {
         sys::exit_group(71);
     }
-    // SAFETY: the restorer mapping is not used by anything after this point
-    // (we run on the restored thread's own stack).
-    let _ = unsafe { sys::munmap(h.gap_start, h.gap_len) };
-
-    // SAFETY: single thread, every signal blocked.
-    let s = unsafe { SETTINGS.get() };
+    // SAFETY: reading the settings; only the last thread writes them, below,
+    // after every other thread has passed this point.
+    let tid_offset = unsafe { SETTINGS.get() }.pthread_tid_offset;
     // glibc caches the thread's TID in its thread descriptor; raise() and
-    // pthread_kill use it. This process has a new TID.
-    if s.pthread_tid_offset != 0 {
+    // pthread_kill use it. Without a PID namespace the TID is new.
+    if tid_offset != 0 {
         let fs = sys::arch_get(sys::ARCH_GET_FS);
-        // SAFETY: the offset was checked at start-up to hold this thread's
-        // TID inside the (restored, mapped) thread descriptor.
-        unsafe {
-            ((fs + u64::from(s.pthread_tid_offset)) as *mut i32).write_volatile(sys::gettid())
-        };
+        // SAFETY: the offset was checked at start-up to hold the TID inside
+        // glibc's (restored, mapped) thread descriptor.
+        unsafe { ((fs + u64::from(tid_offset)) as *mut i32).write_volatile(sys::gettid()) };
     }
+    let go = WORLD.go.load(Acquire);
+    if u64::from(WORLD.arrived.fetch_add(1, AcqRel)) + 1 < threads {
+        while WORLD.go.load(Acquire) == go {
+            sys::futex_wait(&WORLD.go, go, 0);
+        }
+        return;
+    }
+    // SAFETY: as above; every other thread now waits on `go`.
+    finish(unsafe { core::ptr::read(h) });
+    WORLD.leader.store(0, Release);
+    WORLD.slots.store(core::ptr::null_mut(), Release);
+    WORLD.go.fetch_add(1, AcqRel);
+    sys::futex_wake_all(&WORLD.go);
+}
+
+fn finish(h: Handoff) {
+    // SAFETY: every thread has left the restorer mapping (each arrived
+    // here on its own stack), so nothing uses it any more.
+    let _ = unsafe { sys::munmap(h.gap_start, h.gap_len) };
+    // SAFETY: the other threads wait on `go`; this is the only access.
+    let s = unsafe { SETTINGS.get() };
     if h.signal > 0 && h.signal as i32 != s.signal {
         move_handler(s.signal, h.signal as i32);
         s.signal = h.signal as i32;

@@ -313,6 +313,67 @@ fn clock_ns(clock: i32) -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+/// Waits while `*word == val`, at most `timeout_ns` (0: no limit).
+pub fn futex_wait(word: &core::sync::atomic::AtomicU32, val: u32, timeout_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as i64,
+        tv_nsec: (timeout_ns % 1_000_000_000) as i64,
+    };
+    let tsp = if timeout_ns == 0 {
+        0
+    } else {
+        &ts as *const libc::timespec as u64
+    };
+    // SAFETY: `word` is a live, aligned u32; `ts` outlives the call.
+    let _ = unsafe {
+        sys(
+            libc::SYS_futex,
+            args!(
+                word.as_ptr(),
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                val,
+                tsp
+            ),
+        )
+    };
+}
+
+/// Wakes every waiter on `word`.
+pub fn futex_wake_all(word: &core::sync::atomic::AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32.
+    let _ = unsafe {
+        sys(
+            libc::SYS_futex,
+            args!(
+                word.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                i32::MAX
+            ),
+        )
+    };
+}
+
+/// Sends `sig` to thread `tid` of this process with `si_code = SI_QUEUE`
+/// and `value` in `si_value`, so the handler can tell it from a user's signal.
+pub fn queue_signal_to_thread(tid: i32, sig: i32, value: u64) -> SysResult<()> {
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&sig.to_ne_bytes());
+    info[8..12].copy_from_slice(&libc::SI_QUEUE.to_ne_bytes());
+    info[16..20].copy_from_slice(&getpid().to_ne_bytes());
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { syscall6(libc::SYS_getuid, [0; 6]) } as u32;
+    info[20..24].copy_from_slice(&uid.to_ne_bytes());
+    info[24..32].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: `info` is a 128-byte siginfo the kernel only reads.
+    unsafe {
+        sys(
+            libc::SYS_rt_tgsigqueueinfo,
+            args!(getpid(), tid, sig, info.as_ptr()),
+        )
+    }
+    .map(|_| ())
+}
+
 /// The kernel's `struct sigaction` on x86-64 (not glibc's).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

@@ -1,0 +1,215 @@
+//! Stopping the world: every thread but the leader parks in the signal
+//! handler until the image is written.
+//!
+//! # Rules
+//!
+//! Signal-handler code, as the rest of `dump` (no heap, no locks, no libc,
+//! no panics). Coordination is by atomics and futexes in static memory.
+//!
+//! The thread that receives a user's dump signal leads: it claims
+//! [`World::leader`], publishes an array of [`Slot`]s, and sends every other
+//! thread the same signal with `si_code = SI_QUEUE` and a magic value (a
+//! *park request*). A parked thread saves its registers and kernel state
+//! in a slot, counts itself in [`World::parked`] and waits on
+//! [`World::release`]. The leader re-reads `/proc/self/task` until every
+//! thread it lists is parked: once that holds, no thread can start another.
+//! A thread that does not park within [`PARK_TIMEOUT_NS`] fails the dump;
+//! every thread is released either way.
+
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
+
+use dumpfmt::ThreadState;
+
+use crate::config::{SETTINGS, Settings};
+use crate::dump::arena::Arena;
+use crate::dump::{Fail, thread_state};
+use crate::sys;
+use crate::sys::context::{RESUMED, SavedRegs, migrate_checkpoint};
+
+/// `si_value` of a park request.
+pub const PARK_MAGIC: u64 = 0x7061_726b_4d49_4752;
+/// How long the leader waits for every thread to park.
+pub const PARK_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Most threads a dump can stop.
+pub const MAX_THREADS: usize = 16384;
+
+/// One parked thread.
+#[repr(C)]
+pub struct Slot {
+    pub tid: AtomicI32,
+    /// 1 once `state` is complete.
+    pub ready: AtomicU32,
+    pub regs: SavedRegs,
+    pub state: ThreadState,
+}
+
+pub struct World {
+    /// TID of the thread leading a dump, 0 when none.
+    pub leader: AtomicI32,
+    pub slots: AtomicPtr<Slot>,
+    pub claimed: AtomicUsize,
+    /// Threads whose slot is complete (a futex word).
+    pub parked: AtomicU32,
+    /// Bumped to let parked threads go (a futex word).
+    pub release: AtomicU32,
+    /// Threads that came back in a restored process (see `restore::resume`).
+    pub arrived: AtomicU32,
+    /// Bumped when every restored thread has arrived (a futex word).
+    pub go: AtomicU32,
+}
+
+pub static WORLD: World = World {
+    leader: AtomicI32::new(0),
+    slots: AtomicPtr::new(core::ptr::null_mut()),
+    claimed: AtomicUsize::new(0),
+    parked: AtomicU32::new(0),
+    release: AtomicU32::new(0),
+    arrived: AtomicU32::new(0),
+    go: AtomicU32::new(0),
+};
+
+/// Whether a signal is a park request from this process's leader.
+///
+/// # Safety
+/// `info` must be the `siginfo_t` the kernel passed to the handler.
+pub unsafe fn is_park_request(info: *const libc::siginfo_t) -> bool {
+    if info.is_null() {
+        return false;
+    }
+    // SAFETY: the kernel's siginfo is 128 readable bytes.
+    let b = unsafe { core::slice::from_raw_parts(info.cast::<u8>(), 32) };
+    let code = i32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+    let pid = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+    let value = u64::from_ne_bytes([b[24], b[25], b[26], b[27], b[28], b[29], b[30], b[31]]);
+    code == libc::SI_QUEUE && pid == sys::getpid() && value == PARK_MAGIC
+}
+
+/// Parks the calling thread if a dump is collecting threads; returns once
+/// it is released (or, in a restored process, once every thread is back).
+pub fn park() {
+    let slots = WORLD.slots.load(Acquire);
+    if slots.is_null() {
+        // A late request from a dump that already finished.
+        return;
+    }
+    let idx = WORLD.claimed.fetch_add(1, AcqRel);
+    if idx >= MAX_THREADS {
+        return;
+    }
+    // SAFETY: `slots` holds MAX_THREADS slots in the leader's arena, which
+    // stays mapped until this thread is released; index `idx` is ours alone.
+    let slot = unsafe { &mut *slots.add(idx) };
+    slot.tid.store(sys::gettid(), Release);
+    // SAFETY: `slot.regs` outlives the call; `park_body` receives the slot.
+    let out = unsafe { migrate_checkpoint(&mut slot.regs, park_body, (slot as *mut Slot).cast()) };
+    if out.status == RESUMED {
+        crate::restore::resume::after_restore(out.handoff);
+    }
+}
+
+extern "C" fn park_body(arg: *mut u8) -> u64 {
+    // SAFETY: `arg` is this thread's slot (see `park`).
+    let slot = unsafe { &mut *arg.cast::<Slot>() };
+    // SAFETY: the leader wrote the settings before publishing the slots and
+    // does not change them while threads park; reading is race-free.
+    let settings: &Settings = unsafe { SETTINGS.get() };
+    slot.state = thread_state(&slot.regs, settings);
+    // Read `release` before announcing: the leader may release right after.
+    let round = WORLD.release.load(Acquire);
+    slot.ready.store(1, Release);
+    WORLD.parked.fetch_add(1, AcqRel);
+    sys::futex_wake_all(&WORLD.parked);
+    while WORLD.release.load(Acquire) == round {
+        sys::futex_wait(&WORLD.release, round, 0);
+    }
+    // The slot may be unmapped from here on: touch nothing of it.
+    0
+}
+
+/// Stops every other thread; returns the parked threads' slots.
+pub fn stop_others<'a>(arena: &'a Arena) -> Result<&'a [Slot], Fail> {
+    let no_mem = || Fail::new("the dump arena is too small");
+    let slots = arena.vec::<Slot>(MAX_THREADS).ok_or_else(no_mem)?;
+    let base = slots.into_raw();
+    // A restored process counts its threads back in from zero (this
+    // memory is part of the image).
+    WORLD.arrived.store(0, Release);
+    WORLD.claimed.store(0, Release);
+    WORLD.parked.store(0, Release);
+    WORLD.slots.store(base, Release);
+    let me = sys::gettid();
+    // SAFETY: settings are only read here.
+    let sig = unsafe { SETTINGS.get() }.signal;
+    let mut signaled = arena.vec::<i32>(MAX_THREADS).ok_or_else(no_mem)?;
+    let deadline = sys::monotonic_ns() + PARK_TIMEOUT_NS;
+    loop {
+        let seen = WORLD.parked.load(Acquire);
+        let mut all_parked = true;
+        let mut straggler = 0;
+        let mut full = false;
+        let listed = sys::for_each_dir_entry(b"/proc/self/task\0", |name| {
+            let Some(tid) = sys::parse_dec(name).map(|t| t as i32) else {
+                return;
+            };
+            if tid == me || is_parked(base, tid) {
+                return;
+            }
+            all_parked = false;
+            straggler = tid;
+            if !signaled.as_slice().contains(&tid) {
+                // ESRCH: it exited meanwhile; the next listing will not show it.
+                let _ = sys::queue_signal_to_thread(tid, sig, PARK_MAGIC);
+                full |= signaled.push(tid).is_err();
+            }
+        });
+        listed.map_err(|e| Fail::new("cannot list /proc/self/task").errno(e))?;
+        if full {
+            return Err(Fail::new("more than ")
+                .dec(MAX_THREADS as u64)
+                .str(" threads"));
+        }
+        if all_parked {
+            let n = WORLD.claimed.load(Acquire).min(MAX_THREADS);
+            // SAFETY: the first `n` slots were claimed; all listed threads are
+            // parked, so every claimed slot is complete and nothing writes them.
+            return Ok(unsafe { core::slice::from_raw_parts(base, n) });
+        }
+        let now = sys::monotonic_ns();
+        if now >= deadline {
+            return Err(Fail::new("thread ")
+                .dec(straggler as u64)
+                .str(" did not stop within 5 s (does it block signal ")
+                .dec(sig as u64)
+                .str("?)"));
+        }
+        sys::futex_wait(&WORLD.parked, seen, (deadline - now).min(20_000_000));
+    }
+}
+
+fn is_parked(base: *const Slot, tid: i32) -> bool {
+    let n = WORLD.claimed.load(Acquire).min(MAX_THREADS);
+    (0..n).any(|i| {
+        // SAFETY: slot `i` < claimed lies in the published array.
+        let s = unsafe { &*base.add(i) };
+        s.ready.load(Acquire) == 1 && s.tid.load(Acquire) == tid
+    })
+}
+
+/// Lets every parked thread go and forgets the slots.
+pub fn release_all() {
+    WORLD.slots.store(core::ptr::null_mut(), Release);
+    WORLD.release.fetch_add(1, AcqRel);
+    sys::futex_wake_all(&WORLD.release);
+}
+
+/// The thread's name, from /proc/thread-self/comm.
+pub fn thread_name() -> [u8; 16] {
+    let mut name = [0u8; 16];
+    let mut buf = [0u8; 32];
+    if let Ok(n) = sys::read_file(b"/proc/thread-self/comm\0", &mut buf) {
+        let text = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+        let k = text.len().min(15);
+        name[..k].copy_from_slice(&text[..k]);
+    }
+    name
+}
