@@ -127,7 +127,7 @@ extern "C" fn park_body(arg: *mut u8) -> u64 {
 }
 
 /// Stops every other thread; returns the parked threads' slots.
-pub fn stop_others<'a>(arena: &'a Arena) -> Result<&'a [Slot], Fail> {
+pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
     let no_mem = || Fail::new("the dump arena is too small");
     let slots = arena.vec::<Slot>(MAX_THREADS).ok_or_else(no_mem)?;
     let base = slots.into_raw();
