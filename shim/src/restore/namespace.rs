@@ -1,4 +1,283 @@
-//! Keeping the image's PID and TIDs: a fresh user + PID namespace.
-pub fn enter(_image: &dumpfmt::Image<'_>) -> bool {
-    false
+//! Keeping the image's PID and TIDs: a fresh user and PID namespace.
+//!
+//! glibc keeps TIDs in places the restore cannot find (the owner of every
+//! recursive or error-checking mutex, ld.so's lock, the thread descriptor);
+//! a restore that changed TIDs would leave those pointing at nobody. So,
+//! where the kernel lets an unprivileged user create namespaces, the
+//! relaunched process (the *supervisor*) creates a user namespace mapping
+//! only its own uid and gid, and a PID namespace. Its first child is that
+//! namespace's init; init mounts a `/proc` of the new namespace (in a mount
+//! namespace of its own) and creates, with `clone3` and `set_tid`, the
+//! process that becomes the image: it has the image's PID, and the restorer
+//! gives every thread its old TID the same way.
+//!
+//! The supervisor keeps the PID the user started: it forwards signals sent
+//! to it (a dump signal, TERM, …) to the restored process and ends as that
+//! process ends (same exit status, or killed by the same signal). If the
+//! supervisor is killed, init dies with it (`PR_SET_PDEATHSIG`) and the
+//! kernel kills everything in the namespace.
+//!
+//! Seen from inside, `getpid()` and `gettid()` return what they returned
+//! before the dump and `getppid()` returns 1; from outside, the process
+//! has a new PID (its supervisor's child's child).
+//!
+//! Runs in the constructor, before teardown, with libc.
+
+use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+
+/// Where signals received by the supervisor or init go.
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
+    // Signals the terminal sends reach the whole process group, the
+    // restored process included: forwarding them would deliver them twice.
+    // SAFETY: the kernel passes a valid siginfo.
+    if unsafe { (*info).si_code } == libc::SI_KERNEL {
+        return;
+    }
+    let to = FORWARD_TO.load(Relaxed);
+    if to > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(to, sig) };
+    }
+}
+
+/// Installs `forward` for every signal that can be caught and is not about
+/// the process's own children or faults.
+fn forward_signals() {
+    for sig in 1..=libc::SIGRTMAX() {
+        if matches!(
+            sig,
+            libc::SIGKILL
+                | libc::SIGSTOP
+                | libc::SIGCHLD
+                | libc::SIGSEGV
+                | libc::SIGBUS
+                | libc::SIGILL
+                | libc::SIGFPE
+        ) {
+            continue;
+        }
+        // SAFETY: installing a handler that only calls kill.
+        unsafe {
+            let mut sa: libc::sigaction = core::mem::zeroed();
+            sa.sa_sigaction = forward as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigfillset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, core::ptr::null_mut());
+        }
+    }
+}
+
+fn set_mask(how: libc::c_int, set: &libc::sigset_t) {
+    // SAFETY: a valid sigset.
+    unsafe { libc::sigprocmask(how, set, core::ptr::null_mut()) };
+}
+
+fn full_set() -> libc::sigset_t {
+    // SAFETY: sigfillset initialises the set.
+    unsafe {
+        let mut s: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut s);
+        s
+    }
+}
+
+fn empty_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set.
+    unsafe {
+        let mut s: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut s);
+        s
+    }
+}
+
+/// Moves the restore into a namespace where `pid` is free. Returns `true`
+/// in the process that is to become the image (PID and TIDs kept);
+/// `false` when namespaces are not available (restore here, new TIDs).
+/// The supervisor never returns.
+pub fn enter(image: &dumpfmt::Image<'_>) -> bool {
+    if std::env::var("MIGRATE_NAMESPACE").is_ok_and(|v| v == "off") {
+        return false;
+    }
+    // SAFETY: plain system calls on values we own.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return false;
+    }
+    set_mask(libc::SIG_SETMASK, &full_set());
+    // SAFETY: unshare affects only this (single-threaded) process.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) } != 0 {
+        // SAFETY: closing our own pipe.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
+        set_mask(libc::SIG_SETMASK, &empty_set());
+        return false;
+    }
+    let maps = std::fs::write("/proc/self/setgroups", "deny")
+        .and_then(|_| std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")))
+        .and_then(|_| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")));
+    if let Err(e) = maps {
+        eprintln!(
+            "migrate: restore: cannot map uid {uid} and gid {gid} into a user namespace: {e}"
+        );
+        std::process::exit(super::exit::UNSUPPORTED);
+    }
+    // SAFETY: single-threaded; the child only calls async-signal-safe code
+    // and this module's functions before it continues the restore.
+    match unsafe { libc::fork() } {
+        -1 => {
+            eprintln!(
+                "migrate: restore: fork: {}",
+                std::io::Error::last_os_error()
+            );
+            std::process::exit(super::exit::UNSUPPORTED);
+        }
+        0 => {
+            // SAFETY: closing the read end, ours.
+            unsafe { libc::close(fds[0]) };
+            init(image.pid, fds[1])
+        }
+        init_pid => {
+            // SAFETY: closing the write end, ours.
+            unsafe { libc::close(fds[1]) };
+            supervise(init_pid, fds[0])
+        }
+    }
+}
+
+/// The namespace's init: returns `true` in the child that becomes the
+/// image; otherwise waits for it and reports its status to the supervisor.
+fn init(pid: u32, report: i32) -> bool {
+    // SAFETY: `report` is our pipe's write end.
+    let mut report = unsafe { std::fs::File::from_raw_fd(report) };
+    let fail = |report: &mut std::fs::File, msg: String| -> ! {
+        let _ = report.write_all(format!("F{msg}").as_bytes());
+        std::process::exit(0);
+    };
+    // (Its parent lies outside the namespace, so getppid() says 0 and
+    // cannot tell whether the supervisor died before this call; the
+    // window is a few instructions long.)
+    // SAFETY: a plain prctl call.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // A /proc of the new PID namespace, in a mount namespace of init's own
+    // (the supervisor's /proc stays as it was).
+    // SAFETY: unshare and mount with valid NUL-terminated strings.
+    let mounted = unsafe {
+        libc::unshare(libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                c"none".as_ptr(),
+                c"/".as_ptr(),
+                core::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                core::ptr::null(),
+            ) == 0
+            && libc::mount(
+                c"proc".as_ptr(),
+                c"/proc".as_ptr(),
+                c"proc".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                core::ptr::null(),
+            ) == 0
+    };
+    if !mounted {
+        fail(
+            &mut report,
+            format!(
+                "cannot mount /proc in the new namespaces: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
+    let set_tid = [pid as libc::pid_t];
+    let mut args = [0u64; 10];
+    args[4] = libc::SIGCHLD as u64; // exit_signal
+    args[8] = set_tid.as_ptr() as u64;
+    args[9] = 1;
+    // SAFETY: clone3 without CLONE_VM is a fork; `args` and `set_tid` outlive it.
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args.as_ptr(),
+            core::mem::size_of_val(&args),
+        )
+    };
+    if child < 0 {
+        fail(
+            &mut report,
+            format!("cannot take PID {pid}: {}", std::io::Error::last_os_error()),
+        );
+    }
+    if child == 0 {
+        drop(report);
+        return true;
+    }
+    let child = child as i32;
+    FORWARD_TO.store(child, Relaxed);
+    forward_signals();
+    set_mask(libc::SIG_SETMASK, &empty_set());
+    loop {
+        let mut status = 0;
+        // SAFETY: waiting for any child (init also reaps orphans).
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == child {
+            let _ = report
+                .write_all(&[b'S'])
+                .and_then(|_| report.write_all(&status.to_ne_bytes()));
+            std::process::exit(0);
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// Waits for init's report and ends as the restored process ended;
+/// returns `false` only when init could not create that process.
+fn supervise(init_pid: i32, report: i32) -> bool {
+    FORWARD_TO.store(init_pid, Relaxed);
+    forward_signals();
+    set_mask(libc::SIG_SETMASK, &empty_set());
+    // SAFETY: `report` is our pipe's read end.
+    let mut report = unsafe { std::fs::File::from_raw_fd(report) };
+    let mut msg = Vec::new();
+    loop {
+        let mut buf = [0u8; 512];
+        match report.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => msg.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    while unsafe { libc::waitpid(init_pid, &mut status, 0) } < 0
+        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+    {}
+    let status = match msg.first() {
+        Some(b'S') if msg.len() >= 5 => i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]),
+        // Init could not take the PID (no /proc of its own, set_tid refused):
+        // restore here instead, with new TIDs.
+        Some(b'F') => return false,
+        // Init died without a word (killed): end the way it ended.
+        _ => status,
+    };
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: restoring the default action and raising the signal.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            set_mask(libc::SIG_SETMASK, &empty_set());
+            libc::raise(sig);
+        }
+        std::process::exit(128 + sig);
+    }
+    std::process::exit(libc::WEXITSTATUS(status));
 }
