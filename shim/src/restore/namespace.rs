@@ -228,7 +228,7 @@ fn init(pid: u32, report: i32) -> bool {
         let r = unsafe { libc::waitpid(-1, &mut status, 0) };
         if r == child {
             let _ = report
-                .write_all(&[b'S'])
+                .write_all(b"S")
                 .and_then(|_| report.write_all(&status.to_ne_bytes()));
             std::process::exit(0);
         }
