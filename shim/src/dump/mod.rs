@@ -398,7 +398,9 @@ fn write_image(
         .vec::<ThreadState>(others.len() + 1)
         .ok_or_else(no_mem)?;
     let _ = threads.push(thread_state(regs, settings));
-    for slot in others {
+    // A slot claimed by a park request that raced with the start of this
+    // dump may have stayed empty.
+    for slot in others.iter().filter(|s| s.ready.load(Acquire) == 1) {
         let _ = threads.push(slot.state);
     }
     let sigactions = signal_actions(arena)?;

@@ -56,6 +56,9 @@ pub struct World {
     pub arrived: AtomicU32,
     /// Bumped when every restored thread has arrived (a futex word).
     pub go: AtomicU32,
+    /// Threads between starting to park and being done with their slot
+    /// (a futex word): the leader unmaps the slots only when it is 0.
+    pub inside: AtomicU32,
 }
 
 pub static WORLD: World = World {
@@ -66,6 +69,7 @@ pub static WORLD: World = World {
     release: AtomicU32::new(0),
     arrived: AtomicU32::new(0),
     go: AtomicU32::new(0),
+    inside: AtomicU32::new(0),
 };
 
 /// Whether a signal is a park request from this process's leader.
@@ -87,42 +91,63 @@ pub unsafe fn is_park_request(info: *const libc::siginfo_t) -> bool {
 /// Parks the calling thread if a dump is collecting threads; returns once
 /// it is released (or, in a restored process, once every thread is back).
 pub fn park() {
-    let slots = WORLD.slots.load(Acquire);
+    // Order matters (see `release_all`): the release round first, then our
+    // presence, then whether a dump is collecting.
+    let round = WORLD.release.load(SeqCst);
+    WORLD.inside.fetch_add(1, SeqCst);
+    let slots = WORLD.slots.load(SeqCst);
     if slots.is_null() {
         // A late request from a dump that already finished.
+        leave();
         return;
     }
     let idx = WORLD.claimed.fetch_add(1, AcqRel);
     if idx >= MAX_THREADS {
+        leave();
         return;
     }
     // SAFETY: `slots` holds MAX_THREADS slots in the leader's arena, which
-    // stays mapped until this thread is released; index `idx` is ours alone.
+    // stays mapped while `inside` counts this thread; slot `idx` is ours alone.
     let slot = unsafe { &mut *slots.add(idx) };
     slot.tid.store(sys::gettid(), Release);
-    // SAFETY: `slot.regs` outlives the call; `park_body` receives the slot.
-    let out = unsafe { migrate_checkpoint(&mut slot.regs, park_body, (slot as *mut Slot).cast()) };
+    let mut job = ParkJob { slot, round };
+    // SAFETY: `slot.regs` outlives the call; `park_body` receives the job.
+    let out =
+        unsafe { migrate_checkpoint(&mut slot.regs, park_body, (&mut job as *mut ParkJob).cast()) };
     if out.status == RESUMED {
         crate::restore::resume::after_restore(out.handoff);
     }
 }
 
+struct ParkJob {
+    slot: *mut Slot,
+    round: u32,
+}
+
+fn leave() {
+    if WORLD.inside.fetch_sub(1, SeqCst) == 1 {
+        sys::futex_wake_all(&WORLD.inside);
+    }
+}
+
 extern "C" fn park_body(arg: *mut u8) -> u64 {
-    // SAFETY: `arg` is this thread's slot (see `park`).
-    let slot = unsafe { &mut *arg.cast::<Slot>() };
+    // SAFETY: `arg` is the `ParkJob` of `park`, whose slot is this thread's.
+    let job = unsafe { &mut *arg.cast::<ParkJob>() };
+    // SAFETY: as in `park`.
+    let slot = unsafe { &mut *job.slot };
     // SAFETY: the leader wrote the settings before publishing the slots and
     // does not change them while threads park; reading is race-free.
     let settings: &Settings = unsafe { SETTINGS.get() };
     slot.state = thread_state(&slot.regs, settings);
-    // Read `release` before announcing: the leader may release right after.
-    let round = WORLD.release.load(Acquire);
     slot.ready.store(1, Release);
     WORLD.parked.fetch_add(1, AcqRel);
     sys::futex_wake_all(&WORLD.parked);
+    // The slot may be unmapped once we leave: touch nothing of it after.
+    leave();
+    let round = job.round;
     while WORLD.release.load(Acquire) == round {
         sys::futex_wait(&WORLD.release, round, 0);
     }
-    // The slot may be unmapped from here on: touch nothing of it.
     0
 }
 
@@ -195,11 +220,23 @@ fn is_parked(base: *const Slot, tid: i32) -> bool {
     })
 }
 
-/// Lets every parked thread go and forgets the slots.
+/// Lets every parked thread go and forgets the slots; returns once no
+/// thread touches them any more, so the caller may unmap them.
 pub fn release_all() {
-    WORLD.slots.store(core::ptr::null_mut(), Release);
-    WORLD.release.fetch_add(1, AcqRel);
+    // A parker reads `release`, counts itself `inside`, then reads `slots`;
+    // this side clears `slots`, bumps `release`, then waits for `inside`.
+    // Either the parker sees no slots, or this side sees it inside; and a
+    // parker that read `release` before the bump never waits on it.
+    WORLD.slots.store(core::ptr::null_mut(), SeqCst);
+    WORLD.release.fetch_add(1, SeqCst);
     sys::futex_wake_all(&WORLD.release);
+    loop {
+        let n = WORLD.inside.load(SeqCst);
+        if n == 0 {
+            break;
+        }
+        sys::futex_wait(&WORLD.inside, n, 10_000_000);
+    }
 }
 
 /// The thread's name, from /proc/thread-self/comm.

@@ -75,6 +75,7 @@ pub fn after_restore(handoff: u64) {
     finish(unsafe { core::ptr::read(h) });
     WORLD.leader.store(0, Release);
     WORLD.slots.store(core::ptr::null_mut(), Release);
+    WORLD.inside.store(0, Release);
     WORLD.go.fetch_add(1, AcqRel);
     sys::futex_wake_all(&WORLD.go);
 }
