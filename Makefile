@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LIB := target/release/libmigrate.so
 
-.PHONY: all build test lint fuzz-build demo clean
+.PHONY: all build test lint fuzz-build demo bench clean
 
 all: build
 
@@ -22,6 +22,10 @@ test: build lint fuzz-build
 
 demo: build
 	scripts/demo.sh
+
+# Timings live here, not in the tests.
+bench: build
+	scripts/bench.sh
 
 clean:
 	$(CARGO) clean
