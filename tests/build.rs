@@ -1,17 +1,26 @@
 //! Compiles the C test programs in `programs/` with gcc into `OUT_DIR` and
 //! hands their paths to the crate as `MIGRATE_TEST_<NAME>` (e.g.
-//! `env!("MIGRATE_TEST_CPROG")`).
+//! `env!("MIGRATE_TEST_CPROG")`). The threaded ones get `-pthread`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["cprog", "cloop", "dlprog"];
+/// Each program and the extra gcc flags it needs.
+const PROGRAMS: &[(&str, &[&str])] = &[
+    ("cprog", &[]),
+    ("cloop", &[]),
+    ("dlprog", &[]),
+    ("cthreads", &["-pthread"]),
+    ("cmutex", &["-pthread"]),
+    ("cchurn", &["-pthread"]),
+    ("cblock", &["-pthread"]),
+];
 
 fn main() {
     let manifest =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
-    for name in PROGRAMS {
+    for (name, flags) in PROGRAMS {
         let src = manifest.join("programs").join(format!("{name}.c"));
         let exe = out.join(name);
         println!("cargo:rerun-if-changed={}", src.display());
@@ -26,6 +35,7 @@ fn main() {
                 "-o",
             ])
             .arg(&exe)
+            .args(*flags)
             .arg(&src)
             .status()
             .unwrap_or_else(|e| panic!("cannot run gcc (is it installed?): {e}"));

@@ -73,6 +73,15 @@ macro_rules! rust_program {
     };
 }
 
+/// The threaded Rust test program (`src/bin/rustthreads.rs`: `std::thread`,
+/// `mpsc`, `Mutex`) as a [`Program`]; see [`rust_program!`].
+#[macro_export]
+macro_rules! rust_threads_program {
+    () => {
+        $crate::Program::rust_threads_at(env!("CARGO_BIN_EXE_rustthreads"))
+    };
+}
+
 /// A program to run: its command line, possibly behind a wrapper such as
 /// `setarch` or `setpriv` that execs it (so the pid stays the program's).
 ///
@@ -110,6 +119,56 @@ impl Program {
     /// [`rust_program!`], which knows the path in integration tests).
     pub fn rust_at(path: &str) -> Program {
         Program::new("rustprog", vec![path.into()])
+    }
+
+    /// Threaded Rust program (std::thread, mpsc, Mutex) at `path` (use
+    /// [`rust_threads_program!`]).
+    pub fn rust_threads_at(path: &str) -> Program {
+        Program::new("rustthreads", vec![path.into()])
+    }
+
+    /// `threads` workers taking turns under one mutex and condition variable
+    /// (see `programs/cthreads.c`).
+    pub fn cthreads(threads: u32) -> Program {
+        Program::new(
+            &format!("cthreads-{threads}"),
+            vec![
+                env!("MIGRATE_TEST_CTHREADS").into(),
+                threads.to_string().into(),
+            ],
+        )
+    }
+
+    /// A thread holds a recursive and an error-checking mutex across the
+    /// paced steps, then gets a `pthread_kill` (see `programs/cmutex.c`);
+    /// with `tids`, it also prints whether its TID stayed the same.
+    pub fn cmutex(tids: bool) -> Program {
+        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CMUTEX").into()];
+        if tids {
+            argv.push("tids".into());
+        }
+        Program::new(if tids { "cmutex-tids" } else { "cmutex" }, argv)
+    }
+
+    /// Short-lived threads created and joined every step (see `programs/cchurn.c`).
+    pub fn cchurn() -> Program {
+        Program::new("cchurn", vec![env!("MIGRATE_TEST_CCHURN").into()])
+    }
+
+    /// A thread named `blocker` blocks SIGUSR2 (see `programs/cblock.c`).
+    pub fn cblock() -> Program {
+        Program::new("cblock", vec![env!("MIGRATE_TEST_CBLOCK").into()])
+    }
+
+    /// Python `threading` worker pool fed through `queue.Queue`.
+    pub fn python_threads() -> Program {
+        Program::new(
+            "pythreads",
+            vec![
+                PYTHON.into(),
+                crate_dir().join("programs/pythreads.py").into(),
+            ],
+        )
     }
 
     /// Test program 3: Python with a 200k-entry dict.
@@ -427,6 +486,33 @@ impl Proc {
             assert!(
                 Instant::now() < deadline,
                 "timed out after {TIMEOUT:?} waiting for {} to print {what}\n{}",
+                self.label,
+                self.describe()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Waits until a stderr line satisfies `pred`; returns that line.
+    /// Panics on timeout or if the process exits first.
+    pub fn wait_for_stderr_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let exited = self.poll_exit();
+            let stderr = self.stderr();
+            let complete = &stderr[..stderr.rfind('\n').map_or(0, |i| i + 1)];
+            if let Some(line) = complete.lines().find(|l| pred(l)) {
+                return line.to_string();
+            }
+            assert!(
+                exited.is_none(),
+                "{} exited before printing {what} on stderr\n{}",
+                self.label,
+                self.describe()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {TIMEOUT:?} waiting for {} to print {what} on stderr\n{}",
                 self.label,
                 self.describe()
             );
@@ -782,6 +868,23 @@ pub fn list_files(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The threads of a running process: (TID, name from `comm`), by TID.
+pub fn threads_of(pid: i32) -> Vec<(i32, String)> {
+    let dir = format!("/proc/{pid}/task");
+    let mut threads: Vec<(i32, String)> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {dir}: {e}"))
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let tid: i32 = e.file_name().to_str()?.parse().ok()?;
+            // A thread may exit between the listing and the read.
+            let comm = fs::read_to_string(e.path().join("comm")).ok()?;
+            Some((tid, comm.trim_end().to_string()))
+        })
+        .collect();
+    threads.sort();
+    threads
 }
 
 /// `/proc/PID/personality` of a running process.

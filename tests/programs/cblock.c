@@ -1,0 +1,128 @@
+/*
+ * Threaded test program for migrate: one thread blocks SIGUSR2 (the dump
+ * signal) with pthread_sigmask, so a dump cannot stop it and must fail.
+ *
+ *  - The "blocker" thread (named so with pthread_setname_np) blocks SIGUSR2
+ *    and then counts in steps until main tells it to stop; it unblocks
+ *    SIGUSR2 before it exits (a pending park request then arrives late).
+ *  - Two "spinner" threads leave SIGUSR2 unblocked and count too.
+ *  - Main prints "ready" once the blocker has blocked the signal, then one
+ *    line per step; the workers' counts go only into the final line.
+ *
+ * Protocol: "start", "ready", one "step N ..." line per step, then
+ * "done ...". Every line is deterministic. Steps are paced with nanosleep
+ * (40 ms) unless MIGRATE_TEST_NOSLEEP is set, which changes no output.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STEPS 60
+#define SLEEP_NS 40000000L
+#define WORKERS 3
+
+static int g_nosleep;
+static atomic_int g_stop;
+static sem_t g_ready;
+
+static uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static void pace(long ns)
+{
+    if (g_nosleep)
+        return;
+    struct timespec ts = {0, ns};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+static void die(const char *what, int err)
+{
+    printf("error %s %s\n", what, strerror(err));
+    exit(1);
+}
+
+/* Counts until told to stop; returns a value that depends only on its id. */
+static void *worker(void *arg)
+{
+    uintptr_t id = (uintptr_t)arg;
+    if (id == 0) {
+        pthread_setname_np(pthread_self(), "blocker");
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR2);
+        int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+        if (rc)
+            die("pthread_sigmask", rc);
+    } else {
+        pthread_setname_np(pthread_self(), "spinner");
+    }
+    sem_post(&g_ready);
+    uint64_t acc = id;
+    while (!atomic_load(&g_stop)) {
+        acc = mix(acc);
+        pace(1000000L);
+    }
+    if (id == 0) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR2);
+        int rc = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        if (rc)
+            die("pthread_sigmask", rc);
+    }
+    return (void *)(uintptr_t)mix(id + 100);
+}
+
+int main(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    g_nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
+    printf("start\n");
+    sem_init(&g_ready, 0, 0);
+    pthread_t t[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        int rc = pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i);
+        if (rc)
+            die("pthread_create", rc);
+    }
+    for (int i = 0; i < WORKERS; i++)
+        while (sem_wait(&g_ready) != 0)
+            if (errno != EINTR)
+                die("sem_wait", errno);
+    printf("ready\n");
+    uint64_t acc = 1;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(SLEEP_NS);
+    }
+    atomic_store(&g_stop, 1);
+    uint64_t check = acc;
+    for (int i = 0; i < WORKERS; i++) {
+        void *ret;
+        int rc = pthread_join(t[i], &ret);
+        if (rc)
+            die("pthread_join", rc);
+        check = mix(check ^ (uint64_t)(uintptr_t)ret);
+    }
+    printf("done %016" PRIx64 "\n", check);
+    return 0;
+}
