@@ -333,17 +333,17 @@ fn encoding_is_pinned() {
         },
     };
     let want = [
-        "01 02 03",                                     // pid, time_ns, sequence
-        "022f65 04 01 02 05 06 01ab", // exe: path, size, mtime (zigzag), dev, ino, build_id
-        "07 0102030405",              // cpu: xcr0, cpuid[5] (no length: an array)
-        "00",                         // files: length 0
+        "01 02 03",                    // pid, time_ns, sequence
+        "022f65 04 01 02 05 06 01ab",  // exe: path, size, mtime (zigzag), dev, ino, build_id
+        "07 0102030405",               // cpu: xcr0, cpuid[5] (no length: an array)
+        "00",                          // files: length 0
         "01 10 20 03 01 08 0100 016d", // mappings: 1 [start end prot shared offset File(0) name]
-        "01 09 01 0a 0b",             // runs: 1 [addr pages file_offset crc]
+        "01 09 01 0a 0b",              // runs: 1 [addr pages file_offset crc]
         "01 0c 0102030405060708 0d0e0f101112131415 16 776f726b65722d310000000000000000", // threads: 1 [tid context ... name]
-        "01 0a 17 18 19 1a",          // sigactions: 1 [signal handler flags restorer mask]
-        "1f202122232425262728 29",    // mm
-        "02 06 8020",                 // auxv: 2 words
-        "0c 022f69 01 02",            // settings: signal image exit_after_dump log_level
+        "01 0a 17 18 19 1a", // sigactions: 1 [signal handler flags restorer mask]
+        "1f202122232425262728 29", // mm
+        "02 06 8020",        // auxv: 2 words
+        "0c 022f69 01 02",   // settings: signal image exit_after_dump log_level
     ]
     .concat()
     .replace(' ', "");

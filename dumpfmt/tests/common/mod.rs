@@ -44,7 +44,7 @@ pub fn thread(tid: u32) -> ThreadState {
         rseq_len: 32,
         rseq_sig: 0x5305_3053,
         pthread_tid_offset: 0x2d0,
-            name: *b"worker-1\0\0\0\0\0\0\0\0",
+        name: *b"worker-1\0\0\0\0\0\0\0\0",
     }
 }
 
