@@ -55,6 +55,28 @@ fn c_four_threads_dump_kill_restore() {
     threaded_dump_kill_restore("c-4-threads", &Program::cthreads(4), 15, 5);
 }
 
+/// The fallback where user namespaces are not available: the restore
+/// happens in the relaunched process, the threads get new TIDs, and a
+/// program that holds no mutex across the dump still ends right.
+#[test]
+fn c_four_threads_without_namespace() {
+    let dir = TestDir::new("c-4-threads-no-ns");
+    let image = dir.join("threads.img");
+    let r = dump_kill_restore(
+        &dir,
+        &Program::cthreads(4),
+        15,
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+        &[("MIGRATE_NAMESPACE", "off")],
+    );
+    assert_eq!(
+        r.summary.threads,
+        5,
+        "{}",
+        describe_all(&[&r.original, &r.restored])
+    );
+}
+
 /// The same program with 64 workers.
 #[test]
 fn c_sixty_four_threads_dump_kill_restore() {
