@@ -42,6 +42,89 @@ pub struct Image<'a> {
     pub auxv: Cow<'a, [u64]>,
     /// The shim's own settings, so that a restored process keeps dumping the same way.
     pub settings: Settings<'a>,
+    /// Descriptors beyond stdio, sorted by number.
+    pub fds: Cow<'a, [Fd<'a>]>,
+    /// Working directory, umask, limits, timers, pending signals.
+    pub process: ProcessState<'a>,
+}
+
+/// One open descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fd<'a> {
+    pub fd: i32,
+    /// Access mode and status flags (`F_GETFL`).
+    pub flags: i32,
+    /// `FD_CLOEXEC`.
+    pub cloexec: bool,
+    pub kind: FdKind<'a>,
+}
+
+/// What a descriptor refers to, with what it takes to make it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FdKind<'a> {
+    /// A regular file, reopened by path at `offset`. A file opened
+    /// read-only must still have the size and mtime it had.
+    File { path: Cow<'a, str>, offset: u64, size: u64, mtime_sec: i64, mtime_nsec: i64 },
+    /// A file without a name (deleted while open, or a memfd): its
+    /// contents are here.
+    Contents { name: Cow<'a, str>, data: Cow<'a, [u8]>, offset: u64, memfd: bool, seals: u32 },
+    Dir { path: Cow<'a, str>, offset: u64 },
+    /// A character device (`/dev/null`, `/dev/tty`, ...), reopened by path.
+    Device { path: Cow<'a, str> },
+    /// One end of a pipe or FIFO whose ends are all in the process; `id`
+    /// pairs the ends. `data` (on the read end) is what was buffered.
+    Pipe { id: u64, path: Cow<'a, str>, write: bool, data: Cow<'a, [u8]>, size: u32 },
+    /// A pipe end or socket whose peer is another process: it comes back
+    /// with its peer gone. `sock_type` is 0 for a pipe; a read end keeps
+    /// the bytes that were buffered for it.
+    Gone { what: Cow<'a, str>, sock_type: i32, write: bool, data: Cow<'a, [u8]> },
+    Eventfd { count: u64, semaphore: bool },
+    /// A timer; `value_ns` is what remained until it fires.
+    Timerfd { clock: i32, value_ns: u64, interval_ns: u64, ticks: u64 },
+    Signalfd { mask: u64 },
+    Epoll { entries: Cow<'a, [EpollEntry]> },
+    /// A socket not connected to anyone: listening, bound, or fresh.
+    Socket {
+        family: i32,
+        sock_type: i32,
+        protocol: i32,
+        listening: bool,
+        /// `struct sockaddr` bytes from getsockname (empty: unbound).
+        addr: Cow<'a, [u8]>,
+        options: Cow<'a, [SockOpt]>,
+    },
+    /// One end of a Unix socket pair with both ends in the process; `data`
+    /// is what was waiting to be read on this end.
+    UnixPair { id: u64, peer: u64, sock_type: i32, data: Cow<'a, [u8]> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollEntry {
+    pub fd: i32,
+    pub events: u32,
+    pub data: u64,
+}
+
+/// An integer socket option (`setsockopt(level, name, &value)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SockOpt {
+    pub level: i32,
+    pub name: i32,
+    pub value: i32,
+}
+
+/// Process-wide state besides memory and descriptors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProcessState<'a> {
+    pub cwd: Cow<'a, str>,
+    pub umask: u32,
+    pub personality: u64,
+    /// (resource, soft, hard) for every resource.
+    pub rlimits: Cow<'a, [(u32, u64, u64)]>,
+    /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF: (value, interval) in microseconds.
+    pub itimers: [(u64, u64); 3],
+    /// Signals pending for the whole process (bit n-1 for signal n).
+    pub pending: u64,
 }
 
 /// Identity of a file, used to check it did not change before mapping it again.

@@ -6,7 +6,7 @@ mod common;
 use std::borrow::Cow;
 use std::fmt::Debug;
 
-use dumpfmt::{
+use dumpfmt::{ProcessState, 
     Backing, CpuFeatures, FileId, Image, Mapping, MmFields, PageRun, ResumeContext, Settings,
     SigAction, ThreadState,
 };
@@ -41,6 +41,7 @@ fn image_round_trip_borrowed_to_owned() {
     let threads = owned.threads.to_vec();
     let sigactions = owned.sigactions.to_vec();
     let auxv = owned.auxv.to_vec();
+    let fds = owned.fds.to_vec();
     let borrowed = Image {
         exe: FileId {
             path: Cow::Borrowed(&owned.exe.path),
@@ -57,6 +58,8 @@ fn image_round_trip_borrowed_to_owned() {
             image: Cow::Borrowed(&owned.settings.image),
             ..owned.settings.clone()
         },
+        fds: Cow::Borrowed(&fds),
+        process: owned.process.clone(),
         ..owned.clone()
     };
     let bytes = postcard::to_allocvec(&borrowed).unwrap();
@@ -331,6 +334,8 @@ fn encoding_is_pinned() {
             exit_after_dump: true,
             log_level: 2,
         },
+        fds: Cow::Owned(vec![]),
+        process: ProcessState::default(),
     };
     let want = [
         "01 02 03",                    // pid, time_ns, sequence
@@ -344,6 +349,8 @@ fn encoding_is_pinned() {
         "1f202122232425262728 29", // mm
         "02 06 8020",        // auxv: 2 words
         "0c 022f69 01 02",   // settings: signal image exit_after_dump log_level
+        "00",                // fds: length 0
+        "00 00 00 00 000000000000 00", // process: cwd umask personality rlimits itimers pending
     ]
     .concat()
     .replace(' ', "");

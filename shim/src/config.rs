@@ -54,6 +54,9 @@ pub struct Settings {
     pub rseq_len: u32,
     /// Offset of the cached TID in glibc's `struct pthread` (0: unknown).
     pub pthread_tid_offset: u32,
+    /// `MIGRATE_EXTERNAL=refuse`: a descriptor connected to another
+    /// process fails the dump instead of coming back with its peer gone.
+    pub refuse_external: bool,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -65,6 +68,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     rseq_offset: 0,
     rseq_len: 0,
     pthread_tid_offset: 0,
+    refuse_external: false,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -132,6 +136,7 @@ pub struct Overrides {
     pub image: Option<String>,
     pub exit_after_dump: Option<bool>,
     pub log: Option<u8>,
+    pub refuse_external: Option<bool>,
 }
 
 impl Overrides {
@@ -194,6 +199,17 @@ impl Overrides {
                 }
             });
         }
+        if let Some(v) = var("MIGRATE_EXTERNAL") {
+            o.refuse_external = Some(match v.as_str() {
+                "refuse" => true,
+                "gone" | "close" => false,
+                _ => {
+                    return Err(BadSetting(format!(
+                        "MIGRATE_EXTERNAL={v}: expected refuse or gone"
+                    )));
+                }
+            });
+        }
         Ok(o)
     }
 
@@ -211,6 +227,9 @@ impl Overrides {
         }
         if let Some(l) = self.log {
             s.log = level(l);
+        }
+        if let Some(r) = self.refuse_external {
+            s.refuse_external = r;
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use dumpfmt::ProcessState;
 use dumpfmt::{
     Backing, CpuFeatures, FileId, HEADER_ENCODED_LEN, HEADER_LEN, Header, Image, Mapping, MmFields,
     PROT_EXEC, PROT_READ, PROT_WRITE, PageRun, ResumeContext, Settings, SigAction, ThreadState,
@@ -134,6 +135,8 @@ pub fn image() -> Image<'static> {
             exit_after_dump: false,
             log_level: 1,
         },
+        fds: Cow::Owned(vec![]),
+        process: ProcessState::default(),
     }
 }
 

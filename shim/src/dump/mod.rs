@@ -15,8 +15,10 @@
 #![allow(clippy::result_large_err)]
 
 pub mod arena;
+pub mod fds;
 pub mod maps;
 pub mod pages;
+pub mod process;
 pub mod world;
 pub mod writer;
 
@@ -175,43 +177,6 @@ pub fn count_threads() -> Result<usize, Errno> {
         }
     })?;
     Ok(count)
-}
-
-/// Names, in the log, each descriptor beyond stdio: this version does not
-/// restore them (they come back closed).
-fn log_other_fds(ours: &[i32]) {
-    // The directory's own descriptor is the lowest free one at the time:
-    // it shows up in the listing, and is closed by the time we print.
-    let mut listing = Line::<8192>::new();
-    let dir = sys::for_each_dir_entry(b"/proc/self/fd\0", |name| {
-        if matches!(sys::parse_dec(name), Some(fd) if fd > 2 && !ours.contains(&(fd as i32))) {
-            listing.bytes(name).bytes(b" ");
-        }
-    });
-    let Ok(dir) = dir else { return };
-    for name in listing
-        .as_bytes()
-        .split(|&c| c == b' ')
-        .filter(|n| !n.is_empty())
-    {
-        if sys::parse_dec(name) == Some(dir as u64) {
-            continue;
-        }
-        let mut link = Line::<64>::new();
-        link.str("/proc/self/fd/").bytes(name);
-        let mut target = [0u8; 512];
-        let len = link
-            .c_str()
-            .and_then(|p| sys::readlink(p, &mut target).ok())
-            .unwrap_or(0);
-        let mut line = Line::<700>::new();
-        line.str("migrate: fd ")
-            .bytes(name)
-            .str(" (")
-            .bytes(&target[..len])
-            .str(") is not saved; it will be closed after a restore");
-        line.emit();
-    }
 }
 
 /// Expands `%p`, `%n` and `%%` in the image pattern.
@@ -388,9 +353,12 @@ fn write_image(
         }
     }
 
-    if settings.log >= LogLevel::Info {
-        log_other_fds(&[out.fd(), fds.pagemap, fds.mem]);
-    }
+    let descriptors = fds::collect(
+        arena,
+        &[out.fd(), fds.pagemap, fds.mem],
+        settings.refuse_external,
+    )?;
+    let process = process::collect(arena)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };
@@ -425,6 +393,8 @@ fn write_image(
             exit_after_dump: settings.exit_after_dump,
             log_level: settings.log as u8,
         },
+        fds: Cow::Borrowed(descriptors),
+        process,
     };
     let buf = arena
         .bytes(arena.remaining().saturating_sub(8192))

@@ -8,6 +8,7 @@
 //! Only then [`launch`] hands over to the [`restorer`], which tears the
 //! fresh address space down and rebuilds the image's.
 
+pub mod fds;
 pub mod namespace;
 pub mod plan;
 pub mod restorer;
@@ -251,12 +252,28 @@ fn build(
     started: u64,
     keep_tids: bool,
 ) -> Result<Ready, Refusal> {
-    let Checked { img, fds } = checked;
+    let Checked { mut img, fds } = checked;
+    // Every descriptor the restorer uses or moves into place sits above
+    // every number the image or this process uses.
+    let base = descriptor_base(&img.image)?;
+    img.file = File::from(fds::lift(img.file.into(), base)?);
+    let fds = fds
+        .into_iter()
+        .map(|f| fds::lift(f.into(), base).map(File::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let made = fds::make(&img.image, base)?;
+    let cwd = &img.image.process.cwd;
+    if !std::fs::metadata(&**cwd).is_ok_and(|m| m.is_dir()) {
+        return Err(refuse(
+            exit::FILE_CHANGED,
+            format!("the working directory {cwd} is gone"),
+        ));
+    }
     let image = &img.image;
     let fresh = fresh_maps()?;
     let specials = match_kernel_mappings(image, &fresh)?;
     let mut plan = Plan::default();
-    let handoff_off = build_plan(&mut plan, image, &img, &fds, &specials, keep_tids)?;
+    let handoff_off = build_plan(&mut plan, image, &img, &fds, &specials, &made, keep_tids)?;
 
     // Place the restorer where neither address space has anything.
     let code = restorer::code();
@@ -324,12 +341,52 @@ fn build(
     for f in fds {
         let _ = f.into_raw_fd();
     }
+    for m in made.made {
+        let _ = m.temp.into_raw_fd();
+    }
     let _ = img.file.into_raw_fd();
     Ok(Ready {
         entry: gap,
         header: placed.header,
         stack_top: placed.stack_top,
     })
+}
+
+/// A descriptor number above every one the image uses and every one open
+/// now; the soft RLIMIT_NOFILE is raised (up to the hard one) to reach it.
+fn descriptor_base(image: &Image<'_>) -> Result<i32, Refusal> {
+    let open_now = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .max()
+                .unwrap_or(2)
+        })
+        .unwrap_or(2);
+    let highest = image
+        .fds
+        .iter()
+        .map(|f| f.fd)
+        .max()
+        .unwrap_or(2)
+        .max(open_now);
+    let base = highest + 1;
+    let need = base as u64 + image.fds.len() as u64 + image.files.len() as u64 + 64;
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = core::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        if lim.rlim_cur < need {
+            if lim.rlim_max < need {
+                return Err(refuse(
+                    exit::UNSUPPORTED,
+                    format!("the image uses descriptor {highest}, above this process's limit"),
+                ));
+            }
+            lim.rlim_cur = need;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    Ok(base)
 }
 
 /// Pairs of (fresh address, image address, size) for the kernel's mappings.
@@ -418,6 +475,7 @@ fn build_plan(
     img: &ImageFile,
     fds: &[File],
     specials: &[(u64, u64, u64)],
+    made: &fds::MadeFds,
     keep_tids: bool,
 ) -> Result<usize, Refusal> {
     use libc::*;
@@ -606,13 +664,97 @@ fn build_plan(
         );
     }
 
-    // 7. Descriptors beyond stdio (the image's, the mapped files', anything inherited).
+    // 7. Descriptors: close what the fresh process had beyond stdio, move
+    //    each one made for the image to its number, rebuild the epoll
+    //    interest lists (they name descriptors by number), and close the
+    //    temporaries, the image and the mapped files.
+    let base = made.base as u64;
     plan.call(
         SYS_close_range,
-        &[v(3), v(u64::from(u32::MAX)), v(0)],
+        &[v(3), v(base - 1), v(0)],
         v(0),
         "restore: close_range failed",
     );
+    for m in &made.made {
+        let flags = if m.cloexec { O_CLOEXEC as u64 } else { 0 };
+        let target = m.target as u64;
+        plan.call(
+            SYS_dup3,
+            &[v(m.temp.as_raw_fd() as u64), v(target), v(flags)],
+            v(target),
+            &format!("restore: cannot move fd {target} into place"),
+        );
+    }
+    for fd in image.fds.iter() {
+        if let dumpfmt::FdKind::Epoll { entries } = &fd.kind {
+            for e in entries.iter() {
+                // struct epoll_event is packed on x86-64: u32 events, u64 data.
+                let mut ev = [0u8; 12];
+                ev[..4].copy_from_slice(&e.events.to_ne_bytes());
+                ev[4..].copy_from_slice(&e.data.to_ne_bytes());
+                let off = plan.bytes(&ev);
+                let what = format!("restore: cannot add fd {} to epoll fd {}", e.fd, fd.fd);
+                plan.call(
+                    SYS_epoll_ctl,
+                    &[
+                        v(fd.fd as u64),
+                        v(EPOLL_CTL_ADD as u64),
+                        v(e.fd as u64),
+                        Arg::Data(off),
+                    ],
+                    v(0),
+                    &what,
+                );
+            }
+        }
+    }
+    plan.call(
+        SYS_close_range,
+        &[v(base), v(u64::from(u32::MAX)), v(0)],
+        v(0),
+        "restore: close_range failed",
+    );
+
+    // 7b. The rest of the process: working directory, umask, personality,
+    //     limits, interval timers, signals that were pending.
+    let p = &image.process;
+    let cwd = plan.bytes(format!("{}\0", p.cwd).as_bytes());
+    plan.call(
+        SYS_chdir,
+        &[Arg::Data(cwd)],
+        v(0),
+        &format!("restore: cannot enter {}", p.cwd),
+    );
+    plan.call_any(SYS_umask, &[v(u64::from(p.umask))]);
+    plan.call_any(SYS_personality, &[v(p.personality)]);
+    for &(res, soft, hard) in p.rlimits.iter() {
+        // Raising a hard limit needs privilege: a limit that cannot be set stays as it is.
+        let off = plan.data(&[soft, hard]);
+        plan.call_any(
+            SYS_prlimit64,
+            &[v(0), v(u64::from(res)), Arg::Data(off), v(0)],
+        );
+    }
+    for (which, &(value, interval)) in p.itimers.iter().enumerate() {
+        if value != 0 {
+            let tv = |us: u64| [(us / 1_000_000) as i64, (us % 1_000_000) as i64];
+            let (i, val) = (tv(interval), tv(value));
+            let off = plan.data(&[i[0], i[1], val[0], val[1]]);
+            plan.call(
+                SYS_setitimer,
+                &[v(which as u64), Arg::Data(off), v(0)],
+                v(0),
+                "restore: cannot set an interval timer",
+            );
+        }
+    }
+    for sig in 1..=64u64 {
+        if p.pending & (1 << (sig - 1)) != 0 && sig != u64::from(image.settings.signal) {
+            // This process's PID (the image's only inside a PID namespace).
+            // SAFETY: getpid has no preconditions.
+            plan.call_any(SYS_kill, &[v(unsafe { getpid() } as u64), v(sig)]);
+        }
+    }
 
     // 8. The other threads, each finishing its own state and resuming;
     //    then the main thread does the same.

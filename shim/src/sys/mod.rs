@@ -201,6 +201,60 @@ pub fn parse_dec(s: &[u8]) -> Option<u64> {
     })
 }
 
+/// `fcntl(fd, cmd, arg)`.
+pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult<u64> {
+    // SAFETY: the commands used here (F_GETFL, F_GETFD, F_GETPIPE_SZ,
+    // F_SETPIPE_SZ, F_GET_SEALS) take an integer or nothing.
+    unsafe { sys(libc::SYS_fcntl, args!(fd, cmd, arg)) }
+}
+
+/// `ioctl(fd, FIONREAD)`: bytes waiting to be read.
+pub fn bytes_waiting(fd: i32) -> u64 {
+    let mut n: i32 = 0;
+    // SAFETY: FIONREAD writes one int.
+    match unsafe {
+        sys(
+            libc::SYS_ioctl,
+            args!(fd, libc::FIONREAD, &mut n as *mut i32),
+        )
+    } {
+        Ok(_) => n.max(0) as u64,
+        Err(_) => 0,
+    }
+}
+
+pub fn lseek(fd: i32, off: i64, whence: i32) -> SysResult<u64> {
+    // SAFETY: no memory is involved.
+    unsafe { sys(libc::SYS_lseek, args!(fd, off, whence)) }
+}
+
+/// `getsockopt` of an int option.
+pub fn sockopt_int(fd: i32, level: i32, name: i32) -> SysResult<i32> {
+    let mut v: i32 = 0;
+    let mut len: u32 = 4;
+    // SAFETY: `v` and `len` are writable and sized for an int option.
+    unsafe {
+        sys(
+            libc::SYS_getsockopt,
+            args!(fd, level, name, &mut v as *mut i32, &mut len as *mut u32),
+        )
+    }
+    .map(|_| v)
+}
+
+/// getsockname (`peer` false) or getpeername into `buf`; returns the length.
+pub fn sock_addr(fd: i32, peer: bool, buf: &mut [u8; 128]) -> SysResult<usize> {
+    let mut len: u32 = 128;
+    let nr = if peer {
+        libc::SYS_getpeername
+    } else {
+        libc::SYS_getsockname
+    };
+    // SAFETY: `buf` holds 128 bytes, `len` says so.
+    unsafe { sys(nr, args!(fd, buf.as_mut_ptr(), &mut len as *mut u32)) }
+        .map(|_| (len as usize).min(128))
+}
+
 pub fn fsync(fd: i32) -> SysResult<()> {
     // SAFETY: no memory is involved.
     unsafe { sys(SYS_fsync, args!(fd)) }.map(|_| ())

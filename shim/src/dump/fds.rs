@@ -1,0 +1,564 @@
+//! Descriptors: what each open fd refers to, and what it takes to make it
+//! again. Runs in the signal handler: the `dump` module's rules hold.
+//!
+//! Nothing here changes a descriptor: buffered pipe bytes are copied with
+//! `tee`, socket bytes with `MSG_PEEK`, so the process that goes on after
+//! the dump finds everything as it was.
+
+use std::borrow::Cow;
+
+use dumpfmt::{EpollEntry, Fd, FdKind, SockOpt};
+
+use crate::dump::Fail;
+use crate::dump::arena::Arena;
+use crate::sys::{self, args, line::Line};
+
+/// What every descriptor of the process looks like from outside.
+#[derive(Clone, Copy)]
+struct Info<'a> {
+    fd: i32,
+    mode: u32,
+    ino: u64,
+    flags: i32,
+    cloexec: bool,
+    /// The `/proc/self/fd/N` link.
+    target: &'a [u8],
+}
+
+/// The largest file kept inside an image (deleted files, memfds).
+const MAX_CONTENTS: u64 = 1 << 30;
+
+/// Reads every descriptor but `ours` (and stdio).
+pub fn collect<'a>(
+    arena: &'a Arena,
+    ours: &[i32],
+    refuse_external: bool,
+) -> Result<&'a [Fd<'a>], Fail> {
+    let no_mem = || Fail::new("the dump arena is too small");
+    let mut numbers = arena.vec::<i32>(65536).ok_or_else(no_mem)?;
+    let dir = sys::for_each_dir_entry(b"/proc/self/fd\0", |name| {
+        if let Some(fd) = sys::parse_dec(name) {
+            let fd = fd as i32;
+            if fd > 2 && !ours.contains(&fd) {
+                let _ = numbers.push(fd);
+            }
+        }
+    })
+    .map_err(|e| Fail::new("cannot list /proc/self/fd").errno(e))?;
+    let numbers = numbers.as_mut_slice();
+    numbers.sort_unstable();
+
+    let mut infos = arena.vec::<Info<'a>>(numbers.len()).ok_or_else(no_mem)?;
+    for &fd in numbers.iter().filter(|&&fd| fd != dir) {
+        let mut link = Line::<64>::new();
+        link.str("/proc/self/fd/").dec(fd as u64);
+        let buf = arena.bytes(4096).ok_or_else(no_mem)?;
+        let Some(len) = link.c_str().and_then(|p| sys::readlink(p, buf).ok()) else {
+            continue; // closed meanwhile: it was ours (the listing's own fd)
+        };
+        let Ok(st) = sys::fstat(fd) else { continue };
+        let flags = sys::fcntl(fd, libc::F_GETFL, 0).unwrap_or(0) as i32;
+        let fdflags = sys::fcntl(fd, libc::F_GETFD, 0).unwrap_or(0);
+        let buf: &'a [u8] = buf;
+        let _ = infos.push(Info {
+            fd,
+            mode: st.st_mode & libc::S_IFMT,
+            ino: st.st_ino,
+            flags,
+            cloexec: fdflags & libc::FD_CLOEXEC as u64 != 0,
+            target: &buf[..len],
+        });
+    }
+    let infos = infos.into_slice();
+    let mut out = arena.vec::<Fd<'a>>(infos.len()).ok_or_else(no_mem)?;
+    for info in infos {
+        let kind = classify(info, infos, arena, refuse_external)?;
+        let _ = out.push(Fd {
+            fd: info.fd,
+            flags: info.flags,
+            cloexec: info.cloexec,
+            kind,
+        });
+    }
+    Ok(out.into_slice())
+}
+
+fn fail(info: &Info<'_>, why: &str) -> Fail {
+    Fail::new("fd ")
+        .dec(info.fd as u64)
+        .str(" (")
+        .bytes(info.target)
+        .str("): ")
+        .str(why)
+}
+
+fn text<'a>(info: &Info<'a>) -> Result<&'a str, Fail> {
+    core::str::from_utf8(info.target).map_err(|_| fail(info, "the name is not UTF-8"))
+}
+
+fn classify<'a>(
+    info: &Info<'a>,
+    all: &[Info<'a>],
+    arena: &'a Arena,
+    refuse_external: bool,
+) -> Result<FdKind<'a>, Fail> {
+    let target = info.target;
+    let gone = |info: &Info<'a>, sock_type: i32, data: &'a [u8]| -> Result<FdKind<'a>, Fail> {
+        if refuse_external {
+            return Err(fail(
+                info,
+                "connected to another process (MIGRATE_EXTERNAL=refuse)",
+            ));
+        }
+        log_external(info);
+        let write = info.flags & libc::O_ACCMODE == libc::O_WRONLY;
+        Ok(FdKind::Gone {
+            what: Cow::Borrowed(text(info)?),
+            sock_type,
+            write,
+            data: Cow::Borrowed(data),
+        })
+    };
+    match info.mode {
+        libc::S_IFREG => {
+            let anonymous = target.ends_with(b" (deleted)") || target.starts_with(b"/memfd:");
+            if anonymous {
+                return contents(info, arena);
+            }
+            let st = sys::fstat(info.fd).map_err(|e| fail(info, "fstat").errno(e))?;
+            let offset = sys::lseek(info.fd, 0, libc::SEEK_CUR).unwrap_or(0);
+            Ok(FdKind::File {
+                path: Cow::Borrowed(text(info)?),
+                offset,
+                size: st.st_size as u64,
+                mtime_sec: st.st_mtime,
+                mtime_nsec: st.st_mtime_nsec,
+            })
+        }
+        libc::S_IFDIR => {
+            let offset = sys::lseek(info.fd, 0, libc::SEEK_CUR).unwrap_or(0);
+            Ok(FdKind::Dir {
+                path: Cow::Borrowed(text(info)?),
+                offset,
+            })
+        }
+        libc::S_IFCHR => {
+            let known = [
+                &b"/dev/null"[..],
+                b"/dev/zero",
+                b"/dev/full",
+                b"/dev/random",
+                b"/dev/urandom",
+                b"/dev/tty",
+            ];
+            if known.contains(&target) || target.starts_with(b"/dev/pts/") {
+                Ok(FdKind::Device {
+                    path: Cow::Borrowed(text(info)?),
+                })
+            } else {
+                Err(fail(info, "this device cannot be saved"))
+            }
+        }
+        libc::S_IFIFO => {
+            let reads = info.flags & libc::O_ACCMODE != libc::O_WRONLY;
+            let data = if reads {
+                pipe_bytes(info, arena)?
+            } else {
+                &[][..]
+            };
+            let peer = all.iter().any(|o| {
+                o.fd != info.fd
+                    && o.mode == libc::S_IFIFO
+                    && o.ino == info.ino
+                    && (o.flags & libc::O_ACCMODE) != (info.flags & libc::O_ACCMODE)
+            });
+            let rdwr = info.flags & libc::O_ACCMODE == libc::O_RDWR;
+            if !peer && !rdwr {
+                return gone(info, 0, data);
+            }
+            let size = sys::fcntl(info.fd, libc::F_GETPIPE_SZ, 0).unwrap_or(65536) as u32;
+            let path = if target.first() == Some(&b'/') {
+                text(info)?
+            } else {
+                ""
+            };
+            Ok(FdKind::Pipe {
+                id: info.ino,
+                path: Cow::Borrowed(path),
+                write: !reads,
+                data: Cow::Borrowed(data),
+                size,
+            })
+        }
+        libc::S_IFSOCK => socket(info, all, arena, gone),
+        0 => anon_inode(info, arena),
+        _ => Err(fail(info, "this kind of file cannot be saved")),
+    }
+}
+
+fn log_external(info: &Info<'_>) {
+    // SAFETY: read-only access to the settings from the handler.
+    if unsafe { crate::config::SETTINGS.get() }.log >= crate::config::LogLevel::Info {
+        let mut line = Line::<600>::new();
+        line.str("migrate: fd ")
+            .dec(info.fd as u64)
+            .str(" (")
+            .bytes(info.target)
+            .str(") is connected to another process; after a restore its peer is gone");
+        line.emit();
+    }
+}
+
+/// The whole contents of a file without a name.
+fn contents<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<FdKind<'a>, Fail> {
+    let st = sys::fstat(info.fd).map_err(|e| fail(info, "fstat").errno(e))?;
+    let size = st.st_size as u64;
+    if size > MAX_CONTENTS {
+        return Err(fail(
+            info,
+            "a deleted file larger than 1 GiB cannot be saved",
+        ));
+    }
+    let buf = arena
+        .bytes(size as usize)
+        .ok_or_else(|| fail(info, "the dump arena is too small for its contents"))?;
+    let mut done = 0usize;
+    while done < buf.len() {
+        match sys::pread(info.fd, &mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(sys::Errno(libc::EINTR)) => {}
+            Err(e) => return Err(fail(info, "cannot read its contents").errno(e)),
+        }
+    }
+    let buf: &'a [u8] = buf;
+    let memfd = info.target.starts_with(b"/memfd:");
+    let seals = if memfd {
+        sys::fcntl(info.fd, libc::F_GET_SEALS, 0).unwrap_or(0) as u32
+    } else {
+        0
+    };
+    let name = text(info)?;
+    let name = name.strip_suffix(" (deleted)").unwrap_or(name);
+    let name = name.strip_prefix("/memfd:").unwrap_or(name);
+    Ok(FdKind::Contents {
+        name: Cow::Borrowed(name),
+        data: Cow::Borrowed(&buf[..done]),
+        offset: sys::lseek(info.fd, 0, libc::SEEK_CUR).unwrap_or(0),
+        memfd,
+        seals,
+    })
+}
+
+/// The bytes buffered in a pipe, copied with `tee` (not consumed).
+fn pipe_bytes<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<&'a [u8], Fail> {
+    let n = sys::bytes_waiting(info.fd);
+    if n == 0 {
+        return Ok(&[]);
+    }
+    let mut p = [0i32; 2];
+    // SAFETY: `p` has room for two descriptors.
+    unsafe {
+        sys::sys(
+            libc::SYS_pipe2,
+            args!(p.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC),
+        )
+    }
+    .map_err(|e| fail(info, "cannot make a pipe to copy its bytes").errno(e))?;
+    let _ = sys::fcntl(p[1], libc::F_SETPIPE_SZ, n.max(4096));
+    let buf = arena.bytes(n as usize);
+    // SAFETY: tee between two pipes; no memory is passed.
+    let teed = unsafe {
+        sys::sys(
+            libc::SYS_tee,
+            args!(info.fd, p[1], n, libc::SPLICE_F_NONBLOCK),
+        )
+    };
+    let result = match (teed, buf) {
+        (Ok(got), Some(buf)) => {
+            let mut done = 0usize;
+            while done < got as usize {
+                match sys::read(p[0], &mut buf[done..got as usize]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => done += k,
+                }
+            }
+            let buf: &'a [u8] = buf;
+            Ok(&buf[..done])
+        }
+        (Err(e), _) => Err(fail(info, "cannot copy its buffered bytes").errno(e)),
+        (_, None) => Err(fail(info, "the dump arena is too small")),
+    };
+    sys::close(p[0]);
+    sys::close(p[1]);
+    result
+}
+
+fn socket<'a>(
+    info: &Info<'a>,
+    all: &[Info<'a>],
+    arena: &'a Arena,
+    gone: impl Fn(&Info<'a>, i32, &'a [u8]) -> Result<FdKind<'a>, Fail>,
+) -> Result<FdKind<'a>, Fail> {
+    let fd = info.fd;
+    let opt = |level, name| sys::sockopt_int(fd, level, name);
+    let family =
+        opt(libc::SOL_SOCKET, libc::SO_DOMAIN).map_err(|e| fail(info, "getsockopt").errno(e))?;
+    let sock_type =
+        opt(libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| fail(info, "getsockopt").errno(e))?;
+    let protocol = opt(libc::SOL_SOCKET, libc::SO_PROTOCOL).unwrap_or(0);
+    let listening = opt(libc::SOL_SOCKET, libc::SO_ACCEPTCONN).unwrap_or(0) != 0;
+    if !matches!(family, libc::AF_UNIX | libc::AF_INET | libc::AF_INET6) {
+        return Err(fail(info, "only Unix, IPv4 and IPv6 sockets can be saved"));
+    }
+    let mut peer = [0u8; 128];
+    let connected = !listening && sys::sock_addr(fd, true, &mut peer).is_ok();
+    if connected {
+        let data = peek(info, arena)?;
+        if family == libc::AF_UNIX
+            && let Some(peer_ino) = unix_peer(info.ino)
+            && all
+                .iter()
+                .any(|o| o.mode == libc::S_IFSOCK && o.ino == peer_ino)
+        {
+            return Ok(FdKind::UnixPair {
+                id: info.ino,
+                peer: peer_ino,
+                sock_type,
+                data: Cow::Borrowed(data),
+            });
+        }
+        return gone(info, sock_type, data);
+    }
+    let mut name = [0u8; 128];
+    let len = sys::sock_addr(fd, false, &mut name).unwrap_or(0);
+    let bound = match family {
+        libc::AF_INET => name[2..8].iter().any(|&b| b != 0),
+        libc::AF_INET6 => name[2..4].iter().any(|&b| b != 0) || name[8..24].iter().any(|&b| b != 0),
+        _ => len > 2,
+    };
+    let addr = if bound {
+        let b = arena
+            .bytes(len)
+            .ok_or_else(|| fail(info, "the dump arena is too small"))?;
+        b.copy_from_slice(&name[..len]);
+        let b: &'a [u8] = b;
+        b
+    } else {
+        &[]
+    };
+    let mut options = arena
+        .vec::<SockOpt>(8)
+        .ok_or_else(|| fail(info, "the dump arena is too small"))?;
+    let mut keep = |level: i32, name: i32| {
+        if let Ok(value) = opt(level, name) {
+            let _ = options.push(SockOpt { level, name, value });
+        }
+    };
+    keep(libc::SOL_SOCKET, libc::SO_REUSEADDR);
+    keep(libc::SOL_SOCKET, libc::SO_REUSEPORT);
+    keep(libc::SOL_SOCKET, libc::SO_KEEPALIVE);
+    keep(libc::SOL_SOCKET, libc::SO_BROADCAST);
+    if family == libc::AF_INET6 {
+        keep(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY);
+    }
+    if family != libc::AF_UNIX && sock_type == libc::SOCK_STREAM {
+        keep(libc::IPPROTO_TCP, libc::TCP_NODELAY);
+    }
+    Ok(FdKind::Socket {
+        family,
+        sock_type,
+        protocol,
+        listening,
+        addr: Cow::Borrowed(addr),
+        options: Cow::Borrowed(options.into_slice()),
+    })
+}
+
+/// Bytes waiting on a socket, read with MSG_PEEK (for datagram sockets,
+/// the first datagram only).
+fn peek<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<&'a [u8], Fail> {
+    let n = sys::bytes_waiting(info.fd);
+    if n == 0 {
+        return Ok(&[]);
+    }
+    let buf = arena
+        .bytes(n as usize)
+        .ok_or_else(|| fail(info, "the dump arena is too small"))?;
+    // SAFETY: `buf` is writable for its length.
+    let got = unsafe {
+        sys::sys(
+            libc::SYS_recvfrom,
+            args!(
+                info.fd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                0,
+                0
+            ),
+        )
+    }
+    .unwrap_or(0);
+    let buf: &'a [u8] = buf;
+    Ok(&buf[..got as usize])
+}
+
+/// The inode of the peer of Unix socket `ino`, asked of the kernel's
+/// sock_diag netlink interface.
+fn unix_peer(ino: u64) -> Option<u64> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    const UDIAG_SHOW_PEER: u32 = 4;
+    const UNIX_DIAG_PEER: u16 = 2;
+    // SAFETY: plain socket creation.
+    let nl = unsafe {
+        sys::sys(
+            libc::SYS_socket,
+            args!(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG
+            ),
+        )
+    }
+    .ok()? as i32;
+    // nlmsghdr (16) + unix_diag_req (24)
+    let mut req = [0u8; 40];
+    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[16] = libc::AF_UNIX as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
+    req[24..28].copy_from_slice(&(ino as u32).to_ne_bytes());
+    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
+    let mut resp = [0u8; 512];
+    // SAFETY: sending our request buffer and receiving into `resp`.
+    let got = unsafe {
+        let sent = sys::sys(
+            libc::SYS_sendto,
+            args!(nl, req.as_ptr(), req.len(), 0, 0, 0),
+        );
+        sent.and_then(|_| {
+            sys::sys(
+                libc::SYS_recvfrom,
+                args!(nl, resp.as_mut_ptr(), resp.len(), 0, 0, 0),
+            )
+        })
+    };
+    sys::close(nl);
+    let got = got.ok()? as usize;
+    // nlmsghdr (16), unix_diag_msg (16), then attributes.
+    let mut at = 32usize;
+    while at + 4 <= got {
+        let len = u16::from_ne_bytes([resp[at], resp[at + 1]]) as usize;
+        let kind = u16::from_ne_bytes([resp[at + 2], resp[at + 3]]);
+        if len < 4 {
+            break;
+        }
+        if kind == UNIX_DIAG_PEER && at + 8 <= got {
+            return Some(u64::from(u32::from_ne_bytes([
+                resp[at + 4],
+                resp[at + 5],
+                resp[at + 6],
+                resp[at + 7],
+            ])));
+        }
+        at += (len + 3) & !3;
+    }
+    None
+}
+
+/// eventfd, timerfd, signalfd, epoll; anything else fails the dump.
+fn anon_inode<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<FdKind<'a>, Fail> {
+    let kind = info
+        .target
+        .strip_prefix(b"anon_inode:")
+        .unwrap_or(info.target);
+    let mut path = Line::<64>::new();
+    path.str("/proc/self/fdinfo/").dec(info.fd as u64);
+    let buf = arena
+        .bytes(1 << 20)
+        .ok_or_else(|| fail(info, "the dump arena is too small"))?;
+    let n = path
+        .c_str()
+        .map(|p| sys::read_file(p, buf))
+        .unwrap_or(Ok(0))
+        .map_err(|e| fail(info, "cannot read its fdinfo").errno(e))?;
+    let fdinfo: &'a [u8] = &buf[..n];
+    match kind {
+        b"[eventfd]" => Ok(FdKind::Eventfd {
+            count: field(fdinfo, b"eventfd-count:", 16).unwrap_or(0),
+            semaphore: field(fdinfo, b"eventfd-semaphore:", 10).unwrap_or(0) != 0,
+        }),
+        b"[timerfd]" => {
+            let mut spec = [0i64; 4];
+            // SAFETY: timerfd_gettime writes a struct itimerspec (4 words).
+            unsafe { sys::sys(libc::SYS_timerfd_gettime, args!(info.fd, spec.as_mut_ptr())) }
+                .map_err(|e| fail(info, "timerfd_gettime").errno(e))?;
+            let ns = |s: i64, n: i64| {
+                (s as u64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(n as u64)
+            };
+            Ok(FdKind::Timerfd {
+                clock: field(fdinfo, b"clockid:", 10).unwrap_or(1) as i32,
+                interval_ns: ns(spec[0], spec[1]),
+                value_ns: ns(spec[2], spec[3]),
+                ticks: field(fdinfo, b"ticks:", 10).unwrap_or(0),
+            })
+        }
+        b"[signalfd]" => Ok(FdKind::Signalfd {
+            mask: field(fdinfo, b"sigmask:", 16).unwrap_or(0),
+        }),
+        b"[eventpoll]" => {
+            let lines = fdinfo
+                .split(|&c| c == b'\n')
+                .filter(|l| l.starts_with(b"tfd:"));
+            let mut entries = arena
+                .vec::<EpollEntry>(lines.clone().count())
+                .ok_or_else(|| fail(info, "the dump arena is too small"))?;
+            for l in lines {
+                let entry = EpollEntry {
+                    fd: field(l, b"tfd:", 10).unwrap_or(0) as i32,
+                    events: field(l, b"events:", 16).unwrap_or(0) as u32,
+                    data: field(l, b"data:", 16).unwrap_or(0),
+                };
+                let _ = entries.push(entry);
+            }
+            Ok(FdKind::Epoll {
+                entries: Cow::Borrowed(entries.into_slice()),
+            })
+        }
+        _ => {
+            let name = kind
+                .strip_prefix(b"[")
+                .and_then(|k| k.strip_suffix(b"]"))
+                .unwrap_or(kind);
+            Err(Fail::new("fd ")
+                .dec(info.fd as u64)
+                .str(" (")
+                .bytes(info.target)
+                .str("): ")
+                .bytes(name)
+                .str(" cannot be saved"))
+        }
+    }
+}
+
+/// The number after `key` in `text` (in `radix`), skipping blanks.
+fn field(text: &[u8], key: &[u8], radix: u32) -> Option<u64> {
+    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = &text[at..];
+    let start = rest.iter().position(|c| !c.is_ascii_whitespace())?;
+    let mut v = 0u64;
+    let mut any = false;
+    for &c in &rest[start..] {
+        let Some(d) = (c as char).to_digit(radix) else {
+            break;
+        };
+        v = v.wrapping_mul(u64::from(radix)).wrapping_add(u64::from(d));
+        any = true;
+    }
+    any.then_some(v)
+}

@@ -1,0 +1,525 @@
+//! Making the image's descriptors again, in the constructor, before
+//! teardown (libc available): every descriptor is created at a temporary
+//! number above all of the image's; the restorer then moves each to its
+//! number with `dup3` (see `build_plan`). Anything missing or changed
+//! refuses the restore here, while nothing has been torn down.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use dumpfmt::{Fd, FdKind, Image};
+
+use super::{Refusal, exit, refuse};
+
+/// A descriptor made again, waiting at a temporary number.
+pub struct Made {
+    pub temp: OwnedFd,
+    pub target: i32,
+    pub cloexec: bool,
+}
+
+/// The descriptors made for an image, and the lowest temporary number.
+pub struct MadeFds {
+    pub made: Vec<Made>,
+    /// Every temporary descriptor (these and any moved by `lift`) is at or above this.
+    pub base: i32,
+}
+
+fn last_error() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// Moves `fd` to a number at or above `base` (close-on-exec).
+pub fn lift(fd: OwnedFd, base: i32) -> Result<OwnedFd, Refusal> {
+    if fd.as_raw_fd() >= base {
+        return Ok(fd);
+    }
+    // SAFETY: duplicating a descriptor we own.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, base) };
+    if n < 0 {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!("cannot move a descriptor above {base}: {}", last_error()),
+        ));
+    }
+    // SAFETY: `n` is a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// Takes ownership of a raw descriptor returned by a libc call, or says why it failed.
+fn own(n: libc::c_int, fd: &Fd<'_>, what: &str) -> Result<OwnedFd, Refusal> {
+    if n < 0 {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!("fd {}: {what}: {}", fd.fd, last_error()),
+        ));
+    }
+    // SAFETY: `n` was just returned by the kernel and is ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+/// The status flags `F_SETFL` can change.
+const SETFL_FLAGS: i32 =
+    libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC | libc::O_DIRECT | libc::O_NOATIME;
+
+fn set_status_flags(fd: &OwnedFd, flags: i32) {
+    // SAFETY: F_SETFL on a descriptor we own.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & SETFL_FLAGS) };
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: writing from a live buffer.
+        let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            let e = last_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        data = &data[n as usize..];
+    }
+    Ok(())
+}
+
+/// A pipe (read end, write end), close-on-exec, holding `data`.
+fn pipe_with(data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), Refusal> {
+    let mut p = [0; 2];
+    // SAFETY: `p` has room for two descriptors.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!("fd {}: pipe: {}", fd.fd, last_error()),
+        ));
+    }
+    // SAFETY: both descriptors were just created and are ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    let want = size.max(data.len() as u32);
+    if want > 65536 {
+        // SAFETY: F_SETPIPE_SZ on our pipe.
+        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
+    }
+    write_all(&w, data).map_err(|e| {
+        refuse(
+            exit::UNSUPPORTED,
+            format!("fd {}: refilling its pipe: {e}", fd.fd),
+        )
+    })?;
+    Ok((r, w))
+}
+
+/// A connected pair of Unix sockets of `sock_type`, close-on-exec.
+fn socket_pair(sock_type: i32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), Refusal> {
+    let mut s = [0; 2];
+    // SAFETY: `s` has room for two descriptors.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            sock_type | libc::SOCK_CLOEXEC,
+            0,
+            s.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!("fd {}: socketpair: {}", fd.fd, last_error()),
+        ));
+    }
+    // SAFETY: both were just created and are ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(s[0]), OwnedFd::from_raw_fd(s[1])) })
+}
+
+/// Makes every descriptor of the image, checking files on the way.
+/// `base` must exceed every number the image uses.
+pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
+    let mut made = Vec::with_capacity(image.fds.len());
+    let mut shared = Shared::default();
+    for fd in image.fds.iter() {
+        let temp = make_one(fd, &image.fds, &mut shared)?;
+        set_status_flags(&temp, fd.flags);
+        made.push(Made {
+            temp: lift(temp, base)?,
+            target: fd.fd,
+            cloexec: fd.cloexec,
+        });
+    }
+    Ok(MadeFds { made, base })
+}
+
+/// Pipes and socket pairs whose ends several records share: made with the
+/// first record, each record takes a duplicate of its end.
+#[derive(Default)]
+struct Shared {
+    /// Pipe id to (read end, write end).
+    pipes: HashMap<u64, (OwnedFd, OwnedFd)>,
+    /// (lower id, higher id) to (end of the lower, end of the higher).
+    pairs: HashMap<(u64, u64), (OwnedFd, OwnedFd)>,
+}
+
+fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd, Refusal> {
+    let Shared { pipes, pairs } = shared;
+    let cloexec = libc::O_CLOEXEC;
+    match &fd.kind {
+        FdKind::File {
+            path,
+            offset,
+            size,
+            mtime_sec,
+            mtime_nsec,
+        } => {
+            let open_flags = (fd.flags
+                & (libc::O_ACCMODE
+                    | libc::O_APPEND
+                    | libc::O_NONBLOCK
+                    | libc::O_DSYNC
+                    | libc::O_SYNC
+                    | libc::O_PATH
+                    | libc::O_NOATIME))
+                | cloexec
+                | libc::O_NOCTTY;
+            // SAFETY: opening a NUL-terminated path.
+            let n = unsafe { libc::open(cstr(path).as_ptr(), open_flags) };
+            if n < 0 {
+                return Err(refuse(
+                    exit::FILE_CHANGED,
+                    format!("file {path} (fd {}): {}", fd.fd, last_error()),
+                ));
+            }
+            // SAFETY: `n` is ours.
+            let file = unsafe { std::fs::File::from_raw_fd(n) };
+            if fd.flags & libc::O_ACCMODE == libc::O_RDONLY {
+                let st = file
+                    .metadata()
+                    .map_err(|e| refuse(exit::FILE_CHANGED, format!("file {path}: {e}")))?;
+                if st.size() != *size || (st.mtime(), st.mtime_nsec()) != (*mtime_sec, *mtime_nsec)
+                {
+                    return Err(refuse(
+                        exit::FILE_CHANGED,
+                        format!(
+                            "file {path} (fd {}, open for reading) changed since the dump",
+                            fd.fd
+                        ),
+                    ));
+                }
+            }
+            // SAFETY: lseek on our descriptor.
+            unsafe { libc::lseek(file.as_raw_fd(), *offset as i64, libc::SEEK_SET) };
+            Ok(file.into())
+        }
+        FdKind::Contents {
+            name,
+            data,
+            offset,
+            memfd,
+            seals,
+        } => {
+            // SAFETY: memfd_create with a NUL-terminated name.
+            let n = unsafe {
+                libc::memfd_create(
+                    cstr(name).as_ptr(),
+                    libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+                )
+            };
+            let f = own(n, fd, "memfd_create")?;
+            write_all(&f, data).map_err(|e| {
+                refuse(
+                    exit::UNSUPPORTED,
+                    format!("fd {}: refilling {name}: {e}", fd.fd),
+                )
+            })?;
+            // SAFETY: lseek and F_ADD_SEALS on our descriptor.
+            unsafe {
+                libc::lseek(f.as_raw_fd(), *offset as i64, libc::SEEK_SET);
+                if *memfd && *seals != 0 {
+                    libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, *seals as libc::c_int);
+                }
+            }
+            Ok(f)
+        }
+        FdKind::Dir { path, offset } => {
+            // SAFETY: opening a NUL-terminated path.
+            let n = unsafe {
+                libc::open(
+                    cstr(path).as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | cloexec,
+                )
+            };
+            if n < 0 {
+                return Err(refuse(
+                    exit::FILE_CHANGED,
+                    format!("directory {path} (fd {}): {}", fd.fd, last_error()),
+                ));
+            }
+            // SAFETY: `n` is ours; lseek on it.
+            let f = unsafe { OwnedFd::from_raw_fd(n) };
+            // SAFETY: as above.
+            unsafe { libc::lseek(f.as_raw_fd(), *offset as i64, libc::SEEK_SET) };
+            Ok(f)
+        }
+        FdKind::Device { path } => {
+            let flags = (fd.flags & (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND))
+                | cloexec
+                | libc::O_NOCTTY;
+            // SAFETY: opening a NUL-terminated path.
+            let n = unsafe { libc::open(cstr(path).as_ptr(), flags) };
+            if n < 0 {
+                return Err(refuse(
+                    exit::FILE_CHANGED,
+                    format!("device {path} (fd {}): {}", fd.fd, last_error()),
+                ));
+            }
+            // SAFETY: `n` is ours.
+            Ok(unsafe { OwnedFd::from_raw_fd(n) })
+        }
+        FdKind::Pipe {
+            id,
+            path,
+            write,
+            data,
+            size,
+        } => {
+            if fd.flags & libc::O_ACCMODE == libc::O_RDWR && !path.is_empty() {
+                // A FIFO open for both reading and writing.
+                // SAFETY: opening a NUL-terminated path (O_RDWR does not block on a FIFO).
+                let n = unsafe { libc::open(cstr(path).as_ptr(), libc::O_RDWR | cloexec) };
+                if n < 0 {
+                    return Err(refuse(
+                        exit::FILE_CHANGED,
+                        format!("FIFO {path} (fd {}): {}", fd.fd, last_error()),
+                    ));
+                }
+                // SAFETY: `n` is ours.
+                let f = unsafe { OwnedFd::from_raw_fd(n) };
+                write_all(&f, data).map_err(|e| {
+                    refuse(
+                        exit::UNSUPPORTED,
+                        format!("fd {}: refilling {path}: {e}", fd.fd),
+                    )
+                })?;
+                return Ok(f);
+            }
+            let (r, w) = match pipes.entry(*id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(slot) => {
+                    // The pipe holds what its read end had waiting.
+                    let data = all
+                        .iter()
+                        .find_map(|o| match &o.kind {
+                            FdKind::Pipe {
+                                id: i,
+                                write: false,
+                                data,
+                                ..
+                            } if i == id => Some(&data[..]),
+                            _ => None,
+                        })
+                        .unwrap_or(&[]);
+                    slot.insert(pipe_with(data, *size, fd)?)
+                }
+            };
+            let end = if *write { w } else { r };
+            end.try_clone()
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))
+        }
+        FdKind::Gone {
+            sock_type,
+            write,
+            data,
+            ..
+        } => {
+            if *sock_type == 0 {
+                let (r, w) = pipe_with(if *write { &[] } else { data }, 0, fd)?;
+                return Ok(if *write { w } else { r });
+            }
+            let (mine, peer) = socket_pair(*sock_type, fd)?;
+            write_all(&peer, data)
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?;
+            drop(peer);
+            Ok(mine)
+        }
+        FdKind::Eventfd { count, semaphore } => {
+            let flags = libc::EFD_CLOEXEC | if *semaphore { libc::EFD_SEMAPHORE } else { 0 };
+            // SAFETY: plain eventfd creation.
+            let f = own(unsafe { libc::eventfd(0, flags) }, fd, "eventfd")?;
+            if *count > 0 {
+                write_all(&f, &count.to_ne_bytes())
+                    .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?;
+            }
+            Ok(f)
+        }
+        FdKind::Timerfd {
+            clock,
+            value_ns,
+            interval_ns,
+            ticks,
+        } => {
+            // SAFETY: plain timerfd creation.
+            let f = own(
+                unsafe { libc::timerfd_create(*clock, libc::TFD_CLOEXEC) },
+                fd,
+                "timerfd_create",
+            )?;
+            let ts = |ns: u64| libc::timespec {
+                tv_sec: (ns / 1_000_000_000) as i64,
+                tv_nsec: (ns % 1_000_000_000) as i64,
+            };
+            let spec = libc::itimerspec {
+                it_interval: ts(*interval_ns),
+                it_value: ts(*value_ns),
+            };
+            // SAFETY: setting our timer from a valid itimerspec.
+            let set =
+                unsafe { libc::timerfd_settime(f.as_raw_fd(), 0, &spec, core::ptr::null_mut()) };
+            if *value_ns > 0 && set != 0 {
+                return Err(refuse(
+                    exit::UNSUPPORTED,
+                    format!("fd {}: timerfd_settime: {}", fd.fd, last_error()),
+                ));
+            }
+            if *ticks > 0 {
+                const TFD_IOC_SET_TICKS: libc::c_ulong = 0x4008_5400;
+                // SAFETY: the ioctl reads one u64.
+                unsafe { libc::ioctl(f.as_raw_fd(), TFD_IOC_SET_TICKS, ticks as *const u64) };
+            }
+            Ok(f)
+        }
+        FdKind::Signalfd { mask } => {
+            // SAFETY: signalfd4 reads an 8-byte kernel sigset.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_signalfd4,
+                    -1,
+                    mask as *const u64,
+                    8,
+                    libc::SFD_CLOEXEC,
+                )
+            };
+            own(n as libc::c_int, fd, "signalfd")
+        }
+        FdKind::Epoll { .. } => {
+            // SAFETY: plain epoll creation; the interest list is added by the restorer.
+            own(
+                unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) },
+                fd,
+                "epoll_create1",
+            )
+        }
+        FdKind::Socket {
+            family,
+            sock_type,
+            protocol,
+            listening,
+            addr,
+            options,
+        } => make_socket(
+            fd, *family, *sock_type, *protocol, *listening, addr, options,
+        ),
+        FdKind::UnixPair {
+            id,
+            peer,
+            sock_type,
+            ..
+        } => {
+            let key = ((*id).min(*peer), (*id).max(*peer));
+            let (lo, hi) = match pairs.entry(key) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(slot) => {
+                    let (lo, hi) = socket_pair(*sock_type, fd)?;
+                    // What one end will read is written through the other.
+                    for o in all.iter() {
+                        if let FdKind::UnixPair { id: i, data, .. } = &o.kind {
+                            let through = if *i == key.0 {
+                                &hi
+                            } else if *i == key.1 {
+                                &lo
+                            } else {
+                                continue;
+                            };
+                            write_all(through, data).map_err(|e| {
+                                refuse(exit::UNSUPPORTED, format!("fd {}: {e}", o.fd))
+                            })?;
+                        }
+                    }
+                    slot.insert((lo, hi))
+                }
+            };
+            let end = if *id == key.0 { lo } else { hi };
+            end.try_clone()
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))
+        }
+    }
+}
+
+fn make_socket(
+    fd: &Fd<'_>,
+    family: i32,
+    sock_type: i32,
+    protocol: i32,
+    listening: bool,
+    addr: &[u8],
+    options: &[dumpfmt::SockOpt],
+) -> Result<OwnedFd, Refusal> {
+    // SAFETY: plain socket creation.
+    let s = own(
+        unsafe { libc::socket(family, sock_type | libc::SOCK_CLOEXEC, protocol) },
+        fd,
+        "socket",
+    )?;
+    let set = |level: i32, name: i32, value: i32| {
+        // SAFETY: an int option from a live int.
+        unsafe { libc::setsockopt(s.as_raw_fd(), level, name, (&value as *const i32).cast(), 4) }
+    };
+    for o in options {
+        set(o.level, o.name, o.value);
+    }
+    if !addr.is_empty() {
+        // The port may still be in TIME_WAIT from the process that was
+        // killed: SO_REUSEADDR for the bind, then the app's own setting.
+        set(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1);
+        if family == libc::AF_UNIX && addr.len() > 2 && addr[2] != 0 {
+            let path = &addr[2..];
+            let path = &path[..path.iter().position(|&c| c == 0).unwrap_or(path.len())];
+            let path = std::path::Path::new(
+                <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path),
+            );
+            if std::fs::symlink_metadata(path)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        // SAFETY: `addr` holds the sockaddr getsockname returned.
+        if unsafe { libc::bind(s.as_raw_fd(), addr.as_ptr().cast(), addr.len() as u32) } != 0 {
+            return Err(refuse(
+                exit::UNSUPPORTED,
+                format!(
+                    "fd {}: cannot bind its address again: {}",
+                    fd.fd,
+                    last_error()
+                ),
+            ));
+        }
+        let reuse = options
+            .iter()
+            .find(|o| o.level == libc::SOL_SOCKET && o.name == libc::SO_REUSEADDR)
+            .map_or(0, |o| o.value);
+        set(libc::SOL_SOCKET, libc::SO_REUSEADDR, reuse);
+    }
+    // SAFETY: listen on our socket.
+    if listening && unsafe { libc::listen(s.as_raw_fd(), libc::SOMAXCONN) } != 0 {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!("fd {}: listen: {}", fd.fd, last_error()),
+        ));
+    }
+    Ok(s)
+}
