@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod dump;
+pub mod interpose;
 pub mod restore;
 pub mod sys;
 
@@ -39,6 +40,7 @@ fn init() {
             std::process::exit(64);
         }
     };
+    interpose::init();
     // Warm crc32fast's CPU-feature detection outside the signal handler.
     let _ = crc32fast::hash(&[0u8; 64]);
     // SAFETY: the constructor runs before any other code of the shim, alone.
@@ -112,9 +114,10 @@ fn install_handler(sig: i32) -> std::io::Result<()> {
         sa.sa_sigaction = on_signal as *const () as usize;
         sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
         libc::sigfillset(&mut sa.sa_mask);
-        if libc::sigaction(sig, &sa, core::ptr::null_mut()) != 0 {
+        if interpose::real_sigaction(sig, &sa, core::ptr::null_mut()) != 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
+    interpose::ACTIVE.store(true, core::sync::atomic::Ordering::Relaxed);
     Ok(())
 }

@@ -1,6 +1,8 @@
 /*
  * Threaded test program for migrate: one thread blocks SIGUSR2 (the dump
- * signal) with pthread_sigmask, so a dump cannot stop it and must fail.
+ * signal) with the raw rt_sigprocmask system call, so a dump cannot stop it
+ * and must fail. (Through libc, pthread_sigmask and sigprocmask cannot
+ * block the dump signal: the library interposes them and keeps it.)
  *
  *  - The "blocker" thread (named so with pthread_setname_np) blocks SIGUSR2
  *    and then counts in steps until main tells it to stop; it unblocks
@@ -17,6 +19,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -59,18 +63,22 @@ static void die(const char *what, int err)
     exit(1);
 }
 
+/* Blocks or unblocks one signal for the calling thread with the system
+ * call itself, past any interposed libc function. */
+static void raw_sigmask(int how, int sig)
+{
+    uint64_t set = 1ull << (sig - 1);
+    if (syscall(SYS_rt_sigprocmask, how, &set, NULL, 8) != 0)
+        die("rt_sigprocmask", errno);
+}
+
 /* Counts until told to stop; returns a value that depends only on its id. */
 static void *worker(void *arg)
 {
     uintptr_t id = (uintptr_t)arg;
     if (id == 0) {
         pthread_setname_np(pthread_self(), "blocker");
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGUSR2);
-        int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
-        if (rc)
-            die("pthread_sigmask", rc);
+        raw_sigmask(SIG_BLOCK, SIGUSR2);
     } else {
         pthread_setname_np(pthread_self(), "spinner");
     }
@@ -80,14 +88,8 @@ static void *worker(void *arg)
         acc = mix(acc);
         pace(1000000L);
     }
-    if (id == 0) {
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGUSR2);
-        int rc = pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-        if (rc)
-            die("pthread_sigmask", rc);
-    }
+    if (id == 0)
+        raw_sigmask(SIG_UNBLOCK, SIGUSR2);
     return (void *)(uintptr_t)mix(id + 100);
 }
 

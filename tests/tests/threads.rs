@@ -322,7 +322,8 @@ fn threads_chain_of_five() {
     );
 }
 
-/// One thread blocks SIGUSR2: the dump fails within about 5 s with one
+/// One thread blocks SIGUSR2 with the raw system call (libc calls cannot block
+/// the dump signal): the dump fails within about 5 s with one
 /// line naming that thread, no image (or temporary file) appears, and the
 /// program goes on to the same end as an uninterrupted run.
 #[test]

@@ -880,7 +880,7 @@ fn launch(ready: Ready) -> ! {
     unsafe {
         let mut all: libc::sigset_t = core::mem::zeroed();
         libc::sigfillset(&mut all);
-        libc::sigprocmask(libc::SIG_SETMASK, &all, core::ptr::null_mut());
+        crate::interpose::real_sigprocmask(libc::SIG_SETMASK, &all, core::ptr::null_mut());
     }
     // glibc registered rseq for this thread inside memory about to vanish:
     // the kernel would write to it on every return to user space.

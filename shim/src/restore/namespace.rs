@@ -66,14 +66,14 @@ fn forward_signals() {
             sa.sa_sigaction = forward as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
             libc::sigfillset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, core::ptr::null_mut());
+            crate::interpose::real_sigaction(sig, &sa, core::ptr::null_mut());
         }
     }
 }
 
 fn set_mask(how: libc::c_int, set: &libc::sigset_t) {
     // SAFETY: a valid sigset.
-    unsafe { libc::sigprocmask(how, set, core::ptr::null_mut()) };
+    unsafe { crate::interpose::real_sigprocmask(how, set, core::ptr::null_mut()) };
 }
 
 fn full_set() -> libc::sigset_t {
@@ -273,7 +273,9 @@ fn supervise(init_pid: i32, report: i32) -> bool {
         let sig = libc::WTERMSIG(status);
         // SAFETY: restoring the default action and raising the signal.
         unsafe {
-            libc::signal(sig, libc::SIG_DFL);
+            let mut dfl: libc::sigaction = core::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            crate::interpose::real_sigaction(sig, &dfl, core::ptr::null_mut());
             set_mask(libc::SIG_SETMASK, &empty_set());
             libc::raise(sig);
         }

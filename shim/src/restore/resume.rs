@@ -11,8 +11,8 @@
 
 use crate::config::{PATH_MAX, SETTINGS, level};
 use crate::dump::world::WORLD;
+use crate::sys;
 use crate::sys::line::Line;
-use crate::sys::{self, KernelSigaction};
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 
 pub const HANDOFF_MAGIC: u64 = 0x6d69_6772_6174_6501;
@@ -114,14 +114,27 @@ fn finish(h: Handoff) {
     }
 }
 
-/// Moves the shim's handler from signal `old` to `new`; `old` goes back to default.
+/// Moves the shim's handler from signal `old` to `new`. The program's own
+/// action for `new` becomes the one it keeps in reserve; its reserved
+/// action for `old` is installed there.
 fn move_handler(old: i32, new: i32) {
     let Ok(ours) = sys::sigaction_get(old) else {
         return;
     };
-    // SAFETY: `ours` is the shim's own disposition, valid in this process.
+    let theirs_new = sys::sigaction_get(new).unwrap_or_default();
+    // SAFETY: every other thread waits on `go`; only this one touches it.
+    let reserved = unsafe { crate::interpose::APP_ACTION.get() };
+    let mut back = *reserved;
+    if back.handler > 1 {
+        // A real handler needs the sigreturn trampoline glibc gave ours.
+        back.flags |= sys::SA_RESTORER;
+        back.restorer = ours.restorer;
+    }
+    *reserved = theirs_new;
+    // SAFETY: `ours` is the shim's own disposition, valid in this process;
+    // `back` is the program's own handler with glibc's trampoline.
     unsafe {
         let _ = sys::sigaction_set(new, &ours);
-        let _ = sys::sigaction_set(old, &KernelSigaction::default());
+        let _ = sys::sigaction_set(old, &back);
     }
 }

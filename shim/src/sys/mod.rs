@@ -428,6 +428,10 @@ pub fn queue_signal_to_thread(tid: i32, sig: i32, value: u64) -> SysResult<()> {
     .map(|_| ())
 }
 
+/// `SA_RESTORER`: the action carries its own sigreturn trampoline (x86-64
+/// requires one; glibc always supplies `__restore_rt`).
+pub const SA_RESTORER: u64 = 0x0400_0000;
+
 /// The kernel's `struct sigaction` on x86-64 (not glibc's).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
