@@ -251,6 +251,13 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             header.meta_offset
         ));
     }
+    let mut prev_fd = 2;
+    for f in image.fds.iter() {
+        if f.fd <= prev_fd {
+            return Err(format!("fd {} is stdio, repeated or out of order", f.fd));
+        }
+        prev_fd = f.fd;
+    }
     if image.threads.is_empty() {
         return Err("no thread".into());
     }

@@ -311,6 +311,7 @@ fn build(
         from_len: 0,
         from: [0; PATH_MAX],
         threads: image.threads.len() as u64,
+        refuse_external: overrides.refuse_external.map_or(-1, i64::from),
     };
     if let Some(img) = &overrides.image {
         h.image[..img.len()].copy_from_slice(img.as_bytes());

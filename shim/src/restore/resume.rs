@@ -39,6 +39,8 @@ pub struct Handoff {
     pub from: [u8; PATH_MAX],
     /// Threads that will come back; the last one to arrive finishes.
     pub threads: u64,
+    /// MIGRATE_EXTERNAL: 1 refuse, 0 gone, -1 keep.
+    pub refuse_external: i64,
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -95,6 +97,9 @@ fn finish(h: Handoff) {
     }
     if h.log >= 0 {
         s.log = level(h.log as u8);
+    }
+    if h.refuse_external >= 0 {
+        s.refuse_external = h.refuse_external == 1;
     }
     if h.image_len > 0 {
         s.image.clear();
