@@ -64,25 +64,65 @@ pub struct Fd<'a> {
 pub enum FdKind<'a> {
     /// A regular file, reopened by path at `offset`. A file opened
     /// read-only must still have the size and mtime it had.
-    File { path: Cow<'a, str>, offset: u64, size: u64, mtime_sec: i64, mtime_nsec: i64 },
+    File {
+        path: Cow<'a, str>,
+        offset: u64,
+        size: u64,
+        mtime_sec: i64,
+        mtime_nsec: i64,
+    },
     /// A file without a name (deleted while open, or a memfd): its
     /// contents are here.
-    Contents { name: Cow<'a, str>, data: Cow<'a, [u8]>, offset: u64, memfd: bool, seals: u32 },
-    Dir { path: Cow<'a, str>, offset: u64 },
+    Contents {
+        name: Cow<'a, str>,
+        data: Cow<'a, [u8]>,
+        offset: u64,
+        memfd: bool,
+        seals: u32,
+    },
+    Dir {
+        path: Cow<'a, str>,
+        offset: u64,
+    },
     /// A character device (`/dev/null`, `/dev/tty`, ...), reopened by path.
-    Device { path: Cow<'a, str> },
+    Device {
+        path: Cow<'a, str>,
+    },
     /// One end of a pipe or FIFO whose ends are all in the process; `id`
     /// pairs the ends. `data` (on the read end) is what was buffered.
-    Pipe { id: u64, path: Cow<'a, str>, write: bool, data: Cow<'a, [u8]>, size: u32 },
+    Pipe {
+        id: u64,
+        path: Cow<'a, str>,
+        write: bool,
+        data: Cow<'a, [u8]>,
+        size: u32,
+    },
     /// A pipe end or socket whose peer is another process: it comes back
     /// with its peer gone. `sock_type` is 0 for a pipe; a read end keeps
     /// the bytes that were buffered for it.
-    Gone { what: Cow<'a, str>, sock_type: i32, write: bool, data: Cow<'a, [u8]> },
-    Eventfd { count: u64, semaphore: bool },
+    Gone {
+        what: Cow<'a, str>,
+        sock_type: i32,
+        write: bool,
+        data: Cow<'a, [u8]>,
+    },
+    Eventfd {
+        count: u64,
+        semaphore: bool,
+    },
     /// A timer; `value_ns` is what remained until it fires.
-    Timerfd { clock: i32, value_ns: u64, interval_ns: u64, ticks: u64 },
-    Signalfd { mask: u64 },
-    Epoll { entries: Cow<'a, [EpollEntry]> },
+    Timerfd {
+        clock: i32,
+        value_ns: u64,
+        interval_ns: u64,
+        ticks: u64,
+    },
+    Signalfd {
+        mask: u64,
+    },
+    Epoll {
+        entries: Cow<'a, [EpollEntry]>,
+    },
     /// A socket not connected to anyone: listening, bound, or fresh.
     Socket {
         family: i32,
@@ -95,7 +135,12 @@ pub enum FdKind<'a> {
     },
     /// One end of a Unix socket pair with both ends in the process; `data`
     /// is what was waiting to be read on this end.
-    UnixPair { id: u64, peer: u64, sock_type: i32, data: Cow<'a, [u8]> },
+    UnixPair {
+        id: u64,
+        peer: u64,
+        sock_type: i32,
+        data: Cow<'a, [u8]>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +198,10 @@ pub enum Backing {
     /// A mapping the kernel provides (`[vdso]`, `[vvar]`, `[vvar_vclock]`):
     /// never stored; the restore moves the fresh process's copy to this address.
     Kernel,
+    /// The file of descriptor N of `Image::fds` (a memfd or deleted file,
+    /// whose contents the descriptor's record holds): mapped from it again,
+    /// so the mapping and the descriptor stay one object.
+    Fd(i32),
 }
 
 /// One line of `/proc/self/maps`.

@@ -174,6 +174,15 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             ));
         }
         prev_end = m.end;
+        if let Backing::Fd(n) = m.backing {
+            let ok = image
+                .fds
+                .iter()
+                .any(|f| f.fd == n && matches!(f.kind, crate::FdKind::Contents { .. }));
+            if !ok {
+                return Err(format!("mapping {i} names fd {n}, which holds no contents"));
+            }
+        }
         if let Backing::File(f) = m.backing {
             if f as usize >= image.files.len() {
                 return Err(format!(

@@ -220,12 +220,22 @@ fn descriptors_above_stdio_sorted_and_unique() {
         fd: n,
         flags: 0,
         cloexec: false,
-        kind: dumpfmt::FdKind::Eventfd { count: 1, semaphore: false },
+        kind: dumpfmt::FdKind::Eventfd {
+            count: 1,
+            semaphore: false,
+        },
     };
     let good = with_meta(|image, _| image.fds = vec![fd(3), fd(7)].into());
     assert!(dumpfmt::decode(&good).is_ok());
-    for (fds, bad) in [(vec![fd(2)], 2), (vec![fd(5), fd(4)], 4), (vec![fd(5), fd(5)], 5)] {
+    for (fds, bad) in [
+        (vec![fd(2)], 2),
+        (vec![fd(5), fd(4)], 4),
+        (vec![fd(5), fd(5)], 5),
+    ] {
         let bytes = with_meta(|image, _| image.fds = fds.clone().into());
-        rejects(&bytes, &format!("fd {bad} is stdio, repeated or out of order"));
+        rejects(
+            &bytes,
+            &format!("fd {bad} is stdio, repeated or out of order"),
+        );
     }
 }

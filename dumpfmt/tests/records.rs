@@ -6,9 +6,9 @@ mod common;
 use std::borrow::Cow;
 use std::fmt::Debug;
 
-use dumpfmt::{ProcessState, 
-    Backing, CpuFeatures, FileId, Image, Mapping, MmFields, PageRun, ResumeContext, Settings,
-    SigAction, ThreadState,
+use dumpfmt::{
+    Backing, CpuFeatures, FileId, Image, Mapping, MmFields, PageRun, ProcessState, ResumeContext,
+    Settings, SigAction, ThreadState,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -18,6 +18,7 @@ use crate::sys::{self, args, line::Line};
 struct Info<'a> {
     fd: i32,
     mode: u32,
+    dev: u64,
     ino: u64,
     flags: i32,
     cloexec: bool,
@@ -29,11 +30,19 @@ struct Info<'a> {
 const MAX_CONTENTS: u64 = 1 << 30;
 
 /// Reads every descriptor but `ours` (and stdio).
+/// Every descriptor, and the (fd, inode) of each that holds file contents
+/// (memfds, deleted files), so that mappings of those files can name it.
+pub struct Collected<'a> {
+    pub fds: &'a [Fd<'a>],
+    /// (fd, device, inode).
+    pub contents: &'a [(i32, u64, u64)],
+}
+
 pub fn collect<'a>(
     arena: &'a Arena,
     ours: &[i32],
     refuse_external: bool,
-) -> Result<&'a [Fd<'a>], Fail> {
+) -> Result<Collected<'a>, Fail> {
     let no_mem = || Fail::new("the dump arena is too small");
     let mut numbers = arena.vec::<i32>(65536).ok_or_else(no_mem)?;
     let dir = sys::for_each_dir_entry(b"/proc/self/fd\0", |name| {
@@ -63,6 +72,7 @@ pub fn collect<'a>(
         let _ = infos.push(Info {
             fd,
             mode: st.st_mode & libc::S_IFMT,
+            dev: st.st_dev,
             ino: st.st_ino,
             flags,
             cloexec: fdflags & libc::FD_CLOEXEC as u64 != 0,
@@ -71,8 +81,14 @@ pub fn collect<'a>(
     }
     let infos = infos.into_slice();
     let mut out = arena.vec::<Fd<'a>>(infos.len()).ok_or_else(no_mem)?;
+    let mut contents = arena
+        .vec::<(i32, u64, u64)>(infos.len())
+        .ok_or_else(no_mem)?;
     for info in infos {
         let kind = classify(info, infos, arena, refuse_external)?;
+        if matches!(kind, FdKind::Contents { .. }) {
+            let _ = contents.push((info.fd, info.dev, info.ino));
+        }
         let _ = out.push(Fd {
             fd: info.fd,
             flags: info.flags,
@@ -80,7 +96,10 @@ pub fn collect<'a>(
             kind,
         });
     }
-    Ok(out.into_slice())
+    Ok(Collected {
+        fds: out.into_slice(),
+        contents: contents.into_slice(),
+    })
 }
 
 fn fail(info: &Info<'_>, why: &str) -> Fail {

@@ -8,6 +8,8 @@ pub struct MapLine<'a> {
     pub prot: u8,
     pub shared: bool,
     pub offset: u64,
+    /// Device of the file, as `makedev(major, minor)`.
+    pub dev: u64,
     pub inode: u64,
     /// Path or bracketed name; empty for anonymous memory.
     pub name: &'a [u8],
@@ -79,7 +81,9 @@ pub fn parse_line(line: &[u8]) -> Option<MapLine<'_>> {
     let shared = perms[3] == b's';
     let (offset, rest) = field(rest);
     let offset = hex(offset)?;
-    let (_dev, rest) = field(rest);
+    let (dev, rest) = field(rest);
+    let colon = dev.iter().position(|&c| c == b':')?;
+    let dev = libc::makedev(hex(&dev[..colon])? as u32, hex(&dev[colon + 1..])? as u32);
     let (inode, rest) = field(rest);
     let inode = crate::sys::parse_dec(inode)?;
     let name = trim_start(rest);
@@ -89,6 +93,7 @@ pub fn parse_line(line: &[u8]) -> Option<MapLine<'_>> {
         prot,
         shared,
         offset,
+        dev,
         inode,
         name,
     })

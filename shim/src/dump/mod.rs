@@ -291,6 +291,11 @@ fn write_image(
     let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
     let (arena_start, arena_end) = arena.range();
 
+    let descriptors = fds::collect(
+        arena,
+        &[out.fd(), fds.pagemap, fds.mem],
+        settings.refuse_external,
+    )?;
     for line in maps::lines(maps_text) {
         let Some(m) = maps::parse_line(line) else {
             return Err(Fail::new("cannot parse /proc/self/maps line: ").bytes(line));
@@ -302,6 +307,17 @@ fn write_image(
             .map_err(|_| Fail::new("mapping name is not UTF-8: ").bytes(m.name))?;
         let (backing, select) = if m.is_kernel() {
             (Backing::Kernel, None)
+        } else if let Some(&(fd, ..)) = descriptors
+            .contents
+            .iter()
+            .find(|&&(_, dev, ino)| (dev, ino) == (m.dev, m.inode) && m.inode != 0)
+        {
+            // A memfd or deleted file that is also open: map it from that
+            // descriptor's file again; its contents are in the fd record.
+            (
+                Backing::Fd(fd),
+                (!m.shared).then_some(pages::Select::Private),
+            )
         } else if m.is_file() && !m.is_deleted() {
             match file_index(&mut files, arena, m.name, m.inode)? {
                 Some(i) => (
@@ -325,7 +341,7 @@ fn write_image(
             if start >= end {
                 continue;
             }
-            let offset = if matches!(backing, Backing::File(_)) {
+            let offset = if matches!(backing, Backing::File(_) | Backing::Fd(_)) {
                 m.offset + (start - m.start)
             } else {
                 0
@@ -353,11 +369,6 @@ fn write_image(
         }
     }
 
-    let descriptors = fds::collect(
-        arena,
-        &[out.fd(), fds.pagemap, fds.mem],
-        settings.refuse_external,
-    )?;
     let process = process::collect(arena)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
@@ -393,7 +404,7 @@ fn write_image(
             exit_after_dump: settings.exit_after_dump,
             log_level: settings.log as u8,
         },
-        fds: Cow::Borrowed(descriptors),
+        fds: Cow::Borrowed(descriptors.fds),
         process,
     };
     let buf = arena

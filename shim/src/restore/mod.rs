@@ -544,6 +544,16 @@ fn build_plan(
             (MAP_FIXED_NOREPLACE | if m.shared { MAP_SHARED } else { MAP_PRIVATE }) as u64;
         let (fd, off) = match m.backing {
             Backing::File(i) => (fds[i as usize].as_raw_fd() as u64, m.offset),
+            Backing::Fd(n) => {
+                let made = made.made.iter().find(|x| x.target == n);
+                let made = made.ok_or_else(|| {
+                    refuse(
+                        exit::CORRUPT,
+                        format!("mapping at {:#x} names fd {n}, not in the image", m.start),
+                    )
+                })?;
+                (made.temp.as_raw_fd() as u64, m.offset)
+            }
             _ => {
                 flags |= MAP_ANONYMOUS as u64;
                 (u64::MAX, 0)
