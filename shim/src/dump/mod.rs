@@ -467,6 +467,9 @@ pub fn file_identity<'a>(path: &'a [u8], arena: &'a arena::Arena) -> Result<File
     let n = dumpfmt::build_id(|off, buf| sys::pread(fd, buf, off).unwrap_or(0), &mut id);
     sys::close(fd);
     let st = st.map_err(|e| Fail::new("cannot stat ").bytes(path).errno(e))?;
+    if matches!(st.st_mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK) {
+        return Err(Fail::new("a mapping of device ").bytes(path).str(" cannot be saved"));
+    }
     let id_buf = id_buf.ok_or_else(|| Fail::new("the dump arena is too small"))?;
     id_buf[..n].copy_from_slice(&id[..n]);
     Ok(FileId {
