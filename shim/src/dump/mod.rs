@@ -468,7 +468,9 @@ pub fn file_identity<'a>(path: &'a [u8], arena: &'a arena::Arena) -> Result<File
     sys::close(fd);
     let st = st.map_err(|e| Fail::new("cannot stat ").bytes(path).errno(e))?;
     if matches!(st.st_mode & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK) {
-        return Err(Fail::new("a mapping of device ").bytes(path).str(" cannot be saved"));
+        return Err(Fail::new("a mapping of device ")
+            .bytes(path)
+            .str(" cannot be saved"));
     }
     let id_buf = id_buf.ok_or_else(|| Fail::new("the dump arena is too small"))?;
     id_buf[..n].copy_from_slice(&id[..n]);
@@ -519,16 +521,7 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
     };
     ThreadState {
         tid: sys::gettid() as u32,
-        context: dumpfmt::ResumeContext {
-            rbx: regs.rbx,
-            rbp: regs.rbp,
-            r12: regs.r12,
-            r13: regs.r13,
-            r14: regs.r14,
-            r15: regs.r15,
-            rip: regs.rip,
-            rsp: regs.rsp,
-        },
+        context: (*regs).into(),
         fs_base,
         gs_base: sys::arch_get(sys::ARCH_GET_GS),
         sigmask: sys::sigmask_get(),

@@ -31,6 +31,17 @@ pub enum Select {
     All,
 }
 
+impl Select {
+    /// Whether a page with this pagemap entry goes into the image.
+    fn wants(self, e: u64) -> bool {
+        match self {
+            Select::All => true,
+            Select::Touched => e & (PM_PRESENT | PM_SWAPPED) != 0,
+            Select::Private => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0,
+        }
+    }
+}
+
 /// Buffers and descriptors shared by all mappings of one dump.
 pub struct PageScan<'a> {
     pub pagemap_fd: i32,
@@ -81,10 +92,7 @@ impl PageScan<'_> {
             read_pagemap(self.pagemap_fd, addr, &mut self.pagemap[..n])?;
             for i in 0..n {
                 let e = self.pagemap[i];
-                let wanted = match select {
-                    Select::Touched => e & (PM_PRESENT | PM_SWAPPED) != 0,
-                    _ => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0,
-                };
+                let wanted = select.wants(e);
                 // SAFETY: the page is inside a readable mapping and present
                 // (or swapped, and reading brings it back); every other
                 // thread is parked, so nothing unmaps it meanwhile.
@@ -170,13 +178,7 @@ impl PageScan<'_> {
             let entries = &mut self.pagemap[..n];
             read_pagemap(self.pagemap_fd, addr, entries)?;
             for (i, &e) in entries.iter().enumerate() {
-                let wanted = match select {
-                    Select::All => true,
-                    Select::Touched => e & (PM_PRESENT | PM_SWAPPED) != 0,
-                    Select::Private => {
-                        (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0
-                    }
-                };
+                let wanted = select.wants(e);
                 let page_addr = addr + i as u64 * PAGE_SIZE;
                 let page = &mut self.bounce[..PAGE_SIZE as usize];
                 let got = wanted

@@ -869,17 +869,7 @@ fn thread_ops(plan: &mut Plan, t: &dumpfmt::ThreadState, handoff_off: usize) {
         v(0),
         "restore: cannot set the signal mask",
     );
-    let c = t.context;
-    let regs = restorer::ResumeRegs {
-        rbx: c.rbx,
-        rbp: c.rbp,
-        r12: c.r12,
-        r13: c.r13,
-        r14: c.r14,
-        r15: c.r15,
-        rip: c.rip,
-        rsp: c.rsp,
-    };
+    let regs = crate::sys::context::SavedRegs::from(t.context);
     let regs_off = plan.data(&regs);
     plan.resume(regs_off, handoff_off);
 }

@@ -38,7 +38,7 @@ pub struct Op {
 pub const KIND_CHECK: u64 = 0;
 /// Run the call, ignore its result.
 pub const KIND_ANY: u64 = 1;
-/// Not a call: `args[0]` points at a `ResumeRegs`, `args[1]` is the handoff;
+/// Not a call: `args[0]` points at a `SavedRegs`, `args[1]` is the handoff;
 /// load the registers and jump. Always the last op.
 pub const KIND_RESUME: u64 = 2;
 
@@ -53,20 +53,6 @@ pub struct PlanHeader {
     pub ops: u64,
     pub n_ops: u64,
     pub exit_code: u64,
-}
-
-/// Registers loaded by the resume op (same order as `SavedRegs`).
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-pub struct ResumeRegs {
-    pub rbx: u64,
-    pub rbp: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-    pub rip: u64,
-    pub rsp: u64,
 }
 
 unsafe extern "C" {

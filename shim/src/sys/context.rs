@@ -31,6 +31,56 @@ pub struct SavedRegs {
     pub rsp: u64,
 }
 
+impl From<SavedRegs> for dumpfmt::ResumeContext {
+    fn from(r: SavedRegs) -> Self {
+        let SavedRegs {
+            rbx,
+            rbp,
+            r12,
+            r13,
+            r14,
+            r15,
+            rip,
+            rsp,
+        } = r;
+        dumpfmt::ResumeContext {
+            rbx,
+            rbp,
+            r12,
+            r13,
+            r14,
+            r15,
+            rip,
+            rsp,
+        }
+    }
+}
+
+impl From<dumpfmt::ResumeContext> for SavedRegs {
+    fn from(c: dumpfmt::ResumeContext) -> Self {
+        let dumpfmt::ResumeContext {
+            rbx,
+            rbp,
+            r12,
+            r13,
+            r14,
+            r15,
+            rip,
+            rsp,
+        } = c;
+        SavedRegs {
+            rbx,
+            rbp,
+            r12,
+            r13,
+            r14,
+            r15,
+            rip,
+            rsp,
+        }
+    }
+}
+
 /// What `checkpoint` returns: `(status, handoff)`.
 #[repr(C)]
 #[derive(Clone, Copy)]
