@@ -1,6 +1,7 @@
 //! Compiles the C test programs in `programs/` with gcc into `OUT_DIR` and
 //! hands their paths to the crate as `MIGRATE_TEST_<NAME>` (e.g.
-//! `env!("MIGRATE_TEST_CPROG")`). The threaded ones get `-pthread`.
+//! `env!("MIGRATE_TEST_CPROG")`). The threaded ones get `-pthread`. The
+//! descriptor and signal programs share `programs/testprog.h`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -14,6 +15,14 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cmutex", &["-pthread"]),
     ("cchurn", &["-pthread"]),
     ("cblock", &["-pthread"]),
+    ("cfilecopy", &[]),
+    ("cpipeq", &[]),
+    ("cunlinked", &[]),
+    ("csigown", &["-pthread"]),
+    ("cpeer", &[]),
+    ("curing", &[]),
+    ("cfdkinds", &[]),
+    ("cprocstate", &[]),
 ];
 
 fn main() {
@@ -46,5 +55,9 @@ fn main() {
             exe.display()
         );
     }
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("programs/testprog.h").display()
+    );
     println!("cargo:rerun-if-changed=build.rs");
 }

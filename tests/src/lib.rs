@@ -13,9 +13,10 @@
 //! processes involved, so a failure says what the shim printed.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, File};
+use std::os::fd::RawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -187,6 +188,97 @@ impl Program {
         )
     }
 
+    /// Any command line, run as is (e.g. a system tool such as Python's
+    /// `http.server`); `name` names it in messages.
+    pub fn command_of(name: &str, argv: &[&OsStr]) -> Program {
+        Program::new(name, argv.iter().map(|a| a.to_os_string()).collect())
+    }
+
+    /// Copies `input` line by line through stdio to `flushed` (fflush'd
+    /// every line) and `buffered` (never flushed), and in chunks through raw
+    /// fds to `raw` (see `programs/cfilecopy.c`).
+    pub fn filecopy(input: &Path, flushed: &Path, buffered: &Path, raw: &Path) -> Program {
+        Program::new(
+            "cfilecopy",
+            vec![
+                env!("MIGRATE_TEST_CFILECOPY").into(),
+                input.into(),
+                flushed.into(),
+                buffered.into(),
+                raw.into(),
+            ],
+        )
+    }
+
+    /// Records queued in a pipe, an epoll set and a timerfd (see `programs/cpipeq.c`).
+    pub fn pipe_queue() -> Program {
+        Program::new("cpipeq", vec![env!("MIGRATE_TEST_CPIPEQ").into()])
+    }
+
+    /// Reads `input` after unlinking it, copying it to the unlinked
+    /// `scratch` (see `programs/cunlinked.c`).
+    pub fn unlinked(input: &Path, scratch: &Path) -> Program {
+        Program::new(
+            "cunlinked",
+            vec![
+                env!("MIGRATE_TEST_CUNLINKED").into(),
+                input.into(),
+                scratch.into(),
+            ],
+        )
+    }
+
+    /// Installs its own SIGUSR2 handler and blocks SIGUSR2 in both its
+    /// threads (see `programs/csigown.c`).
+    pub fn sigown() -> Program {
+        Program::new("csigown", vec![env!("MIGRATE_TEST_CSIGOWN").into()])
+    }
+
+    /// Connects to 127.0.0.1:`port`, exchanges a line, then idles watching
+    /// for the peer to go (see `programs/cpeer.c`).
+    pub fn peer_tcp(port: u16) -> Program {
+        Program::new(
+            "cpeer-tcp",
+            vec![
+                env!("MIGRATE_TEST_CPEER").into(),
+                "tcp".into(),
+                port.to_string().into(),
+            ],
+        )
+    }
+
+    /// Reads a line from fd 5 and answers on fd 6 (pipes from the parent:
+    /// spawn it with [`TestDir::spawn_with_fds`]), then idles watching for
+    /// the peer to go (see `programs/cpeer.c`).
+    pub fn peer_pipe() -> Program {
+        Program::new(
+            "cpeer-pipe",
+            vec![env!("MIGRATE_TEST_CPEER").into(), "pipe".into()],
+        )
+    }
+
+    /// Holds an io_uring fd (see `programs/curing.c`).
+    pub fn io_uring() -> Program {
+        Program::new("curing", vec![env!("MIGRATE_TEST_CURING").into()])
+    }
+
+    /// One kind of descriptor per `mode`, with its argument if it takes one
+    /// (see `programs/cfdkinds.c`).
+    pub fn fd_kinds(mode: &str, arg: Option<&Path>) -> Program {
+        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CFDKINDS").into(), mode.into()];
+        argv.extend(arg.map(OsString::from));
+        Program::new(&format!("cfdkinds-{mode}"), argv)
+    }
+
+    /// cwd, umask, rlimits, signal dispositions and mask, an interval timer;
+    /// it changes into `dir` (see `programs/cprocstate.c`).
+    pub fn proc_state(dir: &Path) -> Program {
+        Program::new(
+            "cprocstate",
+            vec![env!("MIGRATE_TEST_CPROCSTATE").into(), dir.into()],
+        )
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();
@@ -340,12 +432,25 @@ impl TestDir {
     /// Starts `program` under the shim with `env` added, in this directory.
     /// `label` names the process in messages and its log files.
     pub fn spawn(&self, program: &Program, label: &str, env: &[(&str, &str)]) -> Proc {
-        self.spawn_with(program, label, env, true)
+        self.spawn_with(program, label, env, true, &[])
+    }
+
+    /// As [`TestDir::spawn`], and the program also gets descriptors of the
+    /// test process: each `(from, to)` puts a duplicate of the test's fd
+    /// `from` at fd `to` in the program (not close-on-exec).
+    pub fn spawn_with_fds(
+        &self,
+        program: &Program,
+        label: &str,
+        env: &[(&str, &str)],
+        fds: &[(RawFd, RawFd)],
+    ) -> Proc {
+        self.spawn_with(program, label, env, true, fds)
     }
 
     /// Starts `program` without the shim.
     pub fn spawn_plain(&self, program: &Program, label: &str, env: &[(&str, &str)]) -> Proc {
-        self.spawn_with(program, label, env, false)
+        self.spawn_with(program, label, env, false, &[])
     }
 
     /// Relaunches `program` under the shim with `MIGRATE_RESTORE=image`.
@@ -359,10 +464,17 @@ impl TestDir {
         let image = image.to_str().expect("utf-8 image path");
         let mut all = vec![("MIGRATE_RESTORE", image)];
         all.extend_from_slice(env);
-        self.spawn_with(program, label, &all, true)
+        self.spawn_with(program, label, &all, true, &[])
     }
 
-    fn spawn_with(&self, program: &Program, label: &str, env: &[(&str, &str)], shim: bool) -> Proc {
+    fn spawn_with(
+        &self,
+        program: &Program,
+        label: &str,
+        env: &[(&str, &str)],
+        shim: bool,
+        fds: &[(RawFd, RawFd)],
+    ) -> Proc {
         let stdout = self.logs.join(format!("{label}.out"));
         let stderr = self.logs.join(format!("{label}.err"));
         assert!(!stdout.exists(), "label {label} used twice");
@@ -375,6 +487,9 @@ impl TestDir {
         cmd.current_dir(self.path())
             .stdout(File::create(&stdout).expect("create stdout file"))
             .stderr(File::create(&stderr).expect("create stderr file"));
+        if !fds.is_empty() {
+            pass_fds(&mut cmd, fds);
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {label} ({:?}): {e}", program.command_line()));
@@ -386,6 +501,46 @@ impl TestDir {
             status: None,
             started: Instant::now(),
         }
+    }
+}
+
+/// Most descriptors [`TestDir::spawn_with_fds`] passes at once.
+const MAX_PASSED_FDS: usize = 8;
+
+/// Makes `cmd` give the child a duplicate of each `from` at `to`. Runs after
+/// the pre-exec hook of [`Program::command`] (which marks every fd from 3 on
+/// close-on-exec): each `from` is first copied above every `to` (so that no
+/// `to` overwrites a `from` still to be copied), then put in place with
+/// dup2, which leaves the new fd open across exec.
+fn pass_fds(cmd: &mut Command, fds: &[(RawFd, RawFd)]) {
+    assert!(fds.len() <= MAX_PASSED_FDS, "at most {MAX_PASSED_FDS} fds");
+    assert!(
+        fds.iter().all(|&(_, to)| to > 2),
+        "fds 0, 1 and 2 are the harness's"
+    );
+    let mut pairs = [(-1, -1); MAX_PASSED_FDS];
+    pairs[..fds.len()].copy_from_slice(fds);
+    let count = fds.len();
+    let above = fds.iter().map(|&(_, to)| to).max().unwrap_or(2) + 1;
+    // SAFETY: the closure runs in the forked child before exec; it only
+    // reads its own captured array (no allocation, no locks) and makes the
+    // fcntl(2) and dup2(2) system calls, which are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut copies = [-1; MAX_PASSED_FDS];
+            for (copy, &(from, _)) in copies.iter_mut().zip(&pairs[..count]) {
+                *copy = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, above);
+                if *copy < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (&copy, &(_, to)) in copies.iter().zip(&pairs[..count]) {
+                if libc::dup2(copy, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
     }
 }
 
@@ -957,16 +1112,54 @@ pub fn dump_kill_restore(
     restore_env: &[(&str, &str)],
 ) -> DumpRestore {
     let expected = reference(program);
-    let mut original = dir.spawn(program, "original", env);
-    let image = match env.iter().find(|(k, _)| *k == "MIGRATE_IMAGE") {
+    dump_kill_restore_with(
+        dir,
+        program,
+        &DumpPlan {
+            expected: &expected,
+            step,
+            env,
+            restore_env,
+            lines_after: 0,
+        },
+    )
+}
+
+/// How [`dump_kill_restore_with`] runs the scenario.
+#[derive(Debug, Clone, Copy)]
+pub struct DumpPlan<'a> {
+    /// The output of an uninterrupted run (say, [`reference`] of the same
+    /// program with its own input files).
+    pub expected: &'a [String],
+    /// Dump once the program has printed `step N` with N >= `step`.
+    pub step: u64,
+    /// Environment of the dumped run.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Environment of the restore.
+    pub restore_env: &'a [(&'a str, &'a str)],
+    /// Lines the dumped process must print after its image is complete
+    /// before it is killed (it goes on after a dump; what it does then, to
+    /// files or pipes, must not change what the restored process does).
+    pub lines_after: usize,
+}
+
+/// [`dump_kill_restore`] with the expected output and the number of lines
+/// the dumped process prints after the dump given in `plan`.
+pub fn dump_kill_restore_with(dir: &TestDir, program: &Program, plan: &DumpPlan) -> DumpRestore {
+    let mut original = dir.spawn(program, "original", plan.env);
+    let image = match plan.env.iter().find(|(k, _)| *k == "MIGRATE_IMAGE") {
         Some((_, v)) => dir.path().join(v),
         None => dir.join(&format!("migrate-{}.img", original.pid())),
     };
-    original.wait_for_step(step);
+    original.wait_for_step(plan.step);
     original.dump_signal();
     let summary = original.wait_for_image(&image, false);
+    if plan.lines_after > 0 {
+        let at_image = original.stdout_lines().len();
+        original.wait_for_lines(at_image + plan.lines_after - 1);
+    }
     original.kill();
-    let mut restored = dir.restore(program, "restored", &image, restore_env);
+    let mut restored = dir.restore(program, "restored", &image, plan.restore_env);
     restored.wait();
     let context = describe_all(&[&original, &restored]);
     let status = restored.poll_exit().expect("exited");
@@ -976,7 +1169,7 @@ pub fn dump_kill_restore(
         describe_status(status)
     );
     let k = check_restored(
-        &expected,
+        plan.expected,
         &original.stdout_lines(),
         &restored.stdout_lines(),
         &context,
@@ -988,6 +1181,114 @@ pub fn dump_kill_restore(
         summary,
         k,
     }
+}
+
+/// Whether `text` names descriptor `fd` as `fd N` (not `fd N0`, ...).
+pub fn names_fd(text: &str, fd: i32) -> bool {
+    let needle = format!("fd {fd}");
+    text.match_indices(&needle).any(|(i, _)| {
+        !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_digit())
+            && (i == 0 || !text[..i].ends_with(|c: char| c.is_ascii_alphanumeric()))
+    })
+}
+
+/// The line a failed dump prints on stderr starts with this.
+pub const DUMP_FAILED: &str = "migrate: dump failed, the process goes on:";
+
+/// Waits for `p` (dumped towards `image`) to report a failed dump; checks
+/// that the report is one line starting [`DUMP_FAILED`] that names one of
+/// `fds` and contains each of `words`; that the process goes on and exits
+/// with status 0 having printed `expected` (its whole output, as an
+/// uninterrupted run); that stderr holds that line only; and that neither
+/// the image nor its temporary file exists. Returns the line.
+pub fn expect_dump_failure(
+    p: &mut Proc,
+    image: &Path,
+    fds: &[i32],
+    words: &[&str],
+    expected: &[String],
+) -> String {
+    let line = p.wait_for_stderr_line(&format!("`{DUMP_FAILED}`"), |l| {
+        l.starts_with("migrate: dump failed")
+    });
+    eprintln!("{}: {line}", p.label);
+    assert!(
+        line.starts_with(DUMP_FAILED),
+        "the failure line does not start with {DUMP_FAILED:?}: {line:?}\n{}",
+        p.describe()
+    );
+    assert!(
+        fds.iter().any(|&fd| names_fd(&line, fd)),
+        "the failure line names none of the fds {fds:?}: {line:?}\n{}",
+        p.describe()
+    );
+    for w in words {
+        assert!(
+            line.contains(w),
+            "the failure line does not say {w:?}: {line:?}\n{}",
+            p.describe()
+        );
+    }
+    let out = p.wait_success();
+    assert_eq!(
+        out,
+        expected,
+        "after the failed dump the program printed something else than an uninterrupted run\n{}",
+        p.describe()
+    );
+    let stderr = p.stderr();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "stderr must be the one failure line\n{}",
+        p.describe()
+    );
+    let mut tmp = image.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    assert!(
+        !image.exists() && !Path::new(&tmp).exists(),
+        "a failed dump left {} or its .tmp\n{}",
+        image.display(),
+        p.describe()
+    );
+    line
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0,
+/// then closed).
+pub fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// `GET path HTTP/1.0` from 127.0.0.1:`port`: the status line and the body.
+/// Connecting is retried until `deadline` (a server being restored may not
+/// listen yet); reading has a 10 s timeout.
+pub fn http_get(port: u16, path: &str, deadline: Instant) -> Result<(String, Vec<u8>), String> {
+    use std::io::{Read, Write};
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("connect to 127.0.0.1:{port}: {e}")),
+        }
+    };
+    let io = |e: std::io::Error| format!("HTTP exchange with 127.0.0.1:{port}: {e}");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(io)?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(io)?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).map_err(io)?;
+    let Some(split) = reply.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err(format!(
+            "no end of headers in the reply: {:?}",
+            String::from_utf8_lossy(&reply)
+        ));
+    };
+    let head = String::from_utf8_lossy(&reply[..split]).into_owned();
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, reply[split + 4..].to_vec()))
 }
 
 #[cfg(test)]
@@ -1004,6 +1305,18 @@ mod tests {
 
     fn panics(f: impl FnOnce() + std::panic::UnwindSafe) -> bool {
         std::panic::catch_unwind(f).is_err()
+    }
+
+    #[test]
+    fn fd_names() {
+        assert!(names_fd(
+            "migrate: dump failed, the process goes on: fd 3 (x)",
+            3
+        ));
+        assert!(names_fd("fd 12", 12));
+        assert!(!names_fd("fd 31 (x)", 3));
+        assert!(!names_fd("fd 3", 31));
+        assert!(!names_fd("pfd 3", 3));
     }
 
     #[test]

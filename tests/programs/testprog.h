@@ -1,0 +1,108 @@
+/*
+ * Shared helpers of the descriptor and signal test programs (fds.rs,
+ * signals.rs): the output protocol ("start", "step N ...", "done ..."),
+ * pacing that MIGRATE_TEST_NOSLEEP turns off, a mixer and a byte hash.
+ *
+ * stdout is unbuffered, so every line is out as soon as it is printed and a
+ * restored process (whose fd 1 is the relaunch's) prints only what comes
+ * after the dump.
+ */
+#ifndef MIGRATE_TESTPROG_H
+#define MIGRATE_TESTPROG_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+__attribute__((unused)) static int g_nosleep;
+
+/* Prints "start" and reads MIGRATE_TEST_NOSLEEP. */
+static inline void tp_start(void)
+{
+    setvbuf(stdout, NULL, _IONBF, 0);
+    g_nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
+    printf("start\n");
+}
+
+static inline uint64_t mix(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+#define FNV_INIT 0xcbf29ce484222325ULL
+
+/* FNV-1a over n bytes, continuing from h. */
+static inline uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* Sleeps ns nanoseconds (all of them: a dump's signal does not shorten
+ * it), unless MIGRATE_TEST_NOSLEEP is set. */
+static inline void pace(long ns)
+{
+    if (g_nosleep)
+        return;
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* Prints "error WHAT: strerror(errno)" and exits with status 1. */
+static inline void die(const char *what)
+{
+    printf("error %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+/* Prints "error WHAT" and exits with status 1. */
+static inline void fail(const char *what)
+{
+    printf("error %s\n", what);
+    exit(1);
+}
+
+/* write(2) all n bytes or die. */
+static inline void write_all(int fd, const void *p, size_t n, const char *what)
+{
+    const char *c = p;
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            die(what);
+        c += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Moves fd to the lowest free number >= at (closing the old number). */
+static inline int move_fd(int fd, int at)
+{
+    int n = fcntl(fd, F_DUPFD, at);
+    if (n < 0)
+        die("fcntl F_DUPFD");
+    close(fd);
+    return n;
+}
+
+#endif
