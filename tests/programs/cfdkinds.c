@@ -15,6 +15,8 @@
  *                   (records written ahead).
  *  dgram            a datagram socketpair with 4 datagrams of different
  *                   lengths always queued.
+ *  fifo PATH        a FIFO made at PATH, open at both ends, used as a queue
+ *                   like the socketpair.
  *  unix PATH        a listening Unix socket at PATH: every step connects to
  *                   it, accepts, and passes a line; plus a UDP socket bound
  *                   to 127.0.0.1:0 with SO_REUSEADDR that gets a datagram
@@ -194,6 +196,36 @@ static int mode_socketpair(void)
         put_rec(sv[0], 'a', a_next++);
         put_rec(sv[1], 'b', b_next++);
         printf("step %d a=%d b=%d\n", s, a, b);
+        pace(STEP_NS);
+    }
+    printf("done %016" PRIx64 "\n", h);
+    return 0;
+}
+
+/* A named FIFO opened at both ends, used as a queue like the socketpair. */
+static int mode_fifo(const char *path)
+{
+    unlink(path);
+    if (mkfifo(path, 0600) != 0)
+        die("mkfifo");
+    int r = open(path, O_RDONLY | O_NONBLOCK);
+    if (r < 0)
+        die("open fifo for reading");
+    int w = open(path, O_WRONLY);
+    if (w < 0)
+        die("open fifo for writing");
+    printf("fifo r=%d w=%d\n", r, w);
+    int next = 1;
+    for (; next <= 6; next++)
+        put_rec(w, 'f', next);
+    uint64_t h = FNV_INIT;
+    for (int s = 1; s <= STEPS; s++) {
+        int f = take_rec(r, 'f', s, &h);
+        put_rec(w, 'f', next++);
+        struct stat st;
+        if (fstat(r, &st) != 0)
+            die("fstat fifo");
+        printf("step %d f=%d fifo=%s\n", s, f, S_ISFIFO(st.st_mode) ? "yes" : "NO");
         pace(STEP_NS);
     }
     printf("done %016" PRIx64 "\n", h);
@@ -555,6 +587,8 @@ int main(int argc, char **argv)
         return mode_socketpair();
     if (strcmp(mode, "dgram") == 0)
         return mode_dgram();
+    if (strcmp(mode, "fifo") == 0 && arg)
+        return mode_fifo(arg);
     if (strcmp(mode, "unix") == 0 && arg)
         return mode_unix(arg);
     if (strcmp(mode, "flags") == 0 && arg)
@@ -563,6 +597,6 @@ int main(int argc, char **argv)
         return mode_shm();
     if (strcmp(mode, "readonly") == 0 && arg)
         return mode_readonly(arg);
-    fail("usage: cfdkinds eventfd|signalfd|socketpair|dgram|unix PATH|flags DIR|shm|readonly PATH");
+    fail("usage: cfdkinds eventfd|signalfd|socketpair|dgram|fifo PATH|unix PATH|flags DIR|shm|readonly PATH");
     return 2;
 }

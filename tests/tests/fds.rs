@@ -617,6 +617,12 @@ fn dgram_socketpair_buffered_datagrams() {
     fd_kind("dgram", "dgram", None, 12);
 }
 
+/// A named FIFO open at both ends comes back with the bytes queued in it.
+#[test]
+fn fifo_buffered_bytes() {
+    fd_kind("fifo", "fifo", Some("fifo"), 12);
+}
+
 /// A listening Unix socket still accepts at its path after the restore;
 /// a bound UDP socket keeps its port and SO_REUSEADDR.
 #[test]
