@@ -134,7 +134,9 @@ pub enum FdKind<'a> {
         options: Cow<'a, [SockOpt]>,
     },
     /// One end of a Unix socket pair with both ends in the process; `data`
-    /// is what was waiting to be read on this end.
+    /// is what was waiting to be read on this end: a stream's bytes, or, for
+    /// datagram and seqpacket sockets, each message as a little-endian u32
+    /// length followed by its bytes (the same for `Gone` sockets).
     UnixPair {
         id: u64,
         peer: u64,

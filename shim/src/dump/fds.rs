@@ -333,7 +333,7 @@ fn socket<'a>(
     let mut peer = [0u8; 128];
     let connected = !listening && sys::sock_addr(fd, true, &mut peer).is_ok();
     if connected {
-        let data = peek(info, arena)?;
+        let data = peek(info, sock_type, arena)?;
         if family == libc::AF_UNIX
             && let Some(peer_ino) = unix_peer(info.ino)
             && all
@@ -394,33 +394,72 @@ fn socket<'a>(
     })
 }
 
-/// Bytes waiting on a socket, read with MSG_PEEK (for datagram sockets,
-/// the first datagram only).
-fn peek<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<&'a [u8], Fail> {
-    let n = sys::bytes_waiting(info.fd);
-    if n == 0 {
-        return Ok(&[]);
-    }
+/// Everything waiting to be read on a connected socket, without consuming
+/// it: `SO_PEEK_OFF` makes each `MSG_PEEK` read go on where the last one
+/// stopped. A stream's bytes come back as they are; a datagram socket's
+/// messages each as a little-endian u32 length and the bytes (see
+/// `dumpfmt::FdKind::UnixPair`).
+fn peek<'a>(info: &Info<'a>, sock_type: i32, arena: &'a Arena) -> Result<&'a [u8], Fail> {
+    let fd = info.fd;
+    let rcvbuf = sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)
+        .unwrap_or(1 << 16)
+        .max(1 << 16) as usize;
+    let cap = (rcvbuf * 2).min(64 << 20);
     let buf = arena
-        .bytes(n as usize)
+        .bytes(cap)
         .ok_or_else(|| fail(info, "the dump arena is too small"))?;
-    // SAFETY: `buf` is writable for its length.
-    let got = unsafe {
-        sys::sys(
-            libc::SYS_recvfrom,
-            args!(
-                info.fd,
-                buf.as_mut_ptr(),
-                buf.len(),
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                0,
-                0
-            ),
-        )
+    let old_off = sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
+    let set_off = |v: i32| {
+        // SAFETY: an int option from a live int.
+        unsafe {
+            sys::sys(
+                libc::SYS_setsockopt,
+                args!(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, &v as *const i32, 4),
+            )
+        }
+    };
+    let stepping = set_off(0).is_ok();
+    let framed = sock_type != libc::SOCK_STREAM;
+    let mut len = 0usize;
+    loop {
+        let head = if framed { 4 } else { 0 };
+        let Some(room) = buf.get_mut(len + head..) else {
+            break;
+        };
+        if room.is_empty() {
+            break;
+        }
+        // SAFETY: `room` is writable for its length.
+        let got = unsafe {
+            sys::sys(
+                libc::SYS_recvfrom,
+                args!(
+                    fd,
+                    room.as_mut_ptr(),
+                    room.len(),
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    0,
+                    0
+                ),
+            )
+        };
+        let Ok(n) = got else { break };
+        if n == 0 && !framed {
+            break;
+        }
+        if framed {
+            buf[len..len + 4].copy_from_slice(&(n as u32).to_le_bytes());
+        }
+        len += head + n as usize;
+        if !stepping {
+            break;
+        }
     }
-    .unwrap_or(0);
+    if stepping {
+        let _ = set_off(old_off);
+    }
     let buf: &'a [u8] = buf;
-    Ok(&buf[..got as usize])
+    Ok(&buf[..len])
 }
 
 /// The inode of the peer of Unix socket `ino`, asked of the kernel's

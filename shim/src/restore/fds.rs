@@ -116,6 +116,28 @@ fn pipe_with(data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), 
     Ok((r, w))
 }
 
+/// Queues on a socket what its peer will read: a stream's bytes, or a
+/// datagram socket's messages (each framed as a little-endian u32 length
+/// and the bytes, as the dump wrote them).
+fn send_queued(through: &OwnedFd, sock_type: i32, data: &[u8]) -> std::io::Result<()> {
+    if sock_type == libc::SOCK_STREAM {
+        return write_all(through, data);
+    }
+    let mut rest = data;
+    while rest.len() >= 4 {
+        let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let msg = rest
+            .get(4..4 + n)
+            .ok_or_else(|| std::io::Error::other("a queued datagram runs past its record"))?;
+        // SAFETY: sending from a live buffer.
+        if unsafe { libc::send(through.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
+            return Err(last_error());
+        }
+        rest = &rest[4 + n..];
+    }
+    Ok(())
+}
+
 /// A connected pair of Unix sockets of `sock_type`, close-on-exec.
 fn socket_pair(sock_type: i32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), Refusal> {
     let mut s = [0; 2];
@@ -341,7 +363,7 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                 return Ok(if *write { w } else { r });
             }
             let (mine, peer) = socket_pair(*sock_type, fd)?;
-            write_all(&peer, data)
+            send_queued(&peer, *sock_type, data)
                 .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?;
             drop(peer);
             Ok(mine)
@@ -444,7 +466,7 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                             } else {
                                 continue;
                             };
-                            write_all(through, data).map_err(|e| {
+                            send_queued(through, *sock_type, data).map_err(|e| {
                                 refuse(exit::UNSUPPORTED, format!("fd {}: {e}", o.fd))
                             })?;
                         }
