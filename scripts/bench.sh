@@ -30,7 +30,7 @@ for mib in $sizes; do
     kill -9 "$rpid"; wait "$rpid" 2>/dev/null || true
     size=$(stat -c %s "$img")
     awk -v m="$mib" -v s="$size" -v d="$(echo "$t1 - $t0" | bc)" -v r="$(echo "$t3 - $t2" | bc)" \
-        'BEGIN { printf "%8d %12d %10.3f %10.3f %12.2f\n", m, s, d, r, (m / 1024) / d }'
+        'BEGIN { printf "%8d %12.0f %10.3f %10.3f %12.2f\n", m, s, d, r, (m / 1024) / d }'
     rm -f "$img"
 done
 echo "(dump: signal to image complete, fsync included; restore: relaunch to the restored process's first line,"

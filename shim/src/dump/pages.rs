@@ -14,8 +14,11 @@ use crate::dump::arena::ArenaVec;
 use crate::dump::writer::ImageWriter;
 use crate::sys;
 
-/// Bytes checksummed and written at a time.
-const WRITE_CHUNK: usize = 1 << 20;
+/// Bytes checksummed and written at a time in a large run.
+const WRITE_CHUNK: usize = 8 << 20;
+/// Runs at least this long are written with O_DIRECT (smaller ones would
+/// pay a synchronous disk write each).
+const DIRECT_MIN: usize = 1 << 20;
 
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
@@ -150,11 +153,17 @@ impl PageScan<'_> {
         }
         // SAFETY: the run's pages were checked readable and present above.
         let data = unsafe { core::slice::from_raw_parts(r.addr as *const u8, len as usize) };
-        // Checksum and write a cache-sized piece at a time: the write then
-        // copies bytes the checksum just brought into cache.
-        for piece in data.chunks(WRITE_CHUNK) {
-            r.crc.update(piece);
-            out.write(piece)?;
+        // Small runs go through the page cache; large ones straight to disk,
+        // a piece at a time (checksummed first: the app is stopped, so the
+        // bytes written are the bytes summed).
+        if data.len() < DIRECT_MIN {
+            r.crc.update(data);
+            out.write(data)?;
+        } else {
+            for piece in data.chunks(WRITE_CHUNK) {
+                r.crc.update(piece);
+                out.write_pages(piece)?;
+            }
         }
         push_run(r, runs)
     }

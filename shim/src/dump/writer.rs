@@ -9,6 +9,9 @@ use crate::sys::{self, line::Line};
 
 pub struct ImageWriter {
     fd: i32,
+    /// The same file opened with O_DIRECT, for large page-aligned runs
+    /// (-1 where the filesystem refuses it).
+    direct: i32,
     tmp: Line<{ PATH_MAX + 32 }>,
     target: Line<PATH_MAX>,
     pos: u64,
@@ -20,6 +23,7 @@ impl ImageWriter {
     pub fn create(target: &[u8]) -> Result<ImageWriter, Fail> {
         let mut w = ImageWriter {
             fd: -1,
+            direct: -1,
             tmp: Line::new(),
             target: Line::new(),
             pos: dumpfmt::HEADER_LEN,
@@ -46,11 +50,40 @@ impl ImageWriter {
                 .str(".tmp")
                 .errno(e)
         })?;
+        if let Some(tmp) = w.tmp.c_str() {
+            let flags = libc::O_WRONLY | libc::O_DIRECT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            w.direct = sys::open(tmp, flags, 0).unwrap_or(-1);
+        }
         Ok(w)
     }
 
-    pub fn fd(&self) -> i32 {
-        self.fd
+    /// The descriptors the writer holds (not to be saved in the image).
+    pub fn fds(&self) -> [i32; 2] {
+        [self.fd, self.direct]
+    }
+
+    /// Writes page-aligned data at a page-aligned position, straight from
+    /// memory to the disk when the filesystem allows (O_DIRECT): a large
+    /// dump then neither copies its pages into the page cache nor waits
+    /// for them to be written back. Falls back to `write`.
+    pub fn write_pages(&mut self, data: &[u8]) -> Result<(), Fail> {
+        let aligned = (data.as_ptr() as u64 | data.len() as u64 | self.pos)
+            .is_multiple_of(dumpfmt::PAGE_SIZE);
+        if self.direct >= 0 && aligned {
+            match sys::pwrite_all(self.direct, data, self.pos) {
+                Ok(()) => {
+                    self.pos += data.len() as u64;
+                    return Ok(());
+                }
+                // Not for this file or memory after all: buffered from now on.
+                Err(sys::Errno(libc::EINVAL)) => {
+                    sys::close(self.direct);
+                    self.direct = -1;
+                }
+                Err(e) => return Err(self.io_fail(e)),
+            }
+        }
+        self.write(data)
     }
 
     /// Where the next byte goes.
@@ -110,6 +143,9 @@ impl Drop for ImageWriter {
     fn drop(&mut self) {
         if self.fd >= 0 {
             sys::close(self.fd);
+        }
+        if self.direct >= 0 {
+            sys::close(self.direct);
         }
         if !self.done
             && let Some(tmp) = self.tmp.c_str()
