@@ -78,12 +78,23 @@ impl Fail {
     }
 }
 
+/// One dump's state. It lives at the bottom of the dump's own stack
+/// mapping, so that only a few hundred bytes of the interrupted thread's
+/// stack are used (threads may have small stacks). All-zero is a valid
+/// `Job` (null pointer, empty lines, zero numbers, `failed` false).
 struct Job {
     regs: *const SavedRegs,
+    started: u64,
+    /// The dump's stack mapping, kept out of the image.
+    stack: (u64, u64),
     path: Line<PATH_MAX>,
     size: u64,
-    fail: Option<Fail>,
+    failed: bool,
+    fail: Fail,
 }
+
+/// The dump code's own stack (touched pages only).
+const DUMP_STACK_LEN: usize = 1 << 20;
 
 /// The signal handler's work: park if another thread is dumping, else
 /// lead a dump.
@@ -114,30 +125,51 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
 /// dump's own call frames, finishes the restore.
 fn lead() {
     let started = sys::monotonic_ns();
-    let mut regs = SavedRegs::default();
-    let mut job = Job {
-        regs: &regs,
-        path: Line::new(),
-        size: 0,
-        fail: None,
+    let Ok(stack) = sys::mmap_anon(DUMP_STACK_LEN, libc::MAP_NORESERVE | libc::MAP_STACK) else {
+        Line::<80>::new()
+            .str("migrate: dump failed, the process goes on: cannot map a stack")
+            .emit();
+        return;
     };
-    // SAFETY: `regs` and `job` outlive the call; `dump_body` receives `job`.
-    let out = unsafe { migrate_checkpoint(&mut regs, dump_body, (&mut job as *mut Job).cast()) };
+    let job = stack.cast::<Job>();
+    let mut regs = SavedRegs::default();
+    // SAFETY: the fresh mapping is zeroed and large enough for a `Job`, a
+    // valid all-zero value; these are the only references to it.
+    unsafe {
+        (*job).regs = &regs;
+        (*job).started = started;
+        (*job).stack = (stack as u64, stack as u64 + DUMP_STACK_LEN as u64);
+    }
+    let top = stack as u64 + DUMP_STACK_LEN as u64;
+    // SAFETY: `regs` outlives the call; `dump_body` receives the job and
+    // runs on the stack above it, which nothing else uses.
+    let out = unsafe { migrate_checkpoint(&mut regs, dump_body, job.cast(), top) };
     if out.status == RESUMED {
+        // The dump's stack is not part of the image: nothing to unmap.
         crate::restore::resume::after_restore(out.handoff);
         return;
     }
+    // SAFETY: nothing refers to the dump's stack any more.
+    let _ = unsafe { sys::munmap(stack as u64, DUMP_STACK_LEN as u64) };
+}
+
+/// Runs on the dump's own stack: dumps, reports, and exits when asked to.
+extern "C" fn dump_body(arg: *mut u8) -> u64 {
+    // SAFETY: `arg` is the `Job` set up by `lead`.
+    let job = unsafe { &mut *arg.cast::<Job>() };
     // SAFETY: the handler runs with every signal blocked; no other access.
     let settings = unsafe { SETTINGS.get() };
-    match job.fail.take() {
-        Some(mut f) => {
+    match dump(job) {
+        Err(f) => {
             let mut line = Line::<800>::new();
             line.str("migrate: dump failed, the process goes on: ")
                 .bytes(f.line.as_bytes());
             line.emit();
-            f.line.clear();
+            job.failed = true;
+            job.fail = f;
+            1
         }
-        None => {
+        Ok(()) => {
             if settings.log >= LogLevel::Info {
                 let mut line = Line::<{ PATH_MAX + 100 }>::new();
                 line.str("migrate: dumped ")
@@ -145,27 +177,32 @@ fn lead() {
                     .str(" (")
                     .dec(job.size)
                     .str(" bytes, ")
-                    .ms(sys::monotonic_ns() - started)
+                    .ms(sys::monotonic_ns() - job.started)
                     .str(")");
                 line.emit();
             }
             if settings.exit_after_dump {
                 sys::exit_group(0);
             }
+            0
         }
     }
 }
 
-extern "C" fn dump_body(arg: *mut u8) -> u64 {
-    // SAFETY: `arg` is the `Job` passed by `on_dump_signal`.
-    let job = unsafe { &mut *arg.cast::<Job>() };
-    match dump(job) {
-        Ok(()) => 0,
-        Err(f) => {
-            job.fail = Some(f);
-            1
+/// `start..end` less the two ranges in `out` (at most three pieces;
+/// empty pieces are `(x, x)`).
+fn cut_out(start: u64, end: u64, mut out: [(u64, u64); 2]) -> [(u64, u64); 3] {
+    out.sort_unstable();
+    let mut parts = [(0, 0); 3];
+    let mut at = start;
+    for (i, &(s, e)) in out.iter().enumerate() {
+        if s < end && e > at {
+            parts[i] = (at, s.max(at));
+            at = at.max(e);
         }
     }
+    parts[2] = (at, end.max(at));
+    parts
 }
 
 /// Counts the threads of this process (entries of /proc/self/task).
@@ -289,7 +326,8 @@ fn write_image(
     let mut mappings = arena.vec::<Mapping<'_>>(lines * 2 + 2).ok_or_else(no_mem)?;
     let run_cap = arena.remaining() / 2 / core::mem::size_of::<PageRun>();
     let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
-    let (arena_start, arena_end) = arena.range();
+    // The dump's own memory stays out of the image.
+    let ours = [arena.range(), job.stack];
 
     let descriptors = fds::collect(
         arena,
@@ -332,11 +370,8 @@ fn write_image(
         } else {
             (Backing::Anonymous, Some(pages::Select::Touched))
         };
-        // The arena itself may have merged with a neighbouring mapping: cut it out.
-        let parts = [
-            (m.start, m.end.min(arena_start)),
-            (m.start.max(arena_end), m.end),
-        ];
+        // The dump's memory may have merged with a neighbouring mapping: cut it out.
+        let parts = cut_out(m.start, m.end, ours);
         for (start, end) in parts {
             if start >= end {
                 continue;
@@ -617,4 +652,38 @@ fn read_auxv(arena: &arena::Arena) -> Result<&[u64], Fail> {
         .map_err(|e| Fail::new("cannot read /proc/self/auxv").errno(e))?;
     // SAFETY: the buffer is page-aligned; n / 8 whole words were read.
     Ok(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u64>(), n / 8) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_out;
+
+    fn pieces(start: u64, end: u64, out: [(u64, u64); 2]) -> Vec<(u64, u64)> {
+        cut_out(start, end, out)
+            .into_iter()
+            .filter(|(s, e)| s < e)
+            .collect()
+    }
+
+    #[test]
+    fn cuts_out_our_memory() {
+        let far = [(0x9000, 0xa000), (0xb000, 0xc000)];
+        assert_eq!(pieces(0x1000, 0x5000, far), [(0x1000, 0x5000)]);
+        assert_eq!(
+            pieces(0x1000, 0x5000, [(0x2000, 0x3000), (0xb000, 0xc000)]),
+            [(0x1000, 0x2000), (0x3000, 0x5000)]
+        );
+        assert_eq!(
+            pieces(0x1000, 0x8000, [(0x5000, 0x6000), (0x2000, 0x3000)]),
+            [(0x1000, 0x2000), (0x3000, 0x5000), (0x6000, 0x8000)]
+        );
+        assert_eq!(
+            pieces(0x1000, 0x5000, [(0x0, 0x2000), (0x4000, 0x9000)]),
+            [(0x2000, 0x4000)]
+        );
+        assert_eq!(
+            pieces(0x1000, 0x5000, [(0x0, 0x9000), (0xb000, 0xc000)]),
+            []
+        );
+    }
 }

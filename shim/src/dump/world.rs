@@ -112,8 +112,14 @@ pub fn park() {
     slot.tid.store(sys::gettid(), Release);
     let mut job = ParkJob { slot, round };
     // SAFETY: `slot.regs` outlives the call; `park_body` receives the job.
-    let out =
-        unsafe { migrate_checkpoint(&mut slot.regs, park_body, (&mut job as *mut ParkJob).cast()) };
+    let out = unsafe {
+        migrate_checkpoint(
+            &mut slot.regs,
+            park_body,
+            (&mut job as *mut ParkJob).cast(),
+            0,
+        )
+    };
     if out.status == RESUMED {
         crate::restore::resume::after_restore(out.handoff);
     }

@@ -91,11 +91,13 @@ pub struct Outcome {
 
 unsafe extern "C" {
     /// Saves registers into `regs`, then returns `body(arg)` (with handoff 0),
+    /// run on the stack that ends at `stack_top` (0: the current stack),
     /// or `(RESUMED, handoff)` when resumed by the restorer.
     pub fn migrate_checkpoint(
         regs: *mut SavedRegs,
         body: extern "C" fn(*mut u8) -> u64,
         arg: *mut u8,
+        stack_top: u64,
     ) -> Outcome;
 }
 
@@ -114,11 +116,17 @@ global_asm!(
     "    lea rax, [rip + 2f]",
     "    mov [rdi + 48], rax",
     "    mov [rdi + 56], rsp",
-    // At entry rsp = 8 mod 16; keep the ABI's 16-byte alignment for the call.
-    "    sub rsp, 8",
+    // Call body(arg) on the given stack (or below the current one), 16-byte
+    // aligned as the ABI wants, with the old stack pointer kept at [rsp].
+    "    mov rax, rsp",
+    "    test rcx, rcx",
+    "    cmovz rcx, rsp",
+    "    and rcx, -16",
+    "    lea rsp, [rcx - 16]",
+    "    mov [rsp], rax",
     "    mov rdi, rdx",
     "    call rsi",
-    "    add rsp, 8",
+    "    mov rsp, [rsp]",
     "    xor edx, edx",
     "    ret",
     // Resumed: the restorer set rsp to the saved value (pointing at our
