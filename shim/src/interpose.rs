@@ -210,3 +210,66 @@ pub unsafe extern "C" fn pthread_sigmask(
         }
     }
 }
+
+/// Interposes a libc function that takes a signal set: the program's call
+/// goes to libc with the dump signal taken out of that set.
+macro_rules! without_dump_signal_in {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; set = $set:ident) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// As the libc function of the same name.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            static REAL: AtomicUsize = AtomicUsize::new(0);
+            // SAFETY: the literal ends with its only NUL.
+            let name = unsafe { core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes()) };
+            let f = next(&REAL, name);
+            // SAFETY: `f` is libc's function of this name and type; the
+            // set is null or valid (caller), and the copy outlives the call.
+            unsafe {
+                let real = core::mem::transmute::<usize, unsafe extern "C" fn($($ty),*) -> $ret>(f);
+                match without_dump_signal(libc::SIG_BLOCK, $set) {
+                    Some(copy) => {
+                        let $set: *const libc::sigset_t = &copy;
+                        real($($arg),*)
+                    }
+                    None => real($($arg),*),
+                }
+            }
+        }
+    };
+}
+
+without_dump_signal_in! {
+    /// Waiting for the dump signal would take dump requests away from the library.
+    fn sigwait(set: *const libc::sigset_t, sig: *mut i32) -> i32; set = set
+}
+without_dump_signal_in! {
+    /// As `sigwait`.
+    fn sigwaitinfo(set: *const libc::sigset_t, info: *mut libc::siginfo_t) -> i32; set = set
+}
+without_dump_signal_in! {
+    /// As `sigwait`.
+    fn sigtimedwait(set: *const libc::sigset_t, info: *mut libc::siginfo_t, timeout: *const libc::timespec) -> i32; set = set
+}
+without_dump_signal_in! {
+    /// A signalfd reading the dump signal would take dump requests away.
+    fn signalfd(fd: i32, set: *const libc::sigset_t, flags: i32) -> i32; set = set
+}
+without_dump_signal_in! {
+    /// The mask installed while waiting must not block the dump signal.
+    fn sigsuspend(set: *const libc::sigset_t) -> i32; set = set
+}
+without_dump_signal_in! {
+    /// As `sigsuspend`.
+    fn ppoll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: *const libc::timespec, set: *const libc::sigset_t) -> i32; set = set
+}
+without_dump_signal_in! {
+    /// As `sigsuspend`.
+    fn pselect(n: i32, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, timeout: *const libc::timespec, set: *const libc::sigset_t) -> i32; set = set
+}
+without_dump_signal_in! {
+    /// As `sigsuspend`.
+    fn epoll_pwait(epfd: i32, events: *mut libc::epoll_event, max: i32, timeout: i32, set: *const libc::sigset_t) -> i32; set = set
+}

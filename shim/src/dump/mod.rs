@@ -102,6 +102,7 @@ const DUMP_STACK_LEN: usize = 1 << 20;
 /// # Safety
 /// `info` must be the `siginfo_t` the kernel passed to the handler.
 pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
+    world::forget_inherited();
     // SAFETY: forwarded from the caller.
     if unsafe { world::is_park_request(info) } {
         world::park();
@@ -117,7 +118,9 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
         world::park();
         return;
     }
+    world::WORLD.pid.store(sys::getpid(), Release);
     lead();
+    world::WORLD.pid.store(0, Release);
     world::WORLD.leader.store(0, Release);
 }
 

@@ -46,6 +46,9 @@ pub struct Slot {
 pub struct World {
     /// TID of the thread leading a dump, 0 when none.
     pub leader: AtomicI32,
+    /// PID of the process whose thread leads: a child forked during a
+    /// dump inherits this memory, and must not wait for that dump.
+    pub pid: AtomicI32,
     pub slots: AtomicPtr<Slot>,
     pub claimed: AtomicUsize,
     /// Threads whose slot is complete (a futex word).
@@ -63,6 +66,7 @@ pub struct World {
 
 pub static WORLD: World = World {
     leader: AtomicI32::new(0),
+    pid: AtomicI32::new(0),
     slots: AtomicPtr::new(core::ptr::null_mut()),
     claimed: AtomicUsize::new(0),
     parked: AtomicU32::new(0),
@@ -71,6 +75,19 @@ pub static WORLD: World = World {
     go: AtomicU32::new(0),
     inside: AtomicU32::new(0),
 };
+
+/// Forgets a dump that a forked child inherited from its parent's memory.
+pub fn forget_inherited() {
+    let pid = WORLD.pid.load(SeqCst);
+    if pid != 0 && pid != sys::getpid() {
+        WORLD.slots.store(core::ptr::null_mut(), SeqCst);
+        WORLD.claimed.store(0, SeqCst);
+        WORLD.parked.store(0, SeqCst);
+        WORLD.inside.store(0, SeqCst);
+        WORLD.pid.store(0, SeqCst);
+        WORLD.leader.store(0, SeqCst);
+    }
+}
 
 /// Whether a signal is a park request from this process's leader.
 ///

@@ -75,6 +75,7 @@ pub fn after_restore(handoff: u64) {
     }
     // SAFETY: as above; every other thread now waits on `go`.
     finish(unsafe { core::ptr::read(h) });
+    WORLD.pid.store(0, Release);
     WORLD.leader.store(0, Release);
     WORLD.slots.store(core::ptr::null_mut(), Release);
     WORLD.inside.store(0, Release);
