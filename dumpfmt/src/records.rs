@@ -143,6 +143,12 @@ pub enum FdKind<'a> {
         sock_type: i32,
         data: Cow<'a, [u8]>,
     },
+    /// The same open file as descriptor `of` (a lower number): a `dup`.
+    /// Made again as a duplicate of it, so both share offset and status
+    /// flags, and queued data is not doubled.
+    Dup {
+        of: i32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -267,6 +267,23 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         if f.fd <= prev_fd {
             return Err(format!("fd {} is stdio, repeated or out of order", f.fd));
         }
+        if let crate::FdKind::Dup { of } = f.kind {
+            let original = image.fds.iter().find(|o| o.fd == of);
+            if of >= f.fd
+                || matches!(
+                    original,
+                    None | Some(crate::Fd {
+                        kind: crate::FdKind::Dup { .. },
+                        ..
+                    })
+                )
+            {
+                return Err(format!(
+                    "fd {} duplicates fd {of}, which is not an earlier original",
+                    f.fd
+                ));
+            }
+        }
         prev_fd = f.fd;
     }
     if image.threads.is_empty() {

@@ -239,3 +239,28 @@ fn descriptors_above_stdio_sorted_and_unique() {
         );
     }
 }
+
+#[test]
+fn a_dup_names_an_earlier_original() {
+    let fd = |n: i32, kind: dumpfmt::FdKind<'static>| dumpfmt::Fd {
+        fd: n,
+        flags: 0,
+        cloexec: false,
+        kind,
+    };
+    let ev = || dumpfmt::FdKind::Eventfd {
+        count: 1,
+        semaphore: false,
+    };
+    let dup = |of| dumpfmt::FdKind::Dup { of };
+    let good = with_meta(|image, _| image.fds = vec![fd(3, ev()), fd(4, dup(3))].into());
+    assert!(dumpfmt::decode(&good).is_ok());
+    for fds in [
+        vec![fd(3, dup(4)), fd(4, ev())],
+        vec![fd(3, ev()), fd(4, dup(9))],
+        vec![fd(3, ev()), fd(4, dup(3)), fd(5, dup(4))],
+    ] {
+        let bytes = with_meta(|image, _| image.fds = fds.clone().into());
+        rejects(&bytes, "which is not an earlier original");
+    }
+}

@@ -84,8 +84,16 @@ pub fn collect<'a>(
     let mut contents = arena
         .vec::<(i32, u64, u64)>(infos.len())
         .ok_or_else(no_mem)?;
-    for info in infos {
-        let kind = classify(info, infos, arena, refuse_external)?;
+    for (i, info) in infos.iter().enumerate() {
+        let original = infos[..i].iter().find(|o| {
+            (o.dev, o.ino, o.mode) == (info.dev, info.ino, info.mode) && same_file(o.fd, info.fd)
+        });
+        // The first descriptor of an open file is its original: later ones
+        // only name it.
+        let kind = match original {
+            Some(o) => FdKind::Dup { of: o.fd },
+            None => classify(info, infos, arena, refuse_external)?,
+        };
         if matches!(kind, FdKind::Contents { .. }) {
             let _ = contents.push((info.fd, info.dev, info.ino));
         }
@@ -100,6 +108,17 @@ pub fn collect<'a>(
         fds: out.into_slice(),
         contents: contents.into_slice(),
     })
+}
+
+/// Whether two descriptors are the same open file description (a dup).
+fn same_file(a: i32, b: i32) -> bool {
+    const KCMP_FILE: u64 = 0;
+    let pid = sys::getpid();
+    // SAFETY: kcmp compares two of our own descriptors; no memory involved.
+    matches!(
+        unsafe { sys::sys(libc::SYS_kcmp, args!(pid, pid, KCMP_FILE, a, b)) },
+        Ok(0)
+    )
 }
 
 fn fail(info: &Info<'_>, why: &str) -> Fail {

@@ -166,6 +166,30 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
     let mut made = Vec::with_capacity(image.fds.len());
     let mut shared = Shared::default();
     for fd in image.fds.iter() {
+        if let FdKind::Dup { of } = fd.kind {
+            let original: &Made =
+                made.iter()
+                    .find(|m: &&Made| m.target == of)
+                    .ok_or_else(|| {
+                        refuse(
+                            exit::CORRUPT,
+                            format!(
+                                "fd {} duplicates fd {of}, which the image does not hold",
+                                fd.fd
+                            ),
+                        )
+                    })?;
+            let temp = original
+                .temp
+                .try_clone()
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?;
+            made.push(Made {
+                temp: lift(temp, base)?,
+                target: fd.fd,
+                cloexec: fd.cloexec,
+            });
+            continue;
+        }
         let temp = make_one(fd, &image.fds, &mut shared)?;
         set_status_flags(&temp, fd.flags);
         made.push(Made {
@@ -191,6 +215,10 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
     let Shared { pipes, pairs } = shared;
     let cloexec = libc::O_CLOEXEC;
     match &fd.kind {
+        FdKind::Dup { of } => Err(refuse(
+            exit::CORRUPT,
+            format!("fd {} duplicates fd {of} out of order", fd.fd),
+        )),
         FdKind::File {
             path,
             offset,
