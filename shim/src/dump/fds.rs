@@ -45,15 +45,19 @@ pub fn collect<'a>(
 ) -> Result<Collected<'a>, Fail> {
     let no_mem = || Fail::new("the dump arena is too small");
     let mut numbers = arena.vec::<i32>(65536).ok_or_else(no_mem)?;
+    let mut full = false;
     let dir = sys::for_each_dir_entry(b"/proc/self/fd\0", |name| {
         if let Some(fd) = sys::parse_dec(name) {
             let fd = fd as i32;
             if fd > 2 && !ours.contains(&fd) {
-                let _ = numbers.push(fd);
+                full |= numbers.push(fd).is_err();
             }
         }
     })
     .map_err(|e| Fail::new("cannot list /proc/self/fd").errno(e))?;
+    if full {
+        return Err(Fail::new("more than 65536 descriptors are open"));
+    }
     let numbers = numbers.as_mut_slice();
     numbers.sort_unstable();
 
@@ -80,6 +84,9 @@ pub fn collect<'a>(
         });
     }
     let infos = infos.into_slice();
+    // /proc/self/fdinfo of anon inodes, read one at a time (an epoll set's
+    // entries are copied out of it).
+    let scratch = arena.bytes(4 << 20).ok_or_else(no_mem)?;
     let mut out = arena.vec::<Fd<'a>>(infos.len()).ok_or_else(no_mem)?;
     let mut contents = arena
         .vec::<(i32, u64, u64)>(infos.len())
@@ -92,7 +99,7 @@ pub fn collect<'a>(
         // only name it.
         let kind = match original {
             Some(o) => FdKind::Dup { of: o.fd },
-            None => classify(info, infos, arena, refuse_external)?,
+            None => classify(info, infos, arena, scratch, refuse_external)?,
         };
         if matches!(kind, FdKind::Contents { .. }) {
             let _ = contents.push((info.fd, info.dev, info.ino));
@@ -136,6 +143,7 @@ fn classify<'a>(
     info: &Info<'a>,
     all: &[Info<'a>],
     arena: &'a Arena,
+    scratch: &mut [u8],
     refuse_external: bool,
 ) -> Result<FdKind<'a>, Fail> {
     let target = info.target;
@@ -227,7 +235,7 @@ fn classify<'a>(
             })
         }
         libc::S_IFSOCK => socket(info, all, arena, gone),
-        0 => anon_inode(info, arena),
+        0 => anon_inode(info, arena, scratch),
         _ => Err(fail(info, "this kind of file cannot be saved")),
     }
 }
@@ -301,7 +309,11 @@ fn pipe_bytes<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<&'a [u8], Fail> {
         )
     }
     .map_err(|e| fail(info, "cannot make a pipe to copy its bytes").errno(e))?;
-    let _ = sys::fcntl(p[1], libc::F_SETPIPE_SZ, n.max(4096));
+    // tee copies whole pipe buffers: the copy must be as large as the source.
+    let size = sys::fcntl(info.fd, libc::F_GETPIPE_SZ, 0)
+        .unwrap_or(n)
+        .max(n);
+    let _ = sys::fcntl(p[1], libc::F_SETPIPE_SZ, size);
     let buf = arena.bytes(n as usize);
     // SAFETY: tee between two pipes; no memory is passed.
     let teed = unsafe {
@@ -320,7 +332,11 @@ fn pipe_bytes<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<&'a [u8], Fail> {
                 }
             }
             let buf: &'a [u8] = buf;
-            Ok(&buf[..done])
+            if (done as u64) < n {
+                Err(fail(info, "cannot copy all the bytes buffered in it"))
+            } else {
+                Ok(&buf[..done])
+            }
         }
         (Err(e), _) => Err(fail(info, "cannot copy its buffered bytes").errno(e)),
         (_, None) => Err(fail(info, "the dump arena is too small")),
@@ -421,7 +437,8 @@ fn peek<'a>(info: &Info<'a>, sock_type: i32, arena: &'a Arena) -> Result<&'a [u8
     let rcvbuf = sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)
         .unwrap_or(1 << 16)
         .max(1 << 16) as usize;
-    let cap = (rcvbuf * 2).min(64 << 20);
+    let waiting = sys::bytes_waiting(fd) as usize;
+    let cap = (rcvbuf * 4).max(waiting * 2 + 4096).min(64 << 20);
     let buf = arena
         .bytes(cap)
         .ok_or_else(|| fail(info, "the dump arena is too small"))?;
@@ -440,12 +457,16 @@ fn peek<'a>(info: &Info<'a>, sock_type: i32, arena: &'a Arena) -> Result<&'a [u8
     let mut len = 0usize;
     loop {
         let head = if framed { 4 } else { 0 };
-        let Some(room) = buf.get_mut(len + head..) else {
-            break;
+        let room = match buf.get_mut(len + head..) {
+            Some(room) if !room.is_empty() => room,
+            _ => {
+                let _ = stepping && set_off(old_off).is_ok();
+                return Err(fail(
+                    info,
+                    "more bytes are queued on it than the dump can hold",
+                ));
+            }
         };
-        if room.is_empty() {
-            break;
-        }
         // SAFETY: `room` is writable for its length.
         let got = unsafe {
             sys::sys(
@@ -545,22 +566,24 @@ fn unix_peer(ino: u64) -> Option<u64> {
 }
 
 /// eventfd, timerfd, signalfd, epoll; anything else fails the dump.
-fn anon_inode<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<FdKind<'a>, Fail> {
+fn anon_inode<'a>(
+    info: &Info<'a>,
+    arena: &'a Arena,
+    scratch: &mut [u8],
+) -> Result<FdKind<'a>, Fail> {
     let kind = info
         .target
         .strip_prefix(b"anon_inode:")
         .unwrap_or(info.target);
     let mut path = Line::<64>::new();
     path.str("/proc/self/fdinfo/").dec(info.fd as u64);
-    let buf = arena
-        .bytes(1 << 20)
-        .ok_or_else(|| fail(info, "the dump arena is too small"))?;
+    let buf = &mut *scratch;
     let n = path
         .c_str()
         .map(|p| sys::read_file(p, buf))
         .unwrap_or(Ok(0))
         .map_err(|e| fail(info, "cannot read its fdinfo").errno(e))?;
-    let fdinfo: &'a [u8] = &buf[..n];
+    let fdinfo: &[u8] = &buf[..n];
     match kind {
         b"[eventfd]" => Ok(FdKind::Eventfd {
             count: field(fdinfo, b"eventfd-count:", 16).unwrap_or(0),

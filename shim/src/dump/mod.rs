@@ -346,6 +346,18 @@ fn write_image(
         }
         let name = core::str::from_utf8(m.name)
             .map_err(|_| Fail::new("mapping name is not UTF-8: ").bytes(m.name))?;
+        if m.name.starts_with(b"/[aio]") || m.name.starts_with(b"/SYSV") {
+            let what = if m.name.starts_with(b"/[aio]") {
+                "an AIO ring (io_setup)"
+            } else {
+                "SysV shared memory"
+            };
+            return Err(Fail::new("mapping ")
+                .bytes(m.name)
+                .str(": ")
+                .str(what)
+                .str(" cannot be saved"));
+        }
         let (backing, select) = if m.is_kernel() {
             (Backing::Kernel, None)
         } else if let Some(&(fd, ..)) = descriptors

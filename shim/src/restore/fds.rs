@@ -74,16 +74,36 @@ fn set_status_flags(fd: &OwnedFd, flags: i32) {
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & SETFL_FLAGS) };
 }
 
+/// Writes all of `data`; a descriptor that would block (a pipe or socket
+/// too small for what it held at the dump) is an error, not a hang.
 fn write_all(fd: &OwnedFd, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
-        // SAFETY: writing from a live buffer.
-        let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+        // SAFETY: sending from a live buffer; MSG_DONTWAIT only applies to
+        // sockets, so other kinds fall back to write below.
+        let mut n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 && last_error().raw_os_error() == Some(libc::ENOTSOCK) {
+            // SAFETY: writing from a live buffer.
+            n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+        }
         if n < 0 {
             let e = last_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => {
+                    return Err(std::io::Error::other(format!(
+                        "{} bytes do not fit in it here (pipe or socket buffers are smaller than at the dump)",
+                        data.len()
+                    )));
+                }
+                _ => return Err(e),
             }
-            return Err(e);
         }
         data = &data[n as usize..];
     }
@@ -94,7 +114,8 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> std::io::Result<()> {
 fn pipe_with(data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), Refusal> {
     let mut p = [0; 2];
     // SAFETY: `p` has room for two descriptors.
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    // Non-blocking while it is filled (each end gets its own flags later).
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
         return Err(refuse(
             exit::UNSUPPORTED,
             format!("fd {}: pipe: {}", fd.fd, last_error()),
@@ -103,9 +124,12 @@ fn pipe_with(data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), 
     // SAFETY: both descriptors were just created and are ours.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
     let want = size.max(data.len() as u32);
-    if want > 65536 {
-        // SAFETY: F_SETPIPE_SZ on our pipe.
-        unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int) };
+    // SAFETY: F_GETPIPE_SZ and F_SETPIPE_SZ on our pipe (a refused resize
+    // shows as a full pipe below).
+    unsafe {
+        if want as libc::c_int > libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) {
+            libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int);
+        }
     }
     write_all(&w, data).map_err(|e| {
         refuse(
@@ -120,6 +144,17 @@ fn pipe_with(data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), 
 /// datagram socket's messages (each framed as a little-endian u32 length
 /// and the bytes, as the dump wrote them).
 fn send_queued(through: &OwnedFd, sock_type: i32, data: &[u8]) -> std::io::Result<()> {
+    let room = (data.len() * 2).min(i32::MAX as usize) as i32;
+    // SAFETY: an int option from a live int (the kernel caps it at wmem_max).
+    unsafe {
+        libc::setsockopt(
+            through.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&room as *const i32).cast(),
+            4,
+        )
+    };
     if sock_type == libc::SOCK_STREAM {
         return write_all(through, data);
     }
@@ -130,8 +165,19 @@ fn send_queued(through: &OwnedFd, sock_type: i32, data: &[u8]) -> std::io::Resul
             .get(4..4 + n)
             .ok_or_else(|| std::io::Error::other("a queued datagram runs past its record"))?;
         // SAFETY: sending from a live buffer.
-        if unsafe { libc::send(through.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) } < 0 {
-            return Err(last_error());
+        if unsafe {
+            libc::send(
+                through.as_raw_fd(),
+                msg.as_ptr().cast(),
+                msg.len(),
+                libc::MSG_DONTWAIT,
+            )
+        } < 0
+        {
+            return Err(std::io::Error::other(format!(
+                "a queued message does not fit: {}",
+                last_error()
+            )));
         }
         rest = &rest[4 + n..];
     }
@@ -235,7 +281,9 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                     | libc::O_PATH
                     | libc::O_NOATIME))
                 | cloexec
-                | libc::O_NOCTTY;
+                | libc::O_NOCTTY
+                // Never wait on something else now at that path (a FIFO).
+                | libc::O_NONBLOCK;
             // SAFETY: opening a NUL-terminated path.
             let n = unsafe { libc::open(cstr(path).as_ptr(), open_flags) };
             if n < 0 {
@@ -246,6 +294,12 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
             }
             // SAFETY: `n` is ours.
             let file = unsafe { std::fs::File::from_raw_fd(n) };
+            if fd.flags & libc::O_PATH == 0 && !file.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(refuse(
+                    exit::FILE_CHANGED,
+                    format!("file {path} (fd {}) is no longer a regular file", fd.fd),
+                ));
+            }
             if fd.flags & libc::O_ACCMODE == libc::O_RDONLY {
                 let st = file
                     .metadata()
@@ -286,13 +340,11 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                     format!("fd {}: refilling {name}: {e}", fd.fd),
                 )
             })?;
-            // SAFETY: lseek and F_ADD_SEALS on our descriptor.
-            unsafe {
-                libc::lseek(f.as_raw_fd(), *offset as i64, libc::SEEK_SET);
-                if *memfd && *seals != 0 {
-                    libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, *seals as libc::c_int);
-                }
-            }
+            // Seals come back after the mappings (see `build_plan`): a
+            // write seal would forbid mapping it writable.
+            let _ = (memfd, seals);
+            // SAFETY: lseek on our descriptor.
+            unsafe { libc::lseek(f.as_raw_fd(), *offset as i64, libc::SEEK_SET) };
             Ok(f)
         }
         FdKind::Dir { path, offset } => {
@@ -340,7 +392,12 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
             if fd.flags & libc::O_ACCMODE == libc::O_RDWR && !path.is_empty() {
                 // A FIFO open for both reading and writing.
                 // SAFETY: opening a NUL-terminated path (O_RDWR does not block on a FIFO).
-                let n = unsafe { libc::open(cstr(path).as_ptr(), libc::O_RDWR | cloexec) };
+                let n = unsafe {
+                    libc::open(
+                        cstr(path).as_ptr(),
+                        libc::O_RDWR | libc::O_NONBLOCK | cloexec,
+                    )
+                };
                 if n < 0 {
                     return Err(refuse(
                         exit::FILE_CHANGED,
@@ -349,6 +406,17 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                 }
                 // SAFETY: `n` is ours.
                 let f = unsafe { OwnedFd::from_raw_fd(n) };
+                let st = std::fs::File::from(
+                    f.try_clone()
+                        .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?,
+                )
+                .metadata();
+                if !st.is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type())) {
+                    return Err(refuse(
+                        exit::FILE_CHANGED,
+                        format!("FIFO {path} (fd {}) is no longer a FIFO", fd.fd),
+                    ));
+                }
                 write_all(&f, data).map_err(|e| {
                     refuse(
                         exit::UNSUPPORTED,
@@ -541,9 +609,13 @@ fn make_socket(
             let path = std::path::Path::new(
                 <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path),
             );
-            if std::fs::symlink_metadata(path)
+            // A socket file left by the dumped process is removed; one that
+            // a live process (the original, still running) answers on is not.
+            let stale = std::fs::symlink_metadata(path)
                 .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-            {
+                && std::os::unix::net::UnixStream::connect(path)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused);
+            if stale {
                 let _ = std::fs::remove_file(path);
             }
         }

@@ -704,19 +704,37 @@ fn build_plan(
                 ev[..4].copy_from_slice(&e.events.to_ne_bytes());
                 ev[4..].copy_from_slice(&e.data.to_ne_bytes());
                 let off = plan.bytes(&ev);
-                let what = format!("restore: cannot add fd {} to epoll fd {}", e.fd, fd.fd);
-                plan.call(
-                    SYS_epoll_ctl,
-                    &[
-                        v(fd.fd as u64),
-                        v(EPOLL_CTL_ADD as u64),
-                        v(e.fd as u64),
-                        Arg::Data(off),
-                    ],
-                    v(0),
-                    &what,
-                );
+                let args = [
+                    v(fd.fd as u64),
+                    v(EPOLL_CTL_ADD as u64),
+                    v(e.fd as u64),
+                    Arg::Data(off),
+                ];
+                if e.fd <= 2 {
+                    // Stdio is the relaunch's now: watch it if epoll can
+                    // (a regular file cannot be watched, and need not be).
+                    plan.call_any(SYS_epoll_ctl, &args);
+                } else if image.fds.iter().any(|f| f.fd == e.fd) {
+                    let what = format!("restore: cannot add fd {} to epoll fd {}", e.fd, fd.fd);
+                    plan.call(SYS_epoll_ctl, &args, v(0), &what);
+                }
+                // Otherwise the watched fd was closed after it was added
+                // (epoll forgets a file only when its last fd closes):
+                // nothing by that number remains to watch.
             }
+        }
+    }
+    // Memfd seals, now that the mappings that needed write access exist.
+    for fd in image.fds.iter() {
+        if let dumpfmt::FdKind::Contents {
+            memfd: true, seals, ..
+        } = fd.kind
+            && seals != 0
+        {
+            plan.call_any(
+                SYS_fcntl,
+                &[v(fd.fd as u64), v(F_ADD_SEALS as u64), v(u64::from(seals))],
+            );
         }
     }
     plan.call(

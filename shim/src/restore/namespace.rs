@@ -238,9 +238,8 @@ fn init(pid: u32, report: i32) -> bool {
     }
 }
 
-/// Waits for init's report and ends as the restored process ended;
-/// returns `false` only when init could not create that process.
-fn supervise(init_pid: i32, report: i32) -> bool {
+/// Waits for init's report and ends as the restored process ended.
+fn supervise(init_pid: i32, report: i32) -> ! {
     FORWARD_TO.store(init_pid, Relaxed);
     forward_signals();
     set_mask(libc::SIG_SETMASK, &empty_set());
@@ -263,9 +262,17 @@ fn supervise(init_pid: i32, report: i32) -> bool {
     {}
     let status = match msg.first() {
         Some(b'S') if msg.len() >= 5 => i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]),
-        // Init could not take the PID (no /proc of its own, set_tid refused):
-        // restore here instead, with new TIDs.
-        Some(b'F') => return false,
+        // Init could not take the PID (no /proc of its own, set_tid
+        // refused). This process already entered the namespaces, whose init
+        // is gone, so it could not fork any more: stop here and say how to
+        // restore without them.
+        Some(b'F') => {
+            eprintln!(
+                "migrate: restore: cannot keep PIDs ({}); MIGRATE_NAMESPACE=off restores with new PIDs",
+                String::from_utf8_lossy(&msg[1..])
+            );
+            std::process::exit(super::exit::UNSUPPORTED);
+        }
         // Init died without a word (killed): end the way it ended.
         _ => status,
     };
