@@ -224,6 +224,11 @@ pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
         }
         let now = sys::monotonic_ns();
         if now >= deadline {
+            if is_zombie(straggler) {
+                return Err(Fail::new("thread ")
+                    .dec(straggler as u64)
+                    .str(" has exited but the process goes on (pthread_exit from main): such a process cannot be dumped"));
+            }
             return Err(Fail::new("thread ")
                 .dec(straggler as u64)
                 .str(" did not stop within 5 s (does it block signal ")
@@ -232,6 +237,22 @@ pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
         }
         sys::futex_wait(&WORLD.parked, seen, (deadline - now).min(20_000_000));
     }
+}
+
+/// Whether thread `tid` of this process is a zombie (state `Z`).
+fn is_zombie(tid: i32) -> bool {
+    let mut path = crate::sys::line::Line::<64>::new();
+    path.str("/proc/self/task/").dec(tid as u64).str("/stat");
+    let mut buf = [0u8; 512];
+    let Some(Ok(n)) = path.c_str().map(|p| sys::read_file(p, &mut buf)) else {
+        return false;
+    };
+    let text = &buf[..n];
+    // The state follows the command name, which ends at the last ')'.
+    text.iter()
+        .rposition(|&c| c == b')')
+        .and_then(|i| text.get(i + 2))
+        == Some(&b'Z')
 }
 
 fn is_parked(base: *const Slot, tid: i32) -> bool {
