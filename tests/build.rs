@@ -23,6 +23,11 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("curing", &[]),
     ("cfdkinds", &[]),
     ("cprocstate", &[]),
+    ("csmallstack", &["-pthread"]),
+    ("cforker", &["-pthread"]),
+    ("csigwait", &[]),
+    ("cstdinpoll", &[]),
+    ("cfdregress", &[]),
 ];
 
 fn main() {

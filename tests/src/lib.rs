@@ -279,6 +279,49 @@ impl Program {
         )
     }
 
+    /// A worker thread on a 32 KiB stack does the steps; with `raise`, it
+    /// raises the dump signal itself at step 10 (see `programs/csmallstack.c`;
+    /// run that only under the shim).
+    pub fn small_stack(raise: bool) -> Program {
+        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CSMALLSTACK").into()];
+        if raise {
+            argv.push("raise".into());
+        }
+        Program::new(
+            if raise {
+                "csmallstack-raise"
+            } else {
+                "csmallstack"
+            },
+            argv,
+        )
+    }
+
+    /// A thread forks short-lived children in a loop (see `programs/cforker.c`).
+    pub fn forker() -> Program {
+        Program::new("cforker", vec![env!("MIGRATE_TEST_CFORKER").into()])
+    }
+
+    /// Every signal blocked, waited for with `sigtimedwait` and a signalfd
+    /// of the full set (see `programs/csigwait.c`).
+    pub fn sigwait() -> Program {
+        Program::new("csigwait", vec![env!("MIGRATE_TEST_CSIGWAIT").into()])
+    }
+
+    /// An epoll loop watching stdin, paced by a timerfd (see
+    /// `programs/cstdinpoll.c`).
+    pub fn stdin_poll() -> Program {
+        Program::new("cstdinpoll", vec![env!("MIGRATE_TEST_CSTDINPOLL").into()])
+    }
+
+    /// One descriptor case per `mode` found in review, with its argument if
+    /// it takes one (see `programs/cfdregress.c`).
+    pub fn fd_regress(mode: &str, arg: Option<&Path>) -> Program {
+        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CFDREGRESS").into(), mode.into()];
+        argv.extend(arg.map(OsString::from));
+        Program::new(&format!("cfdregress-{mode}"), argv)
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();
@@ -432,7 +475,19 @@ impl TestDir {
     /// Starts `program` under the shim with `env` added, in this directory.
     /// `label` names the process in messages and its log files.
     pub fn spawn(&self, program: &Program, label: &str, env: &[(&str, &str)]) -> Proc {
-        self.spawn_with(program, label, env, true, &[])
+        self.spawn_with(program, label, env, true, &[], None)
+    }
+
+    /// As [`TestDir::spawn`], with `stdin` as the program's fd 0 (instead
+    /// of `/dev/null`).
+    pub fn spawn_with_stdin(
+        &self,
+        program: &Program,
+        label: &str,
+        env: &[(&str, &str)],
+        stdin: Stdio,
+    ) -> Proc {
+        self.spawn_with(program, label, env, true, &[], Some(stdin))
     }
 
     /// As [`TestDir::spawn`], and the program also gets descriptors of the
@@ -445,12 +500,12 @@ impl TestDir {
         env: &[(&str, &str)],
         fds: &[(RawFd, RawFd)],
     ) -> Proc {
-        self.spawn_with(program, label, env, true, fds)
+        self.spawn_with(program, label, env, true, fds, None)
     }
 
     /// Starts `program` without the shim.
     pub fn spawn_plain(&self, program: &Program, label: &str, env: &[(&str, &str)]) -> Proc {
-        self.spawn_with(program, label, env, false, &[])
+        self.spawn_with(program, label, env, false, &[], None)
     }
 
     /// Relaunches `program` under the shim with `MIGRATE_RESTORE=image`.
@@ -464,7 +519,23 @@ impl TestDir {
         let image = image.to_str().expect("utf-8 image path");
         let mut all = vec![("MIGRATE_RESTORE", image)];
         all.extend_from_slice(env);
-        self.spawn_with(program, label, &all, true, &[])
+        self.spawn_with(program, label, &all, true, &[], None)
+    }
+
+    /// As [`TestDir::restore`], with `stdin` as the relaunch's fd 0 (which
+    /// becomes the restored process's).
+    pub fn restore_with_stdin(
+        &self,
+        program: &Program,
+        label: &str,
+        image: &Path,
+        env: &[(&str, &str)],
+        stdin: Stdio,
+    ) -> Proc {
+        let image = image.to_str().expect("utf-8 image path");
+        let mut all = vec![("MIGRATE_RESTORE", image)];
+        all.extend_from_slice(env);
+        self.spawn_with(program, label, &all, true, &[], Some(stdin))
     }
 
     fn spawn_with(
@@ -474,6 +545,7 @@ impl TestDir {
         env: &[(&str, &str)],
         shim: bool,
         fds: &[(RawFd, RawFd)],
+        stdin: Option<Stdio>,
     ) -> Proc {
         let stdout = self.logs.join(format!("{label}.out"));
         let stderr = self.logs.join(format!("{label}.err"));
@@ -489,6 +561,9 @@ impl TestDir {
             .stderr(File::create(&stderr).expect("create stderr file"));
         if !fds.is_empty() {
             pass_fds(&mut cmd, fds);
+        }
+        if let Some(stdin) = stdin {
+            cmd.stdin(stdin);
         }
         let child = cmd
             .spawn()
@@ -1197,7 +1272,8 @@ pub const DUMP_FAILED: &str = "migrate: dump failed, the process goes on:";
 
 /// Waits for `p` (dumped towards `image`) to report a failed dump; checks
 /// that the report is one line starting [`DUMP_FAILED`] that names one of
-/// `fds` and contains each of `words`; that the process goes on and exits
+/// `fds` (unless `fds` is empty: a failure about no descriptor) and
+/// contains each of `words`; that the process goes on and exits
 /// with status 0 having printed `expected` (its whole output, as an
 /// uninterrupted run); that stderr holds that line only; and that neither
 /// the image nor its temporary file exists. Returns the line.
@@ -1218,7 +1294,7 @@ pub fn expect_dump_failure(
         p.describe()
     );
     assert!(
-        fds.iter().any(|&fd| names_fd(&line, fd)),
+        fds.is_empty() || fds.iter().any(|&fd| names_fd(&line, fd)),
         "the failure line names none of the fds {fds:?}: {line:?}\n{}",
         p.describe()
     );
