@@ -244,6 +244,10 @@ pub struct PageRun {
 /// handler. The rest of the user context (all general registers, the FPU and
 /// xsave state, the signal mask) lies in the signal frame on the thread's stack,
 /// which is part of the restored memory; returning from the handler restores it.
+///
+/// The layout is fixed (`repr(C)`, this order): the shim's assembly saves
+/// and loads these fields by offset.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ResumeContext {
     pub rbx: u64,
@@ -289,7 +293,9 @@ pub struct SigAction {
     pub mask: u64,
 }
 
-/// The fields of `struct prctl_mm_map` (less auxv and exe_fd).
+/// The fields of `struct prctl_mm_map` (less auxv and exe_fd), in its
+/// order and layout, so the restore can hand them to the kernel as they are.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct MmFields {
     pub start_code: u64,

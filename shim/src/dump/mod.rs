@@ -571,7 +571,7 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
     };
     ThreadState {
         tid: sys::gettid() as u32,
-        context: (*regs).into(),
+        context: *regs,
         fs_base,
         gs_base: sys::arch_get(sys::ARCH_GET_GS),
         sigmask: sys::sigmask_get(),

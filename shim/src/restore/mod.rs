@@ -598,26 +598,15 @@ fn build_plan(
     }
 
     // 4. The memory descriptor: brk, stack, arguments, environment, auxv.
-    let mm = image.mm;
     let auxv_off = plan.bytes(plan::as_bytes_slice(&image.auxv));
     let map = PrctlMmMap {
-        start_code: mm.start_code,
-        end_code: mm.end_code,
-        start_data: mm.start_data,
-        end_data: mm.end_data,
-        start_brk: mm.start_brk,
-        brk: mm.brk,
-        start_stack: mm.start_stack,
-        arg_start: mm.arg_start,
-        arg_end: mm.arg_end,
-        env_start: mm.env_start,
-        env_end: mm.env_end,
+        mm: image.mm,
         auxv: 0,
         auxv_size: (image.auxv.len() * 8) as u32,
         exe_fd: u32::MAX,
     };
     let map_off = plan.data(&map);
-    plan.patch_pointer(map_off + 88, auxv_off);
+    plan.patch_pointer(map_off + core::mem::offset_of!(PrctlMmMap, auxv), auxv_off);
     plan.call(
         SYS_prctl,
         &[
@@ -887,7 +876,7 @@ fn thread_ops(plan: &mut Plan, t: &dumpfmt::ThreadState, handoff_off: usize) {
         v(0),
         "restore: cannot set the signal mask",
     );
-    let regs = crate::sys::context::SavedRegs::from(t.context);
+    let regs = t.context;
     let regs_off = plan.data(&regs);
     plan.resume(regs_off, handoff_off);
 }

@@ -17,69 +17,12 @@ use core::arch::global_asm;
 /// restored process.
 pub const RESUMED: u64 = 0x4d49_4752_4154_4521; // "MIGRATE!"
 
-/// Registers saved by `checkpoint`; field order is fixed by the assembly.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub struct SavedRegs {
-    pub rbx: u64,
-    pub rbp: u64,
-    pub r12: u64,
-    pub r13: u64,
-    pub r14: u64,
-    pub r15: u64,
-    pub rip: u64,
-    pub rsp: u64,
-}
+/// Registers saved by `checkpoint`: the image's own record, whose
+/// `repr(C)` layout the assembly below relies on (offsets 0 to 56:
+/// rbx, rbp, r12, r13, r14, r15, rip, rsp).
+pub type SavedRegs = dumpfmt::ResumeContext;
 
-impl From<SavedRegs> for dumpfmt::ResumeContext {
-    fn from(r: SavedRegs) -> Self {
-        let SavedRegs {
-            rbx,
-            rbp,
-            r12,
-            r13,
-            r14,
-            r15,
-            rip,
-            rsp,
-        } = r;
-        dumpfmt::ResumeContext {
-            rbx,
-            rbp,
-            r12,
-            r13,
-            r14,
-            r15,
-            rip,
-            rsp,
-        }
-    }
-}
-
-impl From<dumpfmt::ResumeContext> for SavedRegs {
-    fn from(c: dumpfmt::ResumeContext) -> Self {
-        let dumpfmt::ResumeContext {
-            rbx,
-            rbp,
-            r12,
-            r13,
-            r14,
-            r15,
-            rip,
-            rsp,
-        } = c;
-        SavedRegs {
-            rbx,
-            rbp,
-            r12,
-            r13,
-            r14,
-            r15,
-            rip,
-            rsp,
-        }
-    }
-}
+const _: () = assert!(size_of::<SavedRegs>() == 64 && core::mem::offset_of!(SavedRegs, rsp) == 56);
 
 /// What `checkpoint` returns: `(status, handoff)`.
 #[repr(C)]

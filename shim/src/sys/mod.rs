@@ -497,25 +497,20 @@ pub const PR_SET_MM: u64 = 35;
 pub const PR_SET_MM_MAP: u64 = 14;
 pub const PR_GET_TID_ADDRESS: u64 = 40;
 
-/// `struct prctl_mm_map` from `<linux/prctl.h>`.
+/// `struct prctl_mm_map` from `<linux/prctl.h>`: the image's fields,
+/// then the auxv and the exe fd.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct PrctlMmMap {
-    pub start_code: u64,
-    pub end_code: u64,
-    pub start_data: u64,
-    pub end_data: u64,
-    pub start_brk: u64,
-    pub brk: u64,
-    pub start_stack: u64,
-    pub arg_start: u64,
-    pub arg_end: u64,
-    pub env_start: u64,
-    pub env_end: u64,
+    pub mm: dumpfmt::MmFields,
     pub auxv: u64,
     pub auxv_size: u32,
     pub exe_fd: u32,
 }
+
+// The kernel's struct is 104 bytes, auxv at 88.
+const _: () =
+    assert!(size_of::<PrctlMmMap>() == 104 && core::mem::offset_of!(PrctlMmMap, auxv) == 88);
 
 pub const RSEQ_SIG: u32 = 0x5305_3053;
 pub const RSEQ_FLAG_UNREGISTER: u64 = 1;
