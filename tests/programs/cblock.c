@@ -15,53 +15,18 @@
  * "done ...". Every line is deterministic. Steps are paced with nanosleep
  * (40 ms) unless MIGRATE_TEST_NOSLEEP is set, which changes no output.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#include <semaphore.h>
+#include "testprog.h"
+
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include <sys/syscall.h>
 
 #define STEPS 60
 #define SLEEP_NS 40000000L
 #define WORKERS 3
 
-static int g_nosleep;
 static atomic_int g_stop;
 static sem_t g_ready;
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static void pace(long ns)
-{
-    if (g_nosleep)
-        return;
-    struct timespec ts = {0, ns};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
-
-static void die(const char *what, int err)
-{
-    printf("error %s %s\n", what, strerror(err));
-    exit(1);
-}
 
 /* Blocks or unblocks one signal for the calling thread with the system
  * call itself, past any interposed libc function. */
@@ -69,7 +34,7 @@ static void raw_sigmask(int how, int sig)
 {
     uint64_t set = 1ull << (sig - 1);
     if (syscall(SYS_rt_sigprocmask, how, &set, NULL, 8) != 0)
-        die("rt_sigprocmask", errno);
+        die_rc("rt_sigprocmask", errno);
 }
 
 /* Counts until told to stop; returns a value that depends only on its id. */
@@ -95,20 +60,13 @@ static void *worker(void *arg)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    g_nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
-    printf("start\n");
+    tp_start();
     sem_init(&g_ready, 0, 0);
     pthread_t t[WORKERS];
-    for (int i = 0; i < WORKERS; i++) {
-        int rc = pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i);
-        if (rc)
-            die("pthread_create", rc);
-    }
     for (int i = 0; i < WORKERS; i++)
-        while (sem_wait(&g_ready) != 0)
-            if (errno != EINTR)
-                die("sem_wait", errno);
+        t[i] = start_thread(worker, (void *)(uintptr_t)i);
+    for (int i = 0; i < WORKERS; i++)
+        sem_wait_retry(&g_ready);
     printf("ready\n");
     uint64_t acc = 1;
     for (int s = 1; s <= STEPS; s++) {
@@ -118,13 +76,8 @@ int main(void)
     }
     atomic_store(&g_stop, 1);
     uint64_t check = acc;
-    for (int i = 0; i < WORKERS; i++) {
-        void *ret;
-        int rc = pthread_join(t[i], &ret);
-        if (rc)
-            die("pthread_join", rc);
-        check = mix(check ^ (uint64_t)(uintptr_t)ret);
-    }
+    for (int i = 0; i < WORKERS; i++)
+        check = mix(check ^ (uint64_t)(uintptr_t)join_thread(t[i]));
     printf("done %016" PRIx64 "\n", check);
     return 0;
 }

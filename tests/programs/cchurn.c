@@ -12,40 +12,15 @@
  * Every line is deterministic. Steps are paced with nanosleep (2 ms) unless
  * MIGRATE_TEST_NOSLEEP is set, which changes no output.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "testprog.h"
 
 #define STEPS 1500
 #define THREADS 3
 #define SLEEP_NS 2000000L
 #define WORK 2000
 
-static int g_nosleep;
 static uint64_t g_created;
 static __thread uint64_t t_acc;
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static void die(const char *what, int err)
-{
-    printf("error %s %s\n", what, strerror(err));
-    exit(1);
-}
 
 static void *short_lived(void *arg)
 {
@@ -61,35 +36,22 @@ static void *short_lived(void *arg)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    g_nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
-    printf("start\n");
+    tp_start();
     uint64_t total = 0;
     for (int step = 1; step <= STEPS; step++) {
         pthread_t t[THREADS];
         for (int i = 0; i < THREADS; i++) {
-            int rc = pthread_create(&t[i], NULL, short_lived,
-                                    (void *)(uintptr_t)((uint64_t)step * THREADS + (uint64_t)i));
-            if (rc)
-                die("pthread_create", rc);
+            t[i] = start_thread(short_lived,
+                                (void *)(uintptr_t)((uint64_t)step * THREADS + (uint64_t)i));
             g_created++;
         }
         uint64_t sum = 0;
-        for (int i = 0; i < THREADS; i++) {
-            void *ret;
-            int rc = pthread_join(t[i], &ret);
-            if (rc)
-                die("pthread_join", rc);
-            sum = mix(sum ^ (uint64_t)(uintptr_t)ret);
-        }
+        for (int i = 0; i < THREADS; i++)
+            sum = mix(sum ^ (uint64_t)(uintptr_t)join_thread(t[i]));
         total = mix(total + sum);
         printf("step %d created=%" PRIu64 " sum=%016" PRIx64 " total=%016" PRIx64 "\n", step,
                g_created, sum, total);
-        if (!g_nosleep) {
-            struct timespec ts = {0, SLEEP_NS};
-            while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-                ;
-        }
+        pace(SLEEP_NS);
     }
     printf("done created=%" PRIu64 " %016" PRIx64 "\n", g_created, total);
     return 0;

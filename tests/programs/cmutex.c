@@ -22,17 +22,9 @@
  * steps, then "done ...". Steps are paced with nanosleep (30 ms) unless
  * MIGRATE_TEST_NOSLEEP is set, which changes no output.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <pthread.h>
-#include <semaphore.h>
+#include "testprog.h"
+
 #include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #define STEPS 30
 #define SLEEP_NS 30000000L
@@ -41,7 +33,6 @@
 static pthread_mutex_t g_recursive;
 static pthread_mutex_t g_errorcheck;
 static sem_t g_locked, g_held_done, g_signal_sent;
-static int g_nosleep;
 static int g_check_tids;
 
 static volatile sig_atomic_t g_got_usr1;
@@ -49,29 +40,6 @@ static volatile pid_t g_handler_tid;
 static volatile pthread_t g_handler_self;
 
 static int g_waiter_lock_rc = -1, g_waiter_unlock_rc = -1;
-
-static void pace(long ns)
-{
-    if (g_nosleep)
-        return;
-    struct timespec ts = {0, ns};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
-
-static void die(const char *what, int err)
-{
-    printf("error %s %s\n", what, strerror(err));
-    exit(1);
-}
-
-static void sem_wait_retry(sem_t *s)
-{
-    while (sem_wait(s) != 0) {
-        if (errno != EINTR)
-            die("sem_wait", errno);
-    }
-}
 
 static const char *rc_name(int rc)
 {
@@ -162,10 +130,8 @@ static void *waiter(void *arg)
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    g_nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
+    tp_start();
     g_check_tids = argc > 1 && strcmp(argv[1], "tids") == 0;
-    printf("start\n");
 
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
@@ -184,26 +150,17 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     if (sigaction(SIGUSR1, &sa, NULL) != 0)
-        die("sigaction", errno);
+        die_rc("sigaction", errno);
 
-    pthread_t h, w;
-    int rc = pthread_create(&h, NULL, holder, NULL);
-    if (rc)
-        die("pthread_create", rc);
+    pthread_t h = start_thread(holder, NULL);
     sem_wait_retry(&g_locked);
-    rc = pthread_create(&w, NULL, waiter, NULL);
-    if (rc)
-        die("pthread_create", rc);
+    pthread_t w = start_thread(waiter, NULL);
     sem_wait_retry(&g_held_done);
-    rc = pthread_kill(h, SIGUSR1);
+    int rc = pthread_kill(h, SIGUSR1);
     printf("pthread_kill rc=%s\n", rc_name(rc));
     sem_post(&g_signal_sent);
-    rc = pthread_join(h, NULL);
-    if (rc)
-        die("pthread_join", rc);
-    rc = pthread_join(w, NULL);
-    if (rc)
-        die("pthread_join", rc);
+    join_thread(h);
+    join_thread(w);
     printf("waiter lock=%s unlock=%s\n", rc_name(g_waiter_lock_rc), rc_name(g_waiter_unlock_rc));
     printf("done %s\n", g_check_tids ? "tids" : "mutex");
     return 0;

@@ -17,15 +17,7 @@
  * nor addresses. Rounds are paced with nanosleep (30 ms) unless
  * MIGRATE_TEST_NOSLEEP is set, which only makes the reference run faster.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "testprog.h"
 
 #define ROUNDS 60
 #define MAX_THREADS 256
@@ -39,35 +31,9 @@ static uint64_t g_sum;
 static uint64_t g_fold = 0x9e3779b97f4a7c15ULL;
 static uint64_t g_turns_taken;
 static int g_nthreads;
-static int g_nosleep;
 
 static __thread uint64_t t_state;
 static __thread uint64_t t_rounds;
-
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static void sleep_ns(long ns)
-{
-    if (g_nosleep)
-        return;
-    struct timespec ts = {0, ns};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
-
-static void die(const char *what, int err)
-{
-    printf("error %s %s\n", what, strerror(err));
-    exit(1);
-}
 
 static void *worker(void *arg)
 {
@@ -87,11 +53,11 @@ static void *worker(void *arg)
         t_rounds++;
         int rc = pthread_mutex_lock(&g_lock);
         if (rc)
-            die("lock", rc);
+            die_rc("lock", rc);
         while (g_turn != r * n + id) {
             rc = pthread_cond_wait(&g_cond, &g_lock);
             if (rc)
-                die("cond_wait", rc);
+                die_rc("cond_wait", rc);
         }
         g_sum += t_state;
         g_fold = mix(g_fold ^ t_state ^ id);
@@ -103,14 +69,14 @@ static void *worker(void *arg)
                    r + 1, n, g_turns_taken, g_sum, g_fold);
         rc = pthread_cond_broadcast(&g_cond);
         if (rc)
-            die("cond_broadcast", rc);
+            die_rc("cond_broadcast", rc);
         rc = pthread_mutex_unlock(&g_lock);
         if (rc)
-            die("unlock", rc);
+            die_rc("unlock", rc);
         if (id == n - 1)
-            sleep_ns(SLEEP_NS);
+            pace(SLEEP_NS);
         else if (id % 3 == 0)
-            sleep_ns(SLEEP_NS / 10);
+            pace(SLEEP_NS / 10);
     }
     uint64_t check = t_state ^ (t_rounds << 32);
     for (int i = 0; i < LOCAL_WORDS; i++)
@@ -120,28 +86,18 @@ static void *worker(void *arg)
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    g_nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
     g_nthreads = argc > 1 ? atoi(argv[1]) : 4;
     if (g_nthreads < 1 || g_nthreads > MAX_THREADS) {
         printf("error bad thread count %s\n", argv[1]);
         return 1;
     }
-    printf("start\n");
+    tp_start();
     pthread_t threads[MAX_THREADS];
-    for (int i = 0; i < g_nthreads; i++) {
-        int rc = pthread_create(&threads[i], NULL, worker, (void *)(uintptr_t)i);
-        if (rc)
-            die("pthread_create", rc);
-    }
+    for (int i = 0; i < g_nthreads; i++)
+        threads[i] = start_thread(worker, (void *)(uintptr_t)i);
     uint64_t check = 0;
-    for (int i = 0; i < g_nthreads; i++) {
-        void *ret;
-        int rc = pthread_join(threads[i], &ret);
-        if (rc)
-            die("pthread_join", rc);
-        check = mix(check ^ (uint64_t)(uintptr_t)ret);
-    }
+    for (int i = 0; i < g_nthreads; i++)
+        check = mix(check ^ (uint64_t)(uintptr_t)join_thread(threads[i]));
     check = mix(check ^ g_sum ^ g_fold ^ g_turns_taken);
     printf("done threads=%d turns=%" PRIu64 " %016" PRIx64 "\n", g_nthreads, g_turns_taken,
            check);

@@ -1,7 +1,7 @@
 /*
- * Shared helpers of the descriptor and signal test programs (fds.rs,
- * signals.rs): the output protocol ("start", "step N ...", "done ..."),
- * pacing that MIGRATE_TEST_NOSLEEP turns off, a mixer and a byte hash.
+ * Shared helpers of the C test programs: the output protocol ("start",
+ * "step N ...", "done ..."), pacing that MIGRATE_TEST_NOSLEEP turns off, a
+ * mixer and a byte hash, error exits, and starting and joining threads.
  *
  * stdout is unbuffered, so every line is out as soon as it is printed and a
  * restored process (whose fd 1 is the relaunch's) prints only what comes
@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,6 +75,14 @@ static inline void die(const char *what)
     exit(1);
 }
 
+/* Prints "error WHAT strerror(err)" and exits with status 1: for calls that
+ * return an error number (as pthread's do) and callers that pass errno. */
+static inline void die_rc(const char *what, int err)
+{
+    printf("error %s %s\n", what, strerror(err));
+    exit(1);
+}
+
 /* Prints "error WHAT" and exits with status 1. */
 static inline void fail(const char *what)
 {
@@ -103,6 +113,35 @@ static inline int move_fd(int fd, int at)
         die("fcntl F_DUPFD");
     close(fd);
     return n;
+}
+
+/* pthread_create(fn, arg) with default attributes, or die_rc. */
+static inline pthread_t start_thread(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, fn, arg);
+    if (rc)
+        die_rc("pthread_create", rc);
+    return t;
+}
+
+/* pthread_join(t), or die_rc; returns what the thread returned. */
+static inline void *join_thread(pthread_t t)
+{
+    void *ret;
+    int rc = pthread_join(t, &ret);
+    if (rc)
+        die_rc("pthread_join", rc);
+    return ret;
+}
+
+/* sem_wait(s), again when a signal interrupts it, or die_rc. */
+static inline void sem_wait_retry(sem_t *s)
+{
+    while (sem_wait(s) != 0) {
+        if (errno != EINTR)
+            die_rc("sem_wait", errno);
+    }
 }
 
 #endif
