@@ -1,7 +1,7 @@
 //! Compiles the C test programs in `programs/` with gcc into `OUT_DIR` and
 //! hands their paths to the crate as `MIGRATE_TEST_<NAME>` (e.g.
-//! `env!("MIGRATE_TEST_CPROG")`). The threaded ones get `-pthread`. The
-//! descriptor and signal programs share `programs/testprog.h`.
+//! `env!("MIGRATE_TEST_CPROG")`). The threaded ones get `-pthread`. All of
+//! them share `programs/testprog.h`.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -7,14 +7,7 @@
  * brk heap, some large enough to be mmap'd) and sleeps 1 ms, unless
  * MIGRATE_TEST_NOSLEEP is set (which changes no output).
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <inttypes.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
+#include "testprog.h"
 
 #define STEPS 6000
 #define OPS 2000
@@ -35,9 +28,7 @@ static uint64_t next(void)
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    int nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
-    printf("start\n");
+    tp_start();
     uint64_t total = 0;
     for (int step = 1; step <= STEPS; step++) {
         uint64_t sum = 0;
@@ -71,11 +62,7 @@ int main(void)
         }
         total = total * 1000003 + sum;
         printf("step %d sum=%" PRIu64 " total=%016" PRIx64 "\n", step, sum, total);
-        if (!nosleep) {
-            struct timespec ts = {0, SLEEP_NS};
-            while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-                ;
-        }
+        pace(SLEEP_NS);
     }
     printf("done %016" PRIx64 "\n", total);
     return 0;

@@ -13,16 +13,9 @@
  * Steps are paced with nanosleep (30 ms) unless MIGRATE_TEST_NOSLEEP is set,
  * which only makes the reference run faster and changes no output.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <inttypes.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "testprog.h"
+
 #include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
 
 #define STEPS 80
 #define REC_STEP 30       /* the recursion starts at this step ...   */
@@ -48,7 +41,6 @@ static uint64_t g_data = 0x0123456789abcdefULL;
 static const char *g_name = "cprog";
 /* .bss */
 static uint64_t g_bss[512];
-static int g_nosleep;
 static struct timespec g_last_mono;
 static uint64_t *g_region;
 static struct node *g_list;
@@ -59,26 +51,8 @@ static uint64_t g_rec_acc;
 static __thread uint64_t t_counter = 7;
 static __thread uint64_t t_array[64];
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-static void pace(void)
-{
-    if (g_nosleep)
-        return;
-    struct timespec ts = {0, SLEEP_NS};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-        ;
-}
-
-static void die(const char *what, uint64_t a, uint64_t b)
+/* Prints "error WHAT A B" and exits with status 1. */
+static void die_at(const char *what, uint64_t a, uint64_t b)
 {
     printf("error %s %" PRIu64 " %" PRIu64 "\n", what, a, b);
     exit(1);
@@ -95,7 +69,7 @@ static void region_init(void)
     g_region = mmap(NULL, REGION_BYTES, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (g_region == MAP_FAILED)
-        die("mmap", 0, 0);
+        die_at("mmap", 0, 0);
     for (uint64_t p = 0; p < NPAGES; p++) {
         uint64_t *w = g_region + p * WORDS_PER_PAGE;
         w[0] = page_tag(p);
@@ -112,7 +86,7 @@ static uint64_t region_step(int step)
     for (uint64_t p = 0; p < NPAGES; p++) {
         uint64_t *w = g_region + p * WORDS_PER_PAGE;
         if (w[0] != page_tag(p))
-            die("region-tag", p, w[0]);
+            die_at("region-tag", p, w[0]);
         acc = acc * 31 + w[slot];
         w[slot] = mix(w[slot] + (uint64_t)step);
     }
@@ -135,7 +109,7 @@ static void heap_init(void)
     for (uint64_t i = 0; i < NODES; i++) {
         struct node *n = malloc(sizeof *n);
         if (!n)
-            die("malloc", i, 0);
+            die_at("malloc", i, 0);
         n->id = i;
         n->value = mix(i);
         memset(n->pad, (int)(i & 0x7f), sizeof n->pad);
@@ -144,7 +118,7 @@ static void heap_init(void)
     }
     void *old = sbrk(SBRK_WORDS * 8);
     if (old == (void *)-1)
-        die("sbrk", 0, 0);
+        die_at("sbrk", 0, 0);
     g_sbrk = old;
     for (uint64_t i = 0; i < SBRK_WORDS; i++)
         g_sbrk[i] = i * 3 + 1;
@@ -159,11 +133,11 @@ static uint64_t heap_step(int step)
         n->value = mix(n->value + (uint64_t)step);
         acc += n->value ^ n->id;
         if (n->pad[0] != (char)(n->id & 0x7f))
-            die("node-pad", n->id, (uint64_t)n->pad[0]);
+            die_at("node-pad", n->id, (uint64_t)n->pad[0]);
         count++;
     }
     if (count != NODES)
-        die("node-count", count, NODES);
+        die_at("node-count", count, NODES);
     /* Free the ((step*7) % NODES)th node and put a new one in its place. */
     uint64_t k = ((uint64_t)step * 7) % NODES;
     for (uint64_t i = 0; i < k; i++)
@@ -171,7 +145,7 @@ static uint64_t heap_step(int step)
     struct node *old = *pp;
     struct node *fresh = malloc(sizeof *fresh);
     if (!fresh)
-        die("malloc", (uint64_t)step, 0);
+        die_at("malloc", (uint64_t)step, 0);
     *fresh = *old;
     fresh->value ^= 0x5555;
     *pp = fresh;
@@ -188,7 +162,7 @@ static const char *mono_step(void)
 {
     struct timespec now;
     if (clock_gettime(CLOCK_MONOTONIC, &now) != 0)
-        die("clock_gettime", (uint64_t)errno, 0);
+        die_at("clock_gettime", (uint64_t)errno, 0);
     int ok = now.tv_sec > g_last_mono.tv_sec ||
              (now.tv_sec == g_last_mono.tv_sec && now.tv_nsec >= g_last_mono.tv_nsec);
     g_last_mono = now;
@@ -207,7 +181,7 @@ static void do_step(int step, int depth)
     printf("step %d depth=%d g=%016" PRIx64 " tls=%016" PRIx64 " heap=%016" PRIx64
            " map=%016" PRIx64 " mono=%s\n",
            step, depth, g_data, t_counter, heap, region, mono);
-    pace();
+    pace(SLEEP_NS);
 }
 
 /*
@@ -232,15 +206,13 @@ static uint64_t descend(int depth, uint64_t carry)
     }
     /* Non-tail: every frame's locals are used after the call returns. */
     if (local[2] != (uint64_t)depth || local[1] != mix(local[0] + (uint64_t)depth))
-        die("frame", (uint64_t)depth, local[2]);
+        die_at("frame", (uint64_t)depth, local[2]);
     return mix(r + local[3]);
 }
 
 int main(void)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
-    g_nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
-    printf("start\n");
+    tp_start();
     heap_init();
     region_init();
     for (int s = 1; s <= STEPS; s++) {

@@ -6,31 +6,22 @@
  * Protocol: "start", one "step N ..." line per step, then "done <checksum>".
  * Steps are paced with a 30 ms nanosleep unless MIGRATE_TEST_NOSLEEP is set.
  */
-#define _GNU_SOURCE
+#include "testprog.h"
+
 #include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #define STEPS 60
 #define SLEEP_NS 30000000L
 
 int main(int argc, char **argv)
 {
-    setvbuf(stdout, NULL, _IONBF, 0);
     if (argc < 3) {
         fprintf(stderr, "usage: dlprog LIB DATAFILE\n");
         return 2;
     }
-    int nosleep = getenv("MIGRATE_TEST_NOSLEEP") != NULL;
-    printf("start\n");
+    tp_start();
     void *lib = dlopen(argv[1], RTLD_NOW);
     if (!lib) {
         printf("error dlopen %s\n", dlerror());
@@ -61,11 +52,7 @@ int main(int argc, char **argv)
             d = d * 131 + data[i];
         acc = lib_step(acc + d);
         printf("step %d data=%016" PRIx64 " lib=%016" PRIx64 "\n", step, d, acc);
-        if (!nosleep) {
-            struct timespec ts = {0, SLEEP_NS};
-            while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
-                ;
-        }
+        pace(SLEEP_NS);
     }
     printf("done %016" PRIx64 "\n", acc);
     return 0;
