@@ -21,9 +21,6 @@
  */
 #include "testprog.h"
 
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
-
 #define STEPS 100
 #define AHEAD 4
 #define REC 24
@@ -45,13 +42,8 @@ int main(void)
     int p[2];
     if (pipe2(p, O_NONBLOCK) != 0)
         die("pipe2");
-    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
-    if (tfd < 0)
-        die("timerfd_create");
     long interval_ns = g_nosleep ? 200000L : 20000000L;
-    struct itimerspec its = {{0, interval_ns}, {0, interval_ns}};
-    if (timerfd_settime(tfd, 0, &its, NULL) != 0)
-        die("timerfd_settime");
+    int tfd = ticking_timerfd(interval_ns, TFD_NONBLOCK);
     int ep = epoll_create1(0);
     if (ep < 0)
         die("epoll_create1");
@@ -70,11 +62,7 @@ int main(void)
         int got_pipe = 0, got_timer = 0;
         while (!got_pipe || !got_timer) {
             struct epoll_event evs[4];
-            int n = epoll_wait(ep, evs, 4, 5000);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                die("epoll_wait");
+            int n = epoll_wait_retry(ep, evs, 4, 5000);
             if (n == 0) {
                 printf("error step %d: epoll_wait reported nothing for 5 s (pipe %d timer %d)\n", s,
                        got_pipe, got_timer);
@@ -86,12 +74,8 @@ int main(void)
                         fail("pipe reported without EPOLLIN");
                     got_pipe = 1;
                 } else if (evs[i].data.u64 == TIMER_TAG) {
-                    uint64_t expirations;
-                    ssize_t r = read(tfd, &expirations, sizeof expirations);
-                    if (r == sizeof expirations)
+                    if (timer_ticked(tfd))
                         got_timer = 1;
-                    else if (!(r < 0 && errno == EAGAIN))
-                        die("read timerfd");
                 } else {
                     printf("error epoll data %016" PRIx64 "\n", (uint64_t)evs[i].data.u64);
                     exit(1);

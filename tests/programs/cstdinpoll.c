@@ -14,9 +14,6 @@
  */
 #include "testprog.h"
 
-#include <sys/epoll.h>
-#include <sys/timerfd.h>
-
 #define STEPS 80
 #define STDIN_TAG 0x535444494e000000ULL
 #define TIMER_TAG 0x54494d4552000000ULL
@@ -24,13 +21,7 @@
 int main(void)
 {
     tp_start();
-    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (tfd < 0)
-        die("timerfd_create");
-    long interval_ns = g_nosleep ? 200000L : 25000000L;
-    struct itimerspec its = {{0, interval_ns}, {0, interval_ns}};
-    if (timerfd_settime(tfd, 0, &its, NULL) != 0)
-        die("timerfd_settime");
+    int tfd = ticking_timerfd(g_nosleep ? 200000L : 25000000L, TFD_NONBLOCK | TFD_CLOEXEC);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         die("epoll_create1");
@@ -49,23 +40,15 @@ int main(void)
         int ticked = 0;
         while (!ticked) {
             struct epoll_event evs[4];
-            int n = epoll_wait(ep, evs, 4, 5000);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                die("epoll_wait");
+            int n = epoll_wait_retry(ep, evs, 4, 5000);
             if (n == 0) {
                 printf("error step %d: epoll_wait reported nothing for 5 s\n", s);
                 exit(1);
             }
             for (int i = 0; i < n; i++) {
                 if (evs[i].data.u64 == TIMER_TAG) {
-                    uint64_t expirations;
-                    ssize_t r = read(tfd, &expirations, sizeof expirations);
-                    if (r == sizeof expirations)
+                    if (timer_ticked(tfd))
                         ticked = 1;
-                    else if (!(r < 0 && errno == EAGAIN))
-                        die("read timerfd");
                 } else if (evs[i].data.u64 != STDIN_TAG) {
                     printf("error epoll data %016" PRIx64 "\n", (uint64_t)evs[i].data.u64);
                     exit(1);

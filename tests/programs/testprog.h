@@ -1,7 +1,8 @@
 /*
  * Shared helpers of the C test programs: the output protocol ("start",
  * "step N ...", "done ..."), pacing that MIGRATE_TEST_NOSLEEP turns off, a
- * mixer and a byte hash, error exits, and starting and joining threads.
+ * mixer and a byte hash, error exits, starting and joining threads, and
+ * an epoll loop's timerfd.
  *
  * stdout is unbuffered, so every line is out as soon as it is printed and a
  * restored process (whose fd 1 is the relaunch's) prints only what comes
@@ -21,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -142,6 +145,43 @@ static inline void sem_wait_retry(sem_t *s)
         if (errno != EINTR)
             die_rc("sem_wait", errno);
     }
+}
+
+/* A timerfd_create(CLOCK_MONOTONIC, flags) that ticks every interval_ns
+ * (below a second), or die. */
+static inline int ticking_timerfd(long interval_ns, int flags)
+{
+    int tfd = timerfd_create(CLOCK_MONOTONIC, flags);
+    if (tfd < 0)
+        die("timerfd_create");
+    struct itimerspec its = {{0, interval_ns}, {0, interval_ns}};
+    if (timerfd_settime(tfd, 0, &its, NULL) != 0)
+        die("timerfd_settime");
+    return tfd;
+}
+
+/* Reads a non-blocking timerfd: 1 if it ticked since the last read, 0 if
+ * not (EAGAIN); dies on anything else. */
+static inline int timer_ticked(int tfd)
+{
+    uint64_t expirations;
+    ssize_t r = read(tfd, &expirations, sizeof expirations);
+    if (r == sizeof expirations)
+        return 1;
+    if (!(r < 0 && errno == EAGAIN))
+        die("read timerfd");
+    return 0;
+}
+
+/* epoll_wait, again when a signal (a dump's) interrupts it, or die. */
+static inline int epoll_wait_retry(int ep, struct epoll_event *evs, int max, int timeout_ms)
+{
+    int n;
+    while ((n = epoll_wait(ep, evs, max, timeout_ms)) < 0 && errno == EINTR)
+        ;
+    if (n < 0)
+        die("epoll_wait");
+    return n;
 }
 
 #endif
