@@ -6,29 +6,19 @@
 //! process, so only order-independent sums are printed). Steps are paced with
 //! a 30 ms sleep unless `MIGRATE_TEST_NOSLEEP` is set (no output changes).
 
+mod testprog;
+
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::Duration;
+
+use testprog::mix;
 
 const STEPS: u64 = 60;
 const ENTRIES: u64 = 100_000;
 
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
-
 fn main() {
-    let nosleep = std::env::var_os("MIGRATE_TEST_NOSLEEP").is_some();
-    let mut out = std::io::stdout().lock();
-    let mut line = |s: String| {
-        writeln!(out, "{s}").expect("stdout");
-        out.flush().expect("stdout");
-    };
-    line("start".into());
+    let nosleep = testprog::nosleep();
+    let mut line = testprog::start();
     let mut map: HashMap<u64, u64> = (0..ENTRIES).map(|k| (k, mix(k))).collect();
     let mut log: Vec<u64> = Vec::new();
     let mut strings: Vec<String> = (0..1000).map(|i| format!("s{i}")).collect();
@@ -52,9 +42,7 @@ fn main() {
             map.len(),
             log.len()
         ));
-        if !nosleep {
-            std::thread::sleep(Duration::from_millis(30));
-        }
+        testprog::pace(nosleep, Duration::from_millis(30));
     }
     let mut check = log.iter().fold(0u64, |a, &v| mix(a ^ v));
     for s in &strings {

@@ -15,23 +15,18 @@
 //! short sleeps in the workers unless `MIGRATE_TEST_NOSLEEP` is set (no
 //! output changes).
 
+mod testprog;
+
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use testprog::mix;
+
 const STEPS: u64 = 60;
 const WORKERS: u64 = 4;
-
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
 
 struct Job {
     step: u64,
@@ -64,8 +59,8 @@ fn worker(
             *e = e.wrapping_add(state);
             *t.entry(100 + id).or_insert(0) += 1;
         }
-        if !nosleep && id & 1 == 0 {
-            thread::sleep(Duration::from_millis(3));
+        if id & 1 == 0 {
+            testprog::pace(nosleep, Duration::from_millis(3));
         }
         results
             .send(Done {
@@ -79,13 +74,8 @@ fn worker(
 }
 
 fn main() {
-    let nosleep = std::env::var_os("MIGRATE_TEST_NOSLEEP").is_some();
-    let mut out = std::io::stdout().lock();
-    let mut line = |s: String| {
-        writeln!(out, "{s}").expect("stdout");
-        out.flush().expect("stdout");
-    };
-    line("start".into());
+    let nosleep = testprog::nosleep();
+    let mut line = testprog::start();
     let totals: Arc<Mutex<HashMap<u64, u64>>> = Arc::new(Mutex::new(HashMap::new()));
     let (res_tx, res_rx) = mpsc::channel::<Done>();
     let mut senders = Vec::new();
@@ -128,9 +118,7 @@ fn main() {
         line(format!(
             "step {step} fold={fold:016x} totals={sum:016x} jobs={count}"
         ));
-        if !nosleep {
-            thread::sleep(Duration::from_millis(30));
-        }
+        testprog::pace(nosleep, Duration::from_millis(30));
     }
     drop(senders);
     for h in handles {
