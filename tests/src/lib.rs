@@ -696,16 +696,18 @@ impl Proc {
         self.status
     }
 
-    /// Waits until a stdout line satisfies `pred`; returns its index.
-    /// Panics (with the process's stderr) on timeout or if the process exits first.
-    pub fn wait_for_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> usize {
+    /// Polls until `found` finds something in what the process printed;
+    /// returns it. Panics (with the process's stderr) on timeout or if the
+    /// process exits first; `what` names what was awaited in the messages
+    /// ("exited before printing {what}").
+    fn poll_output<T>(&mut self, what: &str, mut found: impl FnMut(&Self) -> Option<T>) -> T {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             // Read the status before the output, so that output written
             // just before an exit is seen.
             let exited = self.poll_exit();
-            if let Some(i) = self.stdout_lines().iter().position(|l| pred(l)) {
-                return i;
+            if let Some(v) = found(self) {
+                return v;
             }
             assert!(
                 exited.is_none(),
@@ -723,31 +725,20 @@ impl Proc {
         }
     }
 
+    /// Waits until a stdout line satisfies `pred`; returns its index.
+    /// Panics (with the process's stderr) on timeout or if the process exits first.
+    pub fn wait_for_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> usize {
+        self.poll_output(what, |p| p.stdout_lines().iter().position(|l| pred(l)))
+    }
+
     /// Waits until a stderr line satisfies `pred`; returns that line.
     /// Panics on timeout or if the process exits first.
     pub fn wait_for_stderr_line(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let exited = self.poll_exit();
-            let stderr = self.stderr();
+        self.poll_output(&format!("{what} on stderr"), |p| {
+            let stderr = p.stderr();
             let complete = &stderr[..stderr.rfind('\n').map_or(0, |i| i + 1)];
-            if let Some(line) = complete.lines().find(|l| pred(l)) {
-                return line.to_string();
-            }
-            assert!(
-                exited.is_none(),
-                "{} exited before printing {what} on stderr\n{}",
-                self.label,
-                self.describe()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {TIMEOUT:?} waiting for {} to print {what} on stderr\n{}",
-                self.label,
-                self.describe()
-            );
-            std::thread::sleep(POLL);
-        }
+            complete.lines().find(|l| pred(l)).map(str::to_string)
+        })
     }
 
     /// Waits for a `step N ...` line with N >= `step`; returns its index.
@@ -759,28 +750,9 @@ impl Proc {
 
     /// Waits until stdout has more than `lines` complete lines.
     pub fn wait_for_lines(&mut self, lines: usize) {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let exited = self.poll_exit();
-            if self.stdout_lines().len() > lines {
-                return;
-            }
-            assert!(
-                exited.is_none(),
-                "{} exited before printing line {}\n{}",
-                self.label,
-                lines + 1,
-                self.describe()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {TIMEOUT:?} waiting for {} to print line {} (hung?)\n{}",
-                self.label,
-                lines + 1,
-                self.describe()
-            );
-            std::thread::sleep(POLL);
-        }
+        self.poll_output(&format!("line {}", lines + 1), |p| {
+            (p.stdout_lines().len() > lines).then_some(())
+        })
     }
 
     /// Sends `sig` to the process.
@@ -860,32 +832,23 @@ impl Proc {
 
     /// Waits for the process to exit; panics (killing it) after `TIMEOUT`.
     pub fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.poll_exit() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                self.kill();
-                panic!(
-                    "timed out after {TIMEOUT:?} waiting for {} to exit\n{}",
-                    self.label,
-                    self.describe()
-                );
-            }
-            std::thread::sleep(POLL);
-        }
+        self.wait_exit(false)
     }
 
     /// Waits for the process to exit, but kills it as soon as it prints
     /// anything on stdout (for runs that must fail before the program runs).
     pub fn wait_unless_output(&mut self) -> ExitStatus {
+        self.wait_exit(true)
+    }
+
+    /// [`Proc::wait`], or with `unless_output` [`Proc::wait_unless_output`].
+    fn wait_exit(&mut self, unless_output: bool) -> ExitStatus {
         let deadline = Instant::now() + TIMEOUT;
         loop {
             if let Some(status) = self.poll_exit() {
                 return status;
             }
-            if !self.stdout_raw().is_empty() {
+            if unless_output && !self.stdout_raw().is_empty() {
                 self.kill();
                 panic!(
                     "{} should have failed before the program ran, but the program printed\n{}",
