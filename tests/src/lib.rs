@@ -1123,6 +1123,69 @@ pub fn expect_restore_failure(
     stderr
 }
 
+/// Starts `program` as `label` under the shim with `MIGRATE_AFTER_DUMP=exit`
+/// and `MIGRATE_IMAGE=image`, sends SIGUSR2 once it has printed `step N`
+/// with N >= `step`, waits for the image (and verifies it) and for the
+/// process to exit with status 0 right after it. Returns the exited process.
+pub fn dump_then_exit(
+    dir: &TestDir,
+    program: &Program,
+    label: &str,
+    image: &Path,
+    step: u64,
+) -> Proc {
+    let mut p = dir.spawn(
+        program,
+        label,
+        &[
+            ("MIGRATE_AFTER_DUMP", "exit"),
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ],
+    );
+    p.wait_for_step(step);
+    p.dump_signal();
+    p.wait_for_image(image, true);
+    let status = p.wait();
+    assert!(status.success(), "dump with exit failed\n{}", p.describe());
+    p
+}
+
+/// Waits for `restored` (a restore of an image of `original`) to exit with
+/// status 0 and checks its output with [`check_restored`] against
+/// `expected` and what `original` printed. Returns where in `expected` the
+/// restored process resumed.
+pub fn finish_restored(restored: &mut Proc, original: &Proc, expected: &[String]) -> usize {
+    let status = restored.wait();
+    let context = describe_all(&[original, restored]);
+    assert!(
+        status.success(),
+        "{} did not exit with status 0 ({})\n{context}",
+        restored.label,
+        describe_status(status)
+    );
+    check_restored(
+        expected,
+        &original.stdout_lines(),
+        &restored.stdout_lines(),
+        &context,
+    )
+}
+
+/// Restores `image` (of `original`) with `program` as `label`, then
+/// [`finish_restored`]. Returns the restored process.
+pub fn restore_and_check(
+    dir: &TestDir,
+    program: &Program,
+    label: &str,
+    image: &Path,
+    original: &Proc,
+    expected: &[String],
+) -> Proc {
+    let mut restored = dir.restore(program, label, image, &[]);
+    finish_restored(&mut restored, original, expected);
+    restored
+}
+
 /// What [`dump_kill_restore`] did.
 #[derive(Debug)]
 pub struct DumpRestore {
@@ -1198,20 +1261,7 @@ pub fn dump_kill_restore_with(dir: &TestDir, program: &Program, plan: &DumpPlan)
     }
     original.kill();
     let mut restored = dir.restore(program, "restored", &image, plan.restore_env);
-    restored.wait();
-    let context = describe_all(&[&original, &restored]);
-    let status = restored.poll_exit().expect("exited");
-    assert!(
-        status.success(),
-        "the restored process did not exit with status 0 ({})\n{context}",
-        describe_status(status)
-    );
-    let k = check_restored(
-        plan.expected,
-        &original.stdout_lines(),
-        &restored.stdout_lines(),
-        &context,
-    );
+    let k = finish_restored(&mut restored, &original, plan.expected);
     DumpRestore {
         original,
         restored,

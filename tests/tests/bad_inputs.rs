@@ -10,19 +10,7 @@ use migrate_tests::*;
 /// returns its (verified) image.
 fn good_image(dir: &TestDir) -> PathBuf {
     let img = dir.join("good.img");
-    let mut p = dir.spawn(
-        &Program::cloop(),
-        "dumped",
-        &[
-            ("MIGRATE_AFTER_DUMP", "exit"),
-            ("MIGRATE_IMAGE", img.to_str().unwrap()),
-        ],
-    );
-    p.wait_for_step(50);
-    p.dump_signal();
-    p.wait_for_image(&img, true);
-    let status = p.wait();
-    assert!(status.success(), "dump with exit failed\n{}", p.describe());
+    dump_then_exit(dir, &Program::cloop(), "dumped", &img, 50);
     img
 }
 
@@ -314,33 +302,11 @@ fn cpu_features_missing() {
     let program = rust_program!();
     let expected = reference(&program);
     let img = dir.join("rust.img");
-    let mut p = dir.spawn(
-        &program,
-        "dumped",
-        &[
-            ("MIGRATE_AFTER_DUMP", "exit"),
-            ("MIGRATE_IMAGE", img.to_str().unwrap()),
-        ],
-    );
-    p.wait_for_step(50);
-    p.dump_signal();
-    p.wait_for_image(&img, true);
-    assert!(
-        p.wait().success(),
-        "dump with exit failed\n{}",
-        p.describe()
-    );
+    let p = dump_then_exit(&dir, &program, "dumped", &img, 50);
 
     let same = copy_image(&img, &dir, "same.img");
     rewrite_meta(&same, |_| {});
-    let mut restored = dir.restore(&program, "restore-same", &same, &[]);
-    let out = restored.wait_success();
-    check_restored(
-        &expected,
-        &p.stdout_lines(),
-        &out,
-        &describe_all(&[&p, &restored]),
-    );
+    restore_and_check(&dir, &program, "restore-same", &same, &p, &expected);
 
     let needy = copy_image(&img, &dir, "needy.img");
     rewrite_meta(&needy, |image| {

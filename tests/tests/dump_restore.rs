@@ -96,18 +96,13 @@ fn rust_program_dump_kill_restore() {
     original.signal(libc::SIGUSR1);
     original.wait_for_image(&image, false);
     original.kill();
-    let mut restored = dir.restore(
+    restore_and_check(
+        &dir,
         &program.with_args(&["relaunch", "args"]),
         "restored",
         &image,
-        &[],
-    );
-    let out = restored.wait_success();
-    check_restored(
+        &original,
         &expected,
-        &original.stdout_lines(),
-        &out,
-        &describe_all(&[&original, &restored]),
     );
 }
 
@@ -161,12 +156,11 @@ fn aslr_off() {
             restored.describe()
         );
     }
-    let out = restored.wait_success();
-    let context = describe_all(&[&original, &restored]);
-    let k = check_restored(&expected, &original.stdout_lines(), &out, &context);
+    let k = finish_restored(&mut restored, &original, &expected);
     assert!(
-        out[0].contains("depth=20000"),
-        "the dump was meant to catch the recursion (restored at line {k})\n{context}"
+        restored.stdout_lines()[0].contains("depth=20000"),
+        "the dump was meant to catch the recursion (restored at line {k})\n{}",
+        describe_all(&[&original, &restored])
     );
 }
 
@@ -233,15 +227,13 @@ fn exit_after_dump() {
         "with MIGRATE_AFTER_DUMP=exit the process must exit 0 after the dump\n{}",
         original.describe()
     );
-    let before = original.stdout_lines();
     let mut restored = dir.restore(&program, "restored", &image, &[]);
-    let out = restored.wait_success();
-    let context = describe_all(&[&original, &restored]);
-    let k = check_restored(&expected, &before, &out, &context);
+    let k = finish_restored(&mut restored, &original, &expected);
     assert_eq!(
         k,
-        before.len(),
-        "the process printed more after the dump, though it should have exited\n{context}"
+        original.stdout_lines().len(),
+        "the process printed more after the dump, though it should have exited\n{}",
+        describe_all(&[&original, &restored])
     );
 }
 
@@ -254,32 +246,11 @@ fn restore_same_image_ten_times() {
     let program = rust_program!();
     let expected = reference(&program);
     let image = dir.join("rust.img");
-    let mut original = dir.spawn(
-        &program,
-        "original",
-        &[
-            ("MIGRATE_AFTER_DUMP", "exit"),
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-        ],
-    );
-    original.wait_for_step(54);
-    original.dump_signal();
-    original.wait_for_image(&image, true);
-    assert!(
-        original.wait().success(),
-        "dump with exit failed\n{}",
-        original.describe()
-    );
+    let original = dump_then_exit(&dir, &program, "original", &image, 54);
     let bytes = std::fs::read(&image).unwrap();
     for i in 0..10 {
-        let mut restored = dir.restore(&program, &format!("restored-{i}"), &image, &[]);
-        let out = restored.wait_success();
-        check_restored(
-            &expected,
-            &original.stdout_lines(),
-            &out,
-            &describe_all(&[&original, &restored]),
-        );
+        let label = format!("restored-{i}");
+        restore_and_check(&dir, &program, &label, &image, &original, &expected);
     }
     assert!(
         std::fs::read(&image).unwrap() == bytes,

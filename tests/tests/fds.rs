@@ -685,23 +685,7 @@ fn readonly_setup(test: &str) -> ReadOnlySetup {
     fs::write(&file, text(100)).unwrap();
     let program = Program::fd_kinds("readonly", Some(&file));
     let image = dir.join("ro.img");
-    let mut dumped = dir.spawn(
-        &program,
-        "dumped",
-        &[
-            ("MIGRATE_AFTER_DUMP", "exit"),
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-        ],
-    );
-    dumped.wait_for_step(5);
-    dumped.dump_signal();
-    dumped.wait_for_image(&image, true);
-    let status = dumped.wait();
-    assert!(
-        status.success(),
-        "dump with exit failed\n{}",
-        dumped.describe()
-    );
+    let dumped = dump_then_exit(&dir, &program, "dumped", &image, 5);
     ReadOnlySetup {
         dir,
         file,
@@ -739,13 +723,8 @@ fn readonly_file_appended_refuses_restore() {
         "readonly",
         Some(&refdir.join("lines.txt")),
     ));
-    let mut restored = s.dir.restore(&s.program, "restored", &s.image, &[]);
-    let out = restored.wait_success();
-    check_restored(
-        &expected,
-        &s.dumped.stdout_lines(),
-        &out,
-        &describe_all(&[&s.dumped, &restored]),
+    restore_and_check(
+        &s.dir, &s.program, "restored", &s.image, &s.dumped, &expected,
     );
 
     fs::OpenOptions::new()

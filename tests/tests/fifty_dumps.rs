@@ -58,12 +58,5 @@ fn fifty_dumps_continue() {
         );
     }
     let last = dir.join(&format!("img-{DUMPS}.img"));
-    let mut restored = dir.restore(&program, "restored", &last, &[]);
-    let out = restored.wait_success();
-    check_restored(
-        &expected,
-        &original.stdout_lines(),
-        &out,
-        &describe_all(&[&original, &restored]),
-    );
+    restore_and_check(&dir, &program, "restored", &last, &original, &expected);
 }

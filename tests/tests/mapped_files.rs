@@ -13,6 +13,8 @@ struct Setup {
     data: PathBuf,
     program: Program,
     image: PathBuf,
+    /// The dumped process (exited).
+    dumped: Proc,
 }
 
 fn data_bytes(seed: u64) -> Vec<u8> {
@@ -37,25 +39,14 @@ fn setup(test: &str) -> Setup {
     fs::write(&data, data_bytes(1)).unwrap();
     let program = Program::dlprog(&lib, &data);
     let image = dir.join("dl.img");
-    let mut p = dir.spawn(
-        &program,
-        "dumped",
-        &[
-            ("MIGRATE_AFTER_DUMP", "exit"),
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-        ],
-    );
-    p.wait_for_step(5);
-    p.dump_signal();
-    p.wait_for_image(&image, true);
-    let status = p.wait();
-    assert!(status.success(), "dump with exit failed\n{}", p.describe());
+    let dumped = dump_then_exit(&dir, &program, "dumped", &image, 5);
     Setup {
         dir,
         lib,
         data,
         program,
         image,
+        dumped,
     }
 }
 
@@ -65,11 +56,9 @@ fn setup(test: &str) -> Setup {
 fn library_changed() {
     let s = setup("lib-changed");
     let expected = reference(&s.program);
-    let mut restored = s.dir.restore(&s.program, "restored", &s.image, &[]);
-    let out = restored.wait_success();
-    let dumped = fs::read_to_string(s.dir.path().join("logs/dumped.out")).unwrap();
-    let dumped: Vec<String> = dumped.lines().map(str::to_string).collect();
-    check_restored(&expected, &dumped, &out, &restored.describe());
+    restore_and_check(
+        &s.dir, &s.program, "restored", &s.image, &s.dumped, &expected,
+    );
 
     build_libchg(&s.lib, 2);
     expect_restore_failure(

@@ -35,11 +35,9 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
-/// Restores `image` of `program`, waits for it to exit with status 0 and
-/// checks its output against `expected` and what `original` had printed;
-/// the restored process must print nothing on stderr. Returns the restored
-/// process.
-fn restore_and_check(
+/// [`restore_and_check`], and the restored process must print nothing on
+/// stderr. Returns the restored process.
+fn restore_quietly(
     dir: &TestDir,
     program: &Program,
     label: &str,
@@ -48,35 +46,21 @@ fn restore_and_check(
     expected: &[String],
 ) -> Proc {
     let mut restored = dir.restore(program, label, image, &[]);
-    finish_and_check(&mut restored, original, expected);
+    finish_quietly(&mut restored, original, expected);
     restored
 }
 
-/// Waits for a restored process to exit with status 0 and checks its
-/// output (see [`restore_and_check`]); returns where in `expected` it
-/// resumed.
-fn finish_and_check(restored: &mut Proc, original: &Proc, expected: &[String]) -> usize {
-    let status = restored.wait();
-    let context = describe_all(&[original, restored]);
-    assert!(
-        status.success(),
-        "{} did not exit with status 0 ({})\n{context}",
-        restored.label,
-        describe_status(status)
-    );
-    let k = check_restored(
-        expected,
-        &original.stdout_lines(),
-        &restored.stdout_lines(),
-        &context,
-    );
+/// [`finish_restored`], and the restored process must have printed nothing
+/// on stderr.
+fn finish_quietly(restored: &mut Proc, original: &Proc, expected: &[String]) {
+    finish_restored(restored, original, expected);
     assert_eq!(
         restored.stderr(),
         "",
-        "{} printed on stderr\n{context}",
-        restored.label
+        "{} printed on stderr\n{}",
+        restored.label,
+        describe_all(&[original, restored])
     );
-    k
 }
 
 /// The usual scenario for a descriptor mode of `cfdregress`: the reference
@@ -176,7 +160,7 @@ fn small_stack_thread_takes_the_dump() {
     assert_eq!(first.threads, 2, "{}", original.describe());
     assert_eq!(second.threads, 2, "{}", original.describe());
 
-    let r1 = restore_and_check(
+    let r1 = restore_quietly(
         &dir,
         &program,
         "restored-raised",
@@ -191,7 +175,7 @@ fn small_stack_thread_takes_the_dump() {
         out[0],
         describe_all(&[&original, &r1])
     );
-    restore_and_check(
+    restore_quietly(
         &dir,
         &program,
         "restored-tgkill",
@@ -448,7 +432,7 @@ fn fork_during_dumps() {
     assert!(status.success(), "{context}");
     assert_eq!(child.stdout_raw(), "", "{context}");
     assert_eq!(child.stderr(), "", "{context}");
-    restore_and_check(&dir, &program, "restored", &last_image, &parent, &expected);
+    restore_quietly(&dir, &program, "restored", &last_image, &parent, &expected);
 }
 
 /// Waits for `p` to write `image`, failing as soon as it prints that it
@@ -511,8 +495,8 @@ fn sigtimedwait_cannot_take_the_dump_signal() {
     again.wait_for_line("a `step N` line", |l| step_of(l).is_some());
     again.dump_signal();
     wait_for_image_no_signal_taken(&mut again, &dir.join("img-3.img"));
-    finish_and_check(&mut first, &original, &expected);
-    finish_and_check(&mut again, &original, &expected);
+    finish_quietly(&mut first, &original, &expected);
+    finish_quietly(&mut again, &original, &expected);
     expect_no_signal_taken(&again);
 }
 
@@ -577,7 +561,7 @@ fn epoll_watching_stdin_restored_with_dev_null() {
         .map(|(label, stdin)| dir.restore_with_stdin(&program, label, &image, &[], stdin))
         .collect();
     for r in &mut restored {
-        finish_and_check(r, &original, &expected);
+        finish_quietly(r, &original, &expected);
     }
     drop(pipe_wr);
 }
