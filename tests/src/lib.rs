@@ -1271,6 +1271,96 @@ pub fn dump_kill_restore_with(dir: &TestDir, program: &Program, plan: &DumpPlan)
     }
 }
 
+/// A chain of restores: `program` starts as stage 0; stage i is dumped
+/// once it has printed `step N` with N >= `targets[i]` (to
+/// `stage-{i+1}.img`: every relaunch's `MIGRATE_IMAGE` overrides the
+/// restored setting with the next name), killed, and restored as stage
+/// i+1; the last stage runs to its end. Image i's sequence must be i (it
+/// counts the dumps of its ancestors) and, with `threads`, the image must
+/// hold that many threads. Each stage's output must be a piece of the
+/// uninterrupted run's that resumes within what the previous stage printed,
+/// the last must finish it, and it must not dump again without a signal.
+pub fn chain_of_restores(
+    dir: &TestDir,
+    program: &Program,
+    targets: &[u64],
+    threads: Option<usize>,
+) {
+    let expected = reference(program);
+    let image = |i: usize| dir.join(&format!("stage-{i}.img"));
+
+    let first = image(1);
+    let mut procs = vec![dir.spawn(
+        program,
+        "stage-0",
+        &[("MIGRATE_IMAGE", first.to_str().unwrap())],
+    )];
+    for (i, &step) in targets.iter().enumerate() {
+        let stage = i + 1;
+        let img = image(stage);
+        let current = procs.last_mut().unwrap();
+        current.wait_for_step(step);
+        current.dump_signal();
+        let summary = current.wait_for_image(&img, false);
+        current.kill();
+        if let Some(threads) = threads {
+            assert_eq!(
+                summary.threads,
+                threads,
+                "threads in image {stage}\n{}",
+                current.describe()
+            );
+        }
+        assert_eq!(
+            image_meta(&img).image.sequence,
+            stage as u64,
+            "image {stage}'s sequence should count the dumps of its ancestors\n{}",
+            current.describe()
+        );
+        let next = image(stage + 1);
+        procs.push(dir.restore(
+            program,
+            &format!("stage-{stage}"),
+            &img,
+            &[("MIGRATE_IMAGE", next.to_str().unwrap())],
+        ));
+    }
+    procs.last_mut().unwrap().wait();
+    let all: Vec<&Proc> = procs.iter().collect();
+    let context = describe_all(&all);
+    let status = procs.last().unwrap().exit_status().expect("exited");
+    assert!(
+        status.success(),
+        "the last restored process failed ({})\n{context}",
+        describe_status(status)
+    );
+    let mut prev: Option<(usize, usize)> = None;
+    for (i, p) in procs.iter().enumerate() {
+        let out = p.stdout_lines();
+        let what = format!("stage {i} ({})", p.label);
+        let k = check_segment(&expected, &out, &what, &context);
+        match prev {
+            None => assert_eq!(k, 0, "{what} did not start at the start\n{context}"),
+            Some((pk, plen)) => assert!(
+                k > pk && k <= pk + plen,
+                "{what} resumed at line {k}, but the previous stage printed lines {pk}..{}\n{context}",
+                pk + plen
+            ),
+        }
+        prev = Some((k, out.len()));
+    }
+    let (k, len) = prev.unwrap();
+    assert_eq!(
+        k + len,
+        expected.len(),
+        "the last stage did not finish the output\n{context}"
+    );
+    assert!(
+        !image(targets.len() + 1).exists(),
+        "the last stage dumped without a signal\n{context}"
+    );
+}
+
 /// Whether `text` names descriptor `fd` as `fd N` (not `fd N0`, ...).
 pub fn names_fd(text: &str, fd: i32) -> bool {
     let needle = format!("fd {fd}");
