@@ -1271,6 +1271,84 @@ pub fn dump_kill_restore_with(dir: &TestDir, program: &Program, plan: &DumpPlan)
     }
 }
 
+/// Starts `program` as `original` under the shim with
+/// `MIGRATE_IMAGE=DIR/img-%n.img`: its n-th dump goes to
+/// [`numbered_image`]`(dir, n)`.
+pub fn spawn_numbered(dir: &TestDir, program: &Program) -> Proc {
+    let pattern = dir.join("img-%n.img");
+    dir.spawn(
+        program,
+        "original",
+        &[("MIGRATE_IMAGE", pattern.to_str().unwrap())],
+    )
+}
+
+/// Where the n-th dump of a process from [`spawn_numbered`] goes.
+pub fn numbered_image(dir: &TestDir, n: u64) -> PathBuf {
+    dir.join(&format!("img-{n}.img"))
+}
+
+/// Dumps `p` (from [`spawn_numbered`]) `dumps` times in a row: each time
+/// sends the dump signal, waits for image n (and verifies it), then for a
+/// line printed after it (the process goes on and does not hang) and checks
+/// that the process has not exited. `expected` is the program's whole
+/// output: it must not have finished before a dump. Returns, for each dump,
+/// how many lines were out before the signal and once its image was there.
+pub fn dump_repeatedly(
+    dir: &TestDir,
+    p: &mut Proc,
+    expected: &[String],
+    dumps: u64,
+) -> Vec<(usize, usize)> {
+    let mut windows = Vec::new();
+    for n in 1..=dumps {
+        let before = p.stdout_lines().len();
+        assert!(
+            before + 1 < expected.len(),
+            "the program finished its {} lines before dump {n} of {dumps}: dumps are too slow\n{}",
+            expected.len(),
+            p.describe()
+        );
+        p.dump_signal();
+        p.wait_for_image(&numbered_image(dir, n), false);
+        let at_image = p.stdout_lines().len();
+        windows.push((before, at_image));
+        // It goes on after the dump (and does not hang): a new line comes.
+        p.wait_for_lines(at_image);
+        assert!(
+            p.poll_exit().is_none(),
+            "the process exited after dump {n}\n{}",
+            p.describe()
+        );
+    }
+    windows
+}
+
+/// Checks that the images of `dumps` dumps of `p` ([`dump_repeatedly`])
+/// are all `dir` holds: `img-1.img` to `img-{dumps}.img`, each verified
+/// again (now that no dump is running) and with `n` as its sequence.
+/// Returns their paths, in order.
+pub fn check_numbered_images(dir: &TestDir, dumps: u64, p: &Proc) -> Vec<PathBuf> {
+    let images = list_files(dir.path());
+    assert_eq!(
+        images.len() as u64,
+        dumps,
+        "expected img-1.img..img-{dumps}.img only, found {images:?}\n{}",
+        p.describe()
+    );
+    let paths: Vec<PathBuf> = (1..=dumps).map(|n| numbered_image(dir, n)).collect();
+    for (n, img) in (1..=dumps).zip(&paths) {
+        verify_image(img, &p.describe());
+        assert_eq!(
+            image_meta(img).image.sequence,
+            n,
+            "%n of img-{n}.img and its sequence differ\n{}",
+            p.describe()
+        );
+    }
+    paths
+}
+
 /// A chain of restores: `program` starts as stage 0; stage i is dumped
 /// once it has printed `step N` with N >= `targets[i]` (to
 /// `stage-{i+1}.img`: every relaunch's `MIGRATE_IMAGE` overrides the

@@ -121,14 +121,9 @@ fn small_stack_thread_takes_the_dump() {
         Some("worker stack 32768")
     );
     let program = Program::small_stack(true);
-    let pattern = dir.join("img-%n.img");
-    let mut original = dir.spawn(
-        &program,
-        "original",
-        &[("MIGRATE_IMAGE", pattern.to_str().unwrap())],
-    );
+    let mut original = spawn_numbered(&dir, &program);
     // The worker raises SIGUSR2 itself after printing step 10.
-    let raised = dir.join("img-1.img");
+    let raised = numbered_image(&dir, 1);
     let first = original.wait_for_image(&raised, false);
     original.wait_for_step(20);
     let small: Vec<i32> = threads_of(original.pid())
@@ -141,7 +136,7 @@ fn small_stack_thread_takes_the_dump() {
     // (it printed step 20 and has not exited: it runs until step 80).
     let rc = unsafe { libc::syscall(libc::SYS_tgkill, original.pid(), small[0], libc::SIGUSR2) };
     assert_eq!(rc, 0, "tgkill: {}", std::io::Error::last_os_error());
-    let sent = dir.join("img-2.img");
+    let sent = numbered_image(&dir, 2);
     let second = original.wait_for_image(&sent, false);
     let at_image = original.stdout_lines().len();
     original.wait_for_lines(at_image + 2);
@@ -468,13 +463,8 @@ fn sigtimedwait_cannot_take_the_dump_signal() {
     let dir = TestDir::new("sigtimedwait");
     let program = Program::sigwait();
     let expected = reference(&program);
-    let pattern = dir.join("img-%n.img");
-    let mut original = dir.spawn(
-        &program,
-        "original",
-        &[("MIGRATE_IMAGE", pattern.to_str().unwrap())],
-    );
-    let images = [dir.join("img-1.img"), dir.join("img-2.img")];
+    let mut original = spawn_numbered(&dir, &program);
+    let images = [numbered_image(&dir, 1), numbered_image(&dir, 2)];
     for (img, step) in images.iter().zip([5, 15]) {
         original.wait_for_step(step);
         original.dump_signal();
@@ -494,7 +484,7 @@ fn sigtimedwait_cannot_take_the_dump_signal() {
     let mut again = dir.restore(&program, "restored-2", &images[1], &[]);
     again.wait_for_line("a `step N` line", |l| step_of(l).is_some());
     again.dump_signal();
-    wait_for_image_no_signal_taken(&mut again, &dir.join("img-3.img"));
+    wait_for_image_no_signal_taken(&mut again, &numbered_image(&dir, 3));
     finish_quietly(&mut first, &original, &expected);
     finish_quietly(&mut again, &original, &expected);
     expect_no_signal_taken(&again);

@@ -7,7 +7,6 @@
 //! that forwards signals) or gives new ones: the tests only look at images,
 //! output and exit statuses.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use migrate_tests::*;
@@ -149,37 +148,11 @@ fn churn_thirty_dumps() {
     let dir = TestDir::new("churn");
     let program = Program::cchurn();
     let expected = reference(&program);
-    let pattern = dir.join("img-%n.img");
-    let mut original = dir.spawn(
-        &program,
-        "original",
-        &[("MIGRATE_IMAGE", pattern.to_str().unwrap())],
-    );
+    let mut original = spawn_numbered(&dir, &program);
     original.wait_for_step(1);
     let started = Instant::now();
     // For each dump: lines printed before the signal, and once the image was there.
-    let mut windows: Vec<(usize, usize)> = Vec::new();
-    for n in 1..=DUMPS {
-        let before = original.stdout_lines().len();
-        assert!(
-            before + 1 < expected.len(),
-            "the program finished its {} lines before dump {n} of {DUMPS}: dumps are too slow\n{}",
-            expected.len(),
-            original.describe()
-        );
-        original.dump_signal();
-        let img = dir.join(&format!("img-{n}.img"));
-        original.wait_for_image(&img, false);
-        let at_image = original.stdout_lines().len();
-        windows.push((before, at_image));
-        // It goes on after the dump (and does not hang): a new line comes.
-        original.wait_for_lines(at_image);
-        assert!(
-            original.poll_exit().is_none(),
-            "the process exited after dump {n}\n{}",
-            original.describe()
-        );
-    }
+    let windows = dump_repeatedly(&dir, &mut original, &expected, DUMPS);
     eprintln!("{DUMPS} dumps in {:?}", started.elapsed());
     let full = original.wait_success();
     assert_eq!(
@@ -194,25 +167,7 @@ fn churn_thirty_dumps() {
         "the dumped process printed on stderr\n{}",
         original.describe()
     );
-    let images = list_files(dir.path());
-    assert_eq!(
-        images.len() as u64,
-        DUMPS,
-        "expected img-1.img..img-{DUMPS}.img only, found {images:?}\n{}",
-        original.describe()
-    );
-    let paths: Vec<PathBuf> = (1..=DUMPS)
-        .map(|n| dir.join(&format!("img-{n}.img")))
-        .collect();
-    for (n, img) in (1..=DUMPS).zip(&paths) {
-        verify_image(img, &original.describe());
-        assert_eq!(
-            image_meta(img).image.sequence,
-            n,
-            "%n of img-{n}.img and its sequence differ\n{}",
-            original.describe()
-        );
-    }
+    let paths = check_numbered_images(&dir, DUMPS, &original);
     let started = Instant::now();
     for (batch_no, batch) in paths.chunks(PARALLEL).enumerate() {
         let mut restored: Vec<(usize, Proc)> = batch
