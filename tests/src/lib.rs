@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -462,6 +462,13 @@ impl TestDir {
     /// `path()/name`.
     pub fn join(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// Makes `path()/name` (and any missing parent) and returns it.
+    pub fn subdir(&self, name: &str) -> PathBuf {
+        let p = self.join(name);
+        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
+        p
     }
 
     /// Gives the directory to `uid`/`gid` (for tests that run unprivileged).
@@ -993,6 +1000,30 @@ pub fn describe_all(procs: &[&Proc]) -> String {
         .join("\n")
 }
 
+/// A pipe as (read end, write end), both close-on-exec.
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array it is given, which is
+    // two ints long.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both fds were just returned by pipe2 and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// `len` deterministic bytes (xorshift from `seed`).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// Copies `image` to `dir/name` (mode 0600, as the shim writes it) and returns the copy.
 pub fn copy_image(image: &Path, dir: &TestDir, name: &str) -> PathBuf {
     let copy = dir.join(name);
@@ -1269,6 +1300,66 @@ pub fn dump_kill_restore_with(dir: &TestDir, program: &Program, plan: &DumpPlan)
         summary,
         k,
     }
+}
+
+/// The usual scenario for a program with files: in a new [`TestDir`] for
+/// `test`, `prepare` gets `work/` and `ref/` ready alike and `make` builds
+/// the program for either; the reference run is in `ref/`, the dumped run
+/// in `work/` with `MIGRATE_IMAGE=DIR/TEST.img`, dumped at `step` and
+/// killed 3 lines after its image is complete, then restored
+/// ([`dump_kill_restore_with`]). Returns the directory, `work/`, and what
+/// was done.
+pub fn work_dir_roundtrip(
+    test: &str,
+    step: u64,
+    prepare: impl Fn(&Path),
+    make: impl Fn(&Path) -> Program,
+) -> (TestDir, PathBuf, DumpRestore) {
+    let dir = TestDir::new(test);
+    let work = dir.subdir("work");
+    let refdir = dir.subdir("ref");
+    prepare(&work);
+    prepare(&refdir);
+    let expected = reference(&make(&refdir));
+    let image = dir.join(&format!("{test}.img"));
+    let r = dump_kill_restore_with(
+        &dir,
+        &make(&work),
+        &DumpPlan {
+            expected: &expected,
+            step,
+            env: &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+            restore_env: &[],
+            lines_after: 3,
+        },
+    );
+    (dir, work, r)
+}
+
+/// [`work_dir_roundtrip`] of a program that runs one `mode` (as
+/// [`Program::fd_kinds`] and [`Program::fd_regress`]) with no argument or
+/// with `work/ARG` (`ref/ARG` for the reference run); the restored process
+/// must print nothing on stderr.
+pub fn mode_roundtrip(
+    test: &str,
+    program: impl Fn(&str, Option<&Path>) -> Program,
+    mode: &str,
+    arg: Option<&str>,
+    step: u64,
+) -> (TestDir, PathBuf, DumpRestore) {
+    let (dir, work, r) = work_dir_roundtrip(
+        test,
+        step,
+        |_| {},
+        |d| program(mode, arg.map(|a| d.join(a)).as_deref()),
+    );
+    assert_eq!(
+        r.restored.stderr(),
+        "",
+        "the restored process printed on stderr\n{}",
+        describe_all(&[&r.original, &r.restored])
+    );
+    (dir, work, r)
 }
 
 /// Starts `program` as `original` under the shim with

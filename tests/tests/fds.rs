@@ -14,31 +14,11 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use migrate_tests::*;
-
-/// Makes `dir/name` and returns it.
-fn subdir(dir: &TestDir, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
-    p
-}
-
-/// Deterministic bytes.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// Deterministic text: `lines` numbered lines of 10 to 110 bytes.
 fn text(lines: usize) -> Vec<u8> {
@@ -60,53 +40,9 @@ fn first_difference(a: &[u8], b: &[u8]) -> String {
     }
 }
 
-/// The usual scenario for a program with files: `prepare` gets `work/` and
-/// `ref/` ready alike, `make` builds the program for either; the reference
-/// run is in `ref/`, the dumped run in `work/`, dumped at `step` and killed
-/// 3 lines after its image is complete, then restored.
-fn roundtrip(
-    test: &str,
-    step: u64,
-    prepare: impl Fn(&Path),
-    make: impl Fn(&Path) -> Program,
-) -> (TestDir, PathBuf, DumpRestore) {
-    let dir = TestDir::new(test);
-    let work = subdir(&dir, "work");
-    let refdir = subdir(&dir, "ref");
-    prepare(&work);
-    prepare(&refdir);
-    let expected = reference(&make(&refdir));
-    let image = dir.join(&format!("{test}.img"));
-    let r = dump_kill_restore_with(
-        &dir,
-        &make(&work),
-        &DumpPlan {
-            expected: &expected,
-            step,
-            env: &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-            restore_env: &[],
-            lines_after: 3,
-        },
-    );
-    (dir, work, r)
-}
-
-/// `roundtrip` of a `cfdkinds` mode that takes no argument, or whose
-/// argument is `work/NAME` (`ref/NAME` for the reference run).
-fn fd_kind(test: &str, mode: &str, arg: Option<&str>, step: u64) -> DumpRestore {
-    let (_dir, _work, r) = roundtrip(
-        test,
-        step,
-        |_| {},
-        |d| Program::fd_kinds(mode, arg.map(|a| d.join(a)).as_deref()),
-    );
-    assert_eq!(
-        r.restored.stderr(),
-        "",
-        "the restored process printed on stderr\n{}",
-        describe_all(&[&r.original, &r.restored])
-    );
-    r
+/// [`mode_roundtrip`] of a `cfdkinds` mode.
+fn fd_kind(test: &str, mode: &str, arg: Option<&str>, step: u64) {
+    mode_roundtrip(test, Program::fd_kinds, mode, arg, step);
 }
 
 /// A file copied line by line through stdio (to one output flushed
@@ -118,7 +54,7 @@ fn fd_kind(test: &str, mode: &str, arg: Option<&str>, step: u64) -> DumpRestore 
 fn file_copy_stdio_and_raw_fds() {
     let input = text(250);
     let names = ["flushed.txt", "buffered.txt", "raw.txt"];
-    let (_dir, work, r) = roundtrip(
+    let (_dir, work, r) = work_dir_roundtrip(
         "filecopy",
         80,
         |d| fs::write(d.join("in.txt"), &input).unwrap(),
@@ -259,7 +195,7 @@ fn fetch_and_check(
 #[test]
 fn python_http_server() {
     let dir = TestDir::new("http");
-    let www = subdir(&dir, "www");
+    let www = dir.subdir("www");
     let hello = b"hello from before the dump\n".repeat(100);
     let data = noise(3, 100_000);
     fs::write(www.join("hello.txt"), &hello).unwrap();
@@ -297,7 +233,7 @@ fn python_http_server() {
 #[test]
 fn deleted_file_read_to_end() {
     let data = noise(11, 24 * 1024);
-    let (_dir, work, r) = roundtrip(
+    let (_dir, work, r) = work_dir_roundtrip(
         "unlinked",
         15,
         |d| fs::write(d.join("in.bin"), &data).unwrap(),
@@ -353,17 +289,6 @@ fn connected_fd(p: &mut Proc) -> i32 {
     p.stdout_lines()[i]["connected fd=".len()..]
         .parse()
         .expect("fd number")
-}
-
-/// A pipe as (read end, write end), both close-on-exec.
-fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array it is given, which is
-    // two ints long.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: both fds were just returned by pipe2 and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
 /// The pipes of a running `cpeer pipe`: the test's ends.
@@ -651,7 +576,7 @@ fn shared_memory_and_memfd() {
 /// running ITIMER_REAL (SIGALRM keeps ticking) come back.
 #[test]
 fn cwd_umask_rlimits_signals_itimer() {
-    let (_dir, _work, r) = roundtrip(
+    let (_dir, _work, r) = work_dir_roundtrip(
         "proc-state",
         12,
         |d| {
@@ -680,7 +605,7 @@ struct ReadOnlySetup {
 
 fn readonly_setup(test: &str) -> ReadOnlySetup {
     let dir = TestDir::new(test);
-    let work = subdir(&dir, "work");
+    let work = dir.subdir("work");
     let file = work.join("lines.txt");
     fs::write(&file, text(100)).unwrap();
     let program = Program::fd_kinds("readonly", Some(&file));
@@ -717,7 +642,7 @@ fn expect_file_refused(s: &ReadOnlySetup, label: &str) {
 #[test]
 fn readonly_file_appended_refuses_restore() {
     let s = readonly_setup("ro-appended");
-    let refdir = subdir(&s.dir, "ref");
+    let refdir = s.dir.subdir("ref");
     fs::write(refdir.join("lines.txt"), text(100)).unwrap();
     let expected = reference(&Program::fd_kinds(
         "readonly",

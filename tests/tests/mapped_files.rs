@@ -17,18 +17,6 @@ struct Setup {
     dumped: Proc,
 }
 
-fn data_bytes(seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..100_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Builds the library, writes the data file, runs dlprog on them and dumps
 /// it at step 5 with MIGRATE_AFTER_DUMP=exit.
 fn setup(test: &str) -> Setup {
@@ -36,7 +24,7 @@ fn setup(test: &str) -> Setup {
     let lib = dir.join("libchg.so");
     let data = dir.join("data.bin");
     build_libchg(&lib, 1);
-    fs::write(&data, data_bytes(1)).unwrap();
+    fs::write(&data, noise(1, 100_000)).unwrap();
     let program = Program::dlprog(&lib, &data);
     let image = dir.join("dl.img");
     let dumped = dump_then_exit(&dir, &program, "dumped", &image, 5);
@@ -87,7 +75,7 @@ fn library_missing() {
 fn data_file_changed() {
     let s = setup("data-changed");
     // Same size, same inode, other contents.
-    fs::write(&s.data, data_bytes(2)).unwrap();
+    fs::write(&s.data, noise(2, 100_000)).unwrap();
     expect_restore_failure(
         &s.dir,
         &s.program,

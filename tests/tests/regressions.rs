@@ -17,24 +17,6 @@ use std::time::{Duration, Instant};
 
 use migrate_tests::*;
 
-/// Makes `dir/name` and returns it.
-fn subdir(dir: &TestDir, name: &str) -> PathBuf {
-    let p = dir.join(name);
-    fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {}: {e}", p.display()));
-    p
-}
-
-/// A pipe as (read end, write end), both close-on-exec.
-fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array it is given, which is
-    // two ints long.
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: both fds were just returned by pipe2 and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
 /// [`restore_and_check`], and the restored process must print nothing on
 /// stderr. Returns the restored process.
 fn restore_quietly(
@@ -61,42 +43,6 @@ fn finish_quietly(restored: &mut Proc, original: &Proc, expected: &[String]) {
         restored.label,
         describe_all(&[original, restored])
     );
-}
-
-/// The usual scenario for a descriptor mode of `cfdregress`: the reference
-/// run in `ref/`, the dumped run in `work/` (its argument, if any, is
-/// `DIR/arg`), dumped at `step`, killed 3 lines after its image is
-/// complete, restored; the restored process prints nothing on stderr.
-fn fd_roundtrip(
-    test: &str,
-    mode: &str,
-    arg: Option<&str>,
-    step: u64,
-) -> (TestDir, PathBuf, DumpRestore) {
-    let dir = TestDir::new(test);
-    let work = subdir(&dir, "work");
-    let refdir = subdir(&dir, "ref");
-    let make = |d: &Path| Program::fd_regress(mode, arg.map(|a| d.join(a)).as_deref());
-    let expected = reference(&make(&refdir));
-    let image = dir.join(&format!("{test}.img"));
-    let r = dump_kill_restore_with(
-        &dir,
-        &make(&work),
-        &DumpPlan {
-            expected: &expected,
-            step,
-            env: &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-            restore_env: &[],
-            lines_after: 3,
-        },
-    );
-    assert_eq!(
-        r.restored.stderr(),
-        "",
-        "the restored process printed on stderr\n{}",
-        describe_all(&[&r.original, &r.restored])
-    );
-    (dir, work, r)
 }
 
 /// Checks that one of `lines` is `want` (`context` goes into the message).
@@ -564,7 +510,7 @@ fn epoll_watching_stdin_restored_with_dev_null() {
 /// as in an uninterrupted run.
 #[test]
 fn dup_descriptors_share() {
-    let (dir, work, r) = fd_roundtrip("dup", "dup", Some("dup.txt"), 10);
+    let (dir, work, r) = mode_roundtrip("dup", Program::fd_regress, "dup", Some("dup.txt"), 10);
     let context = describe_all(&[&r.original, &r.restored]);
     let out = r.restored.stdout_lines();
     assert!(
@@ -591,7 +537,7 @@ fn dup_descriptors_share() {
 /// exactly 101 bytes with the same checksum as an uninterrupted run.
 #[test]
 fn pipe_partial_buffer() {
-    let (_dir, _work, r) = fd_roundtrip("pipe101", "pipe101", None, 10);
+    let (_dir, _work, r) = mode_roundtrip("pipe101", Program::fd_regress, "pipe101", None, 10);
     let out = r.restored.stdout_lines();
     let context = describe_all(&[&r.original, &r.restored]);
     assert!(
@@ -612,7 +558,7 @@ fn pipe_partial_buffer() {
 /// still fail with EPERM.
 #[test]
 fn memfd_future_write_seal_with_shared_mapping() {
-    let (_dir, _work, r) = fd_roundtrip("memfd-seal", "memfdseal", None, 10);
+    let (_dir, _work, r) = mode_roundtrip("memfd-seal", Program::fd_regress, "memfdseal", None, 10);
     let out = r.restored.stdout_lines();
     let context = describe_all(&[&r.original, &r.restored]);
     assert!(
@@ -653,7 +599,7 @@ fn aio_ring_fails_dump() {
 /// counter reads back right.
 #[test]
 fn many_eventfds() {
-    let (_dir, _work, r) = fd_roundtrip("eventfds", "eventfds", None, 10);
+    let (_dir, _work, r) = mode_roundtrip("eventfds", Program::fd_regress, "eventfds", None, 10);
     let out = r.restored.stdout_lines();
     assert!(
         out.last().is_some_and(|l| l.starts_with("done right=600 ")),
