@@ -38,6 +38,20 @@ fn setup(test: &str) -> Setup {
     }
 }
 
+impl Setup {
+    /// Restores the image as `label`, which must fail with 69 before the
+    /// program runs.
+    fn expect_refused(&self, label: &str) {
+        expect_restore_failure(
+            &self.dir,
+            &self.program,
+            label,
+            &self.image,
+            exit::MAPPED_FILE_CHANGED,
+        );
+    }
+}
+
 /// With the files unchanged the image restores (the positive control for
 /// the tests below), and then a rebuilt library makes it fail.
 #[test]
@@ -49,26 +63,14 @@ fn library_changed() {
     );
 
     build_libchg(&s.lib, 2);
-    expect_restore_failure(
-        &s.dir,
-        &s.program,
-        "restore-after-rebuild",
-        &s.image,
-        exit::MAPPED_FILE_CHANGED,
-    );
+    s.expect_refused("restore-after-rebuild");
 }
 
 #[test]
 fn library_missing() {
     let s = setup("lib-missing");
     fs::remove_file(&s.lib).unwrap();
-    expect_restore_failure(
-        &s.dir,
-        &s.program,
-        "restore",
-        &s.image,
-        exit::MAPPED_FILE_CHANGED,
-    );
+    s.expect_refused("restore");
 }
 
 #[test]
@@ -76,24 +78,12 @@ fn data_file_changed() {
     let s = setup("data-changed");
     // Same size, same inode, other contents.
     fs::write(&s.data, noise(2, 100_000)).unwrap();
-    expect_restore_failure(
-        &s.dir,
-        &s.program,
-        "restore",
-        &s.image,
-        exit::MAPPED_FILE_CHANGED,
-    );
+    s.expect_refused("restore");
 }
 
 #[test]
 fn data_file_missing() {
     let s = setup("data-missing");
     fs::remove_file(&s.data).unwrap();
-    expect_restore_failure(
-        &s.dir,
-        &s.program,
-        "restore",
-        &s.image,
-        exit::MAPPED_FILE_CHANGED,
-    );
+    s.expect_refused("restore");
 }
