@@ -1545,10 +1545,8 @@ pub const DUMP_FAILED: &str = "migrate: dump failed, the process goes on:";
 /// Waits for `p` (dumped towards `image`) to report a failed dump; checks
 /// that the report is one line starting [`DUMP_FAILED`] that names one of
 /// `fds` (unless `fds` is empty: a failure about no descriptor) and
-/// contains each of `words`; that the process goes on and exits
-/// with status 0 having printed `expected` (its whole output, as an
-/// uninterrupted run); that stderr holds that line only; and that neither
-/// the image nor its temporary file exists. Returns the line.
+/// contains each of `words`; then [`expect_went_on_after_failed_dump`].
+/// Returns the line.
 pub fn expect_dump_failure(
     p: &mut Proc,
     image: &Path,
@@ -1577,6 +1575,15 @@ pub fn expect_dump_failure(
             p.describe()
         );
     }
+    expect_went_on_after_failed_dump(p, image, expected);
+    line
+}
+
+/// After a failed dump of `p` (towards `image`): checks that the process
+/// goes on and exits with status 0 having printed `expected` (its whole
+/// output, as an uninterrupted run), that stderr holds the one failure line
+/// only, and that neither the image nor its temporary file exists.
+pub fn expect_went_on_after_failed_dump(p: &mut Proc, image: &Path, expected: &[String]) {
     let out = p.wait_success();
     assert_eq!(
         out,
@@ -1599,7 +1606,6 @@ pub fn expect_dump_failure(
         image.display(),
         p.describe()
     );
-    line
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0,

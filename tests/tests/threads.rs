@@ -252,25 +252,7 @@ fn blocked_dump_signal_fails_dump() {
         "the failure line does not name the blocking thread {blocker}: {line:?}\n{}",
         p.describe()
     );
-    let out = p.wait_success();
-    assert_eq!(
-        out,
-        expected,
-        "the program printed something else after the failed dump\n{}",
-        p.describe()
-    );
-    let stderr = p.stderr();
-    assert_eq!(
-        stderr.lines().count(),
-        1,
-        "stderr must be the one failure line\n{}",
-        p.describe()
-    );
-    assert!(
-        !image.exists(),
-        "a failed dump left an image\n{}",
-        p.describe()
-    );
+    expect_went_on_after_failed_dump(&mut p, &image, &expected);
     assert_eq!(
         list_files(dir.path()),
         Vec::<String>::new(),
