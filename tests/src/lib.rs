@@ -1082,6 +1082,24 @@ pub fn wrapper_works(wrapper: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `program` run as nobody (uid and gid 65534, no supplementary groups)
+/// through `setpriv`, with `dir` given to nobody. Needs root; panics if
+/// `setpriv` does not work here.
+pub fn as_nobody(dir: &TestDir, program: &Program) -> Program {
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setpriv does not work here: {e}");
+    }
+    dir.chown(65534, 65534);
+    program.wrapped(&wrapper)
+}
+
 /// The files in `dir` (not in subdirectories), sorted, as names.
 pub fn list_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)

@@ -251,20 +251,10 @@ fn image_of_another_user() {
     let dir = TestDir::new("other-user");
     let good = good_image(&dir);
     fs::set_permissions(&good, fs::Permissions::from_mode(0o644)).unwrap();
-    let wrapper = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-    ];
-    if let Err(e) = wrapper_works(&wrapper) {
-        panic!("setpriv does not work here: {e}");
-    }
-    dir.chown(65534, 65534);
+    let program = as_nobody(&dir, &Program::cloop());
     expect_restore_failure(
         &dir,
-        &Program::cloop().wrapped(&wrapper),
+        &program,
         "restore-as-nobody",
         &good,
         exit::CANNOT_RESTORE,

@@ -172,18 +172,7 @@ fn unprivileged() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     let program = if root {
-        let wrapper = [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-        ];
-        if let Err(e) = wrapper_works(&wrapper) {
-            panic!("setpriv does not work here: {e}");
-        }
-        dir.chown(65534, 65534);
-        Program::c().wrapped(&wrapper)
+        as_nobody(&dir, &Program::c())
     } else {
         Program::c()
     };
