@@ -27,8 +27,8 @@ fn restore_quietly(
     original: &Proc,
     expected: &[String],
 ) -> Proc {
-    let mut restored = dir.restore(program, label, image, &[]);
-    finish_quietly(&mut restored, original, expected);
+    let restored = restore_and_check(dir, program, label, image, original, expected);
+    expect_quiet(&restored, original);
     restored
 }
 
@@ -36,6 +36,12 @@ fn restore_quietly(
 /// on stderr.
 fn finish_quietly(restored: &mut Proc, original: &Proc, expected: &[String]) {
     finish_restored(restored, original, expected);
+    expect_quiet(restored, original);
+}
+
+/// Checks that the restored process (of an image of `original`) printed
+/// nothing on stderr.
+fn expect_quiet(restored: &Proc, original: &Proc) {
     assert_eq!(
         restored.stderr(),
         "",
