@@ -374,6 +374,29 @@ fn expect_logged(p: &mut Proc, fd: i32) {
     eprintln!("{}: {line}", p.label);
 }
 
+/// Dumps a `cpeer` (`original`, started with `MIGRATE_LOG=info`) once it
+/// has printed step 3, waits for its info log to name each of `fds`, kills
+/// it, restores the image with `program` while the peer is still there,
+/// and checks that the restored process finds the peer gone.
+fn dump_restore_peer_gone(
+    dir: &TestDir,
+    original: &mut Proc,
+    program: &Program,
+    image: &Path,
+    fds: &[i32],
+) {
+    original.wait_for_step(3);
+    original.dump_signal();
+    original.wait_for_image(image, false);
+    for &fd in fds {
+        expect_logged(original, fd);
+    }
+    original.kill();
+    let mut restored = dir.restore(program, "restored", image, &[]);
+    restored.wait_success();
+    check_peer_gone(original, &restored);
+}
+
 /// 6a. A connected TCP client, dumped, killed and restored while its
 /// server stays up: the restored socket reads EOF and writes EPIPE, as if
 /// the server had gone, and the dump's info log names the fd.
@@ -394,14 +417,7 @@ fn tcp_client_peer_gone() {
     let conn = accept_peer(&listener, &mut original);
     let fd = connected_fd(&mut original);
     original.wait_for_line("`exchanged: welcome`", |l| l == "exchanged: welcome");
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    expect_logged(&mut original, fd);
-    original.kill();
-    let mut restored = dir.restore(&program, "restored", &image, &[]);
-    restored.wait_success();
-    check_peer_gone(&original, &restored);
+    dump_restore_peer_gone(&dir, &mut original, &program, &image, &[fd]);
     drop(conn);
 }
 
@@ -419,15 +435,7 @@ fn inherited_pipe_peer_gone() {
             ("MIGRATE_LOG", "info"),
         ],
     );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    expect_logged(&mut original, 5);
-    expect_logged(&mut original, 6);
-    original.kill();
-    let mut restored = dir.restore(&Program::peer_pipe(), "restored", &image, &[]);
-    restored.wait_success();
-    check_peer_gone(&original, &restored);
+    dump_restore_peer_gone(&dir, &mut original, &Program::peer_pipe(), &image, &[5, 6]);
     drop(peer);
 }
 
@@ -439,6 +447,18 @@ fn peer_stays_output(head: &[String]) -> Vec<String> {
     v.extend((1..=60).map(|s| format!("step {s} idle")));
     v.push("done idle=60".to_string());
     v
+}
+
+/// Dumps a `cpeer` (`p`, started with `MIGRATE_EXTERNAL=refuse`) once it
+/// has printed step 3: the dump must fail naming one of `fds`, and the
+/// program go on to the output of a run whose peer stays (`head` after
+/// `start`), leaving nothing in the test directory.
+fn expect_peer_refused(dir: &TestDir, p: &mut Proc, image: &Path, head: &[String], fds: &[i32]) {
+    p.wait_for_step(3);
+    p.dump_signal();
+    let expected = peer_stays_output(head);
+    expect_dump_failure(p, image, fds, &[], &expected);
+    assert_eq!(list_files(dir.path()), Vec::<String>::new());
 }
 
 /// 6c. With `MIGRATE_EXTERNAL=refuse`, a dump of a connected TCP client
@@ -460,14 +480,11 @@ fn tcp_client_refused() {
     );
     let conn = accept_peer(&listener, &mut p);
     let fd = connected_fd(&mut p);
-    p.wait_for_step(3);
-    p.dump_signal();
-    let expected = peer_stays_output(&[
+    let head = [
         format!("connected fd={fd}"),
         "exchanged: welcome".to_string(),
-    ]);
-    expect_dump_failure(&mut p, &image, &[fd], &[], &expected);
-    assert_eq!(list_files(dir.path()), Vec::<String>::new());
+    ];
+    expect_peer_refused(&dir, &mut p, &image, &head, &[fd]);
     drop(conn);
 }
 
@@ -483,14 +500,11 @@ fn inherited_pipe_refused() {
             ("MIGRATE_EXTERNAL", "refuse"),
         ],
     );
-    p.wait_for_step(3);
-    p.dump_signal();
-    let expected = peer_stays_output(&[
+    let head = [
         "reading fd=5 writing fd=6".to_string(),
         "exchanged: ping".to_string(),
-    ]);
-    expect_dump_failure(&mut p, &image, &[5, 6], &[], &expected);
-    assert_eq!(list_files(dir.path()), Vec::<String>::new());
+    ];
+    expect_peer_refused(&dir, &mut p, &image, &head, &[5, 6]);
     drop(peer);
 }
 
