@@ -291,6 +291,36 @@ fn connected_fd(p: &mut Proc) -> i32 {
         .expect("fd number")
 }
 
+/// The test's side of a running `cpeer tcp`.
+struct TcpPeer {
+    /// The program (connecting to the listener's port).
+    program: Program,
+    /// The listener, kept open.
+    _listener: TcpListener,
+    /// The accepted connection, kept open.
+    _conn: TcpStream,
+    /// The program's fd of its connection.
+    fd: i32,
+}
+
+/// Starts `cpeer tcp` connecting to a listener of the test's, accepts the
+/// connection and does its exchange (hello, welcome).
+fn spawn_tcp_peer(dir: &TestDir, env: &[(&str, &str)]) -> (Proc, TcpPeer) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let program = Program::peer_tcp(listener.local_addr().unwrap().port());
+    let mut p = dir.spawn(&program, "original", env);
+    let conn = accept_peer(&listener, &mut p);
+    let fd = connected_fd(&mut p);
+    p.wait_for_line("`exchanged: welcome`", |l| l == "exchanged: welcome");
+    let peer = TcpPeer {
+        program,
+        _listener: listener,
+        _conn: conn,
+        fd,
+    };
+    (p, peer)
+}
+
 /// The pipes of a running `cpeer pipe`: the test's ends.
 struct PipePeer {
     /// Writes to the program's fd 5.
@@ -403,22 +433,16 @@ fn dump_restore_peer_gone(
 #[test]
 fn tcp_client_peer_gone() {
     let dir = TestDir::new("peer-tcp");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let program = Program::peer_tcp(listener.local_addr().unwrap().port());
     let image = dir.join("peer.img");
-    let mut original = dir.spawn(
-        &program,
-        "original",
+    let (mut original, peer) = spawn_tcp_peer(
+        &dir,
         &[
             ("MIGRATE_IMAGE", image.to_str().unwrap()),
             ("MIGRATE_LOG", "info"),
         ],
     );
-    let conn = accept_peer(&listener, &mut original);
-    let fd = connected_fd(&mut original);
-    original.wait_for_line("`exchanged: welcome`", |l| l == "exchanged: welcome");
-    dump_restore_peer_gone(&dir, &mut original, &program, &image, &[fd]);
-    drop(conn);
+    dump_restore_peer_gone(&dir, &mut original, &peer.program, &image, &[peer.fd]);
+    drop(peer);
 }
 
 /// 6b. A program holding pipe ends its parent passed (fd 5 to read, fd 6
@@ -467,25 +491,20 @@ fn expect_peer_refused(dir: &TestDir, p: &mut Proc, image: &Path, head: &[String
 #[test]
 fn tcp_client_refused() {
     let dir = TestDir::new("refuse-tcp");
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let program = Program::peer_tcp(listener.local_addr().unwrap().port());
     let image = dir.join("peer.img");
-    let mut p = dir.spawn(
-        &program,
-        "original",
+    let (mut p, peer) = spawn_tcp_peer(
+        &dir,
         &[
             ("MIGRATE_IMAGE", image.to_str().unwrap()),
             ("MIGRATE_EXTERNAL", "refuse"),
         ],
     );
-    let conn = accept_peer(&listener, &mut p);
-    let fd = connected_fd(&mut p);
     let head = [
-        format!("connected fd={fd}"),
+        format!("connected fd={}", peer.fd),
         "exchanged: welcome".to_string(),
     ];
-    expect_peer_refused(&dir, &mut p, &image, &head, &[fd]);
-    drop(conn);
+    expect_peer_refused(&dir, &mut p, &image, &head, &[peer.fd]);
+    drop(peer);
 }
 
 /// 6c. The same for pipes whose other ends are in the parent.
