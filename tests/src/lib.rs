@@ -106,6 +106,26 @@ impl Program {
         }
     }
 
+    /// `exe` named `base`, or with `flag` as its argument and named
+    /// `base-flag` if `on`.
+    fn flagged(base: &str, exe: &str, flag: &str, on: bool) -> Program {
+        let mut argv: Vec<OsString> = vec![exe.into()];
+        if on {
+            argv.push(flag.into());
+            Program::new(&format!("{base}-{flag}"), argv)
+        } else {
+            Program::new(base, argv)
+        }
+    }
+
+    /// `exe` running `mode`, with its argument if it takes one, named
+    /// `base-mode`.
+    fn with_mode(base: &str, exe: &str, mode: &str, arg: Option<&Path>) -> Program {
+        let mut argv: Vec<OsString> = vec![exe.into(), mode.into()];
+        argv.extend(arg.map(OsString::from));
+        Program::new(&format!("{base}-{mode}"), argv)
+    }
+
     /// Test program 1: globals, TLS, brk heap, 256 MiB mmap, deep recursion, vDSO clock.
     pub fn c() -> Program {
         Program::new("cprog", vec![env!("MIGRATE_TEST_CPROG").into()])
@@ -144,11 +164,7 @@ impl Program {
     /// paced steps, then gets a `pthread_kill` (see `programs/cmutex.c`);
     /// with `tids`, it also prints whether its TID stayed the same.
     pub fn cmutex(tids: bool) -> Program {
-        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CMUTEX").into()];
-        if tids {
-            argv.push("tids".into());
-        }
-        Program::new(if tids { "cmutex-tids" } else { "cmutex" }, argv)
+        Program::flagged("cmutex", env!("MIGRATE_TEST_CMUTEX"), "tids", tids)
     }
 
     /// Short-lived threads created and joined every step (see `programs/cchurn.c`).
@@ -265,9 +281,7 @@ impl Program {
     /// One kind of descriptor per `mode`, with its argument if it takes one
     /// (see `programs/cfdkinds.c`).
     pub fn fd_kinds(mode: &str, arg: Option<&Path>) -> Program {
-        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CFDKINDS").into(), mode.into()];
-        argv.extend(arg.map(OsString::from));
-        Program::new(&format!("cfdkinds-{mode}"), argv)
+        Program::with_mode("cfdkinds", env!("MIGRATE_TEST_CFDKINDS"), mode, arg)
     }
 
     /// cwd, umask, rlimits, signal dispositions and mask, an interval timer;
@@ -283,17 +297,11 @@ impl Program {
     /// raises the dump signal itself at step 10 (see `programs/csmallstack.c`;
     /// run that only under the shim).
     pub fn small_stack(raise: bool) -> Program {
-        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CSMALLSTACK").into()];
-        if raise {
-            argv.push("raise".into());
-        }
-        Program::new(
-            if raise {
-                "csmallstack-raise"
-            } else {
-                "csmallstack"
-            },
-            argv,
+        Program::flagged(
+            "csmallstack",
+            env!("MIGRATE_TEST_CSMALLSTACK"),
+            "raise",
+            raise,
         )
     }
 
@@ -317,9 +325,7 @@ impl Program {
     /// One descriptor case per `mode` found in review, with its argument if
     /// it takes one (see `programs/cfdregress.c`).
     pub fn fd_regress(mode: &str, arg: Option<&Path>) -> Program {
-        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CFDREGRESS").into(), mode.into()];
-        argv.extend(arg.map(OsString::from));
-        Program::new(&format!("cfdregress-{mode}"), argv)
+        Program::with_mode("cfdregress", env!("MIGRATE_TEST_CFDREGRESS"), mode, arg)
     }
 
     /// The same program run through `wrapper` (a command that execs its arguments).
