@@ -1,0 +1,121 @@
+//! Failures a user can cause around the image's destination, and settings
+//! that a restore changes.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use migrate_tests::*;
+
+/// A 1 MiB tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1M", "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A dump onto a full disk fails with one line that says so and where;
+/// the previous image stays as it was, no temporary file is left, and the
+/// program goes on to its normal end. (Needs root for the small tmpfs; CI
+/// runs as root.)
+#[test]
+fn full_disk_keeps_the_previous_image() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("full_disk_keeps_the_previous_image: skipped, mounting a tmpfs needs root");
+        return;
+    }
+    let dir = TestDir::new("full-disk");
+    let disk = SmallDisk::mount(dir.join("disk")).expect("mount a 1 MiB tmpfs");
+    let image = disk.0.join("app.img");
+    std::fs::write(&image, b"the previous image").unwrap();
+    let program = Program::c();
+    let expected = reference(&program);
+    let mut p = dir.spawn(
+        &program,
+        "full",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("`migrate: dump failed`", |l| {
+        l.starts_with("migrate: dump failed")
+    });
+    assert!(
+        line.contains("ENOSPC") && line.contains(image.to_str().unwrap()),
+        "the failure line should say the disk is full and name the image: {line:?}\n{}",
+        p.describe()
+    );
+    let out = p.wait_success();
+    assert_eq!(
+        out,
+        expected,
+        "the program did not go on to its normal end\n{}",
+        p.describe()
+    );
+    assert_eq!(
+        std::fs::read(&image).unwrap(),
+        b"the previous image",
+        "the previous image changed"
+    );
+    assert_eq!(
+        list_files(&disk.0),
+        ["app.img"],
+        "a temporary file was left behind"
+    );
+    assert_eq!(
+        p.stderr().lines().count(),
+        1,
+        "more than the failure line on stderr\n{}",
+        p.describe()
+    );
+}
+
+/// A restore with MIGRATE_SIGNAL and MIGRATE_IMAGE set moves the dump to
+/// the new signal and place: the restored process dumps on SIGUSR1 into
+/// the new path, and goes on to its normal end.
+#[test]
+fn restore_changes_dump_signal_and_image() {
+    let dir = TestDir::new("new-signal");
+    let first = dir.join("first.img");
+    let second = dir.join("second.img");
+    let program = Program::c();
+    let expected = reference(&program);
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", first.to_str().unwrap())],
+    );
+    original.wait_for_step(5);
+    original.dump_signal();
+    original.wait_for_image(&first, false);
+    original.kill();
+    let env = [
+        ("MIGRATE_SIGNAL", "USR1"),
+        ("MIGRATE_IMAGE", second.to_str().unwrap()),
+    ];
+    let mut restored = dir.restore(&program, "restored", &first, &env);
+    let resumed = step_of(&restored_first_line(&mut restored)).expect("a step line");
+    restored.wait_for_step(resumed + 2);
+    restored.signal(libc::SIGUSR1);
+    restored.wait_for_image(&second, false);
+    finish_restored(&mut restored, &original, &expected);
+}
+
+fn restored_first_line(p: &mut Proc) -> String {
+    p.wait_for_lines(1);
+    p.stdout_lines().remove(0)
+}
