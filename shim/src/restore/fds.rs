@@ -319,12 +319,10 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
             unsafe { libc::lseek(file.as_raw_fd(), *offset as i64, libc::SEEK_SET) };
             Ok(file.into())
         }
+        // Seals come back after the mappings (see `build_plan`): a write
+        // seal would forbid mapping the file writable.
         FdKind::Contents {
-            name,
-            data,
-            offset,
-            memfd,
-            seals,
+            name, data, offset, ..
         } => {
             // SAFETY: memfd_create with a NUL-terminated name.
             let n = unsafe {
@@ -340,9 +338,6 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                     format!("fd {}: refilling {name}: {e}", fd.fd),
                 )
             })?;
-            // Seals come back after the mappings (see `build_plan`): a
-            // write seal would forbid mapping it writable.
-            let _ = (memfd, seals);
             // SAFETY: lseek on our descriptor.
             unsafe { libc::lseek(f.as_raw_fd(), *offset as i64, libc::SEEK_SET) };
             Ok(f)
