@@ -61,6 +61,21 @@ fn own(n: libc::c_int, fd: &Fd<'_>, what: &str) -> Result<OwnedFd, Refusal> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
+/// Opens `path` again for descriptor `fd`; a failure refuses the restore
+/// naming the `what` (file, directory, ...) and the path.
+fn open_path(what: &str, path: &str, flags: i32, fd: &Fd<'_>) -> Result<OwnedFd, Refusal> {
+    // SAFETY: opening a NUL-terminated path.
+    let n = unsafe { libc::open(cstr(path).as_ptr(), flags) };
+    if n < 0 {
+        return Err(refuse(
+            exit::FILE_CHANGED,
+            format!("{what} {path} (fd {}): {}", fd.fd, last_error()),
+        ));
+    }
+    // SAFETY: `n` was just returned by the kernel and is ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
 fn cstr(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
 }
@@ -284,16 +299,7 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                 | libc::O_NOCTTY
                 // Never wait on something else now at that path (a FIFO).
                 | libc::O_NONBLOCK;
-            // SAFETY: opening a NUL-terminated path.
-            let n = unsafe { libc::open(cstr(path).as_ptr(), open_flags) };
-            if n < 0 {
-                return Err(refuse(
-                    exit::FILE_CHANGED,
-                    format!("file {path} (fd {}): {}", fd.fd, last_error()),
-                ));
-            }
-            // SAFETY: `n` is ours.
-            let file = unsafe { std::fs::File::from_raw_fd(n) };
+            let file = std::fs::File::from(open_path("file", path, open_flags, fd)?);
             if fd.flags & libc::O_PATH == 0 && !file.metadata().is_ok_and(|m| m.is_file()) {
                 return Err(refuse(
                     exit::FILE_CHANGED,
@@ -343,22 +349,13 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
             Ok(f)
         }
         FdKind::Dir { path, offset } => {
-            // SAFETY: opening a NUL-terminated path.
-            let n = unsafe {
-                libc::open(
-                    cstr(path).as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | cloexec,
-                )
-            };
-            if n < 0 {
-                return Err(refuse(
-                    exit::FILE_CHANGED,
-                    format!("directory {path} (fd {}): {}", fd.fd, last_error()),
-                ));
-            }
-            // SAFETY: `n` is ours; lseek on it.
-            let f = unsafe { OwnedFd::from_raw_fd(n) };
-            // SAFETY: as above.
+            let f = open_path(
+                "directory",
+                path,
+                libc::O_RDONLY | libc::O_DIRECTORY | cloexec,
+                fd,
+            )?;
+            // SAFETY: lseek on our descriptor.
             unsafe { libc::lseek(f.as_raw_fd(), *offset as i64, libc::SEEK_SET) };
             Ok(f)
         }
@@ -366,16 +363,7 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
             let flags = (fd.flags & (libc::O_ACCMODE | libc::O_NONBLOCK | libc::O_APPEND))
                 | cloexec
                 | libc::O_NOCTTY;
-            // SAFETY: opening a NUL-terminated path.
-            let n = unsafe { libc::open(cstr(path).as_ptr(), flags) };
-            if n < 0 {
-                return Err(refuse(
-                    exit::FILE_CHANGED,
-                    format!("device {path} (fd {}): {}", fd.fd, last_error()),
-                ));
-            }
-            // SAFETY: `n` is ours.
-            Ok(unsafe { OwnedFd::from_raw_fd(n) })
+            open_path("device", path, flags, fd)
         }
         FdKind::Pipe {
             id,
@@ -386,21 +374,8 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
         } => {
             if fd.flags & libc::O_ACCMODE == libc::O_RDWR && !path.is_empty() {
                 // A FIFO open for both reading and writing.
-                // SAFETY: opening a NUL-terminated path (O_RDWR does not block on a FIFO).
-                let n = unsafe {
-                    libc::open(
-                        cstr(path).as_ptr(),
-                        libc::O_RDWR | libc::O_NONBLOCK | cloexec,
-                    )
-                };
-                if n < 0 {
-                    return Err(refuse(
-                        exit::FILE_CHANGED,
-                        format!("FIFO {path} (fd {}): {}", fd.fd, last_error()),
-                    ));
-                }
-                // SAFETY: `n` is ours.
-                let f = unsafe { OwnedFd::from_raw_fd(n) };
+                // (O_RDWR does not block on a FIFO.)
+                let f = open_path("FIFO", path, libc::O_RDWR | libc::O_NONBLOCK | cloexec, fd)?;
                 let st = std::fs::File::from(
                     f.try_clone()
                         .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?,
