@@ -28,6 +28,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("csigwait", &[]),
     ("cstdinpoll", &[]),
     ("cfdregress", &[]),
+    ("cdefects", &["-pthread"]),
 ];
 
 fn main() {

@@ -3,14 +3,16 @@
  * the work and takes the dump signal on that stack: the dump must not run
  * on the interrupted thread's stack (it needs far more than 32 KiB).
  *
- * usage: csmallstack [raise]
+ * usage: csmallstack [raise] [KIB]
  *
+ * KIB sets the worker's stack size (default 32; 16 is glibc's
+ * PTHREAD_STACK_MIN: every thread's share of a restore must fit there).
  * The worker (named "small") prints every step; main waits for it in
  * pthread_join. With "raise", the worker calls raise(SIGUSR2) itself right
  * after printing step RAISE_AT (run that only under the library: without it
  * SIGUSR2 kills the process). The output is the same with and without it.
  *
- * Protocol: "start", "worker stack 32768", "step N ..." per step (25 ms
+ * Protocol: "start", "worker stack <bytes>", "step N ..." per step (25 ms
  * apart unless MIGRATE_TEST_NOSLEEP is set), "done ...". Every line is
  * deterministic.
  */
@@ -21,9 +23,9 @@
 
 #define STEPS 80
 #define RAISE_AT 10
-#define STACK_SIZE (32 * 1024)
 
 static int g_raise;
+static size_t g_stack = 32 * 1024;
 static uint64_t g_acc;
 
 static void *worker(void *arg)
@@ -52,12 +54,17 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     tp_start();
-    g_raise = argc > 1 && strcmp(argv[1], "raise") == 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "raise") == 0)
+            g_raise = 1;
+        else
+            g_stack = (size_t)atoi(argv[i]) * 1024;
+    }
     pthread_attr_t attr;
     pthread_t t;
     if (pthread_attr_init(&attr) != 0)
         fail("pthread_attr_init");
-    int rc = pthread_attr_setstacksize(&attr, STACK_SIZE);
+    int rc = pthread_attr_setstacksize(&attr, g_stack);
     if (rc != 0) {
         errno = rc;
         die("pthread_attr_setstacksize");

@@ -328,6 +328,12 @@ impl Program {
         Program::with_mode("cfdregress", env!("MIGRATE_TEST_CFDREGRESS"), mode, arg)
     }
 
+    /// One defect of issue 7 per `mode`, with its argument if it takes one
+    /// (see `programs/cdefects.c`).
+    pub fn defects(mode: &str, arg: Option<&Path>) -> Program {
+        Program::with_mode("cdefects", env!("MIGRATE_TEST_CDEFECTS"), mode, arg)
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

@@ -173,22 +173,22 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
             1
         }
         Ok(()) => {
-            if settings.log >= LogLevel::Info {
-                let mut line = Line::<{ PATH_MAX + 100 }>::new();
-                line.str("migrate: dumped ")
-                    .bytes(job.path.as_bytes())
-                    .str(" (")
-                    .dec(job.size)
-                    .str(" bytes, ")
-                    .ms(sys::monotonic_ns() - job.started)
-                    .str(")");
-                line.emit();
-            }
-            if settings.exit_after_dump {
-                sys::exit_group(0);
-            }
+            log_dumped(job, settings);
             0
         }
+    }
+}
+
+/// The `info` line for a complete dump.
+fn log_dumped(job: &Job, settings: &crate::config::Settings) {
+    if settings.log >= LogLevel::Info {
+        let mut tail = Line::<100>::new();
+        tail.str(" (")
+            .dec(job.size)
+            .str(" bytes, ")
+            .ms(sys::monotonic_ns() - job.started)
+            .str(")");
+        sys::line::emit_parts(&[b"migrate: dumped ", job.path.as_bytes(), tail.as_bytes()]);
     }
 }
 
@@ -263,6 +263,14 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         let mut out = out;
         write_image(job, &arena, &mut out, settings, others).and_then(|header| out.finish(&header))
     });
+    if let (Ok(size), true) = (&result, settings.exit_after_dump) {
+        // The image is complete: exit with every other thread still
+        // parked, so that nothing the restored process will do again (a
+        // line printed, a byte sent) happens after the snapshot.
+        job.size = *size;
+        log_dumped(job, settings);
+        sys::exit_group(0);
+    }
     world::release_all();
     match result {
         Ok(size) => {

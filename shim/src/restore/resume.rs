@@ -12,7 +12,7 @@
 use crate::config::{PATH_MAX, SETTINGS, level};
 use crate::dump::world::WORLD;
 use crate::sys;
-use crate::sys::line::Line;
+use crate::sys::line::{Line, emit_parts};
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 
 pub const HANDOFF_MAGIC: u64 = 0x6d69_6772_6174_6501;
@@ -47,6 +47,11 @@ pub struct Handoff {
 /// returns in it (the leader's and the parked threads' alike). Each thread
 /// fixes what is its own; the last to arrive finishes the restore and lets
 /// them all go.
+///
+/// This runs on each thread's own stack, below the signal frame, and a
+/// thread may have as little as glibc's 16 KiB `PTHREAD_STACK_MIN` in all:
+/// nothing here or in [`finish`] keeps more than a few hundred bytes on
+/// the stack (the handoff is read where it lies, never copied).
 pub fn after_restore(handoff: u64) {
     let h = handoff as *const Handoff;
     // SAFETY: the restorer passes the address of the handoff block, mapped
@@ -73,8 +78,9 @@ pub fn after_restore(handoff: u64) {
         }
         return;
     }
-    // SAFETY: as above; every other thread now waits on `go`.
-    finish(unsafe { core::ptr::read(h) });
+    // SAFETY: as above; every other thread now waits on `go`, and the
+    // handoff stays mapped until `finish` unmaps it last.
+    finish(unsafe { &*h });
     WORLD.pid.store(0, Release);
     WORLD.leader.store(0, Release);
     WORLD.slots.store(core::ptr::null_mut(), Release);
@@ -83,10 +89,10 @@ pub fn after_restore(handoff: u64) {
     sys::futex_wake_all(&WORLD.go);
 }
 
-fn finish(h: Handoff) {
-    // SAFETY: every thread has left the restorer mapping (each arrived
-    // here on its own stack), so nothing uses it any more.
-    let _ = unsafe { sys::munmap(h.gap_start, h.gap_len) };
+/// Applies the relaunch's overrides, logs, and unmaps the restorer's
+/// mapping (which holds `h`: nothing may read `h` after that).
+#[inline(never)]
+fn finish(h: &Handoff) {
     // SAFETY: the other threads wait on `go`; this is the only access.
     let s = unsafe { SETTINGS.get() };
     if h.signal > 0 && h.signal as i32 != s.signal {
@@ -108,16 +114,19 @@ fn finish(h: Handoff) {
             .bytes(&h.image[..(h.image_len as usize).min(PATH_MAX)]);
     }
     if s.log >= crate::config::LogLevel::Info {
-        let mut line = Line::<{ PATH_MAX + 100 }>::new();
-        line.str("migrate: restored ")
-            .bytes(&h.from[..(h.from_len as usize).min(PATH_MAX)])
-            .str(" as pid ")
+        let mut tail = Line::<80>::new();
+        tail.str(" as pid ")
             .dec(sys::getpid() as u64)
             .str(" (")
             .ms(sys::monotonic_ns().saturating_sub(h.started_ns))
             .str(")");
-        line.emit();
+        let from = &h.from[..(h.from_len as usize).min(PATH_MAX)];
+        emit_parts(&[b"migrate: restored ", from, tail.as_bytes()]);
     }
+    let (start, len) = (h.gap_start, h.gap_len);
+    // SAFETY: every thread has left the restorer mapping (each arrived
+    // here on its own stack) and `h`, which lies in it, is not read again.
+    let _ = unsafe { sys::munmap(start, len) };
 }
 
 /// Moves the shim's handler from signal `old` to `new`. The program's own

@@ -79,6 +79,8 @@ macro_rules! args {
 pub(crate) use args;
 
 pub const AT_FDCWD: i64 = libc::AT_FDCWD as i64;
+/// `pwritev2` flag: fail with EAGAIN instead of waiting.
+const RWF_NOWAIT: u64 = 0x8;
 
 /// Opens `path` (NUL-terminated) relative to the working directory.
 pub fn open(path: &[u8], flags: i32, mode: u32) -> SysResult<i32> {
@@ -116,6 +118,33 @@ pub fn write_all(fd: i32, mut buf: &[u8]) -> SysResult<()> {
         }
     }
     Ok(())
+}
+
+/// `writev` to fd 2; to a pipe or socket only when it can take the data
+/// without waiting (`poll`, then `RWF_NOWAIT`), else nothing is written.
+pub fn writev_stderr(iov: &[libc::iovec]) -> SysResult<usize> {
+    let waits = fstat(2)
+        .is_ok_and(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK));
+    let (ptr, n) = (iov.as_ptr(), iov.len());
+    if waits {
+        let mut pfd = libc::pollfd {
+            fd: 2,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, no timeout.
+        let ready = unsafe { sys(libc::SYS_poll, args!(&mut pfd as *mut libc::pollfd, 1, 0)) };
+        if ready != Ok(1) || pfd.revents & libc::POLLOUT == 0 {
+            return Err(Errno(libc::EAGAIN));
+        }
+        // SAFETY: `iov` describes readable buffers; offset -1: the current one.
+        match unsafe { sys(libc::SYS_pwritev2, args!(2, ptr, n, -1i64, 0, RWF_NOWAIT)) } {
+            Err(Errno(libc::EOPNOTSUPP | libc::EINVAL)) => {}
+            r => return r.map(|v| v as usize),
+        }
+    }
+    // SAFETY: `iov` describes readable buffers.
+    unsafe { sys(libc::SYS_writev, args!(2, ptr, n)) }.map(|v| v as usize)
 }
 
 pub fn pwrite_all(fd: i32, mut buf: &[u8], mut off: u64) -> SysResult<()> {

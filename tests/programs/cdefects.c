@@ -1,0 +1,149 @@
+/*
+ * One mode per defect of issue 7 (see tests/tests/defects.rs).
+ *
+ * usage: cdefects MODE [FILE]
+ *
+ *  fastprint  a worker prints "step N" lines as fast as it can (no pacing
+ *             at all) for STEPS_FAST steps while main waits in
+ *             pthread_join: a dump that lets it run on after the snapshot
+ *             shows up as lines printed twice.
+ *  caps       prints its capability sets, securebits and no_new_privs
+ *             (from /proc/self/status and prctl) at every step: a restore
+ *             must bring back exactly what it had.
+ *  mapfile    maps FILE (read-only, private), closes it and checks its
+ *             first bytes every step: the test may replace FILE by a FIFO.
+ *  malloc     three threads malloc and free in a tight loop while main
+ *             prints the steps: a dump signal most likely interrupts malloc.
+ *
+ * Protocol: "start", one "step N ..." line per step (paced 20 ms unless
+ * MIGRATE_TEST_NOSLEEP is set, except in fastprint), "done ...". Every line
+ * is deterministic.
+ */
+#include "testprog.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+
+#define STEPS 60
+#define STEPS_FAST 400000
+
+static void *fast_worker(void *arg)
+{
+    (void)arg;
+    uint64_t acc = 1;
+    for (int s = 1; s <= STEPS_FAST; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d %016" PRIx64 "\n", s, acc);
+    }
+    printf("done %016" PRIx64 "\n", acc);
+    return NULL;
+}
+
+static int fastprint(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, fast_worker, NULL) != 0)
+        fail("pthread_create");
+    if (pthread_join(t, NULL) != 0)
+        fail("pthread_join");
+    return 0;
+}
+
+/* The credential lines of /proc/self/status, on one line. */
+static void print_creds(int step)
+{
+    char buf[4096];
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        die("fopen /proc/self/status");
+    printf("step %d", step);
+    while (fgets(buf, sizeof buf, f)) {
+        if (strncmp(buf, "Cap", 3) == 0 || strncmp(buf, "NoNewPrivs", 10) == 0) {
+            buf[strcspn(buf, "\n")] = 0;
+            char *tab = strchr(buf, '\t');
+            if (tab)
+                *tab = '=';
+            printf(" %s", buf);
+        }
+    }
+    fclose(f);
+    printf(" secbits=%x\n", prctl(PR_GET_SECUREBITS));
+}
+
+static int caps(void)
+{
+    for (int s = 1; s <= STEPS; s++) {
+        print_creds(s);
+        pace(20000000L);
+    }
+    printf("done\n");
+    return 0;
+}
+
+static int mapfile(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        die("open");
+    const unsigned char *p = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    close(fd);
+    uint64_t h = fnv(FNV_INIT, p, 64);
+    for (int s = 1; s <= STEPS; s++) {
+        printf("step %d %016" PRIx64 "\n", s, fnv(h, p, 64) ^ (uint64_t)s);
+        pace(20000000L);
+    }
+    printf("done\n");
+    return 0;
+}
+
+static volatile int g_stop;
+
+static void *churn(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    while (!g_stop) {
+        void *blocks[16];
+        for (int i = 0; i < 16; i++)
+            blocks[i] = malloc(n * (size_t)(i + 1));
+        for (int i = 0; i < 16; i++)
+            free(blocks[i]);
+    }
+    return NULL;
+}
+
+static int mallocs(void)
+{
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        if (pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(24 + i * 200)) != 0)
+            fail("pthread_create");
+    uint64_t acc = 7;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d %016" PRIx64 "\n", s, acc);
+        pace(20000000L);
+    }
+    g_stop = 1;
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    printf("done %016" PRIx64 "\n", acc);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    tp_start();
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (strcmp(mode, "fastprint") == 0)
+        return fastprint();
+    if (strcmp(mode, "caps") == 0)
+        return caps();
+    if (strcmp(mode, "mapfile") == 0 && argc > 2)
+        return mapfile(argv[2]);
+    if (strcmp(mode, "malloc") == 0)
+        return mallocs();
+    printf("usage: cdefects fastprint|caps|mapfile FILE|malloc\n");
+    return 2;
+}
