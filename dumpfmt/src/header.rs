@@ -11,7 +11,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const HEADER_LEN: u64 = PAGE_SIZE;
 pub const MAGIC: [u8; 8] = *b"MIGRATE\0";
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 /// Upper bound on the metadata block, so a corrupt length cannot ask for
 /// an absurd allocation.
 pub const MAX_META_LEN: u64 = 1 << 30;

@@ -30,4 +30,4 @@ pub use header::{
 };
 pub use records::*;
 pub use verify::{ImageFile, Summary, decode, verify};
-pub use writer::{build, frame};
+pub use writer::{build, encode_meta, frame};

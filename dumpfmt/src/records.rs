@@ -46,6 +46,32 @@ pub struct Image<'a> {
     pub fds: Cow<'a, [Fd<'a>]>,
     /// Working directory, umask, limits, timers, pending signals.
     pub process: ProcessState<'a>,
+    /// What version 1.1 added. Not part of `Image`'s own encoding: it is
+    /// the postcard value that follows `Image` in the metadata block of a
+    /// 1.1 image (see FORMAT.md, Versioning), and empty in a 1.0 image.
+    #[serde(skip)]
+    pub minor1: Minor1<'a>,
+}
+
+/// The value a 1.1 image's metadata block carries after [`Image`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Minor1<'a> {
+    /// One record per thread, in the order of `Image::threads`.
+    pub credentials: Cow<'a, [Credentials]>,
+}
+
+/// A thread's capability sets (bit `n` is capability `n`), securebits and
+/// `no_new_privs`: a restored thread comes back with exactly these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Credentials {
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub bounding: u64,
+    pub ambient: u64,
+    /// `PR_GET_SECUREBITS`.
+    pub securebits: u32,
+    pub no_new_privs: bool,
 }
 
 /// One open descriptor.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::Error;
 use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
-use crate::records::{Backing, Image};
+use crate::records::{Backing, Image, Minor1};
 
 /// An image opened for reading: header and metadata decoded and checked.
 #[derive(Debug)]
@@ -140,8 +140,14 @@ fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
     if crc32fast::hash(meta) != header.meta_crc {
         return Err(Error::MetaCrc);
     }
-    let (image, rest) = postcard::take_from_bytes::<Image<'static>>(meta)
+    let (mut image, mut rest) = postcard::take_from_bytes::<Image<'static>>(meta)
         .map_err(|e| Error::MetaDecode(e.to_string()))?;
+    if header.minor >= 1 {
+        let (minor1, after) = postcard::take_from_bytes::<Minor1<'static>>(rest)
+            .map_err(|e| Error::MetaDecode(format!("the values of version 1.1: {e}")))?;
+        image.minor1 = minor1;
+        rest = after;
+    }
     if !rest.is_empty() {
         return Err(Error::MetaDecode(format!(
             "{} bytes after the metadata",
@@ -288,6 +294,13 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     }
     if image.threads.is_empty() {
         return Err("no thread".into());
+    }
+    let creds = image.minor1.credentials.len();
+    if header.minor >= 1 && creds != image.threads.len() {
+        return Err(format!(
+            "{creds} credential records for {} threads",
+            image.threads.len()
+        ));
     }
     if image.auxv.len() % 2 != 0 {
         return Err("auxv has an odd number of words".into());

@@ -66,7 +66,7 @@ pub fn build(image: &Image<'_>, runs: &[(u64, &[u8])]) -> Result<Vec<u8>, Error>
 /// match `page_data` for the result to verify; use [`build`] to have them
 /// filled in. Tests use this directly to make images that break one rule.
 pub fn frame(image: &Image<'_>, page_data: &[u8]) -> Vec<u8> {
-    let meta = postcard::to_allocvec(image).expect("postcard encodes into a Vec infallibly");
+    let meta = encode_meta(image);
     let meta_offset = HEADER_LEN + page_data.len() as u64;
     let header = Header {
         major: VERSION_MAJOR,
@@ -84,4 +84,12 @@ pub fn frame(image: &Image<'_>, page_data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(page_data);
     out.extend_from_slice(&meta);
     out
+}
+
+/// The metadata block of `image` in the current version: the `Image`
+/// value, then the value version 1.1 added.
+pub fn encode_meta(image: &Image<'_>) -> Vec<u8> {
+    let mut meta = postcard::to_allocvec(image).expect("postcard encodes into a Vec infallibly");
+    meta.extend(postcard::to_allocvec(&image.minor1).expect("postcard encodes into a Vec"));
+    meta
 }

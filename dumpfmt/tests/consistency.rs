@@ -264,3 +264,35 @@ fn a_dup_names_an_earlier_original() {
         rejects(&bytes, "which is not an earlier original");
     }
 }
+
+#[test]
+fn one_credential_record_per_thread() {
+    let bytes = with_meta(|image, _| {
+        image.minor1.credentials.to_mut().pop();
+    });
+    rejects(&bytes, "1 credential records for 2 threads");
+}
+
+/// A 1.0 image (metadata = `Image` alone) is still read, without
+/// credentials; a 1.1 reader expects the `Minor1` value only in 1.1 images.
+#[test]
+fn a_1_0_image_is_still_read() {
+    let (_, mut image, data) = common::split(&common::good());
+    image.minor1 = dumpfmt::Minor1::default();
+    let mut bytes = dumpfmt::frame(&image, &data);
+    // The empty `Minor1` is one byte (a zero-length sequence) at the end.
+    assert_eq!(bytes.pop(), Some(0));
+    let meta_offset = HEADER_LEN + data.len() as u64;
+    let meta_crc = crc32fast::hash(&bytes[meta_offset as usize..]);
+    let len = bytes.len() as u64;
+    common::with_header(&mut bytes, |h| {
+        h.minor = 0;
+        h.meta_len = len - meta_offset;
+        h.meta_crc = meta_crc;
+        h.file_len = len;
+    });
+    let (header, back) = dumpfmt::decode(&bytes).expect("a 1.0 image decodes");
+    assert_eq!(header.minor, 0);
+    assert!(back.minor1.credentials.is_empty());
+    assert_eq!(back.threads, image.threads);
+}

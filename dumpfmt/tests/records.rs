@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use std::fmt::Debug;
 
 use dumpfmt::{
-    Backing, CpuFeatures, FileId, Image, Mapping, MmFields, PageRun, ProcessState, ResumeContext,
-    Settings, SigAction, ThreadState,
+    Backing, CpuFeatures, Credentials, FileId, Image, Mapping, Minor1, MmFields, PageRun,
+    ProcessState, ResumeContext, Settings, SigAction, ThreadState,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,12 +60,15 @@ fn image_round_trip_borrowed_to_owned() {
         },
         fds: Cow::Borrowed(&fds),
         process: owned.process.clone(),
+        // Encoded after the `Image`, not inside it (see `minor1_follows_the_image`).
+        minor1: Minor1::default(),
         ..owned.clone()
     };
     let bytes = postcard::to_allocvec(&borrowed).unwrap();
     let back: Image<'static> = postcard::from_bytes(&bytes).unwrap();
     let expect = Image {
         runs: Cow::Owned(runs.to_vec()),
+        minor1: Minor1::default(),
         ..owned.clone()
     };
     assert_eq!(back, expect);
@@ -85,6 +88,7 @@ fn image_with_empty_collections() {
         threads: Cow::Borrowed(&[]),
         sigactions: Cow::Borrowed(&[]),
         auxv: Cow::Borrowed(&[]),
+        minor1: Minor1::default(),
         ..common::image()
     };
     round_trip(&image);
@@ -336,6 +340,7 @@ fn encoding_is_pinned() {
         },
         fds: Cow::Owned(vec![]),
         process: ProcessState::default(),
+        minor1: Minor1::default(),
     };
     let want = [
         "01 02 03",                    // pid, time_ns, sequence
@@ -355,4 +360,29 @@ fn encoding_is_pinned() {
     .concat()
     .replace(' ', "");
     assert_eq!(hex(&round_trip(&image)), want);
+
+    // The value 1.1 appends after `Image`.
+    let minor1 = Minor1 {
+        credentials: Cow::Owned(vec![Credentials {
+            effective: 1,
+            permitted: 2,
+            inheritable: 3,
+            bounding: 0x1ff_ffff_ffff,
+            ambient: 4,
+            securebits: 5,
+            no_new_privs: true,
+        }]),
+    };
+    // credentials: 1 [effective permitted inheritable bounding ambient securebits nnp]
+    assert_eq!(hex(&round_trip(&minor1)), "01010203ffffffffff3f040501");
+}
+
+/// The credentials of a 1.1 image travel in the value after `Image`, and
+/// come back from a whole image.
+#[test]
+fn minor1_follows_the_image() {
+    let image = common::image();
+    assert_eq!(image.minor1.credentials.len(), image.threads.len());
+    let (_, back, _) = common::split(&common::good());
+    assert_eq!(back.minor1, image.minor1);
 }

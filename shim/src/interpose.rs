@@ -48,11 +48,25 @@ fn next(cache: &AtomicUsize, name: &core::ffi::CStr) -> usize {
 }
 
 /// Resolves libc's functions early (the constructor), so no later call
-/// needs dlsym.
+/// needs dlsym: the first call may come from a signal handler of the
+/// program's, where dlsym (which takes ld.so's lock and may allocate)
+/// must not run.
 pub fn init() {
     next(&REAL_SIGACTION, c"sigaction");
     next(&REAL_SIGPROCMASK, c"sigprocmask");
     next(&REAL_PTHREAD_SIGMASK, c"pthread_sigmask");
+    for (real, name) in [
+        (&sigwait::REAL, sigwait::NAME),
+        (&sigwaitinfo::REAL, sigwaitinfo::NAME),
+        (&sigtimedwait::REAL, sigtimedwait::NAME),
+        (&signalfd::REAL, signalfd::NAME),
+        (&sigsuspend::REAL, sigsuspend::NAME),
+        (&ppoll::REAL, ppoll::NAME),
+        (&pselect::REAL, pselect::NAME),
+        (&epoll_pwait::REAL, epoll_pwait::NAME),
+    ] {
+        next(real, name);
+    }
 }
 
 /// libc's `sigaction`.
@@ -215,16 +229,22 @@ pub unsafe extern "C" fn pthread_sigmask(
 /// goes to libc with the dump signal taken out of that set.
 macro_rules! without_dump_signal_in {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; set = $set:ident) => {
+        /// libc's function of the same name, resolved by [`init`].
+        mod $name {
+            pub static REAL: super::AtomicUsize = super::AtomicUsize::new(0);
+            // SAFETY: the literal ends with its only NUL.
+            pub const NAME: &core::ffi::CStr = unsafe {
+                core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes())
+            };
+        }
+
         $(#[$doc])*
         ///
         /// # Safety
         /// As the libc function of the same name.
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            static REAL: AtomicUsize = AtomicUsize::new(0);
-            // SAFETY: the literal ends with its only NUL.
-            let name = unsafe { core::ffi::CStr::from_bytes_with_nul_unchecked(concat!(stringify!($name), "\0").as_bytes()) };
-            let f = next(&REAL, name);
+            let f = next(&$name::REAL, $name::NAME);
             // SAFETY: `f` is libc's function of this name and type; the
             // set is null or valid (caller), and the copy outlives the call.
             unsafe {
@@ -272,4 +292,32 @@ without_dump_signal_in! {
 without_dump_signal_in! {
     /// As `sigsuspend`.
     fn epoll_pwait(epfd: i32, events: *mut libc::epoll_event, max: i32, timeout: i32, set: *const libc::sigset_t) -> i32; set = set
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every libc function the interposers forward to is found by `init`
+    /// (the constructor), none on its first call.
+    #[test]
+    fn init_resolves_every_function() {
+        init();
+        let all = [
+            &REAL_SIGACTION,
+            &REAL_SIGPROCMASK,
+            &REAL_PTHREAD_SIGMASK,
+            &sigwait::REAL,
+            &sigwaitinfo::REAL,
+            &sigtimedwait::REAL,
+            &signalfd::REAL,
+            &sigsuspend::REAL,
+            &ppoll::REAL,
+            &pselect::REAL,
+            &epoll_pwait::REAL,
+        ];
+        for (i, real) in all.iter().enumerate() {
+            assert_ne!(real.load(Relaxed), 0, "function {i} not resolved");
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod dump;
+pub mod fault;
 pub mod interpose;
 pub mod restore;
 pub mod sys;
@@ -40,6 +41,11 @@ fn init() {
             std::process::exit(64);
         }
     };
+    if let Err(e) = fault::arm_from_env() {
+        eprintln!("migrate: {e}");
+        std::process::exit(64);
+    }
+    dump::panic::install_hook();
     interpose::init();
     // Warm crc32fast's CPU-feature detection outside the signal handler.
     let _ = crc32fast::hash(&[0u8; 64]);

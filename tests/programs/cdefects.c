@@ -14,6 +14,12 @@
  *             first bytes every step: the test may replace FILE by a FIFO.
  *  malloc     three threads malloc and free in a tight loop while main
  *             prints the steps: a dump signal most likely interrupts malloc.
+ *  shared     16 pages of MAP_SHARED anonymous memory, filled at start and
+ *             checked every step (the dump reads them through
+ *             /proc/self/mem).
+ *  fullstderr fd 2 becomes the write end of a pipe that is full and that
+ *             nobody reads (the read end stays open): a log line written
+ *             there would block.
  *
  * Protocol: "start", one "step N ..." line per step (paced 20 ms unless
  * MIGRATE_TEST_NOSLEEP is set, except in fastprint), "done ...". Every line
@@ -60,10 +66,11 @@ static void print_creds(int step)
     while (fgets(buf, sizeof buf, f)) {
         if (strncmp(buf, "Cap", 3) == 0 || strncmp(buf, "NoNewPrivs", 10) == 0) {
             buf[strcspn(buf, "\n")] = 0;
-            char *tab = strchr(buf, '\t');
-            if (tab)
-                *tab = '=';
-            printf(" %s", buf);
+            char *colon = strchr(buf, ':');
+            if (!colon)
+                continue;
+            *colon = 0;
+            printf(" %s=%s", buf, colon + 1 + strspn(colon + 1, "\t "));
         }
     }
     fclose(f);
@@ -76,7 +83,7 @@ static int caps(void)
         print_creds(s);
         pace(20000000L);
     }
-    printf("done\n");
+    printf("done 0\n");
     return 0;
 }
 
@@ -94,7 +101,7 @@ static int mapfile(const char *path)
         printf("step %d %016" PRIx64 "\n", s, fnv(h, p, 64) ^ (uint64_t)s);
         pace(20000000L);
     }
-    printf("done\n");
+    printf("done 0\n");
     return 0;
 }
 
@@ -132,6 +139,56 @@ static int mallocs(void)
     return 0;
 }
 
+static int shared(void)
+{
+    size_t len = 16 * 4096;
+    uint64_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    for (size_t i = 0; i < len / 8; i++)
+        p[i] = mix(i + 1);
+    for (int s = 1; s <= STEPS; s++) {
+        printf("step %d %016" PRIx64 "\n", s, fnv(FNV_INIT, p, len) ^ (uint64_t)s);
+        pace(20000000L);
+    }
+    printf("done 0\n");
+    return 0;
+}
+
+static int fullstderr(void)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        die("pipe");
+    if (fcntl(fds[1], F_SETFL, O_NONBLOCK) != 0)
+        die("fcntl");
+    char block[4096];
+    memset(block, 'x', sizeof block);
+    long filled = 0;
+    for (;;) {
+        ssize_t n = write(fds[1], block, sizeof block);
+        if (n < 0 && errno == EAGAIN)
+            break;
+        if (n < 0)
+            die("write");
+        filled += n;
+    }
+    if (fcntl(fds[1], F_SETFL, 0) != 0)
+        die("fcntl");
+    if (dup2(fds[1], 2) != 2)
+        die("dup2");
+    close(fds[1]);
+    printf("filled %s\n", filled > 0 ? "yes" : "no");
+    uint64_t acc = 3;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d %016" PRIx64 "\n", s, acc);
+        pace(20000000L);
+    }
+    printf("done %016" PRIx64 "\n", acc);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -144,6 +201,10 @@ int main(int argc, char **argv)
         return mapfile(argv[2]);
     if (strcmp(mode, "malloc") == 0)
         return mallocs();
-    printf("usage: cdefects fastprint|caps|mapfile FILE|malloc\n");
+    if (strcmp(mode, "shared") == 0)
+        return shared();
+    if (strcmp(mode, "fullstderr") == 0)
+        return fullstderr();
+    printf("usage: cdefects fastprint|caps|mapfile FILE|malloc|shared|fullstderr\n");
     return 2;
 }

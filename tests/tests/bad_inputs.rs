@@ -269,7 +269,7 @@ fn rewrite_meta(path: &Path, edit: impl FnOnce(&mut dumpfmt::Image<'static>)) {
     let file = image_meta(path);
     let mut image = file.image.clone();
     edit(&mut image);
-    let meta = postcard::to_allocvec(&image).expect("encode metadata");
+    let meta = dumpfmt::encode_meta(&image);
     let mut header = file.header;
     header.meta_len = meta.len() as u64;
     header.meta_crc = crc32fast::hash(&meta);

@@ -77,3 +77,174 @@ fn exit_after_dump_runs_nothing_past_the_snapshot() {
         );
     }
 }
+
+/// The wrapper for the credential tests: uid 65534 with an ambient
+/// capability, a reduced bounding set, a securebit and `no_new_privs`.
+fn restricted(dir: &TestDir, program: &Program) -> Program {
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+net_raw",
+        "--ambient-caps=+net_raw",
+        "--bounding-set=-all,+net_raw,+chown",
+        "--securebits=+noroot",
+        "--no-new-privs",
+        "--",
+    ];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setpriv does not work here: {e}");
+    }
+    dir.chown(65534, 65534);
+    program.wrapped(&wrapper)
+}
+
+/// (3) A restored process comes back with exactly the capability sets,
+/// securebits and `no_new_privs` it had (the program prints them at every
+/// step), not with every capability of its new user namespace; once as
+/// started by a user (uid 65534, nothing) and once with an ambient
+/// capability, a reduced bounding set, a securebit and no_new_privs; in
+/// the namespace and in place.
+#[test]
+fn credentials_come_back_exactly() {
+    let plain = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    for (name, namespace) in [("ns", "on"), ("inplace", "off")] {
+        let dir = TestDir::new(&format!("creds-plain-{name}"));
+        dir.chown(65534, 65534);
+        let program = Program::defects("caps", None).wrapped(&plain);
+        let env = [("MIGRATE_NAMESPACE", namespace)];
+        let done = dump_kill_restore(&dir, &program, 5, &env, &env);
+        let first = &done.restored.stdout_lines()[0];
+        assert!(first.contains("CapEff=0000000000000000"), "{first}");
+
+        let dir = TestDir::new(&format!("creds-restricted-{name}"));
+        let program = restricted(&dir, &Program::defects("caps", None));
+        let done = dump_kill_restore(&dir, &program, 5, &env, &env);
+        let first = &done.restored.stdout_lines()[0];
+        assert!(
+            first.contains("CapAmb=0000000000002000") && first.contains("NoNewPrivs=1"),
+            "{first}"
+        );
+    }
+}
+
+/// (3) Credentials a restore cannot give are refused before teardown, in
+/// one line naming what: an image of a process without `no_new_privs`
+/// restored under it (which cannot be undone).
+#[test]
+fn credentials_that_cannot_be_given_are_refused() {
+    let dir = TestDir::new("creds-refused");
+    dir.chown(65534, 65534);
+    let plain = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+    ];
+    let program = Program::defects("caps", None).wrapped(&plain);
+    let image = dir.join("caps.img");
+    let original = dump_then_exit(&dir, &program, "original", &image, 3);
+    drop(original);
+    let nnp = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+    ];
+    let relaunch = Program::defects("caps", None).wrapped(&nnp);
+    let msg = expect_restore_failure(&dir, &relaunch, "restored", &image, exit::CANNOT_RESTORE);
+    assert!(msg.contains("no_new_privs"), "{msg}");
+}
+
+/// (6) A panic on the dump path (injected, with every thread stopped and
+/// three threads busy in malloc) is a failed dump: one line saying so, and
+/// the process goes on and finishes as if nothing had happened (the
+/// default panic hook would take locks and allocate, and then abort).
+#[test]
+fn a_panic_on_the_dump_path_is_a_failed_dump() {
+    let dir = TestDir::new("dump-panic");
+    let program = Program::defects("malloc", None);
+    let expected = reference(&program);
+    let image = dir.join("panic.img");
+    let image_s = image.to_str().unwrap();
+    let env = [("MIGRATE_FAULT", "dump-panic"), ("MIGRATE_IMAGE", image_s)];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(5);
+    p.dump_signal();
+    let words = ["internal error (panic", "injected fault: dump-panic"];
+    expect_dump_failure(&mut p, &image, &[], &words, &expected);
+}
+
+/// (6) A page that cannot be read through `/proc/self/mem` (here every
+/// read fails, injected) fails the dump naming its address instead of
+/// being saved as zeros; the process goes on.
+#[test]
+fn an_unreadable_page_fails_the_dump() {
+    let dir = TestDir::new("mem-read");
+    let program = Program::defects("shared", None);
+    let expected = reference(&program);
+    let image = dir.join("shared.img");
+    let image_s = image.to_str().unwrap();
+    let env = [("MIGRATE_FAULT", "mem-read"), ("MIGRATE_IMAGE", image_s)];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(5);
+    p.dump_signal();
+    let words = ["cannot read the page at 0x", "EIO"];
+    expect_dump_failure(&mut p, &image, &[], &words, &expected);
+    // Without the fault the same memory is saved and comes back.
+    dump_kill_restore(&TestDir::new("mem-read-ok"), &program, 5, &[], &[]);
+}
+
+/// (6) A log line to a stderr that is a full pipe nobody reads is dropped:
+/// the dump completes and the process goes on (it used to block with
+/// every thread stopped), and the image restores.
+#[test]
+fn a_full_stderr_pipe_does_not_stop_the_world() {
+    let dir = TestDir::new("full-stderr");
+    let program = Program::defects("fullstderr", None);
+    let plan = DumpPlan {
+        expected: &reference(&program),
+        step: 5,
+        env: &[("MIGRATE_LOG", "info")],
+        restore_env: &[],
+        lines_after: 3,
+    };
+    dump_kill_restore_with(&dir, &program, &plan);
+}
+
+/// (6) A mapped file whose path names a FIFO by the time of the dump: the
+/// dump opens it without waiting for a writer (it used to block forever
+/// with every thread stopped), keeps the mapping's contents, and the
+/// image restores.
+#[test]
+fn a_mapped_file_replaced_by_a_fifo() {
+    let dir = TestDir::new("map-fifo");
+    let data = dir.join("data");
+    std::fs::write(&data, noise(7, 4096)).unwrap();
+    let program = Program::defects("mapfile", Some(&data));
+    let expected = reference(&program);
+    let mut p = dir.spawn(&program, "original", &[]);
+    p.wait_for_step(3);
+    let fifo = dir.join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::fs::rename(&fifo, &data).unwrap();
+    p.dump_signal();
+    let image = dir.join(&format!("migrate-{}.img", p.pid()));
+    p.wait_for_image(&image, false);
+    let at = p.stdout_lines().len();
+    p.wait_for_lines(at + 2);
+    p.kill();
+    restore_and_check(&dir, &program, "restored", &image, &p, &expected);
+}

@@ -4,11 +4,11 @@
 
 use std::borrow::Cow;
 
-use dumpfmt::ProcessState;
 use dumpfmt::{
     Backing, CpuFeatures, FileId, HEADER_ENCODED_LEN, HEADER_LEN, Header, Image, Mapping, MmFields,
     PROT_EXEC, PROT_READ, PROT_WRITE, PageRun, ResumeContext, Settings, SigAction, ThreadState,
 };
+use dumpfmt::{Credentials, Minor1, ProcessState};
 
 pub fn file_id(path: &str) -> FileId<'static> {
     FileId {
@@ -137,6 +137,22 @@ pub fn image() -> Image<'static> {
         },
         fds: Cow::Owned(vec![]),
         process: ProcessState::default(),
+        minor1: Minor1 {
+            credentials: Cow::Owned(vec![credentials(0), credentials(1 << 13)]),
+        },
+    }
+}
+
+/// Credentials of an unprivileged thread with `ambient` capabilities.
+pub fn credentials(ambient: u64) -> Credentials {
+    Credentials {
+        effective: ambient,
+        permitted: ambient,
+        inheritable: ambient,
+        bounding: 0x1ff_ffff_ffff,
+        ambient,
+        securebits: 0,
+        no_new_privs: ambient != 0,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod arena;
 pub mod fds;
 pub mod maps;
 pub mod pages;
+pub mod panic;
 pub mod process;
 pub mod world;
 pub mod writer;
@@ -25,7 +26,9 @@ pub mod writer;
 use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
-use dumpfmt::{Backing, FileId, Image, Mapping, MmFields, PageRun, SigAction, ThreadState};
+use dumpfmt::{
+    Backing, Credentials, FileId, Image, Mapping, Minor1, MmFields, PageRun, SigAction, ThreadState,
+};
 
 use crate::config::{LogLevel, PATH_MAX, SETTINGS};
 use crate::sys::context::{RESUMED, SavedRegs, migrate_checkpoint};
@@ -67,6 +70,11 @@ impl Fail {
         self
     }
 
+    pub fn hex(mut self, v: u64) -> Fail {
+        self.line.hex(v);
+        self
+    }
+
     pub fn errno(mut self, e: Errno) -> Fail {
         self.line
             .str(": ")
@@ -91,6 +99,11 @@ struct Job {
     size: u64,
     failed: bool,
     fail: Fail,
+    /// What a panic must undo (see [`panic`]): the writer and the arena
+    /// while they live (null otherwise), the sequence number before.
+    writer: *mut writer::ImageWriter,
+    arena: *mut arena::Arena,
+    prev_sequence: u64,
 }
 
 /// The dump code's own stack (touched pages only).
@@ -144,9 +157,12 @@ fn lead() {
         (*job).stack = (stack as u64, stack as u64 + DUMP_STACK_LEN as u64);
     }
     let top = stack as u64 + DUMP_STACK_LEN as u64;
+    panic::LEADING.store(job, Release);
     // SAFETY: `regs` outlives the call; `dump_body` receives the job and
     // runs on the stack above it, which nothing else uses.
     let out = unsafe { migrate_checkpoint(&mut regs, dump_body, job.cast(), top) };
+    // Also in a restored process, whose memory holds the old value.
+    panic::LEADING.store(core::ptr::null_mut(), Release);
     if out.status == RESUMED {
         // The dump's stack is not part of the image: nothing to unmap.
         crate::restore::resume::after_restore(out.handoff);
@@ -252,17 +268,22 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
     }
-    let arena = arena::Arena::new(ARENA_LEN)
+    let mut arena = arena::Arena::new(ARENA_LEN)
         .map_err(|e| Fail::new("cannot map the dump arena").errno(e))?;
-    let out = writer::ImageWriter::create(job.path.as_bytes())?;
+    job.arena = &mut arena;
+    let mut out = writer::ImageWriter::create(job.path.as_bytes())?;
+    job.writer = &mut out;
 
     // The sequence number is part of the memory being dumped: set it first,
     // so the restored process numbers its next dump after this one.
+    job.prev_sequence = settings.sequence;
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
-        let mut out = out;
-        write_image(job, &arena, &mut out, settings, others).and_then(|header| out.finish(&header))
+        let header = write_image(job, &arena, &mut out, settings, others)?;
+        job.writer = core::ptr::null_mut();
+        out.finish(&header)
     });
+    job.writer = core::ptr::null_mut();
     if let (Ok(size), true) = (&result, settings.exit_after_dump) {
         // The image is complete: exit with every other thread still
         // parked, so that nothing the restored process will do again (a
@@ -272,6 +293,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         sys::exit_group(0);
     }
     world::release_all();
+    job.arena = core::ptr::null_mut();
     match result {
         Ok(size) => {
             job.size = size;
@@ -304,6 +326,7 @@ fn write_image(
     settings: &crate::config::Settings,
     others: &[world::Slot],
 ) -> Result<dumpfmt::Header, Fail> {
+    crate::fault::dump_panic_point();
     let no_mem = || Fail::new("the dump arena is too small");
     let maps_buf = arena.bytes(MAPS_BUF).ok_or_else(no_mem)?;
     let maps_len = sys::read_file(b"/proc/self/maps\0", maps_buf)
@@ -434,11 +457,16 @@ fn write_image(
     let mut threads = arena
         .vec::<ThreadState>(others.len() + 1)
         .ok_or_else(no_mem)?;
+    let mut creds = arena
+        .vec::<Credentials>(others.len() + 1)
+        .ok_or_else(no_mem)?;
     let _ = threads.push(thread_state(regs, settings));
+    let _ = creds.push(sys::creds::current());
     // A slot claimed by a park request that raced with the start of this
     // dump may have stayed empty.
     for slot in others.iter().filter(|s| s.ready.load(Acquire) == 1) {
         let _ = threads.push(slot.state);
+        let _ = creds.push(slot.creds);
     }
     let sigactions = signal_actions(arena)?;
     let mm = mm_fields()?;
@@ -464,12 +492,21 @@ fn write_image(
         },
         fds: Cow::Borrowed(descriptors.fds),
         process,
+        minor1: Minor1 {
+            credentials: Cow::Borrowed(creds.as_slice()),
+        },
     };
     let buf = arena
         .bytes(arena.remaining().saturating_sub(8192))
         .ok_or_else(no_mem)?;
-    let meta = postcard::to_slice(&image, buf)
-        .map_err(|_| Fail::new("metadata does not fit the dump arena"))?;
+    let too_big = |_| Fail::new("metadata does not fit the dump arena");
+    // The metadata block: `Image`, then the value version 1.1 added.
+    let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
+    let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;
+    let minor1_len = postcard::to_slice(&image.minor1, rest)
+        .map_err(too_big)?
+        .len();
+    let meta: &[u8] = &buf[..image_len + minor1_len];
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {
@@ -517,7 +554,10 @@ pub fn file_identity<'a>(path: &'a [u8], arena: &'a arena::Arena) -> Result<File
     let cpath = c
         .c_str()
         .ok_or_else(|| Fail::new("path too long: ").bytes(path))?;
-    let fd = sys::open(cpath, libc::O_RDONLY | libc::O_CLOEXEC, 0)
+    // O_NONBLOCK: the path may name a FIFO by now, whose open would wait
+    // for a writer with every thread stopped.
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let fd = sys::open(cpath, flags, 0)
         .map_err(|e| Fail::new("cannot open mapped file ").bytes(path).errno(e))?;
     let st = sys::fstat(fd);
     let id_buf = arena.bytes(dumpfmt::BUILD_ID_MAX);

@@ -190,9 +190,8 @@ impl PageScan<'_> {
                 let wanted = select.wants(e);
                 let page_addr = addr + i as u64 * PAGE_SIZE;
                 let page = &mut self.bounce[..PAGE_SIZE as usize];
-                let got = wanted
-                    && matches!(sys::pread(self.mem_fd, page, page_addr), Ok(n) if n == PAGE_SIZE as usize)
-                    && !page_is_zero(page);
+                let got =
+                    wanted && read_page(self.mem_fd, page, page_addr, e)? && !page_is_zero(page);
                 if got {
                     let r = match &mut open {
                         Some(r) => {
@@ -218,6 +217,21 @@ impl PageScan<'_> {
             push_run(r, runs)?;
         }
         Ok(())
+    }
+}
+
+/// Reads one page through `/proc/self/mem`; false when it has no data at
+/// all. A page the process has not faulted in (`entry` not present) whose
+/// read fails with EIO lies beyond the end of its file (touching it would
+/// raise SIGBUS): nothing to save. Any other failure would lose data, so
+/// it fails the dump.
+fn read_page(mem_fd: i32, page: &mut [u8], addr: u64, entry: u64) -> Result<bool, Fail> {
+    let fail = || Fail::new("cannot read the page at ").hex(addr);
+    match crate::fault::mem_read(mem_fd, page, addr) {
+        Ok(n) if n == page.len() => Ok(true),
+        Err(sys::Errno(libc::EIO)) if entry & (PM_PRESENT | PM_SWAPPED) == 0 => Ok(false),
+        Ok(n) => Err(fail().str(" (short read of ").dec(n as u64).str(" bytes)")),
+        Err(e) => Err(fail().errno(e)),
     }
 }
 

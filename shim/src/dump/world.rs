@@ -18,7 +18,7 @@
 
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicUsize, Ordering::*};
 
-use dumpfmt::ThreadState;
+use dumpfmt::{Credentials, ThreadState};
 
 use crate::config::{SETTINGS, Settings};
 use crate::dump::arena::Arena;
@@ -41,6 +41,7 @@ pub struct Slot {
     pub ready: AtomicU32,
     pub regs: SavedRegs,
     pub state: ThreadState,
+    pub creds: Credentials,
 }
 
 pub struct World {
@@ -162,6 +163,7 @@ extern "C" fn park_body(arg: *mut u8) -> u64 {
     // does not change them while threads park; reading is race-free.
     let settings: &Settings = unsafe { SETTINGS.get() };
     slot.state = thread_state(&slot.regs, settings);
+    slot.creds = sys::creds::current();
     slot.ready.store(1, Release);
     WORLD.parked.fetch_add(1, AcqRel);
     sys::futex_wake_all(&WORLD.parked);

@@ -8,6 +8,7 @@
 //! Only then [`launch`] hands over to the [`restorer`], which tears the
 //! fresh address space down and rebuilds the image's.
 
+pub mod creds;
 pub mod fds;
 pub mod namespace;
 pub mod plan;
@@ -273,7 +274,16 @@ fn build(
     let fresh = fresh_maps()?;
     let specials = match_kernel_mappings(image, &fresh)?;
     let mut plan = Plan::default();
-    let handoff_off = build_plan(&mut plan, image, &img, &fds, &specials, &made, keep_tids)?;
+    let creds_now = creds::check(image)?;
+    let handoff_off = build_plan(
+        &mut plan,
+        image,
+        &img,
+        &fds,
+        &specials,
+        &made,
+        (keep_tids, &creds_now),
+    )?;
 
     // Place the restorer where neither address space has anything.
     let code = restorer::code();
@@ -477,7 +487,7 @@ fn build_plan(
     fds: &[File],
     specials: &[(u64, u64, u64)],
     made: &fds::MadeFds,
-    keep_tids: bool,
+    (keep_tids, creds_now): (bool, &dumpfmt::Credentials),
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
@@ -806,11 +816,13 @@ fn build_plan(
         if keep_tids {
             plan.patch_pointer(args_off + 64, set_tid);
         }
-        let child = plan.child(|plan| thread_ops(plan, t, handoff_off));
+        let want = image.minor1.credentials.get(i);
+        let child = plan.child(|plan| thread_ops(plan, t, (creds_now, want), handoff_off));
         let what = format!("restore: cannot create thread {}", t.tid);
         plan.clone_thread(args_off, size_of::<CloneArgs>() as u64, child, &what);
     }
-    thread_ops(plan, t, handoff_off);
+    let want = image.minor1.credentials.get(main);
+    thread_ops(plan, t, (creds_now, want), handoff_off);
     Ok(handoff_off)
 }
 
@@ -831,9 +843,18 @@ struct CloneArgs {
 }
 
 /// What a thread sets for itself before resuming: GS base, robust list,
-/// rseq, name, the signal mask it had in the handler; then the jump back.
-fn thread_ops(plan: &mut Plan, t: &dumpfmt::ThreadState, handoff_off: usize) {
+/// rseq, name, its credentials (`want`, when the image has them, from
+/// `now`), the signal mask it had in the handler; then the jump back.
+fn thread_ops(
+    plan: &mut Plan,
+    t: &dumpfmt::ThreadState,
+    (now, want): (&dumpfmt::Credentials, Option<&dumpfmt::Credentials>),
+    handoff_off: usize,
+) {
     let v = Arg::V;
+    if let Some(want) = want {
+        creds::thread_ops(plan, now, want);
+    }
     if t.gs_base != 0 {
         plan.call(
             libc::SYS_arch_prctl,

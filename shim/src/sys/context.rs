@@ -44,6 +44,37 @@ unsafe extern "C" {
     ) -> Outcome;
 }
 
+unsafe extern "C" {
+    /// Returns from the `migrate_checkpoint` call that saved `regs` once
+    /// more, with `(status, 0)`, on the stack and with the callee-saved
+    /// registers it had then: a `longjmp` that abandons every frame in
+    /// between without running anything of them.
+    ///
+    /// # Safety
+    /// The frames of that call must still be live (the call has not
+    /// returned), and nothing of the abandoned frames may be used again.
+    pub fn migrate_return_to(regs: *const SavedRegs, status: u64) -> !;
+}
+
+global_asm!(
+    ".text",
+    ".globl migrate_return_to",
+    ".hidden migrate_return_to",
+    ".type migrate_return_to,@function",
+    "migrate_return_to:",
+    "    mov rbx, [rdi + 0]",
+    "    mov rbp, [rdi + 8]",
+    "    mov r12, [rdi + 16]",
+    "    mov r13, [rdi + 24]",
+    "    mov r14, [rdi + 32]",
+    "    mov r15, [rdi + 40]",
+    "    mov rsp, [rdi + 56]",
+    "    mov rax, rsi",
+    "    xor edx, edx",
+    "    jmp qword ptr [rdi + 48]",
+    ".size migrate_return_to, . - migrate_return_to",
+);
+
 global_asm!(
     ".text",
     ".globl migrate_checkpoint",

@@ -10,6 +10,7 @@
 //! from the signal handler and after the old address space is gone.
 
 pub mod context;
+pub mod creds;
 pub mod line;
 
 use core::arch::asm;

@@ -1,0 +1,82 @@
+//! A panic on the dump path is a failed dump: the process goes on.
+//!
+//! # Rules
+//!
+//! The shim is built with `panic = "abort"`, and Rust's default panic hook
+//! formats with the heap, reads the environment and takes stderr's lock:
+//! inside a signal handler that interrupted malloc it could deadlock
+//! instead of dying. The shim's own hook (its copy of std is its own, the
+//! program cannot replace it) writes one line with a raw system call and
+//! uses no heap and no lock. When the panic happened on the dump path
+//! (the leading thread, on the dump's stack) it then undoes the dump as a
+//! failed one (the temporary image removed, every thread released, the
+//! dump's memory unmapped) and returns from `migrate_checkpoint` in
+//! [`super::lead`] with [`PANICKED`]: the frames in between are abandoned
+//! without running their destructors, which is why the job records what
+//! must be undone. Anywhere else it returns to std, which aborts.
+//!
+//! std counts the panic as in progress for that thread from then on: a
+//! second panic on the same thread aborts at once (with std's own short
+//! message).
+
+use core::sync::atomic::{AtomicPtr, Ordering::SeqCst};
+
+use super::{Job, world};
+use crate::config::SETTINGS;
+use crate::sys::{self, context, line::Line};
+
+/// What `migrate_checkpoint` returns in `lead` after a panic.
+pub const PANICKED: u64 = 0x5041_4e49_4321; // "PANIC!"
+
+/// The job of the dump this process is leading, while it runs.
+pub(super) static LEADING: AtomicPtr<Job> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the hook (constructor).
+pub fn install_hook() {
+    std::panic::set_hook(Box::new(hook));
+}
+
+fn hook(info: &std::panic::PanicHookInfo<'_>) {
+    let mut what = Line::<400>::new();
+    what.str("internal error (panic");
+    if let Some(l) = info.location() {
+        what.str(" at ")
+            .str(l.file())
+            .str(":")
+            .dec(u64::from(l.line()));
+    }
+    if let Some(m) = info.payload().downcast_ref::<&str>() {
+        what.str(": ").str(m);
+    }
+    what.str(")");
+    let job = LEADING.load(SeqCst);
+    if job.is_null() || world::WORLD.leader.load(SeqCst) != sys::gettid() {
+        let mut line = Line::<450>::new();
+        line.str("migrate: ")
+            .bytes(what.as_bytes())
+            .str("; the process aborts");
+        line.emit();
+        return;
+    }
+    let mut line = Line::<450>::new();
+    line.str("migrate: dump failed, the process goes on: ")
+        .bytes(what.as_bytes());
+    line.emit();
+    LEADING.store(core::ptr::null_mut(), SeqCst);
+    // SAFETY: `job` is the leading dump's job on the dump stack, which
+    // stays mapped until `lead` unmaps it after the jump below; the
+    // pointers it records are live objects of the abandoned frames, each
+    // dropped once here and never again (those frames never resume).
+    unsafe {
+        let job = &mut *job;
+        if !job.writer.is_null() {
+            core::ptr::drop_in_place(job.writer);
+        }
+        world::release_all();
+        if !job.arena.is_null() {
+            core::ptr::drop_in_place(job.arena);
+        }
+        SETTINGS.get().sequence = job.prev_sequence;
+        context::migrate_return_to(job.regs, PANICKED);
+    }
+}

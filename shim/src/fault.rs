@@ -1,0 +1,61 @@
+//! Faults injected on purpose, so that tests can prove what the shim
+//! promises when things go wrong (the way CRIU's `CRIU_FAULT` does).
+//!
+//! `MIGRATE_FAULT=<name>` in the environment of a process started under
+//! the shim arms one fault for its whole life; unset, nothing changes.
+//! Only the tests set it. The dump path reads the armed fault with one
+//! atomic load: no heap, no locks.
+
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+use crate::sys;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Fault {
+    None = 0,
+    /// The dump panics once every thread is stopped (`dump-panic`).
+    DumpPanic = 1,
+    /// Every read of `/proc/self/mem` fails with EIO (`mem-read`).
+    MemRead = 2,
+}
+
+static ARMED: AtomicU8 = AtomicU8::new(0);
+
+/// Arms the fault named by `MIGRATE_FAULT` (constructor only).
+pub fn arm_from_env() -> Result<(), String> {
+    let Ok(name) = std::env::var("MIGRATE_FAULT") else {
+        return Ok(());
+    };
+    let f = match name.as_str() {
+        "" => Fault::None,
+        "dump-panic" => Fault::DumpPanic,
+        "mem-read" => Fault::MemRead,
+        other => {
+            return Err(format!(
+                "MIGRATE_FAULT={other}: not a fault (dump-panic, mem-read)"
+            ));
+        }
+    };
+    ARMED.store(f as u8, Relaxed);
+    Ok(())
+}
+
+pub fn armed(f: Fault) -> bool {
+    ARMED.load(Relaxed) == f as u8
+}
+
+/// A read of `/proc/self/mem` (pread), failing when `mem-read` is armed.
+pub fn mem_read(fd: i32, buf: &mut [u8], addr: u64) -> sys::SysResult<usize> {
+    if armed(Fault::MemRead) {
+        return Err(sys::Errno(libc::EIO));
+    }
+    sys::pread(fd, buf, addr)
+}
+
+/// Panics when `dump-panic` is armed.
+pub fn dump_panic_point() {
+    if armed(Fault::DumpPanic) {
+        panic!("injected fault: dump-panic");
+    }
+}
