@@ -28,7 +28,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("csigwait", &[]),
     ("cstdinpoll", &[]),
     ("cfdregress", &[]),
-    ("cdefects", &["-pthread"]),
+    ("cdefects", &["-pthread", "-lrt"]),
 ];
 
 fn main() {

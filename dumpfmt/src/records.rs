@@ -58,6 +58,28 @@ pub struct Image<'a> {
 pub struct Minor1<'a> {
     /// One record per thread, in the order of `Image::threads`.
     pub credentials: Cow<'a, [Credentials]>,
+    /// The process's POSIX timers (`timer_create`), sorted by id.
+    pub posix_timers: Cow<'a, [PosixTimer]>,
+}
+
+/// A POSIX timer (`timer_create`), as the kernel keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PosixTimer {
+    /// The timer's id (what `timer_create` returned).
+    pub id: i32,
+    /// The clock it counts.
+    pub clock: i32,
+    /// `sigev_notify`: `SIGEV_SIGNAL` 0, `SIGEV_NONE` 1, or
+    /// `SIGEV_THREAD_ID` 4 (a signal to thread `tid`).
+    pub notify: i32,
+    pub signal: i32,
+    /// `sigev_value`, handed to the handler in `si_value`.
+    pub value: u64,
+    pub tid: i32,
+    /// Time left until it expires, 0 when disarmed.
+    pub value_ns: u64,
+    /// Its period, 0 for a one-shot timer.
+    pub interval_ns: u64,
 }
 
 /// A thread's capability sets (bit `n` is capability `n`), securebits and
@@ -236,6 +258,12 @@ pub enum Backing {
     /// whose contents the descriptor's record holds): mapped from it again,
     /// so the mapping and the descriptor stay one object.
     Fd(i32),
+    /// A file the program maps shared and writable, index into
+    /// `Image::files` (added in 1.1): its contents are the program's data,
+    /// so every page of the mapping is in the image (except all-zero
+    /// pages, which are zero) and the restore writes them back into the
+    /// file (made again if it is gone) instead of checking it unchanged.
+    SharedFile(u32),
 }
 
 /// One line of `/proc/self/maps`.

@@ -191,7 +191,7 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
                 return Err(format!("mapping {i} names fd {n}, which holds no contents"));
             }
         }
-        if let Backing::File(f) = m.backing {
+        if let Backing::File(f) | Backing::SharedFile(f) = m.backing {
             if f as usize >= image.files.len() {
                 return Err(format!(
                     "mapping {i} names file {f} of {}",
@@ -294,6 +294,13 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     }
     if image.threads.is_empty() {
         return Err("no thread".into());
+    }
+    let timers = &image.minor1.posix_timers;
+    if let Some(w) = timers.windows(2).find(|w| w[0].id >= w[1].id) {
+        return Err(format!(
+            "POSIX timer {} is repeated or out of order",
+            w[1].id
+        ));
     }
     let creds = image.minor1.credentials.len();
     if header.minor >= 1 && creds != image.threads.len() {

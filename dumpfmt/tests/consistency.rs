@@ -280,8 +280,10 @@ fn a_1_0_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
     image.minor1 = dumpfmt::Minor1::default();
     let mut bytes = dumpfmt::frame(&image, &data);
-    // The empty `Minor1` is one byte (a zero-length sequence) at the end.
-    assert_eq!(bytes.pop(), Some(0));
+    // The empty `Minor1` is two zero-length sequences at the end.
+    let empty = postcard::to_allocvec(&dumpfmt::Minor1::default()).unwrap();
+    assert!(bytes.ends_with(&empty));
+    bytes.truncate(bytes.len() - empty.len());
     let meta_offset = HEADER_LEN + data.len() as u64;
     let meta_crc = crc32fast::hash(&bytes[meta_offset as usize..]);
     let len = bytes.len() as u64;
@@ -295,4 +297,13 @@ fn a_1_0_image_is_still_read() {
     assert_eq!(header.minor, 0);
     assert!(back.minor1.credentials.is_empty());
     assert_eq!(back.threads, image.threads);
+}
+
+#[test]
+fn posix_timers_sorted_by_id() {
+    let bytes = with_meta(|image, _| {
+        let t = image.minor1.posix_timers[0];
+        image.minor1.posix_timers.to_mut().push(t);
+    });
+    rejects(&bytes, "POSIX timer 0 is repeated or out of order");
 }

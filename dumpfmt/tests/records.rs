@@ -8,7 +8,7 @@ use std::fmt::Debug;
 
 use dumpfmt::{
     Backing, CpuFeatures, Credentials, FileId, Image, Mapping, Minor1, MmFields, PageRun,
-    ProcessState, ResumeContext, Settings, SigAction, ThreadState,
+    PosixTimer, ProcessState, ResumeContext, Settings, SigAction, ThreadState,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -116,6 +116,8 @@ fn mapping_with_each_backing() {
         Backing::File(u32::MAX),
         Backing::Contents,
         Backing::Kernel,
+        Backing::Fd(3),
+        Backing::SharedFile(2),
     ] {
         let m = Mapping {
             start: 0x7fff_f000_0000,
@@ -253,6 +255,8 @@ fn encoding_is_pinned() {
     assert_eq!(hex(&round_trip(&Backing::File(5))), "0105");
     assert_eq!(hex(&round_trip(&Backing::Contents)), "02");
     assert_eq!(hex(&round_trip(&Backing::Kernel)), "03");
+    assert_eq!(hex(&round_trip(&Backing::Fd(3))), "0406");
+    assert_eq!(hex(&round_trip(&Backing::SharedFile(2))), "0502");
 
     let image = Image {
         pid: 1,
@@ -372,9 +376,24 @@ fn encoding_is_pinned() {
             securebits: 5,
             no_new_privs: true,
         }]),
+        posix_timers: Cow::Owned(vec![PosixTimer {
+            id: 1,
+            clock: -6,
+            notify: 4,
+            signal: 26,
+            value: 0x100,
+            tid: 7,
+            value_ns: 8,
+            interval_ns: 9,
+        }]),
     };
-    // credentials: 1 [effective permitted inheritable bounding ambient securebits nnp]
-    assert_eq!(hex(&round_trip(&minor1)), "01010203ffffffffff3f040501");
+    let want = [
+        "01 01 02 03 ffffffffff3f 04 05 01", // credentials: 1 [eff prm inh bnd amb securebits nnp]
+        "01 02 0b 08 34 8002 0e 08 09", // posix_timers: 1 [id clock(zigzag) notify signal value tid value_ns interval_ns]
+    ]
+    .concat()
+    .replace(' ', "");
+    assert_eq!(hex(&round_trip(&minor1)), want);
 }
 
 /// The credentials of a 1.1 image travel in the value after `Image`, and

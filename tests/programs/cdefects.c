@@ -17,6 +17,11 @@
  *  shared     16 pages of MAP_SHARED anonymous memory, filled at start and
  *             checked every step (the dump reads them through
  *             /proc/self/mem).
+ *  timers     POSIX timers: A signals the process every 5 ms, B signals a
+ *             worker thread every 5 ms (SIGEV_THREAD_ID), C was deleted (a
+ *             gap in the ids), D is never armed; each step checks that A
+ *             and B still tick (B on the worker) and prints the ids; at the
+ *             end every timer_delete must succeed.
  *  fullstderr fd 2 becomes the write end of a pipe that is full and that
  *             nobody reads (the read end stays open): a log line written
  *             there would block.
@@ -29,6 +34,8 @@
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <signal.h>
+#include <sched.h>
 
 #define STEPS 60
 #define STEPS_FAST 400000
@@ -189,6 +196,93 @@ static int fullstderr(void)
     return 0;
 }
 
+static volatile long g_ticks_a, g_ticks_b, g_wrong_b;
+static volatile pid_t g_worker_tid;
+
+static void on_a(int sig) { (void)sig; g_ticks_a++; }
+static void on_b(int sig)
+{
+    (void)sig;
+    if (gettid() != g_worker_tid)
+        g_wrong_b++;
+    g_ticks_b++;
+}
+
+static void *timer_worker(void *arg)
+{
+    (void)arg;
+    g_worker_tid = gettid();
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static timer_t make_timer(int notify, int sig, pid_t tid, long period_ns)
+{
+    struct sigevent ev;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = notify;
+    ev.sigev_signo = sig;
+    ev._sigev_un._tid = tid;
+    timer_t t;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &t) != 0)
+        die("timer_create");
+    if (period_ns) {
+        struct itimerspec its = {{0, period_ns}, {0, period_ns}};
+        if (timer_settime(t, 0, &its, NULL) != 0)
+            die("timer_settime");
+    }
+    return t;
+}
+
+/* Waits (up to 2 s) for *counter to pass `since`. */
+static const char *ticks_after(volatile long *counter, long since)
+{
+    for (int i = 0; i < 2000 && *counter <= since; i++) {
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return *counter > since ? "yes" : "no";
+}
+
+static int timers(void)
+{
+    int sa = SIGRTMIN + 1, sb = SIGRTMIN + 2;
+    signal(sa, on_a);
+    signal(sb, on_b);
+    pthread_t w;
+    if (pthread_create(&w, NULL, timer_worker, NULL) != 0)
+        fail("pthread_create");
+    while (!g_worker_tid)
+        sched_yield();
+    /* B's signal only ever reaches the worker: main blocks it. */
+    sigset_t only_b;
+    sigemptyset(&only_b);
+    sigaddset(&only_b, sb);
+    pthread_sigmask(SIG_BLOCK, &only_b, NULL);
+    timer_t a = make_timer(SIGEV_SIGNAL, sa, 0, 5000000L);
+    timer_t c = make_timer(SIGEV_NONE, 0, 0, 0);
+    timer_t b = make_timer(SIGEV_THREAD_ID, sb, g_worker_tid, 5000000L);
+    timer_t d = make_timer(SIGEV_NONE, 0, 0, 0);
+    if (timer_delete(c) != 0)
+        die("timer_delete c");
+    for (int s = 1; s <= STEPS; s++) {
+        long ta = g_ticks_a, tb = g_ticks_b;
+        const char *ya = ticks_after(&g_ticks_a, ta);
+        const char *yb = ticks_after(&g_ticks_b, tb);
+        struct itimerspec its;
+        if (timer_gettime(d, &its) != 0)
+            die("timer_gettime d");
+        printf("step %d ids=%ld,%ld,%ld a=%s b=%s d=%s wrong=%ld\n", s, (long)(intptr_t)a,
+               (long)(intptr_t)b, (long)(intptr_t)d, ya, yb,
+               its.it_value.tv_sec || its.it_value.tv_nsec ? "armed" : "off", g_wrong_b);
+        pace(20000000L);
+    }
+    int deleted = (timer_delete(a) == 0) + (timer_delete(b) == 0) + (timer_delete(d) == 0);
+    printf("done deleted=%d\n", deleted);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -205,6 +299,8 @@ int main(int argc, char **argv)
         return shared();
     if (strcmp(mode, "fullstderr") == 0)
         return fullstderr();
-    printf("usage: cdefects fastprint|caps|mapfile FILE|malloc|shared|fullstderr\n");
+    if (strcmp(mode, "timers") == 0)
+        return timers();
+    printf("usage: cdefects fastprint|caps|mapfile FILE|malloc|shared|fullstderr|timers\n");
     return 2;
 }

@@ -8,7 +8,7 @@ use dumpfmt::{
     Backing, CpuFeatures, FileId, HEADER_ENCODED_LEN, HEADER_LEN, Header, Image, Mapping, MmFields,
     PROT_EXEC, PROT_READ, PROT_WRITE, PageRun, ResumeContext, Settings, SigAction, ThreadState,
 };
-use dumpfmt::{Credentials, Minor1, ProcessState};
+use dumpfmt::{Credentials, Minor1, PosixTimer, ProcessState};
 
 pub fn file_id(path: &str) -> FileId<'static> {
     FileId {
@@ -139,6 +139,16 @@ pub fn image() -> Image<'static> {
         process: ProcessState::default(),
         minor1: Minor1 {
             credentials: Cow::Owned(vec![credentials(0), credentials(1 << 13)]),
+            posix_timers: Cow::Owned(vec![PosixTimer {
+                id: 0,
+                clock: 1,
+                notify: 0,
+                signal: 26,
+                value: 0x55d0_0000_1000,
+                tid: 0,
+                value_ns: 5_000_000,
+                interval_ns: 10_000_000,
+            }]),
         },
     }
 }

@@ -20,6 +20,7 @@ pub mod maps;
 pub mod pages;
 pub mod panic;
 pub mod process;
+pub mod timers;
 pub mod world;
 pub mod writer;
 
@@ -404,6 +405,11 @@ fn write_image(
             )
         } else if m.is_file() && !m.is_deleted() {
             match file_index(&mut files, arena, m.name, m.inode)? {
+                // The program writes this file through the mapping: its
+                // contents are the program's data, kept whole.
+                Some(i) if m.shared && m.prot & dumpfmt::PROT_WRITE != 0 => {
+                    (Backing::SharedFile(i), Some(pages::Select::All))
+                }
                 Some(i) => (
                     Backing::File(i),
                     (!m.shared).then_some(pages::Select::Private),
@@ -422,7 +428,10 @@ fn write_image(
             if start >= end {
                 continue;
             }
-            let offset = if matches!(backing, Backing::File(_) | Backing::Fd(_)) {
+            let offset = if matches!(
+                backing,
+                Backing::File(_) | Backing::Fd(_) | Backing::SharedFile(_)
+            ) {
                 m.offset + (start - m.start)
             } else {
                 0
@@ -451,6 +460,7 @@ fn write_image(
     }
 
     let process = process::collect(arena)?;
+    let posix_timers = timers::collect(arena)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };
@@ -494,6 +504,7 @@ fn write_image(
         process,
         minor1: Minor1 {
             credentials: Cow::Borrowed(creds.as_slice()),
+            posix_timers: Cow::Borrowed(posix_timers),
         },
     };
     let buf = arena

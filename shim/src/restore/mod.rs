@@ -14,6 +14,8 @@ pub mod namespace;
 pub mod plan;
 pub mod restorer;
 pub mod resume;
+pub mod shared_files;
+pub mod timers;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
@@ -222,7 +224,12 @@ fn validate(path: &str) -> Result<Checked, Refusal> {
 
     // Every mapped file, opened now and kept open for the restorer.
     let mut fds = Vec::with_capacity(image.files.len());
+    let data_files = shared_files::data_files(image);
     for (i, f) in image.files.iter().enumerate() {
+        if data_files[i] {
+            fds.push(shared_files::open(f)?);
+            continue;
+        }
         let writable_shared = image.mappings.iter().any(|m| {
             m.backing == Backing::File(i as u32) && m.shared && m.prot & dumpfmt::PROT_WRITE != 0
         });
@@ -275,6 +282,7 @@ fn build(
     let specials = match_kernel_mappings(image, &fresh)?;
     let mut plan = Plan::default();
     let creds_now = creds::check(image)?;
+    let timers = timers::check(image, keep_tids)?;
     let handoff_off = build_plan(
         &mut plan,
         image,
@@ -282,7 +290,7 @@ fn build(
         &fds,
         &specials,
         &made,
-        (keep_tids, &creds_now),
+        (keep_tids, &creds_now, &timers),
     )?;
 
     // Place the restorer where neither address space has anything.
@@ -347,6 +355,13 @@ fn build(
             exit::UNSUPPORTED,
             "cannot make the restorer executable",
         ));
+    }
+    for (i, _) in shared_files::data_files(image)
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d)
+    {
+        shared_files::fill(image, i as u32, &fds[i])?;
     }
     // The restorer uses these through the plan; they close with close_range.
     for f in fds {
@@ -487,7 +502,7 @@ fn build_plan(
     fds: &[File],
     specials: &[(u64, u64, u64)],
     made: &fds::MadeFds,
-    (keep_tids, creds_now): (bool, &dumpfmt::Credentials),
+    (keep_tids, creds_now, timer_plan): (bool, &dumpfmt::Credentials, &timers::TimerPlan),
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
@@ -553,7 +568,9 @@ fn build_plan(
         let mut flags =
             (MAP_FIXED_NOREPLACE | if m.shared { MAP_SHARED } else { MAP_PRIVATE }) as u64;
         let (fd, off) = match m.backing {
-            Backing::File(i) => (fds[i as usize].as_raw_fd() as u64, m.offset),
+            Backing::File(i) | Backing::SharedFile(i) => {
+                (fds[i as usize].as_raw_fd() as u64, m.offset)
+            }
             Backing::Fd(n) => {
                 let made = made.made.iter().find(|x| x.target == n);
                 let made = made.ok_or_else(|| {
@@ -821,6 +838,8 @@ fn build_plan(
         let what = format!("restore: cannot create thread {}", t.tid);
         plan.clone_thread(args_off, size_of::<CloneArgs>() as u64, child, &what);
     }
+    // 9. POSIX timers, once every thread a timer may signal exists.
+    timers::ops(plan, image, timer_plan, keep_tids);
     let want = image.minor1.credentials.get(main);
     thread_ops(plan, t, (creds_now, want), handoff_off);
     Ok(handoff_off)

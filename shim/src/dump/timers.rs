@@ -1,0 +1,118 @@
+//! POSIX timers (`timer_create`): their ids, clocks and targets from
+//! `/proc/self/timers`, their time left from `timer_gettime`.
+//! Runs in the signal handler: the `dump` module's rules hold.
+
+use dumpfmt::PosixTimer;
+
+use crate::dump::Fail;
+use crate::dump::arena::Arena;
+use crate::sys::{self, args};
+
+/// Room for `/proc/self/timers` (about 80 bytes a timer).
+const TEXT_MAX: usize = 1 << 20;
+/// Most timers a dump saves.
+const TIMERS_MAX: usize = 8192;
+
+pub fn collect(arena: &Arena) -> Result<&[PosixTimer], Fail> {
+    let no_mem = || Fail::new("the dump arena is too small");
+    let buf = arena.bytes(TEXT_MAX).ok_or_else(no_mem)?;
+    let n = match sys::read_file(b"/proc/self/timers\0", buf) {
+        Ok(n) => n,
+        Err(sys::Errno(libc::EFBIG)) => return Err(Fail::new("too many POSIX timers")),
+        Err(e) => return Err(Fail::new("cannot read /proc/self/timers").errno(e)),
+    };
+    let text: &[u8] = &buf[..n];
+    let mut timers = arena.vec::<PosixTimer>(TIMERS_MAX).ok_or_else(no_mem)?;
+    let mut t: Option<PosixTimer> = None;
+    for line in text.split(|&c| c == b'\n') {
+        if let Some(v) = line.strip_prefix(b"ID: ") {
+            if let Some(done) = t.take() {
+                push(&mut timers, done)?;
+            }
+            t = Some(PosixTimer {
+                id: dec(v).ok_or_else(|| bad(line))? as i32,
+                ..PosixTimer::default()
+            });
+            continue;
+        }
+        let Some(cur) = t.as_mut() else { continue };
+        if let Some(v) = line.strip_prefix(b"signal: ") {
+            // "26/00007f6f0e9ae200": the signal, then sigev_value in hex.
+            let mut parts = v.splitn(2, |&c| c == b'/');
+            cur.signal = parts.next().and_then(dec).ok_or_else(|| bad(line))? as i32;
+            cur.value = parts.next().and_then(hex).ok_or_else(|| bad(line))?;
+        } else if let Some(v) = line.strip_prefix(b"notify: ") {
+            // "signal/pid.123", "none/pid.123" or "signal/tid.456".
+            let (kind, target) = match v.iter().position(|&c| c == b'/') {
+                Some(i) => (&v[..i], &v[i + 1..]),
+                None => return Err(bad(line)),
+            };
+            cur.notify = match kind {
+                b"signal" => libc::SIGEV_SIGNAL,
+                b"none" => libc::SIGEV_NONE,
+                _ => {
+                    return Err(Fail::new("POSIX timer ")
+                        .dec(cur.id as u64)
+                        .str(" notifies by a thread of its own (SIGEV_THREAD): not supported"));
+                }
+            };
+            if let Some(tid) = target.strip_prefix(b"tid.") {
+                cur.notify |= libc::SIGEV_THREAD_ID;
+                cur.tid = dec(tid).ok_or_else(|| bad(line))? as i32;
+            }
+        } else if let Some(v) = line.strip_prefix(b"ClockID: ") {
+            cur.clock = signed(v).ok_or_else(|| bad(line))? as i32;
+        }
+    }
+    if let Some(done) = t.take() {
+        push(&mut timers, done)?;
+    }
+    for t in timers.as_mut_slice() {
+        // struct itimerspec: interval {sec, nsec}, value {sec, nsec}
+        let mut v = [0i64; 4];
+        // SAFETY: timer_gettime writes one struct itimerspec.
+        unsafe { sys::sys(libc::SYS_timer_gettime, args!(t.id, v.as_mut_ptr())) }.map_err(|e| {
+            Fail::new("cannot read POSIX timer ")
+                .dec(t.id as u64)
+                .errno(e)
+        })?;
+        let ns = |s: i64, n: i64| {
+            (s as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(n as u64)
+        };
+        t.interval_ns = ns(v[0], v[1]);
+        t.value_ns = ns(v[2], v[3]);
+    }
+    // The kernel lists timers newest first.
+    timers.as_mut_slice().sort_unstable_by_key(|t| t.id);
+    Ok(timers.into_slice())
+}
+
+fn push(v: &mut crate::dump::arena::ArenaVec<'_, PosixTimer>, t: PosixTimer) -> Result<(), Fail> {
+    v.push(t).map_err(|_| Fail::new("too many POSIX timers"))
+}
+
+fn bad(line: &[u8]) -> Fail {
+    Fail::new("cannot parse /proc/self/timers line: ").bytes(line)
+}
+
+fn dec(s: &[u8]) -> Option<u64> {
+    sys::parse_dec(s)
+}
+
+fn signed(s: &[u8]) -> Option<i64> {
+    match s.strip_prefix(b"-") {
+        Some(rest) => dec(rest).map(|v| -(v as i64)),
+        None => dec(s).map(|v| v as i64),
+    }
+}
+
+fn hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |acc, &c| {
+        Some(acc << 4 | u64::from((c as char).to_digit(16)?))
+    })
+}
