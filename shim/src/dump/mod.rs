@@ -457,11 +457,16 @@ fn write_image(
         fds: Cow::Borrowed(descriptors.fds),
         process,
     };
-    let buf = arena
-        .bytes(arena.remaining().saturating_sub(8192))
-        .ok_or_else(no_mem)?;
-    let meta = postcard::to_slice(&image, buf)
-        .map_err(|_| Fail::new("metadata does not fit the dump arena"))?;
+    // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
+    // the app going on, than an image no restore takes.
+    let room = arena
+        .remaining()
+        .saturating_sub(8192)
+        .min(dumpfmt::MAX_META_LEN as usize);
+    let buf = arena.bytes(room).ok_or_else(no_mem)?;
+    let meta = postcard::to_slice(&image, buf).map_err(|_| {
+        Fail::new("metadata does not fit the dump arena or the image format's limit")
+    })?;
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {
