@@ -183,15 +183,20 @@ fn best_decode_time(bytes: &[u8], tries: usize) -> Duration {
 fn many_descriptor_records_decode_in_linear_time() {
     let small = dups_and_fd_mappings(100_000);
     let large = dups_and_fd_mappings(200_000);
-    let t_small = best_decode_time(&small, 5);
-    let t_large = best_decode_time(&large, 5);
-    eprintln!("decode: 100k fds {t_small:?}, 200k fds {t_large:?}");
     // Twice the records, about twice the time: 3x leaves room for noise,
-    // a quadratic step takes 4x.
-    assert!(
-        t_large < t_small * 3,
-        "100k fds took {t_small:?}, 200k fds {t_large:?}"
-    );
+    // a quadratic step takes 4x. A busy machine can slow one measurement,
+    // never every round, so the best of three rounds counts.
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        let t_small = best_decode_time(&small, 5);
+        let t_large = best_decode_time(&large, 5);
+        eprintln!("decode: 100k fds {t_small:?}, 200k fds {t_large:?}");
+        if t_large < t_small * 3 {
+            return;
+        }
+        rounds.push((t_small, t_large));
+    }
+    panic!("(100k fds, 200k fds) took {rounds:?}");
 }
 
 #[test]
