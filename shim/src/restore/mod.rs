@@ -219,7 +219,6 @@ fn validate(path: &str) -> Result<Checked, Refusal> {
         Err(_) => return Err(refuse(exit::UNSUPPORTED, "cannot list /proc/self/task")),
     }
 
-    // Every mapped file, opened now and kept open for the restorer.
     // Which files a writable shared mapping needs open for writing, in one
     // pass over the mappings (one per file was quadratic).
     let mut writable_shared = vec![false; image.files.len()];
@@ -232,6 +231,7 @@ fn validate(path: &str) -> Result<Checked, Refusal> {
             *w = true;
         }
     }
+    // Every mapped file, opened now and kept open for the restorer.
     let mut fds = Vec::with_capacity(image.files.len());
     for (f, &writable_shared) in image.files.iter().zip(&writable_shared) {
         let file = std::fs::OpenOptions::new()
