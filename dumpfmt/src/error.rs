@@ -24,6 +24,18 @@ pub enum Error {
     MetaCrc,
     #[error("image metadata does not decode: {0}")]
     MetaDecode(String),
+    /// A count read from the metadata is above the most a reader accepts
+    /// of that kind (checked before anything is allocated for it).
+    #[error("image metadata lists {count} {what}, more than the {max} this migrate accepts")]
+    TooMany {
+        what: &'static str,
+        count: u64,
+        max: u64,
+    },
+    /// A count read from the metadata needs more bytes than the metadata
+    /// has left (checked before anything is allocated for it).
+    #[error("image metadata lists more {what} than its remaining bytes can hold")]
+    PastEnd { what: &'static str },
     #[error("image metadata is inconsistent: {0}")]
     BadMeta(String),
     #[error("page data checksum mismatch in run {index} at {addr:#x}")]

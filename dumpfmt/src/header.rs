@@ -12,9 +12,10 @@ pub const HEADER_LEN: u64 = PAGE_SIZE;
 pub const MAGIC: [u8; 8] = *b"MIGRATE\0";
 pub const VERSION_MAJOR: u16 = 1;
 pub const VERSION_MINOR: u16 = 1;
-/// Upper bound on the metadata block, so a corrupt length cannot ask for
-/// an absurd allocation.
-pub const MAX_META_LEN: u64 = 1 << 30;
+/// Upper bound on the metadata block, checked before it is allocated;
+/// with `DECODED_BYTES_PER_META_BYTE` it bounds a reader's memory
+/// (FORMAT.md, "Limits", says why this value).
+pub const MAX_META_LEN: u64 = 512 << 20;
 
 /// Bytes of the header that carry data; the rest of the page is reserved
 /// and must be zero (checked on decode).

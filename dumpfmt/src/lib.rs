@@ -15,6 +15,7 @@
 
 extern crate alloc;
 
+mod bounded;
 mod elf;
 mod error;
 mod header;
@@ -22,6 +23,7 @@ mod records;
 mod verify;
 mod writer;
 
+pub use bounded::{DECODED_BYTES_PER_META_BYTE, MAX_FDS, MAX_THREADS};
 pub use elf::{BUILD_ID_MAX, build_id};
 pub use error::Error;
 pub use header::{

@@ -26,23 +26,30 @@ pub struct Image<'a> {
     /// CPU features the saved state may depend on.
     pub cpu: CpuFeatures,
     /// Every file a mapping refers to; `Mapping::file` indexes this.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub files: Cow<'a, [FileId<'a>]>,
     /// Every mapping, sorted by address, without gaps between the records of
     /// one `/proc/self/maps` line.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub mappings: Cow<'a, [Mapping<'a>]>,
     /// Runs of page data, sorted by address.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub runs: Cow<'a, [PageRun]>,
     /// One record per thread; the first is the thread that took the dump.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub threads: Cow<'a, [ThreadState]>,
     /// Signal dispositions, one per signal that is not default.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub sigactions: Cow<'a, [SigAction]>,
     /// Memory-descriptor fields restored with `PR_SET_MM_MAP`.
     pub mm: MmFields,
     /// The auxiliary vector, as `/proc/self/auxv` gives it (pairs of words).
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub auxv: Cow<'a, [u64]>,
     /// The shim's own settings, so that a restored process keeps dumping the same way.
     pub settings: Settings<'a>,
     /// Descriptors beyond stdio, sorted by number.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub fds: Cow<'a, [Fd<'a>]>,
     /// Working directory, umask, limits, timers, pending signals.
     pub process: ProcessState<'a>,
@@ -57,8 +64,10 @@ pub struct Image<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Minor1<'a> {
     /// One record per thread, in the order of `Image::threads`.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub credentials: Cow<'a, [Credentials]>,
     /// The process's POSIX timers (`timer_create`), sorted by id.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub posix_timers: Cow<'a, [PosixTimer]>,
 }
 
@@ -113,6 +122,7 @@ pub enum FdKind<'a> {
     /// A regular file, reopened by path at `offset`. A file opened
     /// read-only must still have the size and mtime it had.
     File {
+        #[serde(deserialize_with = "crate::bounded::string")]
         path: Cow<'a, str>,
         offset: u64,
         size: u64,
@@ -122,26 +132,32 @@ pub enum FdKind<'a> {
     /// A file without a name (deleted while open, or a memfd): its
     /// contents are here.
     Contents {
+        #[serde(deserialize_with = "crate::bounded::string")]
         name: Cow<'a, str>,
+        #[serde(deserialize_with = "crate::bounded::seq")]
         data: Cow<'a, [u8]>,
         offset: u64,
         memfd: bool,
         seals: u32,
     },
     Dir {
+        #[serde(deserialize_with = "crate::bounded::string")]
         path: Cow<'a, str>,
         offset: u64,
     },
     /// A character device (`/dev/null`, `/dev/tty`, ...), reopened by path.
     Device {
+        #[serde(deserialize_with = "crate::bounded::string")]
         path: Cow<'a, str>,
     },
     /// One end of a pipe or FIFO whose ends are all in the process; `id`
     /// pairs the ends. `data` (on the read end) is what was buffered.
     Pipe {
         id: u64,
+        #[serde(deserialize_with = "crate::bounded::string")]
         path: Cow<'a, str>,
         write: bool,
+        #[serde(deserialize_with = "crate::bounded::seq")]
         data: Cow<'a, [u8]>,
         size: u32,
     },
@@ -149,9 +165,11 @@ pub enum FdKind<'a> {
     /// with its peer gone. `sock_type` is 0 for a pipe; a read end keeps
     /// the bytes that were buffered for it.
     Gone {
+        #[serde(deserialize_with = "crate::bounded::string")]
         what: Cow<'a, str>,
         sock_type: i32,
         write: bool,
+        #[serde(deserialize_with = "crate::bounded::seq")]
         data: Cow<'a, [u8]>,
     },
     Eventfd {
@@ -169,6 +187,7 @@ pub enum FdKind<'a> {
         mask: u64,
     },
     Epoll {
+        #[serde(deserialize_with = "crate::bounded::seq")]
         entries: Cow<'a, [EpollEntry]>,
     },
     /// A socket not connected to anyone: listening, bound, or fresh.
@@ -178,7 +197,9 @@ pub enum FdKind<'a> {
         protocol: i32,
         listening: bool,
         /// `struct sockaddr` bytes from getsockname (empty: unbound).
+        #[serde(deserialize_with = "crate::bounded::seq")]
         addr: Cow<'a, [u8]>,
+        #[serde(deserialize_with = "crate::bounded::seq")]
         options: Cow<'a, [SockOpt]>,
     },
     /// One end of a Unix socket pair with both ends in the process; `data`
@@ -189,6 +210,7 @@ pub enum FdKind<'a> {
         id: u64,
         peer: u64,
         sock_type: i32,
+        #[serde(deserialize_with = "crate::bounded::seq")]
         data: Cow<'a, [u8]>,
     },
     /// The same open file as descriptor `of` (a lower number): a `dup`.
@@ -217,10 +239,12 @@ pub struct SockOpt {
 /// Process-wide state besides memory and descriptors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ProcessState<'a> {
+    #[serde(deserialize_with = "crate::bounded::string")]
     pub cwd: Cow<'a, str>,
     pub umask: u32,
     pub personality: u64,
     /// (resource, soft, hard) for every resource.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub rlimits: Cow<'a, [(u32, u64, u64)]>,
     /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF: (value, interval) in microseconds.
     pub itimers: [(u64, u64); 3],
@@ -231,6 +255,7 @@ pub struct ProcessState<'a> {
 /// Identity of a file, used to check it did not change before mapping it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileId<'a> {
+    #[serde(deserialize_with = "crate::bounded::string")]
     pub path: Cow<'a, str>,
     pub size: u64,
     pub mtime_sec: i64,
@@ -238,6 +263,7 @@ pub struct FileId<'a> {
     pub dev: u64,
     pub ino: u64,
     /// ELF `NT_GNU_BUILD_ID`, empty when the file has none.
+    #[serde(deserialize_with = "crate::bounded::seq")]
     pub build_id: Cow<'a, [u8]>,
 }
 
@@ -278,6 +304,7 @@ pub struct Mapping<'a> {
     pub offset: u64,
     pub backing: Backing,
     /// The name `/proc/self/maps` shows (`[heap]`, `[stack]`, a path, or empty).
+    #[serde(deserialize_with = "crate::bounded::string")]
     pub name: Cow<'a, str>,
 }
 
@@ -393,6 +420,7 @@ impl CpuFeatures {
 pub struct Settings<'a> {
     pub signal: u8,
     /// Image path pattern (`%p`, `%n`), absolute.
+    #[serde(deserialize_with = "crate::bounded::string")]
     pub image: Cow<'a, str>,
     pub exit_after_dump: bool,
     /// 0 error, 1 info, 2 debug.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::Error;
 use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
-use crate::records::{Backing, Image, Minor1};
+use crate::records::{Backing, FdKind, Image, Minor1};
 
 /// An image opened for reading: header and metadata decoded and checked.
 #[derive(Debug)]
@@ -140,14 +140,20 @@ fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
     if crc32fast::hash(meta) != header.meta_crc {
         return Err(Error::MetaCrc);
     }
-    let (mut image, mut rest) = postcard::take_from_bytes::<Image<'static>>(meta)
-        .map_err(|e| Error::MetaDecode(e.to_string()))?;
-    if header.minor >= 1 {
-        let (minor1, after) = postcard::take_from_bytes::<Minor1<'static>>(rest)
-            .map_err(|e| Error::MetaDecode(format!("the values of version 1.1: {e}")))?;
-        image.minor1 = minor1;
-        rest = after;
-    }
+    let header_minor = header.minor;
+    let (image, rest) = crate::bounded::within_budget(
+        meta.len(),
+        || {
+            let (mut image, mut rest) = postcard::take_from_bytes::<Image<'static>>(meta)?;
+            if header_minor >= 1 {
+                let (minor1, after) = postcard::take_from_bytes::<Minor1<'static>>(rest)?;
+                image.minor1 = minor1;
+                rest = after;
+            }
+            Ok((image, rest))
+        },
+        |e: postcard::Error| Error::MetaDecode(e.to_string()),
+    )?;
     if !rest.is_empty() {
         return Err(Error::MetaDecode(format!(
             "{} bytes after the metadata",
@@ -182,15 +188,6 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             ));
         }
         prev_end = m.end;
-        if let Backing::Fd(n) = m.backing {
-            let ok = image
-                .fds
-                .iter()
-                .any(|f| f.fd == n && matches!(f.kind, crate::FdKind::Contents { .. }));
-            if !ok {
-                return Err(format!("mapping {i} names fd {n}, which holds no contents"));
-            }
-        }
         if let Backing::File(f) | Backing::SharedFile(f) = m.backing {
             if f as usize >= image.files.len() {
                 return Err(format!(
@@ -268,22 +265,21 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             header.meta_offset
         ));
     }
+    // Every lookup below is a binary search among the fds checked so far,
+    // which are in strictly increasing order: the check stays linear in
+    // the number of records (a scan per record took hours on large images).
+    let fds = &image.fds[..];
     let mut prev_fd = 2;
-    for f in image.fds.iter() {
+    for (i, f) in fds.iter().enumerate() {
         if f.fd <= prev_fd {
             return Err(format!("fd {} is stdio, repeated or out of order", f.fd));
         }
-        if let crate::FdKind::Dup { of } = f.kind {
-            let original = image.fds.iter().find(|o| o.fd == of);
-            if of >= f.fd
-                || matches!(
-                    original,
-                    None | Some(crate::Fd {
-                        kind: crate::FdKind::Dup { .. },
-                        ..
-                    })
-                )
-            {
+        if let FdKind::Dup { of } = f.kind {
+            let original = fds[..i]
+                .binary_search_by_key(&of, |o| o.fd)
+                .ok()
+                .map(|at| &fds[at].kind);
+            if matches!(original, None | Some(FdKind::Dup { .. })) {
                 return Err(format!(
                     "fd {} duplicates fd {of}, which is not an earlier original",
                     f.fd
@@ -292,8 +288,22 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         }
         prev_fd = f.fd;
     }
+    for (i, m) in image.mappings.iter().enumerate() {
+        if let Backing::Fd(n) = m.backing {
+            let named = fds
+                .binary_search_by_key(&n, |f| f.fd)
+                .ok()
+                .map(|at| &fds[at].kind);
+            if !matches!(named, Some(FdKind::Contents { .. })) {
+                return Err(format!("mapping {i} names fd {n}, which holds no contents"));
+            }
+        }
+    }
     if image.threads.is_empty() {
         return Err("no thread".into());
+    }
+    if image.auxv.len() % 2 != 0 {
+        return Err("auxv has an odd number of words".into());
     }
     let timers = &image.minor1.posix_timers;
     if let Some(w) = timers.windows(2).find(|w| w[0].id >= w[1].id) {
@@ -308,9 +318,6 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             "{creds} credential records for {} threads",
             image.threads.len()
         ));
-    }
-    if image.auxv.len() % 2 != 0 {
-        return Err("auxv has an odd number of words".into());
     }
     Ok(())
 }

@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 
 use dumpfmt::{
-    Error, HEADER_LEN, Header, ImageFile, MAX_META_LEN, PAGE_SIZE, Summary, VERSION_MAJOR,
-    VERSION_MINOR, decode, verify,
+    Error, HEADER_LEN, Header, ImageFile, MAX_FDS, MAX_META_LEN, MAX_THREADS, PAGE_SIZE, Summary,
+    VERSION_MAJOR, VERSION_MINOR, decode, verify,
 };
 
 fn write(dir: &Path, bytes: &[u8]) -> std::path::PathBuf {
@@ -259,40 +259,71 @@ fn meta_crc() {
     both(&bytes, &Error::MetaCrc);
 }
 
-/// Replaces the metadata block with `meta`, fixing up the header.
-fn with_raw_meta(meta: &[u8]) -> Vec<u8> {
-    let good = common::good();
-    let (header, _, _) = common::split(&good);
-    let mut bytes = good[..header.meta_offset as usize].to_vec();
-    bytes.extend_from_slice(meta);
-    let len = bytes.len() as u64;
-    common::with_header(&mut bytes, |h| {
-        h.meta_len = meta.len() as u64;
-        h.meta_crc = crc32fast::hash(meta);
-        h.file_len = len;
-    });
-    bytes
-}
-
 #[test]
 fn meta_decode() {
     let good = common::good();
     let (header, _, _) = common::split(&good);
     let meta = &good[header.meta_offset as usize..];
 
-    let bytes = with_raw_meta(&meta[..meta.len() - 1]);
+    let bytes = common::with_raw_meta(&meta[..meta.len() - 1]);
     assert!(matches!(decode(&bytes), Err(Error::MetaDecode(_))));
-    let bytes = with_raw_meta(&[]);
+    let bytes = common::with_raw_meta(&[]);
     assert!(matches!(decode(&bytes), Err(Error::MetaDecode(_))));
-    let bytes = with_raw_meta(&[0xff; 64]);
+    let bytes = common::with_raw_meta(&[0xff; 64]);
     assert!(matches!(decode(&bytes), Err(Error::MetaDecode(_))));
 
     let mut longer = meta.to_vec();
     longer.extend_from_slice(&[0, 0, 0]);
-    let bytes = with_raw_meta(&longer);
+    let bytes = common::with_raw_meta(&longer);
     both(
         &bytes,
         &Error::MetaDecode("3 bytes after the metadata".into()),
+    );
+}
+
+#[test]
+fn too_many() {
+    let bytes = common::with_meta(|image, _| {
+        image.threads = vec![common::thread(7); MAX_THREADS + 1].into();
+    });
+    both(
+        &bytes,
+        &Error::TooMany {
+            what: "threads",
+            count: MAX_THREADS as u64 + 1,
+            max: MAX_THREADS as u64,
+        },
+    );
+    // 2^20 + 1, as a varint, and as many bytes: a count larger than the
+    // bytes left is `PastEnd` whatever the limit.
+    let bytes = common::with_fds_count(&[0x81, 0x80, 0x40], &vec![0; MAX_FDS + 1]);
+    both(
+        &bytes,
+        &Error::TooMany {
+            what: "descriptors",
+            count: MAX_FDS as u64 + 1,
+            max: MAX_FDS as u64,
+        },
+    );
+}
+
+#[test]
+fn past_end() {
+    // 128 descriptors in the 11 bytes left: postcard itself sees it.
+    let bytes = common::with_fds_count(&[0x80, 0x01], &[]);
+    both(
+        &bytes,
+        &Error::PastEnd {
+            what: "descriptors",
+        },
+    );
+    // 10000 descriptors in 10000 bytes (and 11 more): each takes at least 5.
+    let bytes = common::with_fds_count(&[0x90, 0x4e], &[0; 10_000]);
+    both(
+        &bytes,
+        &Error::PastEnd {
+            what: "descriptors",
+        },
     );
 }
 

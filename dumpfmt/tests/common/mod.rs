@@ -231,3 +231,40 @@ pub fn with_header(bytes: &mut [u8], f: impl FnOnce(&mut Header)) {
     h.encode(&mut head);
     bytes[..HEADER_ENCODED_LEN].copy_from_slice(&head);
 }
+
+/// The good image with its metadata block replaced by `meta`, the header
+/// fixed up to match.
+pub fn with_raw_meta(meta: &[u8]) -> Vec<u8> {
+    let good = good();
+    let (header, _, _) = split(&good);
+    let mut bytes = good[..header.meta_offset as usize].to_vec();
+    bytes.extend_from_slice(meta);
+    let len = bytes.len() as u64;
+    with_header(&mut bytes, |h| {
+        h.meta_len = meta.len() as u64;
+        h.meta_crc = crc32fast::hash(meta);
+        h.file_len = len;
+    });
+    bytes
+}
+
+/// The good image without descriptors, its (empty) `fds` count replaced by
+/// the varint `count` followed by `then`, not descriptors: the count lies.
+pub fn with_fds_count(count: &[u8], then: &[u8]) -> Vec<u8> {
+    let good = good();
+    let (header, _, _) = split(&good);
+    let meta = &good[header.meta_offset as usize..];
+    // After `Image` comes the value version 1.1 added.
+    let minor1 = postcard::to_allocvec(&image().minor1).unwrap();
+    let (meta, after) = meta.split_at(meta.len() - minor1.len());
+    assert_eq!(after, minor1.as_slice());
+    // `fds` is last but for a default `ProcessState`: 11 zero bytes.
+    let (head, tail) = meta.split_at(meta.len() - 12);
+    assert_eq!(tail, &[0; 12], "fds empty, process default");
+    let mut lying = head.to_vec();
+    lying.extend_from_slice(count);
+    lying.extend_from_slice(then);
+    lying.extend_from_slice(&tail[1..]);
+    lying.extend_from_slice(after);
+    with_raw_meta(&lying)
+}

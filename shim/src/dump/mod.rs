@@ -507,10 +507,14 @@ fn write_image(
             posix_timers: Cow::Borrowed(posix_timers),
         },
     };
-    let buf = arena
-        .bytes(arena.remaining().saturating_sub(8192))
-        .ok_or_else(no_mem)?;
-    let too_big = |_| Fail::new("metadata does not fit the dump arena");
+    // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
+    // the app going on, than an image no restore takes.
+    let room = arena
+        .remaining()
+        .saturating_sub(8192)
+        .min(dumpfmt::MAX_META_LEN as usize);
+    let buf = arena.bytes(room).ok_or_else(no_mem)?;
+    let too_big = |_| Fail::new("metadata does not fit the dump arena or the image format's limit");
     // The metadata block: `Image`, then the value version 1.1 added.
     let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
     let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;

@@ -226,20 +226,24 @@ fn socket_pair(sock_type: i32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), Refusa
 pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
     let mut made = Vec::with_capacity(image.fds.len());
     let mut shared = Shared::default();
+    let queued = Queued::of(&image.fds);
     for fd in image.fds.iter() {
         if let FdKind::Dup { of } = fd.kind {
-            let original: &Made =
-                made.iter()
-                    .find(|m: &&Made| m.target == of)
-                    .ok_or_else(|| {
-                        refuse(
-                            exit::CORRUPT,
-                            format!(
-                                "fd {} duplicates fd {of}, which the image does not hold",
-                                fd.fd
-                            ),
-                        )
-                    })?;
+            // `made` follows the image's fds, in increasing order: a binary
+            // search keeps a restore of many dups from being quadratic.
+            let original: &Made = made
+                .binary_search_by_key(&of, |m: &Made| m.target)
+                .ok()
+                .map(|at| &made[at])
+                .ok_or_else(|| {
+                    refuse(
+                        exit::CORRUPT,
+                        format!(
+                            "fd {} duplicates fd {of}, which the image does not hold",
+                            fd.fd
+                        ),
+                    )
+                })?;
             let temp = original
                 .temp
                 .try_clone()
@@ -251,7 +255,7 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             });
             continue;
         }
-        let temp = make_one(fd, &image.fds, &mut shared)?;
+        let temp = make_one(fd, &queued, &mut shared)?;
         set_status_flags(&temp, fd.flags);
         made.push(Made {
             temp: lift(temp, base)?,
@@ -272,7 +276,41 @@ struct Shared {
     pairs: HashMap<(u64, u64), (OwnedFd, OwnedFd)>,
 }
 
-fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd, Refusal> {
+/// What the records of pipes and socket pairs had waiting, by id: found in
+/// one pass, as a scan of every record for each pipe or pair made the
+/// restore quadratic in the number of descriptors.
+#[derive(Default)]
+struct Queued<'i> {
+    /// Pipe id to what its (first) read end had waiting.
+    pipes: HashMap<u64, &'i [u8]>,
+    /// Socket-pair end id to (fd, what it had waiting), in record order.
+    pair_ends: HashMap<u64, Vec<(i32, &'i [u8])>>,
+}
+
+impl<'i> Queued<'i> {
+    fn of(all: &'i [Fd<'_>]) -> Queued<'i> {
+        let mut queued = Queued::default();
+        for o in all {
+            match &o.kind {
+                FdKind::Pipe {
+                    id,
+                    write: false,
+                    data,
+                    ..
+                } => {
+                    queued.pipes.entry(*id).or_insert(&data[..]);
+                }
+                FdKind::UnixPair { id, data, .. } => {
+                    queued.pair_ends.entry(*id).or_default().push((o.fd, data));
+                }
+                _ => {}
+            }
+        }
+        queued
+    }
+}
+
+fn make_one(fd: &Fd<'_>, queued: &Queued<'_>, shared: &mut Shared) -> Result<OwnedFd, Refusal> {
     let Shared { pipes, pairs } = shared;
     let cloexec = libc::O_CLOEXEC;
     match &fd.kind {
@@ -399,18 +437,7 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(slot) => {
                     // The pipe holds what its read end had waiting.
-                    let data = all
-                        .iter()
-                        .find_map(|o| match &o.kind {
-                            FdKind::Pipe {
-                                id: i,
-                                write: false,
-                                data,
-                                ..
-                            } if i == id => Some(&data[..]),
-                            _ => None,
-                        })
-                        .unwrap_or(&[]);
+                    let data = queued.pipes.get(id).copied().unwrap_or(&[]);
                     slot.insert(pipe_with(data, *size, fd)?)
                 }
             };
@@ -523,17 +550,18 @@ fn make_one(fd: &Fd<'_>, all: &[Fd<'_>], shared: &mut Shared) -> Result<OwnedFd,
                 Entry::Vacant(slot) => {
                     let (lo, hi) = socket_pair(*sock_type, fd)?;
                     // What one end will read is written through the other.
-                    for o in all.iter() {
-                        if let FdKind::UnixPair { id: i, data, .. } = &o.kind {
-                            let through = if *i == key.0 {
-                                &hi
-                            } else if *i == key.1 {
-                                &lo
-                            } else {
-                                continue;
-                            };
+                    let ends = [(key.0, &hi), (key.1, &lo)];
+                    // A record paired with itself is sent once, as before.
+                    let ends = if key.0 == key.1 {
+                        &ends[..1]
+                    } else {
+                        &ends[..]
+                    };
+                    for &(end, through) in ends {
+                        let records = queued.pair_ends.get(&end).map_or(&[][..], |v| &v[..]);
+                        for &(o_fd, data) in records {
                             send_queued(through, *sock_type, data).map_err(|e| {
-                                refuse(exit::UNSUPPORTED, format!("fd {}: {e}", o.fd))
+                                refuse(exit::UNSUPPORTED, format!("fd {o_fd}: {e}"))
                             })?;
                         }
                     }

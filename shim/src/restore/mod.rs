@@ -222,17 +222,26 @@ fn validate(path: &str) -> Result<Checked, Refusal> {
         Err(_) => return Err(refuse(exit::UNSUPPORTED, "cannot list /proc/self/task")),
     }
 
+    // Which files a writable shared mapping needs open for writing, in one
+    // pass over the mappings (one per file was quadratic).
+    let mut writable_shared = vec![false; image.files.len()];
+    for m in image.mappings.iter() {
+        if let Backing::File(i) = m.backing
+            && m.shared
+            && m.prot & dumpfmt::PROT_WRITE != 0
+            && let Some(w) = writable_shared.get_mut(i as usize)
+        {
+            *w = true;
+        }
+    }
     // Every mapped file, opened now and kept open for the restorer.
     let mut fds = Vec::with_capacity(image.files.len());
     let data_files = shared_files::data_files(image);
-    for (i, f) in image.files.iter().enumerate() {
+    for (i, (f, &writable_shared)) in image.files.iter().zip(&writable_shared).enumerate() {
         if data_files[i] {
             fds.push(shared_files::open(f)?);
             continue;
         }
-        let writable_shared = image.mappings.iter().any(|m| {
-            m.backing == Backing::File(i as u32) && m.shared && m.prot & dumpfmt::PROT_WRITE != 0
-        });
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(writable_shared)
@@ -572,7 +581,12 @@ fn build_plan(
                 (fds[i as usize].as_raw_fd() as u64, m.offset)
             }
             Backing::Fd(n) => {
-                let made = made.made.iter().find(|x| x.target == n);
+                // In the image's fd order, increasing: binary search.
+                let made = made
+                    .made
+                    .binary_search_by_key(&n, |x| x.target)
+                    .ok()
+                    .map(|at| &made.made[at]);
                 let made = made.ok_or_else(|| {
                     refuse(
                         exit::CORRUPT,
@@ -730,7 +744,7 @@ fn build_plan(
                     // Stdio is the relaunch's now: watch it if epoll can
                     // (a regular file cannot be watched, and need not be).
                     plan.call_any(SYS_epoll_ctl, &args);
-                } else if image.fds.iter().any(|f| f.fd == e.fd) {
+                } else if image.fds.binary_search_by_key(&e.fd, |f| f.fd).is_ok() {
                     let what = format!("restore: cannot add fd {} to epoll fd {}", e.fd, fd.fd);
                     plan.call(SYS_epoll_ctl, &args, v(0), &what);
                 }
