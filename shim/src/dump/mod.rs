@@ -91,6 +91,8 @@ struct Job {
     size: u64,
     failed: bool,
     fail: Fail,
+    /// This dump is a restore's fidelity check (`restore::check`).
+    check: bool,
 }
 
 /// The dump code's own stack (touched pages only).
@@ -162,7 +164,11 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
     let job = unsafe { &mut *arg.cast::<Job>() };
     // SAFETY: the handler runs with every signal blocked; no other access.
     let settings = unsafe { SETTINGS.get() };
-    match dump(job) {
+    let result = dump(job);
+    if job.check {
+        crate::restore::check::release_held();
+    }
+    match result {
         Err(f) => {
             let mut line = Line::<800>::new();
             line.str("migrate: dump failed, the process goes on: ")
@@ -173,6 +179,10 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
             1
         }
         Ok(()) => {
+            // A check dump is silent and never ends the process.
+            if job.check {
+                return 0;
+            }
             if settings.log >= LogLevel::Info {
                 let mut line = Line::<{ PATH_MAX + 100 }>::new();
                 line.str("migrate: dumped ")
@@ -247,8 +257,13 @@ fn expand_path(pattern: &[u8], pid: i32, seq: u64, out: &mut Line<PATH_MAX>) {
 fn dump(job: &mut Job) -> Result<(), Fail> {
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
-    let seq = settings.sequence + 1;
-    expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
+    let before = settings.sequence;
+    // A restore's check dump goes to its own path and does not count.
+    job.check = crate::restore::check::take(&mut job.path);
+    let seq = if job.check { before } else { before + 1 };
+    if !job.check {
+        expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
+    }
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
     }
@@ -270,7 +285,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             Ok(())
         }
         Err(f) => {
-            settings.sequence = seq - 1;
+            settings.sequence = before;
             Err(f)
         }
     }
