@@ -51,6 +51,9 @@ pub unsafe fn arm(h: *const Handoff) {
     // SAFETY: as above; no other thread runs this module's code now.
     let path = unsafe { PATH.get() };
     path.clear();
+    // An image taken by a check dump holds HOLD = 1: clear it, or a
+    // restore of that image would hold its threads for nothing.
+    HOLD.store(0, Release);
     if len == 0 || len >= PATH_MAX {
         return;
     }
