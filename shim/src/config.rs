@@ -137,6 +137,10 @@ pub struct Overrides {
     pub exit_after_dump: Option<bool>,
     pub log: Option<u8>,
     pub refuse_external: Option<bool>,
+    /// `MIGRATE_RESTORE_CHECK`: where a restored process takes one dump
+    /// as it resumes (absolute), to check the restore's fidelity. Read
+    /// only by a restore; never a setting of the restored process.
+    pub restore_check: Option<String>,
 }
 
 impl Overrides {
@@ -166,15 +170,10 @@ impl Overrides {
             o.signal = Some(sig);
         }
         if let Some(v) = var("MIGRATE_IMAGE") {
-            let abs = if v.starts_with('/') {
-                v.clone()
-            } else {
-                format!("{}/{v}", cwd.trim_end_matches('/'))
-            };
-            if abs.len() + 32 >= PATH_MAX {
-                return Err(BadSetting(format!("MIGRATE_IMAGE={v}: path too long")));
-            }
-            o.image = Some(abs);
+            o.image = Some(absolute("MIGRATE_IMAGE", &v, cwd)?);
+        }
+        if let Some(v) = var("MIGRATE_RESTORE_CHECK") {
+            o.restore_check = Some(absolute("MIGRATE_RESTORE_CHECK", &v, cwd)?);
         }
         if let Some(v) = var("MIGRATE_AFTER_DUMP") {
             o.exit_after_dump = Some(match v.as_str() {
@@ -232,6 +231,20 @@ impl Overrides {
             s.refuse_external = r;
         }
     }
+}
+
+/// `v` (the value of `key`) made absolute against `cwd`, checked to fit
+/// (with room for what `%p` and `%n` expand to).
+fn absolute(key: &str, v: &str, cwd: &str) -> Result<String, BadSetting> {
+    let abs = if v.starts_with('/') {
+        v.to_string()
+    } else {
+        format!("{}/{v}", cwd.trim_end_matches('/'))
+    };
+    if abs.len() + 32 >= PATH_MAX {
+        return Err(BadSetting(format!("{key}={v}: path too long")));
+    }
+    Ok(abs)
 }
 
 pub fn level(l: u8) -> LogLevel {

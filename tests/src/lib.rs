@@ -4,7 +4,8 @@
 //! ([`TestDir::spawn`]), waits for its output ([`Proc::wait_for_step`]),
 //! sends the dump signal ([`Proc::signal`]), waits for the image
 //! ([`Proc::wait_for_image`], which also runs `dumpfmt::verify` on it), kills
-//! the process and restores the image ([`TestDir::restore`]). The output of
+//! the process and restores the image ([`TestDir::restore`], which also
+//! checks that the restored process is the one in the image: [`fidelity`]). The output of
 //! the pieces is then compared with the output of an uninterrupted run
 //! ([`reference`]) by [`check_restored`] and [`check_segment`].
 //!
@@ -26,10 +27,17 @@ use std::time::{Duration, Instant};
 
 pub use std::os::unix::process::ExitStatusExt;
 
+pub mod dump_point;
+pub mod fidelity;
+pub mod skip;
+
+pub use dump_point::check_resumed_after_dump;
+pub use skip::skip;
+
 /// How long any single wait (a line, an image, an exit) may take.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 /// How often waits poll.
-const POLL: Duration = Duration::from_millis(5);
+pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// Debian's python, not the pyenv one on `PATH`.
 pub const PYTHON: &str = "/usr/bin/python3";
@@ -462,6 +470,9 @@ impl TestDir {
             .expect("make temp dir");
         let logs = dir.path().join("logs");
         fs::create_dir(&logs).expect("make logs dir");
+        // Restore check images (see `fidelity`), out of the way of tests
+        // that list the images in the directory.
+        fs::create_dir(dir.path().join("checks")).expect("make checks dir");
         // Everyone may traverse it (an unprivileged test runs programs in it).
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         TestDir { dir, logs }
@@ -485,7 +496,8 @@ impl TestDir {
 
     /// Gives the directory to `uid`/`gid` (for tests that run unprivileged).
     pub fn chown(&self, uid: u32, gid: u32) {
-        for p in [self.dir.path(), self.logs.as_path()] {
+        let checks = self.dir.path().join("checks");
+        for p in [self.dir.path(), self.logs.as_path(), checks.as_path()] {
             std::os::unix::fs::chown(p, Some(uid), Some(gid))
                 .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
         }
@@ -574,6 +586,13 @@ impl TestDir {
             all.push(("LD_PRELOAD".into(), shim_path().into()));
         }
         all.extend(env.iter().map(|(k, v)| (k.into(), v.into())));
+        // Every restore is checked (see `fidelity`).
+        let check = shim
+            .then(|| fidelity::wanted(self.path(), label, env))
+            .flatten();
+        if let Some(check) = &check {
+            all.push((fidelity::CHECK_VAR.into(), check.into()));
+        }
         let mut cmd = program.command(&all);
         cmd.current_dir(self.path())
             .stdout(File::create(&stdout).expect("create stdout file"))
@@ -587,14 +606,19 @@ impl TestDir {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {label} ({:?}): {e}", program.command_line()));
-        Proc {
+        let mut p = Proc {
             label: label.to_string(),
             child,
             stdout,
             stderr,
             status: None,
             started: Instant::now(),
+            dump_lines: Vec::new(),
+        };
+        if let Some(check) = check {
+            fidelity::check_restore(&mut p, &check, env, self.path());
         }
+        p
     }
 }
 
@@ -647,6 +671,9 @@ pub struct Proc {
     stderr: PathBuf,
     status: Option<ExitStatus>,
     started: Instant,
+    /// How many stdout lines were out when each dump signal was sent
+    /// ([`Proc::dump_signal`], [`Proc::dump_with`]).
+    dump_lines: Vec<usize>,
 }
 
 /// The number of a `step N ...` line.
@@ -797,7 +824,19 @@ impl Proc {
 
     /// Sends the default dump signal (SIGUSR2).
     pub fn dump_signal(&mut self) {
-        self.signal(libc::SIGUSR2);
+        self.dump_with(libc::SIGUSR2);
+    }
+
+    /// Sends `sig` as the dump signal (the process's `MIGRATE_SIGNAL`),
+    /// noting how many lines it had printed (see [`check_resumed_after_dump`]).
+    pub fn dump_with(&mut self, sig: i32) {
+        self.dump_lines.push(self.stdout_lines().len());
+        self.signal(sig);
+    }
+
+    /// How many stdout lines were out when each dump signal was sent.
+    pub fn dump_lines(&self) -> &[usize] {
+        &self.dump_lines
     }
 
     /// Waits for `image` to appear (the shim renames it into place when
@@ -1224,12 +1263,14 @@ pub fn finish_restored(restored: &mut Proc, original: &Proc, expected: &[String]
         restored.label,
         describe_status(status)
     );
-    check_restored(
+    let k = check_restored(
         expected,
         &original.stdout_lines(),
         &restored.stdout_lines(),
         &context,
-    )
+    );
+    check_resumed_after_dump(original, restored, &context);
+    k
 }
 
 /// Restores `image` (of `original`) with `program` as `label`, then

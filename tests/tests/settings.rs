@@ -33,9 +33,11 @@ impl Drop for SmallDisk {
 /// runs as root.)
 #[test]
 fn full_disk_keeps_the_previous_image() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("full_disk_keeps_the_previous_image: skipped, mounting a tmpfs needs root");
+    if !skip::is_root() {
+        skip(
+            "full_disk_keeps_the_previous_image",
+            "root (to mount a small tmpfs)",
+        );
         return;
     }
     let dir = TestDir::new("full-disk");
@@ -118,4 +120,63 @@ fn restore_changes_dump_signal_and_image() {
 fn restored_first_line(p: &mut Proc) -> String {
     p.wait_for_lines(1);
     p.stdout_lines().remove(0)
+}
+
+/// The restore check's own dump (see `migrate_tests::fidelity`, which
+/// takes one after every restore) is not a dump of the program: a process
+/// dumped with `MIGRATE_AFTER_DUMP=exit` and restored takes it and goes
+/// on (it does not exit), and its next real dump is numbered 2, as if the
+/// check had not happened; the check image keeps the restored sequence.
+#[test]
+fn restore_check_neither_counts_nor_exits() {
+    let dir = TestDir::new("check-dump");
+    let program = Program::c();
+    let expected = reference(&program);
+    let pattern = dir.join("img-%n.img");
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+            ("MIGRATE_AFTER_DUMP", "exit"),
+        ],
+    );
+    original.wait_for_step(5);
+    original.dump_signal();
+    original.wait_for_image(&numbered_image(&dir, 1), true);
+    assert!(original.wait().success(), "{}", original.describe());
+
+    // `restore` has already waited for the check image and compared it.
+    let mut restored = dir.restore(&program, "restored", &numbered_image(&dir, 1), &[]);
+    let check = fidelity::check_image_path(dir.path(), "restored");
+    assert_eq!(
+        image_meta(&check).image.sequence,
+        1,
+        "the check dump counted as a dump\n{}",
+        restored.describe()
+    );
+    let resumed = step_of(&restored_first_line(&mut restored)).expect("a step line");
+    restored.wait_for_step(resumed + 1);
+    assert!(
+        restored.poll_exit().is_none(),
+        "the check dump made the restored process exit (MIGRATE_AFTER_DUMP=exit)\n{}",
+        restored.describe()
+    );
+    restored.dump_signal();
+    restored.wait_for_image(&numbered_image(&dir, 2), true);
+    assert!(restored.wait().success(), "{}", restored.describe());
+    assert_eq!(
+        list_files(dir.path()),
+        ["img-1.img", "img-2.img"],
+        "the restored process's next dump should be number 2\n{}",
+        restored.describe()
+    );
+    check_resumed_after_dump(&original, &restored, &restored.describe());
+    let out = restored.stdout_lines();
+    check_segment(
+        &expected,
+        &out,
+        "the restored process",
+        &restored.describe(),
+    );
 }

@@ -72,7 +72,7 @@ fn app_owns_sigusr2_when_dump_signal_is_rtmin4() {
         "SIGUSR2 dumped the process although MIGRATE_SIGNAL=RTMIN+4\n{}",
         original.describe()
     );
-    original.signal(rtmin4);
+    original.dump_with(rtmin4);
     let summary = original.wait_for_image(&image, false);
     let at_image = original.stdout_lines().len();
     original.wait_for_lines(at_image + 1);

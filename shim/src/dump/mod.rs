@@ -105,6 +105,8 @@ struct Job {
     writer: *mut writer::ImageWriter,
     arena: *mut arena::Arena,
     prev_sequence: u64,
+    /// This dump is a restore's fidelity check (`restore::check`).
+    check: bool,
 }
 
 /// The dump code's own stack (touched pages only).
@@ -179,7 +181,11 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
     let job = unsafe { &mut *arg.cast::<Job>() };
     // SAFETY: the handler runs with every signal blocked; no other access.
     let settings = unsafe { SETTINGS.get() };
-    match dump(job) {
+    let result = dump(job);
+    if job.check {
+        crate::restore::check::release_held();
+    }
+    match result {
         Err(f) => {
             let mut line = Line::<800>::new();
             line.str("migrate: dump failed, the process goes on: ")
@@ -190,6 +196,10 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
             1
         }
         Ok(()) => {
+            // A check dump is silent and never ends the process.
+            if job.check {
+                return 0;
+            }
             log_dumped(job, settings);
             0
         }
@@ -264,8 +274,13 @@ fn expand_path(pattern: &[u8], pid: i32, seq: u64, out: &mut Line<PATH_MAX>) {
 fn dump(job: &mut Job) -> Result<(), Fail> {
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
-    let seq = settings.sequence + 1;
-    expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
+    let before = settings.sequence;
+    // A restore's check dump goes to its own path and does not count.
+    job.check = crate::restore::check::take(&mut job.path);
+    let seq = if job.check { before } else { before + 1 };
+    if !job.check {
+        expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
+    }
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
     }
@@ -285,7 +300,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         out.finish(&header)
     });
     job.writer = core::ptr::null_mut();
-    if let (Ok(size), true) = (&result, settings.exit_after_dump) {
+    if let (Ok(size), true) = (&result, settings.exit_after_dump && !job.check) {
         // The image is complete: exit with every other thread still
         // parked, so that nothing the restored process will do again (a
         // line printed, a byte sent) happens after the snapshot.
@@ -301,7 +316,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             Ok(())
         }
         Err(f) => {
-            settings.sequence = seq - 1;
+            settings.sequence = before;
             Err(f)
         }
     }

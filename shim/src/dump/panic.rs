@@ -73,6 +73,7 @@ fn hook(info: &std::panic::PanicHookInfo<'_>) {
             core::ptr::drop_in_place(job.writer);
         }
         world::release_all();
+        crate::restore::check::release_held();
         if !job.arena.is_null() {
             core::ptr::drop_in_place(job.arena);
         }

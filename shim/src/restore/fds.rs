@@ -138,6 +138,13 @@ fn pipe_with(data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), 
     }
     // SAFETY: both descriptors were just created and are ours.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    fill_pipe(&w, data, size, fd)?;
+    Ok((r, w))
+}
+
+/// Gives the pipe of write end `w` room for `size` bytes (and `data`), and
+/// writes `data` into it.
+fn fill_pipe(w: &OwnedFd, data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(), Refusal> {
     let want = size.max(data.len() as u32);
     // SAFETY: F_GETPIPE_SZ and F_SETPIPE_SZ on our pipe (a refused resize
     // shows as a full pipe below).
@@ -146,12 +153,39 @@ fn pipe_with(data: &[u8], size: u32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), 
             libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, want as libc::c_int);
         }
     }
-    write_all(&w, data).map_err(|e| {
+    write_all(w, data).map_err(|e| {
         refuse(
             exit::UNSUPPORTED,
             format!("fd {}: refilling its pipe: {e}", fd.fd),
         )
-    })?;
+    })
+}
+
+/// The two ends of the FIFO at `path`, opened again (so they stay that
+/// FIFO, not an anonymous pipe), holding `data`. The read end is opened
+/// first: a non-blocking open for writing fails while there is no reader.
+fn fifo_with(
+    path: &str,
+    data: &[u8],
+    size: u32,
+    fd: &Fd<'_>,
+) -> Result<(OwnedFd, OwnedFd), Refusal> {
+    let flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let r = open_path("FIFO", path, libc::O_RDONLY | flags, fd)?;
+    let is_fifo = std::fs::File::from(
+        r.try_clone()
+            .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?,
+    )
+    .metadata()
+    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
+    if !is_fifo {
+        return Err(refuse(
+            exit::FILE_CHANGED,
+            format!("FIFO {path} (fd {}) is no longer a FIFO", fd.fd),
+        ));
+    }
+    let w = open_path("FIFO", path, libc::O_WRONLY | flags, fd)?;
+    fill_pipe(&w, data, size, fd)?;
     Ok((r, w))
 }
 
@@ -256,6 +290,7 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             continue;
         }
         let temp = make_one(fd, &queued, &mut shared)?;
+        let temp = read_only_again(fd, temp, image)?;
         set_status_flags(&temp, fd.flags);
         made.push(Made {
             temp: lift(temp, base)?,
@@ -264,6 +299,33 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
         });
     }
     Ok(MadeFds { made, base })
+}
+
+/// A deleted file open only for reading comes back read-only: its
+/// contents go into a memfd, which is read-write, so it is opened again
+/// through /proc with the file's access mode. Not for memfds (seals need a
+/// writable descriptor), nor when a mapping of it is shared and writable
+/// (the restore maps it from this descriptor).
+fn read_only_again(fd: &Fd<'_>, made: OwnedFd, image: &Image<'_>) -> Result<OwnedFd, Refusal> {
+    let FdKind::Contents {
+        memfd: false,
+        offset,
+        ..
+    } = fd.kind
+    else {
+        return Ok(made);
+    };
+    let mapped_writable = image.mappings.iter().any(|m| {
+        m.backing == dumpfmt::Backing::Fd(fd.fd) && m.shared && m.prot & dumpfmt::PROT_WRITE != 0
+    });
+    if fd.flags & libc::O_ACCMODE != libc::O_RDONLY || mapped_writable {
+        return Ok(made);
+    }
+    let again = format!("/proc/self/fd/{}", made.as_raw_fd());
+    let f = open_path("deleted file", &again, libc::O_RDONLY | libc::O_CLOEXEC, fd)?;
+    // SAFETY: lseek on our descriptor (a new open file, at 0).
+    unsafe { libc::lseek(f.as_raw_fd(), offset as i64, libc::SEEK_SET) };
+    Ok(f)
 }
 
 /// Pipes and socket pairs whose ends several records share: made with the
@@ -438,7 +500,12 @@ fn make_one(fd: &Fd<'_>, queued: &Queued<'_>, shared: &mut Shared) -> Result<Own
                 Entry::Vacant(slot) => {
                     // The pipe holds what its read end had waiting.
                     let data = queued.pipes.get(id).copied().unwrap_or(&[]);
-                    slot.insert(pipe_with(data, *size, fd)?)
+                    let ends = if path.is_empty() {
+                        pipe_with(data, *size, fd)?
+                    } else {
+                        fifo_with(path, data, *size, fd)?
+                    };
+                    slot.insert(ends)
                 }
             };
             let end = if *write { w } else { r };

@@ -8,6 +8,7 @@
 //! Only then [`launch`] hands over to the [`restorer`], which tears the
 //! fresh address space down and rebuilds the image's.
 
+pub mod check;
 pub mod creds;
 pub mod fds;
 pub mod namespace;
@@ -339,6 +340,7 @@ fn build(
         from: [0; PATH_MAX],
         threads: image.threads.len() as u64,
         refuse_external: overrides.refuse_external.map_or(-1, i64::from),
+        check_len: 0,
     };
     if let Some(img) = &overrides.image {
         h.image[..img.len()].copy_from_slice(img.as_bytes());
@@ -350,6 +352,12 @@ fn build(
     let n = from.len().min(PATH_MAX);
     h.from[..n].copy_from_slice(&from.as_bytes()[..n]);
     h.from_len = n as u64;
+    if let Some(check) = &overrides.restore_check {
+        // The path follows the block (see `check::arm`), which stays small.
+        h.check_len = check.len() as u64;
+        let after = handoff_off + size_of::<Handoff>();
+        plan.write_data(buf, code.len(), after, check.as_bytes());
+    }
     plan.write_data(buf, code.len(), handoff_off, plan::as_bytes(&h));
     // SAFETY: the code pages of our own fresh mapping become read-execute.
     if unsafe {
@@ -817,7 +825,8 @@ fn build_plan(
 
     // 8. The other threads, each finishing its own state and resuming;
     //    then the main thread does the same.
-    let handoff_off = plan.bytes(&vec![0u8; size_of::<Handoff>()]);
+    // The handoff block, then room for the check path (see `check::arm`).
+    let handoff_off = plan.bytes(&vec![0u8; size_of::<Handoff>() + crate::config::PATH_MAX]);
     for (i, t) in image.threads.iter().enumerate() {
         if i == main {
             continue;

@@ -41,6 +41,9 @@ pub struct Handoff {
     pub threads: u64,
     /// MIGRATE_EXTERNAL: 1 refuse, 0 gone, -1 keep.
     pub refuse_external: i64,
+    /// Length of the `MIGRATE_RESTORE_CHECK` path, whose bytes follow
+    /// this block (0: no check; see `restore::check`).
+    pub check_len: u64,
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -76,11 +79,15 @@ pub fn after_restore(handoff: u64) {
         while WORLD.go.load(Acquire) == go {
             sys::futex_wait(&WORLD.go, go, 0);
         }
+        super::check::hold();
         return;
     }
+    // SAFETY: as above; every other thread waits on `go`.
+    unsafe { super::check::arm(h) };
     // SAFETY: as above; every other thread now waits on `go`, and the
     // handoff stays mapped until `finish` unmaps it last.
     finish(unsafe { &*h });
+    super::check::fire();
     WORLD.pid.store(0, Release);
     WORLD.leader.store(0, Release);
     WORLD.slots.store(core::ptr::null_mut(), Release);
