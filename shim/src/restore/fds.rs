@@ -261,6 +261,16 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
     let mut made = Vec::with_capacity(image.fds.len());
     let mut shared = Shared::default();
     let queued = Queued::of(&image.fds);
+    // Descriptors some mapping shares and writes, in one pass.
+    let mapped_writable: std::collections::HashSet<i32> = image
+        .mappings
+        .iter()
+        .filter(|m| m.shared && m.prot & dumpfmt::PROT_WRITE != 0)
+        .filter_map(|m| match m.backing {
+            dumpfmt::Backing::Fd(n) => Some(n),
+            _ => None,
+        })
+        .collect();
     for fd in image.fds.iter() {
         if let FdKind::Dup { of } = fd.kind {
             // `made` follows the image's fds, in increasing order: a binary
@@ -290,7 +300,7 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             continue;
         }
         let temp = make_one(fd, &queued, &mut shared)?;
-        let temp = read_only_again(fd, temp, image)?;
+        let temp = read_only_again(fd, temp, mapped_writable.contains(&fd.fd))?;
         set_status_flags(&temp, fd.flags);
         made.push(Made {
             temp: lift(temp, base)?,
@@ -306,7 +316,7 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
 /// through /proc with the file's access mode. Not for memfds (seals need a
 /// writable descriptor), nor when a mapping of it is shared and writable
 /// (the restore maps it from this descriptor).
-fn read_only_again(fd: &Fd<'_>, made: OwnedFd, image: &Image<'_>) -> Result<OwnedFd, Refusal> {
+fn read_only_again(fd: &Fd<'_>, made: OwnedFd, mapped_writable: bool) -> Result<OwnedFd, Refusal> {
     let FdKind::Contents {
         memfd: false,
         offset,
@@ -315,9 +325,6 @@ fn read_only_again(fd: &Fd<'_>, made: OwnedFd, image: &Image<'_>) -> Result<Owne
     else {
         return Ok(made);
     };
-    let mapped_writable = image.mappings.iter().any(|m| {
-        m.backing == dumpfmt::Backing::Fd(fd.fd) && m.shared && m.prot & dumpfmt::PROT_WRITE != 0
-    });
     if fd.flags & libc::O_ACCMODE != libc::O_RDONLY || mapped_writable {
         return Ok(made);
     }
