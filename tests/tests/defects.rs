@@ -306,3 +306,31 @@ fn a_formatted_panic_in_malloc_is_a_failed_dump() {
     assert_eq!(out, expected, "{}", p.describe());
     assert!(!image.exists());
 }
+
+/// (3) A capability permitted but not effective stays so when the
+/// restore also sets securebits: the restore keeps `CAP_SETPCAP` effective
+/// until the securebits are set, and must then drop it from the effective
+/// set (it used to stay there when the image had it permitted).
+#[test]
+fn setpcap_permitted_not_effective_comes_back_exactly() {
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+setpcap",
+        "--ambient-caps=+setpcap",
+        "--securebits=+noroot",
+        "--",
+    ];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setpriv does not work here: {e}");
+    }
+    let dir = TestDir::new("creds-setpcap-noeff");
+    dir.chown(65534, 65534);
+    let program = Program::defects("caps-noeff", None).wrapped(&wrapper);
+    let done = dump_kill_restore(&dir, &program, 5, &[], &[]);
+    let first = &done.restored.stdout_lines()[0];
+    assert!(first.contains("CapEff=0000000000000000"), "{first}");
+    assert!(first.contains("CapPrm=0000000000000100"), "{first}");
+}
