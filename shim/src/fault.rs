@@ -18,6 +18,9 @@ pub enum Fault {
     DumpPanic = 1,
     /// Every read of `/proc/self/mem` fails with EIO (`mem-read`).
     MemRead = 2,
+    /// As `dump-panic`, with a formatted message (`dump-panic-fmt`): std
+    /// builds such a message on the heap before the hook runs.
+    DumpPanicFmt = 3,
 }
 
 static ARMED: AtomicU8 = AtomicU8::new(0);
@@ -31,9 +34,10 @@ pub fn arm_from_env() -> Result<(), String> {
         "" => Fault::None,
         "dump-panic" => Fault::DumpPanic,
         "mem-read" => Fault::MemRead,
+        "dump-panic-fmt" => Fault::DumpPanicFmt,
         other => {
             return Err(format!(
-                "MIGRATE_FAULT={other}: not a fault (dump-panic, mem-read)"
+                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, mem-read)"
             ));
         }
     };
@@ -53,9 +57,16 @@ pub fn mem_read(fd: i32, buf: &mut [u8], addr: u64) -> sys::SysResult<usize> {
     sys::pread(fd, buf, addr)
 }
 
-/// Panics when `dump-panic` is armed.
+/// Panics when `dump-panic` or `dump-panic-fmt` is armed.
 pub fn dump_panic_point() {
     if armed(Fault::DumpPanic) {
         panic!("injected fault: dump-panic");
+    }
+    if armed(Fault::DumpPanicFmt) {
+        // Not a literal: std formats it into a `String` before the hook.
+        panic!(
+            "injected fault: {}",
+            core::hint::black_box("dump-panic-fmt")
+        );
     }
 }

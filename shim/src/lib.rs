@@ -6,6 +6,7 @@
 //! the dump signal (see [`dump`]). In a setuid or setgid process it does
 //! nothing at all.
 
+mod alloc;
 pub mod config;
 pub mod dump;
 pub mod fault;

@@ -34,6 +34,7 @@
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sched.h>
 
@@ -92,6 +93,19 @@ static int caps(void)
     }
     printf("done 0\n");
     return 0;
+}
+
+/* caps-noeff: as caps, with CAP_SETPCAP (8) permitted, not effective. */
+static int caps_noeff(void)
+{
+    uint32_t hdr[2] = {0x20080522, 0};
+    uint32_t data[6];
+    if (syscall(SYS_capget, hdr, data) != 0)
+        die("capget");
+    data[0] &= ~(1u << 8);
+    if (syscall(SYS_capset, hdr, data) != 0)
+        die("capset");
+    return caps();
 }
 
 static int mapfile(const char *path)
@@ -291,6 +305,8 @@ int main(int argc, char **argv)
         return fastprint();
     if (strcmp(mode, "caps") == 0)
         return caps();
+    if (strcmp(mode, "caps-noeff") == 0)
+        return caps_noeff();
     if (strcmp(mode, "mapfile") == 0 && argc > 2)
         return mapfile(argv[2]);
     if (strcmp(mode, "malloc") == 0)
@@ -301,6 +317,6 @@ int main(int argc, char **argv)
         return fullstderr();
     if (strcmp(mode, "timers") == 0)
         return timers();
-    printf("usage: cdefects fastprint|caps|mapfile FILE|malloc|shared|fullstderr|timers\n");
+    printf("usage: cdefects fastprint|caps|caps-noeff|mapfile FILE|malloc|shared|fullstderr|timers\n");
     return 2;
 }

@@ -3,7 +3,8 @@
 //! between the snapshot and the exit in `MIGRATE_AFTER_DUMP=exit` mode,
 //! the capability sets a restored process comes back with, a log line to
 //! a full stderr pipe, a mapped file replaced by a FIFO, a page that
-//! cannot be read, and a panic on the dump path.
+//! cannot be read, and a panic on the dump path (also one taken inside
+//! malloc).
 
 use migrate_tests::*;
 
@@ -247,4 +248,89 @@ fn a_mapped_file_replaced_by_a_fifo() {
     p.wait_for_lines(at + 2);
     p.kill();
     restore_and_check(&dir, &program, "restored", &image, &p, &expected);
+}
+
+/// A panic whose message is formatted (an index out of bounds, an
+/// `unwrap` on an error) makes std build a `String` before the hook runs.
+/// Taken by a thread interrupted inside malloc, that allocation waited
+/// forever for the malloc lock the thread itself held, with every other
+/// thread parked. Here each worker, busy in malloc and free, takes the
+/// dump signal in turn (a thread can panic once: std aborts on a second
+/// panic of the same thread); every dump must fail and the process go on.
+#[test]
+fn a_formatted_panic_in_malloc_is_a_failed_dump() {
+    let dir = TestDir::new("dump-panic-fmt");
+    let program = Program::defects("malloc", None);
+    let expected = reference(&program);
+    let image = dir.join("panic.img");
+    let image_s = image.to_str().unwrap();
+    let env = [
+        ("MIGRATE_FAULT", "dump-panic-fmt"),
+        ("MIGRATE_IMAGE", image_s),
+    ];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(3);
+    let pid = p.pid();
+    let mut workers: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&t| t != pid)
+        .collect();
+    workers.sort_unstable();
+    assert_eq!(workers.len(), 3, "{}", p.describe());
+    for (n, &tid) in workers.iter().enumerate() {
+        // SAFETY: tgkill with plain integers.
+        let sent = unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGUSR2) };
+        assert_eq!(sent, 0, "tgkill {tid}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let failed = p.stderr().matches("migrate: dump failed").count();
+            if failed > n {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dump {} (thread {tid}) neither failed nor let the process go on\n{}",
+                n + 1,
+                p.describe()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let stderr = p.stderr();
+    assert!(
+        stderr.contains("injected fault: dump-panic-fmt"),
+        "{stderr}"
+    );
+    let out = p.wait_success();
+    assert_eq!(out, expected, "{}", p.describe());
+    assert!(!image.exists());
+}
+
+/// (3) A capability permitted but not effective stays so when the
+/// restore also sets securebits: the restore keeps `CAP_SETPCAP` effective
+/// until the securebits are set, and must then drop it from the effective
+/// set (it used to stay there when the image had it permitted).
+#[test]
+fn setpcap_permitted_not_effective_comes_back_exactly() {
+    let wrapper = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=+setpcap",
+        "--ambient-caps=+setpcap",
+        "--securebits=+noroot",
+        "--",
+    ];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setpriv does not work here: {e}");
+    }
+    let dir = TestDir::new("creds-setpcap-noeff");
+    dir.chown(65534, 65534);
+    let program = Program::defects("caps-noeff", None).wrapped(&wrapper);
+    let done = dump_kill_restore(&dir, &program, 5, &[], &[]);
+    let first = &done.restored.stdout_lines()[0];
+    assert!(first.contains("CapEff=0000000000000000"), "{first}");
+    assert!(first.contains("CapPrm=0000000000000100"), "{first}");
 }

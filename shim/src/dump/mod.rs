@@ -275,6 +275,9 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
     let before = settings.sequence;
+    // Before anything can panic: the hook puts this back (a panic in
+    // `ImageWriter::create` used to reset the sequence number to 0).
+    job.prev_sequence = before;
     // A restore's check dump goes to its own path and does not count.
     job.check = crate::restore::check::take(&mut job.path);
     let seq = if job.check { before } else { before + 1 };
@@ -292,7 +295,6 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
 
     // The sequence number is part of the memory being dumped: set it first,
     // so the restored process numbers its next dump after this one.
-    job.prev_sequence = settings.sequence;
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
         let header = write_image(job, &arena, &mut out, settings, others)?;

@@ -31,6 +31,11 @@ pub const PANICKED: u64 = 0x5041_4e49_4321; // "PANIC!"
 /// The job of the dump this process is leading, while it runs.
 pub(super) static LEADING: AtomicPtr<Job> = AtomicPtr::new(core::ptr::null_mut());
 
+/// Whether the calling thread leads a dump now (see `crate::alloc`).
+pub fn leading_here() -> bool {
+    !LEADING.load(SeqCst).is_null() && world::WORLD.leader.load(SeqCst) == sys::gettid()
+}
+
 /// Installs the hook (constructor).
 pub fn install_hook() {
     std::panic::set_hook(Box::new(hook));
@@ -47,10 +52,12 @@ fn hook(info: &std::panic::PanicHookInfo<'_>) {
     }
     if let Some(m) = info.payload().downcast_ref::<&str>() {
         what.str(": ").str(m);
+    } else if let Some(m) = info.payload().downcast_ref::<String>() {
+        what.str(": ").str(m);
     }
     what.str(")");
     let job = LEADING.load(SeqCst);
-    if job.is_null() || world::WORLD.leader.load(SeqCst) != sys::gettid() {
+    if !leading_here() {
         let mut line = Line::<450>::new();
         line.str("migrate: ")
             .bytes(what.as_bytes())

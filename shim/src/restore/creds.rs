@@ -184,7 +184,10 @@ pub fn thread_ops(plan: &mut Plan, now: &Credentials, want: &Credentials) {
             v(0),
             "restore: cannot set the securebits",
         );
-        if want.permitted & keep == 0 {
+        // CAP_SETPCAP was added to the effective set (and the permitted
+        // one): drop it unless the thread had it effective (then it had
+        // it permitted too, and the sets are already exactly `want`'s).
+        if want.effective & keep == 0 {
             capset(plan, want, 0);
         }
     }
