@@ -39,6 +39,8 @@
 //!   design), and epoll refuses some files (`/dev/null`, regular files),
 //!   so such an entry may not come back. Entries are compared one by one,
 //!   not in the kernel's order.
+//! - Pending signals that an armed timer (POSIX or interval) sends: it may
+//!   fire between the dump and the check.
 //! - Byte contents (pipes, sockets, deleted files) are compared by length
 //!   and hash, only to keep the report short.
 //! - Settings and the dump signal's disposition: the relaunch's `MIGRATE_*`
@@ -477,7 +479,26 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
             format!("armed={} interval={interval}us", *value != 0),
         );
     }
-    put("process.pending".into(), format!("{:#x}", p.pending));
+    // An armed timer may fire between the dump and the check: its signal
+    // pending in one image and not the other is time passing, not a loss.
+    let mut ticking = 0u64;
+    for t in img.minor1.posix_timers.iter() {
+        if t.value_ns != 0 && (1..=64).contains(&t.signal) {
+            ticking |= 1 << (t.signal - 1);
+        }
+    }
+    for (i, sig) in [libc::SIGALRM, libc::SIGVTALRM, libc::SIGPROF]
+        .into_iter()
+        .enumerate()
+    {
+        if p.itimers[i].0 != 0 {
+            ticking |= 1 << (sig - 1);
+        }
+    }
+    put(
+        "process.pending".into(),
+        format!("{:#x}", p.pending & !ticking),
+    );
     f
 }
 

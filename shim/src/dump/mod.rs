@@ -477,7 +477,7 @@ fn write_image(
     }
 
     let process = process::collect(arena)?;
-    let posix_timers = timers::collect(arena)?;
+    let posix_timers = timers::collect(arena, others.len() + 1)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };

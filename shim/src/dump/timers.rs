@@ -13,7 +13,14 @@ const TEXT_MAX: usize = 1 << 20;
 /// Most timers a dump saves.
 const TIMERS_MAX: usize = 8192;
 
-pub fn collect(arena: &Arena) -> Result<&[PosixTimer], Fail> {
+/// A CPU-time clock (`clock_getcpuclockid`, `CLOCK_*_CPUTIME_ID`): the
+/// pid or tid it measures (0: the caller) and whether it is a thread's.
+pub fn cpu_clock(clock: i32) -> Option<(i32, bool)> {
+    (clock < 0).then_some((!(clock >> 3), clock & 4 != 0))
+}
+
+/// The POSIX timers of this process, which has `threads` threads.
+pub fn collect(arena: &Arena, threads: usize) -> Result<&[PosixTimer], Fail> {
     let no_mem = || Fail::new("the dump arena is too small");
     let buf = arena.bytes(TEXT_MAX).ok_or_else(no_mem)?;
     let n = match sys::read_file(b"/proc/self/timers\0", buf) {
@@ -66,6 +73,28 @@ pub fn collect(arena: &Arena) -> Result<&[PosixTimer], Fail> {
     }
     if let Some(done) = t.take() {
         push(&mut timers, done)?;
+    }
+    for t in timers.as_slice() {
+        match cpu_clock(t.clock) {
+            // Which thread created it, /proc does not say: with one
+            // thread it is that one, with more the timer would come back
+            // counting the wrong thread's time.
+            Some((0, true)) if threads > 1 => {
+                return Err(Fail::new("POSIX timer ")
+                    .dec(t.id as u64)
+                    .str(" counts the CPU time of the thread that made it, which cannot be told among ")
+                    .dec(threads as u64)
+                    .str(" threads"));
+            }
+            Some((pid, false)) if pid != 0 && pid != sys::getpid() => {
+                return Err(Fail::new("POSIX timer ")
+                    .dec(t.id as u64)
+                    .str(" counts the CPU time of another process (")
+                    .dec(pid as u64)
+                    .str(")"));
+            }
+            _ => {}
+        }
     }
     for t in timers.as_mut_slice() {
         // struct itimerspec: interval {sec, nsec}, value {sec, nsec}

@@ -59,6 +59,19 @@ pub fn check(image: &Image<'_>, keep_tids: bool) -> Result<TimerPlan, Refusal> {
         pid,
     };
     for t in timers.iter() {
+        if let Some((tid, true)) = crate::dump::timers::cpu_clock(t.clock)
+            && tid != 0
+            && !keep_tids
+        {
+            return Err(refuse(
+                exit::UNSUPPORTED,
+                format!(
+                    "POSIX timer {} counts the CPU time of thread {tid}, whose TID only the PID \
+                     namespace keeps (restore without MIGRATE_NAMESPACE=off)",
+                    t.id
+                ),
+            ));
+        }
         if t.notify & libc::SIGEV_THREAD_ID != 0 && !keep_tids && t.tid != image.pid as i32 {
             return Err(refuse(
                 exit::UNSUPPORTED,
@@ -183,10 +196,18 @@ fn create(plan: &mut Plan, t: &PosixTimer, image: &Image<'_>, how: &TimerPlan, k
         tid,
         pad: [0; 11],
     });
+    // A clock of this process by its PID (`clock_getcpuclockid`): its new
+    // PID without the namespace.
+    let clock = match crate::dump::timers::cpu_clock(t.clock) {
+        Some((pid, false)) if pid == image.pid as i32 && !keep_tids => {
+            (!how.pid) << 3 | (t.clock & 7)
+        }
+        _ => t.clock,
+    };
     let id = plan.data(&t.id);
     plan.call(
         libc::SYS_timer_create,
-        &[Arg::V(t.clock as u64), Arg::Data(ev), Arg::Data(id)],
+        &[Arg::V(clock as i64 as u64), Arg::Data(ev), Arg::Data(id)],
         Arg::V(0),
         "restore: cannot make a POSIX timer again",
     );
