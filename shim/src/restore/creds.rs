@@ -73,6 +73,9 @@ pub fn names(set: u64) -> String {
         .join(", ")
 }
 
+/// `SECBIT_NO_CAP_AMBIENT_RAISE`.
+const SECBIT_NO_CAP_AMBIENT_RAISE: u32 = 1 << 6;
+
 /// Securebits that lock another bit (`SECBIT_*_LOCKED`: every odd bit).
 const SECBITS_LOCKS: u32 = 0xaa;
 
@@ -88,6 +91,26 @@ pub fn check(image: &Image<'_>) -> Result<Credentials, Refusal> {
                 format!("thread {} of the image {what}", t.tid),
             )
         };
+        // Sets the kernel never produces (a crafted image): refused here
+        // rather than failing after teardown.
+        if want.effective & !want.permitted != 0
+            || want.ambient & !(want.permitted & want.inheritable) != 0
+        {
+            return Err(refuse(
+                exit::CORRUPT,
+                format!(
+                    "thread {} of the image has capability sets no thread can have",
+                    t.tid
+                ),
+            ));
+        }
+        if want.ambient != 0 && now.securebits & SECBIT_NO_CAP_AMBIENT_RAISE != 0 {
+            return Err(why(
+                "had ambient capabilities, and this process may not raise any \
+                 (SECBIT_NO_CAP_AMBIENT_RAISE)"
+                    .to_string(),
+            ));
+        }
         let missing = want.permitted & !now.permitted;
         if missing != 0 {
             return Err(why(format!(
