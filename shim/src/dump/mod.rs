@@ -334,7 +334,7 @@ fn write_image(
 
     let descriptors = fds::collect(
         arena,
-        &[out.fds()[0], out.fds()[1], fds.pagemap, fds.mem],
+        &[out.fd(), fds.pagemap, fds.mem],
         settings.refuse_external,
     )?;
     for line in maps::lines(maps_text) {
