@@ -28,6 +28,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("csigwait", &[]),
     ("cstdinpoll", &[]),
     ("cfdregress", &[]),
+    ("cmem", &[]),
 ];
 
 fn main() {
