@@ -479,6 +479,12 @@ impl TestDir {
         self.dir.path()
     }
 
+    /// Keeps the directory (it is removed when dropped otherwise), for a
+    /// look at the logs and images of a failure; returns its path.
+    pub fn keep(self) -> PathBuf {
+        self.dir.keep()
+    }
+
     /// `path()/name`.
     pub fn join(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -1042,6 +1048,26 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// Deterministic text: `lines` numbered lines of 10 to 110 bytes.
+pub fn numbered_text(lines: usize) -> Vec<u8> {
+    let lens = noise(7, lines);
+    let mut out = Vec::new();
+    for (i, len) in lens.iter().enumerate() {
+        let fill = (b'a' + (i % 26) as u8) as char;
+        let body: String = std::iter::repeat_n(fill, usize::from(len % 100)).collect();
+        out.extend_from_slice(format!("{i:05} {body}\n").as_bytes());
+    }
+    out
+}
+
+/// Where two byte strings first differ, for messages.
+pub fn first_difference(a: &[u8], b: &[u8]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!("byte {i} differs (lengths {} and {})", a.len(), b.len()),
+        None => format!("lengths {} and {} (one is a prefix)", a.len(), b.len()),
+    }
 }
 
 /// Copies `image` to `dir/name` (mode 0600, as the shim writes it) and returns the copy.
