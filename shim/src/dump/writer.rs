@@ -124,15 +124,16 @@ impl ImageWriter {
     fn open_named(&mut self) -> Result<(), Fail> {
         let flags =
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        self.fd = self.claim_name(|path| sys::open(path, flags, 0o600))?;
+        self.fd = self.claim_name("cannot create ", |path| sys::open(path, flags, 0o600))?;
         self.kind = TempKind::Named;
         Ok(())
     }
 
     /// Sets `tmp` to `<target>.<pid>.<ns>.tmp` names until `make` creates
-    /// one that did not exist; marks it ours.
+    /// one that did not exist; marks it ours. `what` starts the failure.
     fn claim_name(
         &mut self,
+        what: &str,
         mut make: impl FnMut(&[u8]) -> Result<i32, sys::Errno>,
     ) -> Result<i32, Fail> {
         let pid = sys::getpid() as u64;
@@ -162,9 +163,7 @@ impl ImageWriter {
                 }
             }
         }
-        Err(Fail::new("cannot create ")
-            .bytes(self.tmp.as_bytes())
-            .errno(last))
+        Err(Fail::new(what).bytes(self.tmp.as_bytes()).errno(last))
     }
 
     /// The descriptor the writer holds (not to be saved in the image).
@@ -247,7 +246,8 @@ impl ImageWriter {
         sys::fsync(self.fd).map_err(|e| self.io_fail(e))?;
         if !self.named {
             let fd = self.fd;
-            self.claim_name(|path| sys::link_fd(fd, path).map(|()| 0))?;
+            let what = "cannot link the complete image (through /proc/self/fd) as ";
+            self.claim_name(what, |path| sys::link_fd(fd, path).map(|()| 0))?;
         }
         let mut tmp = Line::<TMP_MAX>::new();
         tmp.bytes(self.tmp.as_bytes());
