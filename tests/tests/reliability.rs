@@ -222,7 +222,7 @@ fn expect_dumped(p: &mut Proc) {
 #[test]
 fn dumps_to_one_path_at_once() {
     let dir = TestDir::new("one-path");
-    let program = Program::mem(64, 300, 20);
+    let program = Program::mem(64, 150, 20);
     let expected = reference(&program);
     let image = dir.join("shared.img");
     let env = [
