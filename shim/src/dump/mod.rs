@@ -254,13 +254,14 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     }
     let arena = arena::Arena::new(ARENA_LEN)
         .map_err(|e| Fail::new("cannot map the dump arena").errno(e))?;
-    let out = writer::ImageWriter::create(job.path.as_bytes())?;
-
     // The sequence number is part of the memory being dumped: set it first,
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
-        let mut out = out;
+        // Created once every other thread is parked: a fork still in
+        // flight would hand the image's descriptor to the child, which
+        // then finds an unnamed file it cannot read among its own fds.
+        let mut out = writer::ImageWriter::create(job.path.as_bytes())?;
         write_image(job, &arena, &mut out, settings, others).and_then(|header| out.finish(&header))
     });
     world::release_all();
