@@ -2,7 +2,7 @@
 CARGO ?= cargo
 LIB := target/release/libmigrate.so
 
-.PHONY: all build test lint fuzz-build fuzz demo bench clean
+.PHONY: all build test lint fuzz-build fuzz demo bench soak clean
 
 all: build
 
@@ -52,6 +52,12 @@ demo: build
 # Timings live here, not in the tests.
 bench: build
 	scripts/bench.sh
+
+# Not in CI: 200 dump/kill/restore cycles each of a threaded Python program
+# and a file-copying C program (MIGRATE_SOAK_CYCLES=N for another count);
+# prints the failures (must be 0) and the slowest cycle.
+soak: build
+	$(CARGO) test --release -p migrate-tests --test soak -- --ignored --nocapture --test-threads=1
 
 clean:
 	$(CARGO) clean

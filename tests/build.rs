@@ -29,6 +29,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cstdinpoll", &[]),
     ("cfdregress", &[]),
     ("cdefects", &["-pthread", "-lrt"]),
+    ("cmem", &[]),
 ];
 
 fn main() {

@@ -144,6 +144,20 @@ impl Program {
         Program::new("cloop", vec![env!("MIGRATE_TEST_CLOOP").into()])
     }
 
+    /// `mib` MiB of memory, every page different, then `steps` steps
+    /// `pace_ms` ms apart (see `programs/cmem.c`): dumps of any size.
+    pub fn mem(mib: u32, steps: u32, pace_ms: u32) -> Program {
+        Program::new(
+            &format!("cmem-{mib}m-{steps}x{pace_ms}"),
+            vec![
+                env!("MIGRATE_TEST_CMEM").into(),
+                mib.to_string().into(),
+                steps.to_string().into(),
+                pace_ms.to_string().into(),
+            ],
+        )
+    }
+
     /// Test program 2: Rust with a `HashMap` and a `Vec`, at `path` (use
     /// [`rust_program!`], which knows the path in integration tests).
     pub fn rust_at(path: &str) -> Program {
@@ -480,6 +494,12 @@ impl TestDir {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Keeps the directory (it is removed when dropped otherwise), for a
+    /// look at the logs and images of a failure; returns its path.
+    pub fn keep(self) -> PathBuf {
+        self.dir.keep()
     }
 
     /// `path()/name`.
@@ -1073,6 +1093,26 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// Deterministic text: `lines` numbered lines of 10 to 110 bytes.
+pub fn numbered_text(lines: usize) -> Vec<u8> {
+    let lens = noise(7, lines);
+    let mut out = Vec::new();
+    for (i, len) in lens.iter().enumerate() {
+        let fill = (b'a' + (i % 26) as u8) as char;
+        let body: String = std::iter::repeat_n(fill, usize::from(len % 100)).collect();
+        out.extend_from_slice(format!("{i:05} {body}\n").as_bytes());
+    }
+    out
+}
+
+/// Where two byte strings first differ, for messages.
+pub fn first_difference(a: &[u8], b: &[u8]) -> String {
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => format!("byte {i} differs (lengths {} and {})", a.len(), b.len()),
+        None => format!("lengths {} and {} (one is a prefix)", a.len(), b.len()),
+    }
 }
 
 /// Copies `image` to `dir/name` (mode 0600, as the shim writes it) and returns the copy.
@@ -1669,14 +1709,31 @@ pub fn expect_went_on_after_failed_dump(p: &mut Proc, image: &Path, expected: &[
         "stderr must be the one failure line\n{}",
         p.describe()
     );
-    let mut tmp = image.as_os_str().to_os_string();
-    tmp.push(".tmp");
+    let temps = temp_files_of(image);
     assert!(
-        !image.exists() && !Path::new(&tmp).exists(),
-        "a failed dump left {} or its .tmp\n{}",
+        !image.exists() && temps.is_empty(),
+        "a failed dump left {} or a temporary file ({temps:?})\n{}",
         image.display(),
         p.describe()
     );
+}
+
+/// Temporary files of dumps to `image` in its directory: the names
+/// `<image>.<anything>.tmp` (and `<image>.tmp`), sorted.
+pub fn temp_files_of(image: &Path) -> Vec<PathBuf> {
+    let dir = image.parent().expect("image has a directory");
+    let name = image
+        .file_name()
+        .expect("image has a name")
+        .to_string_lossy();
+    let prefix = format!("{name}.");
+    let mut temps: Vec<PathBuf> = list_files(dir)
+        .into_iter()
+        .filter(|f| f.starts_with(&prefix) && f.ends_with(".tmp"))
+        .map(|f| dir.join(f))
+        .collect();
+    temps.sort();
+    temps
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0,

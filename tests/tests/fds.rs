@@ -20,26 +20,6 @@ use std::time::{Duration, Instant};
 
 use migrate_tests::*;
 
-/// Deterministic text: `lines` numbered lines of 10 to 110 bytes.
-fn text(lines: usize) -> Vec<u8> {
-    let lens = noise(7, lines);
-    let mut out = Vec::new();
-    for (i, len) in lens.iter().enumerate() {
-        let fill = (b'a' + (i % 26) as u8) as char;
-        let body: String = std::iter::repeat_n(fill, usize::from(len % 100)).collect();
-        out.extend_from_slice(format!("{i:05} {body}\n").as_bytes());
-    }
-    out
-}
-
-/// Where two byte strings first differ, for messages.
-fn first_difference(a: &[u8], b: &[u8]) -> String {
-    match a.iter().zip(b).position(|(x, y)| x != y) {
-        Some(i) => format!("byte {i} differs (lengths {} and {})", a.len(), b.len()),
-        None => format!("lengths {} and {} (one is a prefix)", a.len(), b.len()),
-    }
-}
-
 /// [`mode_roundtrip`] of a `cfdkinds` mode.
 fn fd_kind(test: &str, mode: &str, arg: Option<&str>, step: u64) {
     mode_roundtrip(test, Program::fd_kinds, mode, arg, step);
@@ -52,7 +32,7 @@ fn fd_kind(test: &str, mode: &str, arg: Option<&str>, step: u64) {
 /// the input.
 #[test]
 fn file_copy_stdio_and_raw_fds() {
-    let input = text(250);
+    let input = numbered_text(250);
     let names = ["flushed.txt", "buffered.txt", "raw.txt"];
     let (_dir, work, r) = work_dir_roundtrip(
         "filecopy",
@@ -640,7 +620,7 @@ fn readonly_setup(test: &str) -> ReadOnlySetup {
     let dir = TestDir::new(test);
     let work = dir.subdir("work");
     let file = work.join("lines.txt");
-    fs::write(&file, text(100)).unwrap();
+    fs::write(&file, numbered_text(100)).unwrap();
     let program = Program::fd_kinds("readonly", Some(&file));
     let image = dir.join("ro.img");
     let dumped = dump_then_exit(&dir, &program, "dumped", &image, 5);
@@ -676,7 +656,7 @@ fn expect_file_refused(s: &ReadOnlySetup, label: &str) {
 fn readonly_file_appended_refuses_restore() {
     let s = readonly_setup("ro-appended");
     let refdir = s.dir.subdir("ref");
-    fs::write(refdir.join("lines.txt"), text(100)).unwrap();
+    fs::write(refdir.join("lines.txt"), numbered_text(100)).unwrap();
     let expected = reference(&Program::fd_kinds(
         "readonly",
         Some(&refdir.join("lines.txt")),

@@ -290,16 +290,20 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     let mut arena = arena::Arena::new(ARENA_LEN)
         .map_err(|e| Fail::new("cannot map the dump arena").errno(e))?;
     job.arena = &mut arena;
-    let mut out = writer::ImageWriter::create(job.path.as_bytes())?;
-    job.writer = &mut out;
 
     // The sequence number is part of the memory being dumped: set it first,
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
-        let header = write_image(job, &arena, &mut out, settings, others)?;
+        // Created once every other thread is parked: a fork still in
+        // flight would hand the image's descriptor to the child, which
+        // then finds an unnamed file it cannot read among its own fds.
+        let mut out = writer::ImageWriter::create(job.path.as_bytes())?;
+        job.writer = &mut out;
+        let header = write_image(job, &arena, &mut out, settings, others);
         job.writer = core::ptr::null_mut();
-        out.finish(&header)
+        // `out` is dropped (its file discarded) on the way out of a failure.
+        out.finish(&header?)
     });
     job.writer = core::ptr::null_mut();
     if let (Ok(size), true) = (&result, settings.exit_after_dump && !job.check) {
@@ -383,7 +387,7 @@ fn write_image(
 
     let descriptors = fds::collect(
         arena,
-        &[out.fds()[0], out.fds()[1], fds.pagemap, fds.mem],
+        &[out.fd(), fds.pagemap, fds.mem],
         settings.refuse_external,
     )?;
     for line in maps::lines(maps_text) {

@@ -2,64 +2,188 @@
 //! from offset 4096, metadata at the tail, then the header, fsync, rename.
 //! A reader never sees a partial image; a failed dump removes its
 //! temporary file and leaves the previous image in place.
+//!
+//! The temporary file has no name while it is written (`O_TMPFILE` in the
+//! target's directory), so a dump killed part-way leaves nothing behind.
+//! Once complete and synced it is linked (`linkat` of `/proc/self/fd/N`)
+//! under a name of its own, `<target>.<pid>.<ns>.tmp`, created exclusively,
+//! and renamed over the target: dumpers that share a target never touch
+//! each other's files, and the last rename wins with a complete image.
+//! Only a kill between the link and the rename (two system calls) leaves a
+//! temporary file, and that one is complete. Where the filesystem has no
+//! `O_TMPFILE`, the file is created under its unique name from the start
+//! (`O_EXCL | O_NOFOLLOW`); a dump killed part-way then leaves that
+//! incomplete file, which nothing reuses and which may be removed.
+//!
+//! Everything happens on the one descriptor created here: `O_DIRECT` is
+//! switched on and off on it (`F_SETFL`), never by opening the path again.
 
 use crate::config::PATH_MAX;
 use crate::dump::Fail;
 use crate::sys::{self, line::Line};
 
+/// Room for the target plus `.<pid>.<ns>.tmp`.
+const TMP_MAX: usize = PATH_MAX + 48;
+
+/// Tries at a unique name before giving up (each taken name moves on).
+const NAME_TRIES: u64 = 100;
+
 pub struct ImageWriter {
     fd: i32,
-    /// The same file opened with O_DIRECT, for large page-aligned runs
-    /// (-1 where the filesystem refuses it).
-    direct: i32,
-    tmp: Line<{ PATH_MAX + 32 }>,
+    /// `O_DIRECT` is set on `fd` now.
+    direct_on: bool,
+    /// The filesystem took `O_DIRECT` (false once it refused it).
+    direct_ok: bool,
+    /// The temporary file's name, once it has one.
+    tmp: Line<TMP_MAX>,
+    /// `tmp` names our file: remove it unless the rename happened.
+    named: bool,
+    kind: TempKind,
     target: Line<PATH_MAX>,
     pos: u64,
     done: bool,
 }
 
+/// How the temporary file is made (see the module's documentation).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum TempKind {
+    /// `O_TMPFILE`, linked under a unique name when complete.
+    Unnamed,
+    /// Created under a unique name from the start.
+    Named,
+}
+
 impl ImageWriter {
-    /// Creates `<target>.tmp`, mode 0600, never through a symlink.
+    /// Creates the temporary file beside `target`, mode 0600, never
+    /// through a symlink.
     pub fn create(target: &[u8]) -> Result<ImageWriter, Fail> {
+        let mut w = ImageWriter::new(target)?;
+        match w.open_unnamed() {
+            Ok(()) => Ok(w),
+            // No O_TMPFILE in this kernel (EISDIR) or filesystem.
+            Err(sys::Errno(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {
+                w.open_named()?;
+                Ok(w)
+            }
+            Err(e) => Err(unnamed_fail(target, e)),
+        }
+    }
+
+    /// As [`ImageWriter::create`], with the temporary file made as `kind`
+    /// says, no fallback (for tests of both kinds).
+    pub fn create_as(target: &[u8], kind: TempKind) -> Result<ImageWriter, Fail> {
+        let mut w = ImageWriter::new(target)?;
+        match kind {
+            TempKind::Unnamed => w.open_unnamed().map_err(|e| unnamed_fail(target, e))?,
+            TempKind::Named => w.open_named()?,
+        }
+        Ok(w)
+    }
+
+    fn new(target: &[u8]) -> Result<ImageWriter, Fail> {
         let mut w = ImageWriter {
             fd: -1,
-            direct: -1,
+            direct_on: false,
+            direct_ok: true,
             tmp: Line::new(),
+            named: false,
+            kind: TempKind::Unnamed,
             target: Line::new(),
             pos: dumpfmt::HEADER_LEN,
             done: false,
         };
         w.target.bytes(target);
-        w.tmp.bytes(target).str(".tmp");
-        let flags =
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        let Some(tmp) = w.tmp.c_str() else {
-            return Err(Fail::new("image path too long"));
-        };
-        let fd = match sys::open(tmp, flags, 0o600) {
-            // A dump killed half-way leaves its temporary file: replace it.
-            Err(sys::Errno(libc::EEXIST)) => {
-                let _ = sys::unlink(tmp);
-                sys::open(tmp, flags, 0o600)
-            }
-            r => r,
-        };
-        w.fd = fd.map_err(|e| {
-            Fail::new("cannot create ")
-                .bytes(target)
-                .str(".tmp")
-                .errno(e)
-        })?;
-        if let Some(tmp) = w.tmp.c_str() {
-            let flags = libc::O_WRONLY | libc::O_DIRECT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-            w.direct = sys::open(tmp, flags, 0).unwrap_or(-1);
+        if w.target.is_full() || target.is_empty() {
+            return Err(Fail::new("image path too long or empty"));
         }
         Ok(w)
     }
 
-    /// The descriptors the writer holds (not to be saved in the image).
-    pub fn fds(&self) -> [i32; 2] {
-        [self.fd, self.direct]
+    /// How the temporary file was made.
+    pub fn kind(&self) -> TempKind {
+        self.kind
+    }
+
+    /// An unnamed file in the target's directory.
+    fn open_unnamed(&mut self) -> Result<(), sys::Errno> {
+        let target = self.target.as_bytes();
+        let mut dir = Line::<PATH_MAX>::new();
+        match target.iter().rposition(|&c| c == b'/') {
+            None => dir.bytes(b"."),
+            Some(0) => dir.bytes(b"/"),
+            Some(slash) => dir.bytes(&target[..slash]),
+        };
+        let dir = dir.c_str().ok_or(sys::Errno(libc::ENAMETOOLONG))?;
+        let flags = libc::O_TMPFILE | libc::O_WRONLY | libc::O_CLOEXEC;
+        self.fd = sys::open(dir, flags, 0o600)?;
+        self.kind = TempKind::Unnamed;
+        Ok(())
+    }
+
+    /// A file created under a unique name (the fallback).
+    fn open_named(&mut self) -> Result<(), Fail> {
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        self.fd = self.claim_name("cannot create ", |path| sys::open(path, flags, 0o600))?;
+        self.kind = TempKind::Named;
+        Ok(())
+    }
+
+    /// Sets `tmp` to `<target>.<pid>.<ns>.tmp` names until `make` creates
+    /// one that did not exist; marks it ours. `what` starts the failure.
+    fn claim_name(
+        &mut self,
+        what: &str,
+        mut make: impl FnMut(&[u8]) -> Result<i32, sys::Errno>,
+    ) -> Result<i32, Fail> {
+        let pid = sys::getpid() as u64;
+        let ns = sys::monotonic_ns();
+        let mut last = sys::Errno(libc::EEXIST);
+        for attempt in 0..NAME_TRIES {
+            self.tmp.clear();
+            self.tmp
+                .bytes(self.target.as_bytes())
+                .str(".")
+                .dec(pid)
+                .str(".")
+                .dec(ns + attempt)
+                .str(".tmp");
+            let Some(path) = self.tmp.c_str() else {
+                return Err(Fail::new("image path too long: ").bytes(self.target.as_bytes()));
+            };
+            match make(path) {
+                Ok(v) => {
+                    self.named = true;
+                    return Ok(v);
+                }
+                Err(sys::Errno(libc::EEXIST)) => {}
+                Err(e) => {
+                    last = e;
+                    break;
+                }
+            }
+        }
+        Err(Fail::new(what).bytes(self.tmp.as_bytes()).errno(last))
+    }
+
+    /// The descriptor the writer holds (not to be saved in the image).
+    pub fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Switches `O_DIRECT` on `fd`; false when the kernel refused.
+    fn set_direct(&mut self, on: bool) -> bool {
+        if self.direct_on == on {
+            return true;
+        }
+        let flags = if on { libc::O_DIRECT } else { 0 };
+        match sys::fcntl(self.fd, libc::F_SETFL, flags as u64) {
+            Ok(_) => {
+                self.direct_on = on;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// Writes page-aligned data at a page-aligned position, straight from
@@ -69,18 +193,19 @@ impl ImageWriter {
     pub fn write_pages(&mut self, data: &[u8]) -> Result<(), Fail> {
         let aligned = (data.as_ptr() as u64 | data.len() as u64 | self.pos)
             .is_multiple_of(dumpfmt::PAGE_SIZE);
-        if self.direct >= 0 && aligned {
-            match sys::pwrite_all(self.direct, data, self.pos) {
-                Ok(()) => {
-                    self.pos += data.len() as u64;
-                    return Ok(());
+        if self.direct_ok && aligned {
+            if !self.set_direct(true) {
+                self.direct_ok = false;
+            } else {
+                match sys::pwrite_all(self.fd, data, self.pos) {
+                    Ok(()) => {
+                        self.pos += data.len() as u64;
+                        return Ok(());
+                    }
+                    // Not for this file or memory after all: buffered from now on.
+                    Err(sys::Errno(libc::EINVAL)) => self.direct_ok = false,
+                    Err(e) => return Err(self.io_fail(e)),
                 }
-                // Not for this file or memory after all: buffered from now on.
-                Err(sys::Errno(libc::EINVAL)) => {
-                    sys::close(self.direct);
-                    self.direct = -1;
-                }
-                Err(e) => return Err(self.io_fail(e)),
             }
         }
         self.write(data)
@@ -92,9 +217,19 @@ impl ImageWriter {
     }
 
     pub fn write(&mut self, data: &[u8]) -> Result<(), Fail> {
-        sys::pwrite_all(self.fd, data, self.pos).map_err(|e| self.io_fail(e))?;
+        self.write_at(data, self.pos)?;
         self.pos += data.len() as u64;
         Ok(())
+    }
+
+    /// A buffered write (O_DIRECT off) at `at`.
+    fn write_at(&mut self, data: &[u8], at: u64) -> Result<(), Fail> {
+        if !self.set_direct(false) {
+            return Err(Fail::new(
+                "cannot turn O_DIRECT off on the image being written",
+            ));
+        }
+        sys::pwrite_all(self.fd, data, at).map_err(|e| self.io_fail(e))
     }
 
     fn io_fail(&self, e: sys::Errno) -> Fail {
@@ -103,13 +238,18 @@ impl ImageWriter {
             .errno(e)
     }
 
-    /// Writes the header, syncs and renames into place.
+    /// Writes the header, syncs, names the file and renames it into place.
     pub fn finish(mut self, header: &dumpfmt::Header) -> Result<u64, Fail> {
         let mut page = [0u8; 64];
         header.encode(&mut page);
-        sys::pwrite_all(self.fd, &page, 0).map_err(|e| self.io_fail(e))?;
+        self.write_at(&page, 0)?;
         sys::fsync(self.fd).map_err(|e| self.io_fail(e))?;
-        let mut tmp = Line::<{ PATH_MAX + 32 }>::new();
+        if !self.named {
+            let fd = self.fd;
+            let what = "cannot link the complete image (through /proc/self/fd) as ";
+            self.claim_name(what, |path| sys::link_fd(fd, path).map(|()| 0))?;
+        }
+        let mut tmp = Line::<TMP_MAX>::new();
         tmp.bytes(self.tmp.as_bytes());
         let (Some(from), Some(to)) = (tmp.c_str(), self.target.c_str()) else {
             return Err(Fail::new("image path too long"));
@@ -123,6 +263,12 @@ impl ImageWriter {
         sync_parent_dir(self.target.as_bytes());
         Ok(self.pos)
     }
+}
+
+fn unnamed_fail(target: &[u8], e: sys::Errno) -> Fail {
+    Fail::new("cannot create a temporary file beside ")
+        .bytes(target)
+        .errno(e)
 }
 
 /// Makes the rename durable; best effort (the image is complete either way).
@@ -144,13 +290,113 @@ impl Drop for ImageWriter {
         if self.fd >= 0 {
             sys::close(self.fd);
         }
-        if self.direct >= 0 {
-            sys::close(self.direct);
-        }
-        if !self.done
+        if self.named
+            && !self.done
             && let Some(tmp) = self.tmp.c_str()
         {
             let _ = sys::unlink(tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(file_len: u64) -> dumpfmt::Header {
+        dumpfmt::Header {
+            major: dumpfmt::VERSION_MAJOR,
+            minor: dumpfmt::VERSION_MINOR,
+            meta_offset: file_len,
+            meta_len: 0,
+            meta_crc: 0,
+            file_len,
+        }
+    }
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Both kinds: nothing but the target is left, the data is there, and
+    /// the previous file at the target is replaced only by the rename.
+    fn writes_and_renames(kind: TempKind) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.img");
+        std::fs::write(&target, b"old").unwrap();
+        let path = target.to_str().unwrap().as_bytes();
+        let mut w = ImageWriter::create_as(path, kind).unwrap_or_else(|f| {
+            panic!("{}", String::from_utf8_lossy(f.line.as_bytes()));
+        });
+        assert_eq!(w.kind(), kind);
+        let page = vec![7u8; 3 * dumpfmt::PAGE_SIZE as usize + 4096];
+        // A page-aligned piece of the buffer (O_DIRECT where it is taken).
+        let off = page.as_ptr().align_offset(4096);
+        w.write_pages(&page[off..off + 2 * 4096]).ok().unwrap();
+        w.write(b"tail").ok().unwrap();
+        let expected_named = kind == TempKind::Named;
+        let during = names(dir.path());
+        assert_eq!(during.len(), 1 + usize::from(expected_named), "{during:?}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        let len = w.finish(&header(3 * 4096 + 4)).ok().unwrap();
+        assert_eq!(len, 3 * 4096 + 4);
+        assert_eq!(names(dir.path()), ["a.img"]);
+        let bytes = std::fs::read(&target).unwrap();
+        assert_eq!(bytes.len(), 3 * 4096 + 4);
+        assert!(bytes[4096..3 * 4096].iter().all(|&b| b == 7));
+        assert_eq!(&bytes[3 * 4096..], b"tail");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn unnamed_temporary_file() {
+        writes_and_renames(TempKind::Unnamed);
+    }
+
+    #[test]
+    fn named_temporary_file() {
+        writes_and_renames(TempKind::Named);
+    }
+
+    /// A writer dropped before `finish` leaves nothing, whatever its kind.
+    #[test]
+    fn abandoned_dump_leaves_nothing() {
+        for kind in [TempKind::Unnamed, TempKind::Named] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("b.img");
+            let mut w = ImageWriter::create_as(target.to_str().unwrap().as_bytes(), kind)
+                .ok()
+                .unwrap();
+            w.write(b"partial").ok().unwrap();
+            drop(w);
+            assert!(names(dir.path()).is_empty(), "{kind:?}");
+        }
+    }
+
+    /// Two writers of one target: each has its own file; both finish, and
+    /// the target is the last one's, whole.
+    #[test]
+    fn two_writers_of_one_target() {
+        for kind in [TempKind::Unnamed, TempKind::Named] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("c.img");
+            let path = target.to_str().unwrap().as_bytes();
+            let mut a = ImageWriter::create_as(path, kind).ok().unwrap();
+            let mut b = ImageWriter::create_as(path, kind).ok().unwrap();
+            a.write(b"first writer").ok().unwrap();
+            b.write(b"second writer").ok().unwrap();
+            a.finish(&header(4096 + 12)).ok().unwrap();
+            b.finish(&header(4096 + 13)).ok().unwrap();
+            assert_eq!(names(dir.path()), ["c.img"], "{kind:?}");
+            let bytes = std::fs::read(&target).unwrap();
+            assert_eq!(&bytes[4096..], b"second writer", "{kind:?}");
         }
     }
 }

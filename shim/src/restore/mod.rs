@@ -95,23 +95,8 @@ pub struct Ready {
 }
 
 fn open_image(path: &str) -> Result<ImageFile, Refusal> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| refuse(exit::NO_IMAGE, format!("cannot open: {e}")))?;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        return Err(refuse(
-            exit::UNSUPPORTED,
-            format!(
-                "image is owned by uid {}, not by this user (uid {me}); restoring it would run its code",
-                meta.uid()
-            ),
-        ));
-    }
-    if !meta.is_file() {
-        return Err(refuse(exit::NO_IMAGE, "not a regular file"));
-    }
-    let img = ImageFile::open(std::path::Path::new(path)).map_err(|e| {
+    let file = open_checked(path)?;
+    let img = ImageFile::from_file(file).map_err(|e| {
         use dumpfmt::Error as E;
         let code = match &e {
             E::Io(_) => exit::NO_IMAGE,
@@ -123,6 +108,53 @@ fn open_image(path: &str) -> Result<ImageFile, Refusal> {
     img.check_pages()
         .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     Ok(img)
+}
+
+/// Opens the image once and checks the descriptor it got: a regular
+/// file, owned by this user and writable by nobody else. Restoring an
+/// image runs its code, so whoever can write it could run code as this
+/// user. The checks look at what was opened (`fstat`), not at the path
+/// again, so nothing swapped in between is trusted. A symlink may lead to
+/// the image (say, `latest.img`): the file it leads to is the one checked.
+fn open_checked(path: &str) -> Result<File, Refusal> {
+    // O_NONBLOCK: a FIFO at the path must not hang the open; cleared below.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| refuse(exit::NO_IMAGE, format!("cannot open: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| refuse(exit::NO_IMAGE, format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return Err(refuse(exit::NO_IMAGE, "not a regular file"));
+    }
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "image is owned by uid {}, not by this user (uid {me}); restoring it would run its code",
+                meta.uid()
+            ),
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "image is writable by group or others (mode {mode:04o}); restoring it would run code anyone of them could have put there (chmod go-w {path})"
+            ),
+        ));
+    }
+    // SAFETY: F_SETFL with an integer argument on a descriptor we own.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(refuse(exit::NO_IMAGE, format!("cannot read: {e}")));
+    }
+    Ok(file)
 }
 
 /// Identity of an open file, as the dump records it.

@@ -233,8 +233,8 @@ pub fn parse_dec(s: &[u8]) -> Option<u64> {
 
 /// `fcntl(fd, cmd, arg)`.
 pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult<u64> {
-    // SAFETY: the commands used here (F_GETFL, F_GETFD, F_GETPIPE_SZ,
-    // F_SETPIPE_SZ, F_GET_SEALS) take an integer or nothing.
+    // SAFETY: the commands used here (F_GETFL, F_SETFL, F_GETFD,
+    // F_GETPIPE_SZ, F_SETPIPE_SZ, F_GET_SEALS) take an integer or nothing.
     unsafe { sys(libc::SYS_fcntl, args!(fd, cmd, arg)) }
 }
 
@@ -306,6 +306,32 @@ pub fn rename(from: &[u8], to: &[u8]) -> SysResult<()> {
         sys(
             SYS_renameat,
             args!(AT_FDCWD, from.as_ptr(), AT_FDCWD, to.as_ptr()),
+        )
+    }
+    .map(|_| ())
+}
+
+/// Gives the file open at `fd` the name `to` (NUL-terminated), which must
+/// not exist: `linkat` of `/proc/self/fd/N`, following that link, which
+/// works unprivileged for an `O_TMPFILE` file opened without `O_EXCL`.
+pub fn link_fd(fd: i32, to: &[u8]) -> SysResult<()> {
+    if to.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    let mut from = line::Line::<32>::new();
+    from.str("/proc/self/fd/").dec(fd as u64);
+    let from = from.c_str().ok_or(Errno(libc::EINVAL))?;
+    // SAFETY: both are NUL-terminated paths that outlive the call.
+    unsafe {
+        sys(
+            libc::SYS_linkat,
+            args!(
+                AT_FDCWD,
+                from.as_ptr(),
+                AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW
+            ),
         )
     }
     .map(|_| ())
