@@ -1736,11 +1736,28 @@ pub fn temp_files_of(image: &Path) -> Vec<PathBuf> {
     temps
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0,
-/// then closed).
+/// A TCP port on 127.0.0.1 that was free a moment ago, below the kernel's
+/// ephemeral range (32768 and up): a server restored on it must find it
+/// free again, and any test's outgoing connection could take a port of
+/// that range in between (seen under parallel load).
 pub fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = now ^ u64::from(std::process::id()) << 32 ^ calls;
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for _ in 0..1000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 10_000 + (x % 20_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port in 10000-29999");
 }
 
 /// `GET path HTTP/1.0` from 127.0.0.1:`port`: the status line and the body.
