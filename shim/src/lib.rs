@@ -24,6 +24,9 @@ const GLIBC_RSEQ_LEN: u32 = 32;
 
 #[ctor::ctor]
 fn init() {
+    if linked_into_program() {
+        return;
+    }
     // SAFETY: getauxval has no preconditions.
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
         return;
@@ -79,6 +82,23 @@ fn init() {
             "migrate: cannot install the handler for signal {}: {e}",
             s.signal
         );
+    }
+}
+
+/// Whether this code is part of the program itself (the rlib linked into
+/// the `migrate` command, which shares the restore's checks) rather than
+/// the preloaded library: there the constructor must do nothing.
+fn linked_into_program() -> bool {
+    // SAFETY: dladdr fills the structs it is given; AT_ENTRY is an address
+    // inside the main program.
+    unsafe {
+        let mut ours: libc::Dl_info = core::mem::zeroed();
+        let mut main: libc::Dl_info = core::mem::zeroed();
+        let entry = libc::getauxval(libc::AT_ENTRY) as *const libc::c_void;
+        let here = linked_into_program as *const () as *const libc::c_void;
+        libc::dladdr(here, &mut ours) != 0
+            && libc::dladdr(entry, &mut main) != 0
+            && ours.dli_fbase == main.dli_fbase
     }
 }
 

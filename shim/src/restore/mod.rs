@@ -13,6 +13,7 @@ pub mod creds;
 pub mod fds;
 pub mod namespace;
 pub mod plan;
+pub mod precheck;
 pub mod restorer;
 pub mod resume;
 pub mod shared_files;
@@ -94,17 +95,8 @@ pub struct Ready {
     stack_top: u64,
 }
 
-fn open_image(path: &str) -> Result<ImageFile, Refusal> {
-    let file = open_checked(path)?;
-    let img = ImageFile::from_file(file).map_err(|e| {
-        use dumpfmt::Error as E;
-        let code = match &e {
-            E::Io(_) => exit::NO_IMAGE,
-            E::NewerVersion { .. } | E::OlderVersion { .. } => exit::VERSION,
-            _ => exit::CORRUPT,
-        };
-        refuse(code, e.to_string())
-    })?;
+pub fn open_image(path: &str) -> Result<ImageFile, Refusal> {
+    let img = precheck::open(path)?;
     img.check_pages()
         .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     Ok(img)
@@ -237,13 +229,7 @@ fn validate(path: &str) -> Result<Checked, Refusal> {
             ),
         ));
     }
-    let here = sys::cpu_features();
-    if let Some((xcr0, words)) = image.cpu.missing_in(&here) {
-        return Err(refuse(
-            exit::UNSUPPORTED,
-            format!("this CPU lacks features the image uses (xcr0 {xcr0:#x}, cpuid {words:x?})"),
-        ));
-    }
+    precheck::cpu(image)?;
     match crate::dump::count_threads() {
         Ok(1) => {}
         Ok(n) => {
@@ -255,41 +241,10 @@ fn validate(path: &str) -> Result<Checked, Refusal> {
         Err(_) => return Err(refuse(exit::UNSUPPORTED, "cannot list /proc/self/task")),
     }
 
-    // Which files a writable shared mapping needs open for writing, in one
-    // pass over the mappings (one per file was quadratic).
-    let mut writable_shared = vec![false; image.files.len()];
-    for m in image.mappings.iter() {
-        if let Backing::File(i) = m.backing
-            && m.shared
-            && m.prot & dumpfmt::PROT_WRITE != 0
-            && let Some(w) = writable_shared.get_mut(i as usize)
-        {
-            *w = true;
-        }
-    }
     // Every mapped file, opened now and kept open for the restorer.
     let mut fds = Vec::with_capacity(image.files.len());
-    let data_files = shared_files::data_files(image);
-    for (i, (f, &writable_shared)) in image.files.iter().zip(&writable_shared).enumerate() {
-        if data_files[i] {
-            fds.push(shared_files::open(f)?);
-            continue;
-        }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(writable_shared)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&*f.path)
-            .map_err(|e| refuse(exit::FILE_CHANGED, format!("mapped file {}: {e}", f.path)))?;
-        let now = identity(&file, &f.path)
-            .map_err(|e| refuse(exit::FILE_CHANGED, format!("mapped file {}: {e}", f.path)))?;
-        if let Some(why) = differs(f, &now) {
-            return Err(refuse(
-                exit::FILE_CHANGED,
-                format!("mapped file {} changed since the dump: {why}", f.path),
-            ));
-        }
-        fds.push(file);
+    for f in precheck::mapped_files(image, true) {
+        fds.extend(f?);
     }
     Ok(Checked { img, fds })
 }
@@ -312,13 +267,7 @@ fn build(
         .map(|f| fds::lift(f.into(), base).map(File::from))
         .collect::<Result<Vec<_>, _>>()?;
     let made = fds::make(&img.image, base)?;
-    let cwd = &img.image.process.cwd;
-    if !std::fs::metadata(&**cwd).is_ok_and(|m| m.is_dir()) {
-        return Err(refuse(
-            exit::FILE_CHANGED,
-            format!("the working directory {cwd} is gone"),
-        ));
-    }
+    precheck::cwd(&img.image)?;
     let image = &img.image;
     let fresh = fresh_maps()?;
     let specials = match_kernel_mappings(image, &fresh)?;
