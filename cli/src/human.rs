@@ -1,0 +1,174 @@
+//! Formatting for people: sizes, times, protections, flags.
+
+/// `n` bytes as `1.5 MiB` (exact bytes below 1 KiB).
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// Nanoseconds since the epoch as `2026-11-29 20:58:08.123456789 UTC`.
+pub fn time(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ns % 1_000_000_000
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `rwxp` as `/proc/PID/maps` shows it.
+pub fn prot(prot: u8, shared: bool) -> String {
+    let bit = |b: u8, c: char| if prot & b != 0 { c } else { '-' };
+    format!(
+        "{}{}{}{}",
+        bit(dumpfmt::PROT_READ, 'r'),
+        bit(dumpfmt::PROT_WRITE, 'w'),
+        bit(dumpfmt::PROT_EXEC, 'x'),
+        if shared { 's' } else { 'p' }
+    )
+}
+
+/// Access mode and status flags of a descriptor (`F_GETFL`), and cloexec.
+pub fn fd_flags(flags: i32, cloexec: bool) -> String {
+    let mut v = vec![match flags & libc::O_ACCMODE {
+        libc::O_RDONLY => "rdonly",
+        libc::O_WRONLY => "wronly",
+        _ => "rdwr",
+    }];
+    for (bit, name) in [
+        (libc::O_APPEND, "append"),
+        (libc::O_NONBLOCK, "nonblock"),
+        (libc::O_SYNC, "sync"),
+        (libc::O_DIRECT, "direct"),
+        (libc::O_PATH, "path"),
+    ] {
+        if flags & bit == bit {
+            v.push(name);
+        }
+    }
+    if cloexec {
+        v.push("cloexec");
+    }
+    v.join(",")
+}
+
+/// A resource limit value.
+pub fn limit(v: u64) -> String {
+    if v == u64::MAX {
+        "unlimited".to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Name of resource `r` (`RLIMIT_*`).
+pub fn rlimit_name(r: u32) -> String {
+    const NAMES: [&str; 16] = [
+        "cpu",
+        "fsize",
+        "data",
+        "stack",
+        "core",
+        "rss",
+        "nproc",
+        "nofile",
+        "memlock",
+        "as",
+        "locks",
+        "sigpending",
+        "msgqueue",
+        "nice",
+        "rtprio",
+        "rttime",
+    ];
+    NAMES
+        .get(r as usize)
+        .map_or_else(|| format!("resource {r}"), |n| n.to_string())
+}
+
+/// Signal numbers set in a mask (bit n-1 for signal n), as `1,10,12`.
+pub fn sigset(mask: u64) -> String {
+    let v: Vec<String> = (1..=64)
+        .filter(|s| mask & (1u64 << (s - 1)) != 0)
+        .map(|s: u32| s.to_string())
+        .collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(",")
+    }
+}
+
+/// Names of the CPU features the image records that programs commonly
+/// depend on (the full words are printed too).
+pub fn cpu_names(cpu: &dumpfmt::CpuFeatures) -> Vec<&'static str> {
+    const BITS: [(usize, u32, &str); 20] = [
+        (0, 0, "sse3"),
+        (0, 9, "ssse3"),
+        (0, 12, "fma"),
+        (0, 19, "sse4.1"),
+        (0, 20, "sse4.2"),
+        (0, 22, "movbe"),
+        (0, 23, "popcnt"),
+        (0, 25, "aes"),
+        (0, 26, "xsave"),
+        (0, 28, "avx"),
+        (0, 29, "f16c"),
+        (0, 30, "rdrand"),
+        (2, 3, "bmi1"),
+        (2, 5, "avx2"),
+        (2, 8, "bmi2"),
+        (2, 16, "avx512f"),
+        (2, 17, "avx512dq"),
+        (2, 19, "adx"),
+        (2, 29, "sha"),
+        (2, 30, "avx512bw"),
+    ];
+    BITS.iter()
+        .filter(|(w, b, _)| cpu.cpuid[*w] & (1 << b) != 0)
+        .map(|&(_, _, n)| n)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(super::size(512), "512 B");
+        assert_eq!(super::size(1536), "1.5 KiB");
+        assert_eq!(super::size(3 << 30), "3.0 GiB");
+        assert_eq!(super::time(0), "1970-01-01 00:00:00.000000000 UTC");
+        assert_eq!(
+            super::time(1_764_449_888_000_000_001),
+            "2025-11-29 20:58:08.000000001 UTC"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! `migrate run`: execs a program with the library preloaded and the
+//! `MIGRATE_*` settings set. Values are checked here first, by the
+//! library's own parser, so a bad one is refused before the program runs.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::{AfterDump, EXIT_BAD_SETTING, Failure, LibArg, library};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where dumps go: %p the pid, %n the dump's number, %% a percent sign
+    /// [default: migrate-%p.img in the directory the program starts in].
+    #[arg(long, value_name = "PATTERN")]
+    image: Option<String>,
+    /// Signal that triggers a dump: a name (USR2, SIGUSR2, RTMIN+4) or number [default: USR2].
+    #[arg(long, value_name = "SIG")]
+    signal: Option<String>,
+    /// What the program does once a dump is written [default: continue].
+    #[arg(long, value_enum, value_name = "WHAT")]
+    after_dump: Option<AfterDump>,
+    /// The library's log level: error, info or debug [default: error].
+    #[arg(long, value_name = "LEVEL")]
+    log: Option<String>,
+    #[command(flatten)]
+    lib: LibArg,
+    /// The program and its arguments.
+    #[arg(required = true, last = true, value_name = "PROG ARGS")]
+    command: Vec<OsString>,
+}
+
+pub fn main(a: Args) -> Result<(), Failure> {
+    let after = a.after_dump.map(|w| match w {
+        AfterDump::Continue => "continue",
+        AfterDump::Exit => "exit",
+    });
+    let mut set: Vec<(&str, OsString)> = [
+        ("MIGRATE_IMAGE", a.image.as_deref()),
+        ("MIGRATE_SIGNAL", a.signal.as_deref()),
+        ("MIGRATE_AFTER_DUMP", after),
+        ("MIGRATE_LOG", a.log.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, OsString::from(v?))))
+    .collect();
+    check_settings(&set)?;
+    let lib = library::find(a.lib.lib)?;
+    set.push(("LD_PRELOAD", library::preload(&lib)));
+    let (prog, args) = a.command.split_first().expect("clap requires a program");
+    // A restore left in the environment would make the program an image's.
+    let remove = ["MIGRATE_RESTORE", "MIGRATE_RESTORE_CHECK"];
+    Err(crate::exec(prog, prog, args, &set, &remove))
+}
+
+/// Checks `set` together with the `MIGRATE_*` variables already in the
+/// environment, as the library will read them.
+pub fn check_settings(set: &[(&str, OsString)]) -> Result<(), Failure> {
+    for (k, v) in set {
+        // SAFETY: the command is single-threaded (no thread was started),
+        // so nothing reads the environment while it changes; the program
+        // exec'd next gets the same values anyway.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let cwd = std::env::current_dir()
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| PathBuf::from("/").display().to_string());
+    migrate::config::Overrides::from_env(&cwd)
+        .map(|_| ())
+        .map_err(|e| Failure::new(EXIT_BAD_SETTING, e.0))
+}
