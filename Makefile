@@ -1,13 +1,24 @@
-# `make` builds target/release/libmigrate.so; `make test` runs every check CI runs.
+# `make` builds target/release/libmigrate.so and target/release/migrate; `make test` runs every check CI runs.
 CARGO ?= cargo
 LIB := target/release/libmigrate.so
 
-.PHONY: all build test lint fuzz-build fuzz demo bench soak clean
+.PHONY: all build test lint fuzz-build fuzz demo bench soak clean install install-files
 
 all: build
 
 build:
 	$(CARGO) build --release --workspace
+
+# `make install PREFIX=...`: bin/migrate and lib/libmigrate.so, where the
+# installed command finds its library. `install-files` copies what is
+# built already (the cli tests run it, inside a cargo test).
+PREFIX ?= /usr/local
+
+install: build install-files
+
+install-files:
+	install -D -m 0755 target/release/migrate $(DESTDIR)$(PREFIX)/bin/migrate
+	install -D -m 0644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libmigrate.so
 
 lint:
 	$(CARGO) fmt --all -- --check

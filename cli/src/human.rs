@@ -114,16 +114,31 @@ pub fn rlimit_name(r: u32) -> String {
         .map_or_else(|| format!("resource {r}"), |n| n.to_string())
 }
 
-/// Signal numbers set in a mask (bit n-1 for signal n), as `1,10,12`.
+/// Signal numbers set in a mask (bit n-1 for signal n), with ranges:
+/// `1-8,10,12-64`.
 pub fn sigset(mask: u64) -> String {
-    let v: Vec<String> = (1..=64)
-        .filter(|s| mask & (1u64 << (s - 1)) != 0)
-        .map(|s: u32| s.to_string())
-        .collect();
-    if v.is_empty() {
+    let mut parts = Vec::new();
+    let mut sig = 1u32;
+    while sig <= 64 {
+        if mask & (1u64 << (sig - 1)) == 0 {
+            sig += 1;
+            continue;
+        }
+        let first = sig;
+        while sig < 64 && mask & (1u64 << sig) != 0 {
+            sig += 1;
+        }
+        parts.push(if first == sig {
+            first.to_string()
+        } else {
+            format!("{first}-{sig}")
+        });
+        sig += 1;
+    }
+    if parts.is_empty() {
         "none".to_string()
     } else {
-        v.join(",")
+        parts.join(",")
     }
 }
 
@@ -165,6 +180,12 @@ mod tests {
         assert_eq!(super::size(512), "512 B");
         assert_eq!(super::size(1536), "1.5 KiB");
         assert_eq!(super::size(3 << 30), "3.0 GiB");
+        assert_eq!(super::sigset(0), "none");
+        assert_eq!(super::sigset(1 << 11), "12");
+        assert_eq!(
+            super::sigset(!(1 << 8) & !(1 << 18)),
+            "1-8,10-18,20-64"
+        );
         assert_eq!(super::time(0), "1970-01-01 00:00:00.000000000 UTC");
         assert_eq!(
             super::time(1_764_449_888_000_000_001),

@@ -346,7 +346,7 @@ fn text(img: &ImageFile, f: &Facts) -> String {
         "  brk          {:#x}-{:#x}",
         image.mm.start_brk, image.mm.brk
     );
-    let _ = writeln!(w, "  signal actions {}", image.sigactions.len());
+    let _ = writeln!(w, "  sigactions   {}", image.sigactions.len());
     for &(res, soft, hard) in p.rlimits.iter() {
         let _ = writeln!(
             w,
