@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Checkpoint and restore unmodified Linux programs from user space.
 #[derive(Debug, Parser)]
-#[command(name = "migrate", version, about, propagate_version = true)]
+#[command(name = "migrate", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
