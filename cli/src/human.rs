@@ -182,10 +182,7 @@ mod tests {
         assert_eq!(super::size(3 << 30), "3.0 GiB");
         assert_eq!(super::sigset(0), "none");
         assert_eq!(super::sigset(1 << 11), "12");
-        assert_eq!(
-            super::sigset(!(1 << 8) & !(1 << 18)),
-            "1-8,10-18,20-64"
-        );
+        assert_eq!(super::sigset(!(1 << 8) & !(1 << 18)), "1-8,10-18,20-64");
         assert_eq!(super::time(0), "1970-01-01 00:00:00.000000000 UTC");
         assert_eq!(
             super::time(1_764_449_888_000_000_001),
