@@ -335,8 +335,11 @@ struct Fds {
 
 impl Drop for Fds {
     fn drop(&mut self) {
-        sys::close(self.pagemap);
-        sys::close(self.mem);
+        for fd in [self.pagemap, self.mem] {
+            if fd >= 0 {
+                sys::close(fd);
+            }
+        }
     }
 }
 
@@ -357,12 +360,16 @@ fn write_image(
     let lines = maps::lines(maps_text).count();
 
     let ro = libc::O_RDONLY | libc::O_CLOEXEC;
-    let fds = Fds {
-        pagemap: sys::open(b"/proc/self/pagemap\0", ro, 0)
-            .map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?,
-        mem: sys::open(b"/proc/self/mem\0", ro, 0)
-            .map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?,
+    // Owned by `fds` as soon as each is open: a failure to open the second
+    // (EMFILE) must close the first, or the next dump saves it.
+    let mut fds = Fds {
+        pagemap: -1,
+        mem: -1,
     };
+    fds.pagemap = sys::open(b"/proc/self/pagemap\0", ro, 0)
+        .map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?;
+    fds.mem = sys::open(b"/proc/self/mem\0", ro, 0)
+        .map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?;
     let mut scan = pages::PageScan {
         pagemap_fd: fds.pagemap,
         mem_fd: fds.mem,
