@@ -186,6 +186,52 @@ fn a_panic_on_the_dump_path_is_a_failed_dump() {
     expect_dump_failure(&mut p, &image, &[], &words, &expected);
 }
 
+/// (6) A panic once the image file and the page scan's descriptors are
+/// open: the failed dump closes them all (they used to stay open, and the
+/// next dump saved /proc/<pid>/pagemap and /proc/<pid>/mem as the
+/// program's own files) and leaves no temporary file.
+#[test]
+fn a_late_panic_on_the_dump_path_leaks_no_descriptor() {
+    let dir = TestDir::new("dump-panic-late");
+    let program = Program::defects("malloc", None);
+    let expected = reference(&program);
+    let image = dir.join("panic.img");
+    let image_s = image.to_str().unwrap();
+    let env = [
+        ("MIGRATE_FAULT", "dump-panic-late"),
+        ("MIGRATE_IMAGE", image_s),
+    ];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(5);
+    let fds = |pid: i32| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let to = std::fs::read_link(e.path()).ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    to.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = fds(p.pid());
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("the dump's failure", |l| l.starts_with(DUMP_FAILED));
+    assert!(line.contains("injected fault: dump-panic-late"), "{line}");
+    assert_eq!(
+        fds(p.pid()),
+        before,
+        "the failed dump left descriptors open\n{}",
+        p.describe()
+    );
+    assert!(temp_files_of(&image).is_empty());
+    expect_went_on_after_failed_dump(&mut p, &image, &expected);
+}
+
 /// (6) A page that cannot be read through `/proc/self/mem` (here every
 /// read fails, injected) fails the dump naming its address instead of
 /// being saved as zeros; the process goes on.
