@@ -380,3 +380,41 @@ fn setpcap_permitted_not_effective_comes_back_exactly() {
     assert!(first.contains("CapEff=0000000000000000"), "{first}");
     assert!(first.contains("CapPrm=0000000000000100"), "{first}");
 }
+
+/// (3) A thread may hold an inheritable capability outside its bounding
+/// set (raised, then dropped from the bounding set). A restore that must
+/// drop it from the bounding set first can then no longer make it
+/// inheritable (`capset` takes new inheritable capabilities only from the
+/// bounding set it has by then): refused before teardown, with the
+/// capability named (it used to fail after teardown, status 71).
+#[test]
+fn inheritable_outside_the_bounding_set_is_refused_before_teardown() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("needs root (a restore with cap_setpcap and a full bounding set)");
+        return;
+    }
+    let wrapper = [
+        "setpriv",
+        "--inh-caps=+net_raw",
+        "--",
+        "setpriv",
+        "--bounding-set=-net_raw",
+        "--",
+    ];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setpriv does not work here: {e}");
+    }
+    let dir = TestDir::new("creds-inh-outside-bset");
+    let plain = Program::defects("caps", None);
+    let image = dir.join("caps.img");
+    dump_then_exit(
+        &dir,
+        &plain.clone().wrapped(&wrapper),
+        "original",
+        &image,
+        3,
+    );
+    let line = expect_restore_failure(&dir, &plain, "restored", &image, exit::CANNOT_RESTORE);
+    assert!(line.contains("cap_net_raw"), "{line}");
+}
