@@ -172,6 +172,12 @@ fn image_swapped_during_open_is_never_trusted() {
         drop(stopper);
     });
     eprintln!("own image restored {own_restored} times, root's refused {foreign_refused} times");
+    // Both images were met (about half of the tries each): otherwise the
+    // link never flipped and nothing was checked.
+    assert!(
+        own_restored > 0 && foreign_refused > 0,
+        "the restores met only one of the two images"
+    );
 }
 
 /// Sets the flag when dropped (also when a try panics, so the scope ends).
