@@ -216,8 +216,10 @@ impl ImageWriter {
                         self.pos += data.len() as u64;
                         return Ok(());
                     }
-                    // Not for this file or memory after all: buffered from now on.
-                    Err(sys::Errno(libc::EINVAL)) => self.direct_ok = false,
+                    // Not for this file or memory after all (EFAULT: memory
+                    // direct I/O cannot pin, as memfd_secret's): buffered
+                    // from now on, rewriting whatever part went out.
+                    Err(sys::Errno(libc::EINVAL | libc::EFAULT)) => self.direct_ok = false,
                     Err(e) => return Err(self.io_fail(e)),
                 }
             }
