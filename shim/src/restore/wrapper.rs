@@ -23,7 +23,9 @@
 //! the environment stays as it is, so the program it runs gets
 //! `LD_PRELOAD` and `MIGRATE_*` and restores itself. Each link of an exec
 //! chain (`env nice ./app`) decides the same way. A program that merely
-//! names the executable without running it (`cat ./app`) runs as usual.
+//! names the executable without running it (`cat ./app`) runs as usual;
+//! another program such a wrapper runs first (`sh -c 'date; exec ./app'`)
+//! is refused like any other.
 //!
 //! A process whose arguments name no such file is another program, and
 //! is refused (68) with a message that names both executables and points
