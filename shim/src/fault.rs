@@ -21,6 +21,9 @@ pub enum Fault {
     /// As `dump-panic`, with a formatted message (`dump-panic-fmt`): std
     /// builds such a message on the heap before the hook runs.
     DumpPanicFmt = 3,
+    /// As `dump-panic`, once the image file and the page scan's
+    /// descriptors are open (`dump-panic-late`).
+    DumpPanicLate = 4,
 }
 
 static ARMED: AtomicU8 = AtomicU8::new(0);
@@ -35,9 +38,10 @@ pub fn arm_from_env() -> Result<(), String> {
         "dump-panic" => Fault::DumpPanic,
         "mem-read" => Fault::MemRead,
         "dump-panic-fmt" => Fault::DumpPanicFmt,
+        "dump-panic-late" => Fault::DumpPanicLate,
         other => {
             return Err(format!(
-                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, mem-read)"
+                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, dump-panic-late, mem-read)"
             ));
         }
     };
@@ -68,5 +72,12 @@ pub fn dump_panic_point() {
             "injected fault: {}",
             core::hint::black_box("dump-panic-fmt")
         );
+    }
+}
+
+/// Panics when `dump-panic-late` is armed.
+pub fn dump_panic_late_point() {
+    if armed(Fault::DumpPanicLate) {
+        panic!("injected fault: dump-panic-late");
     }
 }

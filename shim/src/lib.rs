@@ -4,7 +4,9 @@
 //! Loaded with `LD_PRELOAD`, its constructor either restores the image
 //! named by `MIGRATE_RESTORE` (see [`restore`]) or installs a handler for
 //! the dump signal (see [`dump`]). In a setuid or setgid process it does
-//! nothing at all.
+//! nothing at all, nor in a wrapper (`timeout 60 ./app`) that will run the
+//! program an image named by `MIGRATE_RESTORE` is of (see
+//! [`restore::wrapper`]).
 
 mod alloc;
 pub mod config;
@@ -72,7 +74,11 @@ fn init() {
     if let Ok(path) = std::env::var("MIGRATE_RESTORE")
         && !path.is_empty()
     {
+        // Returns only in a wrapper that runs the image's program (see
+        // `restore::wrapper`): it keeps no handler, so it is not dumpable
+        // as if it were the program.
         restore::run(&path, &overrides);
+        return;
     }
     s.image.clear();
     s.image.str(&cwd).str("/migrate-%p.img");

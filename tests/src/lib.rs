@@ -29,6 +29,7 @@ pub use std::os::unix::process::ExitStatusExt;
 
 pub mod dump_point;
 pub mod fidelity;
+pub mod outer;
 pub mod skip;
 
 pub use dump_point::check_resumed_after_dump;
@@ -96,8 +97,9 @@ macro_rules! rust_threads_program {
 ///
 /// The wrapper runs without the shim: `LD_PRELOAD` and the `MIGRATE_*`
 /// settings are handed to the program through `/usr/bin/env` after the
-/// wrapper, since a shim preloaded into the wrapper would try to restore
-/// the image into the wrapper itself.
+/// wrapper (`setpriv ... env LD_PRELOAD=... ./app`), the order that also
+/// keeps a wrapper from being dumpable itself. The other order, the shim
+/// and the variables on the wrapper, is [`outer::under`].
 #[derive(Debug, Clone)]
 pub struct Program {
     pub name: String,

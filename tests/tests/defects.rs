@@ -186,6 +186,52 @@ fn a_panic_on_the_dump_path_is_a_failed_dump() {
     expect_dump_failure(&mut p, &image, &[], &words, &expected);
 }
 
+/// (6) A panic once the image file and the page scan's descriptors are
+/// open: the failed dump closes them all (they used to stay open, and the
+/// next dump saved /proc/<pid>/pagemap and /proc/<pid>/mem as the
+/// program's own files) and leaves no temporary file.
+#[test]
+fn a_late_panic_on_the_dump_path_leaks_no_descriptor() {
+    let dir = TestDir::new("dump-panic-late");
+    let program = Program::defects("malloc", None);
+    let expected = reference(&program);
+    let image = dir.join("panic.img");
+    let image_s = image.to_str().unwrap();
+    let env = [
+        ("MIGRATE_FAULT", "dump-panic-late"),
+        ("MIGRATE_IMAGE", image_s),
+    ];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(5);
+    let fds = |pid: i32| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let to = std::fs::read_link(e.path()).ok()?;
+                Some((
+                    e.file_name().to_string_lossy().into_owned(),
+                    to.to_string_lossy().into_owned(),
+                ))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = fds(p.pid());
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("the dump's failure", |l| l.starts_with(DUMP_FAILED));
+    assert!(line.contains("injected fault: dump-panic-late"), "{line}");
+    assert_eq!(
+        fds(p.pid()),
+        before,
+        "the failed dump left descriptors open\n{}",
+        p.describe()
+    );
+    assert!(temp_files_of(&image).is_empty());
+    expect_went_on_after_failed_dump(&mut p, &image, &expected);
+}
+
 /// (6) A page that cannot be read through `/proc/self/mem` (here every
 /// read fails, injected) fails the dump naming its address instead of
 /// being saved as zeros; the process goes on.
@@ -333,4 +379,42 @@ fn setpcap_permitted_not_effective_comes_back_exactly() {
     let first = &done.restored.stdout_lines()[0];
     assert!(first.contains("CapEff=0000000000000000"), "{first}");
     assert!(first.contains("CapPrm=0000000000000100"), "{first}");
+}
+
+/// (3) A thread may hold an inheritable capability outside its bounding
+/// set (raised, then dropped from the bounding set). A restore that must
+/// drop it from the bounding set first can then no longer make it
+/// inheritable (`capset` takes new inheritable capabilities only from the
+/// bounding set it has by then): refused before teardown, with the
+/// capability named (it used to fail after teardown, status 71).
+#[test]
+fn inheritable_outside_the_bounding_set_is_refused_before_teardown() {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("needs root (a restore with cap_setpcap and a full bounding set)");
+        return;
+    }
+    let wrapper = [
+        "setpriv",
+        "--inh-caps=+net_raw",
+        "--",
+        "setpriv",
+        "--bounding-set=-net_raw",
+        "--",
+    ];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setpriv does not work here: {e}");
+    }
+    let dir = TestDir::new("creds-inh-outside-bset");
+    let plain = Program::defects("caps", None);
+    let image = dir.join("caps.img");
+    dump_then_exit(
+        &dir,
+        &plain.clone().wrapped(&wrapper),
+        "original",
+        &image,
+        3,
+    );
+    let line = expect_restore_failure(&dir, &plain, "restored", &image, exit::CANNOT_RESTORE);
+    assert!(line.contains("cap_net_raw"), "{line}");
 }

@@ -172,6 +172,12 @@ fn image_swapped_during_open_is_never_trusted() {
         drop(stopper);
     });
     eprintln!("own image restored {own_restored} times, root's refused {foreign_refused} times");
+    // Both images were met (about half of the tries each): otherwise the
+    // link never flipped and nothing was checked.
+    assert!(
+        own_restored > 0 && foreign_refused > 0,
+        "the restores met only one of the two images"
+    );
 }
 
 /// Sets the flag when dropped (also when a try panics, so the scope ends).
@@ -420,4 +426,69 @@ fn twenty_dumps_at_once() {
             finish_restored(r, original, &expected);
         }
     }
+}
+
+/// The fds of `pid` and what they lead to.
+fn fd_links(pid: i32) -> Vec<(i32, String)> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let fd = e.file_name().to_str()?.parse().ok()?;
+            let to = fs::read_link(e.path()).ok()?;
+            Some((fd, to.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+/// A dump that runs out of descriptors part-way (here the soft
+/// RLIMIT_NOFILE leaves two free: one for the image, one for
+/// /proc/self/pagemap, none for /proc/self/mem) fails, and leaves the
+/// process no descriptor of its own making: a leaked one would be saved
+/// into the next image as the process's own file.
+#[test]
+fn a_dump_out_of_descriptors_leaks_none() {
+    let dir = TestDir::new("emfile");
+    let program = small();
+    let expected = reference(&program);
+    let image = dir.join("emfile.img");
+    let env = [("MIGRATE_IMAGE", image.to_str().unwrap())];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(1);
+    let before = fd_links(p.pid());
+    let open: Vec<i32> = before.iter().map(|&(fd, _)| fd).collect();
+    // The lowest limit under which exactly two descriptors are free.
+    let (mut limit, mut free) = (0i32, 0);
+    while free < 2 {
+        if !open.contains(&limit) {
+            free += 1;
+        }
+        limit += 1;
+    }
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit writes one `rlimit` to `now`, then reads one from
+    // `new`; both outlive the calls.
+    let rc = unsafe {
+        libc::prlimit(p.pid(), libc::RLIMIT_NOFILE, std::ptr::null(), &mut now);
+        let new = libc::rlimit {
+            rlim_cur: limit as u64,
+            rlim_max: now.rlim_max,
+        };
+        libc::prlimit(p.pid(), libc::RLIMIT_NOFILE, &new, std::ptr::null_mut())
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("the dump's failure", |l| l.starts_with(DUMP_FAILED));
+    eprintln!("{line}");
+    let after = fd_links(p.pid());
+    assert_eq!(
+        after,
+        before,
+        "the failed dump left descriptors behind\n{}",
+        p.describe()
+    );
+    expect_went_on_after_failed_dump(&mut p, &image, &expected);
 }

@@ -104,6 +104,8 @@ struct Job {
     /// while they live (null otherwise), the sequence number before.
     writer: *mut writer::ImageWriter,
     arena: *mut arena::Arena,
+    /// The page scan's descriptors while they are open (null otherwise).
+    fds: *mut Fds,
     prev_sequence: u64,
     /// This dump is a restore's fidelity check (`restore::check`).
     check: bool,
@@ -301,6 +303,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         let mut out = writer::ImageWriter::create(job.path.as_bytes())?;
         job.writer = &mut out;
         let header = write_image(job, &arena, &mut out, settings, others);
+        job.fds = core::ptr::null_mut();
         job.writer = core::ptr::null_mut();
         // `out` is dropped (its file discarded) on the way out of a failure.
         out.finish(&header?)
@@ -335,14 +338,17 @@ struct Fds {
 
 impl Drop for Fds {
     fn drop(&mut self) {
-        sys::close(self.pagemap);
-        sys::close(self.mem);
+        for fd in [self.pagemap, self.mem] {
+            if fd >= 0 {
+                sys::close(fd);
+            }
+        }
     }
 }
 
 /// Writes page data and metadata; returns the header to finish with.
 fn write_image(
-    job: &Job,
+    job: &mut Job,
     arena: &arena::Arena,
     out: &mut writer::ImageWriter,
     settings: &crate::config::Settings,
@@ -357,12 +363,20 @@ fn write_image(
     let lines = maps::lines(maps_text).count();
 
     let ro = libc::O_RDONLY | libc::O_CLOEXEC;
-    let fds = Fds {
-        pagemap: sys::open(b"/proc/self/pagemap\0", ro, 0)
-            .map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?,
-        mem: sys::open(b"/proc/self/mem\0", ro, 0)
-            .map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?,
+    // Owned by `fds` as soon as each is open: a failure to open the second
+    // (EMFILE) must close the first, or the next dump saves it.
+    let mut fds = Fds {
+        pagemap: -1,
+        mem: -1,
     };
+    fds.pagemap = sys::open(b"/proc/self/pagemap\0", ro, 0)
+        .map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?;
+    fds.mem = sys::open(b"/proc/self/mem\0", ro, 0)
+        .map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?;
+    // A panic from here on closes them (see `panic`); the caller forgets
+    // the pointer once this returns.
+    job.fds = &mut fds;
+    crate::fault::dump_panic_late_point();
     let mut scan = pages::PageScan {
         pagemap_fd: fds.pagemap,
         mem_fd: fds.mem,

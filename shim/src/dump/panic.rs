@@ -76,6 +76,9 @@ fn hook(info: &std::panic::PanicHookInfo<'_>) {
     // dropped once here and never again (those frames never resume).
     unsafe {
         let job = &mut *job;
+        if !job.fds.is_null() {
+            core::ptr::drop_in_place(job.fds);
+        }
         if !job.writer.is_null() {
             core::ptr::drop_in_place(job.writer);
         }

@@ -6,7 +6,8 @@
 //! The temporary file has no name while it is written (`O_TMPFILE` in the
 //! target's directory), so a dump killed part-way leaves nothing behind.
 //! Once complete and synced it is linked (`linkat` of `/proc/self/fd/N`)
-//! under a name of its own, `<target>.<pid>.<ns>.tmp`, created exclusively,
+//! under a name of its own, `<target>.<pid>.<ns>.tmp` (the target's file
+//! name cut short where that would be too long), created exclusively,
 //! and renamed over the target: dumpers that share a target never touch
 //! each other's files, and the last rename wins with a complete image.
 //! Only a kill between the link and the rename (two system calls) leaves a
@@ -24,6 +25,9 @@ use crate::sys::{self, line::Line};
 
 /// Room for the target plus `.<pid>.<ns>.tmp`.
 const TMP_MAX: usize = PATH_MAX + 48;
+
+/// The longest file name (a path component), as Linux filesystems take.
+const NAME_MAX: usize = 255;
 
 /// Tries at a unique name before giving up (each taken name moves on).
 const NAME_TRIES: u64 = 100;
@@ -138,16 +142,26 @@ impl ImageWriter {
     ) -> Result<i32, Fail> {
         let pid = sys::getpid() as u64;
         let ns = sys::monotonic_ns();
+        let target = self.target.as_bytes();
+        let base = target.iter().rposition(|&c| c == b'/').map_or(0, |s| s + 1);
         let mut last = sys::Errno(libc::EEXIST);
         for attempt in 0..NAME_TRIES {
-            self.tmp.clear();
-            self.tmp
-                .bytes(self.target.as_bytes())
+            let mut suffix = Line::<48>::new();
+            suffix
                 .str(".")
                 .dec(pid)
                 .str(".")
                 .dec(ns + attempt)
                 .str(".tmp");
+            // A long file name is shortened so that the temporary one is
+            // still a valid name (NAME_MAX), or the link of a complete image
+            // would fail with ENAMETOOLONG.
+            let room = NAME_MAX.saturating_sub(suffix.as_bytes().len());
+            let keep = (target.len() - base).min(room);
+            self.tmp.clear();
+            self.tmp
+                .bytes(&target[..base + keep])
+                .bytes(suffix.as_bytes());
             let Some(path) = self.tmp.c_str() else {
                 return Err(Fail::new("image path too long: ").bytes(self.target.as_bytes()));
             };
@@ -202,8 +216,10 @@ impl ImageWriter {
                         self.pos += data.len() as u64;
                         return Ok(());
                     }
-                    // Not for this file or memory after all: buffered from now on.
-                    Err(sys::Errno(libc::EINVAL)) => self.direct_ok = false,
+                    // Not for this file or memory after all (EFAULT: memory
+                    // direct I/O cannot pin, as memfd_secret's): buffered
+                    // from now on, rewriting whatever part went out.
+                    Err(sys::Errno(libc::EINVAL | libc::EFAULT)) => self.direct_ok = false,
                     Err(e) => return Err(self.io_fail(e)),
                 }
             }
@@ -377,6 +393,27 @@ mod tests {
             w.write(b"partial").ok().unwrap();
             drop(w);
             assert!(names(dir.path()).is_empty(), "{kind:?}");
+        }
+    }
+
+    /// A target whose file name is valid but too long to take the
+    /// temporary name's suffix (it used to fail only at the link, once the
+    /// whole image was written): both kinds finish, nothing else is left.
+    #[test]
+    fn long_file_name() {
+        for kind in [TempKind::Unnamed, TempKind::Named] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("x".repeat(NAME_MAX));
+            let path = target.to_str().unwrap().as_bytes();
+            let mut w = ImageWriter::create_as(path, kind).unwrap_or_else(|f| {
+                panic!("{}", String::from_utf8_lossy(f.line.as_bytes()));
+            });
+            w.write(b"long").ok().unwrap();
+            if let Err(f) = w.finish(&header(4096 + 4)) {
+                panic!("{kind:?}: {}", String::from_utf8_lossy(f.line.as_bytes()));
+            }
+            assert_eq!(names(dir.path()), ["x".repeat(NAME_MAX)], "{kind:?}");
+            assert_eq!(&std::fs::read(&target).unwrap()[4096..], b"long");
         }
     }
 

@@ -124,7 +124,11 @@ pub fn check(image: &Image<'_>) -> Result<Credentials, Refusal> {
                 names(want.bounding & !now.bounding)
             )));
         }
-        let reach = now.inheritable | if setpcap { now.bounding } else { now.permitted };
+        // capset takes a new inheritable capability from the old
+        // inheritable set, or from the bounding set as it is by then (the
+        // drops come first) and, without CAP_SETPCAP, the permitted set.
+        let bounding_then = now.bounding & want.bounding;
+        let reach = now.inheritable | bounding_then & if setpcap { !0 } else { now.permitted };
         if want.inheritable & !reach != 0 {
             return Err(why(format!(
                 "had inheritable capabilities this process cannot give: {}",

@@ -1,6 +1,11 @@
 //! The restore path, entered from the constructor of a relaunched process
 //! when `MIGRATE_RESTORE` names an image.
 //!
+//! The image's header and metadata are read first, and this process's
+//! executable compared with the image's: a wrapper that will run the
+//! image's program (`timeout 60 ./app`) passes the image on untouched and
+//! the restore happens in the program (see [`wrapper`]).
+//!
 //! Everything that can fail is checked first, while libc works: the image
 //! (framing, metadata, every page checksum), the executable, every mapped
 //! file, the CPU, the kernel's vDSO layout. A failure prints one line and
@@ -18,6 +23,7 @@ pub mod restorer;
 pub mod resume;
 pub mod shared_files;
 pub mod timers;
+pub mod wrapper;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
@@ -61,20 +67,34 @@ fn refuse(code: i32, msg: impl Into<String>) -> Refusal {
     }
 }
 
-/// Restores the image at `path` into this process; never returns.
+/// Restores the image at `path` into this process; returns only when this
+/// process is a wrapper that passes the image on to the program it runs
+/// (see [`wrapper`]), having done nothing.
 ///
 /// After validation, the process tries to move into a fresh user and PID
 /// namespace where the image's PID and TIDs are free (see [`namespace`]):
 /// this process stays outside as a supervisor and the restore continues
 /// in a child that has the image's PID. Where namespaces are not
 /// available, the restore happens in this process with new TIDs.
-pub fn run(path: &str, overrides: &Overrides) -> ! {
+pub fn run(path: &str, overrides: &Overrides) {
     let started = sys::monotonic_ns();
     let fail = |r: Refusal| -> ! {
         eprintln!("migrate: restore {path}: {}", r.msg);
         std::process::exit(r.code);
     };
-    let checked = validate(path).unwrap_or_else(|r| fail(r));
+    let img = open_image(path).unwrap_or_else(|r| fail(r));
+    match wrapper::role(&img.image.exe, path).unwrap_or_else(|r| fail(r)) {
+        wrapper::Role::Program => {}
+        wrapper::Role::Wrapper { exe, word } => {
+            if overrides.log.is_some_and(|l| l >= 1) {
+                eprintln!(
+                    "migrate: restore {path}: {exe} runs {word}, the image's program: passed on"
+                );
+            }
+            return;
+        }
+    }
+    let checked = validate(img).unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
     match build(checked, path, overrides, started, keep_tids) {
         Ok(ready) => launch(ready),
@@ -95,10 +115,10 @@ pub struct Ready {
     stack_top: u64,
 }
 
-pub fn open_image(path: &str) -> Result<ImageFile, Refusal> {
+/// Opens the image and decodes its framing and metadata (see
+/// [`precheck::open`]); its pages are checked by [`validate`].
+fn open_image(path: &str) -> Result<ImageFile, Refusal> {
     let img = precheck::open(path)?;
-    img.check_pages()
-        .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     Ok(img)
 }
 
@@ -206,29 +226,12 @@ fn fresh_maps() -> Result<Vec<FreshMap>, Refusal> {
         .collect())
 }
 
-fn validate(path: &str) -> Result<Checked, Refusal> {
-    let img = open_image(path)?;
+/// Checks an image of this program (see [`wrapper::role`]): every page
+/// checksum, the CPU, and every file it maps.
+fn validate(img: ImageFile) -> Result<Checked, Refusal> {
+    img.check_pages()
+        .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     let image = &img.image;
-
-    // The executable.
-    let exe_path = std::fs::read_link("/proc/self/exe").map_err(|e| {
-        refuse(
-            exit::UNSUPPORTED,
-            format!("cannot read /proc/self/exe: {e}"),
-        )
-    })?;
-    let exe_str = exe_path.to_string_lossy().into_owned();
-    let exe = File::open(&exe_path).and_then(|f| identity(&f, &exe_str));
-    let exe = exe.map_err(|e| refuse(exit::UNSUPPORTED, format!("cannot read {exe_str}: {e}")))?;
-    if let Some(why) = differs(&image.exe, &exe) {
-        return Err(refuse(
-            exit::OTHER_PROGRAM,
-            format!(
-                "image is of {}, this program is {exe_str} ({why})",
-                image.exe.path
-            ),
-        ));
-    }
     precheck::cpu(image)?;
     match crate::dump::count_threads() {
         Ok(1) => {}
