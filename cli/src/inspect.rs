@@ -73,14 +73,18 @@ impl Facts {
                 })
                 .collect()
         });
+        // Runs are in address order (checked when the image was opened):
+        // each mapping's are found by binary search, not a scan of all
+        // (mappings times runs took minutes on a large image).
+        let runs = &image.runs[..];
         let stored = image
             .mappings
             .iter()
             .map(|m| {
-                image
-                    .runs
+                let from = runs.partition_point(|r| r.addr < m.start);
+                let to = runs.partition_point(|r| r.addr < m.end);
+                runs[from..to.max(from)]
                     .iter()
-                    .filter(|r| r.addr >= m.start && r.addr < m.end)
                     .map(|r| r.pages * PAGE_SIZE)
                     .sum()
             })

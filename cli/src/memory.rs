@@ -21,20 +21,22 @@ pub fn read(img: &ImageFile, addr: u64, len: u64) -> Option<Vec<u8>> {
         let page_end = (at / PAGE_SIZE + 1) * PAGE_SIZE;
         let n = page_end.min(end) - at;
         let dst = &mut out[(at - addr) as usize..(at - addr + n) as usize];
-        let run = image
-            .runs
-            .iter()
-            .find(|r| r.addr <= at && at < r.addr + r.pages * PAGE_SIZE);
+        // Runs and mappings are in address order, apart (checked when the
+        // image was opened): a binary search, not a scan per page.
+        let runs = &image.runs[..];
+        let run = runs
+            .get(runs.partition_point(|r| r.addr + r.pages * PAGE_SIZE <= at))
+            .filter(|r| r.addr <= at);
         match run {
             Some(r) => img
                 .file
                 .read_exact_at(dst, r.file_offset + (at - r.addr))
                 .ok()?,
             None => {
-                let m = image
-                    .mappings
-                    .iter()
-                    .find(|m| m.start <= at && at < m.end)?;
+                let maps = &image.mappings[..];
+                let m = maps
+                    .get(maps.partition_point(|m| m.end <= at))
+                    .filter(|m| m.start <= at)?;
                 if !matches!(m.backing, Backing::Anonymous | Backing::Contents) {
                     return None;
                 }

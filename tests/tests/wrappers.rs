@@ -76,6 +76,24 @@ fn python_through_path() {
     );
 }
 
+/// Python relaunched through a script, `timeout 60 ./relaunch.py`, whose
+/// `#!/usr/bin/env python3` line runs the image's executable: `timeout`
+/// follows the `#!` line (as `./relaunch.py` alone restores, the kernel
+/// running python3 through env).
+#[test]
+fn python_script_with_a_shebang() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new("wrap-shebang");
+    let program = Program::python();
+    let script = dir.join("relaunch.py");
+    std::fs::write(&script, "#!/usr/bin/env python3\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let by_script = Program::command_of("pydict", &[script.as_os_str()]);
+    let relaunch = under(&["timeout", "60"], &by_script);
+    let path = [("PATH", "/usr/bin:/bin")];
+    dump_kill_restore_as(&dir, &program, 5, &relaunch, &path);
+}
+
 /// An image of the C test program, dumped with exit at step 5.
 fn cprog_image(dir: &TestDir) -> PathBuf {
     let image = dir.join("cprog.img");
@@ -103,6 +121,19 @@ fn another_program_is_refused() {
     expect_other_program(&dir, &other, "plain", &image);
     expect_other_program(&dir, &under(&["timeout", "60"], &other), "timeout", &image);
     expect_other_program(&dir, &shell_exec("bash", &other), "bash", &image);
+}
+
+/// The dynamic loader run as a command (`ld.so ./cprog`) is no wrapper:
+/// the program it loads runs in its own process, after the shim's
+/// constructor, and would run from its beginning (no restore, no dump
+/// handler) had the loader been taken for one. It is refused.
+#[test]
+fn the_loader_run_as_a_command_is_refused() {
+    let dir = TestDir::new("wrap-ldso");
+    let image = cprog_image(&dir);
+    let ld_so = OsStr::new("/lib64/ld-linux-x86-64.so.2");
+    let by_loader = Program::command_of("ldso-cprog", &[ld_so, &Program::c().argv[0]]);
+    expect_other_program(&dir, &by_loader, "ld.so", &image);
 }
 
 /// A restored program that runs longer than `timeout 1` allows is ended by

@@ -16,13 +16,17 @@
 //! - the file found, symlinks followed (`python3` is `python3.11`), is
 //!   compared with the image's executable exactly as the program itself
 //!   will compare its own (same size and ELF build-id; size and mtime for
-//!   a file that is not ELF).
+//!   a file that is not ELF); a script (`timeout 60 ./app.py`) runs it
+//!   when its `#!` line's interpreter, or a word of that line's argument
+//!   (`#!/usr/bin/env python3`), does, followed 4 scripts deep.
 //!
 //! A wrapper does nothing at all: no restore and no dump handler (a dump
 //! signal sent to it does what the wrapper does with that signal), and
 //! the environment stays as it is, so the program it runs gets
 //! `LD_PRELOAD` and `MIGRATE_*` and restores itself. Each link of an exec
-//! chain (`env nice ./app`) decides the same way. A program that merely
+//! chain (`env nice ./app`) decides the same way. The dynamic loader run
+//! as a command (`ld.so ./app`) is never a wrapper: the program it loads
+//! runs in its process, after this constructor, so it is refused (68). A program that merely
 //! names the executable without running it (`cat ./app`) runs as usual;
 //! another program such a wrapper runs first (`sh -c 'date; exec ./app'`)
 //! is refused like any other.
@@ -43,6 +47,9 @@ use super::{Refusal, differs, exit, identity, refuse};
 
 /// Most words of the command line looked at (a `bash -c` script can be long).
 const MAX_WORDS: usize = 256;
+
+/// Most `#!` scripts followed from an argument to the program they run.
+const MAX_INTERPRETERS: usize = 4;
 
 /// What this process is to the image.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,12 +76,22 @@ pub fn role(image_exe: &FileId<'_>, path: &str) -> Result<Role, Refusal> {
     let Some(why) = differs(image_exe, &exe) else {
         return Ok(Role::Program);
     };
+    // SAFETY: getauxval has no preconditions.
+    let loader_run_as_command = unsafe { libc::getauxval(libc::AT_BASE) } == 0;
     let cmdline = std::fs::read("/proc/self/cmdline").unwrap_or_default();
     let cwd = std::env::current_dir().unwrap_or_default();
     let path_var = std::env::var_os("PATH");
     let search = path_dirs(path_var.as_deref().map(|p| p.as_encoded_bytes()), &cwd);
+    // The dynamic loader run as a command (`ld.so ./app`, no interpreter
+    // loaded by the kernel: AT_BASE is 0) loads the program it names into
+    // this very process, after this constructor: nothing is exec'd that
+    // could restore, so it is another program, not a wrapper.
     let named = words(&cmdline)
-        .find(|w| candidate(w, &cwd, &search).is_some_and(|file| names_image(&file, image_exe)));
+        .filter(|_| !loader_run_as_command)
+        .find(|w| {
+            candidate(w, &cwd, &search)
+                .is_some_and(|file| runs_image(&file, image_exe, &cwd, &search, MAX_INTERPRETERS))
+        });
     if let Some(word) = named {
         return Ok(Role::Wrapper {
             exe: exe_str,
@@ -142,6 +159,52 @@ fn candidate(word: &[u8], cwd: &Path, search: &[PathBuf]) -> Option<PathBuf> {
         return runnable(&p).then_some(p);
     }
     search.iter().map(|d| d.join(name)).find(|p| runnable(p))
+}
+
+/// Whether running `file` runs the image's executable: it is that file
+/// ([`names_image`]), or a script whose `#!` line's interpreter, or a word
+/// of its argument (`#!/usr/bin/env python3`), runs it, `depth` scripts
+/// deep at most (the kernel follows 4).
+fn runs_image(
+    file: &Path,
+    image_exe: &FileId<'_>,
+    cwd: &Path,
+    search: &[PathBuf],
+    depth: usize,
+) -> bool {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    if names_image(file, image_exe) {
+        return true;
+    }
+    // Not opened unless a regular file: a FIFO named as an interpreter
+    // would block the open.
+    if depth == 0 || !std::fs::metadata(file).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    // The kernel reads at most this much of a script for its `#!` line.
+    let mut head = [0u8; 256];
+    let Ok(n) = File::open(file).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let Some(line) = head[..n].strip_prefix(b"#!") else {
+        return false;
+    };
+    let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty());
+    let Some(interpreter) = parts.next() else {
+        return false;
+    };
+    // The interpreter is a path (relative to the working directory, no
+    // `PATH` search); the words of its argument are what `env` runs.
+    let interpreter = cwd.join(std::ffi::OsStr::from_bytes(interpreter));
+    runs_image(&interpreter, image_exe, cwd, search, depth - 1)
+        || parts.any(|w| {
+            candidate(w, cwd, search)
+                .is_some_and(|f| runs_image(&f, image_exe, cwd, search, depth - 1))
+        })
 }
 
 /// Whether `file` (symlinks followed) is the image's executable, by the
