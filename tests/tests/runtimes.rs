@@ -114,6 +114,13 @@ fn jvm_restores_with_its_perf_data_file() {
         original.kill();
         if remove {
             std::fs::remove_file(&perf).unwrap();
+            // A restore refused after the file was made again (here: the
+            // relaunch runs with no_new_privs, the JVM did not) leaves no
+            // trace of it.
+            let nnp = program.wrapped(&["setpriv", "--no-new-privs", "--"]);
+            let msg = expect_restore_failure(&dir, &nnp, "refused", &image, exit::CANNOT_RESTORE);
+            assert!(msg.contains("no_new_privs"), "{msg}");
+            assert!(!perf.exists(), "a refused restore left {}", perf.display());
         }
         let restored = restore_and_check(&dir, &program, "restored", &image, &original, &expected);
         assert_eq!(

@@ -79,6 +79,7 @@ fn refuse(code: i32, msg: impl Into<String>) -> Refusal {
 pub fn run(path: &str, overrides: &Overrides) {
     let started = sys::monotonic_ns();
     let fail = |r: Refusal| -> ! {
+        shared_files::undo();
         eprintln!("migrate: restore {path}: {}", r.msg);
         std::process::exit(r.code);
     };

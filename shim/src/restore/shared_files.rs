@@ -13,10 +13,27 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use dumpfmt::{Backing, FileId, Image, PAGE_SIZE};
 
 use super::{Refusal, exit, refuse};
+
+/// Files and directories [`open`] made, in order: a refused restore
+/// removes them again ([`undo`]).
+fn made() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static MADE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    MADE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Removes what [`open`] made, newest first (a restore that is refused
+/// leaves no trace of its data files).
+pub fn undo() {
+    for p in made().drain(..).rev() {
+        let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir(&p));
+    }
+}
 
 /// Indexes of `Image::files` that some mapping shares and writes.
 pub fn data_files(image: &Image<'_>) -> Vec<bool> {
@@ -35,19 +52,31 @@ pub fn data_files(image: &Image<'_>) -> Vec<bool> {
 pub fn open(f: &FileId<'_>) -> Result<File, Refusal> {
     let fail = |e: std::io::Error| refuse(exit::FILE_CHANGED, format!("data file {}: {e}", f.path));
     let path = std::path::Path::new(&*f.path);
-    if let Some(dir) = path.parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let file = OpenOptions::new()
+    let mut options = OpenOptions::new();
+    options
         .read(true)
         .write(true)
-        .create(true)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(fail)?;
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    let file = match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Made again, and removed again if the restore is refused.
+            let mut missing = Vec::new();
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+                missing.push(d.to_path_buf());
+                dir = d.parent();
+            }
+            for d in missing.iter().rev() {
+                std::fs::create_dir(d).map_err(fail)?;
+                made().push(d.clone());
+            }
+            let file = options.create_new(true).open(path).map_err(fail)?;
+            made().push(path.to_path_buf());
+            file
+        }
+        r => r.map_err(fail)?,
+    };
     let meta = file.metadata().map_err(fail)?;
     if !meta.is_file() {
         return Err(refuse(
