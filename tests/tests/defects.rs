@@ -167,6 +167,27 @@ fn credentials_that_cannot_be_given_are_refused() {
     assert!(msg.contains("no_new_privs"), "{msg}");
 }
 
+/// `cdefects MODE` started with fault `fault` armed and its dumps going
+/// to `FAULT.img` in `dir`, once it has printed step `step`: returns the
+/// process, its expected output and the image path.
+fn with_fault(
+    dir: &TestDir,
+    mode: &str,
+    fault: &str,
+    step: u64,
+) -> (Proc, Vec<String>, std::path::PathBuf) {
+    let program = Program::defects(mode, None);
+    let expected = reference(&program);
+    let image = dir.join(&format!("{fault}.img"));
+    let env = [
+        ("MIGRATE_FAULT", fault),
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+    ];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(step);
+    (p, expected, image)
+}
+
 /// (6) A panic on the dump path (injected, with every thread stopped and
 /// three threads busy in malloc) is a failed dump: one line saying so, and
 /// the process goes on and finishes as if nothing had happened (the
@@ -174,13 +195,7 @@ fn credentials_that_cannot_be_given_are_refused() {
 #[test]
 fn a_panic_on_the_dump_path_is_a_failed_dump() {
     let dir = TestDir::new("dump-panic");
-    let program = Program::defects("malloc", None);
-    let expected = reference(&program);
-    let image = dir.join("panic.img");
-    let image_s = image.to_str().unwrap();
-    let env = [("MIGRATE_FAULT", "dump-panic"), ("MIGRATE_IMAGE", image_s)];
-    let mut p = dir.spawn(&program, "original", &env);
-    p.wait_for_step(5);
+    let (mut p, expected, image) = with_fault(&dir, "malloc", "dump-panic", 5);
     p.dump_signal();
     let words = ["internal error (panic", "injected fault: dump-panic"];
     expect_dump_failure(&mut p, &image, &[], &words, &expected);
@@ -193,16 +208,7 @@ fn a_panic_on_the_dump_path_is_a_failed_dump() {
 #[test]
 fn a_late_panic_on_the_dump_path_leaks_no_descriptor() {
     let dir = TestDir::new("dump-panic-late");
-    let program = Program::defects("malloc", None);
-    let expected = reference(&program);
-    let image = dir.join("panic.img");
-    let image_s = image.to_str().unwrap();
-    let env = [
-        ("MIGRATE_FAULT", "dump-panic-late"),
-        ("MIGRATE_IMAGE", image_s),
-    ];
-    let mut p = dir.spawn(&program, "original", &env);
-    p.wait_for_step(5);
+    let (mut p, expected, image) = with_fault(&dir, "malloc", "dump-panic-late", 5);
     let fds = |pid: i32| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -238,17 +244,12 @@ fn a_late_panic_on_the_dump_path_leaks_no_descriptor() {
 #[test]
 fn an_unreadable_page_fails_the_dump() {
     let dir = TestDir::new("mem-read");
-    let program = Program::defects("shared", None);
-    let expected = reference(&program);
-    let image = dir.join("shared.img");
-    let image_s = image.to_str().unwrap();
-    let env = [("MIGRATE_FAULT", "mem-read"), ("MIGRATE_IMAGE", image_s)];
-    let mut p = dir.spawn(&program, "original", &env);
-    p.wait_for_step(5);
+    let (mut p, expected, image) = with_fault(&dir, "shared", "mem-read", 5);
     p.dump_signal();
     let words = ["cannot read the page at 0x", "EIO"];
     expect_dump_failure(&mut p, &image, &[], &words, &expected);
     // Without the fault the same memory is saved and comes back.
+    let program = Program::defects("shared", None);
     dump_kill_restore(&TestDir::new("mem-read-ok"), &program, 5, &[], &[]);
 }
 
@@ -306,16 +307,7 @@ fn a_mapped_file_replaced_by_a_fifo() {
 #[test]
 fn a_formatted_panic_in_malloc_is_a_failed_dump() {
     let dir = TestDir::new("dump-panic-fmt");
-    let program = Program::defects("malloc", None);
-    let expected = reference(&program);
-    let image = dir.join("panic.img");
-    let image_s = image.to_str().unwrap();
-    let env = [
-        ("MIGRATE_FAULT", "dump-panic-fmt"),
-        ("MIGRATE_IMAGE", image_s),
-    ];
-    let mut p = dir.spawn(&program, "original", &env);
-    p.wait_for_step(3);
+    let (mut p, expected, image) = with_fault(&dir, "malloc", "dump-panic-fmt", 3);
     let pid = p.pid();
     let mut workers: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
