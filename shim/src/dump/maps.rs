@@ -30,23 +30,6 @@ impl MapLine<'_> {
     }
 }
 
-fn hex(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    let mut v = 0u64;
-    for &c in s {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        v = v << 4 | u64::from(d);
-    }
-    Some(v)
-}
-
 /// Splits off the next space-separated field.
 fn field(s: &[u8]) -> (&[u8], &[u8]) {
     let s = trim_start(s);
@@ -62,8 +45,8 @@ fn trim_start(s: &[u8]) -> &[u8] {
 pub fn parse_line(line: &[u8]) -> Option<MapLine<'_>> {
     let (range, rest) = field(line);
     let dash = range.iter().position(|&c| c == b'-')?;
-    let start = hex(&range[..dash])?;
-    let end = hex(&range[dash + 1..])?;
+    let start = crate::sys::parse_hex(&range[..dash])?;
+    let end = crate::sys::parse_hex(&range[dash + 1..])?;
     let (perms, rest) = field(rest);
     if perms.len() != 4 {
         return None;
@@ -80,10 +63,13 @@ pub fn parse_line(line: &[u8]) -> Option<MapLine<'_>> {
     }
     let shared = perms[3] == b's';
     let (offset, rest) = field(rest);
-    let offset = hex(offset)?;
+    let offset = crate::sys::parse_hex(offset)?;
     let (dev, rest) = field(rest);
     let colon = dev.iter().position(|&c| c == b':')?;
-    let dev = libc::makedev(hex(&dev[..colon])? as u32, hex(&dev[colon + 1..])? as u32);
+    let dev = libc::makedev(
+        crate::sys::parse_hex(&dev[..colon])? as u32,
+        crate::sys::parse_hex(&dev[colon + 1..])? as u32,
+    );
     let (inode, rest) = field(rest);
     let inode = crate::sys::parse_dec(inode)?;
     let name = trim_start(rest);

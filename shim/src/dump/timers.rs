@@ -37,7 +37,7 @@ pub fn collect(arena: &Arena, threads: usize) -> Result<&[PosixTimer], Fail> {
                 push(&mut timers, done)?;
             }
             t = Some(PosixTimer {
-                id: dec(v).ok_or_else(|| bad(line))? as i32,
+                id: sys::parse_dec(v).ok_or_else(|| bad(line))? as i32,
                 ..PosixTimer::default()
             });
             continue;
@@ -46,8 +46,14 @@ pub fn collect(arena: &Arena, threads: usize) -> Result<&[PosixTimer], Fail> {
         if let Some(v) = line.strip_prefix(b"signal: ") {
             // "26/00007f6f0e9ae200": the signal, then sigev_value in hex.
             let mut parts = v.splitn(2, |&c| c == b'/');
-            cur.signal = parts.next().and_then(dec).ok_or_else(|| bad(line))? as i32;
-            cur.value = parts.next().and_then(hex).ok_or_else(|| bad(line))?;
+            cur.signal = parts
+                .next()
+                .and_then(sys::parse_dec)
+                .ok_or_else(|| bad(line))? as i32;
+            cur.value = parts
+                .next()
+                .and_then(sys::parse_hex)
+                .ok_or_else(|| bad(line))?;
         } else if let Some(v) = line.strip_prefix(b"notify: ") {
             // "signal/pid.123", "none/pid.123" or "signal/tid.456".
             let (kind, target) = match v.iter().position(|&c| c == b'/') {
@@ -65,7 +71,7 @@ pub fn collect(arena: &Arena, threads: usize) -> Result<&[PosixTimer], Fail> {
             };
             if let Some(tid) = target.strip_prefix(b"tid.") {
                 cur.notify |= libc::SIGEV_THREAD_ID;
-                cur.tid = dec(tid).ok_or_else(|| bad(line))? as i32;
+                cur.tid = sys::parse_dec(tid).ok_or_else(|| bad(line))? as i32;
             }
         } else if let Some(v) = line.strip_prefix(b"ClockID: ") {
             cur.clock = signed(v).ok_or_else(|| bad(line))? as i32;
@@ -126,22 +132,9 @@ fn bad(line: &[u8]) -> Fail {
     Fail::new("cannot parse /proc/self/timers line: ").bytes(line)
 }
 
-fn dec(s: &[u8]) -> Option<u64> {
-    sys::parse_dec(s)
-}
-
 fn signed(s: &[u8]) -> Option<i64> {
     match s.strip_prefix(b"-") {
-        Some(rest) => dec(rest).map(|v| -(v as i64)),
-        None => dec(s).map(|v| v as i64),
+        Some(rest) => sys::parse_dec(rest).map(|v| -(v as i64)),
+        None => sys::parse_dec(s).map(|v| v as i64),
     }
-}
-
-fn hex(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 16 {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &c| {
-        Some(acc << 4 | u64::from((c as char).to_digit(16)?))
-    })
 }

@@ -231,6 +231,16 @@ pub fn parse_dec(s: &[u8]) -> Option<u64> {
     })
 }
 
+/// A hexadecimal number of at most 16 digits (no `0x`), as procfs prints them.
+pub fn parse_hex(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |v, &c| {
+        Some(v << 4 | u64::from((c as char).to_digit(16)?))
+    })
+}
+
 /// `fcntl(fd, cmd, arg)`.
 pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult<u64> {
     // SAFETY: the commands used here (F_GETFL, F_SETFL, F_GETFD,
