@@ -79,6 +79,13 @@ fn exit_after_dump_runs_nothing_past_the_snapshot() {
     }
 }
 
+/// Fails the test unless `setpriv` runs with these options here.
+fn setpriv_works(wrapper: &[&str]) {
+    if let Err(e) = wrapper_works(wrapper) {
+        panic!("setpriv does not work here: {e}");
+    }
+}
+
 /// The wrapper for the credential tests: uid 65534 with an ambient
 /// capability, a reduced bounding set, a securebit and `no_new_privs`.
 fn restricted(dir: &TestDir, program: &Program) -> Program {
@@ -94,9 +101,7 @@ fn restricted(dir: &TestDir, program: &Program) -> Program {
         "--no-new-privs",
         "--",
     ];
-    if let Err(e) = wrapper_works(&wrapper) {
-        panic!("setpriv does not work here: {e}");
-    }
+    setpriv_works(&wrapper);
     dir.chown(65534, 65534);
     program.wrapped(&wrapper)
 }
@@ -361,9 +366,7 @@ fn setpcap_permitted_not_effective_comes_back_exactly() {
         "--securebits=+noroot",
         "--",
     ];
-    if let Err(e) = wrapper_works(&wrapper) {
-        panic!("setpriv does not work here: {e}");
-    }
+    setpriv_works(&wrapper);
     let dir = TestDir::new("creds-setpcap-noeff");
     dir.chown(65534, 65534);
     let program = Program::defects("caps-noeff", None).wrapped(&wrapper);
@@ -381,9 +384,11 @@ fn setpcap_permitted_not_effective_comes_back_exactly() {
 /// capability named (it used to fail after teardown, status 71).
 #[test]
 fn inheritable_outside_the_bounding_set_is_refused_before_teardown() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("needs root (a restore with cap_setpcap and a full bounding set)");
+    if !skip::is_root() {
+        skip(
+            "inheritable_outside_the_bounding_set_is_refused_before_teardown",
+            "root (a restore with cap_setpcap and a full bounding set)",
+        );
         return;
     }
     let wrapper = [
@@ -394,9 +399,7 @@ fn inheritable_outside_the_bounding_set_is_refused_before_teardown() {
         "--bounding-set=-net_raw",
         "--",
     ];
-    if let Err(e) = wrapper_works(&wrapper) {
-        panic!("setpriv does not work here: {e}");
-    }
+    setpriv_works(&wrapper);
     let dir = TestDir::new("creds-inh-outside-bset");
     let plain = Program::defects("caps", None);
     let image = dir.join("caps.img");

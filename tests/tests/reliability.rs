@@ -224,6 +224,28 @@ fn expect_dumped(p: &mut Proc) {
     );
 }
 
+/// Starts `n` processes of `program` (labels `LABEL-0`...) with `env`,
+/// waits until each has printed step 1, then sends every one the dump
+/// signal, back to back.
+fn dump_all_at_once(
+    dir: &TestDir,
+    program: &Program,
+    label: &str,
+    n: usize,
+    env: &[(&str, &str)],
+) -> Vec<Proc> {
+    let mut procs: Vec<Proc> = (0..n)
+        .map(|i| dir.spawn(program, &format!("{label}-{i}"), env))
+        .collect();
+    for p in &mut procs {
+        p.wait_for_step(1);
+    }
+    for p in &mut procs {
+        p.dump_signal();
+    }
+    procs
+}
+
 /// Three processes dump to one fixed path at the same moment: every dump
 /// succeeds (none removes or renames another's temporary file), the path
 /// holds one complete image of one of them, no temporary file is left,
@@ -238,15 +260,7 @@ fn dumps_to_one_path_at_once() {
         ("MIGRATE_IMAGE", image.to_str().unwrap()),
         ("MIGRATE_LOG", "info"),
     ];
-    let mut procs: Vec<Proc> = (0..3)
-        .map(|i| dir.spawn(&program, &format!("dumper-{i}"), &env))
-        .collect();
-    for p in &mut procs {
-        p.wait_for_step(1);
-    }
-    for p in &mut procs {
-        p.dump_signal();
-    }
+    let mut procs = dump_all_at_once(&dir, &program, "dumper", 3, &env);
     for p in &mut procs {
         expect_dumped(p);
     }
@@ -396,15 +410,7 @@ fn twenty_dumps_at_once() {
     let expected = reference(&program);
     let pattern = dir.join("many-%p.img");
     let env = [("MIGRATE_IMAGE", pattern.to_str().unwrap())];
-    let mut procs: Vec<Proc> = (0..20)
-        .map(|i| dir.spawn(&program, &format!("original-{i}"), &env))
-        .collect();
-    for p in &mut procs {
-        p.wait_for_step(1);
-    }
-    for p in &mut procs {
-        p.dump_signal();
-    }
+    let mut procs = dump_all_at_once(&dir, &program, "original", 20, &env);
     let images: Vec<PathBuf> = procs
         .iter_mut()
         .map(|p| {

@@ -17,8 +17,7 @@ fn needs(tool: &str, test: &str) -> Option<PathBuf> {
         .map(|d| d.join(tool))
         .find(|p| p.is_file());
     if found.is_none() {
-        println!("{test}: skipped: needs {tool}");
-        eprintln!("{test}: skipped: needs {tool}");
+        skip(test, tool);
     }
     found
 }
