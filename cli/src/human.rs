@@ -142,35 +142,20 @@ pub fn sigset(mask: u64) -> String {
     }
 }
 
-/// Names of the CPU features the image records that programs commonly
-/// depend on (the full words are printed too).
-pub fn cpu_names(cpu: &dumpfmt::CpuFeatures) -> Vec<&'static str> {
-    const BITS: [(usize, u32, &str); 20] = [
-        (0, 0, "sse3"),
-        (0, 9, "ssse3"),
-        (0, 12, "fma"),
-        (0, 19, "sse4.1"),
-        (0, 20, "sse4.2"),
-        (0, 22, "movbe"),
-        (0, 23, "popcnt"),
-        (0, 25, "aes"),
-        (0, 26, "xsave"),
-        (0, 28, "avx"),
-        (0, 29, "f16c"),
-        (0, 30, "rdrand"),
-        (2, 3, "bmi1"),
-        (2, 5, "avx2"),
-        (2, 8, "bmi2"),
-        (2, 16, "avx512f"),
-        (2, 17, "avx512dq"),
-        (2, 19, "adx"),
-        (2, 29, "sha"),
-        (2, 30, "avx512bw"),
-    ];
-    BITS.iter()
-        .filter(|(w, b, _)| cpu.cpuid[*w] & (1 << b) != 0)
-        .map(|&(_, _, n)| n)
-        .collect()
+/// `words` joined by spaces into lines of at most `width` bytes (a longer
+/// word gets a line of its own).
+pub fn wrap(words: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in words {
+        match lines.last_mut() {
+            Some(l) if l.len() + 1 + word.len() <= width => {
+                l.push(' ');
+                l.push_str(word);
+            }
+            _ => lines.push(word.clone()),
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -181,6 +166,12 @@ mod tests {
         assert_eq!(super::size(1536), "1.5 KiB");
         assert_eq!(super::size(3 << 30), "3.0 GiB");
         assert_eq!(super::sigset(0), "none");
+        let w = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            super::wrap(&w(&["ab", "cd", "efg"]), 5),
+            w(&["ab cd", "efg"])
+        );
+        assert!(super::wrap(&[], 5).is_empty());
         assert_eq!(super::sigset(1 << 11), "12");
         assert_eq!(super::sigset(!(1 << 8) & !(1 << 18)), "1-8,10-18,20-64");
         assert_eq!(super::time(0), "1970-01-01 00:00:00.000000000 UTC");

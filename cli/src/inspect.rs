@@ -268,7 +268,9 @@ fn text(img: &ImageFile, f: &Facts) -> String {
         "cpu         xcr0 {:#x}, cpuid {:08x} {:08x} {:08x} {:08x} {:08x}",
         c.xcr0, c.cpuid[0], c.cpuid[1], c.cpuid[2], c.cpuid[3], c.cpuid[4]
     );
-    let _ = writeln!(w, "            {}", human::cpu_names(c).join(" "));
+    for line in human::wrap(&c.names(), 88) {
+        let _ = writeln!(w, "            {line}");
+    }
     let s = &image.settings;
     let _ = writeln!(
         w,
@@ -446,7 +448,7 @@ fn json(img: &ImageFile, f: &Facts) -> Value {
         },
         "argv": f.argv,
         "environment": f.env.as_ref().map(|v| v.iter().map(|(k, val)| json!({"name": k, "value": val})).collect::<Vec<_>>()),
-        "cpu": { "xcr0": c.xcr0, "cpuid": c.cpuid, "features": human::cpu_names(c) },
+        "cpu": { "xcr0": c.xcr0, "cpuid": c.cpuid, "features": c.names() },
         "settings": {
             "signal": s.signal, "image": s.image, "exit_after_dump": s.exit_after_dump, "log_level": s.log_level,
         },

@@ -16,6 +16,7 @@
 extern crate alloc;
 
 mod bounded;
+mod cpu;
 mod elf;
 mod error;
 mod header;

@@ -29,6 +29,7 @@ pub use std::os::unix::process::ExitStatusExt;
 
 pub mod dump_point;
 pub mod fidelity;
+pub mod guest;
 pub mod outer;
 pub mod skip;
 

@@ -84,13 +84,17 @@ pub fn exe(image: &Image<'_>) -> Result<(), Refusal> {
 
 /// This CPU has every feature the image uses.
 pub fn cpu(image: &Image<'_>) -> Result<(), Refusal> {
-    match image.cpu.missing_in(&sys::cpu_features()) {
-        Some((xcr0, words)) => Err(refuse(
-            exit::UNSUPPORTED,
-            format!("this CPU lacks features the image uses (xcr0 {xcr0:#x}, cpuid {words:x?})"),
-        )),
-        None => Ok(()),
+    let missing = image.cpu.missing_names(&sys::cpu_features());
+    if missing.is_empty() {
+        return Ok(());
     }
+    Err(refuse(
+        exit::UNSUPPORTED,
+        format!(
+            "this CPU lacks features the image uses: {}",
+            missing.join(", ")
+        ),
+    ))
 }
 
 /// Every file the image maps, opened as the restore maps it and checked

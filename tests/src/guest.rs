@@ -1,0 +1,110 @@
+//! The second box: Debian's 6.1 kernel under QEMU's software emulation
+//! (`tests/guest/`), for tests that dump here and restore there, and back.
+//!
+//! [`Guest::get`] prepares the kernel and initramfs once per machine (in
+//! `target/guest`, under a lock, so parallel tests share one preparation)
+//! and returns `None`, after a `skipped: needs ...` line, where the rig
+//! cannot run (no QEMU, no busybox-static, no 6.1 kernel in the package
+//! index). [`Guest::run`] boots a guest for one shell command, with a test
+//! directory shared read-write at the same path (its working directory)
+//! and the rest of this machine's `/` read-only: the same binaries, the
+//! same `target/release/libmigrate.so`, another kernel and another CPU
+//! (no AVX-512, XSAVEC or SHA-NI). Each run boots afresh (about 5 s).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::skip;
+
+/// A prepared guest.
+pub struct Guest {
+    dir: PathBuf,
+    /// The guest kernel's release (`6.1.0-NN-amd64`).
+    pub kernel: String,
+}
+
+/// What a command printed in the guest and how it ended.
+#[derive(Debug)]
+pub struct GuestRun {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+fn rig() -> PathBuf {
+    crate::crate_dir().join("guest")
+}
+
+impl Guest {
+    /// The prepared guest, or `None` (and a skip line naming `test`).
+    pub fn get(test: &str) -> Option<&'static Guest> {
+        static GUEST: OnceLock<Result<Guest, String>> = OnceLock::new();
+        let g = GUEST.get_or_init(prepare);
+        match g {
+            Ok(g) => Some(g),
+            Err(needs) => {
+                skip(test, needs);
+                None
+            }
+        }
+    }
+
+    /// Runs `cmd` (a shell command) in a fresh guest whose working
+    /// directory is `share` (absolute; shared read-write).
+    pub fn run(&self, share: &Path, cmd: &str) -> GuestRun {
+        let out = Command::new(rig().join("run.sh"))
+            .arg(share)
+            .arg(cmd)
+            .env("GUEST_DIR", &self.dir)
+            .output()
+            .expect("run tests/guest/run.sh");
+        let run = GuestRun {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert!(
+            run.status != 3 || !run.stderr.contains("did not finish"),
+            "the guest did not finish:\n{}",
+            run.stderr
+        );
+        run
+    }
+}
+
+fn prepare() -> Result<Guest, String> {
+    for (tool, package) in [
+        ("qemu-system-x86_64", "qemu-system-x86"),
+        ("busybox", "busybox-static"),
+        ("cpio", "cpio"),
+    ] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!("{tool} (package {package})"));
+        }
+    }
+    let dir = crate::crate_dir()
+        .parent()
+        .expect("workspace root")
+        .join("target/guest");
+    let out = Command::new(rig().join("prepare.sh"))
+        .arg(&dir)
+        .output()
+        .map_err(|e| format!("tests/guest/prepare.sh to run ({e})"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "a prepared 6.1 guest (tests/guest/prepare.sh: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let kernel = std::fs::read_to_string(dir.join("kernel"))
+        .map_err(|e| format!("a prepared 6.1 guest ({e})"))?
+        .trim()
+        .to_string();
+    Ok(Guest { dir, kernel })
+}
