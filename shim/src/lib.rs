@@ -82,11 +82,30 @@ fn init() {
     }
     s.image.clear();
     s.image.str(&cwd).str("/migrate-%p.img");
+    if let Err(e) = overrides.check_keep(&format!("{cwd}/migrate-%p.img")) {
+        eprintln!("migrate: {}", e.0);
+        std::process::exit(64);
+    }
     overrides.apply(s);
+    // Periodic dumping is this process's alone: a forked child has no
+    // POSIX timers, and a program it execs must not start its own.
+    for var in ["MIGRATE_INTERVAL", "MIGRATE_KEEP"] {
+        // SAFETY: the constructor runs before main, with no other thread
+        // of the program reading the environment.
+        unsafe { std::env::remove_var(var) };
+    }
+    dump::periodic::configure(overrides.interval_ns, overrides.keep);
     if let Err(e) = install_handler(s.signal) {
         eprintln!(
             "migrate: cannot install the handler for signal {}: {e}",
             s.signal
+        );
+        return;
+    }
+    if let Err(e) = dump::periodic::start(s.signal) {
+        eprintln!(
+            "migrate: cannot create the timer for MIGRATE_INTERVAL, no periodic dumps: {}",
+            sys::line::errno_name(e)
         );
     }
 }
