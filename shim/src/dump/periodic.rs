@@ -6,9 +6,10 @@
 //! log line). No thread is added, and the program's own timers, signals
 //! and handlers are not touched: on kernels with
 //! `PR_TIMER_CREATE_RESTORE_IDS` (6.16 and later) the timer is made with
-//! the id [`TIMER_ID`], far above the ids the kernel hands out in order
-//! from 0, so the program's own `timer_create` calls get the ids they get
-//! without the shim. On older kernels it takes the first free id (0 in a
+//! the id [`TIMER_ID`] (`INT_MAX`), far above the ids the kernel hands
+//! out in order from 0 and chosen so that the kernel's next id is 0 again:
+//! the program's own `timer_create` calls get the ids they get without
+//! the shim. On older kernels it takes the first free id (0 in a
 //! new process) and the program's ids are one higher.
 //!
 //! The timer is a POSIX timer like any other: a dump saves it
@@ -46,8 +47,11 @@ use crate::sys::{self, Errno, args};
 
 /// `sigev_value` of the periodic timer ("tickMIGR").
 pub const TICK_MAGIC: u64 = 0x7469_636b_4d49_4752;
-/// The periodic timer's id where the kernel lets us choose ("MIGR").
-pub const TIMER_ID: i32 = 0x4d49_4752;
+/// The periodic timer's id where the kernel lets us choose. The kernel
+/// hands out the next id after a chosen one (`id + 1`, kept positive by
+/// masking with `INT_MAX`): after `INT_MAX` that is 0 again, so the
+/// program's first timer gets 0, as without the shim.
+pub const TIMER_ID: i32 = i32::MAX;
 /// `si_code` of a POSIX timer's signal.
 const SI_TIMER: i32 = -2;
 
