@@ -339,3 +339,68 @@ fn children_do_not_inherit_periodic_dumps() {
     p.wait();
     assert_eq!(p.stdout_lines(), ["[][]", "0", "end"], "{}", p.describe());
 }
+
+/// A relaunch that moves the dump signal makes the periodic timer again
+/// with the new signal (a tick of the old one would now reach the
+/// program's own disposition, the default that ends it), and one that
+/// sets `MIGRATE_INTERVAL`, `MIGRATE_KEEP` and `MIGRATE_IMAGE` changes the
+/// periodic dumps of the restored process accordingly.
+#[test]
+fn restore_changes_signal_and_interval() {
+    let dir = TestDir::new("periodic-relaunch");
+    let program = Program::mem(8, 300, 20);
+    let pattern = dir.join("a-%n.img");
+    let env = [
+        ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+        ("MIGRATE_INTERVAL", "1s"),
+        ("MIGRATE_KEEP", "2"),
+    ];
+    let mut original = dir.spawn(&program, "original", &env);
+    let image = dir.join("a-2.img");
+    original.wait_for_image(&image, false);
+    original.kill();
+    let lines = original.stdout_lines();
+    let copy = copy_image(&image, &dir, "copy.img");
+
+    let moved = [("MIGRATE_SIGNAL", "USR1"), ("MIGRATE_LOG", "info")];
+    let a = restore_exactly(&dir, &program, &image, &lines, &moved);
+    assert!(
+        !dumped(&a).is_empty(),
+        "no periodic dump after the signal moved\n{}",
+        a.describe()
+    );
+
+    let next = dir.join("b-%n.img");
+    let relaunch = [
+        ("MIGRATE_IMAGE", next.to_str().unwrap()),
+        ("MIGRATE_INTERVAL", "2s"),
+        ("MIGRATE_KEEP", "1"),
+        ("MIGRATE_LOG", "info"),
+    ];
+    let expected = reference(&program);
+    let mut b = dir.restore(&program, "restored-b", &copy, &relaunch);
+    let b_lines = b.wait_success();
+    check_restored(&expected, &lines, &b_lines, &b.describe());
+    let made = dumped(&b);
+    assert!(!made.is_empty(), "no periodic dump\n{}", b.describe());
+    assert!(
+        made.iter()
+            .all(|p| p.file_name().unwrap().to_string_lossy().starts_with("b-")),
+        "{}",
+        b.describe()
+    );
+    let left: Vec<String> = files(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with("b-"))
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "MIGRATE_KEEP=1 keeps one: {left:?}\n{}",
+        b.describe()
+    );
+    assert!(
+        copy.exists(),
+        "an image not written by the process was removed"
+    );
+}
