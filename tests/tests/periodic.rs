@@ -404,3 +404,41 @@ fn restore_changes_signal_and_interval() {
         "an image not written by the process was removed"
     );
 }
+
+/// A tick that comes while a dump is written stays pending (the handler
+/// blocks every signal) and would start a second dump right after the
+/// first: it is skipped instead. Each dump here takes 1.2 s (an injected
+/// fault) with a 1 s interval, so every dump has a tick waiting at its end.
+#[test]
+fn tick_during_a_dump_is_skipped() {
+    let dir = TestDir::new("periodic-skip");
+    let program = Program::mem(8, 300, 20);
+    let expected = reference(&program);
+    let pattern = dir.join("img-%n.img");
+    let env = [
+        ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+        ("MIGRATE_INTERVAL", "1s"),
+        ("MIGRATE_FAULT", "slow-dump"),
+        ("MIGRATE_LOG", "debug"),
+    ];
+    let mut p = dir.spawn(&program, "original", &env);
+    let lines = p.wait_success();
+    assert_eq!(lines, expected, "{}", p.describe());
+    let err = p.stderr();
+    let made = dumped(&p).len();
+    let skipped = err
+        .lines()
+        .filter(|l| l.starts_with("migrate: periodic dump skipped (a dump ended "))
+        .count();
+    assert!(
+        made >= 2 && skipped >= 1,
+        "{made} dumps, {skipped} skipped\n{}",
+        p.describe()
+    );
+    // Every dump but the last had a tick pending at its end.
+    assert!(
+        skipped + 1 >= made,
+        "{made} dumps, {skipped} skipped\n{}",
+        p.describe()
+    );
+}
