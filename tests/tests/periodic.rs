@@ -200,6 +200,7 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
         | 1;
     let mut rng = Rng(seed);
     let mut images = 0;
+    let mut mid_write = 0;
     for round in 0..4 {
         let mut p = dir.spawn(&program, &format!("round{round}"), &env);
         p.wait_for_step(1);
@@ -215,7 +216,11 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
             );
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(rng.below(600)));
+        // Half the rounds kill within 50 ms of the start of the write
+        // (a 128 MiB image takes far longer), half anywhere in 600 ms.
+        let range = if round % 2 == 0 { 50 } else { 600 };
+        std::thread::sleep(Duration::from_millis(rng.below(range)));
+        mid_write += usize::from(writing_image(p.pid(), dir.path()));
         p.kill();
         let context = format!("round {round}, seed {seed}\n{}", p.describe());
         for name in files(&dir) {
@@ -228,6 +233,10 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
         }
     }
     assert!(images > 0, "no image was ever completed (seed {seed})");
+    assert!(
+        mid_write > 0,
+        "no kill landed while an image was written (seed {seed})"
+    );
 }
 
 /// A restored process goes on dumping periodically, and KEEP goes on

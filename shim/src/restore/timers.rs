@@ -125,7 +125,12 @@ pub fn ops(plan: &mut Plan, image: &Image<'_>, how: &TimerPlan, keep_tids: bool)
             v(0),
             what,
         );
-        for t in timers.iter() {
+        // The shim's periodic timer first: the kernel's next id follows
+        // the last one made, which is then the program's highest, as in
+        // a process without the shim.
+        let tick = |t: &&PosixTimer| t.value == crate::dump::periodic::TICK_MAGIC;
+        let (ours, theirs): (Vec<&PosixTimer>, Vec<&PosixTimer>) = timers.iter().partition(tick);
+        for t in ours.into_iter().chain(theirs) {
             create(plan, t, image, how, keep_tids);
         }
         plan.call(
