@@ -39,9 +39,7 @@
 use core::sync::atomic::Ordering::{Acquire, Release};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64};
 
-use crate::restore::timers::{
-    PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF, RESTORE_IDS_ON, SigEvent,
-};
+use super::timers::{PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF, RESTORE_IDS_ON, SigEvent};
 use crate::sys::line::{Line, errno_name};
 use crate::sys::{self, Errno, args};
 

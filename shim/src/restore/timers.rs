@@ -16,26 +16,11 @@ use dumpfmt::{Image, PosixTimer};
 
 use super::plan::{Arg, Plan};
 use super::{Refusal, exit, refuse};
+use crate::dump::timers::{PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF, RESTORE_IDS_ON, SigEvent};
 
-pub(crate) const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
-pub(crate) const RESTORE_IDS_OFF: u64 = 0;
-pub(crate) const RESTORE_IDS_ON: u64 = 1;
 const RESTORE_IDS_GET: u64 = 2;
 /// Most placeholders created to reach an id on an older kernel.
 const MAX_PLACEHOLDERS: i32 = 65536;
-
-/// `struct sigevent` (64 bytes) with the fields a timer uses.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct SigEvent {
-    pub value: u64,
-    pub signo: i32,
-    pub notify: i32,
-    pub tid: i32,
-    pub pad: [i32; 11],
-}
-
-const _: () = assert!(size_of::<SigEvent>() == 64);
 
 /// How the timers will be made here, decided before teardown.
 pub struct TimerPlan {
