@@ -121,6 +121,16 @@ fn keeps_the_two_newest(dir: &TestDir, mut original: Proc, prefix: &str) {
         verify_image(&dir.join(name), &original.describe());
     }
     let image = dir.join(&newest[1]);
+    let inspect = std::process::Command::new(migrate())
+        .arg("inspect")
+        .arg(&image)
+        .output()
+        .expect("run migrate inspect");
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("every 1000000000 ns (the library's periodic dumps)"),
+        "migrate inspect does not show the periodic timer:\n{text}"
+    );
     restore_exactly(dir, &program, &image, &lines, &[]);
 }
 
