@@ -366,9 +366,15 @@ fn text(img: &ImageFile, f: &Facts) -> String {
     let m1 = &image.minor1;
     let _ = writeln!(w, "\nposix timers ({})", m1.posix_timers.len());
     for t in m1.posix_timers.iter() {
+        // The library's own timer (MIGRATE_INTERVAL), by its value.
+        let ours = if t.value == migrate::dump::periodic::TICK_MAGIC {
+            " (the library's periodic dumps)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             w,
-            "  id {} clock {} notify {} signal {} tid {}: {} ns left, every {} ns",
+            "  id {} clock {} notify {} signal {} tid {}: {} ns left, every {} ns{ours}",
             t.id, t.clock, t.notify, t.signal, t.tid, t.value_ns, t.interval_ns
         );
     }

@@ -37,12 +37,13 @@ pub fn main(a: Args) -> Result<(), Failure> {
             format!("its executable {} is gone", img.image.exe.path),
         ));
     }
+    let pattern = img.image.settings.image.to_string();
     drop(img);
     let mut set: Vec<(&str, OsString)> = Vec::new();
     if let Some(next) = a.image {
         set.push(("MIGRATE_IMAGE", next.into()));
     }
-    crate::run::check_settings(&set)?;
+    crate::run::check_settings(&set, Some(&pattern))?;
     let lib = library::find(a.lib.lib)?;
     set.push(("LD_PRELOAD", library::preload(&lib)));
     set.push(("MIGRATE_RESTORE", a.file.into_os_string()));

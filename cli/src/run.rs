@@ -22,6 +22,15 @@ pub struct Args {
     /// The library's log level: error, info or debug [default: error].
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
+    /// Also dump every DUR (30s, 5m, 1h30m; at least 1s), on a timer
+    /// that adds no thread [default: only when signalled].
+    #[arg(long, value_name = "DUR")]
+    interval: Option<String>,
+    /// Keep only the newest N images (1 to 32), removing older ones once
+    /// a newer one is complete; the pattern needs %n [default:
+    /// migrate-%p-%n.img with --keep].
+    #[arg(long, value_name = "N")]
+    keep: Option<String>,
     #[command(flatten)]
     lib: LibArg,
     /// The program and its arguments.
@@ -34,16 +43,24 @@ pub fn main(a: Args) -> Result<(), Failure> {
         AfterDump::Continue => "continue",
         AfterDump::Exit => "exit",
     });
+    // Numbered images, so that there are several to keep.
+    let env_image = std::env::var_os("MIGRATE_IMAGE").filter(|v| !v.is_empty());
+    let image = match (&a.image, &a.keep, env_image) {
+        (None, Some(_), None) => Some(DEFAULT_NUMBERED),
+        _ => a.image.as_deref(),
+    };
     let mut set: Vec<(&str, OsString)> = [
-        ("MIGRATE_IMAGE", a.image.as_deref()),
+        ("MIGRATE_IMAGE", image),
         ("MIGRATE_SIGNAL", a.signal.as_deref()),
         ("MIGRATE_AFTER_DUMP", after),
         ("MIGRATE_LOG", a.log.as_deref()),
+        ("MIGRATE_INTERVAL", a.interval.as_deref()),
+        ("MIGRATE_KEEP", a.keep.as_deref()),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k, OsString::from(v?))))
     .collect();
-    check_settings(&set)?;
+    check_settings(&set, None)?;
     let lib = library::find(a.lib.lib)?;
     set.push(("LD_PRELOAD", library::preload(&lib)));
     let (prog, args) = a.command.split_first().expect("clap requires a program");
@@ -52,9 +69,14 @@ pub fn main(a: Args) -> Result<(), Failure> {
     Err(crate::exec(prog, prog, args, &set, &remove))
 }
 
+/// The image pattern `--keep` takes when none is given.
+const DEFAULT_NUMBERED: &str = "migrate-%p-%n.img";
+
 /// Checks `set` together with the `MIGRATE_*` variables already in the
-/// environment, as the library will read them.
-pub fn check_settings(set: &[(&str, OsString)]) -> Result<(), Failure> {
+/// environment, as the library will read them; `pattern` is the image
+/// pattern in force without `MIGRATE_IMAGE` (a restored image's), if not
+/// the library's default.
+pub fn check_settings(set: &[(&str, OsString)], pattern: Option<&str>) -> Result<(), Failure> {
     for (k, v) in set {
         // SAFETY: the command is single-threaded (no thread was started),
         // so nothing reads the environment while it changes; the program
@@ -65,6 +87,9 @@ pub fn check_settings(set: &[(&str, OsString)]) -> Result<(), Failure> {
         .map(|d| d.to_string_lossy().into_owned())
         .unwrap_or_else(|_| PathBuf::from("/").display().to_string());
     migrate::config::Overrides::from_env(&cwd)
-        .map(|_| ())
+        .and_then(|o| {
+            let default = format!("{cwd}/migrate-%p.img");
+            o.check_keep(pattern.unwrap_or(&default))
+        })
         .map_err(|e| Failure::new(EXIT_BAD_SETTING, e.0))
 }

@@ -141,6 +141,10 @@ pub struct Overrides {
     /// as it resumes (absolute), to check the restore's fidelity. Read
     /// only by a restore; never a setting of the restored process.
     pub restore_check: Option<String>,
+    /// `MIGRATE_INTERVAL`: periodic dumps this many nanoseconds apart.
+    pub interval_ns: Option<u64>,
+    /// `MIGRATE_KEEP`: how many of the newest images to keep.
+    pub keep: Option<u32>,
 }
 
 impl Overrides {
@@ -209,7 +213,34 @@ impl Overrides {
                 }
             });
         }
+        if let Some(v) = var("MIGRATE_INTERVAL") {
+            o.interval_ns = Some(
+                parse_interval(&v)
+                    .map_err(|why| BadSetting(format!("MIGRATE_INTERVAL={v}: {why}")))?,
+            );
+        }
+        if let Some(v) = var("MIGRATE_KEEP") {
+            o.keep =
+                Some(parse_keep(&v).map_err(|why| BadSetting(format!("MIGRATE_KEEP={v}: {why}")))?);
+        }
         Ok(o)
+    }
+
+    /// With `MIGRATE_KEEP`, the image pattern (`MIGRATE_IMAGE`, else
+    /// `default_image`) must number its images: refuses one without `%n`,
+    /// whose every dump would replace the last.
+    pub fn check_keep(&self, default_image: &str) -> Result<(), BadSetting> {
+        let Some(keep) = self.keep else {
+            return Ok(());
+        };
+        let pattern = self.image.as_deref().unwrap_or(default_image);
+        if has_number(pattern.as_bytes()) {
+            return Ok(());
+        }
+        Err(BadSetting(format!(
+            "MIGRATE_KEEP={keep}: the image pattern {pattern} has no %n, so every dump would \
+             replace the last; add %n to MIGRATE_IMAGE (e.g. MIGRATE_IMAGE=migrate-%p-%n.img)"
+        )))
     }
 
     /// Applies the overrides to the settings.
@@ -231,6 +262,87 @@ impl Overrides {
             s.refuse_external = r;
         }
     }
+}
+
+/// Shortest `MIGRATE_INTERVAL`: a dump stops the program while it writes,
+/// and a tick that comes while one is written is skipped anyway.
+pub const MIN_INTERVAL_NS: u64 = 1_000_000_000;
+/// Longest `MIGRATE_INTERVAL` (a year).
+pub const MAX_INTERVAL_NS: u64 = 365 * 24 * 3600 * 1_000_000_000;
+/// Most images `MIGRATE_KEEP` keeps (the shim remembers their paths in
+/// static memory).
+pub const KEEP_MAX: u32 = 32;
+
+/// Parses a duration: a number and a unit (`ms`, `s`, `m`, `h`, `d`),
+/// repeated (`1h30m`), or a bare number of seconds; at least
+/// [`MIN_INTERVAL_NS`].
+pub fn parse_interval(s: &str) -> Result<u64, String> {
+    const UNITS: &str = "expected a duration such as 30s, 5m, 1h or 1h30m";
+    let t = s.trim();
+    let ns = if !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit()) {
+        t.parse::<u64>()
+            .ok()
+            .and_then(|v| v.checked_mul(1_000_000_000))
+    } else {
+        let mut total = Some(0u64);
+        let mut rest = t;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let unit_len = rest[digits..]
+                .bytes()
+                .take_while(u8::is_ascii_alphabetic)
+                .count();
+            if digits == 0 || unit_len == 0 {
+                return Err(UNITS.into());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| "number too large")?;
+            let scale: u64 = match &rest[digits..digits + unit_len] {
+                "ms" => 1_000_000,
+                "s" => 1_000_000_000,
+                "m" => 60 * 1_000_000_000,
+                "h" => 3600 * 1_000_000_000,
+                "d" => 86400 * 1_000_000_000,
+                _ => return Err(format!("unknown unit; {UNITS}")),
+            };
+            total = total.and_then(|t| t.checked_add(n.checked_mul(scale)?));
+            rest = &rest[digits + unit_len..];
+        }
+        if t.is_empty() { None } else { total }
+    };
+    let Some(ns) = ns else {
+        return Err(UNITS.into());
+    };
+    if ns < MIN_INTERVAL_NS {
+        return Err("shorter than the minimum, 1s".into());
+    }
+    if ns > MAX_INTERVAL_NS {
+        return Err("longer than the maximum, 365d".into());
+    }
+    Ok(ns)
+}
+
+/// Parses `MIGRATE_KEEP`: a number from 1 to [`KEEP_MAX`].
+pub fn parse_keep(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(n) if (1..=KEEP_MAX).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of images from 1 to {KEEP_MAX}")),
+    }
+}
+
+/// Whether an image pattern has `%n` (not `%%n`).
+pub fn has_number(pattern: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 1 < pattern.len() {
+        if pattern[i] == b'%' {
+            if pattern[i + 1] == b'n' {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// `v` (the value of `key`) made absolute against `cwd`, checked to fit
@@ -269,5 +381,66 @@ mod tests {
         assert_eq!(parse_signal("RTMIN+99"), None);
         assert_eq!(parse_signal("NOPE"), None);
         assert_eq!(parse_signal("0"), None);
+    }
+
+    #[test]
+    fn intervals() {
+        let s = 1_000_000_000u64;
+        assert_eq!(parse_interval("30s"), Ok(30 * s));
+        assert_eq!(parse_interval("5m"), Ok(300 * s));
+        assert_eq!(parse_interval("1h"), Ok(3600 * s));
+        assert_eq!(parse_interval("1h30m"), Ok(5400 * s));
+        assert_eq!(parse_interval("1m30s"), Ok(90 * s));
+        assert_eq!(parse_interval("1500ms"), Ok(1500 * s / 1000));
+        assert_eq!(parse_interval("2d"), Ok(2 * 86400 * s));
+        assert_eq!(parse_interval("1s"), Ok(s));
+        assert_eq!(parse_interval("45"), Ok(45 * s));
+        assert_eq!(parse_interval(" 10s "), Ok(10 * s));
+        for bad in ["", "s", "10x", "1.5s", "-5s", "10 s", "m5", "1h30", "ten"] {
+            assert!(parse_interval(bad).is_err(), "{bad:?} was taken");
+        }
+        let short = parse_interval("500ms").unwrap_err();
+        assert!(short.contains("minimum, 1s"), "{short}");
+        assert!(parse_interval("999ms").is_err());
+        assert!(parse_interval("366d").is_err());
+        assert!(parse_interval("99999999999999999999s").is_err());
+        assert!(parse_interval("18446744073709551615h").is_err());
+    }
+
+    #[test]
+    fn keeps() {
+        assert_eq!(parse_keep("1"), Ok(1));
+        assert_eq!(parse_keep("32"), Ok(32));
+        for bad in ["0", "33", "-1", "two", ""] {
+            assert!(parse_keep(bad).is_err(), "{bad:?} was taken");
+        }
+    }
+
+    #[test]
+    fn numbered_patterns() {
+        assert!(has_number(b"/x/app-%n.img"));
+        assert!(has_number(b"%n"));
+        assert!(!has_number(b"/x/app-%p.img"));
+        assert!(!has_number(b"/x/100%%n.img"));
+        assert!(has_number(b"/x/100%%%n.img"));
+        assert!(!has_number(b"/x/app-%"));
+    }
+
+    #[test]
+    fn keep_needs_a_numbered_pattern() {
+        let o = Overrides {
+            keep: Some(2),
+            ..Overrides::default()
+        };
+        let e = o.check_keep("/w/migrate-%p.img").unwrap_err().0;
+        assert!(e.starts_with("MIGRATE_KEEP=2: "), "{e}");
+        assert!(e.contains("add %n to MIGRATE_IMAGE"), "{e}");
+        assert!(o.check_keep("/w/migrate-%p-%n.img").is_ok());
+        let o = Overrides {
+            image: Some("/w/a-%n.img".into()),
+            ..o
+        };
+        assert!(o.check_keep("/w/migrate-%p.img").is_ok());
+        assert!(Overrides::default().check_keep("/w/x.img").is_ok());
     }
 }

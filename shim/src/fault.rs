@@ -24,6 +24,9 @@ pub enum Fault {
     /// As `dump-panic`, once the image file and the page scan's
     /// descriptors are open (`dump-panic-late`).
     DumpPanicLate = 4,
+    /// Every dump takes 1.2 s longer, with every thread stopped
+    /// (`slow-dump`): longer than a 1 s `MIGRATE_INTERVAL`.
+    SlowDump = 5,
 }
 
 static ARMED: AtomicU8 = AtomicU8::new(0);
@@ -39,9 +42,10 @@ pub fn arm_from_env() -> Result<(), String> {
         "mem-read" => Fault::MemRead,
         "dump-panic-fmt" => Fault::DumpPanicFmt,
         "dump-panic-late" => Fault::DumpPanicLate,
+        "slow-dump" => Fault::SlowDump,
         other => {
             return Err(format!(
-                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, dump-panic-late, mem-read)"
+                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, dump-panic-late, mem-read, slow-dump)"
             ));
         }
     };
@@ -61,8 +65,14 @@ pub fn mem_read(fd: i32, buf: &mut [u8], addr: u64) -> sys::SysResult<usize> {
     sys::pread(fd, buf, addr)
 }
 
-/// Panics when `dump-panic` or `dump-panic-fmt` is armed.
+/// Panics when `dump-panic` or `dump-panic-fmt` is armed; sleeps 1.2 s
+/// when `slow-dump` is.
 pub fn dump_panic_point() {
+    if armed(Fault::SlowDump) {
+        let ts: [i64; 2] = [1, 200_000_000];
+        // SAFETY: nanosleep reads one struct timespec; no remainder.
+        let _ = unsafe { sys::sys(libc::SYS_nanosleep, sys::args!(ts.as_ptr(), 0)) };
+    }
     if armed(Fault::DumpPanic) {
         panic!("injected fault: dump-panic");
     }

@@ -3,7 +3,8 @@
 //!
 //! Loaded with `LD_PRELOAD`, its constructor either restores the image
 //! named by `MIGRATE_RESTORE` (see [`restore`]) or installs a handler for
-//! the dump signal (see [`dump`]). In a setuid or setgid process it does
+//! the dump signal (see [`dump`]) and, with `MIGRATE_INTERVAL`, the timer
+//! of periodic dumps (see [`dump::periodic`]). In a setuid or setgid process it does
 //! nothing at all, nor in a wrapper (`timeout 60 ./app`) that will run the
 //! program an image named by `MIGRATE_RESTORE` is of (see
 //! [`restore::wrapper`]).
@@ -82,11 +83,30 @@ fn init() {
     }
     s.image.clear();
     s.image.str(&cwd).str("/migrate-%p.img");
+    if let Err(e) = overrides.check_keep(&format!("{cwd}/migrate-%p.img")) {
+        eprintln!("migrate: {}", e.0);
+        std::process::exit(64);
+    }
     overrides.apply(s);
+    // Periodic dumping is this process's alone: a forked child has no
+    // POSIX timers, and a program it execs must not start its own.
+    for var in ["MIGRATE_INTERVAL", "MIGRATE_KEEP"] {
+        // SAFETY: the constructor runs before main, with no other thread
+        // of the program reading the environment.
+        unsafe { std::env::remove_var(var) };
+    }
+    dump::periodic::configure(overrides.interval_ns, overrides.keep);
     if let Err(e) = install_handler(s.signal) {
         eprintln!(
             "migrate: cannot install the handler for signal {}: {e}",
             s.signal
+        );
+        return;
+    }
+    if let Err(e) = dump::periodic::start(s.signal) {
+        eprintln!(
+            "migrate: cannot create the timer for MIGRATE_INTERVAL, no periodic dumps: {}",
+            sys::line::errno_name(e)
         );
     }
 }

@@ -47,7 +47,9 @@
 //!   variables replace the restored settings (documented behaviour), so
 //!   the expected settings are the image's with those applied; when
 //!   `MIGRATE_SIGNAL` moves the dump signal, the dispositions of the old
-//!   and the new signal change by design and are not compared.
+//!   and the new signal change by design and are not compared. The same
+//!   holds for the shim's periodic timer, which `MIGRATE_SIGNAL` and
+//!   `MIGRATE_INTERVAL` make again with the new signal and interval.
 //!
 //! [`KNOWN_BUGS`] lists differences that are real bugs not fixed yet: they
 //! are reported on stderr, and do not fail the test.
@@ -219,7 +221,7 @@ pub fn check_restore(p: &mut Proc, check: &Path, env: &[(&str, &str)], cwd: &Pat
     let before = image_meta(r.image).image;
     let after = image_meta(r.check).image;
     let expect = Expect::of(r, &before);
-    let expected = facts(&before, &expect, &expect.settings);
+    let expected = facts_as_relaunched(&before, &expect);
     let got = facts(&after, &expect, &after.settings);
     let diff = differences(&expected, &got);
     let (known, bad): (Vec<_>, Vec<_>) = diff.into_iter().partition(|d| known_bug(d).is_some());
@@ -255,6 +257,10 @@ struct Expect {
     settings: dumpfmt::Settings<'static>,
     /// Signals whose disposition the relaunch moved (old and new dump signal).
     moved: Vec<u8>,
+    /// The shim's periodic timer as the relaunch makes it again (its
+    /// signal and interval), when `MIGRATE_SIGNAL` or `MIGRATE_INTERVAL`
+    /// changes it.
+    ticker: Option<(u8, u64)>,
 }
 
 impl Expect {
@@ -286,12 +292,57 @@ impl Expect {
                 _ => 2,
             };
         }
+        let old = before
+            .minor1
+            .posix_timers
+            .iter()
+            .find(|t| t.value == TICK_MAGIC);
+        let interval = var("MIGRATE_INTERVAL")
+            .map(|v| parse_duration(v).unwrap_or_else(|| panic!("MIGRATE_INTERVAL={v}: unknown")));
+        let ticker = match (old, interval) {
+            (_, Some(ns)) => Some((settings.signal, ns)),
+            (Some(t), None) if !moved.is_empty() => Some((settings.signal, t.interval_ns)),
+            _ => None,
+        };
         Expect {
             new_ids: var("MIGRATE_NAMESPACE") == Some("off"),
             settings,
             moved,
+            ticker,
         }
     }
+}
+
+/// `sigev_value` of the shim's periodic timer (`MIGRATE_INTERVAL`).
+const TICK_MAGIC: u64 = 0x7469_636b_4d49_4752;
+/// Its id where the kernel lets the shim choose one.
+const TICK_ID: i32 = i32::MAX;
+
+/// A duration as `MIGRATE_INTERVAL` takes it (`1s`, `1h30m`, `90`), in ns.
+fn parse_duration(v: &str) -> Option<u64> {
+    if let Ok(s) = v.parse::<u64>() {
+        return s.checked_mul(1_000_000_000);
+    }
+    let mut total = 0u64;
+    let mut rest = v;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let unit = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .map_or(rest.len(), |i| i + digits);
+        let n: u64 = rest[..digits].parse().ok()?;
+        let scale = match &rest[digits..unit] {
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(scale)?)?;
+        rest = &rest[unit..];
+    }
+    Some(total)
 }
 
 /// A signal as `MIGRATE_SIGNAL` takes it (number, `USR1`, `SIGUSR1`, `RTMIN+4`).
@@ -361,6 +412,38 @@ fn differences(
 
 /// The normalized facts an image states, as `key = value`; `settings`
 /// stands for the image's own.
+/// The facts of the image a restore started from, with the shim's
+/// periodic timer as the relaunch makes it again (see [`Expect::ticker`]).
+fn facts_as_relaunched(before: &Image, e: &Expect) -> BTreeMap<String, String> {
+    let mut f = facts(before, e, &e.settings);
+    if let Some((signal, interval)) = e.ticker {
+        let old = before
+            .minor1
+            .posix_timers
+            .iter()
+            .find(|t| t.value == TICK_MAGIC);
+        let id = old.map_or(TICK_ID, |t| t.id);
+        f.insert(
+            format!("posix timer {id}"),
+            format!(
+                "clock={} notify={} signal={signal} value={TICK_MAGIC:#x} tid=0 armed=true interval={interval}ns",
+                libc::CLOCK_MONOTONIC,
+                libc::SIGEV_SIGNAL
+            ),
+        );
+        // Its ticks may be pending as the new signal.
+        let pending = f
+            .get("process.pending")
+            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+            .unwrap_or(0);
+        f.insert(
+            "process.pending".into(),
+            format!("{:#x}", pending & !(1u64 << (signal - 1))),
+        );
+    }
+    f
+}
+
 fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<String, String> {
     let mut f = BTreeMap::new();
     let mut put = |k: String, v: String| {
@@ -805,6 +888,7 @@ mod tests {
             new_ids,
             settings: image().settings,
             moved: vec![],
+            ticker: None,
         }
     }
 

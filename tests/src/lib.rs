@@ -161,6 +161,12 @@ impl Program {
         )
     }
 
+    /// Creates two POSIX timers and prints their ids and every id the
+    /// process has (see `programs/ctimerid.c`).
+    pub fn timer_ids() -> Program {
+        Program::new("ctimerid", vec![env!("MIGRATE_TEST_CTIMERID").into()])
+    }
+
     /// Test program 2: Rust with a `HashMap` and a `Vec`, at `path` (use
     /// [`rust_program!`], which knows the path in integration tests).
     pub fn rust_at(path: &str) -> Program {

@@ -16,9 +16,11 @@
 
 pub mod arena;
 pub mod fds;
+pub mod keep;
 pub mod maps;
 pub mod pages;
 pub mod panic;
+pub mod periodic;
 pub mod process;
 pub mod timers;
 pub mod world;
@@ -109,6 +111,8 @@ struct Job {
     prev_sequence: u64,
     /// This dump is a restore's fidelity check (`restore::check`).
     check: bool,
+    /// A tick of the periodic timer asked for this dump.
+    periodic: bool,
 }
 
 /// The dump code's own stack (touched pages only).
@@ -126,6 +130,11 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
         world::park();
         return;
     }
+    // SAFETY: forwarded from the caller.
+    let periodic = unsafe { periodic::is_tick(info) };
+    if periodic && world::WORLD.leader.load(Acquire) == 0 && periodic::skip_tick() {
+        return;
+    }
     let me = sys::gettid();
     if world::WORLD
         .leader
@@ -137,14 +146,14 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
         return;
     }
     world::WORLD.pid.store(sys::getpid(), Release);
-    lead();
+    lead(periodic);
     world::WORLD.pid.store(0, Release);
     world::WORLD.leader.store(0, Release);
 }
 
 /// Dumps, or, when this is a restored process coming back through the
 /// dump's own call frames, finishes the restore.
-fn lead() {
+fn lead(periodic: bool) {
     let started = sys::monotonic_ns();
     let Ok(stack) = sys::mmap_anon(DUMP_STACK_LEN, libc::MAP_NORESERVE | libc::MAP_STACK) else {
         Line::<80>::new()
@@ -160,6 +169,7 @@ fn lead() {
         (*job).regs = &regs;
         (*job).started = started;
         (*job).stack = (stack as u64, stack as u64 + DUMP_STACK_LEN as u64);
+        (*job).periodic = periodic;
     }
     let top = stack as u64 + DUMP_STACK_LEN as u64;
     panic::LEADING.store(job, Release);
@@ -175,6 +185,7 @@ fn lead() {
     }
     // SAFETY: nothing refers to the dump's stack any more.
     let _ = unsafe { sys::munmap(stack as u64, DUMP_STACK_LEN as u64) };
+    periodic::dump_ended();
 }
 
 /// Runs on the dump's own stack: dumps, reports, and exits when asked to.
@@ -216,7 +227,7 @@ fn log_dumped(job: &Job, settings: &crate::config::Settings) {
             .dec(job.size)
             .str(" bytes, ")
             .ms(sys::monotonic_ns() - job.started)
-            .str(")");
+            .str(if job.periodic { ", periodic)" } else { ")" });
         sys::line::emit_parts(&[b"migrate: dumped ", job.path.as_bytes(), tail.as_bytes()]);
     }
 }
@@ -289,6 +300,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
     }
+    // Before any memory is saved: the image holds its own path (`keep`).
+    if !job.check {
+        keep::begin(job.path.as_bytes());
+    }
     let mut arena = arena::Arena::new(ARENA_LEN)
         .map_err(|e| Fail::new("cannot map the dump arena").errno(e))?;
     job.arena = &mut arena;
@@ -315,10 +330,17 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         // line printed, a byte sent) happens after the snapshot.
         job.size = *size;
         log_dumped(job, settings);
+        keep::commit();
         sys::exit_group(0);
     }
     world::release_all();
     job.arena = core::ptr::null_mut();
+    if !job.check {
+        match result {
+            Ok(_) => keep::commit(),
+            Err(_) => keep::abort(),
+        }
+    }
     match result {
         Ok(size) => {
             job.size = size;

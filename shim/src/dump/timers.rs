@@ -8,6 +8,24 @@ use crate::dump::Fail;
 use crate::dump::arena::Arena;
 use crate::sys::{self, args};
 
+/// `prctl` that makes `timer_create` take the id it is given (6.16+).
+pub const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
+pub const RESTORE_IDS_OFF: u64 = 0;
+pub const RESTORE_IDS_ON: u64 = 1;
+
+/// `struct sigevent` (64 bytes) with the fields a timer uses.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct SigEvent {
+    pub value: u64,
+    pub signo: i32,
+    pub notify: i32,
+    pub tid: i32,
+    pub pad: [i32; 11],
+}
+
+const _: () = assert!(size_of::<SigEvent>() == 64);
+
 /// Room for `/proc/self/timers` (about 80 bytes a timer).
 const TEXT_MAX: usize = 1 << 20;
 /// Most timers a dump saves.

@@ -11,7 +11,9 @@
 //! and renamed over the target: dumpers that share a target never touch
 //! each other's files, and the last rename wins with a complete image.
 //! Only a kill between the link and the rename (two system calls) leaves a
-//! temporary file, and that one is complete. Where the filesystem has no
+//! temporary file, and that one is complete. Where nothing is at the
+//! target yet (a new `%n`), the file is linked there directly: one call,
+//! and no temporary name at all. Where the filesystem has no
 //! `O_TMPFILE`, the file is created under its unique name from the start
 //! (`O_EXCL | O_NOFOLLOW`); a dump killed part-way then leaves that
 //! incomplete file, which nothing reuses and which may be removed.
@@ -260,6 +262,11 @@ impl ImageWriter {
         header.encode(&mut page);
         self.write_at(&page, 0)?;
         sys::fsync(self.fd).map_err(|e| self.io_fail(e))?;
+        if !self.named && self.link_at_target() {
+            self.done = true;
+            sync_parent_dir(self.target.as_bytes());
+            return Ok(self.pos);
+        }
         if !self.named {
             let fd = self.fd;
             let what = "cannot link the complete image (through /proc/self/fd) as ";
@@ -278,6 +285,19 @@ impl ImageWriter {
         self.done = true;
         sync_parent_dir(self.target.as_bytes());
         Ok(self.pos)
+    }
+}
+
+impl ImageWriter {
+    /// Links the complete unnamed file straight at the target when no
+    /// file is there yet (a new name, as `%n` makes): one system call, so
+    /// not even a kill can leave a temporary name behind.
+    fn link_at_target(&mut self) -> bool {
+        let fd = self.fd;
+        match self.target.c_str() {
+            Some(to) => sys::link_fd(fd, to).is_ok(),
+            None => false,
+        }
     }
 }
 
@@ -374,6 +394,24 @@ mod tests {
     #[test]
     fn unnamed_temporary_file() {
         writes_and_renames(TempKind::Unnamed);
+    }
+
+    /// A new target gets the complete file linked straight at its name:
+    /// no temporary name exists at any moment.
+    #[test]
+    fn new_target_is_linked_directly() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a-1.img");
+        let path = target.to_str().unwrap().as_bytes();
+        let mut w = ImageWriter::create_as(path, TempKind::Unnamed)
+            .ok()
+            .unwrap();
+        w.write(b"tail").ok().unwrap();
+        assert!(names(dir.path()).is_empty());
+        let len = w.finish(&header(4096 + 4)).ok().unwrap();
+        assert_eq!(len, 4096 + 4);
+        assert_eq!(names(dir.path()), ["a-1.img"]);
+        assert_eq!(&std::fs::read(&target).unwrap()[4096..], b"tail");
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub fn run(path: &str, overrides: &Overrides) {
             return;
         }
     }
+    if let Err(e) = overrides.check_keep(&img.image.settings.image) {
+        eprintln!("migrate: restore {path}: {}", e.0);
+        std::process::exit(64);
+    }
     let checked = validate(img).unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
     match build(checked, path, overrides, started, keep_tids) {
@@ -326,6 +330,8 @@ fn build(
         threads: image.threads.len() as u64,
         refuse_external: overrides.refuse_external.map_or(-1, i64::from),
         check_len: 0,
+        interval_ns: overrides.interval_ns.map_or(-1, |ns| ns as i64),
+        keep: overrides.keep.map_or(-1, i64::from),
     };
     if let Some(img) = &overrides.image {
         h.image[..img.len()].copy_from_slice(img.as_bytes());

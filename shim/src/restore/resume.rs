@@ -44,6 +44,10 @@ pub struct Handoff {
     /// Length of the `MIGRATE_RESTORE_CHECK` path, whose bytes follow
     /// this block (0: no check; see `restore::check`).
     pub check_len: u64,
+    /// MIGRATE_INTERVAL in nanoseconds, or -1 to keep.
+    pub interval_ns: i64,
+    /// MIGRATE_KEEP, or -1 to keep.
+    pub keep: i64,
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -102,6 +106,7 @@ pub fn after_restore(handoff: u64) {
 fn finish(h: &Handoff) {
     // SAFETY: the other threads wait on `go`; this is the only access.
     let s = unsafe { SETTINGS.get() };
+    let signal_before = s.signal;
     if h.signal > 0 && h.signal as i32 != s.signal {
         move_handler(s.signal, h.signal as i32);
         s.signal = h.signal as i32;
@@ -120,6 +125,12 @@ fn finish(h: &Handoff) {
         s.image
             .bytes(&h.image[..(h.image_len as usize).min(PATH_MAX)]);
     }
+    crate::dump::periodic::after_restore(&crate::dump::periodic::Relaunch {
+        signal_before,
+        signal_now: s.signal,
+        interval_ns: (h.interval_ns >= 0).then_some(h.interval_ns as u64),
+        keep: (h.keep >= 0).then_some(h.keep as u32),
+    });
     if s.log >= crate::config::LogLevel::Info {
         let mut tail = Line::<80>::new();
         tail.str(" as pid ")

@@ -16,26 +16,11 @@ use dumpfmt::{Image, PosixTimer};
 
 use super::plan::{Arg, Plan};
 use super::{Refusal, exit, refuse};
+use crate::dump::timers::{PR_TIMER_CREATE_RESTORE_IDS, RESTORE_IDS_OFF, RESTORE_IDS_ON, SigEvent};
 
-const PR_TIMER_CREATE_RESTORE_IDS: u64 = 77;
-const RESTORE_IDS_OFF: u64 = 0;
-const RESTORE_IDS_ON: u64 = 1;
 const RESTORE_IDS_GET: u64 = 2;
 /// Most placeholders created to reach an id on an older kernel.
 const MAX_PLACEHOLDERS: i32 = 65536;
-
-/// `struct sigevent` (64 bytes) with the fields a timer uses.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct SigEvent {
-    value: u64,
-    signo: i32,
-    notify: i32,
-    tid: i32,
-    pad: [i32; 11],
-}
-
-const _: () = assert!(size_of::<SigEvent>() == 64);
 
 /// How the timers will be made here, decided before teardown.
 pub struct TimerPlan {
@@ -125,7 +110,12 @@ pub fn ops(plan: &mut Plan, image: &Image<'_>, how: &TimerPlan, keep_tids: bool)
             v(0),
             what,
         );
-        for t in timers.iter() {
+        // The shim's periodic timer first: the kernel's next id follows
+        // the last one made, which is then the program's highest, as in
+        // a process without the shim.
+        let tick = |t: &&PosixTimer| t.value == crate::dump::periodic::TICK_MAGIC;
+        let (ours, theirs): (Vec<&PosixTimer>, Vec<&PosixTimer>) = timers.iter().partition(tick);
+        for t in ours.into_iter().chain(theirs) {
             create(plan, t, image, how, keep_tids);
         }
         plan.call(
