@@ -10,6 +10,7 @@
 
 mod alloc;
 pub mod config;
+pub mod cpu;
 pub mod dump;
 pub mod fault;
 pub mod interpose;
@@ -83,6 +84,12 @@ fn init() {
     s.image.clear();
     s.image.str(&cwd).str("/migrate-%p.img");
     overrides.apply(s);
+    if let Some(level) = cpu::level_of(s.cpu_level)
+        && let Err(e) = cpu::start(&level)
+    {
+        eprintln!("migrate: {e}");
+        std::process::exit(64);
+    }
     if let Err(e) = install_handler(s.signal) {
         eprintln!(
             "migrate: cannot install the handler for signal {}: {e}",
@@ -134,9 +141,10 @@ fn tid_offset_ok(off: u32) -> bool {
     v == sys::gettid()
 }
 
-extern "C" fn on_signal(_sig: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    unsafe { dump::on_dump_signal(info) };
+extern "C" fn on_signal(_sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo and ucontext to an
+    // SA_SIGINFO handler.
+    unsafe { dump::on_dump_signal(info, uc.cast()) };
 }
 
 fn install_handler(sig: i32) -> std::io::Result<()> {
