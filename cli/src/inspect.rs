@@ -262,14 +262,31 @@ fn text(img: &ImageFile, f: &Facts) -> String {
             let _ = writeln!(w, "environment not in the image");
         }
     }
-    let c = &image.cpu;
+    let isa = image.isa();
+    let words: Vec<String> = isa.words.iter().map(|x| format!("{x:08x}")).collect();
     let _ = writeln!(
         w,
-        "cpu         xcr0 {:#x}, cpuid {:08x} {:08x} {:08x} {:08x} {:08x}",
-        c.xcr0, c.cpuid[0], c.cpuid[1], c.cpuid[2], c.cpuid[3], c.cpuid[4]
+        "cpu         xcr0 {:#x}, cpuid {}",
+        isa.xcr0,
+        words.join(" ")
     );
-    for line in human::wrap(&c.names(), 88) {
+    for line in human::wrap(&isa.names(), 88) {
         let _ = writeln!(w, "            {line}");
+    }
+    match &image.minor2.baseline {
+        Some(b) => {
+            let _ = writeln!(
+                w,
+                "baseline    {} (a restore needs only its features)",
+                b.name
+            );
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "baseline    none (a restore needs the features above that programs use)"
+            );
+        }
     }
     let s = &image.settings;
     let _ = writeln!(
@@ -454,7 +471,12 @@ fn json(img: &ImageFile, f: &Facts) -> Value {
         },
         "argv": f.argv,
         "environment": f.env.as_ref().map(|v| v.iter().map(|(k, val)| json!({"name": k, "value": val})).collect::<Vec<_>>()),
-        "cpu": { "xcr0": c.xcr0, "cpuid": c.cpuid, "features": c.names() },
+        "cpu": {
+            "xcr0": c.xcr0, "cpuid": c.cpuid, "cpuid_ext": image.minor2.cpu_ext,
+            "features": image.isa().names(),
+            "baseline": image.minor2.baseline.as_ref().map(|b| json!({"name": b.name, "features": b.isa.names()})),
+            "required": image.required_isa().names(),
+        },
         "settings": {
             "signal": s.signal, "image": s.image, "exit_after_dump": s.exit_after_dump, "log_level": s.log_level,
         },

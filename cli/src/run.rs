@@ -31,6 +31,12 @@ pub struct Args {
     /// migrate-%p-%n.img with --keep].
     #[arg(long, value_name = "N")]
     keep: Option<String>,
+    /// Start the program for a CPU baseline, so its image restores on any
+    /// CPU that has it: x86-64, x86-64-v2, x86-64-v3, x86-64-v4 or native
+    /// [default: native, the CPU it starts on]. Holds glibc back with
+    /// GLIBC_TUNABLES; code that picks CPU features itself is not held back.
+    #[arg(long, value_name = "LEVEL")]
+    cpu: Option<String>,
     #[command(flatten)]
     lib: LibArg,
     /// The program and its arguments.
@@ -56,11 +62,31 @@ pub fn main(a: Args) -> Result<(), Failure> {
         ("MIGRATE_LOG", a.log.as_deref()),
         ("MIGRATE_INTERVAL", a.interval.as_deref()),
         ("MIGRATE_KEEP", a.keep.as_deref()),
+        ("MIGRATE_CPU", a.cpu.as_deref()),
     ]
     .into_iter()
     .filter_map(|(k, v)| Some((k, OsString::from(v?))))
     .collect();
     check_settings(&set, None)?;
+    if let Some(level) = a.cpu.as_deref().and_then(dumpfmt::level) {
+        let missing = level.isa.missing_in(&migrate::cpu::here());
+        if !missing.is_empty() {
+            return Err(Failure::new(
+                EXIT_BAD_SETTING,
+                format!(
+                    "--cpu {}: this CPU lacks {}",
+                    level.name,
+                    missing.names().join(", ")
+                ),
+            ));
+        }
+        // glibc reads its tunables as the program starts: set here, the
+        // library has nothing to redo.
+        let now = std::env::var("GLIBC_TUNABLES").ok();
+        if let Some(t) = level.tunables(now.as_deref()) {
+            set.push(("GLIBC_TUNABLES", t.into()));
+        }
+    }
     let lib = library::find(a.lib.lib)?;
     set.push(("LD_PRELOAD", library::preload(&lib)));
     let (prog, args) = a.command.split_first().expect("clap requires a program");

@@ -40,7 +40,7 @@ use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
 use crate::Error;
 use crate::records::{
     Credentials, EpollEntry, Fd, FileId, Mapping, PageRun, PosixTimer, SigAction, SockOpt,
-    ThreadState,
+    ThreadState, XsaveComponent,
 };
 
 /// The most threads an image may hold: the shim stops at this many
@@ -86,6 +86,7 @@ element!((u32, u64, u64), "resource limits", 3);
 element!(u8, "bytes", 1);
 element!(Credentials, "credential records", 7, MAX_THREADS);
 element!(PosixTimer, "POSIX timers", 8);
+element!(XsaveComponent, "xsave components", 3, 64);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -121,6 +122,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<u8>(),
     expansion::<Credentials>(),
     expansion::<PosixTimer>(),
+    expansion::<XsaveComponent>(),
     1, // strings
 ]);
 

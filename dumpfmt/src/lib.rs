@@ -25,6 +25,7 @@ mod verify;
 mod writer;
 
 pub use bounded::{DECODED_BYTES_PER_META_BYTE, MAX_FDS, MAX_THREADS};
+pub use cpu::{Isa, Level, level, levels, xstate_names};
 pub use elf::{BUILD_ID_MAX, build_id};
 pub use error::Error;
 pub use header::{

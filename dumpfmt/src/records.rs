@@ -58,6 +58,49 @@ pub struct Image<'a> {
     /// 1.1 image (see FORMAT.md, Versioning), and empty in a 1.0 image.
     #[serde(skip)]
     pub minor1: Minor1<'a>,
+    /// What version 1.2 added: the value after `minor1` in a 1.2 image,
+    /// empty (default) in older ones.
+    #[serde(skip)]
+    pub minor2: Minor2<'a>,
+}
+
+/// The value a 1.2 image's metadata block carries after [`Minor1`]: what a
+/// restore on another CPU needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Minor2<'a> {
+    /// cpuid words `Image::cpu` lacks, of the dumping CPU:
+    /// (0xd, 1).eax, (0x8000_0001).ecx, (0x8000_0001).edx.
+    pub cpu_ext: [u32; 3],
+    /// The CPU baseline the program was started for (`MIGRATE_CPU`): what
+    /// it may use, and so what a restore needs. `None`: the whole CPU it
+    /// ran on.
+    pub baseline: Option<Baseline<'a>>,
+    /// One per thread, in the order of `Image::threads`: the address of the
+    /// xsave area (`uc_mcontext.fpregs`) of the signal frame the thread
+    /// was dumped in (0: unknown).
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub fpstate: Cow<'a, [u64]>,
+    /// The dumping CPU's xsave layout (standard format), one entry per
+    /// state component above SSE that XCR0 enables.
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub xsave: Cow<'a, [XsaveComponent]>,
+}
+
+/// A CPU baseline (`x86-64-v3`, ...): its name and the features it has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline<'a> {
+    #[serde(deserialize_with = "crate::bounded::string")]
+    pub name: Cow<'a, str>,
+    pub isa: crate::Isa,
+}
+
+/// Where an xsave state component lies in the standard-format area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct XsaveComponent {
+    /// Its XCR0 bit.
+    pub component: u8,
+    pub offset: u32,
+    pub size: u32,
 }
 
 /// The value a 1.1 image's metadata block carries after [`Image`].

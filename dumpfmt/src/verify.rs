@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::Error;
 use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
-use crate::records::{Backing, FdKind, Image, Minor1};
+use crate::records::{Backing, FdKind, Image, Minor1, Minor2};
 
 /// An image opened for reading: header and metadata decoded and checked.
 #[derive(Debug)]
@@ -18,6 +18,50 @@ pub struct ImageFile {
     pub header: Header,
     pub image: Image<'static>,
     pub file: File,
+}
+
+impl ImageFile {
+    /// `len` bytes of the dumped process's memory at `addr` (pages no run
+    /// holds are zero in anonymous memory, unknown elsewhere), or None when some of them are not in the image
+    /// (a file's page the dump did not store) or cannot be read.
+    pub fn read_memory(&self, addr: u64, len: u64) -> Option<Vec<u8>> {
+        const MAX: u64 = 16 << 20;
+        if len > MAX {
+            return None;
+        }
+        let image = &self.image;
+        let mut out = vec![0u8; len as usize];
+        let mut at = addr;
+        let end = addr.checked_add(len)?;
+        while at < end {
+            let page_end = (at / PAGE_SIZE + 1) * PAGE_SIZE;
+            let n = page_end.min(end) - at;
+            let dst = &mut out[(at - addr) as usize..(at - addr + n) as usize];
+            // Runs and mappings are in address order, apart (checked when the
+            // image was opened): a binary search, not a scan per page.
+            let runs = &image.runs[..];
+            let run = runs
+                .get(runs.partition_point(|r| r.addr + r.pages * PAGE_SIZE <= at))
+                .filter(|r| r.addr <= at);
+            match run {
+                Some(r) => self
+                    .file
+                    .read_exact_at(dst, r.file_offset + (at - r.addr))
+                    .ok()?,
+                None => {
+                    let maps = &image.mappings[..];
+                    let m = maps
+                        .get(maps.partition_point(|m| m.end <= at))
+                        .filter(|m| m.start <= at)?;
+                    if !matches!(m.backing, Backing::Anonymous | Backing::Contents) {
+                        return None;
+                    }
+                }
+            }
+            at += n;
+        }
+        Some(out)
+    }
 }
 
 /// What `verify` found in a good image.
@@ -148,6 +192,11 @@ fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
             if header_minor >= 1 {
                 let (minor1, after) = postcard::take_from_bytes::<Minor1<'static>>(rest)?;
                 image.minor1 = minor1;
+                rest = after;
+            }
+            if header_minor >= 2 {
+                let (minor2, after) = postcard::take_from_bytes::<Minor2<'static>>(rest)?;
+                image.minor2 = minor2;
                 rest = after;
             }
             Ok((image, rest))
@@ -311,6 +360,18 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             "POSIX timer {} is repeated or out of order",
             w[1].id
         ));
+    }
+    let frames = image.minor2.fpstate.len();
+    if frames != 0 && frames != image.threads.len() {
+        return Err(format!(
+            "{frames} signal frame addresses for {} threads",
+            image.threads.len()
+        ));
+    }
+    if let Some(b) = &image.minor2.baseline
+        && b.name.len() > 64
+    {
+        return Err("CPU baseline name too long".into());
     }
     let creds = image.minor1.credentials.len();
     if header.minor >= 1 && creds != image.threads.len() {

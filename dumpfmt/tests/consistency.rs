@@ -273,30 +273,63 @@ fn one_credential_record_per_thread() {
     rejects(&bytes, "1 credential records for 2 threads");
 }
 
+/// `image` framed as an image of version 1.`minor`: the values later
+/// versions appended (`Minor1`, `Minor2`, empty here) cut off the metadata.
+fn older_image(image: &dumpfmt::Image<'_>, data: &[u8], minor: u16) -> Vec<u8> {
+    let mut bytes = dumpfmt::frame(image, data);
+    let mut cut = postcard::to_allocvec(&dumpfmt::Minor2::default()).unwrap();
+    if minor == 0 {
+        cut.splice(
+            0..0,
+            postcard::to_allocvec(&dumpfmt::Minor1::default()).unwrap(),
+        );
+    }
+    assert!(bytes.ends_with(&cut));
+    bytes.truncate(bytes.len() - cut.len());
+    let meta_offset = HEADER_LEN + data.len() as u64;
+    let meta_crc = crc32fast::hash(&bytes[meta_offset as usize..]);
+    let len = bytes.len() as u64;
+    common::with_header(&mut bytes, |h| {
+        h.minor = minor;
+        h.meta_len = len - meta_offset;
+        h.meta_crc = meta_crc;
+        h.file_len = len;
+    });
+    bytes
+}
+
 /// A 1.0 image (metadata = `Image` alone) is still read, without
 /// credentials; a 1.1 reader expects the `Minor1` value only in 1.1 images.
 #[test]
 fn a_1_0_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
     image.minor1 = dumpfmt::Minor1::default();
-    let mut bytes = dumpfmt::frame(&image, &data);
-    // The empty `Minor1` is two zero-length sequences at the end.
-    let empty = postcard::to_allocvec(&dumpfmt::Minor1::default()).unwrap();
-    assert!(bytes.ends_with(&empty));
-    bytes.truncate(bytes.len() - empty.len());
-    let meta_offset = HEADER_LEN + data.len() as u64;
-    let meta_crc = crc32fast::hash(&bytes[meta_offset as usize..]);
-    let len = bytes.len() as u64;
-    common::with_header(&mut bytes, |h| {
-        h.minor = 0;
-        h.meta_len = len - meta_offset;
-        h.meta_crc = meta_crc;
-        h.file_len = len;
-    });
-    let (header, back) = dumpfmt::decode(&bytes).expect("a 1.0 image decodes");
+    image.minor2 = dumpfmt::Minor2::default();
+    let (header, back) =
+        dumpfmt::decode(&older_image(&image, &data, 0)).expect("a 1.0 image decodes");
     assert_eq!(header.minor, 0);
     assert!(back.minor1.credentials.is_empty());
     assert_eq!(back.threads, image.threads);
+}
+
+/// A 1.1 image (no `Minor2`) is still read: no CPU baseline, no frames.
+#[test]
+fn a_1_1_image_is_still_read() {
+    let (_, mut image, data) = common::split(&common::good());
+    image.minor2 = dumpfmt::Minor2::default();
+    let (header, back) =
+        dumpfmt::decode(&older_image(&image, &data, 1)).expect("a 1.1 image decodes");
+    assert_eq!(header.minor, 1);
+    assert_eq!(back.minor1, image.minor1);
+    assert!(back.minor2.baseline.is_none() && back.minor2.fpstate.is_empty());
+}
+
+#[test]
+fn frame_addresses_one_per_thread() {
+    let bytes = with_meta(|image, _| {
+        image.minor2.fpstate = vec![0x7000].into();
+    });
+    rejects(&bytes, "1 signal frame addresses for 2 threads");
 }
 
 #[test]

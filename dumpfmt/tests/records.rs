@@ -62,6 +62,7 @@ fn image_round_trip_borrowed_to_owned() {
         process: owned.process.clone(),
         // Encoded after the `Image`, not inside it (see `minor1_follows_the_image`).
         minor1: Minor1::default(),
+        minor2: Default::default(),
         ..owned.clone()
     };
     let bytes = postcard::to_allocvec(&borrowed).unwrap();
@@ -69,6 +70,7 @@ fn image_round_trip_borrowed_to_owned() {
     let expect = Image {
         runs: Cow::Owned(runs.to_vec()),
         minor1: Minor1::default(),
+        minor2: Default::default(),
         ..owned.clone()
     };
     assert_eq!(back, expect);
@@ -89,6 +91,7 @@ fn image_with_empty_collections() {
         sigactions: Cow::Borrowed(&[]),
         auxv: Cow::Borrowed(&[]),
         minor1: Minor1::default(),
+        minor2: Default::default(),
         ..common::image()
     };
     round_trip(&image);
@@ -345,6 +348,7 @@ fn encoding_is_pinned() {
         fds: Cow::Owned(vec![]),
         process: ProcessState::default(),
         minor1: Minor1::default(),
+        minor2: Default::default(),
     };
     let want = [
         "01 02 03",                    // pid, time_ns, sequence

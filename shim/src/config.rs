@@ -57,6 +57,9 @@ pub struct Settings {
     /// `MIGRATE_EXTERNAL=refuse`: a descriptor connected to another
     /// process fails the dump instead of coming back with its peer gone.
     pub refuse_external: bool,
+    /// `MIGRATE_CPU`: the baseline the program was started for (see
+    /// `crate::cpu::level_of`; 0: the CPU it runs on).
+    pub cpu_level: u8,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -69,6 +72,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     rseq_len: 0,
     pthread_tid_offset: 0,
     refuse_external: false,
+    cpu_level: 0,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -137,6 +141,9 @@ pub struct Overrides {
     pub exit_after_dump: Option<bool>,
     pub log: Option<u8>,
     pub refuse_external: Option<bool>,
+    /// `MIGRATE_CPU`: a baseline level (see `crate::cpu::level_index`).
+    /// Read when a program starts; a restore keeps the image's.
+    pub cpu_level: Option<u8>,
     /// `MIGRATE_RESTORE_CHECK`: where a restored process takes one dump
     /// as it resumes (absolute), to check the restore's fidelity. Read
     /// only by a restore; never a setting of the restored process.
@@ -202,6 +209,16 @@ impl Overrides {
                 }
             });
         }
+        if let Some(v) = var("MIGRATE_CPU") {
+            o.cpu_level = match v.as_str() {
+                "native" => Some(0),
+                _ => Some(crate::cpu::level_index(&v).ok_or_else(|| {
+                    BadSetting(format!(
+                        "MIGRATE_CPU={v}: expected native, x86-64, x86-64-v2, x86-64-v3 or x86-64-v4"
+                    ))
+                })?),
+            };
+        }
         if let Some(v) = var("MIGRATE_EXTERNAL") {
             o.refuse_external = Some(match v.as_str() {
                 "refuse" => true,
@@ -260,6 +277,9 @@ impl Overrides {
         }
         if let Some(r) = self.refuse_external {
             s.refuse_external = r;
+        }
+        if let Some(l) = self.cpu_level {
+            s.cpu_level = l;
         }
     }
 }

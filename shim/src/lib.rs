@@ -11,6 +11,7 @@
 
 mod alloc;
 pub mod config;
+pub mod cpu;
 pub mod dump;
 pub mod fault;
 pub mod interpose;
@@ -88,6 +89,13 @@ fn init() {
         std::process::exit(64);
     }
     overrides.apply(s);
+    // First: it may run the program again, with the environment whole.
+    if let Some(level) = cpu::level_of(s.cpu_level)
+        && let Err(e) = cpu::start(&level)
+    {
+        eprintln!("migrate: {e}");
+        std::process::exit(64);
+    }
     // Periodic dumping is this process's alone: a forked child has no
     // POSIX timers, and a program it execs must not start its own.
     for var in ["MIGRATE_INTERVAL", "MIGRATE_KEEP"] {
@@ -154,9 +162,10 @@ fn tid_offset_ok(off: u32) -> bool {
     v == sys::gettid()
 }
 
-extern "C" fn on_signal(_sig: libc::c_int, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    unsafe { dump::on_dump_signal(info) };
+extern "C" fn on_signal(_sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo and ucontext to an
+    // SA_SIGINFO handler.
+    unsafe { dump::on_dump_signal(info, uc.cast()) };
 }
 
 fn install_handler(sig: i32) -> std::io::Result<()> {

@@ -11,6 +11,10 @@
 //! differ. What is normalized, and why (the whole list):
 //!
 //! - `time_ns`: when the dump was taken.
+//! - `cpu`, `cpu_ext` and the xsave layout: the CPU the image was taken
+//!   on, a property of the host (the CPU baseline the program was started
+//!   for is the process's, and compared); likewise the addresses of the
+//!   threads' signal frames, which are the shim's own.
 //! - Page runs (`runs`): which pages are stored is the dump's own
 //!   bookkeeping (a restore touches pages the original never had); page
 //!   contents are checked through the program's output.
@@ -454,7 +458,10 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
     }
     put("sequence".into(), img.sequence.to_string());
     put("exe".into(), format!("{:?}", img.exe));
-    put("cpu".into(), format!("{:?}", img.cpu));
+    put(
+        "cpu baseline".into(),
+        format!("{:?}", img.minor2.baseline.as_ref().map(|b| &b.name)),
+    );
     for (start, name, rest) in merged_mappings(img) {
         // `[stack]` by name, so that a change of its start shows as one fact.
         if name == "[stack]" {
@@ -880,6 +887,7 @@ mod tests {
             .into(),
             process: Default::default(),
             minor1: Default::default(),
+            minor2: Default::default(),
         }
     }
 

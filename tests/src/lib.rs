@@ -142,6 +142,12 @@ impl Program {
         Program::new("cprog", vec![env!("MIGRATE_TEST_CPROG").into()])
     }
 
+    /// A vector register (`ymm15` for `avx`, `zmm16` for `avx512`) live in
+    /// every step's sleep, checked after it (see `programs/cvector.c`).
+    pub fn vector(mode: &str) -> Program {
+        Program::with_mode("cvector", env!("MIGRATE_TEST_CVECTOR"), mode, None)
+    }
+
     /// Test program 4: tight malloc/free/print loop, 6000 steps of ~1 ms.
     pub fn cloop() -> Program {
         Program::new("cloop", vec![env!("MIGRATE_TEST_CLOOP").into()])
@@ -1122,6 +1128,34 @@ pub fn first_difference(a: &[u8], b: &[u8]) -> String {
         Some(i) => format!("byte {i} differs (lengths {} and {})", a.len(), b.len()),
         None => format!("lengths {} and {} (one is a prefix)", a.len(), b.len()),
     }
+}
+
+/// Rewrites the metadata of the image at `path` with `edit` applied, and
+/// frames it again (new metadata length and checksum, header checksum), so
+/// that the result is a well-formed image that says something else.
+pub fn rewrite_meta(path: &Path, edit: impl FnOnce(&mut dumpfmt::Image<'static>)) {
+    rewrite_meta_unchecked(path, edit);
+    dumpfmt::verify(path).expect("the rewritten image verifies");
+}
+
+/// [`rewrite_meta`], without checking that a reader accepts the result.
+pub fn rewrite_meta_unchecked(path: &Path, edit: impl FnOnce(&mut dumpfmt::Image<'static>)) {
+    use std::os::unix::fs::FileExt;
+    let file = image_meta(path);
+    let mut image = file.image.clone();
+    edit(&mut image);
+    let meta = dumpfmt::encode_meta(&image);
+    let mut header = file.header;
+    header.meta_len = meta.len() as u64;
+    header.meta_crc = crc32fast::hash(&meta);
+    header.file_len = header.meta_offset + header.meta_len;
+    let mut head = [0u8; 64];
+    header.encode(&mut head);
+    drop(file);
+    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(header.meta_offset).unwrap();
+    f.write_all_at(&meta, header.meta_offset).unwrap();
+    f.write_all_at(&head, 0).unwrap();
 }
 
 /// Copies `image` to `dir/name` (mode 0600, as the shim writes it) and returns the copy.

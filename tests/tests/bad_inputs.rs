@@ -263,34 +263,6 @@ fn image_of_another_user() {
     );
 }
 
-/// Rewrites the metadata of the image at `path` with `edit` applied, and
-/// frames it again (new metadata length and checksum, header checksum), so
-/// that the result is a well-formed image that says something else.
-fn rewrite_meta(path: &Path, edit: impl FnOnce(&mut dumpfmt::Image<'static>)) {
-    rewrite_meta_unchecked(path, edit);
-    dumpfmt::verify(path).expect("the rewritten image verifies");
-}
-
-/// [`rewrite_meta`], without checking that a reader accepts the result.
-fn rewrite_meta_unchecked(path: &Path, edit: impl FnOnce(&mut dumpfmt::Image<'static>)) {
-    use std::os::unix::fs::FileExt;
-    let file = image_meta(path);
-    let mut image = file.image.clone();
-    edit(&mut image);
-    let meta = dumpfmt::encode_meta(&image);
-    let mut header = file.header;
-    header.meta_len = meta.len() as u64;
-    header.meta_crc = crc32fast::hash(&meta);
-    header.file_len = header.meta_offset + header.meta_len;
-    let mut head = [0u8; 64];
-    header.encode(&mut head);
-    drop(file);
-    let f = fs::OpenOptions::new().write(true).open(path).unwrap();
-    f.set_len(header.meta_offset).unwrap();
-    f.write_all_at(&meta, header.meta_offset).unwrap();
-    f.write_all_at(&head, 0).unwrap();
-}
-
 /// An image that needs CPU features this machine lacks is refused with 70.
 /// (The same rewrite without the change restores, so the rewrite is sound.)
 #[test]

@@ -394,6 +394,7 @@ fn fixed_image() -> Vec<u8> {
                 interval_ns: 1_000_000_000,
             }]),
         },
+        minor2: Default::default(),
     };
     let mut stack = vec![0u8; 4096];
     stack[0x100..0x100 + ARGV.len()].copy_from_slice(ARGV);
@@ -460,7 +461,7 @@ fn inspect_json_carries_the_numbers() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
     let meta = image_meta(&image);
     let img = &meta.image;
-    assert_eq!(v["format"]["minor"], 1);
+    assert_eq!(v["format"]["minor"], dumpfmt::VERSION_MINOR);
     assert_eq!(v["time_ns"], img.time_ns);
     assert_eq!(v["host"], serde_json::Value::Null);
     assert_eq!(v["pid"], img.pid);
@@ -600,6 +601,7 @@ fn host_image(dir: &TestDir, exe: &Path, data: &Path, cpu: CpuFeatures) -> Vec<u
             }]),
             posix_timers: Cow::Owned(vec![]),
         },
+        minor2: Default::default(),
     };
     let heap: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
     dumpfmt::build(

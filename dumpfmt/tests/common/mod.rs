@@ -150,6 +150,19 @@ pub fn image() -> Image<'static> {
                 interval_ns: 10_000_000,
             }]),
         },
+        minor2: dumpfmt::Minor2 {
+            cpu_ext: [0x3, 0x121, 0x2c10_0800],
+            baseline: Some(dumpfmt::Baseline {
+                name: "x86-64-v3".into(),
+                isa: dumpfmt::level("x86-64-v3").unwrap().isa,
+            }),
+            fpstate: Cow::Owned(vec![0x7ffd_1000_0c40, 0x7f00_0000_2c40]),
+            xsave: Cow::Owned(vec![dumpfmt::XsaveComponent {
+                component: 2,
+                offset: 576,
+                size: 256,
+            }]),
+        },
     }
 }
 
@@ -254,10 +267,11 @@ pub fn with_fds_count(count: &[u8], then: &[u8]) -> Vec<u8> {
     let good = good();
     let (header, _, _) = split(&good);
     let meta = &good[header.meta_offset as usize..];
-    // After `Image` comes the value version 1.1 added.
-    let minor1 = postcard::to_allocvec(&image().minor1).unwrap();
-    let (meta, after) = meta.split_at(meta.len() - minor1.len());
-    assert_eq!(after, minor1.as_slice());
+    // After `Image` come the values versions 1.1 and 1.2 added.
+    let mut later = postcard::to_allocvec(&image().minor1).unwrap();
+    later.extend(postcard::to_allocvec(&image().minor2).unwrap());
+    let (meta, after) = meta.split_at(meta.len() - later.len());
+    assert_eq!(after, later.as_slice());
     // `fds` is last but for a default `ProcessState`: 11 zero bytes.
     let (head, tail) = meta.split_at(meta.len() - 12);
     assert_eq!(tail, &[0; 12], "fds empty, process default");

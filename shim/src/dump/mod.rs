@@ -30,7 +30,8 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
 use dumpfmt::{
-    Backing, Credentials, FileId, Image, Mapping, Minor1, MmFields, PageRun, SigAction, ThreadState,
+    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, MmFields, PageRun, SigAction,
+    ThreadState,
 };
 
 use crate::config::{LogLevel, PATH_MAX, SETTINGS};
@@ -95,6 +96,8 @@ impl Fail {
 /// `Job` (null pointer, empty lines, zero numbers, `failed` false).
 struct Job {
     regs: *const SavedRegs,
+    /// The xsave area of the leader's signal frame (0: none).
+    fpstate: u64,
     started: u64,
     /// The dump's stack mapping, kept out of the image.
     stack: (u64, u64),
@@ -115,6 +118,20 @@ struct Job {
     periodic: bool,
 }
 
+/// The address of the xsave area of the signal frame whose context `uc`
+/// is (0: none, or a frame without one).
+///
+/// # Safety
+/// `uc` is null or the context the kernel passed to a signal handler
+/// (whose frame is still live).
+pub unsafe fn frame_fpstate(uc: *const libc::ucontext_t) -> u64 {
+    if uc.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller's promise.
+    unsafe { (*uc).uc_mcontext.fpregs as u64 }
+}
+
 /// The dump code's own stack (touched pages only).
 const DUMP_STACK_LEN: usize = 1 << 20;
 
@@ -122,12 +139,14 @@ const DUMP_STACK_LEN: usize = 1 << 20;
 /// lead a dump.
 ///
 /// # Safety
-/// `info` must be the `siginfo_t` the kernel passed to the handler.
-pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
+/// `info` and `uc` must be the `siginfo_t` and `ucontext_t` the kernel
+/// passed to the handler.
+pub unsafe fn on_dump_signal(info: *const libc::siginfo_t, uc: *mut libc::ucontext_t) {
     world::forget_inherited();
     // SAFETY: forwarded from the caller.
     if unsafe { world::is_park_request(info) } {
-        world::park();
+        // SAFETY: forwarded from the caller.
+        unsafe { world::park(uc) };
         return;
     }
     // SAFETY: forwarded from the caller.
@@ -142,18 +161,20 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
         .is_err()
     {
         // Another thread leads a dump: this one stops like the rest.
-        world::park();
+        // SAFETY: forwarded from the caller.
+        unsafe { world::park(uc) };
         return;
     }
     world::WORLD.pid.store(sys::getpid(), Release);
-    lead(periodic);
+    lead(uc, periodic);
     world::WORLD.pid.store(0, Release);
     world::WORLD.leader.store(0, Release);
 }
 
 /// Dumps, or, when this is a restored process coming back through the
-/// dump's own call frames, finishes the restore.
-fn lead(periodic: bool) {
+/// dump's own call frames, finishes the restore. `uc` is the signal
+/// frame's context; `periodic` says a periodic tick asked for the dump.
+fn lead(uc: *mut libc::ucontext_t, periodic: bool) {
     let started = sys::monotonic_ns();
     let Ok(stack) = sys::mmap_anon(DUMP_STACK_LEN, libc::MAP_NORESERVE | libc::MAP_STACK) else {
         Line::<80>::new()
@@ -164,9 +185,11 @@ fn lead(periodic: bool) {
     let job = stack.cast::<Job>();
     let mut regs = SavedRegs::default();
     // SAFETY: the fresh mapping is zeroed and large enough for a `Job`, a
-    // valid all-zero value; these are the only references to it.
+    // valid all-zero value; these are the only references to it. `uc` is
+    // the context the kernel passed to this handler.
     unsafe {
         (*job).regs = &regs;
+        (*job).fpstate = frame_fpstate(uc);
         (*job).started = started;
         (*job).stack = (stack as u64, stack as u64 + DUMP_STACK_LEN as u64);
         (*job).periodic = periodic;
@@ -180,7 +203,8 @@ fn lead(periodic: bool) {
     panic::LEADING.store(core::ptr::null_mut(), Release);
     if out.status == RESUMED {
         // The dump's stack is not part of the image: nothing to unmap.
-        crate::restore::resume::after_restore(out.handoff);
+        // SAFETY: `uc` is this thread's frame, restored with its stack.
+        unsafe { crate::restore::resume::after_restore(out.handoff, uc) };
         return;
     }
     // SAFETY: nothing refers to the dump's stack any more.
@@ -527,14 +551,24 @@ fn write_image(
     let mut creds = arena
         .vec::<Credentials>(others.len() + 1)
         .ok_or_else(no_mem)?;
+    let mut frames = arena.vec::<u64>(others.len() + 1).ok_or_else(no_mem)?;
     let _ = threads.push(thread_state(regs, settings));
     let _ = creds.push(sys::creds::current());
+    let _ = frames.push(job.fpstate);
     // A slot claimed by a park request that raced with the start of this
     // dump may have stayed empty.
     for slot in others.iter().filter(|s| s.ready.load(Acquire) == 1) {
         let _ = threads.push(slot.state);
         let _ = creds.push(slot.creds);
+        let _ = frames.push(slot.fpstate);
     }
+    let cpu = sys::cpu_features();
+    let mut xsave = [dumpfmt::XsaveComponent::default(); 32];
+    let n_xsave = sys::xsave_layout(cpu.xcr0, &mut xsave);
+    let baseline = crate::cpu::level_of(settings.cpu_level).map(|l| dumpfmt::Baseline {
+        name: Cow::Borrowed(l.name),
+        isa: l.isa,
+    });
     let sigactions = signal_actions(arena)?;
     let mm = mm_fields()?;
     let auxv = read_auxv(arena)?;
@@ -543,7 +577,7 @@ fn write_image(
         time_ns: sys::realtime_ns(),
         sequence: settings.sequence,
         exe,
-        cpu: sys::cpu_features(),
+        cpu,
         files: Cow::Borrowed(files.as_slice()),
         mappings: Cow::Borrowed(mappings.as_slice()),
         runs: Cow::Borrowed(runs.as_slice()),
@@ -563,6 +597,12 @@ fn write_image(
             credentials: Cow::Borrowed(creds.as_slice()),
             posix_timers: Cow::Borrowed(posix_timers),
         },
+        minor2: Minor2 {
+            cpu_ext: sys::cpu_ext(),
+            baseline,
+            fpstate: Cow::Borrowed(frames.as_slice()),
+            xsave: Cow::Borrowed(&xsave[..n_xsave]),
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
@@ -572,13 +612,17 @@ fn write_image(
         .min(dumpfmt::MAX_META_LEN as usize);
     let buf = arena.bytes(room).ok_or_else(no_mem)?;
     let too_big = |_| Fail::new("metadata does not fit the dump arena or the image format's limit");
-    // The metadata block: `Image`, then the value version 1.1 added.
+    // The metadata block: `Image`, then the values versions 1.1 and 1.2 added.
     let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
     let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;
     let minor1_len = postcard::to_slice(&image.minor1, rest)
         .map_err(too_big)?
         .len();
-    let meta: &[u8] = &buf[..image_len + minor1_len];
+    let rest = buf.get_mut(image_len + minor1_len..).ok_or_else(no_mem)?;
+    let minor2_len = postcard::to_slice(&image.minor2, rest)
+        .map_err(too_big)?
+        .len();
+    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len];
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {

@@ -42,6 +42,8 @@ pub struct Slot {
     pub regs: SavedRegs,
     pub state: ThreadState,
     pub creds: Credentials,
+    /// The xsave area of the thread's signal frame (0: none).
+    pub fpstate: u64,
 }
 
 pub struct World {
@@ -108,7 +110,11 @@ pub unsafe fn is_park_request(info: *const libc::siginfo_t) -> bool {
 
 /// Parks the calling thread if a dump is collecting threads; returns once
 /// it is released (or, in a restored process, once every thread is back).
-pub fn park() {
+///
+/// # Safety
+/// `uc` is null or the context the kernel passed to the signal handler
+/// this runs in.
+pub unsafe fn park(uc: *mut libc::ucontext_t) {
     // Order matters (see `release_all`): the release round first, then our
     // presence, then whether a dump is collecting.
     let round = WORLD.release.load(SeqCst);
@@ -128,6 +134,8 @@ pub fn park() {
     // stays mapped while `inside` counts this thread; slot `idx` is ours alone.
     let slot = unsafe { &mut *slots.add(idx) };
     slot.tid.store(sys::gettid(), Release);
+    // SAFETY: the caller's promise.
+    slot.fpstate = unsafe { super::frame_fpstate(uc) };
     let mut job = ParkJob { slot, round };
     // SAFETY: `slot.regs` outlives the call; `park_body` receives the job.
     let out = unsafe {
@@ -139,7 +147,8 @@ pub fn park() {
         )
     };
     if out.status == RESUMED {
-        crate::restore::resume::after_restore(out.handoff);
+        // SAFETY: `uc` is this thread's frame, restored with its stack.
+        unsafe { crate::restore::resume::after_restore(out.handoff, uc) };
     }
 }
 

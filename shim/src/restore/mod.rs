@@ -60,7 +60,7 @@ pub struct Refusal {
     pub msg: String,
 }
 
-fn refuse(code: i32, msg: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(code: i32, msg: impl Into<String>) -> Refusal {
     Refusal {
         code,
         msg: msg.into(),
@@ -237,7 +237,7 @@ fn validate(img: ImageFile) -> Result<Checked, Refusal> {
     img.check_pages()
         .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     let image = &img.image;
-    precheck::cpu(image)?;
+    precheck::cpu(&img)?;
     match crate::dump::count_threads() {
         Ok(1) => {}
         Ok(n) => {
@@ -332,6 +332,7 @@ fn build(
         check_len: 0,
         interval_ns: overrides.interval_ns.map_or(-1, |ns| ns as i64),
         keep: overrides.keep.map_or(-1, i64::from),
+        frame: crate::cpu::kernel_frame(&img),
     };
     if let Some(img) = &overrides.image {
         h.image[..img.len()].copy_from_slice(img.as_bytes());

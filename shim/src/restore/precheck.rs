@@ -14,7 +14,6 @@ use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use dumpfmt::{Backing, FdKind, Image, ImageFile, PAGE_SIZE};
 
 use super::{Refusal, differs, exit, identity, refuse, shared_files};
-use crate::sys;
 
 /// Opens the image (checking who may have written it) and decodes its
 /// framing and metadata; page data is not read yet.
@@ -82,19 +81,19 @@ pub fn exe(image: &Image<'_>) -> Result<(), Refusal> {
     }
 }
 
-/// This CPU has every feature the image uses.
-pub fn cpu(image: &Image<'_>) -> Result<(), Refusal> {
-    let missing = image.cpu.missing_names(&sys::cpu_features());
-    if missing.is_empty() {
-        return Ok(());
+/// This CPU can take the image: the features it needs (see
+/// [`crate::cpu`]), and every thread's saved vector state.
+pub fn cpu(img: &ImageFile) -> Result<(), Refusal> {
+    match cpu_all(img).into_iter().next() {
+        Some(r) => Err(r),
+        None => Ok(()),
     }
-    Err(refuse(
-        exit::UNSUPPORTED,
-        format!(
-            "this CPU lacks features the image uses: {}",
-            missing.join(", ")
-        ),
-    ))
+}
+
+fn cpu_all(img: &ImageFile) -> Vec<Refusal> {
+    let mut out: Vec<Refusal> = crate::cpu::check(img).err().into_iter().collect();
+    out.extend(crate::cpu::frames(img));
+    out
 }
 
 /// Every file the image maps, opened as the restore maps it and checked
@@ -240,7 +239,7 @@ pub fn all(path: &str) -> Vec<Refusal> {
     let image = &img.image;
     let mut out = bad_runs(&img);
     out.extend(exe(image).err());
-    out.extend(cpu(image).err());
+    out.extend(cpu_all(&img));
     out.extend(
         mapped_files(image, false)
             .into_iter()

@@ -48,6 +48,9 @@ pub struct Handoff {
     pub interval_ns: i64,
     /// MIGRATE_KEEP, or -1 to keep.
     pub keep: i64,
+    /// The signal frames this kernel writes, to rewrite the threads' own
+    /// to (see `cpu::fix_frame`).
+    pub frame: crate::cpu::KernelFrame,
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -59,12 +62,27 @@ pub struct Handoff {
 /// thread may have as little as glibc's 16 KiB `PTHREAD_STACK_MIN` in all:
 /// nothing here or in [`finish`] keeps more than a few hundred bytes on
 /// the stack (the handoff is read where it lies, never copied).
-pub fn after_restore(handoff: u64) {
+///
+/// # Safety
+/// `uc` is null or the context of the signal frame this thread will
+/// return through (see `cpu::fix_frame`).
+pub unsafe fn after_restore(handoff: u64, uc: *mut libc::ucontext_t) {
     let h = handoff as *const Handoff;
     // SAFETY: the restorer passes the address of the handoff block, mapped
     // until the last thread arrives (below), which unmaps it.
     let (magic, threads) = unsafe { ((*h).magic, (*h).threads) };
     if magic != HANDOFF_MAGIC {
+        sys::exit_group(71);
+    }
+    // The frame this thread returns through, in this kernel's layout.
+    // SAFETY: as above; `frame` is read where it lies, not copied; `uc`
+    // is the caller's promise.
+    if !unsafe { crate::cpu::fix_frame(uc, &(*h).frame) } {
+        Line::<120>::new()
+            .str("migrate: restore failed after teardown: thread ")
+            .dec(sys::gettid() as u64)
+            .str("'s saved vector state does not fit this CPU's layout")
+            .emit();
         sys::exit_group(71);
     }
     // SAFETY: reading the settings; only the last thread writes them, below,

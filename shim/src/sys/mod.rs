@@ -601,3 +601,46 @@ pub fn cpu_features() -> dumpfmt::CpuFeatures {
         cpuid: [l1.ecx & !(1 << 31), l1.edx, l7.ebx, l7.ecx, l7.edx],
     }
 }
+
+/// The cpuid words `cpu_features` lacks (see `dumpfmt::Minor2::cpu_ext`):
+/// (0xd, 1).eax, (0x8000_0001).ecx, (0x8000_0001).edx.
+pub fn cpu_ext() -> [u32; 3] {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    let max = __cpuid(0).eax;
+    let d1 = if max >= 0xd {
+        __cpuid_count(0xd, 1).eax
+    } else {
+        0
+    };
+    let (ecx, edx) = if __cpuid(0x8000_0000).eax >= 0x8000_0001 {
+        let e = __cpuid(0x8000_0001);
+        (e.ecx, e.edx)
+    } else {
+        (0, 0)
+    };
+    [d1, ecx, edx]
+}
+
+/// Where each xsave state component above SSE that `xcr0` enables lies
+/// in the standard-format area, on this CPU (cpuid leaf 0xd); returns how
+/// many entries of `out` it filled.
+pub fn xsave_layout(xcr0: u64, out: &mut [dumpfmt::XsaveComponent; 32]) -> usize {
+    use core::arch::x86_64::{__cpuid, __cpuid_count};
+    if __cpuid(0).eax < 0xd {
+        return 0;
+    }
+    let mut n = 0;
+    for c in 2..32u32 {
+        if xcr0 & (1 << c) == 0 {
+            continue;
+        }
+        let l = __cpuid_count(0xd, c);
+        out[n] = dumpfmt::XsaveComponent {
+            component: c as u8,
+            offset: l.ebx,
+            size: l.eax,
+        };
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,190 @@
+//! CPU baselines (`MIGRATE_CPU`, `migrate run --cpu`) and what a restore
+//! needs of the CPU: the baseline's features when the program was started
+//! for one, else the dumping CPU's features that programs use; never the
+//! kernel-only ones; named in words when missing. (Restores on a CPU that
+//! really lacks features are in `guest.rs`.)
+
+use std::fs;
+
+use migrate_tests::*;
+
+const V3: &str = "x86-64-v3";
+
+fn environ(pid: i32) -> Vec<String> {
+    fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|&b| b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+fn v3_tunables() -> String {
+    format!(
+        "GLIBC_TUNABLES={}",
+        dumpfmt::level(V3).unwrap().tunables(None).unwrap()
+    )
+}
+
+/// Feature names in a refusal line, checked to be words (no masks).
+fn names_in(stderr: &str, after: &str) -> Vec<String> {
+    let list = stderr
+        .split(after)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no `{after}` in {stderr:?}"));
+    let names: Vec<String> = list.trim_end().split(", ").map(str::to_string).collect();
+    for n in &names {
+        assert!(
+            !n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'),
+            "not a feature name: {n:?} in {stderr:?}"
+        );
+    }
+    names
+}
+
+#[test]
+fn a_baseline_holds_glibc_back_and_is_all_a_restore_needs() {
+    let dir = TestDir::new("cpu-baseline");
+    let program = Program::vector("avx");
+    let expected = reference(&program);
+    let img = dir.join("v3.img");
+    let mut p = dir.spawn(
+        &program,
+        "run",
+        &[
+            ("MIGRATE_CPU", V3),
+            ("MIGRATE_IMAGE", img.to_str().unwrap()),
+        ],
+    );
+    p.wait_for_step(3);
+    // The library ran the program again, glibc's tunables set.
+    let env = environ(p.pid());
+    assert!(env.contains(&v3_tunables()), "{env:?}");
+    assert!(env.iter().any(|v| v == "MIGRATE_CPU_REEXEC=1"), "{env:?}");
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    let meta = image_meta(&img);
+    let b = meta
+        .image
+        .minor2
+        .baseline
+        .as_ref()
+        .expect("baseline recorded");
+    assert_eq!(b.name, V3);
+    assert_eq!(meta.image.minor2.fpstate.len(), meta.image.threads.len());
+    assert!(meta.image.minor2.fpstate.iter().all(|&f| f != 0));
+    drop(meta);
+    // ymm15 was live in the frame: it comes back.
+    restore_and_check(&dir, &program, "restore", &img, &p, &expected);
+
+    // Recorded on a CPU with every feature: still only the baseline counts.
+    let rich = copy_image(&img, &dir, "rich.img");
+    rewrite_meta(&rich, |i| {
+        i.cpu.cpuid = [u32::MAX; 5];
+        i.minor2.cpu_ext = [u32::MAX; 3];
+    });
+    restore_and_check(&dir, &program, "restore-rich", &rich, &p, &expected);
+
+    // The same without a baseline needs what programs could use of it,
+    // named; never the features only a kernel uses.
+    let native = copy_image(&rich, &dir, "native.img");
+    rewrite_meta(&native, |i| i.minor2.baseline = None);
+    let err = expect_restore_failure(
+        &dir,
+        &program,
+        "restore-native",
+        &native,
+        exit::CANNOT_RESTORE,
+    );
+    let names = names_in(&err, "to move it between CPUs): ");
+    for kernel_only in [
+        "vmx",
+        "pcid",
+        "md_clear",
+        "tsc_deadline_timer",
+        "x2apic",
+        "xsaves",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == kernel_only),
+            "{kernel_only} in {err}"
+        );
+    }
+
+    // A baseline this CPU does not meet.
+    let beyond = copy_image(&img, &dir, "beyond.img");
+    rewrite_meta(&beyond, |i| {
+        if let Some(b) = i.minor2.baseline.as_mut() {
+            b.isa.words = [u32::MAX; 8];
+        }
+    });
+    let err = expect_restore_failure(
+        &dir,
+        &program,
+        "restore-beyond",
+        &beyond,
+        exit::CANNOT_RESTORE,
+    );
+    names_in(&err, &format!("what the image's CPU baseline {V3} needs: "));
+}
+
+#[test]
+fn migrate_run_cpu_sets_the_tunables_itself() {
+    let dir = TestDir::new("cpu-run");
+    let migrate = shim_path().with_file_name("migrate");
+    let exe = env!("MIGRATE_TEST_CVECTOR");
+    let img = dir.join("v3.img");
+    let argv: Vec<&std::ffi::OsStr> = [
+        migrate.as_os_str(),
+        "run".as_ref(),
+        "--cpu".as_ref(),
+        V3.as_ref(),
+        "--image".as_ref(),
+        img.as_os_str(),
+        "--".as_ref(),
+        exe.as_ref(),
+        "avx".as_ref(),
+    ]
+    .to_vec();
+    let program = Program::command_of("migrate-run-cvector", &argv);
+    let mut p = dir.spawn_plain(&program, "run", &[]);
+    p.wait_for_step(2);
+    let env = environ(p.pid());
+    assert!(env.contains(&v3_tunables()), "{env:?}");
+    assert!(env.iter().any(|v| v == "MIGRATE_CPU=x86-64-v3"), "{env:?}");
+    // Nothing for the library to redo: no second exec.
+    assert!(
+        !env.iter().any(|v| v.starts_with("MIGRATE_CPU_REEXEC")),
+        "{env:?}"
+    );
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    assert_eq!(image_meta(&img).image.minor2.baseline.unwrap().name, V3);
+}
+
+#[test]
+fn unknown_levels_are_refused_before_the_program_runs() {
+    let dir = TestDir::new("cpu-bad");
+    let mut p = dir.spawn(
+        &Program::vector("avx"),
+        "bad",
+        &[("MIGRATE_CPU", "x86-64-v9")],
+    );
+    let status = p.wait_unless_output();
+    assert_eq!(status.code(), Some(64), "{}", p.describe());
+    assert!(
+        p.stderr()
+            .starts_with("migrate: MIGRATE_CPU=x86-64-v9: expected native, x86-64"),
+        "{}",
+        p.describe()
+    );
+    let migrate = shim_path().with_file_name("migrate");
+    let out = std::process::Command::new(&migrate)
+        .args(["run", "--cpu", "pentium", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
