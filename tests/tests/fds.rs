@@ -169,6 +169,25 @@ fn fetch_and_check(
     Ok(())
 }
 
+/// A server holding an accepted TCP connection that has ended (peer
+/// closed, its own side shut down), as servers do for a moment after
+/// each request: it was saved as a socket to bind at its local address,
+/// which its listener holds, and the restore failed ("cannot bind its
+/// address again: Address already in use"). It comes back as a
+/// connection whose peer is gone.
+#[test]
+fn ended_tcp_connection_beside_its_listener() {
+    let dir = TestDir::new("ended-tcp");
+    let program = Program::command_of(
+        "pyclosed",
+        &[
+            PYTHON.as_ref(),
+            crate_dir().join("programs/pyclosed.py").as_os_str(),
+        ],
+    );
+    dump_kill_restore(&dir, &program, 3, &[], &[]);
+}
+
 /// Python's http.server (a listening TCP socket with SO_REUSEADDR,
 /// select loop): it serves a file, is dumped, killed and restored, and
 /// serves files again on the same port.

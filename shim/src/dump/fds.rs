@@ -382,6 +382,18 @@ fn socket<'a>(
         }
         return gone(info, sock_type, data);
     }
+    // A TCP connection that has ended (its peer closed, or it was reset)
+    // has no peer any more, but keeps the local address it shares with its
+    // listener: it comes back as a connection whose peer is gone, not as a
+    // socket to bind there again (which the listener's bind refuses).
+    if family != libc::AF_UNIX
+        && sock_type == libc::SOCK_STREAM
+        && !listening
+        && sys::tcp_segs_out(fd).unwrap_or(0) > 0
+    {
+        let data = peek(info, sock_type, arena)?;
+        return gone(info, sock_type, data);
+    }
     let mut name = [0u8; 128];
     let len = sys::sock_addr(fd, false, &mut name).unwrap_or(0);
     let bound = match family {

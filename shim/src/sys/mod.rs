@@ -282,6 +282,32 @@ pub fn sockopt_int(fd: i32, level: i32, name: i32) -> SysResult<i32> {
     .map(|_| v)
 }
 
+/// Segments a TCP socket has sent (`tcp_info.tcpi_segs_out`): non-zero
+/// once it took part in a connection, even one closed since.
+pub fn tcp_segs_out(fd: i32) -> SysResult<u32> {
+    let mut info = [0u8; 144];
+    let mut len: u32 = info.len() as u32;
+    // SAFETY: `info` and `len` are writable; the kernel writes at most `len` bytes.
+    unsafe {
+        sys(
+            libc::SYS_getsockopt,
+            args!(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                info.as_mut_ptr(),
+                &mut len as *mut u32
+            ),
+        )
+    }?;
+    if len < 140 {
+        return Ok(0);
+    }
+    Ok(u32::from_ne_bytes([
+        info[136], info[137], info[138], info[139],
+    ]))
+}
+
 /// getsockname (`peer` false) or getpeername into `buf`; returns the length.
 pub fn sock_addr(fd: i32, peer: bool, buf: &mut [u8; 128]) -> SysResult<usize> {
     let mut len: u32 = 128;
