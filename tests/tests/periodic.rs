@@ -461,3 +461,48 @@ fn tick_during_a_dump_is_skipped() {
         p.describe()
     );
 }
+
+/// A numbered image never replaces a file that is already at its name,
+/// and `MIGRATE_KEEP` never removes one: a file there was written by
+/// someone else (another process with the same pattern, the original of
+/// a restored process, an earlier process with the same pid). The dump
+/// takes the next free number instead. Here `img-1.img` is there before
+/// the process starts: its first dump must go to `img-2.img`, and the
+/// file must be untouched after KEEP=1 removed the process's own older
+/// image.
+#[test]
+fn numbered_dump_never_replaces_or_removes_a_stranger() {
+    let dir = TestDir::new("periodic-stranger");
+    let program = Program::mem(1, 1000, 20);
+    let stranger = dir.join("img-1.img");
+    std::fs::write(&stranger, b"another process's image").unwrap();
+    let pattern = dir.join("img-%n.img");
+    let env = [
+        ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+        ("MIGRATE_KEEP", "1"),
+        ("MIGRATE_LOG", "info"),
+    ];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(1);
+    p.dump_signal();
+    let first = p.wait_for_stderr_line("a dump", |l| l.starts_with("migrate: dumped "));
+    p.dump_signal();
+    let second = p.wait_for_stderr_line("a second dump", |l| {
+        l.starts_with("migrate: dumped ") && l != first
+    });
+    p.wait_for_step(2);
+    p.kill();
+    let context = p.describe();
+    assert_eq!(
+        std::fs::read(&stranger).ok().as_deref(),
+        Some(&b"another process's image"[..]),
+        "a file the process did not write was replaced or removed\n{context}"
+    );
+    let path = |n: u32| dir.join(&format!("img-{n}.img"));
+    assert!(
+        first.contains(path(2).to_str().unwrap()) && second.contains(path(3).to_str().unwrap()),
+        "the dumps did not skip the number taken\n{context}"
+    );
+    assert_eq!(files(&dir), ["img-1.img", "img-3.img"], "{context}");
+    verify_image(&path(3), &context);
+}
