@@ -506,3 +506,53 @@ fn numbered_dump_never_replaces_or_removes_a_stranger() {
     assert_eq!(files(&dir), ["img-1.img", "img-3.img"], "{context}");
     verify_image(&path(3), &context);
 }
+
+/// An image with the periodic timer (id `INT_MAX` where the kernel lets
+/// the shim choose) restores on a kernel that cannot make a timer with a
+/// chosen id (before 6.16; here a seccomp filter makes the prctl fail):
+/// the shim's timer is not the program's, so it is made again with any
+/// id, and the restored process goes on dumping periodically.
+#[test]
+fn restore_where_timer_ids_cannot_be_chosen() {
+    // SAFETY: a prctl that only reports a flag.
+    if unsafe { libc::prctl(77, 2, 0, 0, 0) } < 0 {
+        skip(
+            "restore_where_timer_ids_cannot_be_chosen",
+            "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.16 or later) for the original",
+        );
+        return;
+    }
+    let dir = TestDir::new("periodic-noids");
+    let program = Program::mem(8, 300, 20);
+    let pattern = dir.join("img-%n.img");
+    let env = [
+        ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+        ("MIGRATE_INTERVAL", "1s"),
+    ];
+    // With no_new_privs, which the filter needs and a restore requires
+    // the image's process to have had.
+    let nnp = program.wrapped(&[env!("MIGRATE_TEST_CNOIDS"), "--nnp-only"]);
+    let mut original = dir.spawn(&nnp, "original", &env);
+    let image = dir.join("img-1.img");
+    original.wait_for_image(&image, false);
+    original.kill();
+    let lines = original.stdout_lines();
+    let meta = image_meta(&image).image;
+    assert!(
+        meta.minor1
+            .posix_timers
+            .iter()
+            .any(|t| t.id == i32::MAX && t.interval_ns == 1_000_000_000),
+        "the image has no periodic timer with id INT_MAX"
+    );
+    let noids = program.wrapped(&[env!("MIGRATE_TEST_CNOIDS")]);
+    let relaunch = [("MIGRATE_LOG", "info")];
+    let restored = restore_exactly(&dir, &noids, &image, &lines, &relaunch);
+    assert!(
+        dumped(&restored)
+            .iter()
+            .any(|p| p.starts_with(dir.path()) && p != &image),
+        "the restored process made no periodic dump\n{}",
+        restored.describe()
+    );
+}

@@ -332,7 +332,9 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
     }
-    // Before any memory is saved: the image holds its own path (`keep`).
+    // Before any memory is saved: the image holds its own path (`keep`)
+    // and no timer id inherited through a fork.
+    periodic::forget_if_forked();
     if !job.check {
         keep::begin(job.path.as_bytes());
     }
