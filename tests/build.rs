@@ -32,6 +32,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cmem", &[]),
     ("ctimerid", &[]),
     ("cnoids", &[]),
+    ("cforktimer", &[]),
 ];
 
 fn main() {

@@ -556,3 +556,42 @@ fn restore_where_timer_ids_cannot_be_chosen() {
         restored.describe()
     );
 }
+
+/// A forked child has no periodic timer, only its parent's timer id in
+/// memory, which on a kernel that hands out ids in order (before 6.16;
+/// here a seccomp filter) is 0, the id of the child's own first timer. A
+/// relaunch of the child's image that changes the periodic dumps
+/// (`MIGRATE_INTERVAL`) must make a new timer without deleting the
+/// program's.
+#[test]
+fn restored_forked_child_keeps_its_own_timer() {
+    let dir = TestDir::new("periodic-forked-timer");
+    let program = Program::fork_timer();
+    let noids = program.wrapped(&[env!("MIGRATE_TEST_CNOIDS")]);
+    let image = dir.join("child.img");
+    let env = [
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_INTERVAL", "1h"),
+        ("MIGRATE_LOG", "info"),
+    ];
+    let mut parent = dir.spawn(&noids, "parent", &env);
+    let line = parent.wait_for_stderr_line("the child's pid", |l| l.starts_with("child "));
+    let child: i32 = line["child ".len()..].trim().parse().unwrap();
+    parent.wait_for_step(2);
+    // SAFETY: kill(2) with plain integers; the child is alive (the parent
+    // waits for it and has not exited).
+    assert_eq!(unsafe { libc::kill(child, libc::SIGUSR2) }, 0);
+    parent.wait_for_image(&image, false);
+    parent.kill();
+    // SAFETY: as above; the child of a killed parent is reparented.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let lines = parent.stdout_lines();
+    let relaunch = [("MIGRATE_INTERVAL", "1h"), ("MIGRATE_LOG", "info")];
+    let restored = restore_exactly(&dir, &noids, &image, &lines, &relaunch);
+    let out = restored.stdout_lines();
+    assert!(
+        out.iter().all(|l| !l.contains("gone")),
+        "the restored child's own timer was deleted\n{}",
+        restored.describe()
+    );
+}
