@@ -214,6 +214,13 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
     for round in 0..4 {
         let mut p = dir.spawn(&program, &format!("round{round}"), &env);
         p.wait_for_step(1);
+        if round % 2 == 1 {
+            // An image is complete before the kill, however slow the
+            // disk: `images > 0` below does not depend on timing, and
+            // the kill must leave that image as it is.
+            let first = dir.join(&format!("img-{}-1.img", p.pid()));
+            p.wait_for_image(&first, false);
+        }
         // Wait until an image is being written, then kill at a random
         // moment of it (or of what follows: the link, the removal of the
         // oldest image, the next steps).
