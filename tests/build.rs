@@ -32,6 +32,8 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cmem", &[]),
     ("ctimerid", &[]),
     ("cvector", &[]),
+    ("cnoids", &[]),
+    ("cforktimer", &[]),
 ];
 
 fn main() {

@@ -319,8 +319,17 @@ impl Expect {
 
 /// `sigev_value` of the shim's periodic timer (`MIGRATE_INTERVAL`).
 const TICK_MAGIC: u64 = 0x7469_636b_4d49_4752;
-/// Its id where the kernel lets the shim choose one.
-const TICK_ID: i32 = i32::MAX;
+
+/// The key of a POSIX timer's fact: its id, which the program uses, but
+/// not for the shim's periodic timer, whose id no program knows and which
+/// takes another where a restore cannot choose ids (kernels before 6.16).
+fn timer_key(value: u64, id: i32) -> String {
+    if value == TICK_MAGIC {
+        "posix timer (periodic dumps)".into()
+    } else {
+        format!("posix timer {id}")
+    }
+}
 
 /// A duration as `MIGRATE_INTERVAL` takes it (`1s`, `1h30m`, `90`), in ns.
 fn parse_duration(v: &str) -> Option<u64> {
@@ -421,14 +430,8 @@ fn differences(
 fn facts_as_relaunched(before: &Image, e: &Expect) -> BTreeMap<String, String> {
     let mut f = facts(before, e, &e.settings);
     if let Some((signal, interval)) = e.ticker {
-        let old = before
-            .minor1
-            .posix_timers
-            .iter()
-            .find(|t| t.value == TICK_MAGIC);
-        let id = old.map_or(TICK_ID, |t| t.id);
         f.insert(
-            format!("posix timer {id}"),
+            timer_key(TICK_MAGIC, 0),
             format!(
                 "clock={} notify={} signal={signal} value={TICK_MAGIC:#x} tid=0 armed=true interval={interval}ns",
                 libc::CLOCK_MONOTONIC,
@@ -506,7 +509,7 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         // Time passes between the dump and the check (as for itimers).
         let tid = if e.new_ids { 0 } else { t.tid };
         put(
-            format!("posix timer {}", t.id),
+            timer_key(t.value, t.id),
             format!(
                 "clock={} notify={} signal={} value={:#x} tid={tid} armed={} interval={}ns",
                 t.clock,

@@ -167,6 +167,12 @@ impl Program {
         )
     }
 
+    /// Forks a child that makes a POSIX timer of its own and checks at
+    /// every step that it is still there (see `programs/cforktimer.c`).
+    pub fn fork_timer() -> Program {
+        Program::new("cforktimer", vec![env!("MIGRATE_TEST_CFORKTIMER").into()])
+    }
+
     /// Creates two POSIX timers and prints their ids and every id the
     /// process has (see `programs/ctimerid.c`).
     pub fn timer_ids() -> Program {

@@ -214,6 +214,13 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
     for round in 0..4 {
         let mut p = dir.spawn(&program, &format!("round{round}"), &env);
         p.wait_for_step(1);
+        if round % 2 == 1 {
+            // An image is complete before the kill, however slow the
+            // disk: `images > 0` below does not depend on timing, and
+            // the kill must leave that image as it is.
+            let first = dir.join(&format!("img-{}-1.img", p.pid()));
+            p.wait_for_image(&first, false);
+        }
         // Wait until an image is being written, then kill at a random
         // moment of it (or of what follows: the link, the removal of the
         // oldest image, the next steps).
@@ -459,5 +466,139 @@ fn tick_during_a_dump_is_skipped() {
         skipped + 1 >= made,
         "{made} dumps, {skipped} skipped\n{}",
         p.describe()
+    );
+}
+
+/// A numbered image never replaces a file that is already at its name,
+/// and `MIGRATE_KEEP` never removes one: a file there was written by
+/// someone else (another process with the same pattern, the original of
+/// a restored process, an earlier process with the same pid). The dump
+/// takes the next free number instead. Here `img-1.img` is there before
+/// the process starts: its first dump must go to `img-2.img`, and the
+/// file must be untouched after KEEP=1 removed the process's own older
+/// image.
+#[test]
+fn numbered_dump_never_replaces_or_removes_a_stranger() {
+    let dir = TestDir::new("periodic-stranger");
+    let program = Program::mem(1, 1000, 20);
+    let stranger = dir.join("img-1.img");
+    std::fs::write(&stranger, b"another process's image").unwrap();
+    let pattern = dir.join("img-%n.img");
+    let env = [
+        ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+        ("MIGRATE_KEEP", "1"),
+        ("MIGRATE_LOG", "info"),
+    ];
+    let mut p = dir.spawn(&program, "original", &env);
+    p.wait_for_step(1);
+    p.dump_signal();
+    let first = p.wait_for_stderr_line("a dump", |l| l.starts_with("migrate: dumped "));
+    p.dump_signal();
+    let second = p.wait_for_stderr_line("a second dump", |l| {
+        l.starts_with("migrate: dumped ") && l != first
+    });
+    p.wait_for_step(2);
+    p.kill();
+    let context = p.describe();
+    assert_eq!(
+        std::fs::read(&stranger).ok().as_deref(),
+        Some(&b"another process's image"[..]),
+        "a file the process did not write was replaced or removed\n{context}"
+    );
+    let path = |n: u32| dir.join(&format!("img-{n}.img"));
+    assert!(
+        first.contains(path(2).to_str().unwrap()) && second.contains(path(3).to_str().unwrap()),
+        "the dumps did not skip the number taken\n{context}"
+    );
+    assert_eq!(files(&dir), ["img-1.img", "img-3.img"], "{context}");
+    verify_image(&path(3), &context);
+}
+
+/// An image with the periodic timer (id `INT_MAX` where the kernel lets
+/// the shim choose) restores on a kernel that cannot make a timer with a
+/// chosen id (before 6.16; here a seccomp filter makes the prctl fail):
+/// the shim's timer is not the program's, so it is made again with any
+/// id, and the restored process goes on dumping periodically.
+#[test]
+fn restore_where_timer_ids_cannot_be_chosen() {
+    // SAFETY: a prctl that only reports a flag.
+    if unsafe { libc::prctl(77, 2, 0, 0, 0) } < 0 {
+        skip(
+            "restore_where_timer_ids_cannot_be_chosen",
+            "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.16 or later) for the original",
+        );
+        return;
+    }
+    let dir = TestDir::new("periodic-noids");
+    let program = Program::mem(8, 300, 20);
+    let pattern = dir.join("img-%n.img");
+    let env = [
+        ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+        ("MIGRATE_INTERVAL", "1s"),
+    ];
+    // With no_new_privs, which the filter needs and a restore requires
+    // the image's process to have had.
+    let nnp = program.wrapped(&[env!("MIGRATE_TEST_CNOIDS"), "--nnp-only"]);
+    let mut original = dir.spawn(&nnp, "original", &env);
+    let image = dir.join("img-1.img");
+    original.wait_for_image(&image, false);
+    original.kill();
+    let lines = original.stdout_lines();
+    let meta = image_meta(&image).image;
+    assert!(
+        meta.minor1
+            .posix_timers
+            .iter()
+            .any(|t| t.id == i32::MAX && t.interval_ns == 1_000_000_000),
+        "the image has no periodic timer with id INT_MAX"
+    );
+    let noids = program.wrapped(&[env!("MIGRATE_TEST_CNOIDS")]);
+    let relaunch = [("MIGRATE_LOG", "info")];
+    let restored = restore_exactly(&dir, &noids, &image, &lines, &relaunch);
+    assert!(
+        dumped(&restored)
+            .iter()
+            .any(|p| p.starts_with(dir.path()) && p != &image),
+        "the restored process made no periodic dump\n{}",
+        restored.describe()
+    );
+}
+
+/// A forked child has no periodic timer, only its parent's timer id in
+/// memory, which on a kernel that hands out ids in order (before 6.16;
+/// here a seccomp filter) is 0, the id of the child's own first timer. A
+/// relaunch of the child's image that changes the periodic dumps
+/// (`MIGRATE_INTERVAL`) must make a new timer without deleting the
+/// program's.
+#[test]
+fn restored_forked_child_keeps_its_own_timer() {
+    let dir = TestDir::new("periodic-forked-timer");
+    let program = Program::fork_timer();
+    let noids = program.wrapped(&[env!("MIGRATE_TEST_CNOIDS")]);
+    let image = dir.join("child.img");
+    let env = [
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_INTERVAL", "1h"),
+        ("MIGRATE_LOG", "info"),
+    ];
+    let mut parent = dir.spawn(&noids, "parent", &env);
+    let line = parent.wait_for_stderr_line("the child's pid", |l| l.starts_with("child "));
+    let child: i32 = line["child ".len()..].trim().parse().unwrap();
+    parent.wait_for_step(2);
+    // SAFETY: kill(2) with plain integers; the child is alive (the parent
+    // waits for it and has not exited).
+    assert_eq!(unsafe { libc::kill(child, libc::SIGUSR2) }, 0);
+    parent.wait_for_image(&image, false);
+    parent.kill();
+    // SAFETY: as above; the child of a killed parent is reparented.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let lines = parent.stdout_lines();
+    let relaunch = [("MIGRATE_INTERVAL", "1h"), ("MIGRATE_LOG", "info")];
+    let restored = restore_exactly(&dir, &noids, &image, &lines, &relaunch);
+    let out = restored.stdout_lines();
+    assert!(
+        out.iter().all(|l| !l.contains("gone")),
+        "the restored child's own timer was deleted\n{}",
+        restored.describe()
     );
 }

@@ -308,6 +308,36 @@ fn expand_path(pattern: &[u8], pid: i32, seq: u64, out: &mut Line<PATH_MAX>) {
     }
 }
 
+/// Numbers tried past a taken one before the dump fails on it.
+const NUMBER_TRIES: u64 = 1000;
+
+/// Expands the image pattern into `out` with sequence number `seq` or,
+/// when the pattern numbers its images (`%n`) and a file is already at
+/// that name, the next number whose name is free: such a file was written
+/// by someone else (another process with the same pattern, the original
+/// of a restored process, an earlier process with the same pid), and
+/// replacing it, or later removing it for `MIGRATE_KEEP`, would lose it.
+/// Returns the number used. The writer links the image there without
+/// replacing anything, so a file that appears meanwhile fails the dump.
+fn numbered_path(pattern: &[u8], seq: u64, out: &mut Line<PATH_MAX>) -> u64 {
+    let pid = sys::getpid();
+    let numbered = crate::config::has_number(pattern);
+    let mut n = seq;
+    loop {
+        out.clear();
+        expand_path(pattern, pid, n, out);
+        if !numbered || n - seq + 1 >= NUMBER_TRIES || out.is_full() {
+            return n;
+        }
+        let mut c = Line::<{ PATH_MAX + 1 }>::new();
+        c.bytes(out.as_bytes());
+        match c.c_str() {
+            Some(path) if sys::exists(path) => n += 1,
+            _ => return n,
+        }
+    }
+}
+
 fn dump(job: &mut Job) -> Result<(), Fail> {
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
@@ -317,14 +347,18 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     job.prev_sequence = before;
     // A restore's check dump goes to its own path and does not count.
     job.check = crate::restore::check::take(&mut job.path);
-    let seq = if job.check { before } else { before + 1 };
-    if !job.check {
-        expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
-    }
+    let numbered = !job.check && crate::config::has_number(settings.image.as_bytes());
+    let seq = if job.check {
+        before
+    } else {
+        numbered_path(settings.image.as_bytes(), before + 1, &mut job.path)
+    };
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
     }
-    // Before any memory is saved: the image holds its own path (`keep`).
+    // Before any memory is saved: the image holds its own path (`keep`)
+    // and no timer id inherited through a fork.
+    periodic::forget_if_forked();
     if !job.check {
         keep::begin(job.path.as_bytes());
     }
@@ -340,6 +374,9 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         // flight would hand the image's descriptor to the child, which
         // then finds an unnamed file it cannot read among its own fds.
         let mut out = writer::ImageWriter::create(job.path.as_bytes())?;
+        if numbered {
+            out.never_replace();
+        }
         job.writer = &mut out;
         let header = write_image(job, &arena, &mut out, settings, others);
         job.fds = core::ptr::null_mut();

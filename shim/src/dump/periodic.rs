@@ -59,6 +59,10 @@ pub static INTERVAL_NS: AtomicU64 = AtomicU64::new(0);
 pub static KEEP: AtomicU32 = AtomicU32::new(0);
 /// The periodic timer's id (-1: none).
 pub static TIMER: AtomicI32 = AtomicI32::new(-1);
+/// The process that made [`TIMER`]: a forked child has a copy of the
+/// static but no timer (the kernel does not copy POSIX timers), and the
+/// id may be one of the child's own timers.
+static OWNER: AtomicI32 = AtomicI32::new(0);
 /// Monotonic time the last dump ended (0: none yet in this process).
 static LAST_END: AtomicU64 = AtomicU64::new(0);
 
@@ -85,8 +89,25 @@ pub fn start(signal: i32) -> Result<(), Errno> {
         let _ = unsafe { sys::sys(libc::SYS_timer_delete, args!(id)) };
         return Err(e);
     }
+    OWNER.store(sys::getpid(), Release);
     TIMER.store(id, Release);
     Ok(())
+}
+
+/// In a dump, before memory is saved: a forked child's copy of its
+/// parent's timer id names no timer of its own (or one of the program's),
+/// so neither it nor a process restored from its image may use it.
+pub fn forget_if_forked() {
+    if TIMER.load(Acquire) >= 0 && OWNER.load(Acquire) != sys::getpid() {
+        TIMER.store(-1, Release);
+    }
+}
+
+/// Whether this process has a POSIX timer `id`.
+fn exists(id: i32) -> bool {
+    let mut spec = [0i64; 4];
+    // SAFETY: timer_gettime writes one struct itimerspec into `spec`.
+    unsafe { sys::sys(libc::SYS_timer_gettime, args!(id, spec.as_mut_ptr())) }.is_ok()
 }
 
 /// Creates the timer, with [`TIMER_ID`] where the kernel takes a chosen id.
@@ -175,7 +196,8 @@ pub struct Relaunch {
 
 /// In a restored process, as it resumes (every other thread waiting):
 /// forgets the old process's clock, takes the relaunch's settings, and
-/// makes the timer again if its signal or interval changes.
+/// makes the timer again if its signal or interval changes or the
+/// restore could not make it.
 pub fn after_restore(r: &Relaunch) {
     // The monotonic clock of another boot or host.
     LAST_END.store(0, Release);
@@ -183,8 +205,18 @@ pub fn after_restore(r: &Relaunch) {
     if let Some(k) = r.keep {
         KEEP.store(k, Release);
     }
+    // The image's timer, unless the restore could not make it again (a
+    // kernel before 6.16 cannot give it its id, see `restore::timers`):
+    // then it is made afresh with the next free id.
+    let had = TIMER.load(Acquire);
+    let lost = had >= 0 && !exists(had);
+    if lost {
+        TIMER.store(-1, Release);
+    } else if had >= 0 {
+        OWNER.store(sys::getpid(), Release);
+    }
     let moved = r.signal_now != r.signal_before;
-    if !moved && r.interval_ns.is_none() {
+    if !moved && r.interval_ns.is_none() && !lost {
         return;
     }
     if let Some(ns) = r.interval_ns {

@@ -13,7 +13,11 @@
 //! Only a kill between the link and the rename (two system calls) leaves a
 //! temporary file, and that one is complete. Where nothing is at the
 //! target yet (a new `%n`), the file is linked there directly: one call,
-//! and no temporary name at all. Where the filesystem has no
+//! and no temporary name at all. A numbered image's writer never replaces
+//! (`never_replace`): whatever is at such a name was written by someone
+//! else, so a file that appears there meanwhile fails the dump and stays
+//! (`RENAME_NOREPLACE`, or a second link where a filesystem lacks it).
+//! Where the filesystem has no
 //! `O_TMPFILE`, the file is created under its unique name from the start
 //! (`O_EXCL | O_NOFOLLOW`); a dump killed part-way then leaves that
 //! incomplete file, which nothing reuses and which may be removed.
@@ -48,6 +52,9 @@ pub struct ImageWriter {
     target: Line<PATH_MAX>,
     pos: u64,
     done: bool,
+    /// A file already at the target is never replaced (a numbered
+    /// image's name: whatever is there was written by someone else).
+    no_replace: bool,
 }
 
 /// How the temporary file is made (see the module's documentation).
@@ -97,12 +104,19 @@ impl ImageWriter {
             target: Line::new(),
             pos: dumpfmt::HEADER_LEN,
             done: false,
+            no_replace: false,
         };
         w.target.bytes(target);
         if w.target.is_full() || target.is_empty() {
             return Err(Fail::new("image path too long or empty"));
         }
         Ok(w)
+    }
+
+    /// Never replace a file already at the target: [`ImageWriter::finish`]
+    /// fails instead (a numbered image, see `dump::numbered_path`).
+    pub fn never_replace(&mut self) {
+        self.no_replace = true;
     }
 
     /// How the temporary file was made.
@@ -262,10 +276,17 @@ impl ImageWriter {
         header.encode(&mut page);
         self.write_at(&page, 0)?;
         sys::fsync(self.fd).map_err(|e| self.io_fail(e))?;
-        if !self.named && self.link_at_target() {
-            self.done = true;
-            sync_parent_dir(self.target.as_bytes());
-            return Ok(self.pos);
+        if !self.named {
+            match self.link_at_target() {
+                Ok(()) => {
+                    self.done = true;
+                    sync_parent_dir(self.target.as_bytes());
+                    return Ok(self.pos);
+                }
+                Err(sys::Errno(libc::EEXIST)) if self.no_replace => return Err(self.taken()),
+                // Linked under a unique name and renamed below.
+                Err(_) => {}
+            }
         }
         if !self.named {
             let fd = self.fd;
@@ -277,10 +298,28 @@ impl ImageWriter {
         let (Some(from), Some(to)) = (tmp.c_str(), self.target.c_str()) else {
             return Err(Fail::new("image path too long"));
         };
-        sys::rename(from, to).map_err(|e| {
-            Fail::new("cannot rename to ")
+        let renamed = if !self.no_replace {
+            sys::rename(from, to)
+        } else {
+            match sys::rename_noreplace(from, to) {
+                // No RENAME_NOREPLACE here: a second name, which fails as
+                // well when the target exists; the temporary one is
+                // removed on drop (`done` stays false).
+                Err(sys::Errno(libc::EINVAL)) => match sys::link(from, to) {
+                    Ok(()) => {
+                        sync_parent_dir(self.target.as_bytes());
+                        return Ok(self.pos);
+                    }
+                    Err(e) => Err(e),
+                },
+                other => other,
+            }
+        };
+        renamed.map_err(|e| match e {
+            sys::Errno(libc::EEXIST) if self.no_replace => self.taken(),
+            e => Fail::new("cannot rename to ")
                 .bytes(self.target.as_bytes())
-                .errno(e)
+                .errno(e),
         })?;
         self.done = true;
         sync_parent_dir(self.target.as_bytes());
@@ -292,12 +331,19 @@ impl ImageWriter {
     /// Links the complete unnamed file straight at the target when no
     /// file is there yet (a new name, as `%n` makes): one system call, so
     /// not even a kill can leave a temporary name behind.
-    fn link_at_target(&mut self) -> bool {
+    fn link_at_target(&mut self) -> Result<(), sys::Errno> {
         let fd = self.fd;
         match self.target.c_str() {
-            Some(to) => sys::link_fd(fd, to).is_ok(),
-            None => false,
+            Some(to) => sys::link_fd(fd, to),
+            None => Err(sys::Errno(libc::ENAMETOOLONG)),
         }
+    }
+
+    /// The target appeared while the image was written.
+    fn taken(&self) -> Fail {
+        Fail::new("")
+            .bytes(self.target.as_bytes())
+            .str(" appeared while the image was written (another process writes the same names?); not replaced")
     }
 }
 
@@ -412,6 +458,44 @@ mod tests {
         assert_eq!(len, 4096 + 4);
         assert_eq!(names(dir.path()), ["a-1.img"]);
         assert_eq!(&std::fs::read(&target).unwrap()[4096..], b"tail");
+    }
+
+    /// A writer that must not replace: a file that appeared at the
+    /// target while the image was written stays as it is, the dump fails
+    /// naming it, and no temporary file is left (both kinds).
+    #[test]
+    fn never_replaces_a_file_that_appeared() {
+        for kind in [TempKind::Unnamed, TempKind::Named] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("a-2.img");
+            let path = target.to_str().unwrap().as_bytes();
+            let mut w = ImageWriter::create_as(path, kind).ok().unwrap();
+            w.never_replace();
+            w.write(b"tail").ok().unwrap();
+            std::fs::write(&target, b"theirs").unwrap();
+            let fail = w.finish(&header(4096 + 4)).err().unwrap();
+            let line = String::from_utf8_lossy(fail.line.as_bytes()).into_owned();
+            assert!(line.contains("a-2.img appeared"), "{kind:?}: {line}");
+            assert_eq!(std::fs::read(&target).unwrap(), b"theirs", "{kind:?}");
+            assert_eq!(names(dir.path()), ["a-2.img"], "{kind:?}");
+        }
+    }
+
+    /// Without the file there, a writer that must not replace still
+    /// names its image (both kinds), and leaves no temporary file.
+    #[test]
+    fn never_replace_names_a_new_target() {
+        for kind in [TempKind::Unnamed, TempKind::Named] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("a-3.img");
+            let path = target.to_str().unwrap().as_bytes();
+            let mut w = ImageWriter::create_as(path, kind).ok().unwrap();
+            w.never_replace();
+            w.write(b"tail").ok().unwrap();
+            assert_eq!(w.finish(&header(4096 + 4)).ok(), Some(4096 + 4));
+            assert_eq!(names(dir.path()), ["a-3.img"], "{kind:?}");
+            assert_eq!(&std::fs::read(&target).unwrap()[4096..], b"tail");
+        }
     }
 
     #[test]

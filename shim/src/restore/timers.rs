@@ -67,7 +67,7 @@ pub fn check(image: &Image<'_>, keep_tids: bool) -> Result<TimerPlan, Refusal> {
                 ),
             ));
         }
-        if t.id < 0 || !plan.chosen_ids && t.id >= MAX_PLACEHOLDERS {
+        if t.id < 0 || !plan.chosen_ids && t.id >= MAX_PLACEHOLDERS && !remade(t, &plan) {
             return Err(refuse(
                 exit::UNSUPPORTED,
                 format!(
@@ -87,6 +87,15 @@ pub fn check(image: &Image<'_>, keep_tids: bool) -> Result<TimerPlan, Refusal> {
         }
     }
     Ok(plan)
+}
+
+/// Whether `t` is the shim's periodic timer with an id this kernel cannot
+/// reach: it is left to the restored shim, which makes it again with the
+/// next free id (`dump::periodic::after_restore`). No program knows its
+/// id, so an image made where the shim could choose one (`INT_MAX`)
+/// still restores on a kernel before 6.16.
+fn remade(t: &PosixTimer, how: &TimerPlan) -> bool {
+    t.value == crate::dump::periodic::TICK_MAGIC && !how.chosen_ids && t.id >= MAX_PLACEHOLDERS
 }
 
 /// Appends the calls that make and arm every timer.
@@ -134,7 +143,7 @@ pub fn ops(plan: &mut Plan, image: &Image<'_>, how: &TimerPlan, keep_tids: bool)
         // Ids come in order from 0: fill the gaps with placeholders.
         let mut placeholders = Vec::new();
         let mut next = 0;
-        for t in timers.iter() {
+        for t in timers.iter().filter(|t| !remade(t, how)) {
             while next < t.id {
                 let placeholder = PosixTimer {
                     id: next,
@@ -153,7 +162,7 @@ pub fn ops(plan: &mut Plan, image: &Image<'_>, how: &TimerPlan, keep_tids: bool)
             plan.call(libc::SYS_timer_delete, &[v(id as u64)], v(0), what);
         }
     }
-    for t in timers.iter().filter(|t| t.value_ns != 0) {
+    for t in timers.iter().filter(|t| t.value_ns != 0 && !remade(t, how)) {
         let sec = |ns: u64| ns / 1_000_000_000;
         let nsec = |ns: u64| ns % 1_000_000_000;
         let spec = plan.data(&[

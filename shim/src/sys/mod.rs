@@ -373,6 +373,68 @@ pub fn link_fd(fd: i32, to: &[u8]) -> SysResult<()> {
     .map(|_| ())
 }
 
+/// Renames `from` to `to` (both NUL-terminated) unless `to` exists
+/// (`renameat2` with `RENAME_NOREPLACE`): EEXIST then, and EINVAL where
+/// the filesystem cannot.
+pub fn rename_noreplace(from: &[u8], to: &[u8]) -> SysResult<()> {
+    if from.last() != Some(&0) || to.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: both are NUL-terminated paths.
+    unsafe {
+        sys(
+            libc::SYS_renameat2,
+            args!(
+                AT_FDCWD,
+                from.as_ptr(),
+                AT_FDCWD,
+                to.as_ptr(),
+                libc::RENAME_NOREPLACE
+            ),
+        )
+    }
+    .map(|_| ())
+}
+
+/// Gives the file at `from` the further name `to` (both NUL-terminated),
+/// which must not exist; a symlink at `from` is linked, not followed.
+pub fn link(from: &[u8], to: &[u8]) -> SysResult<()> {
+    if from.last() != Some(&0) || to.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: both are NUL-terminated paths.
+    unsafe {
+        sys(
+            libc::SYS_linkat,
+            args!(AT_FDCWD, from.as_ptr(), AT_FDCWD, to.as_ptr(), 0),
+        )
+    }
+    .map(|_| ())
+}
+
+/// Whether anything (a symlink too, not followed) is at `path`
+/// (NUL-terminated); false where that cannot be told.
+pub fn exists(path: &[u8]) -> bool {
+    if path.last() != Some(&0) {
+        return false;
+    }
+    // SAFETY: plain old data; all-zero is valid.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a writable `struct stat`.
+    unsafe {
+        sys(
+            libc::SYS_newfstatat,
+            args!(
+                AT_FDCWD,
+                path.as_ptr(),
+                &mut st as *mut libc::stat,
+                libc::AT_SYMLINK_NOFOLLOW
+            ),
+        )
+    }
+    .is_ok()
+}
+
 pub fn unlink(path: &[u8]) -> SysResult<()> {
     if path.last() != Some(&0) {
         return Err(Errno(libc::EINVAL));
