@@ -57,6 +57,9 @@ pub struct Settings {
     /// `MIGRATE_EXTERNAL=refuse`: a descriptor connected to another
     /// process fails the dump instead of coming back with its peer gone.
     pub refuse_external: bool,
+    /// `MIGRATE_CHILDREN=leave`: a process with children is dumped alone
+    /// (see `tree::children`) instead of failing the dump.
+    pub leave_children: bool,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -69,6 +72,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     rseq_len: 0,
     pthread_tid_offset: 0,
     refuse_external: false,
+    leave_children: false,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -137,6 +141,7 @@ pub struct Overrides {
     pub exit_after_dump: Option<bool>,
     pub log: Option<u8>,
     pub refuse_external: Option<bool>,
+    pub leave_children: Option<bool>,
     /// `MIGRATE_RESTORE_CHECK`: where a restored process takes one dump
     /// as it resumes (absolute), to check the restore's fidelity. Read
     /// only by a restore; never a setting of the restored process.
@@ -209,6 +214,17 @@ impl Overrides {
                 }
             });
         }
+        if let Some(v) = var("MIGRATE_CHILDREN") {
+            o.leave_children = Some(match v.as_str() {
+                "refuse" => false,
+                "leave" => true,
+                _ => {
+                    return Err(BadSetting(format!(
+                        "MIGRATE_CHILDREN={v}: expected refuse or leave"
+                    )));
+                }
+            });
+        }
         Ok(o)
     }
 
@@ -229,6 +245,9 @@ impl Overrides {
         }
         if let Some(r) = self.refuse_external {
             s.refuse_external = r;
+        }
+        if let Some(l) = self.leave_children {
+            s.leave_children = l;
         }
     }
 }

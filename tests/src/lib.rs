@@ -358,6 +358,12 @@ impl Program {
         Program::with_mode("cdefects", env!("MIGRATE_TEST_CDEFECTS"), mode, arg)
     }
 
+    /// One child, `live`, a `zombie` or `stopped`, while the parent steps
+    /// (see `programs/cchildren.c`).
+    pub fn children(mode: &str) -> Program {
+        Program::with_mode("cchildren", env!("MIGRATE_TEST_CCHILDREN"), mode, None)
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

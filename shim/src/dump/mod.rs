@@ -297,6 +297,8 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
+        // Only now is the set of children final (no thread can fork).
+        crate::tree::children::refuse_or_leave(&arena, settings)?;
         // Created once every other thread is parked: a fork still in
         // flight would hand the image's descriptor to the child, which
         // then finds an unnamed file it cannot read among its own fds.

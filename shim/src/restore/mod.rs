@@ -325,6 +325,7 @@ fn build(
         from: [0; PATH_MAX],
         threads: image.threads.len() as u64,
         refuse_external: overrides.refuse_external.map_or(-1, i64::from),
+        leave_children: overrides.leave_children.map_or(-1, i64::from),
         check_len: 0,
     };
     if let Some(img) = &overrides.image {

@@ -1,0 +1,88 @@
+/*
+ * A process with one child, in the state the mode names, while it steps:
+ *
+ *  - "live": the child blocks reading a pipe until the parent closes its
+ *    end, then exits 3.
+ *  - "zombie": the child exits 7 at once; the parent waits until it has
+ *    exited (waitid WNOWAIT, which leaves it a zombie) and reaps it only
+ *    at the end.
+ *  - "stopped": the child stops itself (SIGSTOP); the parent waits until
+ *    it is stopped, and at the end continues it; it then exits 5.
+ *
+ * The child is forked after "start" and in its state before "ready", so
+ * the test finds it as soon as "ready" is out. At the end the
+ * parent ends the child as its mode says and prints how it ended:
+ * "child exited N", or "child gone: ERROR" when waitpid finds no child
+ * (the parent was restored without it).
+ *
+ * Protocol: "start", "ready", "step N acc=..." per step, "child ...",
+ * "done acc=...". MIGRATE_TEST_NOSLEEP drops the pacing.
+ */
+#include "testprog.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#define STEPS 40
+#define STEP_NS 30000000L
+
+int main(int argc, char **argv)
+{
+    if (argc != 2)
+        fail("usage: cchildren live|zombie|stopped");
+    const char *mode = argv[1];
+    int live = strcmp(mode, "live") == 0;
+    int zombie = strcmp(mode, "zombie") == 0;
+    int stopped = strcmp(mode, "stopped") == 0;
+    if (!live && !zombie && !stopped)
+        fail("unknown mode");
+    tp_start();
+    signal(SIGPIPE, SIG_IGN);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        die("pipe2");
+    pid_t c = fork();
+    if (c < 0)
+        die("fork");
+    if (c == 0) {
+        close(p[1]);
+        if (zombie)
+            _exit(7);
+        if (stopped) {
+            raise(SIGSTOP);
+            _exit(5);
+        }
+        char b;
+        while (read(p[0], &b, 1) != 0 && errno == EINTR)
+            ;
+        _exit(3);
+    }
+    close(p[0]);
+    siginfo_t si;
+    if (zombie && waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT) != 0)
+        die("waitid WEXITED");
+    if (stopped && waitid(P_PID, (id_t)c, &si, WSTOPPED | WNOWAIT) != 0)
+        die("waitid WSTOPPED");
+    printf("ready\n");
+    uint64_t acc = 5;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc ^ (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(STEP_NS);
+    }
+    close(p[1]);
+    if (stopped)
+        kill(c, SIGCONT);
+    int status;
+    pid_t w;
+    while ((w = waitpid(c, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (w < 0)
+        printf("child gone: %s\n", strerror(errno));
+    else if (WIFEXITED(status))
+        printf("child exited %d\n", WEXITSTATUS(status));
+    else
+        printf("child ended by signal %d\n", WTERMSIG(status));
+    printf("done acc=%016" PRIx64 "\n", acc);
+    return 0;
+}
