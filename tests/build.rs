@@ -31,6 +31,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cdefects", &["-pthread", "-lrt"]),
     ("cmem", &[]),
     ("cchildren", &[]),
+    ("cstatic", &["-static"]),
 ];
 
 fn main() {

@@ -8,6 +8,8 @@
  *    at the end.
  *  - "stopped": the child stops itself (SIGSTOP); the parent waits until
  *    it is stopped, and at the end continues it; it then exits 5.
+ *  - "static PATH": the child runs PATH (cstatic, linked statically) with
+ *    the pipe as its stdin; it exits 3 at end of file, as "live" does.
  *
  * The child is forked after "start" and in its state before "ready", so
  * the test finds it as soon as "ready" is out. At the end the
@@ -28,13 +30,14 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 2)
-        fail("usage: cchildren live|zombie|stopped");
+    if (argc < 2)
+        fail("usage: cchildren live|zombie|stopped|static PATH");
     const char *mode = argv[1];
     int live = strcmp(mode, "live") == 0;
     int zombie = strcmp(mode, "zombie") == 0;
     int stopped = strcmp(mode, "stopped") == 0;
-    if (!live && !zombie && !stopped)
+    const char *exe = strcmp(mode, "static") == 0 && argc == 3 ? argv[2] : NULL;
+    if (!live && !zombie && !stopped && !exe)
         fail("unknown mode");
     tp_start();
     signal(SIGPIPE, SIG_IGN);
@@ -51,6 +54,12 @@ int main(int argc, char **argv)
         if (stopped) {
             raise(SIGSTOP);
             _exit(5);
+        }
+        if (exe) {
+            if (dup2(p[0], 0) != 0)
+                _exit(1);
+            execl(exe, exe, (char *)NULL);
+            _exit(1);
         }
         char b;
         while (read(p[0], &b, 1) != 0 && errno == EINTR)

@@ -358,10 +358,12 @@ impl Program {
         Program::with_mode("cdefects", env!("MIGRATE_TEST_CDEFECTS"), mode, arg)
     }
 
-    /// One child, `live`, a `zombie` or `stopped`, while the parent steps
-    /// (see `programs/cchildren.c`).
+    /// One child, `live`, a `zombie`, `stopped`, or `static` (running the
+    /// statically linked `programs/cstatic.c`), while the parent steps (see
+    /// `programs/cchildren.c`).
     pub fn children(mode: &str) -> Program {
-        Program::with_mode("cchildren", env!("MIGRATE_TEST_CCHILDREN"), mode, None)
+        let exe = (mode == "static").then(|| Path::new(env!("MIGRATE_TEST_CSTATIC")));
+        Program::with_mode("cchildren", env!("MIGRATE_TEST_CCHILDREN"), mode, exe)
     }
 
     /// The same program run through `wrapper` (a command that execs its arguments).

@@ -69,6 +69,17 @@ fn dump_with_a_stopped_child_fails_naming_it() {
     refused("stopped", env!("MIGRATE_TEST_CCHILDREN"), "stopped");
 }
 
+/// A statically linked child (which no `LD_PRELOAD` reaches): the line
+/// also says it could not take part in a tree dump.
+#[test]
+fn dump_with_a_static_child_fails_naming_it() {
+    refused(
+        "static",
+        env!("MIGRATE_TEST_CSTATIC"),
+        "running; no libmigrate.so: statically linked, setuid, or not preloaded",
+    );
+}
+
 /// `MIGRATE_CHILDREN=leave`: the dump succeeds, the `info` log names the
 /// child left out, the program goes on unharmed; its restore has no child
 /// (waitpid finds none) and otherwise ends as an uninterrupted run.

@@ -17,13 +17,16 @@ use crate::config::{LogLevel, Settings};
 use crate::dump::Fail;
 use crate::dump::arena::Arena;
 use crate::sys::{self, line::Line};
+use crate::tree::participant::{self, ShimFile};
 
 /// Most children a dump lists (more fail the dump as too many).
 pub const MAX_CHILDREN: usize = 1 << 16;
 /// Children named in a message; the rest are counted.
-const NAMED: usize = 4;
+const NAMED: usize = 3;
 /// Longest executable path put in a message (its tail is kept).
 const NAME_MAX: usize = 96;
+/// Room for a child's `/proc/PID/maps`.
+const MAPS_LEN: usize = 16 << 20;
 /// A `children` file of one thread: up to MAX_CHILDREN PIDs of 7 digits.
 const CHILDREN_FILE: usize = MAX_CHILDREN * 8;
 
@@ -100,7 +103,7 @@ pub fn refuse_or_leave(arena: &Arena, settings: &Settings) -> Result<(), Fail> {
             line.str("migrate: dumping process ")
                 .dec(sys::getpid() as u64)
                 .str(" alone (MIGRATE_CHILDREN=leave); not in the image: ");
-            name_all(&mut line, children);
+            name_all(&mut line, children, None);
             line.emit();
         }
         return Ok(());
@@ -111,18 +114,35 @@ pub fn refuse_or_leave(arena: &Arena, settings: &Settings) -> Result<(), Fail> {
     } else {
         "its children "
     });
-    name_all(&mut f.line, children);
+    // Also say which children could not take part in a tree dump.
+    let buf = arena
+        .bytes(MAPS_LEN)
+        .ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let check = participant::our_shim(buf).ok().map(|shim| Check {
+        shim,
+        signal: settings.signal,
+        buf,
+    });
+    name_all(&mut f.line, children, check);
     Err(f.str(" (MIGRATE_CHILDREN=leave dumps the process alone)"))
 }
 
+/// What [`participant::check`] needs.
+struct Check<'a> {
+    shim: ShimFile,
+    signal: i32,
+    buf: &'a mut [u8],
+}
+
 /// Appends "PID EXE (state), ..." for the first [`NAMED`] children and
-/// how many more there are.
-fn name_all<const N: usize>(line: &mut Line<N>, children: &[i32]) {
+/// how many more there are; with `check`, the state says why a live child
+/// could not take part in a tree dump.
+fn name_all<const N: usize>(line: &mut Line<N>, children: &[i32], mut check: Option<Check<'_>>) {
     for (i, &pid) in children.iter().take(NAMED).enumerate() {
         if i > 0 {
             line.str(", ");
         }
-        describe(line, pid);
+        describe(line, pid, check.as_mut());
     }
     if children.len() > NAMED {
         line.str(" and ")
@@ -134,7 +154,7 @@ fn name_all<const N: usize>(line: &mut Line<N>, children: &[i32]) {
 /// Appends "PID EXE (state)" for child `pid`: its executable's path when
 /// it can be read (not for a zombie, nor another user's process), else
 /// its command name.
-fn describe<const N: usize>(line: &mut Line<N>, pid: i32) {
+fn describe<const N: usize>(line: &mut Line<N>, pid: i32, check: Option<&mut Check<'_>>) {
     line.dec(pid as u64).str(" ");
     let stat = stat_of(pid);
     let mut exe = [0u8; libc::PATH_MAX as usize];
@@ -158,7 +178,8 @@ fn describe<const N: usize>(line: &mut Line<N>, pid: i32) {
             }
         },
     }
-    line.str(" (").str(match stat.map(|s| s.state) {
+    let state = stat.map(|s| s.state);
+    line.str(" (").str(match state {
         Some(b'Z') => "exited, not waited for",
         Some(b'T') => "stopped",
         Some(b't') => "stopped by a tracer",
@@ -166,6 +187,14 @@ fn describe<const N: usize>(line: &mut Line<N>, pid: i32) {
         // Reaped by a signal handler? It no longer exists.
         None => "gone",
     });
+    if let (Some(c), Some(s)) = (check, state)
+        && s != b'Z'
+    {
+        let why = participant::check(pid, c.shim, c.signal, c.buf).why();
+        if !why.is_empty() {
+            line.str("; ").str(why);
+        }
+    }
     line.str(")");
 }
 

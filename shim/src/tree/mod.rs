@@ -174,3 +174,4 @@
 #![allow(clippy::result_large_err)]
 
 pub mod children;
+pub mod participant;
