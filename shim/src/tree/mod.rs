@@ -174,4 +174,5 @@
 #![allow(clippy::result_large_err)]
 
 pub mod children;
+pub mod control;
 pub mod participant;
