@@ -4,10 +4,17 @@
 //! unharmed, its children still its own; `MIGRATE_CHILDREN=leave` dumps the
 //! process alone, and the `info` log names the children left out.
 //!
-//! The program is `programs/cchildren.c`: one child, live, a zombie or
-//! stopped, and at the end the parent reaps it and prints how it ended.
+//! The restore side of trees is tried with images dumped one by one
+//! (`MIGRATE_RESTORE_CHILDREN`, experimental, see
+//! `shim/src/restore/tree.rs`): the restored parent forks its child with
+//! the child's PID, and `waitpid` finds it.
+//!
+//! The program is `programs/cchildren.c`: one child, live, a zombie,
+//! stopped or statically linked, and at the end the parent reaps it and
+//! prints how it ended.
 
 use std::fs;
+use std::path::PathBuf;
 
 use migrate_tests::*;
 
@@ -146,5 +153,79 @@ fn children_setting_is_checked() {
             .contains("MIGRATE_CHILDREN=keep: expected refuse or leave"),
         "{}",
         p.describe()
+    );
+}
+
+/// Dumps the child of `cchildren live` and then the parent (alone), then
+/// kills both; returns the parent (killed) and the two images.
+fn dump_parent_and_child(dir: &TestDir) -> (Program, Proc, PathBuf, PathBuf) {
+    let pattern = dir.join("img-%p.img");
+    let (program, mut p, child) = start(
+        dir,
+        "live",
+        &[
+            ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "leave"),
+        ],
+    );
+    let child_image = dir.join(&format!("img-{child}.img"));
+    // SAFETY: kill(2) with plain integers; the child is ours to signal (it
+    // is the program's, alive until the program reaps it at its end).
+    assert_eq!(unsafe { libc::kill(child, libc::SIGUSR2) }, 0);
+    p.wait_for_image(&child_image, false);
+    p.wait_for_step(5);
+    p.dump_signal();
+    let image = dir.join(&format!("img-{}.img", p.pid()));
+    p.wait_for_image(&image, false);
+    p.kill();
+    // SAFETY: as above; the child is an orphan now.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    (program, p, image, child_image)
+}
+
+/// The restore side of a tree, from images dumped one by one: the
+/// restored parent forks its child with the child's PID before either is
+/// torn down; the child (whose pipe from the parent comes back with the
+/// parent gone, so it reads end of file) exits 3, and the parent's
+/// `waitpid` gets that status: the output of an uninterrupted run.
+/// Without the variable the parent finds no child (see the `leave` test).
+#[test]
+fn restored_parent_forks_its_child_with_its_pid() {
+    let dir = TestDir::new("tree-restore-child");
+    let (program, p, image, child_image) = dump_parent_and_child(&dir);
+    let expected = reference(&program);
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// Children keep their PIDs, so they need the PID namespace: without it
+/// the restore is refused before anything runs (status 70).
+#[test]
+fn restoring_children_needs_the_namespace() {
+    let dir = TestDir::new("tree-restore-no-ns");
+    let (program, _p, image, child_image) = dump_parent_and_child(&dir);
+    let mut r = dir.restore(
+        &program,
+        "no-ns",
+        &image,
+        &[
+            ("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap()),
+            ("MIGRATE_NAMESPACE", "off"),
+        ],
+    );
+    let status = r.wait();
+    assert_eq!(status.code(), Some(70), "{}", r.describe());
+    assert_eq!(r.stdout_raw(), "", "{}", r.describe());
+    assert!(
+        r.stderr()
+            .contains("MIGRATE_RESTORE_CHILDREN needs the PID namespace"),
+        "{}",
+        r.describe()
     );
 }

@@ -23,6 +23,7 @@ pub mod restorer;
 pub mod resume;
 pub mod shared_files;
 pub mod timers;
+pub mod tree;
 pub mod wrapper;
 
 use std::fs::File;
@@ -96,8 +97,14 @@ pub fn run(path: &str, overrides: &Overrides) {
         }
     }
     let checked = validate(img).unwrap_or_else(|r| fail(r));
+    let children = tree::children_from_env(&checked).unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
-    match build(checked, path, overrides, started, keep_tids) {
+    let (checked, path) = match tree::fork_children(checked, children, keep_tids) {
+        Ok(tree::Role::Parent(c)) => (c, path.to_string()),
+        Ok(tree::Role::Child(c, p)) => (c, p),
+        Err(r) => fail(r),
+    };
+    match build(checked, &path, overrides, started, keep_tids) {
         Ok(ready) => launch(ready),
         Err(r) => fail(r),
     }

@@ -1,11 +1,20 @@
 //! Process trees (issue 9): a program and its descendants.
 //!
-//! What is built so far: nothing is lost silently. A process with children
-//! (live, stopped, or exited and not yet waited for) fails its dump with
-//! one line naming each child, and goes on; `MIGRATE_CHILDREN=leave` dumps
-//! it alone and the `info` log names the children left out
-//! ([`children`]). The rest of this comment is the design the next steps
-//! follow; where it says "will", it is not built yet.
+//! What is built so far:
+//!
+//! - nothing is lost silently: a process with children (live, stopped,
+//!   or exited and not yet waited for) fails its dump with one line
+//!   naming each child, and goes on; `MIGRATE_CHILDREN=leave` dumps it
+//!   alone and the `info` log names the children left out ([`children`]);
+//!   the line also says which children could not take part in a tree dump
+//!   ([`participant`]: no `libmigrate.so`, another user's, the signal not
+//!   caught);
+//! - the control block a tree dump will coordinate through ([`control`]),
+//!   tested across a fork, not wired into the dump yet;
+//! - the restore side's core, step 3 below, on images dumped one by one:
+//!   `crate::restore::tree` (`MIGRATE_RESTORE_CHILDREN`, experimental).
+//!
+//! The rest of this comment is the design the next steps follow.
 //!
 //! # Rules
 //!
