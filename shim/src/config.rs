@@ -57,9 +57,9 @@ pub struct Settings {
     /// `MIGRATE_EXTERNAL=refuse`: a descriptor connected to another
     /// process fails the dump instead of coming back with its peer gone.
     pub refuse_external: bool,
-    /// `MIGRATE_CHILDREN=leave`: a process with children is dumped alone
-    /// (see `tree::children`) instead of failing the dump.
-    pub leave_children: bool,
+    /// `MIGRATE_CHILDREN`: what a dump does with a process that has
+    /// children (`tree::children::REFUSE`, `LEAVE` or `TREE`).
+    pub children: u8,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -72,7 +72,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     rseq_len: 0,
     pthread_tid_offset: 0,
     refuse_external: false,
-    leave_children: false,
+    children: 0,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -141,7 +141,7 @@ pub struct Overrides {
     pub exit_after_dump: Option<bool>,
     pub log: Option<u8>,
     pub refuse_external: Option<bool>,
-    pub leave_children: Option<bool>,
+    pub children: Option<u8>,
     /// `MIGRATE_RESTORE_CHECK`: where a restored process takes one dump
     /// as it resumes (absolute), to check the restore's fidelity. Read
     /// only by a restore; never a setting of the restored process.
@@ -215,12 +215,13 @@ impl Overrides {
             });
         }
         if let Some(v) = var("MIGRATE_CHILDREN") {
-            o.leave_children = Some(match v.as_str() {
-                "refuse" => false,
-                "leave" => true,
+            o.children = Some(match v.as_str() {
+                "refuse" => 0,
+                "leave" => 1,
+                "tree" => 2,
                 _ => {
                     return Err(BadSetting(format!(
-                        "MIGRATE_CHILDREN={v}: expected refuse or leave"
+                        "MIGRATE_CHILDREN={v}: expected refuse, leave or tree"
                     )));
                 }
             });
@@ -246,8 +247,8 @@ impl Overrides {
         if let Some(r) = self.refuse_external {
             s.refuse_external = r;
         }
-        if let Some(l) = self.leave_children {
-            s.leave_children = l;
+        if let Some(c) = self.children {
+            s.children = c;
         }
     }
 }

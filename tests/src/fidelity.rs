@@ -255,6 +255,9 @@ struct Expect {
     settings: dumpfmt::Settings<'static>,
     /// Signals whose disposition the relaunch moved (old and new dump signal).
     moved: Vec<u8>,
+    /// Children restored with it (`MIGRATE_RESTORE_CHILDREN`): one may end
+    /// before the check, and SIGCHLD be pending then.
+    children: bool,
 }
 
 impl Expect {
@@ -290,6 +293,7 @@ impl Expect {
             new_ids: var("MIGRATE_NAMESPACE") == Some("off"),
             settings,
             moved,
+            children: var("MIGRATE_RESTORE_CHILDREN").is_some(),
         }
     }
 }
@@ -486,6 +490,10 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         if t.value_ns != 0 && (1..=64).contains(&t.signal) {
             ticking |= 1 << (t.signal - 1);
         }
+    }
+    // So may a child restored with the process end.
+    if e.children {
+        ticking |= 1 << (libc::SIGCHLD - 1);
     }
     for (i, sig) in [libc::SIGALRM, libc::SIGVTALRM, libc::SIGPROF]
         .into_iter()
@@ -805,6 +813,7 @@ mod tests {
             new_ids,
             settings: image().settings,
             moved: vec![],
+            children: false,
         }
     }
 

@@ -140,7 +140,7 @@ fn leave_dumps_the_process_alone_naming_its_children() {
     assert_eq!(restored.stderr(), "", "{context}");
 }
 
-/// `MIGRATE_CHILDREN` takes `refuse` or `leave` only.
+/// `MIGRATE_CHILDREN` takes `refuse`, `leave` or `tree` only.
 #[test]
 fn children_setting_is_checked() {
     let dir = TestDir::new("tree-setting");
@@ -150,7 +150,7 @@ fn children_setting_is_checked() {
     assert_eq!(status.code(), Some(64), "{}", p.describe());
     assert!(
         p.stderr()
-            .contains("MIGRATE_CHILDREN=keep: expected refuse or leave"),
+            .contains("MIGRATE_CHILDREN=keep: expected refuse, leave or tree"),
         "{}",
         p.describe()
     );
@@ -228,4 +228,73 @@ fn restoring_children_needs_the_namespace() {
         "{}",
         r.describe()
     );
+}
+
+/// `MIGRATE_CHILDREN=tree` (experimental): the dump signal sent to the
+/// parent stops the parent and its child together and writes both images
+/// (the child's beside the parent's, `<image>.<pid>`); the parent goes on
+/// unharmed. Both killed, the two restore together (the parent forks the
+/// child with its PID) and end as an uninterrupted run, the child's exit
+/// status included.
+#[test]
+fn tree_dump_of_a_parent_and_child_restores_both() {
+    let dir = TestDir::new("tree-dump");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "live",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let expected = reference(&program);
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.wait_for_image(&child_image, false);
+    verify_image(&child_image, &p.describe());
+    p.kill();
+    // SAFETY: kill(2) with plain integers; the child is an orphan now.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// A tree dump whose child cannot take part (statically linked, or a
+/// zombie) fails naming it, before anything is sent to the child; the
+/// program goes on unharmed and no image is left.
+#[test]
+fn tree_dump_fails_naming_a_child_that_cannot_take_part() {
+    for (mode, why) in [
+        ("static", "no libmigrate.so"),
+        ("zombie", "it has exited and was not waited for"),
+    ] {
+        let dir = TestDir::new(&format!("tree-dump-refused-{mode}"));
+        let image = dir.join("tree.img");
+        let (program, mut p, child) = start(
+            &dir,
+            mode,
+            &[
+                ("MIGRATE_IMAGE", image.to_str().unwrap()),
+                ("MIGRATE_CHILDREN", "tree"),
+            ],
+        );
+        let expected = reference(&program);
+        p.dump_signal();
+        let named = format!("child {child} cannot take part in a tree dump: {why}");
+        expect_dump_failure(&mut p, &image, &[], &[&named], &expected);
+        assert!(
+            !dir.join(&format!("tree.img.{child}")).exists(),
+            "{}",
+            p.describe()
+        );
+    }
 }

@@ -99,9 +99,17 @@ pub fn run(path: &str, overrides: &Overrides) {
     let checked = validate(img).unwrap_or_else(|r| fail(r));
     let children = tree::children_from_env(&checked).unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
-    let (checked, path) = match tree::fork_children(checked, children, keep_tids) {
-        Ok(tree::Role::Parent(c)) => (c, path.to_string()),
-        Ok(tree::Role::Child(c, p)) => (c, p),
+    let child_overrides;
+    let (checked, path, overrides) = match tree::fork_children(checked, children, keep_tids) {
+        Ok(tree::Role::Parent(c)) => (c, path.to_string(), overrides),
+        Ok(tree::Role::Child(c, p)) => {
+            // The fidelity check is the parent's: its path is one.
+            child_overrides = Overrides {
+                restore_check: None,
+                ..overrides.clone()
+            };
+            (c, p, &child_overrides)
+        }
         Err(r) => fail(r),
     };
     match build(checked, &path, overrides, started, keep_tids) {
@@ -332,7 +340,7 @@ fn build(
         from: [0; PATH_MAX],
         threads: image.threads.len() as u64,
         refuse_external: overrides.refuse_external.map_or(-1, i64::from),
-        leave_children: overrides.leave_children.map_or(-1, i64::from),
+        children: overrides.children.map_or(-1, i64::from),
         check_len: 0,
     };
     if let Some(img) = &overrides.image {

@@ -41,8 +41,8 @@ pub struct Handoff {
     pub threads: u64,
     /// MIGRATE_EXTERNAL: 1 refuse, 0 gone, -1 keep.
     pub refuse_external: i64,
-    /// MIGRATE_CHILDREN: 1 leave, 0 refuse, -1 keep.
-    pub leave_children: i64,
+    /// MIGRATE_CHILDREN: 0 refuse, 1 leave, 2 tree, -1 keep.
+    pub children: i64,
     /// Length of the `MIGRATE_RESTORE_CHECK` path, whose bytes follow
     /// this block (0: no check; see `restore::check`).
     pub check_len: u64,
@@ -117,8 +117,8 @@ fn finish(h: &Handoff) {
     if h.refuse_external >= 0 {
         s.refuse_external = h.refuse_external == 1;
     }
-    if h.leave_children >= 0 {
-        s.leave_children = h.leave_children == 1;
+    if h.children >= 0 {
+        s.children = h.children as u8;
     }
     if h.image_len > 0 {
         s.image.clear();

@@ -19,6 +19,13 @@ use crate::dump::arena::Arena;
 use crate::sys::{self, line::Line};
 use crate::tree::participant::{self, ShimFile};
 
+/// `MIGRATE_CHILDREN=refuse`: a process with children fails its dump.
+pub const REFUSE: u8 = 0;
+/// `MIGRATE_CHILDREN=leave`: it is dumped alone.
+pub const LEAVE: u8 = 1;
+/// `MIGRATE_CHILDREN=tree` (experimental): its children are dumped with it.
+pub const TREE: u8 = 2;
+
 /// Most children a dump lists (more fail the dump as too many).
 pub const MAX_CHILDREN: usize = 1 << 16;
 /// Children named in a message; the rest are counted.
@@ -97,7 +104,7 @@ pub fn refuse_or_leave(arena: &Arena, settings: &Settings) -> Result<(), Fail> {
     if children.is_empty() {
         return Ok(());
     }
-    if settings.leave_children {
+    if settings.children == LEAVE {
         if settings.log >= LogLevel::Info {
             let mut line = Line::<800>::new();
             line.str("migrate: dumping process ")
@@ -196,6 +203,11 @@ fn describe<const N: usize>(line: &mut Line<N>, pid: i32, check: Option<&mut Che
         }
     }
     line.str(")");
+}
+
+/// The state letter of process `pid` (`R`, `S`, `Z`, `T`, ...), if it exists.
+pub fn state_of(pid: i32) -> Option<u8> {
+    stat_of(pid).map(|s| s.state)
 }
 
 /// What `/proc/PID/stat` says about a process.

@@ -4,8 +4,8 @@
 //! member waits on, a count of parked members the root waits on) and one
 //! slot per member.
 //!
-//! Not wired into the dump yet: the next step of issue 9 builds the tree
-//! request on it.
+//! The experimental tree dump (`MIGRATE_CHILDREN=tree`, see `tree::dump`)
+//! uses it.
 //!
 //! # Rules
 //!
@@ -15,8 +15,11 @@
 //!
 //! # Safety
 //!
-//! The block is a shared mapping of `LEN` bytes that lives as long as its
-//! [`Control`]; every field other processes write is an atomic, every slot
+//! The block is a shared mapping of `LEN` bytes, placed over a range the
+//! caller reserved (in a dump, a piece of the dump's arena, so that it
+//! stays out of the image as the arena does), that lives as long as its
+//! [`Control`], which puts private anonymous memory back over the range
+//! when it goes (the reservation stays whole); every field other processes write is an atomic, every slot
 //! is written only by the member that claimed it (claims go through an
 //! atomic counter) until it marks itself parked, and read by the root only
 //! after that. A process that maps a block checks its magic and its size
@@ -24,6 +27,7 @@
 
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::*};
 
+use crate::config::PATH_MAX;
 use crate::sys::{self, Errno, SysResult, args, line::Line};
 
 /// First word of a control block.
@@ -52,10 +56,12 @@ pub mod state {
     pub const CLAIMED: u32 = 1;
     /// Every thread of it parked.
     pub const PARKED: u32 = 2;
-    /// Could not park: see the slot's failure line.
+    /// Could not park or write: see the slot's failure line.
     pub const FAILED: u32 = 3;
     /// Left its handler after `RELEASE` or `ABORT`.
     pub const LEFT: u32 = 4;
+    /// Its image is written (not yet renamed into place).
+    pub const WRITTEN: u32 = 5;
 }
 
 #[repr(C)]
@@ -69,6 +75,12 @@ pub struct Header {
     pub settled: AtomicU32,
     /// See [`phase`] (a futex word).
     pub phase: AtomicU32,
+    /// Members whose image is written or failed (a futex word).
+    pub written: AtomicU32,
+    /// The root's image path (members write beside it); set before any
+    /// member is asked.
+    pub path_len: u32,
+    pub path: [u8; PATH_MAX],
 }
 
 #[repr(C)]
@@ -99,8 +111,9 @@ pub struct Control {
 }
 
 impl Control {
-    /// Creates a block (the root): a memfd of [`LEN`] bytes, mapped.
-    pub fn create() -> SysResult<Control> {
+    /// Creates a block (the root): a memfd of [`LEN`] bytes, mapped over
+    /// `at` (page-aligned, [`LEN`] bytes the caller reserved and no longer uses).
+    pub fn create(at: *mut u8) -> SysResult<Control> {
         // SAFETY: a NUL-terminated name; memfd_create makes a new file.
         let fd = unsafe {
             sys::sys(
@@ -113,15 +126,16 @@ impl Control {
             sys::close(fd);
             return Err(e);
         }
-        let c = Control::map(fd)?;
+        let c = Control::map(fd, at)?;
         c.header().root.store(sys::getpid(), Release);
         c.header().magic.store(MAGIC, Release);
         Ok(c)
     }
 
     /// Maps the block the root `root` holds as its descriptor `fd` (a
-    /// member), after checking its size and magic.
-    pub fn open(root: i32, fd: i32) -> SysResult<Control> {
+    /// member) over `at` (as in [`Control::create`]), after checking its
+    /// size and magic.
+    pub fn open(root: i32, fd: i32, at: *mut u8) -> SysResult<Control> {
         let mut path = Line::<64>::new();
         path.str("/proc/")
             .dec(root as u64)
@@ -140,7 +154,7 @@ impl Control {
                 return Err(e);
             }
         }
-        let c = Control::map(own)?;
+        let c = Control::map(own, at)?;
         let h = c.header();
         if h.magic.load(Acquire) != MAGIC || h.root.load(Acquire) != root {
             return Err(Errno(libc::EINVAL));
@@ -148,12 +162,13 @@ impl Control {
         Ok(c)
     }
 
-    /// Maps `fd` shared, taking it over (closed on failure too).
-    fn map(fd: i32) -> SysResult<Control> {
+    /// Maps `fd` shared over `at`, taking `fd` over (closed on failure too).
+    fn map(fd: i32, at: *mut u8) -> SysResult<Control> {
         let prot = libc::PROT_READ | libc::PROT_WRITE;
-        // SAFETY: a new shared mapping of our own descriptor at an address
-        // the kernel picks replaces nothing.
-        match unsafe { sys::sys(libc::SYS_mmap, args!(0, LEN, prot, libc::MAP_SHARED, fd, 0)) } {
+        let flags = libc::MAP_SHARED | libc::MAP_FIXED;
+        // SAFETY: the caller reserved `at..at+LEN` for this and uses none
+        // of it; MAP_FIXED replaces only that range.
+        match unsafe { sys::sys(libc::SYS_mmap, args!(at, LEN, prot, flags, fd, 0)) } {
             Ok(a) => Ok(Control {
                 base: a as *mut u8,
                 fd,
@@ -168,6 +183,14 @@ impl Control {
     /// The descriptor members open the block through.
     pub fn fd(&self) -> i32 {
         self.fd
+    }
+
+    /// The header, to fill in before any member is asked (the root only).
+    #[allow(clippy::mut_from_ref)]
+    pub fn header_mut(&self) -> &mut Header {
+        // SAFETY: as in `header`; the root writes the plain fields before
+        // it publishes the block to anyone.
+        unsafe { &mut *self.base.cast::<Header>() }
     }
 
     pub fn header(&self) -> &Header {
@@ -187,17 +210,24 @@ impl Control {
         Some(unsafe { &*self.base.add(slots_offset()).cast::<Slot>().add(i) })
     }
 
-    /// Claims a slot for the calling process (a member, or the root first).
-    #[allow(clippy::mut_from_ref)]
-    pub fn claim(&self) -> Option<&mut Slot> {
+    /// Claims a slot for the calling process (a member); returns its
+    /// index and the slot.
+    pub fn claim(&self) -> Option<(usize, &mut Slot)> {
         let i = self.header().claimed.fetch_add(1, AcqRel) as usize;
-        self.slot(i)?;
-        // SAFETY: as in `slot`; slot `i` was handed out once, to us, and
-        // nothing else writes it until we mark it parked.
-        let s = unsafe { &mut *self.base.add(slots_offset()).cast::<Slot>().add(i) };
+        let s = self.own_slot(i)?;
         s.pid.store(sys::getpid(), Release);
         s.state.store(state::CLAIMED, Release);
-        Some(s)
+        Some((i, s))
+    }
+
+    /// Slot `i`, to write: only the member that claimed it may call this.
+    #[allow(clippy::mut_from_ref)]
+    pub fn own_slot(&self, i: usize) -> Option<&mut Slot> {
+        self.slot(i)?;
+        // SAFETY: as in `slot`; slot `i` was handed out once, to the
+        // caller, and the root reads its plain fields only once its state
+        // says they are complete.
+        Some(unsafe { &mut *self.base.add(slots_offset()).cast::<Slot>().add(i) })
     }
 
     /// Marks `slot` settled as `st` (`PARKED` or `FAILED`) and wakes the root.
@@ -227,23 +257,62 @@ impl Control {
     /// Waits until `n` members have settled or `deadline` (monotonic ns)
     /// passes; returns how many had.
     pub fn wait_settled(&self, n: u32, deadline: u64) -> u32 {
+        wait_count(&self.header().settled, n, deadline)
+    }
+
+    /// As [`Control::wait_settled`], for members done writing.
+    pub fn wait_written(&self, n: u32, deadline: u64) -> u32 {
+        wait_count(&self.header().written, n, deadline)
+    }
+
+    /// Marks `slot` written as `st` (`WRITTEN` or `FAILED`) and wakes the root.
+    pub fn written(&self, slot: &Slot, st: u32) {
+        slot.state.store(st, Release);
+        self.header().written.fetch_add(1, AcqRel);
+        futex_wake_shared(&self.header().written);
+    }
+
+    /// As [`Control::wait_phase`], but gives up (returning `ABORT`) once
+    /// process `root` is gone or `deadline` (monotonic ns) passes: a
+    /// member must not stay stopped for a root that was killed.
+    pub fn wait_phase_while(&self, from: u32, root: i32, deadline: u64) -> u32 {
         loop {
-            let seen = self.header().settled.load(Acquire);
-            let now = sys::monotonic_ns();
-            if seen >= n || now >= deadline {
-                return seen;
+            let p = self.header().phase.load(Acquire);
+            if p != from {
+                return p;
             }
-            futex_wait_shared(&self.header().settled, seen, deadline - now);
+            // SAFETY: kill with signal 0 only checks that `root` exists.
+            let gone =
+                unsafe { sys::sys(libc::SYS_kill, args!(root, 0)) } == Err(Errno(libc::ESRCH));
+            if gone || sys::monotonic_ns() >= deadline {
+                return phase::ABORT;
+            }
+            futex_wait_shared(&self.header().phase, p, 100_000_000);
         }
     }
 }
 
 impl Drop for Control {
     fn drop(&mut self) {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE;
         // SAFETY: nothing borrows the mapping once `self` goes (every
-        // reference handed out borrows `self`).
-        let _ = unsafe { sys::munmap(self.base as u64, LEN as u64) };
+        // reference handed out borrows `self`); fresh memory replaces it in
+        // the caller's reservation.
+        let _ = unsafe { sys::sys(libc::SYS_mmap, args!(self.base, LEN, prot, flags, -1i64, 0)) };
         sys::close(self.fd);
+    }
+}
+
+/// Waits until `*word >= n` or `deadline`; returns the last value seen.
+fn wait_count(word: &AtomicU32, n: u32, deadline: u64) -> u32 {
+    loop {
+        let seen = word.load(Acquire);
+        let now = sys::monotonic_ns();
+        if seen >= n || now >= deadline {
+            return seen;
+        }
+        futex_wait_shared(word, seen, deadline - now);
     }
 }
 
@@ -288,7 +357,10 @@ mod tests {
     /// and leaves only once the parent releases it.
     #[test]
     fn a_child_parks_and_is_released_through_the_block() {
-        let Ok(c) = Control::create() else {
+        let Ok(room) = sys::mmap_anon(LEN, libc::MAP_NORESERVE) else {
+            panic!("cannot reserve room");
+        };
+        let Ok(c) = Control::create(room) else {
             panic!("cannot create a control block");
         };
         let root = sys::getpid();
@@ -296,9 +368,9 @@ mod tests {
         // SAFETY: the child makes raw system calls only, then _exit(2)s.
         let child = unsafe { libc::fork() };
         if child == 0 {
-            let code = match Control::open(root, fd) {
+            let code = match Control::open(root, fd, room) {
                 Ok(m) => match m.claim() {
-                    Some(slot) => {
+                    Some((_, slot)) => {
                         slot.ppid = root;
                         m.settle(slot, state::PARKED);
                         let p = m.wait_phase(phase::STOPPING);
@@ -329,7 +401,8 @@ mod tests {
         );
         assert_eq!(slot.state.load(Acquire), state::LEFT);
         // Someone else's descriptor, or a block of another root, is refused.
-        assert!(Control::open(root, 0).is_err());
-        assert!(Control::open(1, fd).is_err());
+        drop(c);
+        assert!(Control::open(root, 0, room).is_err());
+        assert!(Control::open(1, fd, room).is_err());
     }
 }

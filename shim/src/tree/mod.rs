@@ -9,10 +9,17 @@
 //!   the line also says which children could not take part in a tree dump
 //!   ([`participant`]: no `libmigrate.so`, another user's, the signal not
 //!   caught);
-//! - the control block a tree dump will coordinate through ([`control`]),
-//!   tested across a fork, not wired into the dump yet;
-//! - the restore side's core, step 3 below, on images dumped one by one:
-//!   `crate::restore::tree` (`MIGRATE_RESTORE_CHILDREN`, experimental).
+//! - a first slice of the tree dump, experimental (`MIGRATE_CHILDREN=tree`,
+//!   [`dump`]): a process and its direct children stopped together through
+//!   the [`control`] block and written as a set of images (the root's, and
+//!   each child's beside it as `<image>.<pid>`), one snapshot;
+//! - the restore side's core, step 3 below: `crate::restore::tree`
+//!   (`MIGRATE_RESTORE_CHILDREN`, experimental): the restored parent forks
+//!   each child with its PID before teardown, and each restores its image.
+//!
+//! Not yet: one image file, grandchildren, zombie and stopped members,
+//! shared objects (a pipe between members comes back as if the other end
+//! had gone), process groups and sessions, the restore barrier.
 //!
 //! The rest of this comment is the design the next steps follow.
 //!
@@ -184,4 +191,5 @@
 
 pub mod children;
 pub mod control;
+pub mod dump;
 pub mod participant;
