@@ -10,6 +10,10 @@
  *    it is stopped, and at the end continues it; it then exits 5.
  *  - "static PATH": the child runs PATH (cstatic, linked statically) with
  *    the pipe as its stdin; it exits 3 at end of file, as "live" does.
+ *  - "pipe": the parent sends each step's number through the pipe and
+ *    the child prints the step line (the parent prints none); at end of
+ *    file the child exits 3. So the step lines come from the child, in
+ *    order, and only what went through the pipe is printed.
  *
  * The child is forked after "start" and in its state before "ready", so
  * the test finds it as soon as "ready" is out. At the end the
@@ -36,8 +40,9 @@ int main(int argc, char **argv)
     int live = strcmp(mode, "live") == 0;
     int zombie = strcmp(mode, "zombie") == 0;
     int stopped = strcmp(mode, "stopped") == 0;
+    int piped = strcmp(mode, "pipe") == 0;
     const char *exe = strcmp(mode, "static") == 0 && argc == 3 ? argv[2] : NULL;
-    if (!live && !zombie && !stopped && !exe)
+    if (!live && !zombie && !stopped && !exe && !piped)
         fail("unknown mode");
     tp_start();
     signal(SIGPIPE, SIG_IGN);
@@ -61,6 +66,23 @@ int main(int argc, char **argv)
             execl(exe, exe, (char *)NULL);
             _exit(1);
         }
+        if (piped) {
+            uint64_t acc = 5;
+            for (;;) {
+                int s;
+                size_t got = 0;
+                while (got < sizeof s) {
+                    ssize_t n = read(p[0], (char *)&s + got, sizeof s - got);
+                    if (n < 0 && errno == EINTR)
+                        continue;
+                    if (n <= 0)
+                        _exit(n == 0 && got == 0 ? 3 : 1);
+                    got += (size_t)n;
+                }
+                acc = mix(acc ^ (uint64_t)s);
+                printf("step %d acc=%016" PRIx64 "\n", s, acc);
+            }
+        }
         char b;
         while (read(p[0], &b, 1) != 0 && errno == EINTR)
             ;
@@ -76,7 +98,10 @@ int main(int argc, char **argv)
     uint64_t acc = 5;
     for (int s = 1; s <= STEPS; s++) {
         acc = mix(acc ^ (uint64_t)s);
-        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        if (piped)
+            write_all(p[1], &s, sizeof s, "write to the child");
+        else
+            printf("step %d acc=%016" PRIx64 "\n", s, acc);
         pace(STEP_NS);
     }
     close(p[1]);

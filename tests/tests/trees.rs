@@ -268,6 +268,43 @@ fn tree_dump_of_a_parent_and_child_restores_both() {
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
 }
 
+/// `MIGRATE_CHILDREN=tree` with a pipe between the two (parent writes each
+/// step's number, child prints the step line): the restore makes the pipe
+/// once, with the bytes that were waiting in it, and gives each process
+/// its end, so the child prints every step exactly once after the restore
+/// and the output is an uninterrupted run's. (Were the pipe to come back
+/// as if the other end had gone, the child would stop at once.)
+#[test]
+fn tree_dump_restores_the_pipe_between_parent_and_child() {
+    let dir = TestDir::new("tree-pipe");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "pipe",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let expected = reference(&program);
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(10);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.wait_for_image(&child_image, false);
+    p.kill();
+    // SAFETY: kill(2) with plain integers; the child is an orphan now.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
 /// A tree dump whose child cannot take part (statically linked, or a
 /// zombie) fails naming it, before anything is sent to the child; the
 /// program goes on unharmed and no image is left.

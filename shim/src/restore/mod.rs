@@ -286,6 +286,9 @@ fn build(
         .map(|f| fds::lift(f.into(), base).map(File::from))
         .collect::<Result<Vec<_>, _>>()?;
     let made = fds::make(&img.image, base)?;
+    // Pipes shared with the tree's other processes: what this process
+    // uses of them is in `made` now; the rest must not stay open here.
+    tree::close_shared_pipes();
     precheck::cwd(&img.image)?;
     let image = &img.image;
     let fresh = fresh_maps()?;

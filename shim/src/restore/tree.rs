@@ -13,9 +13,20 @@
 //! its PID and the parent link is real: `waitpid` finds it), and each
 //! child restores its own image as a single process is restored.
 //!
+//! A pipe between them (each end recorded as going to another process,
+//! `FdKind::Gone`, named `pipe:[inode]`) is made once, by the parent
+//! before it forks, holding the bytes its read end had waiting, and each
+//! process takes its ends from it ([`shared_pipe_end`]) and closes the
+//! rest ([`close_shared_pipes`]) before teardown.
+//!
 //! Runs in the constructor, before teardown, with libc.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+
+use dumpfmt::FdKind;
 
 use super::{Checked, Refusal, exit, refuse};
 
@@ -94,6 +105,7 @@ pub fn fork_children(
             format!("{VAR} needs the PID namespace (children keep their PIDs)"),
         ));
     }
+    make_shared_pipes(&parent, &children)?;
     let mut children = children.into_iter();
     while let Some(child) = children.next() {
         let pid = child.pid();
@@ -143,4 +155,102 @@ fn clone_with_pid(pid: u32) -> std::io::Result<i32> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(r as i32)
+}
+
+/// Pipes between the tree's processes, by their `pipe:[inode]` name:
+/// (read end, write end), until each process has taken its own.
+static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex::new(None);
+
+/// Makes every pipe whose ends the images show in two or more of the
+/// processes, holding the bytes its read ends had waiting (a tree dump
+/// is one snapshot: every read end saw the same bytes).
+fn make_shared_pipes(parent: &Checked, children: &[Child]) -> Result<(), Refusal> {
+    let images =
+        std::iter::once(&parent.img.image).chain(children.iter().map(|c| &c.checked.img.image));
+    // name -> (processes holding it, bytes waiting)
+    let mut seen: HashMap<&str, (usize, &[u8])> = HashMap::new();
+    for (i, image) in images.enumerate() {
+        for fd in image.fds.iter() {
+            if let FdKind::Gone {
+                what,
+                sock_type: 0,
+                write,
+                data,
+            } = &fd.kind
+                && what.starts_with("pipe:[")
+            {
+                let e = seen.entry(what.as_ref()).or_insert((0, &[]));
+                e.0 |= 1 << i.min(63);
+                if !*write && !data.is_empty() {
+                    e.1 = data;
+                }
+            }
+        }
+    }
+    let mut pipes = HashMap::new();
+    for (name, (holders, data)) in seen {
+        if holders.count_ones() < 2 {
+            continue;
+        }
+        let mut p = [0; 2];
+        // SAFETY: `p` has room for two descriptors.
+        if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(refuse(
+                exit::UNSUPPORTED,
+                format!("{name}: pipe: {}", std::io::Error::last_os_error()),
+            ));
+        }
+        // SAFETY: both descriptors were just created and are ours.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        fill(&w, data).map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: refilling: {e}")))?;
+        // Each end gets the image's flags when it is taken (`fds::make`).
+        for end in [&r, &w] {
+            // SAFETY: F_SETFL on our own descriptor.
+            unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFL, 0) };
+        }
+        pipes.insert(name.to_string(), (r, w));
+    }
+    *SHARED_PIPES.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipes);
+    Ok(())
+}
+
+/// Writes `data` into a non-blocking pipe (made large enough first).
+fn fill(w: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
+    // SAFETY: F_GETPIPE_SZ and F_SETPIPE_SZ on our pipe.
+    unsafe {
+        if data.len() as libc::c_int > libc::fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ) {
+            libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, data.len() as libc::c_int);
+        }
+    }
+    let mut left = data;
+    while !left.is_empty() {
+        // SAFETY: writing from a live buffer to our descriptor.
+        let n = unsafe { libc::write(w.as_raw_fd(), left.as_ptr().cast(), left.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        left = &left[n as usize..];
+    }
+    Ok(())
+}
+
+/// A new descriptor for one end of the shared pipe `name`, if the tree
+/// shares it.
+pub fn shared_pipe_end(name: &str, write: bool) -> Option<std::io::Result<OwnedFd>> {
+    let guard = SHARED_PIPES.lock().unwrap_or_else(|e| e.into_inner());
+    let (r, w) = guard.as_ref()?.get(name)?;
+    Some(if write { w.try_clone() } else { r.try_clone() })
+}
+
+/// Closes this process's copies of the shared pipes (its own ends are
+/// separate descriptors by now).
+pub fn close_shared_pipes() {
+    SHARED_PIPES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
 }

@@ -2,10 +2,9 @@
 //! a process and its direct children, stopped together and dumped as one
 //! snapshot into a set of images: the root's at its path, each child's
 //! beside it as `<path>.<pid>`. `crate::restore::tree` brings them back
-//! (`MIGRATE_RESTORE_CHILDREN`). Not yet: grandchildren, zombie or
-//! stopped children, objects the processes share (a pipe between them
-//! comes back as if the other end had gone), one image file (see the
-//! design in the module above).
+//! (`MIGRATE_RESTORE_CHILDREN`), a pipe between them included. Not yet:
+//! grandchildren, zombie or stopped children, other objects the processes
+//! share, one image file (see the design in the module above).
 //!
 //! The root, once its own threads are parked, checks that every child can
 //! take part ([`participant`]), creates the [`control`] block and sends

@@ -15,11 +15,16 @@
 //!   each child's beside it as `<image>.<pid>`), one snapshot;
 //! - the restore side's core, step 3 below: `crate::restore::tree`
 //!   (`MIGRATE_RESTORE_CHILDREN`, experimental): the restored parent forks
-//!   each child with its PID before teardown, and each restores its image.
+//!   each child with its PID before teardown, and each restores its image;
+//!   a pipe between them (each end recorded as `Gone`, named by inode) is
+//!   made once by the parent, with the bytes waiting in it, and inherited.
 //!
-//! Not yet: one image file, grandchildren, zombie and stopped members,
-//! shared objects (a pipe between members comes back as if the other end
-//! had gone), process groups and sessions, the restore barrier.
+//! Not yet: one image file (and so no index: the restore is told the
+//! children's images), grandchildren, zombie and stopped members, other
+//! shared objects (socket pairs, shared open file descriptions and their
+//! offsets, `MAP_SHARED` memory), process groups and sessions, the
+//! restore barrier, the dump's `info` lines still calling a pipe inside
+//! the tree "connected to another process".
 //!
 //! The rest of this comment is the design the next steps follow.
 //!
