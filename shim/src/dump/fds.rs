@@ -346,6 +346,36 @@ fn pipe_bytes<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<&'a [u8], Fail> {
     result
 }
 
+/// Whether TCP socket `fd` is closed after having had a connection
+/// (`TCP_INFO`: state `TCP_CLOSE` and segments sent or received; a socket
+/// that was only bound has neither).
+fn tcp_connection_ended(fd: i32) -> bool {
+    const TCP_CLOSE: u8 = 7;
+    // struct tcp_info: tcpi_state at 0, tcpi_segs_out and tcpi_segs_in
+    // (u32) at 136 and 140 (Linux >= 4.2).
+    let mut info = [0u8; 256];
+    let mut len = info.len() as u32;
+    // SAFETY: `info` and `len` are writable; the kernel writes at most `len` bytes.
+    let ok = unsafe {
+        sys::sys(
+            libc::SYS_getsockopt,
+            args!(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                info.as_mut_ptr(),
+                &mut len as *mut u32
+            ),
+        )
+    }
+    .is_ok();
+    if !ok || len < 144 || info[0] != TCP_CLOSE {
+        return false;
+    }
+    let word = |at: usize| u32::from_ne_bytes([info[at], info[at + 1], info[at + 2], info[at + 3]]);
+    word(136) != 0 || word(140) != 0
+}
+
 fn socket<'a>(
     info: &Info<'a>,
     all: &[Info<'a>],
@@ -365,6 +395,18 @@ fn socket<'a>(
     }
     let mut peer = [0u8; 128];
     let connected = !listening && sys::sock_addr(fd, true, &mut peer).is_ok();
+    // A TCP connection both sides have shut down (a server between its
+    // shutdown and its close) has no peer any more, yet its local address
+    // is the listening port: it is a connection that ended, not a socket
+    // to bind again (which a restore could not do beside the listener).
+    if !listening
+        && !connected
+        && sock_type == libc::SOCK_STREAM
+        && matches!(family, libc::AF_INET | libc::AF_INET6)
+        && tcp_connection_ended(fd)
+    {
+        return gone(info, sock_type, &[]);
+    }
     if connected {
         let data = peek(info, sock_type, arena)?;
         if family == libc::AF_UNIX
