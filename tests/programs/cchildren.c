@@ -10,6 +10,9 @@
  *    it is stopped, and at the end continues it; it then exits 5.
  *  - "static PATH": the child runs PATH (cstatic, linked statically) with
  *    the pipe as its stdin; it exits 3 at end of file, as "live" does.
+ *  - "blocked": as "live", but the child blocks SIGUSR2 with the raw
+ *    rt_sigprocmask system call (which the library cannot see), so it
+ *    never takes a dump signal.
  *  - "pipe": the parent sends each step's number through the pipe and
  *    the child prints the step line (the parent prints none); at end of
  *    file the child exits 3. So the step lines come from the child, in
@@ -27,6 +30,7 @@
 #include "testprog.h"
 
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #define STEPS 40
@@ -41,8 +45,9 @@ int main(int argc, char **argv)
     int zombie = strcmp(mode, "zombie") == 0;
     int stopped = strcmp(mode, "stopped") == 0;
     int piped = strcmp(mode, "pipe") == 0;
+    int blocked = strcmp(mode, "blocked") == 0;
     const char *exe = strcmp(mode, "static") == 0 && argc == 3 ? argv[2] : NULL;
-    if (!live && !zombie && !stopped && !exe && !piped)
+    if (!live && !zombie && !stopped && !exe && !piped && !blocked)
         fail("unknown mode");
     tp_start();
     signal(SIGPIPE, SIG_IGN);
@@ -65,6 +70,11 @@ int main(int argc, char **argv)
                 _exit(1);
             execl(exe, exe, (char *)NULL);
             _exit(1);
+        }
+        if (blocked) {
+            uint64_t set = 1ULL << (SIGUSR2 - 1);
+            if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, NULL, sizeof set) != 0)
+                _exit(1);
         }
         if (piped) {
             uint64_t acc = 5;

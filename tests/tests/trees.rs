@@ -335,3 +335,66 @@ fn tree_dump_fails_naming_a_child_that_cannot_take_part() {
         );
     }
 }
+
+/// A tree dump whose child never takes the dump signal (it blocks it with
+/// the raw system call) fails after 5 s naming it, releases everyone, and
+/// the program goes on unharmed, its child still its own.
+#[test]
+fn tree_dump_fails_naming_a_child_that_does_not_stop() {
+    let dir = TestDir::new("tree-dump-blocked");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "blocked",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let expected = reference(&program);
+    p.dump_signal();
+    let named = format!("child {child} did not stop within 5 s");
+    expect_dump_failure(&mut p, &image, &[], &[&named], &expected);
+}
+
+/// `MIGRATE_AFTER_DUMP=exit` with a tree: once every image is complete the
+/// parent and the child exit; the two restore together to the end.
+#[test]
+fn tree_dump_with_exit_ends_both_and_restores() {
+    let dir = TestDir::new("tree-dump-exit");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "pipe",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+            ("MIGRATE_AFTER_DUMP", "exit"),
+        ],
+    );
+    let expected = reference(&program);
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(8);
+    p.dump_signal();
+    p.wait_for_image(&image, true);
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    // The child exits on its own once its image is in place.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child {child} did not exit\n{}",
+            p.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    verify_image(&child_image, &p.describe());
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+    );
+    finish_restored(&mut restored, &p, &expected);
+}
