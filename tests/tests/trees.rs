@@ -232,10 +232,11 @@ fn restoring_children_needs_the_namespace() {
 
 /// `MIGRATE_CHILDREN=tree` (experimental): the dump signal sent to the
 /// parent stops the parent and its child together and writes both images
-/// (the child's beside the parent's, `<image>.<pid>`); the parent goes on
-/// unharmed. Both killed, the two restore together (the parent forks the
-/// child with its PID) and end as an uninterrupted run, the child's exit
-/// status included.
+/// (the child's beside the parent's, `<image>.<pid>`, as the `info` log
+/// says); the parent goes on unharmed. Both killed, the two restore
+/// together with the list the log gave (the parent forks the child with
+/// its PID) and end as an uninterrupted run, the child's exit status
+/// included.
 #[test]
 fn tree_dump_of_a_parent_and_child_restores_both() {
     let dir = TestDir::new("tree-dump");
@@ -246,6 +247,7 @@ fn tree_dump_of_a_parent_and_child_restores_both() {
         &[
             ("MIGRATE_IMAGE", image.to_str().unwrap()),
             ("MIGRATE_CHILDREN", "tree"),
+            ("MIGRATE_LOG", "info"),
         ],
     );
     let expected = reference(&program);
@@ -255,6 +257,10 @@ fn tree_dump_of_a_parent_and_child_restores_both() {
     p.wait_for_image(&image, false);
     p.wait_for_image(&child_image, false);
     verify_image(&child_image, &p.describe());
+    const HINT: &str = "MIGRATE_RESTORE_CHILDREN=";
+    let line = p.wait_for_stderr_line("the children's images", |l| l.contains(HINT));
+    let list = &line[line.find(HINT).unwrap() + HINT.len()..];
+    assert_eq!(list, child_image.to_str().unwrap(), "{}", p.describe());
     p.kill();
     // SAFETY: kill(2) with plain integers; the child is an orphan now.
     unsafe { libc::kill(child, libc::SIGKILL) };
@@ -262,7 +268,7 @@ fn tree_dump_of_a_parent_and_child_restores_both() {
         &program,
         "restored",
         &image,
-        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+        &[("MIGRATE_RESTORE_CHILDREN", list), ("MIGRATE_LOG", "error")],
     );
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());

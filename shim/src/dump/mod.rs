@@ -316,7 +316,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         let header = tree.written(header);
         // `out` is dropped (its file discarded) on the way out of a failure.
         let size = out.finish(&header?)?;
-        tree.commit();
+        tree.commit(settings);
         Ok(size)
     });
     job.writer = core::ptr::null_mut();

@@ -310,11 +310,32 @@ impl Tree {
         }
     }
 
-    /// The root's image is in place: let every member rename its own and go.
-    pub fn commit(&mut self) {
-        if let Role::Root { ctl, released, .. } = &mut self.role {
+    /// The root's image is in place: let every member rename its own and
+    /// go; the `info` log says where the children's images are and how to
+    /// restore them with the root's (there is no index yet).
+    pub fn commit(&mut self, settings: &Settings) {
+        if let Role::Root {
+            ctl,
+            released,
+            members,
+        } = &mut self.role
+        {
             ctl.set_phase(phase::RELEASE);
             *released = true;
+            if settings.log >= crate::config::LogLevel::Info {
+                let h = ctl.header();
+                let path = &h.path[..(h.path_len as usize).min(PATH_MAX)];
+                let mut line = Line::<8192>::new();
+                line.str("migrate: a tree: the children's images go beside the parent's; restore them with it with MIGRATE_RESTORE_CHILDREN=");
+                for i in 0..*members as usize {
+                    let Some(s) = ctl.slot(i) else { continue };
+                    if i > 0 {
+                        line.str(":");
+                    }
+                    line.bytes(path).str(".").dec(s.pid.load(Acquire) as u64);
+                }
+                line.emit();
+            }
         }
     }
 }
