@@ -26,6 +26,20 @@
 //! restore barrier, the dump's `info` lines still calling a pipe inside
 //! the tree "connected to another process".
 //!
+//! Where the slice differs from the design below, and why: members write
+//! their own files in parallel (no turn word: each has its own writer,
+//! so nothing waits), and the restore learns the children from
+//! `MIGRATE_RESTORE_CHILDREN` instead of an index; the phases (stop all,
+//! write all, rename the root's, then the members') are the design's.
+//! The next steps, in order: grandchildren (a member with children leads
+//! them as the root does, reporting parked only once they are, and lets
+//! them write only when its own parent says so); the 1.2 container and
+//! its index (zombies, pgids and sids, the shared-object table live
+//! there; `MIGRATE_RESTORE_CHILDREN` goes); zombies and stopped members;
+//! socket pairs and shared descriptions (kcmp) through the same
+//! made-by-the-parent path as pipes; the restore barrier; then the
+//! issue's programs (bash, multiprocessing, nginx).
+//!
 //! The rest of this comment is the design the next steps follow.
 //!
 //! # Rules
