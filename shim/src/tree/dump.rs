@@ -7,7 +7,7 @@
 //! share, one image file (see the design in the module above).
 //!
 //! The root, once its own threads are parked, checks that every child can
-//! take part ([`participant`]), creates the [`control`] block and sends
+//! take part ([`participant`]), creates the [control block](crate::tree::control) and sends
 //! each child the dump signal with a *tree request* (`SI_QUEUE`, the
 //! block's fd number in `si_value`). A child's handler leads a dump of its
 //! own: it parks its threads, claims a slot, reports `PARKED` and waits.
