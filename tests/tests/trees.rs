@@ -404,3 +404,58 @@ fn tree_dump_with_exit_ends_both_and_restores() {
     );
     finish_restored(&mut restored, &p, &expected);
 }
+
+/// Three generations (`cchildren chain`: the parent sends each step to
+/// its child, which forwards it through a second pipe to its own child,
+/// which prints it): a tree dump stops all three before any writes, names
+/// the grandchild's image after its parent's (`<image>.<child>.<grandchild>`),
+/// and the restore rebuilds the chain (each parent forks its own child,
+/// both pipes made once and inherited) to the end of an uninterrupted
+/// run: the grandchild exits 3, the child 4.
+#[test]
+fn tree_dump_of_three_generations_restores_all() {
+    let dir = TestDir::new("tree-chain");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "chain",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let expected = reference(&program);
+    p.wait_for_step(10);
+    let grandchildren = children_of(child);
+    assert_eq!(
+        grandchildren.len(),
+        1,
+        "{grandchildren:?}\n{}",
+        p.describe()
+    );
+    let grandchild = grandchildren[0];
+    p.dump_signal();
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    let grandchild_image = dir.join(&format!("tree.img.{child}.{grandchild}"));
+    for img in [&image, &child_image, &grandchild_image] {
+        p.wait_for_image(img, false);
+    }
+    p.kill();
+    for pid in [child, grandchild] {
+        // SAFETY: kill(2) with plain integers; orphans of the killed parent.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let list = format!(
+        "{}:{}",
+        child_image.to_str().unwrap(),
+        grandchild_image.to_str().unwrap()
+    );
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", &list)],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}

@@ -416,7 +416,8 @@ fn write_image(
             out.fd(),
             fds.pagemap,
             fds.mem,
-            crate::tree::dump::control_fd(),
+            crate::tree::dump::control_fds()[0],
+            crate::tree::dump::control_fds()[1],
         ],
         settings.refuse_external,
     )?;

@@ -100,7 +100,7 @@ pub fn run(path: &str, overrides: &Overrides) {
     let children = tree::children_from_env(&checked).unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
     let child_overrides;
-    let (checked, path, overrides) = match tree::fork_children(checked, children, keep_tids) {
+    let (checked, path, overrides) = match tree::fork_children(checked, path, children, keep_tids) {
         Ok(tree::Role::Parent(c)) => (c, path.to_string(), overrides),
         Ok(tree::Role::Child(c, p)) => {
             // The fidelity check is the parent's: its path is one.

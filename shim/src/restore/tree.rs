@@ -88,11 +88,15 @@ pub enum Role {
     Child(Checked, String),
 }
 
-/// Forks each child with its PID (`keep_tids`: inside the PID namespace);
-/// returns, in each process, what it restores. Images not its own are
-/// closed in every process.
+/// Forks each child with its PID (`keep_tids`: inside the PID namespace),
+/// and each child its own children; returns, in each process, what it
+/// restores. Images not its own are closed in every process. `root` is
+/// the path of the parent's image: a child's image named `<X>.<pid>`,
+/// where X is the root's or another child's image, is X's child (as the
+/// tree dump names them); any other is the root's.
 pub fn fork_children(
     parent: Checked,
+    root: &str,
     children: Vec<Child>,
     keep_tids: bool,
 ) -> Result<Role, Refusal> {
@@ -106,17 +110,72 @@ pub fn fork_children(
         ));
     }
     make_shared_pipes(&parent, &children)?;
-    let mut children = children.into_iter();
-    while let Some(child) = children.next() {
-        let pid = child.pid();
+    let root = canonical(root);
+    let names: Vec<String> = children.iter().map(|c| canonical(&c.path)).collect();
+    let mut parents = Vec::with_capacity(children.len());
+    for name in &names {
+        let p = match name.rsplit_once('.') {
+            Some((stem, pid)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => {
+                if stem == root {
+                    None
+                } else {
+                    names.iter().position(|n| n == stem)
+                }
+            }
+            _ => None,
+        };
+        parents.push(p);
+    }
+    descend(
+        parent,
+        None,
+        children.into_iter().map(Some).collect(),
+        &parents,
+    )
+}
+
+/// Forks the children of `me` (`None`: the root) among `all` (indexed as
+/// `parents`), in this process, recursively in each child.
+fn descend(
+    me: Checked,
+    me_index: Option<usize>,
+    mut all: Vec<Option<Child>>,
+    parents: &[Option<usize>],
+) -> Result<Role, Refusal> {
+    for i in 0..all.len() {
+        if parents[i] != me_index || all[i].is_none() {
+            continue;
+        }
+        let pid = all[i].as_ref().map_or(0, Child::pid);
         match clone_with_pid(pid) {
             Ok(0) => {
-                // The child: its own image only.
-                close(parent);
-                children.for_each(|c| close(c.checked));
-                return Ok(Role::Child(child.checked, child.path));
+                // The child: its own image and its descendants' only.
+                close(me);
+                let Some(child) = all[i].take() else {
+                    return Err(refuse(exit::UNSUPPORTED, "internal: child image gone"));
+                };
+                for (j, slot) in all.iter_mut().enumerate() {
+                    if !below(j, i, parents)
+                        && let Some(c) = slot.take()
+                    {
+                        close(c.checked);
+                    }
+                }
+                return match descend(child.checked, Some(i), all, parents)? {
+                    Role::Parent(c) => Ok(Role::Child(c, child.path)),
+                    other => Ok(other),
+                };
             }
-            Ok(_) => close(child.checked),
+            Ok(_) => {
+                // Its image and its descendants' are the child's now.
+                for (j, slot) in all.iter_mut().enumerate() {
+                    if (j == i || below(j, i, parents))
+                        && let Some(c) = slot.take()
+                    {
+                        close(c.checked);
+                    }
+                }
+            }
             Err(e) => {
                 return Err(refuse(
                     exit::UNSUPPORTED,
@@ -125,7 +184,27 @@ pub fn fork_children(
             }
         }
     }
-    Ok(Role::Parent(parent))
+    Ok(Role::Parent(me))
+}
+
+/// Whether image `j` is a descendant of image `i`.
+fn below(j: usize, i: usize, parents: &[Option<usize>]) -> bool {
+    let mut at = parents[j];
+    for _ in 0..parents.len() {
+        match at {
+            Some(p) if p == i => return true,
+            Some(p) => at = parents[p],
+            None => return false,
+        }
+    }
+    false
+}
+
+/// A path made absolute and free of symlinks where possible.
+fn canonical(path: &str) -> String {
+    std::fs::canonicalize(path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_string())
 }
 
 /// Closes an image and the files it holds open.

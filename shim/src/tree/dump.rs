@@ -1,10 +1,17 @@
 //! The tree dump, first slice (experimental, `MIGRATE_CHILDREN=tree`):
-//! a process and its direct children, stopped together and dumped as one
+//! a process and its descendants, stopped together and dumped as one
 //! snapshot into a set of images: the root's at its path, each child's
-//! beside it as `<path>.<pid>`. `crate::restore::tree` brings them back
-//! (`MIGRATE_RESTORE_CHILDREN`), a pipe between them included. Not yet:
-//! grandchildren, zombie or stopped children, other objects the processes
-//! share, one image file (see the design in the module above).
+//! beside its parent's as `<parent's path>.<pid>` (so a grandchild's is
+//! `<path>.<child>.<grandchild>`). `crate::restore::tree` brings them back
+//! (`MIGRATE_RESTORE_CHILDREN`), pipes between them included. Not yet:
+//! zombie or stopped members, other objects the processes share, one
+//! image file (see the design in the module above).
+//!
+//! A member with children of its own leads them as the root leads its
+//! own (a control block of its own, which it names after its image): it
+//! reports parked only once they are, lets them write only once its own
+//! parent lets it, reports written only once they have, and releases them
+//! only once its parent released it and its image is in place.
 //!
 //! The root, once its own threads are parked, checks that every child can
 //! take part ([`participant`]), creates the [control block](crate::tree::control) and sends
@@ -41,13 +48,15 @@ const WRITE_TIMEOUT_NS: u64 = 600_000_000_000;
 /// Room for a child's `/proc/PID/maps`.
 const MAPS_LEN: usize = 16 << 20;
 
-/// The descriptor of the control block this process has open while a
-/// tree dump runs (-1 when none): it stays out of the image.
-static CONTROL_FD: AtomicI32 = AtomicI32::new(-1);
+/// The descriptors of the control blocks this process has open while a
+/// tree dump runs (-1 when none), its parent's and its own: they stay out
+/// of the image.
+static MEMBER_FD: AtomicI32 = AtomicI32::new(-1);
+static ROOT_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// The control block's descriptor, to leave out of the image (-1: none).
-pub fn control_fd() -> i32 {
-    CONTROL_FD.load(Acquire)
+/// The control blocks' descriptors, to leave out of the image (-1: none).
+pub fn control_fds() -> [i32; 2] {
+    [MEMBER_FD.load(Acquire), ROOT_FD.load(Acquire)]
 }
 
 /// Room for a control block in the dump's arena, so that its mapping
@@ -102,16 +111,67 @@ pub struct Tree {
 enum Role {
     /// A dump of this process only.
     Alone,
-    Root {
-        ctl: Control,
-        members: u32,
-        released: bool,
-    },
+    /// The root: it leads its children.
+    Root(Sub),
+    /// A member: its parent leads it, and it may lead children of its own.
     Member {
         ctl: Control,
         slot: usize,
         root: i32,
+        sub: Option<Sub>,
     },
+}
+
+/// The children a process leads, parked; told to abort when this goes
+/// unless they were released.
+struct Sub {
+    ctl: Control,
+    members: u32,
+    released: bool,
+}
+
+impl Sub {
+    /// Waits until every child has written its image; the first failure.
+    fn wait_written(&self) -> Result<(), Fail> {
+        let done = self
+            .ctl
+            .wait_written(self.members, sys::monotonic_ns() + WRITE_TIMEOUT_NS);
+        if done < self.members {
+            return Err(Fail::new("the children did not write their images in time"));
+        }
+        failed_member(&self.ctl, self.members)
+    }
+
+    /// Lets every child rename its image and go; the `info` log says where
+    /// the children's images are and how to restore them with the parent's
+    /// (there is no index yet).
+    fn release(&mut self, settings: &Settings) {
+        self.ctl.set_phase(phase::RELEASE);
+        self.released = true;
+        if settings.log >= crate::config::LogLevel::Info {
+            let h = self.ctl.header();
+            let path = &h.path[..(h.path_len as usize).min(PATH_MAX)];
+            let mut line = Line::<8192>::new();
+            line.str("migrate: a tree: the children's images go beside the parent's; restore them with it with MIGRATE_RESTORE_CHILDREN=");
+            for i in 0..self.members as usize {
+                let Some(s) = self.ctl.slot(i) else { continue };
+                if i > 0 {
+                    line.str(":");
+                }
+                line.bytes(path).str(".").dec(s.pid.load(Acquire) as u64);
+            }
+            line.emit();
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        if !self.released {
+            self.ctl.set_phase(phase::ABORT);
+        }
+        ROOT_FD.store(-1, Release);
+    }
 }
 
 /// Called once every thread of this process is parked: decides what the
@@ -128,7 +188,7 @@ pub fn begin(
 ) -> Result<Tree, Fail> {
     let root = REQUEST_ROOT.swap(0, AcqRel);
     if root != 0 {
-        return member(arena, root, REQUEST_FD.load(Acquire), path);
+        return member(arena, settings, root, REQUEST_FD.load(Acquire), path);
     }
     // A restore's check dump is about this process alone.
     if check {
@@ -142,16 +202,21 @@ pub fn begin(
     if kids.is_empty() {
         return Ok(Tree { role: Role::Alone });
     }
-    lead(arena, settings, kids, path)
+    let sub = stop_members(arena, settings, kids, path)?;
+    sub.ctl.set_phase(phase::WRITE);
+    Ok(Tree {
+        role: Role::Root(sub),
+    })
 }
 
-/// The root's side, up to every child parked.
-fn lead(
+/// Stops this process's children `kids` (each stopping its own first):
+/// returns once every one is parked, having not yet let them write.
+fn stop_members(
     arena: &Arena,
     settings: &Settings,
     kids: &[i32],
     path: &Line<PATH_MAX>,
-) -> Result<Tree, Fail> {
+) -> Result<Sub, Fail> {
     if kids.len() >= MAX_MEMBERS {
         return Err(Fail::new("more than ")
             .dec(MAX_MEMBERS as u64 - 1)
@@ -179,33 +244,32 @@ fn lead(
     }
     let ctl = Control::create(control_room(arena)?)
         .map_err(|e| Fail::new("cannot create the tree's control block").errno(e))?;
-    CONTROL_FD.store(ctl.fd(), Release);
+    ROOT_FD.store(ctl.fd(), Release);
     let h = ctl.header_mut();
     let n = path.len().min(PATH_MAX);
     h.path[..n].copy_from_slice(&path.as_bytes()[..n]);
     h.path_len = n as u32;
-    let tree = Tree {
-        role: Role::Root {
-            ctl,
-            members: kids.len() as u32,
-            released: false,
-        },
+    let sub = Sub {
+        ctl,
+        members: kids.len() as u32,
+        released: false,
     };
-    let Role::Root { ctl, .. } = &tree.role else {
-        return Err(Fail::new("internal: not a root"));
-    };
-    let value = REQUEST_MAGIC << 32 | ctl.fd() as u32 as u64;
+    let value = REQUEST_MAGIC << 32 | sub.ctl.fd() as u32 as u64;
     for &pid in kids {
         queue_signal(pid, settings.signal, value)
             .map_err(|e| Fail::new("cannot signal child ").dec(pid as u64).errno(e))?;
     }
     let n = kids.len() as u32;
-    let settled = ctl.wait_settled(n, sys::monotonic_ns() + PARK_TIMEOUT_NS);
+    // A child with children of its own settles only once they have: give
+    // it the time they take (one timeout per level is the price).
+    let settled = sub
+        .ctl
+        .wait_settled(n, sys::monotonic_ns() + PARK_TIMEOUT_NS);
     if settled < n {
         let late = kids
             .iter()
             .copied()
-            .find(|&pid| !(0..n as usize).any(|i| slot_is(ctl, i, pid, state::PARKED)))
+            .find(|&pid| !(0..n as usize).any(|i| slot_is(&sub.ctl, i, pid, state::PARKED)))
             .unwrap_or(0);
         return Err(Fail::new("child ")
             .dec(late as u64)
@@ -213,19 +277,24 @@ fn lead(
             .dec(settings.signal as u64)
             .str("?)"));
     }
-    failed_member(ctl, n)?;
-    ctl.set_phase(phase::WRITE);
-    Ok(tree)
+    failed_member(&sub.ctl, n)?;
+    Ok(sub)
 }
 
-/// A member's side, up to parked and told to write.
-fn member(arena: &Arena, root: i32, fd: i32, path: &mut Line<PATH_MAX>) -> Result<Tree, Fail> {
+/// A member's side, up to parked (its own children too) and told to write.
+fn member(
+    arena: &Arena,
+    settings: &Settings,
+    root: i32,
+    fd: i32,
+    path: &mut Line<PATH_MAX>,
+) -> Result<Tree, Fail> {
     let ctl = Control::open(root, fd, control_room(arena)?).map_err(|e| {
         Fail::new("cannot open the tree's control block of process ")
             .dec(root as u64)
             .errno(e)
     })?;
-    CONTROL_FD.store(ctl.fd(), Release);
+    MEMBER_FD.store(ctl.fd(), Release);
     let Some((idx, slot)) = ctl.claim() else {
         return Err(Fail::new("the tree's control block is full"));
     };
@@ -235,23 +304,25 @@ fn member(arena: &Arena, root: i32, fd: i32, path: &mut Line<PATH_MAX>) -> Resul
         slot.pgid = sys::syscall6(libc::SYS_getpgid, [0; 6]) as i32;
         slot.sid = sys::syscall6(libc::SYS_getsid, [0; 6]) as i32;
     }
-    let kids = match children::list(arena) {
-        Ok(k) => k.len(),
-        Err(f) => {
-            fail_slot(&ctl, slot, &f, false);
-            return Err(f);
-        }
-    };
-    if kids > 0 {
-        let f = Fail::new("it has children of its own (not supported yet)");
-        fail_slot(&ctl, slot, &f, false);
-        return Err(f);
-    }
     let h = ctl.header();
     path.clear();
     path.bytes(&h.path[..(h.path_len as usize).min(PATH_MAX)])
         .str(".")
         .dec(sys::getpid() as u64);
+    let sub = match children::list(arena) {
+        Ok([]) => None,
+        Ok(kids) => match stop_members(arena, settings, kids, path) {
+            Ok(sub) => Some(sub),
+            Err(f) => {
+                fail_slot(&ctl, slot, &f, false);
+                return Err(f);
+            }
+        },
+        Err(f) => {
+            fail_slot(&ctl, slot, &f, false);
+            return Err(f);
+        }
+    };
     ctl.settle(slot, state::PARKED);
     let deadline = sys::monotonic_ns() + WRITE_TIMEOUT_NS;
     if ctl.wait_phase_while(phase::STOPPING, root, deadline) != phase::WRITE {
@@ -259,30 +330,44 @@ fn member(arena: &Arena, root: i32, fd: i32, path: &mut Line<PATH_MAX>) -> Resul
             .dec(root as u64)
             .str(" was abandoned"));
     }
+    // Every process of the tree is stopped: our children may write too.
+    if let Some(sub) = &sub {
+        sub.ctl.set_phase(phase::WRITE);
+    }
     Ok(Tree {
         role: Role::Member {
             ctl,
             slot: idx,
             root,
+            sub,
         },
     })
 }
 
 impl Tree {
     /// Called once this process's image is written (but not yet renamed
-    /// into place): a member reports and waits for the root's verdict; the
-    /// root waits for every member. `Ok` means: rename it into place.
+    /// into place): a member waits for its own children, reports and
+    /// waits for its parent's verdict; the root waits for every child.
+    /// `Ok` means: rename it into place.
     pub fn written(
         &mut self,
         header: Result<dumpfmt::Header, Fail>,
     ) -> Result<dumpfmt::Header, Fail> {
         match &self.role {
             Role::Alone => header,
-            Role::Member { ctl, slot, root } => {
+            Role::Member {
+                ctl,
+                slot,
+                root,
+                sub,
+            } => {
                 let Some(s) = ctl.own_slot(*slot) else {
                     return header;
                 };
-                let h = match header {
+                let h = match header.and_then(|h| match sub {
+                    Some(sub) => sub.wait_written().map(|()| h),
+                    None => Ok(h),
+                }) {
                     Ok(h) => h,
                     Err(f) => {
                         fail_slot(ctl, s, &f, true);
@@ -298,63 +383,31 @@ impl Tree {
                         .str(" failed elsewhere")),
                 }
             }
-            Role::Root { ctl, members, .. } => {
+            Role::Root(sub) => {
                 let h = header?;
-                let done = ctl.wait_written(*members, sys::monotonic_ns() + WRITE_TIMEOUT_NS);
-                if done < *members {
-                    return Err(Fail::new("the children did not write their images in time"));
-                }
-                failed_member(ctl, *members)?;
+                sub.wait_written()?;
                 Ok(h)
             }
         }
     }
 
-    /// The root's image is in place: let every member rename its own and
-    /// go; the `info` log says where the children's images are and how to
-    /// restore them with the root's (there is no index yet).
+    /// This process's image is in place: let its children rename theirs
+    /// and go.
     pub fn commit(&mut self, settings: &Settings) {
-        if let Role::Root {
-            ctl,
-            released,
-            members,
-        } = &mut self.role
-        {
-            ctl.set_phase(phase::RELEASE);
-            *released = true;
-            if settings.log >= crate::config::LogLevel::Info {
-                let h = ctl.header();
-                let path = &h.path[..(h.path_len as usize).min(PATH_MAX)];
-                let mut line = Line::<8192>::new();
-                line.str("migrate: a tree: the children's images go beside the parent's; restore them with it with MIGRATE_RESTORE_CHILDREN=");
-                for i in 0..*members as usize {
-                    let Some(s) = ctl.slot(i) else { continue };
-                    if i > 0 {
-                        line.str(":");
-                    }
-                    line.bytes(path).str(".").dec(s.pid.load(Acquire) as u64);
-                }
-                line.emit();
-            }
+        match &mut self.role {
+            Role::Root(sub) | Role::Member { sub: Some(sub), .. } => sub.release(settings),
+            _ => {}
         }
     }
 }
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        CONTROL_FD.store(-1, Release);
-        match &self.role {
-            Role::Root {
-                ctl,
-                released: false,
-                ..
-            } => ctl.set_phase(phase::ABORT),
-            Role::Member { ctl, slot, .. } => {
-                if let Some(s) = ctl.slot(*slot) {
-                    s.state.store(state::LEFT, Release);
-                }
-            }
-            _ => {}
+        MEMBER_FD.store(-1, Release);
+        if let Role::Member { ctl, slot, .. } = &self.role
+            && let Some(s) = ctl.slot(*slot)
+        {
+            s.state.store(state::LEFT, Release);
         }
     }
 }

@@ -10,17 +10,19 @@
 //!   ([`participant`]: no `libmigrate.so`, another user's, the signal not
 //!   caught);
 //! - a first slice of the tree dump, experimental (`MIGRATE_CHILDREN=tree`,
-//!   [`dump`]): a process and its direct children stopped together through
-//!   the [`control`] block and written as a set of images (the root's, and
-//!   each child's beside it as `<image>.<pid>`), one snapshot;
+//!   [`dump`]): a process and its descendants stopped together through
+//!   [`control`] blocks (one per parent) and written as a set of images
+//!   (the root's, and each child's beside its parent's as
+//!   `<parent's image>.<pid>`), one snapshot;
 //! - the restore side's core, step 3 below: `crate::restore::tree`
-//!   (`MIGRATE_RESTORE_CHILDREN`, experimental): the restored parent forks
-//!   each child with its PID before teardown, and each restores its image;
-//!   a pipe between them (each end recorded as `Gone`, named by inode) is
-//!   made once by the parent, with the bytes waiting in it, and inherited.
+//!   (`MIGRATE_RESTORE_CHILDREN`, experimental): each restored parent forks
+//!   its children with their PIDs before teardown (the parent links come
+//!   from the images' names), and each restores its image; a pipe between
+//!   them (each end recorded as `Gone`, named by inode) is made once by the
+//!   root, with the bytes waiting in it, and inherited.
 //!
 //! Not yet: one image file (and so no index: the restore is told the
-//! children's images), grandchildren, zombie and stopped members, other
+//! children's images), zombie and stopped members, other
 //! shared objects (socket pairs, shared open file descriptions and their
 //! offsets, `MAP_SHARED` memory), process groups and sessions, the
 //! restore barrier, the dump's `info` lines still calling a pipe inside
@@ -31,9 +33,8 @@
 //! so nothing waits), and the restore learns the children from
 //! `MIGRATE_RESTORE_CHILDREN` instead of an index; the phases (stop all,
 //! write all, rename the root's, then the members') are the design's.
-//! The next steps, in order: grandchildren (a member with children leads
-//! them as the root does, reporting parked only once they are, and lets
-//! them write only when its own parent says so); the 1.2 container and
+//! A deep tree waits one park timeout per level at worst. The next
+//! steps, in order: the 1.2 container and
 //! its index (zombies, pgids and sids, the shared-object table live
 //! there; `MIGRATE_RESTORE_CHILDREN` goes); zombies and stopped members;
 //! socket pairs and shared descriptions (kcmp) through the same
