@@ -34,6 +34,8 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cvector", &[]),
     ("cnoids", &[]),
     ("cforktimer", &[]),
+    ("cchildren", &[]),
+    ("cstatic", &["-static"]),
 ];
 
 fn main() {

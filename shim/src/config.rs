@@ -60,6 +60,9 @@ pub struct Settings {
     /// `MIGRATE_CPU`: the baseline the program was started for (see
     /// `crate::cpu::level_of`; 0: the CPU it runs on).
     pub cpu_level: u8,
+    /// `MIGRATE_CHILDREN`: what a dump does with a process that has
+    /// children (`tree::children::REFUSE`, `LEAVE` or `TREE`).
+    pub children: u8,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -73,6 +76,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     pthread_tid_offset: 0,
     refuse_external: false,
     cpu_level: 0,
+    children: 0,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -144,6 +148,7 @@ pub struct Overrides {
     /// `MIGRATE_CPU`: a baseline level (see `crate::cpu::level_index`).
     /// Read when a program starts; a restore keeps the image's.
     pub cpu_level: Option<u8>,
+    pub children: Option<u8>,
     /// `MIGRATE_RESTORE_CHECK`: where a restored process takes one dump
     /// as it resumes (absolute), to check the restore's fidelity. Read
     /// only by a restore; never a setting of the restored process.
@@ -240,6 +245,18 @@ impl Overrides {
             o.keep =
                 Some(parse_keep(&v).map_err(|why| BadSetting(format!("MIGRATE_KEEP={v}: {why}")))?);
         }
+        if let Some(v) = var("MIGRATE_CHILDREN") {
+            o.children = Some(match v.as_str() {
+                "refuse" => 0,
+                "leave" => 1,
+                "tree" => 2,
+                _ => {
+                    return Err(BadSetting(format!(
+                        "MIGRATE_CHILDREN={v}: expected refuse, leave or tree"
+                    )));
+                }
+            });
+        }
         Ok(o)
     }
 
@@ -280,6 +297,9 @@ impl Overrides {
         }
         if let Some(l) = self.cpu_level {
             s.cpu_level = l;
+        }
+        if let Some(c) = self.children {
+            s.children = c;
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod fault;
 pub mod interpose;
 pub mod restore;
 pub mod sys;
+pub mod tree;
 
 use config::{Overrides, SETTINGS};
 

@@ -265,6 +265,9 @@ struct Expect {
     /// signal and interval), when `MIGRATE_SIGNAL` or `MIGRATE_INTERVAL`
     /// changes it.
     ticker: Option<(u8, u64)>,
+    /// Children restored with it (`MIGRATE_RESTORE_CHILDREN`): one may end
+    /// before the check, and SIGCHLD be pending then.
+    children: bool,
 }
 
 impl Expect {
@@ -313,6 +316,7 @@ impl Expect {
             settings,
             moved,
             ticker,
+            children: var("MIGRATE_RESTORE_CHILDREN").is_some(),
         }
     }
 }
@@ -579,6 +583,10 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         if t.value_ns != 0 && (1..=64).contains(&t.signal) {
             ticking |= 1 << (t.signal - 1);
         }
+    }
+    // So may a child restored with the process end.
+    if e.children {
+        ticking |= 1 << (libc::SIGCHLD - 1);
     }
     for (i, sig) in [libc::SIGALRM, libc::SIGVTALRM, libc::SIGPROF]
         .into_iter()
@@ -900,6 +908,7 @@ mod tests {
             settings: image().settings,
             moved: vec![],
             ticker: None,
+            children: false,
         }
     }
 

@@ -377,6 +377,14 @@ impl Program {
         Program::with_mode("cdefects", env!("MIGRATE_TEST_CDEFECTS"), mode, arg)
     }
 
+    /// One child, `live`, a `zombie`, `stopped`, or `static` (running the
+    /// statically linked `programs/cstatic.c`), while the parent steps (see
+    /// `programs/cchildren.c`).
+    pub fn children(mode: &str) -> Program {
+        let exe = (mode == "static").then(|| Path::new(env!("MIGRATE_TEST_CSTATIC")));
+        Program::with_mode("cchildren", env!("MIGRATE_TEST_CCHILDREN"), mode, exe)
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

@@ -154,6 +154,8 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t, uc: *mut libc::uconte
     if periodic && world::WORLD.leader.load(Acquire) == 0 && periodic::skip_tick() {
         return;
     }
+    // SAFETY: forwarded from the caller.
+    let tree_request = unsafe { crate::tree::dump::take_request(info) };
     let me = sys::gettid();
     if world::WORLD
         .leader
@@ -161,6 +163,9 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t, uc: *mut libc::uconte
         .is_err()
     {
         // Another thread leads a dump: this one stops like the rest.
+        if tree_request {
+            crate::tree::dump::forget_request();
+        }
         // SAFETY: forwarded from the caller.
         unsafe { world::park(uc) };
         return;
@@ -370,6 +375,9 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
+        // Only now is the set of children final (no thread can fork): a
+        // process with children fails, is dumped alone, or leads a tree.
+        let mut tree = crate::tree::dump::begin(&arena, settings, &mut job.path, job.check)?;
         // Created once every other thread is parked: a fork still in
         // flight would hand the image's descriptor to the child, which
         // then finds an unnamed file it cannot read among its own fds.
@@ -381,8 +389,11 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         let header = write_image(job, &arena, &mut out, settings, others);
         job.fds = core::ptr::null_mut();
         job.writer = core::ptr::null_mut();
+        let header = tree.written(header);
         // `out` is dropped (its file discarded) on the way out of a failure.
-        out.finish(&header?)
+        let size = out.finish(&header?)?;
+        tree.commit(settings);
+        Ok(size)
     });
     job.writer = core::ptr::null_mut();
     if let (Ok(size), true) = (&result, settings.exit_after_dump && !job.check) {
@@ -484,7 +495,13 @@ fn write_image(
 
     let descriptors = fds::collect(
         arena,
-        &[out.fd(), fds.pagemap, fds.mem],
+        &[
+            out.fd(),
+            fds.pagemap,
+            fds.mem,
+            crate::tree::dump::control_fds()[0],
+            crate::tree::dump::control_fds()[1],
+        ],
         settings.refuse_external,
     )?;
     for line in maps::lines(maps_text) {

@@ -520,11 +520,17 @@ fn make_one(fd: &Fd<'_>, queued: &Queued<'_>, shared: &mut Shared) -> Result<Own
                 .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))
         }
         FdKind::Gone {
+            what,
             sock_type,
             write,
             data,
-            ..
         } => {
+            // A pipe to another process of the tree restored with this one.
+            if *sock_type == 0
+                && let Some(end) = super::tree::shared_pipe_end(what, *write)
+            {
+                return end.map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)));
+            }
             if *sock_type == 0 {
                 let (r, w) = pipe_with(if *write { &[] } else { data }, 0, fd)?;
                 return Ok(if *write { w } else { r });

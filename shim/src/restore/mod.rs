@@ -23,6 +23,7 @@ pub mod restorer;
 pub mod resume;
 pub mod shared_files;
 pub mod timers;
+pub mod tree;
 pub mod wrapper;
 
 use std::fs::File;
@@ -100,8 +101,22 @@ pub fn run(path: &str, overrides: &Overrides) {
         std::process::exit(64);
     }
     let checked = validate(img).unwrap_or_else(|r| fail(r));
+    let children = tree::children_from_env(&checked).unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
-    match build(checked, path, overrides, started, keep_tids) {
+    let child_overrides;
+    let (checked, path, overrides) = match tree::fork_children(checked, path, children, keep_tids) {
+        Ok(tree::Role::Parent(c)) => (c, path.to_string(), overrides),
+        Ok(tree::Role::Child(c, p)) => {
+            // The fidelity check is the parent's: its path is one.
+            child_overrides = Overrides {
+                restore_check: None,
+                ..overrides.clone()
+            };
+            (c, p, &child_overrides)
+        }
+        Err(r) => fail(r),
+    };
+    match build(checked, &path, overrides, started, keep_tids) {
         Ok(ready) => launch(ready),
         Err(r) => fail(r),
     }
@@ -275,6 +290,9 @@ fn build(
         .map(|f| fds::lift(f.into(), base).map(File::from))
         .collect::<Result<Vec<_>, _>>()?;
     let made = fds::make(&img.image, base)?;
+    // Pipes shared with the tree's other processes: what this process
+    // uses of them is in `made` now; the rest must not stay open here.
+    tree::close_shared_pipes();
     precheck::cwd(&img.image)?;
     let image = &img.image;
     let fresh = fresh_maps()?;
@@ -329,6 +347,7 @@ fn build(
         from: [0; PATH_MAX],
         threads: image.threads.len() as u64,
         refuse_external: overrides.refuse_external.map_or(-1, i64::from),
+        children: overrides.children.map_or(-1, i64::from),
         check_len: 0,
         interval_ns: overrides.interval_ns.map_or(-1, |ns| ns as i64),
         keep: overrides.keep.map_or(-1, i64::from),

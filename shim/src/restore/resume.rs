@@ -41,6 +41,8 @@ pub struct Handoff {
     pub threads: u64,
     /// MIGRATE_EXTERNAL: 1 refuse, 0 gone, -1 keep.
     pub refuse_external: i64,
+    /// MIGRATE_CHILDREN: 0 refuse, 1 leave, 2 tree, -1 keep.
+    pub children: i64,
     /// Length of the `MIGRATE_RESTORE_CHECK` path, whose bytes follow
     /// this block (0: no check; see `restore::check`).
     pub check_len: u64,
@@ -137,6 +139,9 @@ fn finish(h: &Handoff) {
     }
     if h.refuse_external >= 0 {
         s.refuse_external = h.refuse_external == 1;
+    }
+    if h.children >= 0 {
+        s.children = h.children as u8;
     }
     if h.image_len > 0 {
         s.image.clear();

@@ -1,0 +1,463 @@
+//! The tree dump, first slice (experimental, `MIGRATE_CHILDREN=tree`):
+//! a process and its descendants, stopped together and dumped as one
+//! snapshot into a set of images: the root's at its path, each child's
+//! beside its parent's as `<parent's path>.<pid>` (so a grandchild's is
+//! `<path>.<child>.<grandchild>`). `crate::restore::tree` brings them back
+//! (`MIGRATE_RESTORE_CHILDREN`), pipes between them included. Not yet:
+//! zombie or stopped members, other objects the processes share, one
+//! image file (see the design in the module above).
+//!
+//! A member with children of its own leads them as the root leads its
+//! own (a control block of its own, which it names after its image): it
+//! reports parked only once they are, lets them write only once its own
+//! parent lets it, reports written only once they have, and releases them
+//! only once its parent released it and its image is in place.
+//!
+//! The root, once its own threads are parked, checks that every child can
+//! take part ([`participant`]), creates the [control block](crate::tree::control) and sends
+//! each child the dump signal with a *tree request* (`SI_QUEUE`, the
+//! block's fd number in `si_value`). A child's handler leads a dump of its
+//! own: it parks its threads, claims a slot, reports `PARKED` and waits.
+//! Once every child is parked (else the dump fails, naming the one that
+//! did not stop), the root lets them write; each writes its image and
+//! reports; the root renames its own image into place only when every
+//! child's is written, then releases them, and each renames its own. Any
+//! failure before that aborts every one: no image of this dump stays.
+//!
+//! # Rules
+//!
+//! Runs in the signal handler: the `dump` module's rules hold (no heap, no
+//! locks, no libc, no panics; raw system calls, the arena for memory).
+
+use core::sync::atomic::{AtomicI32, Ordering::*};
+
+use crate::config::{PATH_MAX, Settings};
+use crate::dump::Fail;
+use crate::dump::arena::Arena;
+use crate::sys::{self, args, line::Line};
+use crate::tree::children;
+use crate::tree::control::{Control, MAX_MEMBERS, Slot, phase, state};
+use crate::tree::participant::{self, Part};
+
+/// High 32 bits of a tree request's `si_value` (the low 32: the fd).
+pub const REQUEST_MAGIC: u64 = 0x7472_6565;
+/// How long the root waits for every child to park.
+const PARK_TIMEOUT_NS: u64 = 5_000_000_000;
+/// How long anyone waits for the others to write (a member then gives up).
+const WRITE_TIMEOUT_NS: u64 = 600_000_000_000;
+/// Room for a child's `/proc/PID/maps`.
+const MAPS_LEN: usize = 16 << 20;
+
+/// The descriptors of the control blocks this process has open while a
+/// tree dump runs (-1 when none), its parent's and its own: they stay out
+/// of the image.
+static MEMBER_FD: AtomicI32 = AtomicI32::new(-1);
+static ROOT_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The control blocks' descriptors, to leave out of the image (-1: none).
+pub fn control_fds() -> [i32; 2] {
+    [MEMBER_FD.load(Acquire), ROOT_FD.load(Acquire)]
+}
+
+/// Room for a control block in the dump's arena, so that its mapping
+/// stays out of the image with the arena.
+fn control_room(arena: &Arena) -> Result<*mut u8, Fail> {
+    arena
+        .bytes(crate::tree::control::LEN)
+        .map(|b| b.as_mut_ptr())
+        .ok_or_else(|| Fail::new("the dump arena is too small"))
+}
+
+/// The tree request this process took (root PID, fd), until its dump
+/// starts; 0 when none.
+static REQUEST_ROOT: AtomicI32 = AtomicI32::new(0);
+static REQUEST_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Whether a signal is a tree request from this process's parent; if so,
+/// it is kept for the dump the signal starts.
+///
+/// # Safety
+/// `info` must be the `siginfo_t` the kernel passed to the handler.
+pub unsafe fn take_request(info: *const libc::siginfo_t) -> bool {
+    if info.is_null() {
+        return false;
+    }
+    // SAFETY: the kernel's siginfo is 128 readable bytes.
+    let b = unsafe { core::slice::from_raw_parts(info.cast::<u8>(), 32) };
+    let code = i32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+    let pid = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+    let value = u64::from_ne_bytes([b[24], b[25], b[26], b[27], b[28], b[29], b[30], b[31]]);
+    // SAFETY: getppid takes no arguments.
+    let parent = unsafe { sys::syscall6(libc::SYS_getppid, [0; 6]) } as i32;
+    if code != libc::SI_QUEUE || value >> 32 != REQUEST_MAGIC || pid != parent || pid <= 0 {
+        return false;
+    }
+    REQUEST_FD.store(value as u32 as i32, Release);
+    REQUEST_ROOT.store(pid, Release);
+    true
+}
+
+/// Forgets a tree request this process could not act on (it was busy
+/// with a dump of its own: the root then fails, naming it).
+pub fn forget_request() {
+    REQUEST_ROOT.store(0, Release);
+}
+
+/// This process's part in the dump that runs.
+pub struct Tree {
+    role: Role,
+}
+
+enum Role {
+    /// A dump of this process only.
+    Alone,
+    /// The root: it leads its children.
+    Root(Sub),
+    /// A member: its parent leads it, and it may lead children of its own.
+    Member {
+        ctl: Control,
+        slot: usize,
+        root: i32,
+        sub: Option<Sub>,
+    },
+}
+
+/// The children a process leads, parked; told to abort when this goes
+/// unless they were released.
+struct Sub {
+    ctl: Control,
+    members: u32,
+    released: bool,
+}
+
+impl Sub {
+    /// Waits until every child has written its image; the first failure.
+    fn wait_written(&self) -> Result<(), Fail> {
+        let done = self
+            .ctl
+            .wait_written(self.members, sys::monotonic_ns() + WRITE_TIMEOUT_NS);
+        if done < self.members {
+            return Err(Fail::new("the children did not write their images in time"));
+        }
+        failed_member(&self.ctl, self.members)
+    }
+
+    /// Lets every child rename its image and go; the `info` log says where
+    /// the children's images are and how to restore them with the parent's
+    /// (there is no index yet).
+    fn release(&mut self, settings: &Settings) {
+        self.ctl.set_phase(phase::RELEASE);
+        self.released = true;
+        if settings.log >= crate::config::LogLevel::Info {
+            let h = self.ctl.header();
+            let path = &h.path[..(h.path_len as usize).min(PATH_MAX)];
+            let mut line = Line::<8192>::new();
+            line.str("migrate: a tree: the children's images go beside the parent's; restore them with it with MIGRATE_RESTORE_CHILDREN=");
+            for i in 0..self.members as usize {
+                let Some(s) = self.ctl.slot(i) else { continue };
+                if i > 0 {
+                    line.str(":");
+                }
+                line.bytes(path).str(".").dec(s.pid.load(Acquire) as u64);
+            }
+            line.emit();
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        if !self.released {
+            self.ctl.set_phase(phase::ABORT);
+        }
+        ROOT_FD.store(-1, Release);
+    }
+}
+
+/// Called once every thread of this process is parked: decides what the
+/// dump is (alone, a tree's root, a tree's member), and for a tree stops
+/// the members (root) or reports parked and waits for the turn to write
+/// (member). `path` is where this process's image goes (a member's is set
+/// here). A failure fails this process's dump and, through the control
+/// block, the whole tree's.
+pub fn begin(
+    arena: &Arena,
+    settings: &Settings,
+    path: &mut Line<PATH_MAX>,
+    check: bool,
+) -> Result<Tree, Fail> {
+    let root = REQUEST_ROOT.swap(0, AcqRel);
+    if root != 0 {
+        return member(arena, settings, root, REQUEST_FD.load(Acquire), path);
+    }
+    // A restore's check dump is about this process alone.
+    if check {
+        return Ok(Tree { role: Role::Alone });
+    }
+    if settings.children != children::TREE {
+        children::refuse_or_leave(arena, settings)?;
+        return Ok(Tree { role: Role::Alone });
+    }
+    let kids = children::list(arena)?;
+    if kids.is_empty() {
+        return Ok(Tree { role: Role::Alone });
+    }
+    let sub = stop_members(arena, settings, kids, path)?;
+    sub.ctl.set_phase(phase::WRITE);
+    Ok(Tree {
+        role: Role::Root(sub),
+    })
+}
+
+/// Stops this process's children `kids` (each stopping its own first):
+/// returns once every one is parked, having not yet let them write.
+fn stop_members(
+    arena: &Arena,
+    settings: &Settings,
+    kids: &[i32],
+    path: &Line<PATH_MAX>,
+) -> Result<Sub, Fail> {
+    if kids.len() >= MAX_MEMBERS {
+        return Err(Fail::new("more than ")
+            .dec(MAX_MEMBERS as u64 - 1)
+            .str(" children"));
+    }
+    let buf = arena
+        .bytes(MAPS_LEN)
+        .ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let shim = participant::our_shim(buf)
+        .map_err(|e| Fail::new("cannot find libmigrate.so in /proc/self/maps").errno(e))?;
+    for &pid in kids {
+        let part = participant::check(pid, shim, settings.signal, buf);
+        let state = children::state_of(pid);
+        if part != Part::Ready || state == Some(b'Z') || state == Some(b'T') {
+            let why = match state {
+                Some(b'Z') => "it has exited and was not waited for (not supported yet)",
+                Some(b'T') => "it is stopped (not supported yet)",
+                _ => part.why(),
+            };
+            return Err(Fail::new("child ")
+                .dec(pid as u64)
+                .str(" cannot take part in a tree dump: ")
+                .str(why));
+        }
+    }
+    let ctl = Control::create(control_room(arena)?)
+        .map_err(|e| Fail::new("cannot create the tree's control block").errno(e))?;
+    ROOT_FD.store(ctl.fd(), Release);
+    let h = ctl.header_mut();
+    let n = path.len().min(PATH_MAX);
+    h.path[..n].copy_from_slice(&path.as_bytes()[..n]);
+    h.path_len = n as u32;
+    let sub = Sub {
+        ctl,
+        members: kids.len() as u32,
+        released: false,
+    };
+    let value = REQUEST_MAGIC << 32 | sub.ctl.fd() as u32 as u64;
+    for &pid in kids {
+        queue_signal(pid, settings.signal, value)
+            .map_err(|e| Fail::new("cannot signal child ").dec(pid as u64).errno(e))?;
+    }
+    let n = kids.len() as u32;
+    // A child with children of its own settles only once they have: give
+    // it the time they take (one timeout per level is the price).
+    let settled = sub
+        .ctl
+        .wait_settled(n, sys::monotonic_ns() + PARK_TIMEOUT_NS);
+    if settled < n {
+        let late = kids
+            .iter()
+            .copied()
+            .find(|&pid| !(0..n as usize).any(|i| slot_is(&sub.ctl, i, pid, state::PARKED)))
+            .unwrap_or(0);
+        return Err(Fail::new("child ")
+            .dec(late as u64)
+            .str(" did not stop within 5 s (does it block signal ")
+            .dec(settings.signal as u64)
+            .str("?)"));
+    }
+    failed_member(&sub.ctl, n)?;
+    Ok(sub)
+}
+
+/// A member's side, up to parked (its own children too) and told to write.
+fn member(
+    arena: &Arena,
+    settings: &Settings,
+    root: i32,
+    fd: i32,
+    path: &mut Line<PATH_MAX>,
+) -> Result<Tree, Fail> {
+    let ctl = Control::open(root, fd, control_room(arena)?).map_err(|e| {
+        Fail::new("cannot open the tree's control block of process ")
+            .dec(root as u64)
+            .errno(e)
+    })?;
+    MEMBER_FD.store(ctl.fd(), Release);
+    let Some((idx, slot)) = ctl.claim() else {
+        return Err(Fail::new("the tree's control block is full"));
+    };
+    slot.ppid = root;
+    // SAFETY: getpgid(0) and getsid(0) ask about this process.
+    unsafe {
+        slot.pgid = sys::syscall6(libc::SYS_getpgid, [0; 6]) as i32;
+        slot.sid = sys::syscall6(libc::SYS_getsid, [0; 6]) as i32;
+    }
+    let h = ctl.header();
+    path.clear();
+    path.bytes(&h.path[..(h.path_len as usize).min(PATH_MAX)])
+        .str(".")
+        .dec(sys::getpid() as u64);
+    let sub = match children::list(arena) {
+        Ok([]) => None,
+        Ok(kids) => match stop_members(arena, settings, kids, path) {
+            Ok(sub) => Some(sub),
+            Err(f) => {
+                fail_slot(&ctl, slot, &f, false);
+                return Err(f);
+            }
+        },
+        Err(f) => {
+            fail_slot(&ctl, slot, &f, false);
+            return Err(f);
+        }
+    };
+    ctl.settle(slot, state::PARKED);
+    let deadline = sys::monotonic_ns() + WRITE_TIMEOUT_NS;
+    if ctl.wait_phase_while(phase::STOPPING, root, deadline) != phase::WRITE {
+        return Err(Fail::new("the tree dump led by process ")
+            .dec(root as u64)
+            .str(" was abandoned"));
+    }
+    // Every process of the tree is stopped: our children may write too.
+    if let Some(sub) = &sub {
+        sub.ctl.set_phase(phase::WRITE);
+    }
+    Ok(Tree {
+        role: Role::Member {
+            ctl,
+            slot: idx,
+            root,
+            sub,
+        },
+    })
+}
+
+impl Tree {
+    /// Called once this process's image is written (but not yet renamed
+    /// into place): a member waits for its own children, reports and
+    /// waits for its parent's verdict; the root waits for every child.
+    /// `Ok` means: rename it into place.
+    pub fn written(
+        &mut self,
+        header: Result<dumpfmt::Header, Fail>,
+    ) -> Result<dumpfmt::Header, Fail> {
+        match &self.role {
+            Role::Alone => header,
+            Role::Member {
+                ctl,
+                slot,
+                root,
+                sub,
+            } => {
+                let Some(s) = ctl.own_slot(*slot) else {
+                    return header;
+                };
+                let h = match header.and_then(|h| match sub {
+                    Some(sub) => sub.wait_written().map(|()| h),
+                    None => Ok(h),
+                }) {
+                    Ok(h) => h,
+                    Err(f) => {
+                        fail_slot(ctl, s, &f, true);
+                        return Err(f);
+                    }
+                };
+                ctl.written(s, state::WRITTEN);
+                let deadline = sys::monotonic_ns() + WRITE_TIMEOUT_NS;
+                match ctl.wait_phase_while(phase::WRITE, *root, deadline) {
+                    phase::RELEASE => Ok(h),
+                    _ => Err(Fail::new("the tree dump led by process ")
+                        .dec(*root as u64)
+                        .str(" failed elsewhere")),
+                }
+            }
+            Role::Root(sub) => {
+                let h = header?;
+                sub.wait_written()?;
+                Ok(h)
+            }
+        }
+    }
+
+    /// This process's image is in place: let its children rename theirs
+    /// and go.
+    pub fn commit(&mut self, settings: &Settings) {
+        match &mut self.role {
+            Role::Root(sub) | Role::Member { sub: Some(sub), .. } => sub.release(settings),
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        MEMBER_FD.store(-1, Release);
+        if let Role::Member { ctl, slot, .. } = &self.role
+            && let Some(s) = ctl.slot(*slot)
+        {
+            s.state.store(state::LEFT, Release);
+        }
+    }
+}
+
+/// Whether slot `i` holds `pid` in state `st` (or past it, for PARKED).
+fn slot_is(ctl: &Control, i: usize, pid: i32, st: u32) -> bool {
+    ctl.slot(i).is_some_and(|s| {
+        let now = s.state.load(Acquire);
+        s.pid.load(Acquire) == pid && (now == st || st == state::PARKED && now == state::WRITTEN)
+    })
+}
+
+/// The first member's failure, as the root's.
+fn failed_member(ctl: &Control, n: u32) -> Result<(), Fail> {
+    for i in 0..n as usize {
+        let Some(s) = ctl.slot(i) else { continue };
+        if s.state.load(Acquire) == state::FAILED {
+            let len = (s.fail_len as usize).min(s.fail.len());
+            return Err(Fail::new("child ")
+                .dec(s.pid.load(Acquire) as u64)
+                .str(": ")
+                .bytes(&s.fail[..len]));
+        }
+    }
+    Ok(())
+}
+
+/// Leaves `f` in the member's slot and reports it failed.
+fn fail_slot(ctl: &Control, slot: &mut Slot, f: &Fail, writing: bool) {
+    let bytes = f.line.as_bytes();
+    let n = bytes.len().min(slot.fail.len());
+    slot.fail[..n].copy_from_slice(&bytes[..n]);
+    slot.fail_len = n as u32;
+    if writing {
+        ctl.written(slot, state::FAILED);
+    } else {
+        ctl.settle(slot, state::FAILED);
+    }
+}
+
+/// Sends `sig` to process `pid` with `si_code = SI_QUEUE` and `value`.
+fn queue_signal(pid: i32, sig: i32, value: u64) -> sys::SysResult<()> {
+    let mut info = [0u8; 128];
+    info[0..4].copy_from_slice(&sig.to_ne_bytes());
+    info[8..12].copy_from_slice(&libc::SI_QUEUE.to_ne_bytes());
+    info[16..20].copy_from_slice(&sys::getpid().to_ne_bytes());
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { sys::syscall6(libc::SYS_getuid, [0; 6]) } as u32;
+    info[20..24].copy_from_slice(&uid.to_ne_bytes());
+    info[24..32].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: `info` is a 128-byte siginfo the kernel only reads.
+    unsafe { sys::sys(libc::SYS_rt_sigqueueinfo, args!(pid, sig, info.as_ptr())) }.map(|_| ())
+}

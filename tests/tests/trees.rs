@@ -1,0 +1,461 @@
+//! Process trees (issue 9). Until a tree is dumped whole, a dump of a
+//! process with children must not lose them silently: it fails with one
+//! line naming each child (PID, executable, state) and the program goes on
+//! unharmed, its children still its own; `MIGRATE_CHILDREN=leave` dumps the
+//! process alone, and the `info` log names the children left out.
+//!
+//! The restore side of trees is tried with images dumped one by one
+//! (`MIGRATE_RESTORE_CHILDREN`, experimental, see
+//! `shim/src/restore/tree.rs`): the restored parent forks its child with
+//! the child's PID, and `waitpid` finds it.
+//!
+//! The program is `programs/cchildren.c`: one child, live, a zombie,
+//! stopped or statically linked, and at the end the parent reaps it and
+//! prints how it ended.
+
+use std::fs;
+use std::path::PathBuf;
+
+use migrate_tests::*;
+
+/// The children of `pid`'s main thread (the one that forked them).
+fn children_of(pid: i32) -> Vec<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_else(|e| panic!("cannot read the children of {pid}: {e}"));
+    text.split_whitespace()
+        .map(|p| p.parse().expect("a pid"))
+        .collect()
+}
+
+/// Starts `cchildren MODE` with `env` and waits until its child is in its
+/// state; returns the process and the child's PID.
+fn start(dir: &TestDir, mode: &str, env: &[(&str, &str)]) -> (Program, Proc, i32) {
+    let program = Program::children(mode);
+    let mut p = dir.spawn(&program, mode, env);
+    p.wait_for_line("ready", |l| l == "ready");
+    let children = children_of(p.pid());
+    assert_eq!(children.len(), 1, "{children:?}\n{}", p.describe());
+    (program, p, children[0])
+}
+
+/// A dump of `cchildren MODE` fails naming the child as `name` in `state`;
+/// the program goes on and its child ends as in an uninterrupted run.
+fn refused(mode: &str, name: &str, state: &str) {
+    let dir = TestDir::new(&format!("tree-refused-{mode}"));
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(&dir, mode, &[("MIGRATE_IMAGE", image.to_str().unwrap())]);
+    let expected = reference(&program);
+    p.dump_signal();
+    let named = format!("{child} {name} ({state})");
+    expect_dump_failure(
+        &mut p,
+        &image,
+        &[],
+        &["process trees are not supported yet", &named],
+        &expected,
+    );
+}
+
+/// A live child (blocked reading a pipe from its parent).
+#[test]
+fn dump_with_a_live_child_fails_naming_it() {
+    refused("live", env!("MIGRATE_TEST_CCHILDREN"), "running");
+}
+
+/// A child that has exited and not been waited for: after the failed dump
+/// the parent still reaps it with its status (7).
+#[test]
+fn dump_with_a_zombie_child_fails_naming_it() {
+    refused("zombie", "cchildren", "exited, not waited for");
+}
+
+/// A stopped child: after the failed dump the parent continues it and it
+/// exits 5.
+#[test]
+fn dump_with_a_stopped_child_fails_naming_it() {
+    refused("stopped", env!("MIGRATE_TEST_CCHILDREN"), "stopped");
+}
+
+/// A statically linked child (which no `LD_PRELOAD` reaches): the line
+/// also says it could not take part in a tree dump.
+#[test]
+fn dump_with_a_static_child_fails_naming_it() {
+    refused(
+        "static",
+        env!("MIGRATE_TEST_CSTATIC"),
+        "running; no libmigrate.so: statically linked, setuid, or not preloaded",
+    );
+}
+
+/// `MIGRATE_CHILDREN=leave`: the dump succeeds, the `info` log names the
+/// child left out, the program goes on unharmed; its restore has no child
+/// (waitpid finds none) and otherwise ends as an uninterrupted run.
+#[test]
+fn leave_dumps_the_process_alone_naming_its_children() {
+    let dir = TestDir::new("tree-leave");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "live",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "leave"),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    let expected = reference(&program);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    let line = p.wait_for_stderr_line("the children left out", |l| l.contains("alone"));
+    let named = format!("{child} {} (running)", env!("MIGRATE_TEST_CCHILDREN"));
+    assert!(
+        line.contains("MIGRATE_CHILDREN=leave") && line.contains(&named),
+        "the log line does not name {named:?}: {line:?}\n{}",
+        p.describe()
+    );
+    let out = p.wait_success();
+    assert_eq!(
+        out,
+        expected,
+        "the dump changed the output\n{}",
+        p.describe()
+    );
+    let without_child: Vec<String> = expected
+        .iter()
+        .map(|l| {
+            if l.starts_with("child exited") {
+                "child gone: No child processes".to_string()
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    let mut restored = dir.restore(&program, "restored", &image, &[("MIGRATE_LOG", "error")]);
+    let status = restored.wait();
+    let context = describe_all(&[&p, &restored]);
+    assert!(status.success(), "{context}");
+    let lines = restored.stdout_lines();
+    let k = check_segment(&without_child, &lines, "the restored process", &context);
+    assert_eq!(k + lines.len(), without_child.len(), "{context}");
+    assert_eq!(restored.stderr(), "", "{context}");
+}
+
+/// `MIGRATE_CHILDREN` takes `refuse`, `leave` or `tree` only.
+#[test]
+fn children_setting_is_checked() {
+    let dir = TestDir::new("tree-setting");
+    let program = Program::children("live");
+    let mut p = dir.spawn(&program, "bad", &[("MIGRATE_CHILDREN", "keep")]);
+    let status = p.wait();
+    assert_eq!(status.code(), Some(64), "{}", p.describe());
+    assert!(
+        p.stderr()
+            .contains("MIGRATE_CHILDREN=keep: expected refuse, leave or tree"),
+        "{}",
+        p.describe()
+    );
+}
+
+/// Dumps the child of `cchildren live` and then the parent (alone), then
+/// kills both; returns the parent (killed) and the two images.
+fn dump_parent_and_child(dir: &TestDir) -> (Program, Proc, PathBuf, PathBuf) {
+    let pattern = dir.join("img-%p.img");
+    let (program, mut p, child) = start(
+        dir,
+        "live",
+        &[
+            ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "leave"),
+        ],
+    );
+    let child_image = dir.join(&format!("img-{child}.img"));
+    // SAFETY: kill(2) with plain integers; the child is ours to signal (it
+    // is the program's, alive until the program reaps it at its end).
+    assert_eq!(unsafe { libc::kill(child, libc::SIGUSR2) }, 0);
+    p.wait_for_image(&child_image, false);
+    p.wait_for_step(5);
+    p.dump_signal();
+    let image = dir.join(&format!("img-{}.img", p.pid()));
+    p.wait_for_image(&image, false);
+    p.kill();
+    // SAFETY: as above; the child is an orphan now.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    (program, p, image, child_image)
+}
+
+/// The restore side of a tree, from images dumped one by one: the
+/// restored parent forks its child with the child's PID before either is
+/// torn down; the child (whose pipe from the parent comes back with the
+/// parent gone, so it reads end of file) exits 3, and the parent's
+/// `waitpid` gets that status: the output of an uninterrupted run.
+/// Without the variable the parent finds no child (see the `leave` test).
+#[test]
+fn restored_parent_forks_its_child_with_its_pid() {
+    let dir = TestDir::new("tree-restore-child");
+    let (program, p, image, child_image) = dump_parent_and_child(&dir);
+    let expected = reference(&program);
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// Children keep their PIDs, so they need the PID namespace: without it
+/// the restore is refused before anything runs (status 70).
+#[test]
+fn restoring_children_needs_the_namespace() {
+    let dir = TestDir::new("tree-restore-no-ns");
+    let (program, _p, image, child_image) = dump_parent_and_child(&dir);
+    let mut r = dir.restore(
+        &program,
+        "no-ns",
+        &image,
+        &[
+            ("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap()),
+            ("MIGRATE_NAMESPACE", "off"),
+        ],
+    );
+    let status = r.wait();
+    assert_eq!(status.code(), Some(70), "{}", r.describe());
+    assert_eq!(r.stdout_raw(), "", "{}", r.describe());
+    assert!(
+        r.stderr()
+            .contains("MIGRATE_RESTORE_CHILDREN needs the PID namespace"),
+        "{}",
+        r.describe()
+    );
+}
+
+/// `MIGRATE_CHILDREN=tree` (experimental): the dump signal sent to the
+/// parent stops the parent and its child together and writes both images
+/// (the child's beside the parent's, `<image>.<pid>`, as the `info` log
+/// says); the parent goes on unharmed. Both killed, the two restore
+/// together with the list the log gave (the parent forks the child with
+/// its PID) and end as an uninterrupted run, the child's exit status
+/// included.
+#[test]
+fn tree_dump_of_a_parent_and_child_restores_both() {
+    let dir = TestDir::new("tree-dump");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "live",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    let expected = reference(&program);
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.wait_for_image(&child_image, false);
+    verify_image(&child_image, &p.describe());
+    const HINT: &str = "MIGRATE_RESTORE_CHILDREN=";
+    let line = p.wait_for_stderr_line("the children's images", |l| l.contains(HINT));
+    let list = &line[line.find(HINT).unwrap() + HINT.len()..];
+    assert_eq!(list, child_image.to_str().unwrap(), "{}", p.describe());
+    p.kill();
+    // SAFETY: kill(2) with plain integers; the child is an orphan now.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", list), ("MIGRATE_LOG", "error")],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// `MIGRATE_CHILDREN=tree` with a pipe between the two (parent writes each
+/// step's number, child prints the step line): the restore makes the pipe
+/// once, with the bytes that were waiting in it, and gives each process
+/// its end, so the child prints every step exactly once after the restore
+/// and the output is an uninterrupted run's. (Were the pipe to come back
+/// as if the other end had gone, the child would stop at once.)
+#[test]
+fn tree_dump_restores_the_pipe_between_parent_and_child() {
+    let dir = TestDir::new("tree-pipe");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "pipe",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let expected = reference(&program);
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(10);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.wait_for_image(&child_image, false);
+    p.kill();
+    // SAFETY: kill(2) with plain integers; the child is an orphan now.
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// A tree dump whose child cannot take part (statically linked, or a
+/// zombie) fails naming it, before anything is sent to the child; the
+/// program goes on unharmed and no image is left.
+#[test]
+fn tree_dump_fails_naming_a_child_that_cannot_take_part() {
+    for (mode, why) in [
+        ("static", "no libmigrate.so"),
+        ("zombie", "it has exited and was not waited for"),
+    ] {
+        let dir = TestDir::new(&format!("tree-dump-refused-{mode}"));
+        let image = dir.join("tree.img");
+        let (program, mut p, child) = start(
+            &dir,
+            mode,
+            &[
+                ("MIGRATE_IMAGE", image.to_str().unwrap()),
+                ("MIGRATE_CHILDREN", "tree"),
+            ],
+        );
+        let expected = reference(&program);
+        p.dump_signal();
+        let named = format!("child {child} cannot take part in a tree dump: {why}");
+        expect_dump_failure(&mut p, &image, &[], &[&named], &expected);
+        assert!(
+            !dir.join(&format!("tree.img.{child}")).exists(),
+            "{}",
+            p.describe()
+        );
+    }
+}
+
+/// A tree dump whose child never takes the dump signal (it blocks it with
+/// the raw system call) fails after 5 s naming it, releases everyone, and
+/// the program goes on unharmed, its child still its own.
+#[test]
+fn tree_dump_fails_naming_a_child_that_does_not_stop() {
+    let dir = TestDir::new("tree-dump-blocked");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "blocked",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let expected = reference(&program);
+    p.dump_signal();
+    let named = format!("child {child} did not stop within 5 s");
+    expect_dump_failure(&mut p, &image, &[], &[&named], &expected);
+}
+
+/// `MIGRATE_AFTER_DUMP=exit` with a tree: once every image is complete the
+/// parent and the child exit; the two restore together to the end.
+#[test]
+fn tree_dump_with_exit_ends_both_and_restores() {
+    let dir = TestDir::new("tree-dump-exit");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "pipe",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+            ("MIGRATE_AFTER_DUMP", "exit"),
+        ],
+    );
+    let expected = reference(&program);
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(8);
+    p.dump_signal();
+    p.wait_for_image(&image, true);
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    // The child exits on its own once its image is in place.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "child {child} did not exit\n{}",
+            p.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    verify_image(&child_image, &p.describe());
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
+    );
+    finish_restored(&mut restored, &p, &expected);
+}
+
+/// Three generations (`cchildren chain`: the parent sends each step to
+/// its child, which forwards it through a second pipe to its own child,
+/// which prints it): a tree dump stops all three before any writes, names
+/// the grandchild's image after its parent's (`<image>.<child>.<grandchild>`),
+/// and the restore rebuilds the chain (each parent forks its own child,
+/// both pipes made once and inherited) to the end of an uninterrupted
+/// run: the grandchild exits 3, the child 4.
+#[test]
+fn tree_dump_of_three_generations_restores_all() {
+    let dir = TestDir::new("tree-chain");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "chain",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let expected = reference(&program);
+    p.wait_for_step(10);
+    let grandchildren = children_of(child);
+    assert_eq!(
+        grandchildren.len(),
+        1,
+        "{grandchildren:?}\n{}",
+        p.describe()
+    );
+    let grandchild = grandchildren[0];
+    p.dump_signal();
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    let grandchild_image = dir.join(&format!("tree.img.{child}.{grandchild}"));
+    for img in [&image, &child_image, &grandchild_image] {
+        p.wait_for_image(img, false);
+    }
+    p.kill();
+    for pid in [child, grandchild] {
+        // SAFETY: kill(2) with plain integers; orphans of the killed parent.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let list = format!(
+        "{}:{}",
+        child_image.to_str().unwrap(),
+        grandchild_image.to_str().unwrap()
+    );
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", &list)],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
