@@ -34,7 +34,8 @@
 //!   dropped: they are kernel object numbers that only pair the ends.
 //! - Remaining times (timerfd, interval timers): time passes between the
 //!   dump and the check; only whether they are armed, and their intervals,
-//!   must match.
+//!   must match (and an armed timerfd's count of expirations is not
+//!   compared: it may expire again before the check).
 //! - Size and mtime of a file open for writing: the file is outside the
 //!   process, the dumped process may go on writing it before it is killed,
 //!   and a restore reopens it as it is then (one open only for reading
@@ -807,10 +808,19 @@ fn describe_fd(fd: &Fd, ids: &mut Renumber) -> String {
             value_ns,
             interval_ns,
             ticks,
-        } => format!(
-            "Timerfd {{ clock: {clock}, armed: {}, interval_ns: {interval_ns}, ticks: {ticks} }}",
-            *value_ns != 0
-        ),
+        } => {
+            // An armed timer may expire again between the restore and the
+            // check: its count is compared only when it is disarmed.
+            let ticks = if *value_ns != 0 {
+                "(armed)".to_string()
+            } else {
+                ticks.to_string()
+            };
+            format!(
+                "Timerfd {{ clock: {clock}, armed: {}, interval_ns: {interval_ns}, ticks: {ticks} }}",
+                *value_ns != 0
+            )
+        }
         other => format!("{other:?}"),
     };
     format!("flags={:#o} cloexec={} {kind}", fd.flags, fd.cloexec)
