@@ -155,11 +155,25 @@ fn run_inside_one_mapping() {
 }
 
 #[test]
-fn no_run_inside_a_kernel_mapping() {
+fn no_run_inside_a_kernel_mapping_but_the_vdso_from_1_2() {
+    // [vdso] holds runs from 1.2 on (its code, to compare kernels).
     let bytes = with_meta(|_, runs| runs[2].addr = 0x7fff_0000_0000);
+    dumpfmt::decode(&bytes).expect("a 1.2 image keeps its vDSO's pages");
+    // In a 1.1 image it did not.
+    let mut old = bytes.clone();
+    common::with_header(&mut old, |h| h.minor = 1);
+    rejects(
+        &old,
+        "run 2 at 0x7fff00000000 is inside a kernel mapping ([vdso])",
+    );
+    // [vvar] never does.
+    let bytes = with_meta(|image, runs| {
+        image.mappings.to_mut().last_mut().unwrap().name = "[vvar]".into();
+        runs[2].addr = 0x7fff_0000_0000;
+    });
     rejects(
         &bytes,
-        "run 2 at 0x7fff00000000 is inside a kernel mapping ([vdso])",
+        "run 2 at 0x7fff00000000 is inside a kernel mapping ([vvar])",
     );
 }
 

@@ -12,6 +12,7 @@
 pub mod context;
 pub mod creds;
 pub mod line;
+pub mod vdso;
 
 use core::arch::asm;
 

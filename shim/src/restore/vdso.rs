@@ -1,0 +1,559 @@
+//! The kernel's mappings (`[vvar]`, `[vvar_vclock]`, `[vdso]`) on restore,
+//! on the same kernel and on another one (the vDSO proxy).
+//!
+//! Rules of this module:
+//! - Everything here runs before teardown, in the constructor, with libc
+//!   and the heap; it decides, checks and prepares, and what can fail
+//!   fails here with one line. After teardown the restorer only executes
+//!   the system calls [`ops`] appended to the plan (mremap, mmap, pread,
+//!   mprotect): no libc, no code of this module.
+//! - The image's copy of its vDSO (format 1.2: page data of the `[vdso]`
+//!   mapping) is untrusted bytes: parsed by [`crate::sys::vdso`], which
+//!   checks every offset, and checked again here against the mapping.
+//!
+//! Same kernel: the image's vDSO bytes equal this kernel's, and the kernel
+//! mappings have the same names and sizes. The fresh process's mappings
+//! are moved (`mremap`) to the image's addresses, as before. An image
+//! without its vDSO bytes (format 1.0 and 1.1) is judged by names and
+//! sizes alone, as those versions were (a kernel whose vDSO has the same
+//! size but other code passes: the limit of those images).
+//!
+//! Another kernel: glibc holds pointers to the old vDSO's functions, and
+//! the old code reads the old kernel's `[vvar]` layout, so the old code
+//! must never run. This kernel's mappings stay as they are, moved
+//! together to a free range when they would collide with the image's.
+//! At the image's `[vdso]` address the restore maps an anonymous copy of
+//! the old vDSO (its ELF headers, symbols and unwind tables stay readable
+//! for whoever reads them) in which each exported function starts with
+//! an absolute jump to this kernel's function of the same name (`movabs
+//! r11, target; jmp r11`: r11 is a scratch register in the x86-64 ABI,
+//! never an argument). A function this kernel lacks becomes its system
+//! call (`mov eax, nr; syscall; ret`: the vDSO functions return what the
+//! system call would, `-errno` included, and take their arguments in the
+//! registers the system call does), `getrandom` a stub that answers
+//! glibc's parameter query with `-ENOSYS` (so it stops using the vDSO for
+//! it) and otherwise makes the system call with the first three
+//! arguments, which is the kernel's own fallback. Anything else (only
+//! `__vdso_sgx_enter_enclave` exists: it enters an SGX enclave, which no
+//! image holds) becomes `ud2`. The old `[vvar]` addresses stay unmapped,
+//! and the auxv's `AT_SYSINFO_EHDR` names this kernel's vDSO.
+//!
+//! Known limit: a thread interrupted inside the old vDSO's code at the
+//! dump (it reads the clock for a few dozen nanoseconds at a time)
+//! resumes in the copy past the jump and faults on the missing `[vvar]`.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use dumpfmt::{Backing, Image, ImageFile};
+
+use super::plan::{Arg, Plan};
+use super::{FreshMap, Refusal, exit, refuse};
+use crate::sys::vdso::{Symbol, functions};
+
+/// The names of the kernel's mappings.
+pub fn is_kernel(name: &str) -> bool {
+    matches!(name, "[vdso]" | "[vvar]" | "[vvar_vclock]")
+}
+
+/// What the restore does with the kernel's mappings.
+pub enum Kernel {
+    /// The same kernel: (fresh address, image address, size) moves.
+    Same(Vec<(u64, u64, u64)>),
+    /// Another kernel: see the module's documentation.
+    Proxy(Proxy),
+}
+
+pub struct Proxy {
+    /// (fresh address, final address, size) of this kernel's mappings.
+    pub moves: Vec<(u64, u64, u64)>,
+    /// Where this kernel's `[vdso]` ends up.
+    pub new_vdso: u64,
+    /// The image's `[vdso]`: address, length, protection.
+    pub at: u64,
+    pub len: u64,
+    pub prot: u8,
+    /// The old vDSO with its entry points patched.
+    pub bytes: Vec<u8>,
+    /// How many entry points jump, make their system call, trap.
+    pub counts: (usize, usize, usize),
+    /// The patched copy, in a memfd the restorer reads it from.
+    pub memfd: Option<File>,
+}
+
+impl Kernel {
+    /// The moves of this kernel's mappings (to the image's addresses on
+    /// the same kernel, aside or nowhere on another).
+    pub fn moves(&self) -> &[(u64, u64, u64)] {
+        match self {
+            Kernel::Same(m) => m,
+            Kernel::Proxy(p) => &p.moves,
+        }
+    }
+
+    /// Where this kernel's mappings end up, when they are not where the
+    /// image's were (so that nothing else is placed there).
+    pub fn reserved(&self) -> Option<(u64, u64)> {
+        let Kernel::Proxy(p) = self else { return None };
+        let start = p.moves.iter().map(|m| m.1).min()?;
+        let end = p.moves.iter().map(|m| m.1 + m.2).max()?;
+        Some((start, end))
+    }
+}
+
+/// The image's own vDSO bytes (pages no run covers are zero), or None
+/// for an image older than format 1.2, which does not store them.
+fn image_vdso(img: &ImageFile) -> Result<Option<(u64, Vec<u8>)>, Refusal> {
+    if img.header.minor < 2 {
+        return Ok(None);
+    }
+    let image = &img.image;
+    let Some(m) = image.mappings.iter().find(|m| &*m.name == "[vdso]") else {
+        return Ok(None);
+    };
+    let mut bytes = vec![0u8; (m.end - m.start) as usize];
+    for r in image.runs.iter() {
+        if r.addr >= m.start && r.addr < m.end {
+            let off = (r.addr - m.start) as usize;
+            let len = (r.pages * dumpfmt::PAGE_SIZE) as usize;
+            let into = bytes.get_mut(off..off + len).ok_or_else(|| {
+                refuse(exit::CORRUPT, "the image's vDSO pages overrun its mapping")
+            })?;
+            img.file
+                .read_exact_at(into, r.file_offset)
+                .map_err(|e| refuse(exit::CORRUPT, format!("cannot read the image's vDSO: {e}")))?;
+        }
+    }
+    Ok(Some((m.start, bytes)))
+}
+
+/// This process's own vDSO: its address and bytes.
+fn own_vdso(fresh: &[FreshMap]) -> Result<(u64, Vec<u8>), Refusal> {
+    let m = fresh
+        .iter()
+        .find(|m| m.name == "[vdso]")
+        .ok_or_else(|| refuse(exit::UNSUPPORTED, "this process has no vDSO"))?;
+    // SAFETY: the kernel's [vdso] mapping is readable, stays mapped while
+    // this process runs, and nothing writes it.
+    let b =
+        unsafe { core::slice::from_raw_parts(m.start as *const u8, (m.end - m.start) as usize) };
+    Ok((m.start, b.to_vec()))
+}
+
+/// Decides how the kernel's mappings come back: same kernel or proxy.
+pub(super) fn decide(img: &ImageFile, fresh: &[FreshMap]) -> Result<Kernel, Refusal> {
+    let image = &img.image;
+    let theirs: Vec<_> = image
+        .mappings
+        .iter()
+        .filter(|m| m.backing == Backing::Kernel)
+        .collect();
+    let ours: Vec<_> = fresh.iter().filter(|m| is_kernel(&m.name)).collect();
+    let same_layout = theirs.len() == ours.len()
+        && theirs.iter().all(|t| {
+            ours.iter()
+                .any(|o| o.name == *t.name && o.end - o.start == t.end - t.start)
+        });
+    let old = image_vdso(img)?;
+    let Some((old_at, old_bytes)) = old else {
+        // An image from before 1.2: names and sizes only.
+        return pairs(&theirs, &ours, same_layout);
+    };
+    let (new_at, new_bytes) = own_vdso(fresh)?;
+    if same_layout && old_bytes == new_bytes {
+        return pairs(&theirs, &ours, true);
+    }
+    let cannot = |why: String| {
+        refuse(
+            exit::UNSUPPORTED,
+            format!("the image comes from another kernel, and its vDSO cannot be proxied: {why}"),
+        )
+    };
+    let old_syms = functions(&old_bytes).map_err(|e| cannot(format!("the image's: {e}")))?;
+    let new_syms = functions(&new_bytes).map_err(|e| cannot(format!("this kernel's: {e}")))?;
+    // This kernel's mappings move together, keeping their distances.
+    let lo = ours.iter().map(|m| m.start).min().unwrap_or(new_at);
+    let hi = ours.iter().map(|m| m.end).max().unwrap_or(new_at);
+    let base = if collides(image, lo, hi) {
+        super::find_gap(image, fresh, hi - lo)
+            .ok_or_else(|| cannot("no free range for this kernel's vDSO".into()))?
+    } else {
+        lo
+    };
+    let moves = ours
+        .iter()
+        .map(|m| (m.start, base + (m.start - lo), m.end - m.start))
+        .collect();
+    let new_vdso = base + (new_at - lo);
+    let (bytes, entries) = patch(&old_bytes, &old_syms, &new_syms, new_vdso).map_err(cannot)?;
+    let count = |f: fn(&Entry) -> bool| entries.iter().filter(|(_, e)| f(e)).count();
+    let counts = (
+        count(|e| matches!(e, Entry::Jump(_))),
+        count(|e| matches!(e, Entry::Syscall(_) | Entry::Getrandom)),
+        count(|e| matches!(e, Entry::Trap)),
+    );
+    let m = theirs
+        .iter()
+        .find(|m| m.start == old_at)
+        .expect("image_vdso found this mapping");
+    Ok(Kernel::Proxy(Proxy {
+        moves,
+        new_vdso,
+        at: old_at,
+        len: m.end - m.start,
+        prot: m.prot,
+        bytes,
+        counts,
+        memfd: None,
+    }))
+}
+
+/// The same kernel's moves, or the refusal older images get.
+fn pairs(
+    theirs: &[&dumpfmt::Mapping<'_>],
+    ours: &[&FreshMap],
+    same: bool,
+) -> Result<Kernel, Refusal> {
+    let layout = |v: Vec<(&str, u64)>| {
+        v.iter()
+            .map(|(n, s)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !same {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "the kernel's vDSO differs from the image's (image: {}; here: {}), and an image \
+                 from before format 1.2 does not carry its vDSO: restore on a host with the same kernel",
+                layout(theirs.iter().map(|m| (&*m.name, m.end - m.start)).collect()),
+                layout(
+                    ours.iter()
+                        .map(|m| (m.name.as_str(), m.end - m.start))
+                        .collect()
+                ),
+            ),
+        ));
+    }
+    Ok(Kernel::Same(
+        theirs
+            .iter()
+            .filter_map(|t| {
+                let o = ours
+                    .iter()
+                    .find(|o| o.name == *t.name && o.end - o.start == t.end - t.start)?;
+                Some((o.start, t.start, t.end - t.start))
+            })
+            .collect(),
+    ))
+}
+
+/// Whether `lo..hi` comes within a margin of the image's mappings or of
+/// the room its heap may grow into.
+fn collides(image: &Image<'_>, lo: u64, hi: u64) -> bool {
+    const MARGIN: u64 = 1 << 20;
+    let heap = (
+        image.mm.start_brk,
+        image.mm.brk.max(image.mm.start_brk) + (64 << 20),
+    );
+    image
+        .mappings
+        .iter()
+        .map(|m| (m.start, m.end))
+        .chain([heap])
+        .any(|(s, e)| s < hi + MARGIN && lo < e + MARGIN)
+}
+
+/// What an entry point of the old vDSO becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A jump to this address (the new vDSO's function).
+    Jump(u64),
+    /// The system call of this number.
+    Syscall(u32),
+    /// `getrandom`'s stub (see the module's documentation).
+    Getrandom,
+    /// `ud2`.
+    Trap,
+}
+
+impl Entry {
+    fn code(self) -> Vec<u8> {
+        match self {
+            // movabs r11, imm64; jmp r11
+            Entry::Jump(to) => [&[0x49, 0xbb][..], &to.to_le_bytes(), &[0x41, 0xff, 0xe3]].concat(),
+            // mov eax, imm32; syscall; ret
+            Entry::Syscall(nr) => [&[0xb8][..], &nr.to_le_bytes(), &[0x0f, 0x05, 0xc3]].concat(),
+            Entry::Getrandom => vec![
+                0x49, 0x83, 0xf8, 0xff, // cmp r8, -1 (opaque_len: a parameter query)
+                0x74, 0x08, // je query
+                0xb8, 0x3e, 0x01, 0x00, 0x00, // mov eax, 318 (getrandom)
+                0x0f, 0x05, // syscall
+                0xc3, // ret
+                0x48, 0xc7, 0xc0, 0xda, 0xff, 0xff, 0xff, // query: mov rax, -ENOSYS
+                0xc3, // ret
+            ],
+            Entry::Trap => vec![0x0f, 0x0b],
+        }
+    }
+}
+
+/// The system call an old vDSO function falls back to, by its name
+/// without the `__vdso_` prefix.
+fn fallback(base: &str) -> Entry {
+    match base {
+        "clock_gettime" => Entry::Syscall(228),
+        "gettimeofday" => Entry::Syscall(96),
+        "time" => Entry::Syscall(201),
+        "clock_getres" => Entry::Syscall(229),
+        "getcpu" => Entry::Syscall(309),
+        "getrandom" => Entry::Getrandom,
+        _ => Entry::Trap,
+    }
+}
+
+/// The old vDSO's bytes with every exported function's entry replaced
+/// (see the module's documentation), and what each became, by name.
+/// `new_base` is where the new vDSO is mapped.
+pub fn patch(
+    old: &[u8],
+    old_syms: &[Symbol],
+    new_syms: &[Symbol],
+    new_base: u64,
+) -> Result<(Vec<u8>, Vec<(String, Entry)>), String> {
+    let base_name = |n: &str| n.strip_prefix("__vdso_").unwrap_or(n).to_string();
+    let target = |s: &Symbol| -> Entry {
+        // The same name and version, else the same name, else its alias
+        // (with or without the prefix).
+        let named = |n: &str| new_syms.iter().find(|t| t.name == n);
+        let found = new_syms
+            .iter()
+            .find(|t| t.name == s.name && t.version == s.version)
+            .or_else(|| named(&s.name))
+            .or_else(|| {
+                let b = base_name(&s.name);
+                let alias = if b == s.name {
+                    format!("__vdso_{b}")
+                } else {
+                    b
+                };
+                named(&alias)
+            });
+        match found {
+            Some(t) => Entry::Jump(new_base + t.offset),
+            None => fallback(&base_name(&s.name)),
+        }
+    };
+    let mut entries: Vec<(String, Entry)> = Vec::new();
+    let mut at: Vec<(u64, Entry, u64, &str)> = Vec::new();
+    for s in old_syms {
+        let e = target(s);
+        entries.push((s.name.clone(), e));
+        match at.iter_mut().find(|a| a.0 == s.offset) {
+            Some(a) if a.1 != e => {
+                return Err(format!(
+                    "{} and {}, one function in the image's vDSO, are two in this kernel's",
+                    a.3, s.name
+                ));
+            }
+            Some(a) => {
+                if s.size != 0 {
+                    a.2 = if a.2 == 0 { s.size } else { a.2.min(s.size) };
+                }
+            }
+            None => at.push((s.offset, e, s.size, &s.name)),
+        }
+    }
+    at.sort_unstable_by_key(|a| a.0);
+    let mut out = old.to_vec();
+    for (i, &(off, e, size, name)) in at.iter().enumerate() {
+        if off >= old.len() as u64 {
+            return Err(format!("{name} lies outside the image's vDSO"));
+        }
+        let next = at.get(i + 1).map_or(old.len() as u64, |n| n.0);
+        let room = if size == 0 {
+            next - off
+        } else {
+            size.min(next - off)
+        };
+        let code = e.code();
+        if (code.len() as u64) > room {
+            return Err(format!(
+                "{name} in the image's vDSO has {room} bytes, its stub needs {}",
+                code.len()
+            ));
+        }
+        out[off as usize..off as usize + code.len()].copy_from_slice(&code);
+    }
+    Ok((out, entries))
+}
+
+/// Puts the patched copy into a memfd (numbered from `base` up) for the
+/// restorer to read.
+pub(super) fn prepare(kernel: &mut Kernel, base: i32) -> Result<(), Refusal> {
+    let Kernel::Proxy(p) = kernel else {
+        return Ok(());
+    };
+    let fail = |e: std::io::Error| {
+        refuse(
+            exit::UNSUPPORTED,
+            format!("cannot prepare the vDSO proxy: {e}"),
+        )
+    };
+    // SAFETY: a valid name; the descriptor returned is ours.
+    let fd = unsafe { libc::memfd_create(c"migrate-vdso".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(fail(std::io::Error::last_os_error()));
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = File::from(super::fds::lift(fd, base)?);
+    file.write_all(&p.bytes).map_err(fail)?;
+    p.memfd = Some(file);
+    Ok(())
+}
+
+/// Appends what the image's kernel mapping `m` needs after this kernel's
+/// were moved: nothing on the same kernel; on another, the proxy at the
+/// old `[vdso]` (the old `[vvar]` ones stay unmapped).
+pub(super) fn map_ops(plan: &mut Plan, kernel: &Kernel, m: &dumpfmt::Mapping<'_>) {
+    let Kernel::Proxy(p) = kernel else { return };
+    if m.start != p.at {
+        return;
+    }
+    let v = Arg::V;
+    let fd = p.memfd.as_ref().expect("prepared").as_raw_fd() as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    let rw = (libc::PROT_READ | libc::PROT_WRITE) as u64;
+    plan.call(
+        libc::SYS_mmap,
+        &[v(p.at), v(p.len), v(rw), v(flags), v(u64::MAX), v(0)],
+        v(p.at),
+        "restore: cannot map the vDSO proxy",
+    );
+    plan.call(
+        libc::SYS_pread64,
+        &[v(fd), v(p.at), v(p.len), v(0)],
+        v(p.len),
+        "restore: cannot fill the vDSO proxy",
+    );
+    plan.call(
+        libc::SYS_mprotect,
+        &[v(p.at), v(p.len), v(u64::from(p.prot))],
+        v(0),
+        "restore: cannot protect the vDSO proxy",
+    );
+}
+
+/// The auxv to restore: the image's, with `AT_SYSINFO_EHDR` naming this
+/// kernel's vDSO when it is proxied.
+pub(super) fn auxv(image: &Image<'_>, kernel: &Kernel) -> Vec<u64> {
+    let mut auxv = image.auxv.to_vec();
+    if let Kernel::Proxy(p) = kernel {
+        for pair in auxv.chunks_exact_mut(2) {
+            if pair[0] == libc::AT_SYSINFO_EHDR {
+                pair[1] = p.new_vdso;
+            }
+        }
+    }
+    auxv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(name: &str, offset: u64, size: u64) -> Symbol {
+        Symbol {
+            name: name.into(),
+            version: "LINUX_2.6".into(),
+            offset,
+            size,
+        }
+    }
+
+    #[test]
+    fn entries_jump_to_the_same_name_or_fall_back() {
+        let old = vec![0x90u8; 0x400];
+        let old_syms = [
+            sym("__vdso_clock_gettime", 0x100, 64),
+            sym("clock_gettime", 0x100, 64),
+            sym("__vdso_time", 0x180, 16),
+            sym("__vdso_getcpu", 0x200, 16),
+            sym("__vdso_getrandom", 0x240, 64),
+            sym("__vdso_sgx_enter_enclave", 0x300, 64),
+        ];
+        // The new one lacks getcpu and getrandom, and has time only unprefixed.
+        let new_syms = [
+            sym("__vdso_clock_gettime", 0x800, 90),
+            sym("clock_gettime", 0x800, 90),
+            sym("time", 0x900, 40),
+        ];
+        let (bytes, entries) = patch(&old, &old_syms, &new_syms, 0x7000_0000).unwrap();
+        let get = |n: &str| entries.iter().find(|e| e.0 == n).unwrap().1;
+        assert_eq!(get("clock_gettime"), Entry::Jump(0x7000_0800));
+        assert_eq!(get("__vdso_clock_gettime"), Entry::Jump(0x7000_0800));
+        assert_eq!(get("__vdso_time"), Entry::Jump(0x7000_0900));
+        assert_eq!(get("__vdso_getcpu"), Entry::Syscall(309));
+        assert_eq!(get("__vdso_getrandom"), Entry::Getrandom);
+        assert_eq!(get("__vdso_sgx_enter_enclave"), Entry::Trap);
+        assert_eq!(
+            &bytes[0x100..0x10d],
+            &[
+                0x49, 0xbb, 0x00, 0x08, 0, 0x70, 0, 0, 0, 0, 0x41, 0xff, 0xe3
+            ]
+        );
+        assert_eq!(
+            &bytes[0x200..0x208],
+            &[0xb8, 0x35, 0x01, 0, 0, 0x0f, 0x05, 0xc3]
+        );
+        assert_eq!(&bytes[0x300..0x302], &[0x0f, 0x0b]);
+        // Nothing else changed.
+        assert_eq!(bytes[0x10d], 0x90);
+        assert_eq!(bytes[..0x100], old[..0x100]);
+    }
+
+    #[test]
+    fn a_function_too_small_for_its_jump_is_refused() {
+        let old = vec![0u8; 0x400];
+        let new_syms = [sym("__vdso_time", 0x10, 40)];
+        let e = patch(&old, &[sym("__vdso_time", 0x100, 12)], &new_syms, 0).unwrap_err();
+        assert!(e.contains("__vdso_time") && e.contains("12 bytes"), "{e}");
+        // A neighbour too close counts as well as a size.
+        let close = [sym("__vdso_time", 0x100, 0), sym("__vdso_getcpu", 0x108, 0)];
+        assert!(patch(&old, &close, &new_syms, 0).is_err());
+    }
+
+    #[test]
+    fn aliases_that_part_ways_are_refused() {
+        let old = vec![0u8; 0x400];
+        let old_syms = [sym("__vdso_time", 0x100, 40), sym("time", 0x100, 40)];
+        let new_syms = [sym("__vdso_time", 0x10, 40), sym("time", 0x80, 40)];
+        assert!(patch(&old, &old_syms, &new_syms, 0).is_err());
+    }
+
+    #[test]
+    fn this_kernels_vdso_proxies_onto_itself() {
+        // The real thing's symbols, patched to jump into a copy of itself.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps.lines().find(|l| l.ends_with("[vdso]")).unwrap();
+        let (s, e) = line
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split_once('-')
+            .unwrap();
+        let (s, e) = (
+            u64::from_str_radix(s, 16).unwrap(),
+            u64::from_str_radix(e, 16).unwrap(),
+        );
+        // SAFETY: reading this process's own vDSO mapping.
+        let b = unsafe { core::slice::from_raw_parts(s as *const u8, (e - s) as usize) };
+        let syms = functions(b).unwrap();
+        let (_, entries) = patch(b, &syms, &syms, s).unwrap();
+        assert!(entries.iter().all(|(_, e)| matches!(e, Entry::Jump(_))));
+        assert!(entries.len() >= 10, "{entries:?}");
+    }
+}
