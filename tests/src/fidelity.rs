@@ -43,6 +43,15 @@
 //!   fire between the dump and the check.
 //! - Byte contents (pipes, sockets, deleted files) are compared by length
 //!   and hash, only to keep the report short.
+//! - The kernel's mappings, when the restore ran on another kernel and
+//!   proxied the image's vDSO (`shim/src/restore/vdso.rs`; seen as the
+//!   check's `[vdso]` elsewhere and an anonymous mapping in the image's
+//!   `[vdso]` range): the image's `[vdso]` is expected as that anonymous
+//!   mapping (same range and protection), its `[vvar]` and `[vvar_vclock]`
+//!   as gone, and the check's own kernel mappings, wherever they are, and
+//!   `AT_SYSINFO_EHDR` (auxv 33, which names them) are not compared. The
+//!   CPU the check records is then the restoring machine's: not compared
+//!   either.
 //! - Settings and the dump signal's disposition: the relaunch's `MIGRATE_*`
 //!   variables replace the restored settings (documented behaviour), so
 //!   the expected settings are the image's with those applied; when
@@ -216,8 +225,11 @@ pub fn check_restore(p: &mut Proc, check: &Path, env: &[(&str, &str)], cwd: &Pat
         );
         std::thread::sleep(POLL);
     }
-    let before = image_meta(r.image).image;
-    let after = image_meta(r.check).image;
+    let mut before = image_meta(r.image).image;
+    let mut after = image_meta(r.check).image;
+    if proxied_vdso(&before, &after) {
+        as_proxied(&mut before, &mut after);
+    }
     let expect = Expect::of(r, &before);
     let expected = facts(&before, &expect, &expect.settings);
     let got = facts(&after, &expect, &after.settings);
@@ -244,6 +256,49 @@ pub fn check_restore(p: &mut Proc, check: &Path, env: &[(&str, &str)], cwd: &Pat
             r.image.display(),
             p.describe()
         );
+    }
+}
+
+/// Whether the restore proxied the image's vDSO: the check's `[vdso]` is
+/// not at the image's, and an anonymous mapping holds the image's range.
+fn proxied_vdso(before: &Image, after: &Image) -> bool {
+    let vdso = |img: &Image| {
+        img.mappings
+            .iter()
+            .find(|m| &*m.name == "[vdso]")
+            .map(|m| (m.start, m.end))
+    };
+    let Some((start, end)) = vdso(before) else {
+        return false;
+    };
+    vdso(after) != Some((start, end))
+        && after
+            .mappings
+            .iter()
+            .any(|m| m.start == start && m.end == end && m.backing == Backing::Anonymous)
+}
+
+/// Rewrites both images as [`proxied_vdso`] expects them to differ (see
+/// the module's documentation).
+fn as_proxied<'a>(before: &mut Image<'a>, after: &mut Image<'a>) {
+    let maps = before.mappings.to_mut();
+    maps.retain(|m| m.backing != Backing::Kernel || &*m.name == "[vdso]");
+    for m in maps.iter_mut().filter(|m| m.backing == Backing::Kernel) {
+        m.backing = Backing::Anonymous;
+        m.name = "".into();
+    }
+    after
+        .mappings
+        .to_mut()
+        .retain(|m| m.backing != Backing::Kernel);
+    for img in [before, after] {
+        let auxv = img.auxv.to_mut();
+        for pair in auxv.chunks_exact_mut(2) {
+            if pair[0] == libc::AT_SYSINFO_EHDR {
+                pair[1] = 0;
+            }
+        }
+        img.cpu = Default::default();
     }
 }
 

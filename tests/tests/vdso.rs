@@ -1,0 +1,174 @@
+//! The vDSO on restore (`shim/src/restore/vdso.rs`): on the same kernel
+//! the fresh process's `[vdso]` is moved to the image's address; an image
+//! whose stored vDSO differs from this kernel's, even with the same size,
+//! is restored through a proxy: an anonymous copy of the old vDSO at its
+//! address whose entry points jump to this kernel's.
+//!
+//! Another kernel is synthesized here by altering the image's copy of its
+//! vDSO: every byte of its code (`.text`) becomes `int3`, the symbol
+//! table stays. The proxy writes a jump at each exported function's
+//! start; anything that ran the old code past it would trap, so a program
+//! that reads the clock through glibc's cached vDSO pointers and finishes
+//! with exact output shows that only the jumps ran. The 6.1 guest
+//! (`guest.rs`) crosses real kernels.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use dumpfmt::{Backing, HEADER_ENCODED_LEN, Header, PAGE_SIZE};
+use migrate_tests::fidelity::check_image_path;
+use migrate_tests::*;
+
+/// The `.text` section (offset, size) of the ELF file in `b`.
+fn text_section(b: &[u8]) -> (usize, usize) {
+    let u16_at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    let (shoff, shnum, shstrndx) = (u64_at(0x28), u16_at(0x3c), u16_at(0x3e));
+    let sh = |i: usize| shoff + i * 64;
+    let names = u64_at(sh(shstrndx) + 24);
+    (0..shnum)
+        .find(|&i| {
+            let name = names + u32::from_le_bytes(b[sh(i)..sh(i) + 4].try_into().unwrap()) as usize;
+            b[name..].starts_with(b".text\0")
+        })
+        .map(|i| (u64_at(sh(i) + 24), u64_at(sh(i) + 32)))
+        .expect("the vDSO has a .text section")
+}
+
+/// Rewrites the image's copy of its vDSO with `alter` (its runs' data in
+/// place, their checksums, the metadata and the header); returns the
+/// `[vdso]` mapping's address.
+fn alter_vdso(image: &Path, alter: impl FnOnce(&mut [u8])) -> u64 {
+    let file = image_meta(image);
+    let mut img = file.image;
+    let m = img
+        .mappings
+        .iter()
+        .find(|m| &*m.name == "[vdso]")
+        .expect("a [vdso] mapping")
+        .clone();
+    assert_eq!(m.backing, Backing::Kernel);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    let mut bytes = vec![0u8; (m.end - m.start) as usize];
+    let mine = |r: &dumpfmt::PageRun| r.addr >= m.start && r.addr < m.end;
+    assert!(img.runs.iter().any(mine), "the image keeps no vDSO pages");
+    for r in img.runs.iter().filter(|r| mine(r)) {
+        let at = (r.addr - m.start) as usize;
+        let len = (r.pages * PAGE_SIZE) as usize;
+        f.read_exact_at(&mut bytes[at..at + len], r.file_offset)
+            .unwrap();
+    }
+    alter(&mut bytes);
+    for r in img.runs.to_mut().iter_mut().filter(|r| mine(r)) {
+        let at = (r.addr - m.start) as usize;
+        let data = &bytes[at..at + (r.pages * PAGE_SIZE) as usize];
+        f.write_all_at(data, r.file_offset).unwrap();
+        r.crc = crc32fast::hash(data);
+    }
+    let meta = dumpfmt::encode_meta(&img);
+    let meta_offset = file.header.meta_offset;
+    f.set_len(meta_offset).unwrap();
+    f.write_all_at(&meta, meta_offset).unwrap();
+    let header = Header {
+        meta_len: meta.len() as u64,
+        meta_crc: crc32fast::hash(&meta),
+        file_len: meta_offset + meta.len() as u64,
+        ..file.header
+    };
+    let mut head = [0u8; HEADER_ENCODED_LEN];
+    header.encode(&mut head);
+    f.write_all_at(&head, 0).unwrap();
+    dumpfmt::verify(image).expect("the altered image verifies");
+    m.start
+}
+
+/// The `[vdso]` of an image, and the mapping at `at`.
+fn vdso_and_mapping_at(image: &Path, at: u64) -> (Option<u64>, Option<dumpfmt::Mapping<'static>>) {
+    let img = image_meta(image).image;
+    let vdso = img
+        .mappings
+        .iter()
+        .find(|m| &*m.name == "[vdso]")
+        .map(|m| m.start);
+    let there = img.mappings.iter().find(|m| m.start == at).cloned();
+    (vdso, there)
+}
+
+#[test]
+fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
+    let dir = TestDir::new("vdso-proxy");
+    let prog = Program::c();
+    let expected = reference(&prog);
+    let image = dir.join("cprog.img");
+    let mut original = dir.spawn(
+        &prog,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(3);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+    let copy = dir.join("altered.img");
+    std::fs::copy(&image, &copy).unwrap();
+
+    // The same kernel: moved, as before (the check image has [vdso] at
+    // the image's address).
+    let mut same = dir.restore(&prog, "same", &image, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut same, &original, &expected);
+    let at = vdso_and_mapping_at(&image, 0).0.unwrap();
+    assert_eq!(
+        vdso_and_mapping_at(&check_image_path(dir.path(), "same"), at).0,
+        Some(at),
+        "{}",
+        same.describe()
+    );
+    assert!(!same.stderr().contains("proxied"), "{}", same.describe());
+
+    // Same size, other code.
+    let mut text = (0, 0);
+    let at = alter_vdso(&copy, |b| {
+        text = text_section(b);
+        b[text.0..text.0 + text.1].fill(0xcc);
+    });
+    let mut proxied = dir.restore(&prog, "proxied", &copy, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut proxied, &original, &expected);
+    assert!(
+        proxied
+            .stderr()
+            .lines()
+            .any(|l| l.contains("another kernel") && l.contains(&format!("at {at:#x} is proxied"))),
+        "{}",
+        proxied.describe()
+    );
+    // The check dump (taken as the restored process resumed) has this
+    // kernel's [vdso] elsewhere and, at the old one's address, ordinary
+    // memory: the old code, int3 but for a jump at each entry point.
+    let check = check_image_path(dir.path(), "proxied");
+    let (vdso, there) = vdso_and_mapping_at(&check, at);
+    assert!(vdso.is_some_and(|v| v != at), "{vdso:x?}");
+    let there = there.expect("a mapping at the old vDSO's address");
+    assert_eq!(there.backing, Backing::Anonymous, "{there:?}");
+    assert_eq!(there.prot, dumpfmt::PROT_READ | dumpfmt::PROT_EXEC);
+    let f = image_meta(&check);
+    let run = f
+        .image
+        .runs
+        .iter()
+        .find(|r| {
+            r.addr <= at + text.0 as u64
+                && at + (text.0 + text.1) as u64 <= r.addr + r.pages * PAGE_SIZE
+        })
+        .expect("the proxy's code is in the check image");
+    let mut code = vec![0u8; text.1];
+    f.file
+        .read_exact_at(&mut code, run.file_offset + (at + text.0 as u64 - run.addr))
+        .unwrap();
+    let jumps = code.windows(3).filter(|w| *w == [0x41, 0xff, 0xe3]).count();
+    assert!(jumps >= 5, "{jumps} jumps in the proxy");
+    assert!(code.iter().filter(|&&c| c == 0xcc).count() > text.1 / 2);
+}
