@@ -58,6 +58,22 @@ pub struct Image<'a> {
     /// 1.1 image (see FORMAT.md, Versioning), and empty in a 1.0 image.
     #[serde(skip)]
     pub minor1: Minor1<'a>,
+    /// What version 1.2 added: the postcard value after [`Minor1`] in a
+    /// 1.2 image; zero in older ones.
+    #[serde(skip)]
+    pub minor2: Minor2,
+}
+
+/// The value a 1.2 image's metadata block carries after [`Minor1`]: the
+/// clocks that start at boot, as the process read them at the dump (a
+/// restore on another boot, where they read less, continues them in a
+/// time namespace rather than let them go back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Minor2 {
+    /// `CLOCK_MONOTONIC`, in nanoseconds.
+    pub monotonic_ns: u64,
+    /// `CLOCK_BOOTTIME`, in nanoseconds.
+    pub boottime_ns: u64,
 }
 
 /// The value a 1.1 image's metadata block carries after [`Image`].

@@ -160,10 +160,8 @@ fn no_run_inside_a_kernel_mapping_but_the_vdso_from_1_2() {
     let bytes = with_meta(|_, runs| runs[2].addr = 0x7fff_0000_0000);
     dumpfmt::decode(&bytes).expect("a 1.2 image keeps its vDSO's pages");
     // In a 1.1 image it did not.
-    let mut old = bytes.clone();
-    common::with_header(&mut old, |h| h.minor = 1);
     rejects(
-        &old,
+        &as_1_1(bytes),
         "run 2 at 0x7fff00000000 is inside a kernel mapping ([vdso])",
     );
     // [vvar] never does.
@@ -293,9 +291,12 @@ fn one_credential_record_per_thread() {
 fn a_1_0_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
     image.minor1 = dumpfmt::Minor1::default();
+    image.minor2 = dumpfmt::Minor2::default();
     let mut bytes = dumpfmt::frame(&image, &data);
-    // The empty `Minor1` is two zero-length sequences at the end.
-    let empty = postcard::to_allocvec(&dumpfmt::Minor1::default()).unwrap();
+    // The empty `Minor1` is two zero-length sequences, the zero `Minor2`
+    // two zeros, at the end.
+    let mut empty = postcard::to_allocvec(&dumpfmt::Minor1::default()).unwrap();
+    empty.extend(postcard::to_allocvec(&dumpfmt::Minor2::default()).unwrap());
     assert!(bytes.ends_with(&empty));
     bytes.truncate(bytes.len() - empty.len());
     let meta_offset = HEADER_LEN + data.len() as u64;
@@ -311,6 +312,52 @@ fn a_1_0_image_is_still_read() {
     assert_eq!(header.minor, 0);
     assert!(back.minor1.credentials.is_empty());
     assert_eq!(back.threads, image.threads);
+}
+
+/// `bytes`, a 1.2 image with a zero `Minor2`, as a 1.1 image.
+fn as_1_1(mut bytes: Vec<u8>) -> Vec<u8> {
+    assert!(bytes.ends_with(&[0, 0]));
+    bytes.truncate(bytes.len() - 2);
+    let meta_offset = u64::from_le_bytes(bytes[16..24].try_into().unwrap());
+    let meta_crc = crc32fast::hash(&bytes[meta_offset as usize..]);
+    let len = bytes.len() as u64;
+    common::with_header(&mut bytes, |h| {
+        h.minor = 1;
+        h.meta_len = len - meta_offset;
+        h.meta_crc = meta_crc;
+        h.file_len = len;
+    });
+    bytes
+}
+
+/// A 1.1 image (no `Minor2`) is still read, with zero clocks; a 1.2
+/// reader expects the `Minor2` value only in 1.2 images.
+#[test]
+fn a_1_1_image_is_still_read() {
+    let (_, mut image, data) = common::split(&common::good());
+    image.minor2 = dumpfmt::Minor2 {
+        monotonic_ns: 5,
+        boottime_ns: 6,
+    };
+    let mut bytes = dumpfmt::frame(&image, &data);
+    let (_, back) = dumpfmt::decode(&bytes).expect("a 1.2 image decodes");
+    assert_eq!(back.minor2, image.minor2);
+    // Its `Minor2` is the two bytes 05 06 at the end.
+    assert!(bytes.ends_with(&[5, 6]));
+    bytes.truncate(bytes.len() - 2);
+    let meta_offset = HEADER_LEN + data.len() as u64;
+    let meta_crc = crc32fast::hash(&bytes[meta_offset as usize..]);
+    let len = bytes.len() as u64;
+    common::with_header(&mut bytes, |h| {
+        h.minor = 1;
+        h.meta_len = len - meta_offset;
+        h.meta_crc = meta_crc;
+        h.file_len = len;
+    });
+    let (header, back) = dumpfmt::decode(&bytes).expect("a 1.1 image decodes");
+    assert_eq!(header.minor, 1);
+    assert_eq!(back.minor2, dumpfmt::Minor2::default());
+    assert_eq!(back.minor1, image.minor1);
 }
 
 #[test]

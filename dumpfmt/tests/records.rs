@@ -61,6 +61,7 @@ fn image_round_trip_borrowed_to_owned() {
         fds: Cow::Borrowed(&fds),
         process: owned.process.clone(),
         // Encoded after the `Image`, not inside it (see `minor1_follows_the_image`).
+        minor2: Default::default(),
         minor1: Minor1::default(),
         ..owned.clone()
     };
@@ -68,6 +69,7 @@ fn image_round_trip_borrowed_to_owned() {
     let back: Image<'static> = postcard::from_bytes(&bytes).unwrap();
     let expect = Image {
         runs: Cow::Owned(runs.to_vec()),
+        minor2: Default::default(),
         minor1: Minor1::default(),
         ..owned.clone()
     };
@@ -88,6 +90,7 @@ fn image_with_empty_collections() {
         threads: Cow::Borrowed(&[]),
         sigactions: Cow::Borrowed(&[]),
         auxv: Cow::Borrowed(&[]),
+        minor2: Default::default(),
         minor1: Minor1::default(),
         ..common::image()
     };
@@ -344,6 +347,7 @@ fn encoding_is_pinned() {
         },
         fds: Cow::Owned(vec![]),
         process: ProcessState::default(),
+        minor2: Default::default(),
         minor1: Minor1::default(),
     };
     let want = [
@@ -394,6 +398,13 @@ fn encoding_is_pinned() {
     .concat()
     .replace(' ', "");
     assert_eq!(hex(&round_trip(&minor1)), want);
+
+    // The value 1.2 appends after that.
+    let minor2 = dumpfmt::Minor2 {
+        monotonic_ns: 0x1000,
+        boottime_ns: 1,
+    };
+    assert_eq!(hex(&round_trip(&minor2)), "802001"); // monotonic_ns boottime_ns
 }
 
 /// The credentials of a 1.1 image travel in the value after `Image`, and

@@ -24,6 +24,13 @@ pub enum Fault {
     /// As `dump-panic`, once the image file and the page scan's
     /// descriptors are open (`dump-panic-late`).
     DumpPanicLate = 4,
+    /// Tests only, until images carry a CPU baseline (issue 10): the
+    /// restore does not compare this CPU's features with the image's
+    /// (`skip-cpu-check`), so that the cross-kernel tests can restore a
+    /// program started without what the other CPU lacks
+    /// (`GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX512F,...`, `LD_BIND_NOW=1`).
+    /// A process whose code does use a missing feature then faults.
+    SkipCpuCheck = 5,
 }
 
 static ARMED: AtomicU8 = AtomicU8::new(0);
@@ -39,9 +46,10 @@ pub fn arm_from_env() -> Result<(), String> {
         "mem-read" => Fault::MemRead,
         "dump-panic-fmt" => Fault::DumpPanicFmt,
         "dump-panic-late" => Fault::DumpPanicLate,
+        "skip-cpu-check" => Fault::SkipCpuCheck,
         other => {
             return Err(format!(
-                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, dump-panic-late, mem-read)"
+                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, dump-panic-late, mem-read, skip-cpu-check)"
             ));
         }
     };

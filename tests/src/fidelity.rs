@@ -851,6 +851,7 @@ mod tests {
             }]
             .into(),
             process: Default::default(),
+            minor2: Default::default(),
             minor1: Default::default(),
         }
     }

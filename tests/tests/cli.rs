@@ -375,6 +375,7 @@ fn fixed_image() -> Vec<u8> {
             itimers: [(1_500_000, 0), (0, 0), (0, 0)],
             pending: 1 << 9,
         },
+        minor2: Default::default(),
         minor1: Minor1 {
             credentials: Cow::Owned(vec![
                 Credentials {
@@ -593,6 +594,7 @@ fn host_image(dir: &TestDir, exe: &Path, data: &Path, cpu: CpuFeatures) -> Vec<u
             cwd: Cow::Owned(dir.path().to_string_lossy().into_owned()),
             ..Default::default()
         },
+        minor2: Default::default(),
         minor1: Minor1 {
             credentials: Cow::Owned(vec![Credentials {
                 no_new_privs: nnp,

@@ -137,6 +137,7 @@ pub fn image() -> Image<'static> {
         },
         fds: Cow::Owned(vec![]),
         process: ProcessState::default(),
+        minor2: Default::default(),
         minor1: Minor1 {
             credentials: Cow::Owned(vec![credentials(0), credentials(1 << 13)]),
             posix_timers: Cow::Owned(vec![PosixTimer {
@@ -254,10 +255,11 @@ pub fn with_fds_count(count: &[u8], then: &[u8]) -> Vec<u8> {
     let good = good();
     let (header, _, _) = split(&good);
     let meta = &good[header.meta_offset as usize..];
-    // After `Image` comes the value version 1.1 added.
-    let minor1 = postcard::to_allocvec(&image().minor1).unwrap();
-    let (meta, after) = meta.split_at(meta.len() - minor1.len());
-    assert_eq!(after, minor1.as_slice());
+    // After `Image` come the values versions 1.1 and 1.2 added.
+    let mut minors = postcard::to_allocvec(&image().minor1).unwrap();
+    minors.extend(postcard::to_allocvec(&image().minor2).unwrap());
+    let (meta, after) = meta.split_at(meta.len() - minors.len());
+    assert_eq!(after, minors.as_slice());
     // `fds` is last but for a default `ProcessState`: 11 zero bytes.
     let (head, tail) = meta.split_at(meta.len() - 12);
     assert_eq!(tail, &[0; 12], "fds empty, process default");

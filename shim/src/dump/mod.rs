@@ -544,6 +544,10 @@ fn write_image(
             credentials: Cow::Borrowed(creds.as_slice()),
             posix_timers: Cow::Borrowed(posix_timers),
         },
+        minor2: dumpfmt::Minor2 {
+            monotonic_ns: sys::monotonic_ns(),
+            boottime_ns: sys::boottime_ns(),
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
@@ -553,13 +557,17 @@ fn write_image(
         .min(dumpfmt::MAX_META_LEN as usize);
     let buf = arena.bytes(room).ok_or_else(no_mem)?;
     let too_big = |_| Fail::new("metadata does not fit the dump arena or the image format's limit");
-    // The metadata block: `Image`, then the value version 1.1 added.
+    // The metadata block: `Image`, then the values versions 1.1 and 1.2 added.
     let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
     let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;
     let minor1_len = postcard::to_slice(&image.minor1, rest)
         .map_err(too_big)?
         .len();
-    let meta: &[u8] = &buf[..image_len + minor1_len];
+    let rest = buf.get_mut(image_len + minor1_len..).ok_or_else(no_mem)?;
+    let minor2_len = postcard::to_slice(&image.minor2, rest)
+        .map_err(too_big)?
+        .len();
+    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len];
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {
