@@ -49,9 +49,11 @@
 //!   `[vdso]` range): the image's `[vdso]` is expected as that anonymous
 //!   mapping (same range and protection), its `[vvar]` and `[vvar_vclock]`
 //!   as gone, and the check's own kernel mappings, wherever they are, and
-//!   `AT_SYSINFO_EHDR` (auxv 33, which names them) are not compared. The
-//!   CPU the check records is then the restoring machine's: not compared
-//!   either.
+//!   `AT_SYSINFO_EHDR` (auxv 33, which names them) are not compared.
+//!   Another kernel is another machine (or boot) here: the CPU the check
+//!   records is the restoring machine's, and the device and inode numbers
+//!   of ELF files are its own (the restore identifies an ELF file by size
+//!   and build-id, by design): neither is compared then.
 //! - Settings and the dump signal's disposition: the relaunch's `MIGRATE_*`
 //!   variables replace the restored settings (documented behaviour), so
 //!   the expected settings are the image's with those applied; when
@@ -228,7 +230,7 @@ pub fn check_restore(p: &mut Proc, check: &Path, env: &[(&str, &str)], cwd: &Pat
     let mut before = image_meta(r.image).image;
     let mut after = image_meta(r.check).image;
     if proxied_vdso(&before, &after) {
-        as_proxied(&mut before, &mut after);
+        as_on_another_kernel(&mut before, &mut after);
     }
     let expect = Expect::of(r, &before);
     let expected = facts(&before, &expect, &expect.settings);
@@ -278,9 +280,10 @@ fn proxied_vdso(before: &Image, after: &Image) -> bool {
             .any(|m| m.start == start && m.end == end && m.backing == Backing::Anonymous)
 }
 
-/// Rewrites both images as [`proxied_vdso`] expects them to differ (see
-/// the module's documentation).
-fn as_proxied<'a>(before: &mut Image<'a>, after: &mut Image<'a>) {
+/// Rewrites both images as a restore on another kernel, which
+/// [`proxied_vdso`] tells, makes them differ (see the module's
+/// documentation).
+fn as_on_another_kernel<'a>(before: &mut Image<'a>, after: &mut Image<'a>) {
     let maps = before.mappings.to_mut();
     maps.retain(|m| m.backing != Backing::Kernel || &*m.name == "[vdso]");
     for m in maps.iter_mut().filter(|m| m.backing == Backing::Kernel) {
@@ -299,6 +302,13 @@ fn as_proxied<'a>(before: &mut Image<'a>, after: &mut Image<'a>) {
             }
         }
         img.cpu = Default::default();
+        let elf_only_by_build_id = |f: &mut dumpfmt::FileId| {
+            if !f.build_id.is_empty() {
+                (f.dev, f.ino) = (0, 0);
+            }
+        };
+        elf_only_by_build_id(&mut img.exe);
+        img.files.to_mut().iter_mut().for_each(elf_only_by_build_id);
     }
 }
 
