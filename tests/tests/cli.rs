@@ -461,7 +461,7 @@ fn inspect_json_carries_the_numbers() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
     let meta = image_meta(&image);
     let img = &meta.image;
-    assert_eq!(v["format"]["minor"], 1);
+    assert_eq!(v["format"]["minor"], dumpfmt::VERSION_MINOR);
     assert_eq!(v["time_ns"], img.time_ns);
     assert_eq!(v["host"], serde_json::Value::Null);
     assert_eq!(v["pid"], img.pid);

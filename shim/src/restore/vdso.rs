@@ -16,7 +16,9 @@
 //! are moved (`mremap`) to the image's addresses, as before. An image
 //! without its vDSO bytes (format 1.0 and 1.1) is judged by names and
 //! sizes alone, as those versions were (a kernel whose vDSO has the same
-//! size but other code passes: the limit of those images).
+//! size but other code passes: the limit of those images). So is an image
+//! written without them (no run in its `[vdso]`; the shim's dump always
+//! writes them, as the vDSO is never all zeros).
 //!
 //! Another kernel: glibc holds pointers to the old vDSO's functions, and
 //! the old code reads the old kernel's `[vvar]` layout, so the old code
@@ -104,7 +106,8 @@ impl Kernel {
 }
 
 /// The image's own vDSO bytes (pages no run covers are zero), or None
-/// for an image older than format 1.2, which does not store them.
+/// for an image that does not carry them (older than format 1.2, or
+/// written without them: no run in its `[vdso]`).
 fn image_vdso(img: &ImageFile) -> Result<Option<(u64, Vec<u8>)>, Refusal> {
     if img.header.minor < 2 {
         return Ok(None);
@@ -114,8 +117,12 @@ fn image_vdso(img: &ImageFile) -> Result<Option<(u64, Vec<u8>)>, Refusal> {
         return Ok(None);
     };
     let mut bytes = vec![0u8; (m.end - m.start) as usize];
+    let mine = |r: &&dumpfmt::PageRun| r.addr >= m.start && r.addr < m.end;
+    if !image.runs.iter().any(|r| mine(&r)) {
+        return Ok(None);
+    }
     for r in image.runs.iter() {
-        if r.addr >= m.start && r.addr < m.end {
+        if mine(&r) {
             let off = (r.addr - m.start) as usize;
             let len = (r.pages * dumpfmt::PAGE_SIZE) as usize;
             let into = bytes.get_mut(off..off + len).ok_or_else(|| {
@@ -187,7 +194,8 @@ pub(super) fn decide(img: &ImageFile, fresh: &[FreshMap]) -> Result<Kernel, Refu
         .map(|m| (m.start, base + (m.start - lo), m.end - m.start))
         .collect();
     let new_vdso = base + (new_at - lo);
-    let (bytes, entries) = patch(&old_bytes, &old_syms, &new_syms, new_vdso).map_err(cannot)?;
+    let Patched { bytes, entries } =
+        patch(&old_bytes, &old_syms, &new_syms, new_vdso).map_err(cannot)?;
     let count = |f: fn(&Entry) -> bool| entries.iter().filter(|(_, e)| f(e)).count();
     let counts = (
         count(|e| matches!(e, Entry::Jump(_))),
@@ -314,15 +322,22 @@ fn fallback(base: &str) -> Entry {
     }
 }
 
+/// The old vDSO with its entry points replaced.
+pub struct Patched {
+    pub bytes: Vec<u8>,
+    /// What each exported function became, by name.
+    pub entries: Vec<(String, Entry)>,
+}
+
 /// The old vDSO's bytes with every exported function's entry replaced
-/// (see the module's documentation), and what each became, by name.
-/// `new_base` is where the new vDSO is mapped.
+/// (see the module's documentation). `new_base` is where the new vDSO is
+/// mapped.
 pub fn patch(
     old: &[u8],
     old_syms: &[Symbol],
     new_syms: &[Symbol],
     new_base: u64,
-) -> Result<(Vec<u8>, Vec<(String, Entry)>), String> {
+) -> Result<Patched, String> {
     let base_name = |n: &str| n.strip_prefix("__vdso_").unwrap_or(n).to_string();
     let target = |s: &Symbol| -> Entry {
         // The same name and version, else the same name, else its alias
@@ -387,7 +402,10 @@ pub fn patch(
         }
         out[off as usize..off as usize + code.len()].copy_from_slice(&code);
     }
-    Ok((out, entries))
+    Ok(Patched {
+        bytes: out,
+        entries,
+    })
 }
 
 /// Puts the patched copy into a memfd (numbered from `base` up) for the
@@ -491,7 +509,9 @@ mod tests {
             sym("clock_gettime", 0x800, 90),
             sym("time", 0x900, 40),
         ];
-        let (bytes, entries) = patch(&old, &old_syms, &new_syms, 0x7000_0000).unwrap();
+        let Ok(Patched { bytes, entries }) = patch(&old, &old_syms, &new_syms, 0x7000_0000) else {
+            panic!("patched");
+        };
         let get = |n: &str| entries.iter().find(|e| e.0 == n).unwrap().1;
         assert_eq!(get("clock_gettime"), Entry::Jump(0x7000_0800));
         assert_eq!(get("__vdso_clock_gettime"), Entry::Jump(0x7000_0800));
@@ -519,7 +539,9 @@ mod tests {
     fn a_function_too_small_for_its_jump_is_refused() {
         let old = vec![0u8; 0x400];
         let new_syms = [sym("__vdso_time", 0x10, 40)];
-        let e = patch(&old, &[sym("__vdso_time", 0x100, 12)], &new_syms, 0).unwrap_err();
+        let Err(e) = patch(&old, &[sym("__vdso_time", 0x100, 12)], &new_syms, 0) else {
+            panic!("a jump in 12 bytes");
+        };
         assert!(e.contains("__vdso_time") && e.contains("12 bytes"), "{e}");
         // A neighbour too close counts as well as a size.
         let close = [sym("__vdso_time", 0x100, 0), sym("__vdso_getcpu", 0x108, 0)];
@@ -552,7 +574,9 @@ mod tests {
         // SAFETY: reading this process's own vDSO mapping.
         let b = unsafe { core::slice::from_raw_parts(s as *const u8, (e - s) as usize) };
         let syms = functions(b).unwrap();
-        let (_, entries) = patch(b, &syms, &syms, s).unwrap();
+        let Ok(Patched { entries, .. }) = patch(b, &syms, &syms, s) else {
+            panic!("patched");
+        };
         assert!(entries.iter().all(|(_, e)| matches!(e, Entry::Jump(_))));
         assert!(entries.len() >= 10, "{entries:?}");
     }
