@@ -171,4 +171,14 @@ fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
     let jumps = code.windows(3).filter(|w| *w == [0x41, 0xff, 0xe3]).count();
     assert!(jumps >= 5, "{jumps} jumps in the proxy");
     assert!(code.iter().filter(|&&c| c == 0xcc).count() > text.1 / 2);
+
+    // That dump records what is mapped (the proxy as memory, this
+    // kernel's vDSO as the kernel's): restored on this kernel, it moves
+    // the vDSO, keeps the proxy, and the program finishes again.
+    let again_from = dir.join("again.img");
+    std::fs::copy(&check, &again_from).unwrap();
+    let mut again = dir.restore(&prog, "again", &again_from, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut again, &original, &expected);
+    assert!(!again.stderr().contains("proxied"), "{}", again.describe());
+    assert_eq!(again.stdout_lines(), proxied.stdout_lines());
 }
