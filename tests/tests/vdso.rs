@@ -13,7 +13,7 @@
 //! (`guest.rs`) crosses real kernels.
 
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use dumpfmt::{Backing, HEADER_ENCODED_LEN, Header, PAGE_SIZE};
 use migrate_tests::fidelity::check_image_path;
@@ -35,36 +35,32 @@ fn text_section(b: &[u8]) -> (usize, usize) {
         .expect("the vDSO has a .text section")
 }
 
-/// Rewrites the image's copy of its vDSO with `alter` (its runs' data in
-/// place, their checksums, the metadata and the header); returns the
-/// `[vdso]` mapping's address.
-fn alter_vdso(image: &Path, alter: impl FnOnce(&mut [u8])) -> u64 {
+/// Rewrites the image's memory in `start..end` with `alter` (the data of
+/// the runs inside it in place, their checksums, the metadata and the
+/// header); what no run holds reads as zeros and stays so.
+fn alter_memory(image: &Path, start: u64, end: u64, alter: impl FnOnce(&mut [u8])) {
     let file = image_meta(image);
     let mut img = file.image;
-    let m = img
-        .mappings
-        .iter()
-        .find(|m| &*m.name == "[vdso]")
-        .expect("a [vdso] mapping")
-        .clone();
-    assert_eq!(m.backing, Backing::Kernel);
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(image)
         .unwrap();
-    let mut bytes = vec![0u8; (m.end - m.start) as usize];
-    let mine = |r: &dumpfmt::PageRun| r.addr >= m.start && r.addr < m.end;
-    assert!(img.runs.iter().any(mine), "the image keeps no vDSO pages");
+    let mut bytes = vec![0u8; (end - start) as usize];
+    let mine = |r: &dumpfmt::PageRun| r.addr >= start && r.addr + r.pages * PAGE_SIZE <= end;
+    assert!(
+        img.runs.iter().any(mine),
+        "no page data in {start:#x}-{end:#x}"
+    );
     for r in img.runs.iter().filter(|r| mine(r)) {
-        let at = (r.addr - m.start) as usize;
+        let at = (r.addr - start) as usize;
         let len = (r.pages * PAGE_SIZE) as usize;
         f.read_exact_at(&mut bytes[at..at + len], r.file_offset)
             .unwrap();
     }
     alter(&mut bytes);
     for r in img.runs.to_mut().iter_mut().filter(|r| mine(r)) {
-        let at = (r.addr - m.start) as usize;
+        let at = (r.addr - start) as usize;
         let data = &bytes[at..at + (r.pages * PAGE_SIZE) as usize];
         f.write_all_at(data, r.file_offset).unwrap();
         r.crc = crc32fast::hash(data);
@@ -83,7 +79,46 @@ fn alter_vdso(image: &Path, alter: impl FnOnce(&mut [u8])) -> u64 {
     header.encode(&mut head);
     f.write_all_at(&head, 0).unwrap();
     dumpfmt::verify(image).expect("the altered image verifies");
+}
+
+/// Rewrites the image's copy of its vDSO with `alter`; returns the
+/// `[vdso]` mapping's address.
+fn alter_vdso(image: &Path, alter: impl FnOnce(&mut [u8])) -> u64 {
+    let m = image_meta(image)
+        .image
+        .mappings
+        .iter()
+        .find(|m| &*m.name == "[vdso]")
+        .expect("a [vdso] mapping")
+        .clone();
+    assert_eq!(m.backing, Backing::Kernel);
+    alter_memory(image, m.start, m.end, alter);
     m.start
+}
+
+/// A dump of `prog` (`cprog.img`, the program killed) and a copy of it
+/// (`altered.img`) whose every byte of vDSO code (`.text`) is `int3`:
+/// another kernel's vDSO of the same size. Returns its `[vdso]` address
+/// and `.text` (offset, size) too.
+fn dump_with_altered_vdso(dir: &TestDir, prog: &Program) -> (Proc, PathBuf, u64, (usize, usize)) {
+    let image = dir.join("cprog.img");
+    let mut original = dir.spawn(
+        prog,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(3);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+    let copy = dir.join("altered.img");
+    std::fs::copy(&image, &copy).unwrap();
+    let mut text = (0, 0);
+    let at = alter_vdso(&copy, |b| {
+        text = text_section(b);
+        b[text.0..text.0 + text.1].fill(0xcc);
+    });
+    (original, copy, at, text)
 }
 
 /// The `[vdso]` of an image, and the mapping at `at`.
@@ -103,24 +138,14 @@ fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
     let dir = TestDir::new("vdso-proxy");
     let prog = Program::c();
     let expected = reference(&prog);
+    let (original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
     let image = dir.join("cprog.img");
-    let mut original = dir.spawn(
-        &prog,
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    original.kill();
-    let copy = dir.join("altered.img");
-    std::fs::copy(&image, &copy).unwrap();
 
     // The same kernel: moved, as before (the check image has [vdso] at
     // the image's address).
     let mut same = dir.restore(&prog, "same", &image, &[("MIGRATE_LOG", "info")]);
     finish_restored(&mut same, &original, &expected);
-    let at = vdso_and_mapping_at(&image, 0).0.unwrap();
+    assert_eq!(vdso_and_mapping_at(&image, 0).0, Some(at));
     assert_eq!(
         vdso_and_mapping_at(&check_image_path(dir.path(), "same"), at).0,
         Some(at),
@@ -130,11 +155,6 @@ fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
     assert!(!same.stderr().contains("proxied"), "{}", same.describe());
 
     // Same size, other code.
-    let mut text = (0, 0);
-    let at = alter_vdso(&copy, |b| {
-        text = text_section(b);
-        b[text.0..text.0 + text.1].fill(0xcc);
-    });
     let mut proxied = dir.restore(&prog, "proxied", &copy, &[("MIGRATE_LOG", "info")]);
     finish_restored(&mut proxied, &original, &expected);
     assert!(
@@ -181,4 +201,56 @@ fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
     finish_restored(&mut again, &original, &expected);
     assert!(!again.stderr().contains("proxied"), "{}", again.describe());
     assert_eq!(again.stdout_lines(), proxied.stdout_lines());
+}
+
+/// A thread the dump caught inside the old vDSO's code would resume past
+/// the proxy's jump, in code that reads the old `[vvar]`: refused before
+/// teardown. Synthesized: the interrupted place in the main thread's
+/// signal frame (found as the restore finds it) is moved into the vDSO.
+#[test]
+fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
+    let dir = TestDir::new("vdso-caught");
+    let prog = Program::c();
+    let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
+    let img = image_meta(&copy);
+    let image = &img.image;
+    let restorer = image
+        .sigactions
+        .iter()
+        .find(|a| a.signal == image.settings.signal)
+        .expect("the dump signal's action")
+        .restorer;
+    let t = &image.threads[0];
+    // Its stack: the frame is above where it parked.
+    let stack = image
+        .mappings
+        .iter()
+        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
+        .expect("the thread's stack");
+    let (start, end) = (stack.start, stack.end);
+    let inside = at + text.0 as u64 + 16;
+    alter_memory(&copy, start, end, |b| {
+        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let from = (t.context.rsp - start) as usize;
+        let frame = (from..b.len() - 184)
+            .step_by(8)
+            .find(|&i| word(i) == restorer && word(i + 168) > start + i as u64)
+            .expect("the signal frame above the parked stack pointer");
+        b[frame + 176..frame + 184].copy_from_slice(&inside.to_le_bytes());
+    });
+    let mut r = dir.restore(&prog, "restore", &copy, &[]);
+    let status = r.wait();
+    assert_eq!(
+        status.code(),
+        Some(exit::CANNOT_RESTORE),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout_raw().is_empty(), "{}", r.describe());
+    let err = r.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("caught thread {} inside it", t.tid)),
+        "{err}"
+    );
 }
