@@ -111,15 +111,22 @@ impl Kernel {
     }
 }
 
+/// The image's `[vdso]` mapping and its bytes.
+type ImageVdso<'a> = (&'a dumpfmt::Mapping<'static>, Vec<u8>);
+
 /// The image's own vDSO bytes (pages no run covers are zero), or None
 /// for an image that does not carry them (older than format 1.2, or
 /// written without them: no run in its `[vdso]`).
-fn image_vdso(img: &ImageFile) -> Result<Option<(u64, Vec<u8>)>, Refusal> {
+fn image_vdso(img: &ImageFile) -> Result<Option<ImageVdso<'_>>, Refusal> {
     if img.header.minor < 2 {
         return Ok(None);
     }
     let image = &img.image;
-    let Some(m) = image.mappings.iter().find(|m| &*m.name == "[vdso]") else {
+    let Some(m) = image
+        .mappings
+        .iter()
+        .find(|m| &*m.name == "[vdso]" && m.backing == Backing::Kernel)
+    else {
         return Ok(None);
     };
     let mut bytes = vec![0u8; (m.end - m.start) as usize];
@@ -139,7 +146,7 @@ fn image_vdso(img: &ImageFile) -> Result<Option<(u64, Vec<u8>)>, Refusal> {
                 .map_err(|e| refuse(exit::CORRUPT, format!("cannot read the image's vDSO: {e}")))?;
         }
     }
-    Ok(Some((m.start, bytes)))
+    Ok(Some((m, bytes)))
 }
 
 /// This process's own vDSO: its address and bytes.
@@ -170,7 +177,7 @@ pub(super) fn decide(img: &ImageFile, fresh: &[FreshMap]) -> Result<Kernel, Refu
                 .any(|o| o.name == *t.name && o.end - o.start == t.end - t.start)
         });
     let old = image_vdso(img)?;
-    let Some((old_at, old_bytes)) = old else {
+    let Some((m, old_bytes)) = old else {
         // An image from before 1.2: names and sizes only.
         return pairs(&theirs, &ours, same_layout);
     };
@@ -208,10 +215,7 @@ pub(super) fn decide(img: &ImageFile, fresh: &[FreshMap]) -> Result<Kernel, Refu
         count(|e| matches!(e, Entry::Syscall(_) | Entry::Getrandom)),
         count(|e| matches!(e, Entry::Trap)),
     );
-    let m = theirs
-        .iter()
-        .find(|m| m.start == old_at)
-        .expect("image_vdso found this mapping");
+    let old_at = m.start;
     if let Some(tid) = caught_inside(img, old_at, m.end) {
         return Err(cannot(format!(
             "the dump caught thread {tid} inside it (at another instant it would not be: dump again)"
