@@ -44,7 +44,7 @@
 //! - Byte contents (pipes, sockets, deleted files) are compared by length
 //!   and hash, only to keep the report short.
 //! - The kernel's mappings, when the restore ran on another kernel and
-//!   proxied the image's vDSO (`shim/src/restore/vdso.rs`; seen as the
+//!   proxied the image's vDSO (`shim/src/restore/vdso/`; seen as the
 //!   check's `[vdso]` elsewhere and an anonymous mapping in the image's
 //!   `[vdso]` range): the image's `[vdso]` is expected as that anonymous
 //!   mapping (same range and protection), its `[vvar]` and `[vvar_vclock]`

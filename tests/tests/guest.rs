@@ -3,7 +3,7 @@
 //!
 //! A program dumped on this kernel (6.18) finishes in the guest, and one
 //! dumped in the guest finishes here, with exact output: the restore
-//! proxies the other kernel's vDSO (`shim/src/restore/vdso.rs`) and keeps
+//! proxies the other kernel's vDSO (`shim/src/restore/vdso/`) and keeps
 //! the boot clocks going in a time namespace (`shim/src/restore/clocks.rs`).
 //!
 //! The CPUs differ too, and images do not carry a CPU baseline yet (issue

@@ -1,4 +1,4 @@
-//! The vDSO on restore (`shim/src/restore/vdso.rs`): on the same kernel
+//! The vDSO on restore (`shim/src/restore/vdso/`): on the same kernel
 //! the fresh process's `[vdso]` is moved to the image's address; an image
 //! whose stored vDSO differs from this kernel's, even with the same size,
 //! is restored through a proxy: an anonymous copy of the old vDSO at its
