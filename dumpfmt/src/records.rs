@@ -65,9 +65,15 @@ pub struct Image<'a> {
 }
 
 /// The value a 1.2 image's metadata block carries after [`Minor1`]: what a
-/// restore on another CPU needs.
+/// restore on another boot, kernel or CPU needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Minor2<'a> {
+    /// `CLOCK_MONOTONIC` as the process read it at the dump, in
+    /// nanoseconds (a restore on another boot, where it reads less,
+    /// continues it in a time namespace rather than let it go back).
+    pub monotonic_ns: u64,
+    /// `CLOCK_BOOTTIME`, likewise.
+    pub boottime_ns: u64,
     /// cpuid words `Image::cpu` lacks, of the dumping CPU:
     /// (0xd, 1).eax, (0x8000_0001).ecx, (0x8000_0001).edx.
     pub cpu_ext: [u32; 3],

@@ -291,7 +291,8 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         }
         match image.mappings.get(mapping) {
             Some(m) if m.start <= r.addr && addr_end <= m.end => {
-                if m.backing == Backing::Kernel {
+                // From 1.2 on, the vDSO's own pages are kept.
+                if m.backing == Backing::Kernel && (header.minor < 2 || m.name != "[vdso]") {
                     return Err(format!(
                         "run {i} at {:#x} is inside a kernel mapping ({})",
                         r.addr, m.name

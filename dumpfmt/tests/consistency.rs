@@ -155,11 +155,23 @@ fn run_inside_one_mapping() {
 }
 
 #[test]
-fn no_run_inside_a_kernel_mapping() {
+fn no_run_inside_a_kernel_mapping_but_the_vdso_from_1_2() {
+    // [vdso] holds runs from 1.2 on (its code, to compare kernels).
     let bytes = with_meta(|_, runs| runs[2].addr = 0x7fff_0000_0000);
+    dumpfmt::decode(&bytes).expect("a 1.2 image keeps its vDSO's pages");
+    // In a 1.1 image it did not.
+    rejects(
+        &as_1_1(bytes),
+        "run 2 at 0x7fff00000000 is inside a kernel mapping ([vdso])",
+    );
+    // [vvar] never does.
+    let bytes = with_meta(|image, runs| {
+        image.mappings.to_mut().last_mut().unwrap().name = "[vvar]".into();
+        runs[2].addr = 0x7fff_0000_0000;
+    });
     rejects(
         &bytes,
-        "run 2 at 0x7fff00000000 is inside a kernel mapping ([vdso])",
+        "run 2 at 0x7fff00000000 is inside a kernel mapping ([vvar])",
     );
 }
 
@@ -274,6 +286,13 @@ fn one_credential_record_per_thread() {
 }
 
 /// `image` framed as an image of version 1.`minor`: the values later
+/// `bytes`, a 1.2 image, as a 1.1 image (its `Minor2` dropped).
+fn as_1_1(bytes: Vec<u8>) -> Vec<u8> {
+    let (_, mut image, data) = common::split(&bytes);
+    image.minor2 = dumpfmt::Minor2::default();
+    older_image(&image, &data, 1)
+}
+
 /// versions appended (`Minor1`, `Minor2`, empty here) cut off the metadata.
 fn older_image(image: &dumpfmt::Image<'_>, data: &[u8], minor: u16) -> Vec<u8> {
     let mut bytes = dumpfmt::frame(image, data);
@@ -322,6 +341,7 @@ fn a_1_1_image_is_still_read() {
     assert_eq!(header.minor, 1);
     assert_eq!(back.minor1, image.minor1);
     assert!(back.minor2.baseline.is_none() && back.minor2.fpstate.is_empty());
+    assert_eq!(back.minor2.monotonic_ns, 0);
 }
 
 #[test]

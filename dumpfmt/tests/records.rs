@@ -398,6 +398,38 @@ fn encoding_is_pinned() {
     .concat()
     .replace(' ', "");
     assert_eq!(hex(&round_trip(&minor1)), want);
+
+    // The value 1.2 appends after that.
+    let minor2 = dumpfmt::Minor2 {
+        monotonic_ns: 0x1000,
+        boottime_ns: 1,
+        cpu_ext: [2, 3, 4],
+        baseline: Some(dumpfmt::Baseline {
+            name: "v".into(),
+            isa: dumpfmt::Isa {
+                xcr0: 7,
+                words: [1, 0, 0, 0, 0, 0, 0, 0x80],
+            },
+        }),
+        fpstate: vec![0x7000].into(),
+        xsave: vec![dumpfmt::XsaveComponent {
+            component: 2,
+            offset: 576,
+            size: 256,
+        }]
+        .into(),
+    };
+    let want = [
+        "802001",                 // monotonic_ns boottime_ns
+        "020304",                 // cpu_ext
+        "01 01 76",               // baseline: Some, name "v"
+        "07 01000000000000 8001", // isa: xcr0, words
+        "01 80e001",              // fpstate: 1 [0x7000]
+        "01 02 c004 8002",        // xsave: 1 [component offset size]
+    ]
+    .concat()
+    .replace(' ', "");
+    assert_eq!(hex(&round_trip(&minor2)), want);
 }
 
 /// The credentials of a 1.1 image travel in the value after `Image`, and

@@ -10,6 +10,8 @@
 # stdin from /dev/null; its stdout and stderr come back as this script's.
 # GUEST_DIR names the prepared kernel (default: target/guest);
 # GUEST_TIMEOUT bounds the whole run in seconds (default 300).
+# GUEST_CPU is QEMU's CPU model (default max: no AVX-512, XSAVEC or SHA-NI,
+# but MPX and PKU, which this machine lacks).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${GUEST_DIR:-$root/target/guest}
@@ -20,7 +22,7 @@ case $share in /*) ;; *) echo "run.sh: SHARE_DIR must be absolute" >&2; exit 2 ;
 printf '%s\n' "$cmd" > "$share/guest-cmd"
 rm -f "$share/guest-out" "$share/guest-err" "$share/guest-status"
 timeout "${GUEST_TIMEOUT:-300}" qemu-system-x86_64 \
-    -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+    -accel tcg,thread=multi -cpu "${GUEST_CPU:-max}" -smp 2 -m 2048 \
     -nographic -no-reboot -nodefaults -serial stdio \
     -kernel "$dir/vmlinux" -initrd "$dir/initramfs.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1 migrate.share=$share" \

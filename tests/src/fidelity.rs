@@ -48,6 +48,17 @@
 //!   fire between the dump and the check.
 //! - Byte contents (pipes, sockets, deleted files) are compared by length
 //!   and hash, only to keep the report short.
+//! - The kernel's mappings, when the restore ran on another kernel and
+//!   proxied the image's vDSO (`shim/src/restore/vdso/`; seen as the
+//!   check's `[vdso]` elsewhere and an anonymous mapping in the image's
+//!   `[vdso]` range): the image's `[vdso]` is expected as that anonymous
+//!   mapping (same range and protection), its `[vvar]` and `[vvar_vclock]`
+//!   as gone, and the check's own kernel mappings, wherever they are, and
+//!   `AT_SYSINFO_EHDR` (auxv 33, which names them) are not compared.
+//!   Another kernel is another machine (or boot) here: the CPU the check
+//!   records is the restoring machine's, and the device and inode numbers
+//!   of ELF files are its own (the restore identifies an ELF file by size
+//!   and build-id, by design): neither is compared then.
 //! - Settings and the dump signal's disposition: the relaunch's `MIGRATE_*`
 //!   variables replace the restored settings (documented behaviour), so
 //!   the expected settings are the image's with those applied; when
@@ -223,8 +234,11 @@ pub fn check_restore(p: &mut Proc, check: &Path, env: &[(&str, &str)], cwd: &Pat
         );
         std::thread::sleep(POLL);
     }
-    let before = image_meta(r.image).image;
-    let after = image_meta(r.check).image;
+    let mut before = image_meta(r.image).image;
+    let mut after = image_meta(r.check).image;
+    if proxied_vdso(&before, &after) {
+        as_on_another_kernel(&mut before, &mut after);
+    }
     let expect = Expect::of(r, &before);
     let expected = facts_as_relaunched(&before, &expect);
     let got = facts(&after, &expect, &after.settings);
@@ -251,6 +265,57 @@ pub fn check_restore(p: &mut Proc, check: &Path, env: &[(&str, &str)], cwd: &Pat
             r.image.display(),
             p.describe()
         );
+    }
+}
+
+/// Whether the restore proxied the image's vDSO: the check's `[vdso]` is
+/// not at the image's, and an anonymous mapping holds the image's range.
+fn proxied_vdso(before: &Image, after: &Image) -> bool {
+    let vdso = |img: &Image| {
+        img.mappings
+            .iter()
+            .find(|m| &*m.name == "[vdso]")
+            .map(|m| (m.start, m.end))
+    };
+    let Some((start, end)) = vdso(before) else {
+        return false;
+    };
+    vdso(after) != Some((start, end))
+        && after
+            .mappings
+            .iter()
+            .any(|m| m.start == start && m.end == end && m.backing == Backing::Anonymous)
+}
+
+/// Rewrites both images as a restore on another kernel, which
+/// [`proxied_vdso`] tells, makes them differ (see the module's
+/// documentation).
+fn as_on_another_kernel<'a>(before: &mut Image<'a>, after: &mut Image<'a>) {
+    let maps = before.mappings.to_mut();
+    maps.retain(|m| m.backing != Backing::Kernel || &*m.name == "[vdso]");
+    for m in maps.iter_mut().filter(|m| m.backing == Backing::Kernel) {
+        m.backing = Backing::Anonymous;
+        m.name = "".into();
+    }
+    after
+        .mappings
+        .to_mut()
+        .retain(|m| m.backing != Backing::Kernel);
+    for img in [before, after] {
+        let auxv = img.auxv.to_mut();
+        for pair in auxv.chunks_exact_mut(2) {
+            if pair[0] == libc::AT_SYSINFO_EHDR {
+                pair[1] = 0;
+            }
+        }
+        img.cpu = Default::default();
+        let elf_only_by_build_id = |f: &mut dumpfmt::FileId| {
+            if !f.build_id.is_empty() {
+                (f.dev, f.ino) = (0, 0);
+            }
+        };
+        elf_only_by_build_id(&mut img.exe);
+        img.files.to_mut().iter_mut().for_each(elf_only_by_build_id);
     }
 }
 

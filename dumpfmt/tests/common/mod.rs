@@ -151,6 +151,8 @@ pub fn image() -> Image<'static> {
             }]),
         },
         minor2: dumpfmt::Minor2 {
+            monotonic_ns: 1_000_000_000,
+            boottime_ns: 2_000_000_000,
             cpu_ext: [0x3, 0x121, 0x2c10_0800],
             baseline: Some(dumpfmt::Baseline {
                 name: "x86-64-v3".into(),

@@ -526,7 +526,10 @@ fn write_image(
                 .str(" cannot be saved"));
         }
         let (backing, select) = if m.is_kernel() {
-            (Backing::Kernel, None)
+            // The vDSO's code is kept (format 1.2): a restore compares it
+            // with its kernel's and proxies it if they differ.
+            let vdso = m.name == b"[vdso]";
+            (Backing::Kernel, vdso.then_some(pages::Select::All))
         } else if let Some(&(fd, ..)) = descriptors
             .contents
             .iter()
@@ -652,6 +655,8 @@ fn write_image(
             posix_timers: Cow::Borrowed(posix_timers),
         },
         minor2: Minor2 {
+            monotonic_ns: sys::monotonic_ns(),
+            boottime_ns: sys::boottime_ns(),
             cpu_ext: sys::cpu_ext(),
             baseline,
             fpstate: Cow::Borrowed(frames.as_slice()),

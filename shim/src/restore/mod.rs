@@ -14,6 +14,7 @@
 //! fresh address space down and rebuilds the image's.
 
 pub mod check;
+pub mod clocks;
 pub mod creds;
 pub mod fds;
 pub mod namespace;
@@ -24,6 +25,7 @@ pub mod resume;
 pub mod shared_files;
 pub mod timers;
 pub mod tree;
+pub mod vdso;
 pub mod wrapper;
 
 use std::fs::File;
@@ -295,8 +297,18 @@ fn build(
     tree::close_shared_pipes();
     precheck::cwd(&img.image)?;
     let image = &img.image;
-    let fresh = fresh_maps()?;
-    let specials = match_kernel_mappings(image, &fresh)?;
+    let mut fresh = fresh_maps()?;
+    let mut kernel = vdso::decide(&img, &fresh)?;
+    vdso::prepare(&mut kernel, base)?;
+    if let vdso::Kernel::Proxy(p) = &kernel
+        && overrides.log.is_some_and(|l| l >= 1)
+    {
+        let (jumps, calls, traps) = p.counts;
+        eprintln!(
+            "migrate: restore {path}: the image comes from another kernel: its vDSO at {:#x} is proxied to this kernel's at {:#x} ({jumps} entry points jump, {calls} make their system call, {traps} trap)",
+            p.at, p.new_vdso
+        );
+    }
     let mut plan = Plan::default();
     let creds_now = creds::check(image)?;
     let timers = timers::check(image, keep_tids)?;
@@ -305,7 +317,7 @@ fn build(
         image,
         &img,
         &fds,
-        &specials,
+        &kernel,
         &made,
         (keep_tids, &creds_now, &timers),
     )?;
@@ -313,6 +325,14 @@ fn build(
     // Place the restorer where neither address space has anything.
     let code = restorer::code();
     let len = plan.mapping_len(code.len());
+    if let Some((start, end)) = kernel.reserved() {
+        // Where this kernel's vDSO goes is taken.
+        fresh.push(FreshMap {
+            start,
+            end,
+            name: String::new(),
+        });
+    }
     let gap = find_gap(image, &fresh, len)
         .ok_or_else(|| refuse(exit::UNSUPPORTED, "no free address range for the restorer"))?;
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE;
@@ -399,6 +419,9 @@ fn build(
         let _ = m.temp.into_raw_fd();
     }
     let _ = img.file.into_raw_fd();
+    if let vdso::Kernel::Proxy(p) = kernel {
+        let _ = p.memfd.map(IntoRawFd::into_raw_fd);
+    }
     Ok(Ready {
         entry: gap,
         header: placed.header,
@@ -443,54 +466,6 @@ fn descriptor_base(image: &Image<'_>) -> Result<i32, Refusal> {
     Ok(base)
 }
 
-/// Pairs of (fresh address, image address, size) for the kernel's mappings.
-fn match_kernel_mappings(
-    image: &Image<'_>,
-    fresh: &[FreshMap],
-) -> Result<Vec<(u64, u64, u64)>, Refusal> {
-    let theirs: Vec<_> = image
-        .mappings
-        .iter()
-        .filter(|m| m.backing == Backing::Kernel)
-        .collect();
-    let ours: Vec<_> = fresh
-        .iter()
-        .filter(|m| matches!(m.name.as_str(), "[vdso]" | "[vvar]" | "[vvar_vclock]"))
-        .collect();
-    let layout = |v: Vec<(&str, u64)>| {
-        v.iter()
-            .map(|(n, s)| format!("{n} {s}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let mismatch = || {
-        refuse(
-            exit::UNSUPPORTED,
-            format!(
-                "the kernel's vDSO differs from the image's (image: {}; here: {}): restore on a host with the same kernel",
-                layout(theirs.iter().map(|m| (&*m.name, m.end - m.start)).collect()),
-                layout(
-                    ours.iter()
-                        .map(|m| (m.name.as_str(), m.end - m.start))
-                        .collect()
-                ),
-            ),
-        )
-    };
-    if theirs.len() != ours.len() {
-        return Err(mismatch());
-    }
-    let mut pairs = Vec::new();
-    for t in &theirs {
-        let o = ours
-            .iter()
-            .find(|o| o.name == *t.name && o.end - o.start == t.end - t.start)
-            .ok_or_else(mismatch)?;
-        pairs.push((o.start, t.start, t.end - t.start));
-    }
-    Ok(pairs)
-}
-
 use plan::TASK_END;
 
 /// A free range of `len` bytes, away from every mapping of both address
@@ -528,7 +503,7 @@ fn build_plan(
     image: &Image<'_>,
     img: &ImageFile,
     fds: &[File],
-    specials: &[(u64, u64, u64)],
+    kernel: &vdso::Kernel,
     made: &fds::MadeFds,
     (keep_tids, creds_now, timer_plan): (bool, &dumpfmt::Credentials, &timers::TimerPlan),
 ) -> Result<usize, Refusal> {
@@ -538,17 +513,20 @@ fn build_plan(
 
     // 1. Unmap everything of the fresh process but the restorer and the vDSO:
     //    the holes between them are filled in when the plan is placed.
-    let keep: Vec<(u64, u64)> = specials
+    let keep: Vec<(u64, u64)> = kernel
+        .moves()
         .iter()
         .map(|&(from, _, size)| (from, from + size))
         .collect();
     plan.unmap_all_but(&keep);
 
-    // 2. Move the vDSO and friends to the image's addresses, through a
-    //    staging area so that overlapping old and new ranges cannot collide.
+    // 2. Move the vDSO and friends to the image's addresses (or, on
+    //    another kernel, aside where they collide with the image's
+    //    mappings: see `vdso`), through a staging area so that
+    //    overlapping old and new ranges cannot collide.
     let mut staged = 0u64;
     let mut moves = Vec::new();
-    for &(from, to, size) in specials {
+    for &(from, to, size) in kernel.moves() {
         if from != to {
             let flags = (MREMAP_MAYMOVE | MREMAP_FIXED) as u64;
             plan.call(
@@ -575,9 +553,6 @@ fn build_plan(
     // 3. Every mapping of the image, then its pages.
     let mut runs = image.runs.iter().peekable();
     for m in image.mappings.iter() {
-        if m.backing == Backing::Kernel {
-            continue;
-        }
         let len = m.end - m.start;
         let mut my_runs = Vec::new();
         while let Some(r) = runs.peek() {
@@ -586,6 +561,11 @@ fn build_plan(
             }
             my_runs.push(**r);
             runs.next();
+        }
+        if m.backing == Backing::Kernel {
+            // Its pages (the vDSO's, from 1.2 on) are the kernel's own.
+            vdso::map_ops(plan, kernel, m);
+            continue;
         }
         let prot = u64::from(m.prot);
         let map_prot = if my_runs.is_empty() {
@@ -658,11 +638,12 @@ fn build_plan(
     }
 
     // 4. The memory descriptor: brk, stack, arguments, environment, auxv.
-    let auxv_off = plan.bytes(plan::as_bytes_slice(&image.auxv));
+    let auxv = vdso::auxv(image, kernel);
+    let auxv_off = plan.bytes(plan::as_bytes_slice(&auxv));
     let map = PrctlMmMap {
         mm: image.mm,
         auxv: 0,
-        auxv_size: (image.auxv.len() * 8) as u32,
+        auxv_size: (auxv.len() * 8) as u32,
         exe_fd: u32::MAX,
     };
     let map_off = plan.data(&map);

@@ -129,6 +129,11 @@ pub fn enter(image: &dumpfmt::Image<'_>) -> bool {
         );
         std::process::exit(super::exit::UNSUPPORTED);
     }
+    // Clocks that would go back continue in a time namespace (see `clocks`).
+    if let Err(e) = super::clocks::enter(image) {
+        eprintln!("migrate: restore: {e}");
+        std::process::exit(super::exit::UNSUPPORTED);
+    }
     // SAFETY: single-threaded; the child only calls async-signal-safe code
     // and this module's functions before it continues the restore.
     match unsafe { libc::fork() } {

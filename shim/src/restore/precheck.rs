@@ -159,9 +159,10 @@ pub fn cwd(image: &Image<'_>) -> Result<(), Refusal> {
     }
 }
 
-/// The kernel's vDSO here has the image's layout.
-pub fn vdso(image: &Image<'_>) -> Result<(), Refusal> {
-    super::match_kernel_mappings(image, &super::fresh_maps()?).map(|_| ())
+/// The kernel's vDSO here is the image's, or the image's can be proxied
+/// to it (see `vdso`).
+pub fn vdso(img: &ImageFile) -> Result<(), Refusal> {
+    super::vdso::decide(img, &super::fresh_maps()?).map(|_| ())
 }
 
 /// The files and directories the image's descriptors reopen by path,
@@ -247,7 +248,7 @@ pub fn all(path: &str) -> Vec<Refusal> {
     );
     out.extend(reopened_files(image));
     out.extend(cwd(image).err());
-    out.extend(vdso(image).err());
+    out.extend(vdso(&img).err());
     out.extend(super::creds::check(image).err());
     out
 }

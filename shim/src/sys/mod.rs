@@ -12,6 +12,7 @@
 pub mod context;
 pub mod creds;
 pub mod line;
+pub mod vdso;
 
 use core::arch::asm;
 
@@ -498,6 +499,10 @@ pub fn exit_group(code: i32) -> ! {
 /// Monotonic time in nanoseconds (raw syscall, not the vDSO).
 pub fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+pub fn boottime_ns() -> u64 {
+    clock_ns(libc::CLOCK_BOOTTIME)
 }
 
 pub fn realtime_ns() -> u64 {

@@ -1,0 +1,256 @@
+//! The vDSO on restore (`shim/src/restore/vdso/`): on the same kernel
+//! the fresh process's `[vdso]` is moved to the image's address; an image
+//! whose stored vDSO differs from this kernel's, even with the same size,
+//! is restored through a proxy: an anonymous copy of the old vDSO at its
+//! address whose entry points jump to this kernel's.
+//!
+//! Another kernel is synthesized here by altering the image's copy of its
+//! vDSO: every byte of its code (`.text`) becomes `int3`, the symbol
+//! table stays. The proxy writes a jump at each exported function's
+//! start; anything that ran the old code past it would trap, so a program
+//! that reads the clock through glibc's cached vDSO pointers and finishes
+//! with exact output shows that only the jumps ran. The 6.1 guest
+//! (`guest.rs`) crosses real kernels.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use dumpfmt::{Backing, HEADER_ENCODED_LEN, Header, PAGE_SIZE};
+use migrate_tests::fidelity::check_image_path;
+use migrate_tests::*;
+
+/// The `.text` section (offset, size) of the ELF file in `b`.
+fn text_section(b: &[u8]) -> (usize, usize) {
+    let u16_at = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    let (shoff, shnum, shstrndx) = (u64_at(0x28), u16_at(0x3c), u16_at(0x3e));
+    let sh = |i: usize| shoff + i * 64;
+    let names = u64_at(sh(shstrndx) + 24);
+    (0..shnum)
+        .find(|&i| {
+            let name = names + u32::from_le_bytes(b[sh(i)..sh(i) + 4].try_into().unwrap()) as usize;
+            b[name..].starts_with(b".text\0")
+        })
+        .map(|i| (u64_at(sh(i) + 24), u64_at(sh(i) + 32)))
+        .expect("the vDSO has a .text section")
+}
+
+/// Rewrites the image's memory in `start..end` with `alter` (the data of
+/// the runs inside it in place, their checksums, the metadata and the
+/// header); what no run holds reads as zeros and stays so.
+fn alter_memory(image: &Path, start: u64, end: u64, alter: impl FnOnce(&mut [u8])) {
+    let file = image_meta(image);
+    let mut img = file.image;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    let mut bytes = vec![0u8; (end - start) as usize];
+    let mine = |r: &dumpfmt::PageRun| r.addr >= start && r.addr + r.pages * PAGE_SIZE <= end;
+    assert!(
+        img.runs.iter().any(mine),
+        "no page data in {start:#x}-{end:#x}"
+    );
+    for r in img.runs.iter().filter(|r| mine(r)) {
+        let at = (r.addr - start) as usize;
+        let len = (r.pages * PAGE_SIZE) as usize;
+        f.read_exact_at(&mut bytes[at..at + len], r.file_offset)
+            .unwrap();
+    }
+    alter(&mut bytes);
+    for r in img.runs.to_mut().iter_mut().filter(|r| mine(r)) {
+        let at = (r.addr - start) as usize;
+        let data = &bytes[at..at + (r.pages * PAGE_SIZE) as usize];
+        f.write_all_at(data, r.file_offset).unwrap();
+        r.crc = crc32fast::hash(data);
+    }
+    let meta = dumpfmt::encode_meta(&img);
+    let meta_offset = file.header.meta_offset;
+    f.set_len(meta_offset).unwrap();
+    f.write_all_at(&meta, meta_offset).unwrap();
+    let header = Header {
+        meta_len: meta.len() as u64,
+        meta_crc: crc32fast::hash(&meta),
+        file_len: meta_offset + meta.len() as u64,
+        ..file.header
+    };
+    let mut head = [0u8; HEADER_ENCODED_LEN];
+    header.encode(&mut head);
+    f.write_all_at(&head, 0).unwrap();
+    dumpfmt::verify(image).expect("the altered image verifies");
+}
+
+/// Rewrites the image's copy of its vDSO with `alter`; returns the
+/// `[vdso]` mapping's address.
+fn alter_vdso(image: &Path, alter: impl FnOnce(&mut [u8])) -> u64 {
+    let m = image_meta(image)
+        .image
+        .mappings
+        .iter()
+        .find(|m| &*m.name == "[vdso]")
+        .expect("a [vdso] mapping")
+        .clone();
+    assert_eq!(m.backing, Backing::Kernel);
+    alter_memory(image, m.start, m.end, alter);
+    m.start
+}
+
+/// A dump of `prog` (`cprog.img`, the program killed) and a copy of it
+/// (`altered.img`) whose every byte of vDSO code (`.text`) is `int3`:
+/// another kernel's vDSO of the same size. Returns its `[vdso]` address
+/// and `.text` (offset, size) too.
+fn dump_with_altered_vdso(dir: &TestDir, prog: &Program) -> (Proc, PathBuf, u64, (usize, usize)) {
+    let image = dir.join("cprog.img");
+    let mut original = dir.spawn(
+        prog,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(3);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+    let copy = dir.join("altered.img");
+    std::fs::copy(&image, &copy).unwrap();
+    let mut text = (0, 0);
+    let at = alter_vdso(&copy, |b| {
+        text = text_section(b);
+        b[text.0..text.0 + text.1].fill(0xcc);
+    });
+    (original, copy, at, text)
+}
+
+/// The `[vdso]` of an image, and the mapping at `at`.
+fn vdso_and_mapping_at(image: &Path, at: u64) -> (Option<u64>, Option<dumpfmt::Mapping<'static>>) {
+    let img = image_meta(image).image;
+    let vdso = img
+        .mappings
+        .iter()
+        .find(|m| &*m.name == "[vdso]")
+        .map(|m| m.start);
+    let there = img.mappings.iter().find(|m| m.start == at).cloned();
+    (vdso, there)
+}
+
+#[test]
+fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
+    let dir = TestDir::new("vdso-proxy");
+    let prog = Program::c();
+    let expected = reference(&prog);
+    let (original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
+    let image = dir.join("cprog.img");
+
+    // The same kernel: moved, as before (the check image has [vdso] at
+    // the image's address).
+    let mut same = dir.restore(&prog, "same", &image, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut same, &original, &expected);
+    assert_eq!(vdso_and_mapping_at(&image, 0).0, Some(at));
+    assert_eq!(
+        vdso_and_mapping_at(&check_image_path(dir.path(), "same"), at).0,
+        Some(at),
+        "{}",
+        same.describe()
+    );
+    assert!(!same.stderr().contains("proxied"), "{}", same.describe());
+
+    // Same size, other code.
+    let mut proxied = dir.restore(&prog, "proxied", &copy, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut proxied, &original, &expected);
+    assert!(
+        proxied
+            .stderr()
+            .lines()
+            .any(|l| l.contains("another kernel") && l.contains(&format!("at {at:#x} is proxied"))),
+        "{}",
+        proxied.describe()
+    );
+    // The check dump (taken as the restored process resumed) has this
+    // kernel's [vdso] elsewhere and, at the old one's address, ordinary
+    // memory: the old code, int3 but for a jump at each entry point.
+    let check = check_image_path(dir.path(), "proxied");
+    let (vdso, there) = vdso_and_mapping_at(&check, at);
+    assert!(vdso.is_some_and(|v| v != at), "{vdso:x?}");
+    let there = there.expect("a mapping at the old vDSO's address");
+    assert_eq!(there.backing, Backing::Anonymous, "{there:?}");
+    assert_eq!(there.prot, dumpfmt::PROT_READ | dumpfmt::PROT_EXEC);
+    let f = image_meta(&check);
+    let run = f
+        .image
+        .runs
+        .iter()
+        .find(|r| {
+            r.addr <= at + text.0 as u64
+                && at + (text.0 + text.1) as u64 <= r.addr + r.pages * PAGE_SIZE
+        })
+        .expect("the proxy's code is in the check image");
+    let mut code = vec![0u8; text.1];
+    f.file
+        .read_exact_at(&mut code, run.file_offset + (at + text.0 as u64 - run.addr))
+        .unwrap();
+    let jumps = code.windows(3).filter(|w| *w == [0x41, 0xff, 0xe3]).count();
+    assert!(jumps >= 5, "{jumps} jumps in the proxy");
+    assert!(code.iter().filter(|&&c| c == 0xcc).count() > text.1 / 2);
+
+    // That dump records what is mapped (the proxy as memory, this
+    // kernel's vDSO as the kernel's): restored on this kernel, it moves
+    // the vDSO, keeps the proxy, and the program finishes again.
+    let again_from = dir.join("again.img");
+    std::fs::copy(&check, &again_from).unwrap();
+    let mut again = dir.restore(&prog, "again", &again_from, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut again, &original, &expected);
+    assert!(!again.stderr().contains("proxied"), "{}", again.describe());
+    assert_eq!(again.stdout_lines(), proxied.stdout_lines());
+}
+
+/// A thread the dump caught inside the old vDSO's code would resume past
+/// the proxy's jump, in code that reads the old `[vvar]`: refused before
+/// teardown. Synthesized: the interrupted place in the main thread's
+/// signal frame (found as the restore finds it) is moved into the vDSO.
+#[test]
+fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
+    let dir = TestDir::new("vdso-caught");
+    let prog = Program::c();
+    let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
+    let img = image_meta(&copy);
+    let image = &img.image;
+    let restorer = image
+        .sigactions
+        .iter()
+        .find(|a| a.signal == image.settings.signal)
+        .expect("the dump signal's action")
+        .restorer;
+    let t = &image.threads[0];
+    // Its stack: the frame is above where it parked.
+    let stack = image
+        .mappings
+        .iter()
+        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
+        .expect("the thread's stack");
+    let (start, end) = (stack.start, stack.end);
+    let inside = at + text.0 as u64 + 16;
+    alter_memory(&copy, start, end, |b| {
+        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let from = (t.context.rsp - start) as usize;
+        let frame = (from..b.len() - 184)
+            .step_by(8)
+            .find(|&i| word(i) == restorer && word(i + 168) > start + i as u64)
+            .expect("the signal frame above the parked stack pointer");
+        b[frame + 176..frame + 184].copy_from_slice(&inside.to_le_bytes());
+    });
+    let mut r = dir.restore(&prog, "restore", &copy, &[]);
+    let status = r.wait();
+    assert_eq!(
+        status.code(),
+        Some(exit::CANNOT_RESTORE),
+        "{}",
+        r.describe()
+    );
+    assert!(r.stdout_raw().is_empty(), "{}", r.describe());
+    let err = r.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("caught thread {} inside it", t.tid)),
+        "{err}"
+    );
+}
