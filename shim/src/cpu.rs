@@ -81,9 +81,11 @@ fn reexec(tunables: &str) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
     let cmdline = std::fs::read("/proc/self/cmdline")
         .map_err(|e| format!("MIGRATE_CPU: cannot read /proc/self/cmdline: {e}"))?;
+    // Every argument ends in a NUL; empty ones are arguments too.
     let args: Vec<CString> = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(&cmdline)
         .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
         .filter_map(|a| CString::new(a).ok())
         .collect();
     let mut env: Vec<CString> = std::env::vars_os()

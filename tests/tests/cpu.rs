@@ -188,3 +188,23 @@ fn unknown_levels_are_refused_before_the_program_runs() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// The library's re-exec gives the program exactly the arguments it was
+/// started with: empty ones included, in place.
+#[test]
+fn the_reexec_keeps_every_argument() {
+    let dir = TestDir::new("cpu-argv");
+    let program = Program::vector("avx").with_args(&["", "two words", ""]);
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_CPU", V3)]);
+    p.wait_for_step(2);
+    assert!(environ(p.pid()).contains(&v3_tunables()));
+    let cmdline = fs::read(format!("/proc/{}/cmdline", p.pid())).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    p.kill();
+    assert_eq!(
+        &args[1..],
+        [&b"avx"[..], b"", b"two words", b"", b""],
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+}
