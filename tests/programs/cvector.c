@@ -1,6 +1,8 @@
 /*
  * Vector registers live across the dump: each step loads a value into a
- * register (ymm15 in mode "avx", zmm16 in mode "avx512"), sleeps 20 ms
+ * register (ymm15 in mode "avx", zmm16 in mode "avx512", AMX tile 0 in
+ * mode "amx", after asking the kernel for AMX with arch_prctl; "no amx"
+ * and exit 3 where it says no), sleeps 20 ms
  * with a raw nanosleep in the same asm block (so that is where the dump
  * signal finds it, the register live in the thread's signal frame), and
  * reads the register back: a restore that lost the saved vector state
@@ -33,6 +35,23 @@ static int round_trip(const char *mode, uint64_t seed)
         g_hash = fnv(g_hash, out, 64);
         return memcmp(in, out, 64) == 0;
     }
+    if (strcmp(mode, "amx") == 0) {
+        /* Palette 1, tile 0: one row of 64 bytes. */
+        unsigned char cfg[64] __attribute__((aligned(64))) = {1};
+        cfg[16] = 64;
+        cfg[48] = 1;
+        __asm__ volatile("ldtilecfg (%[cfg])\n\t"
+                         "tileloadd (%[in],%[stride],1), %%tmm0\n\t"
+                         "syscall\n\t"
+                         "tilestored %%tmm0, (%[out],%[stride],1)\n\t"
+                         "tilerelease\n\t"
+                         : "=a"(ret)
+                         : "a"((long)SYS_nanosleep), "D"(&ts), "S"(0L), [in] "r"(in), [out] "r"(out),
+                           [cfg] "r"(cfg), [stride] "r"(64L)
+                         : "rcx", "r11", "memory");
+        g_hash = fnv(g_hash, out, 64);
+        return memcmp(in, out, 64) == 0;
+    }
     __asm__ volatile("vmovdqu (%[in]), %%ymm15\n\t"
                      "syscall\n\t"
                      "vmovdqu %%ymm15, (%[out])\n\t"
@@ -46,6 +65,11 @@ static int round_trip(const char *mode, uint64_t seed)
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "avx";
+    /* ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA. */
+    if (strcmp(mode, "amx") == 0 && syscall(SYS_arch_prctl, 0x1023, 18) != 0) {
+        printf("no amx\n");
+        return 3;
+    }
     tp_start();
     for (int step = 1; step <= 100; step++) {
         if (!round_trip(mode, (uint64_t)step * 977)) {

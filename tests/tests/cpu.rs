@@ -208,3 +208,29 @@ fn the_reexec_keeps_every_argument() {
         String::from_utf8_lossy(&cmdline)
     );
 }
+
+/// A thread with live AMX tile data (the process asked the kernel for
+/// AMX; a restore does not ask again, so this kernel's frames leave the
+/// tiles out) is refused before teardown, naming the state, rather than
+/// killed after it.
+#[test]
+fn live_amx_state_is_refused_before_teardown() {
+    let dir = TestDir::new("cpu-amx");
+    let program = Program::vector("amx");
+    let img = dir.join("amx.img");
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_IMAGE", img.to_str().unwrap())]);
+    let first = p.wait_for_line("start or no amx", |l| l == "start" || l == "no amx");
+    if p.stdout_lines()[first] == "no amx" {
+        skip(
+            "live_amx_state_is_refused_before_teardown",
+            "a CPU and kernel with AMX",
+        );
+        return;
+    }
+    p.wait_for_step(2);
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    let err = expect_restore_failure(&dir, &program, "restore", &img, exit::CANNOT_RESTORE);
+    assert!(err.contains("amx_tiledata_state"), "{err}");
+}
