@@ -193,19 +193,87 @@ pub fn frames(img: &ImageFile) -> Vec<Refusal> {
             continue;
         }
         let why = match plan(word(XSAVE_HEADER, 8), word(SW_BYTES + 16, 4) as u32, &k) {
-            Ok(_) => continue,
-            Err(Unfit::Lacks(c)) => format!(
+            Ok(_) => None,
+            Err(Unfit::Lacks(c)) => Some(format!(
                 "was using CPU state this CPU or kernel does not carry in signal frames: {}",
                 dumpfmt::xstate_names(c).join(", ")
-            ),
-            Err(Unfit::NoRoom(c)) => format!(
+            )),
+            Err(Unfit::NoRoom(c)) => Some(format!(
                 "has saved CPU state that does not fit this CPU's layout: {}",
                 dumpfmt::xstate_names(c).join(", ")
-            ),
+            )),
         };
-        out.push(refuse(exit::UNSUPPORTED, format!("thread {} {why}", t.tid)));
+        if let Some(why) = why {
+            out.push(refuse(exit::UNSUPPORTED, format!("thread {} {why}", t.tid)));
+        }
+        if let Some((at, lost)) = nested_loss(img, fp, &k) {
+            out.push(refuse(
+                exit::UNSUPPORTED,
+                format!(
+                    "thread {} was in a signal handler: the state it interrupted (saved at \
+                     {at:#x}) would lose {} on this CPU or kernel",
+                    t.tid,
+                    dumpfmt::xstate_names(lost).join(", ")
+                ),
+            ));
+        }
     }
     out
+}
+
+/// How far above the dump's frame older signal frames are looked for.
+const NESTED_SCAN: u64 = 4 << 20;
+
+/// A signal frame older than the dump's (the thread was running a signal
+/// handler), above `fp` on the same stack, whose live state this kernel
+/// would not take back as it is: its address and the components lost.
+/// [`fix_frame`] rewrites only the dump's own frame; the kernel takes an
+/// older frame larger than its own as x87/SSE only, silently.
+fn nested_loss(img: &ImageFile, fp: u64, k: &KernelFrame) -> Option<(u64, u64)> {
+    let maps = &img.image.mappings[..];
+    let m = maps
+        .get(maps.partition_point(|m| m.end <= fp))
+        .filter(|m| m.start <= fp)?;
+    let end = m.end.min(fp.saturating_add(NESTED_SCAN));
+    let b = img.read_memory(fp, end - fp)?;
+    let rd = |at: usize, n: usize| -> Option<u64> {
+        let s = b.get(at..at.checked_add(n)?)?;
+        Some(s.iter().rev().fold(0u64, |v, &x| v << 8 | u64::from(x)))
+    };
+    let features = if k.size == 0 { 0b11 } else { k.features };
+    for at in (64..b.len()).step_by(64) {
+        if rd(at + SW_BYTES as usize, 4) != Some(u64::from(FP_XSTATE_MAGIC1)) {
+            continue;
+        }
+        let (Some(size), Some(ext), Some(bv)) = (
+            rd(at + SW_BYTES as usize + 16, 4),
+            rd(at + SW_BYTES as usize + 4, 4),
+            rd(at + XSAVE_HEADER as usize, 8),
+        ) else {
+            continue;
+        };
+        if !(576..=1 << 16).contains(&size)
+            || ext < size + 4
+            || rd(at + size as usize, 4) != Some(u64::from(FP_XSTATE_MAGIC2))
+        {
+            continue;
+        }
+        let live = bv & !LEGACY;
+        let mut lost = live & !features;
+        if size > u64::from(k.size) {
+            lost |= live;
+        }
+        for c in 2..32 {
+            let (from, to) = (k.image[c], k.here[c]);
+            if live & (1 << c) != 0 && from.offset != 0 && from.offset != to.offset {
+                lost |= 1 << c;
+            }
+        }
+        if lost != 0 {
+            return Some((fp + at as u64, lost));
+        }
+    }
+    None
 }
 
 /// Why a frame cannot be rewritten: the live components concerned.

@@ -234,3 +234,33 @@ fn live_amx_state_is_refused_before_teardown() {
     let err = expect_restore_failure(&dir, &program, "restore", &img, exit::CANNOT_RESTORE);
     assert!(err.contains("amx_tiledata_state"), "{err}");
 }
+
+/// A thread dumped while running a signal handler: the state the handler
+/// interrupted lies in an older signal frame, which the restore does not
+/// rewrite; where this kernel would not take it back whole (here: tile
+/// data, as a restored process has no AMX permission; elsewhere: a frame
+/// larger than this kernel's, taken as x87/SSE only), the restore is
+/// refused before teardown. Without the check the program ran on and died
+/// of SIGILL as the handler returned to its tile instructions.
+#[test]
+fn state_under_a_running_signal_handler_is_not_silently_lost() {
+    let test = "state_under_a_running_signal_handler_is_not_silently_lost";
+    let dir = TestDir::new("cpu-amx-nested");
+    let program = Program::vector("amx-handler");
+    let img = dir.join("nested.img");
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_IMAGE", img.to_str().unwrap())]);
+    let first = p.wait_for_line("start or no amx", |l| l == "start" || l == "no amx");
+    if p.stdout_lines()[first] == "no amx" {
+        skip(test, "a CPU and kernel with AMX");
+        return;
+    }
+    p.wait_for_step(2);
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    let err = expect_restore_failure(&dir, &program, "restore", &img, exit::CANNOT_RESTORE);
+    assert!(
+        err.contains("signal handler") && err.contains("amx_tiledata_state"),
+        "{err}"
+    );
+}
