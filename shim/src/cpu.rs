@@ -46,7 +46,8 @@ pub fn here() -> Isa {
 }
 
 /// Marks a process this module re-executed (a second refusal of the
-/// tunables then fails instead of looping).
+/// tunables then fails instead of looping); its value is the program's
+/// name (`comm`), which an exec of `/proc/self/exe` would turn into `exe`.
 const REEXEC_MARK: &str = "MIGRATE_CPU_REEXEC";
 
 /// At start-up of a program run for `level`: checks this CPU has the
@@ -54,6 +55,14 @@ const REEXEC_MARK: &str = "MIGRATE_CPU_REEXEC";
 /// if not, runs the program again (same executable, argv and environment,
 /// the tunables added). Returns an error line for status 64.
 pub fn start(level: &Level) -> Result<(), String> {
+    if let Some(name) = std::env::var_os(REEXEC_MARK)
+        .and_then(|n| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(&*n)).ok())
+        .filter(|n| !n.as_bytes().is_empty())
+    {
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel
+        // takes its first 15 bytes).
+        unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+    }
     let missing = level.isa.missing_in(&here());
     if !missing.is_empty() {
         return Err(format!(
@@ -98,7 +107,10 @@ fn reexec(tunables: &str) -> Result<(), String> {
         })
         .collect();
     env.extend(CString::new(format!("GLIBC_TUNABLES={tunables}")).ok());
-    env.extend(CString::new(format!("{REEXEC_MARK}=1")).ok());
+    let comm = std::fs::read("/proc/self/comm").unwrap_or_default();
+    let mut mark = format!("{REEXEC_MARK}=").into_bytes();
+    mark.extend_from_slice(comm.strip_suffix(b"\n").unwrap_or(&comm));
+    env.extend(CString::new(mark).ok());
     let argv: Vec<*const libc::c_char> = args
         .iter()
         .map(|a| a.as_ptr())

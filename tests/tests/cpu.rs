@@ -61,7 +61,10 @@ fn a_baseline_holds_glibc_back_and_is_all_a_restore_needs() {
     // The library ran the program again, glibc's tunables set.
     let env = environ(p.pid());
     assert!(env.contains(&v3_tunables()), "{env:?}");
-    assert!(env.iter().any(|v| v == "MIGRATE_CPU_REEXEC=1"), "{env:?}");
+    assert!(
+        env.iter().any(|v| v == "MIGRATE_CPU_REEXEC=cvector"),
+        "{env:?}"
+    );
     p.dump_signal();
     p.wait_for_image(&img, false);
     p.kill();
@@ -190,7 +193,7 @@ fn unknown_levels_are_refused_before_the_program_runs() {
 }
 
 /// The library's re-exec gives the program exactly the arguments it was
-/// started with: empty ones included, in place.
+/// started with (empty ones included, in place) and its name.
 #[test]
 fn the_reexec_keeps_every_argument() {
     let dir = TestDir::new("cpu-argv");
@@ -199,6 +202,8 @@ fn the_reexec_keeps_every_argument() {
     p.wait_for_step(2);
     assert!(environ(p.pid()).contains(&v3_tunables()));
     let cmdline = fs::read(format!("/proc/{}/cmdline", p.pid())).unwrap();
+    // Its name too (`ps`, `pgrep`, thread names), not `exe`.
+    let comm = fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap();
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     p.kill();
     assert_eq!(
@@ -207,6 +212,7 @@ fn the_reexec_keeps_every_argument() {
         "{:?}",
         String::from_utf8_lossy(&cmdline)
     );
+    assert_eq!(comm, "cvector\n");
 }
 
 /// A thread with live AMX tile data (the process asked the kernel for
