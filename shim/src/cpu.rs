@@ -173,9 +173,10 @@ const LEGACY: u64 = 0b11 | 1 << 9;
 pub fn frames(img: &ImageFile) -> Vec<Refusal> {
     let image = &img.image;
     let k = kernel_frame(img);
+    let xcr0 = sys::cpu_features().xcr0;
     let mut out = Vec::new();
     if image.minor2.fpstate.is_empty() {
-        let lacking = image.cpu.xcr0 & !sys::cpu_features().xcr0 & !LEGACY;
+        let lacking = image.cpu.xcr0 & !xcr0 & !LEGACY;
         if lacking != 0 {
             out.push(refuse(
                 exit::UNSUPPORTED,
@@ -206,8 +207,13 @@ pub fn frames(img: &ImageFile) -> Vec<Refusal> {
         }
         let why = match plan(word(XSAVE_HEADER, 8), word(SW_BYTES + 16, 4) as u32, &k) {
             Ok(_) => None,
+            Err(Unfit::Lacks(c)) if c & xcr0 == 0 => Some(format!(
+                "was using CPU state this CPU lacks: {}",
+                dumpfmt::xstate_names(c).join(", ")
+            )),
             Err(Unfit::Lacks(c)) => Some(format!(
-                "was using CPU state this CPU or kernel does not carry in signal frames: {}",
+                "was using CPU state a restored process's signal frames leave out \
+                 (AMX: its permission is not asked for again): {}",
                 dumpfmt::xstate_names(c).join(", ")
             )),
             Err(Unfit::NoRoom(c)) => Some(format!(
