@@ -270,3 +270,35 @@ fn state_under_a_running_signal_handler_is_not_silently_lost() {
         "{err}"
     );
 }
+
+/// An image without frame addresses (as before format 1.2) cannot have its
+/// threads' vector state checked one by one: it needs every state
+/// component of the CPU it was dumped on, refused by name before teardown.
+#[test]
+fn an_image_without_frames_needs_its_cpus_state_components() {
+    let test = "an_image_without_frames_needs_its_cpus_state_components";
+    let flags = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if flags.split_whitespace().any(|w| w == "mpx") {
+        skip(test, "a CPU without MPX");
+        return;
+    }
+    let dir = TestDir::new("cpu-noframes");
+    let program = Program::vector("avx");
+    let expected = reference(&program);
+    let img = dir.join("v.img");
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_IMAGE", img.to_str().unwrap())]);
+    p.wait_for_step(2);
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    let old = copy_image(&img, &dir, "old.img");
+    rewrite_meta(&old, |i| i.minor2.fpstate = Default::default());
+    restore_and_check(&dir, &program, "restore-old", &old, &p, &expected);
+    let mpx = copy_image(&old, &dir, "mpx.img");
+    rewrite_meta(&mpx, |i| i.cpu.xcr0 |= 1 << 3);
+    let err = expect_restore_failure(&dir, &program, "restore-mpx", &mpx, exit::CANNOT_RESTORE);
+    assert!(
+        err.contains("this CPU lacks state components the image's CPU had: mpx_bndregs_state"),
+        "{err}"
+    );
+}
