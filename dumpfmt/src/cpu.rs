@@ -410,15 +410,25 @@ impl Image<'_> {
 
     /// The features a CPU needs to take this image (see the module's
     /// note); xsave components are checked against the threads' frames.
+    ///
+    /// An image without frame addresses (older than 1.2) cannot have its
+    /// threads' state checked one by one: it needs every state component
+    /// of the dumping CPU but PKRU (whose loss costs nothing, see the
+    /// shim's `cpu::LEGACY`), as it did before 1.2.
     pub fn required_isa(&self) -> Isa {
+        let xcr0 = if self.minor2.fpstate.is_empty() {
+            self.cpu.xcr0 & !(1 << 9)
+        } else {
+            0
+        };
         if let Some(b) = &self.minor2.baseline {
             return Isa {
-                xcr0: 0,
+                xcr0,
                 words: b.isa.words,
             };
         }
         let mut isa = self.isa();
-        isa.xcr0 = 0;
+        isa.xcr0 = xcr0;
         for (w, sys) in isa.words.iter_mut().zip(SYSTEM_ONLY) {
             *w &= !sys;
         }

@@ -168,26 +168,13 @@ const LEGACY: u64 = 0b11 | 1 << 9;
 /// not carry (absent from XCR0, or dynamic like AMX tile data, whose
 /// permission a restore does not ask for again), nor one whose place here
 /// lies beyond the room the dump's frame has. One refusal per thread that
-/// does. An image without frame addresses (before 1.2) needs every state
-/// component its CPU had.
+/// does. (An image without frame addresses, before 1.2, needs every state
+/// component its CPU had: `Image::required_isa`, checked by [`check`].)
 pub fn frames(img: &ImageFile) -> Vec<Refusal> {
     let image = &img.image;
     let k = kernel_frame(img);
     let xcr0 = sys::cpu_features().xcr0;
     let mut out = Vec::new();
-    if image.minor2.fpstate.is_empty() {
-        let lacking = image.cpu.xcr0 & !xcr0 & !LEGACY;
-        if lacking != 0 {
-            out.push(refuse(
-                exit::UNSUPPORTED,
-                format!(
-                    "this CPU lacks state components the image's CPU had: {}",
-                    dumpfmt::xstate_names(lacking).join(", ")
-                ),
-            ));
-        }
-        return out;
-    }
     for (t, &fp) in image.threads.iter().zip(image.minor2.fpstate.iter()) {
         if fp == 0 {
             continue;

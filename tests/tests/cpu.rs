@@ -298,7 +298,7 @@ fn an_image_without_frames_needs_its_cpus_state_components() {
     rewrite_meta(&mpx, |i| i.cpu.xcr0 |= 1 << 3);
     let err = expect_restore_failure(&dir, &program, "restore-mpx", &mpx, exit::CANNOT_RESTORE);
     assert!(
-        err.contains("this CPU lacks state components the image's CPU had: mpx_bndregs_state"),
+        err.contains("to move it between CPUs): mpx_bndregs_state"),
         "{err}"
     );
 }
