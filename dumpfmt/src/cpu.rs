@@ -304,7 +304,8 @@ const SYSTEM_ONLY: [u32; 8] = [
     // cpuid_d1.eax: xsaves (supervisor state), xfd
     1 << 3 | 1 << 4,
     // cpuid_e1.ecx: cmp_legacy svm extapic cr8_legacy osvw ibs skinit wdt nodeid_msr
-    // topoext perfctr_core perfctr_nb bpext ptsc perfctr_llc mwaitx
+    // topoext perfctr_core perfctr_nb bpext ptsc perfctr_llc (not mwaitx:
+    // AMD's MONITORX/MWAITX run at any privilege level, DPDK uses them)
     1 << 1
         | 1 << 2
         | 1 << 3
@@ -319,8 +320,7 @@ const SYSTEM_ONLY: [u32; 8] = [
         | 1 << 24
         | 1 << 26
         | 1 << 27
-        | 1 << 28
-        | 1 << 29,
+        | 1 << 28,
     // cpuid_e1.edx: all but the instructions (syscall, mmxext, rdtscp,
     // lm, 3dnowext, 3dnow): AMD repeats cpuid1.edx's bits here.
     !(1 << 11 | 1 << 22 | 1 << 27 | 1 << 29 | 1 << 30 | 1 << 31),
@@ -410,15 +410,25 @@ impl Image<'_> {
 
     /// The features a CPU needs to take this image (see the module's
     /// note); xsave components are checked against the threads' frames.
+    ///
+    /// An image without frame addresses (older than 1.2) cannot have its
+    /// threads' state checked one by one: it needs every state component
+    /// of the dumping CPU but PKRU (whose loss costs nothing, see the
+    /// shim's `cpu::LEGACY`), as it did before 1.2.
     pub fn required_isa(&self) -> Isa {
+        let xcr0 = if self.minor2.fpstate.is_empty() {
+            self.cpu.xcr0 & !(1 << 9)
+        } else {
+            0
+        };
         if let Some(b) = &self.minor2.baseline {
             return Isa {
-                xcr0: 0,
+                xcr0,
                 words: b.isa.words,
             };
         }
         let mut isa = self.isa();
-        isa.xcr0 = 0;
+        isa.xcr0 = xcr0;
         for (w, sys) in isa.words.iter_mut().zip(SYSTEM_ONLY) {
             *w &= !sys;
         }
@@ -601,6 +611,85 @@ mod tests {
         );
         assert!(here.missing_in(&image).is_empty());
         assert_eq!(here.names(), ["avx", "x87_state", "sse_state", "avx_state"]);
+    }
+
+    /// Instructions a program can execute in user mode are never taken
+    /// for the kernel's: a restore without them would end in SIGILL.
+    #[test]
+    fn user_instructions_are_not_system_only() {
+        for name in [
+            "sse3",
+            "pclmulqdq",
+            "ssse3",
+            "fma",
+            "cx16",
+            "sse4_1",
+            "sse4_2",
+            "movbe",
+            "popcnt",
+            "aes",
+            "xsave",
+            "avx",
+            "f16c",
+            "rdrand",
+            "cmov",
+            "mmx",
+            "fxsr",
+            "sse",
+            "sse2",
+            "tsc",
+            "clflush",
+            "cx8",
+            "fsgsbase",
+            "bmi1",
+            "avx2",
+            "bmi2",
+            "rtm",
+            "hle",
+            "avx512f",
+            "rdseed",
+            "adx",
+            "clflushopt",
+            "clwb",
+            "sha_ni",
+            "avx512bw",
+            "avx512vl",
+            "pku",
+            "ospke",
+            "waitpkg",
+            "gfni",
+            "vaes",
+            "vpclmulqdq",
+            "rdpid",
+            "movdiri",
+            "movdir64b",
+            "serialize",
+            "amx_tile",
+            "xsaveopt",
+            "xsavec",
+            "xgetbv1",
+            "lahf_lm",
+            "abm",
+            "sse4a",
+            "3dnowprefetch",
+            "xop",
+            "fma4",
+            "tbm",
+            "mwaitx",
+            "syscall",
+            "rdtscp",
+            "lm",
+        ] {
+            let &(w, b, _) = CPUID_BITS
+                .iter()
+                .find(|&&(_, _, n)| n == name)
+                .unwrap_or_else(|| panic!("{name} has no bit"));
+            assert_eq!(
+                SYSTEM_ONLY[w] & (1 << b),
+                0,
+                "{name} is taken for system-only"
+            );
+        }
     }
 
     #[test]

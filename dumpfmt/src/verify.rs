@@ -34,7 +34,8 @@ impl ImageFile {
         let mut at = addr;
         let end = addr.checked_add(len)?;
         while at < end {
-            let page_end = (at / PAGE_SIZE + 1) * PAGE_SIZE;
+            // The last page of the address space ends at 2^64: saturate.
+            let page_end = (at / PAGE_SIZE + 1).saturating_mul(PAGE_SIZE);
             let n = page_end.min(end) - at;
             let dst = &mut out[(at - addr) as usize..(at - addr + n) as usize];
             // Runs and mappings are in address order, apart (checked when the

@@ -356,3 +356,17 @@ fn run_crc() {
         assert!(matches!(file.check_pages(), Err(Error::RunCrc { .. })));
     }
 }
+
+/// `read_memory` takes any address (a restore reads the signal frames an
+/// image names, hostile or not): one at the top of the address space is
+/// not there, rather than a panic.
+#[test]
+fn read_memory_at_the_top_of_the_address_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), &common::good());
+    let file = ImageFile::open(&path).unwrap();
+    for addr in [u64::MAX - 600, u64::MAX - 4095, u64::MAX, u64::MAX - 519] {
+        assert_eq!(file.read_memory(addr, 520), None, "{addr:#x}");
+    }
+    assert_eq!(file.read_memory(0x1000, u64::MAX), None);
+}

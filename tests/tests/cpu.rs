@@ -61,7 +61,10 @@ fn a_baseline_holds_glibc_back_and_is_all_a_restore_needs() {
     // The library ran the program again, glibc's tunables set.
     let env = environ(p.pid());
     assert!(env.contains(&v3_tunables()), "{env:?}");
-    assert!(env.iter().any(|v| v == "MIGRATE_CPU_REEXEC=1"), "{env:?}");
+    assert!(
+        env.iter().any(|v| v == "MIGRATE_CPU_REEXEC=cvector"),
+        "{env:?}"
+    );
     p.dump_signal();
     p.wait_for_image(&img, false);
     p.kill();
@@ -187,4 +190,115 @@ fn unknown_levels_are_refused_before_the_program_runs() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
+}
+
+/// The library's re-exec gives the program exactly the arguments it was
+/// started with (empty ones included, in place) and its name.
+#[test]
+fn the_reexec_keeps_every_argument() {
+    let dir = TestDir::new("cpu-argv");
+    let program = Program::vector("avx").with_args(&["", "two words", ""]);
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_CPU", V3)]);
+    p.wait_for_step(2);
+    assert!(environ(p.pid()).contains(&v3_tunables()));
+    let cmdline = fs::read(format!("/proc/{}/cmdline", p.pid())).unwrap();
+    // Its name too (`ps`, `pgrep`, thread names), not `exe`.
+    let comm = fs::read_to_string(format!("/proc/{}/comm", p.pid())).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    p.kill();
+    assert_eq!(
+        &args[1..],
+        [&b"avx"[..], b"", b"two words", b"", b""],
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    assert_eq!(comm, "cvector\n");
+}
+
+/// A thread with live AMX tile data (the process asked the kernel for
+/// AMX; a restore does not ask again, so this kernel's frames leave the
+/// tiles out) is refused before teardown, naming the state, rather than
+/// killed after it.
+#[test]
+fn live_amx_state_is_refused_before_teardown() {
+    let dir = TestDir::new("cpu-amx");
+    let program = Program::vector("amx");
+    let img = dir.join("amx.img");
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_IMAGE", img.to_str().unwrap())]);
+    let first = p.wait_for_line("start or no amx", |l| l == "start" || l == "no amx");
+    if p.stdout_lines()[first] == "no amx" {
+        skip(
+            "live_amx_state_is_refused_before_teardown",
+            "a CPU and kernel with AMX",
+        );
+        return;
+    }
+    p.wait_for_step(2);
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    let err = expect_restore_failure(&dir, &program, "restore", &img, exit::CANNOT_RESTORE);
+    assert!(err.contains("amx_tiledata_state"), "{err}");
+}
+
+/// A thread dumped while running a signal handler: the state the handler
+/// interrupted lies in an older signal frame, which the restore does not
+/// rewrite; where this kernel would not take it back whole (here: tile
+/// data, as a restored process has no AMX permission; elsewhere: a frame
+/// larger than this kernel's, taken as x87/SSE only), the restore is
+/// refused before teardown. Without the check the program ran on and died
+/// of SIGILL as the handler returned to its tile instructions.
+#[test]
+fn state_under_a_running_signal_handler_is_not_silently_lost() {
+    let test = "state_under_a_running_signal_handler_is_not_silently_lost";
+    let dir = TestDir::new("cpu-amx-nested");
+    let program = Program::vector("amx-handler");
+    let img = dir.join("nested.img");
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_IMAGE", img.to_str().unwrap())]);
+    let first = p.wait_for_line("start or no amx", |l| l == "start" || l == "no amx");
+    if p.stdout_lines()[first] == "no amx" {
+        skip(test, "a CPU and kernel with AMX");
+        return;
+    }
+    p.wait_for_step(2);
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    let err = expect_restore_failure(&dir, &program, "restore", &img, exit::CANNOT_RESTORE);
+    assert!(
+        err.contains("signal handler") && err.contains("amx_tiledata_state"),
+        "{err}"
+    );
+}
+
+/// An image without frame addresses (as before format 1.2) cannot have its
+/// threads' vector state checked one by one: it needs every state
+/// component of the CPU it was dumped on, refused by name before teardown.
+#[test]
+fn an_image_without_frames_needs_its_cpus_state_components() {
+    let test = "an_image_without_frames_needs_its_cpus_state_components";
+    let flags = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if flags.split_whitespace().any(|w| w == "mpx") {
+        skip(test, "a CPU without MPX");
+        return;
+    }
+    let dir = TestDir::new("cpu-noframes");
+    let program = Program::vector("avx");
+    let expected = reference(&program);
+    let img = dir.join("v.img");
+    let mut p = dir.spawn(&program, "run", &[("MIGRATE_IMAGE", img.to_str().unwrap())]);
+    p.wait_for_step(2);
+    p.dump_signal();
+    p.wait_for_image(&img, false);
+    p.kill();
+    let old = copy_image(&img, &dir, "old.img");
+    rewrite_meta(&old, |i| i.minor2.fpstate = Default::default());
+    restore_and_check(&dir, &program, "restore-old", &old, &p, &expected);
+    let mpx = copy_image(&old, &dir, "mpx.img");
+    rewrite_meta(&mpx, |i| i.cpu.xcr0 |= 1 << 3);
+    let err = expect_restore_failure(&dir, &program, "restore-mpx", &mpx, exit::CANNOT_RESTORE);
+    assert!(
+        err.contains("to move it between CPUs): mpx_bndregs_state"),
+        "{err}"
+    );
 }
