@@ -14,6 +14,7 @@ pub mod dump;
 pub mod fault;
 pub mod interpose;
 pub mod restore;
+pub mod status;
 pub mod sys;
 
 use config::{Overrides, SETTINGS};
@@ -88,7 +89,20 @@ fn init() {
             "migrate: cannot install the handler for signal {}: {e}",
             s.signal
         );
+        return;
     }
+    // The handler exists before the status says so (`migrate dump` sends
+    // the signal once it reads the status), and cannot run while the
+    // status is set up.
+    let mut only = empty_sigset();
+    // SAFETY: a valid set and signal number.
+    unsafe { libc::sigaddset(&mut only, s.signal) };
+    let mut old = empty_sigset();
+    // SAFETY: valid sets.
+    unsafe { interpose::real_sigprocmask(libc::SIG_BLOCK, &only, &mut old) };
+    status::at_start();
+    // SAFETY: valid sets.
+    unsafe { interpose::real_sigprocmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
 }
 
 /// Whether this code is part of the program itself (the rlib linked into
@@ -153,4 +167,13 @@ fn install_handler(sig: i32) -> std::io::Result<()> {
     }
     interpose::ACTIVE.store(true, core::sync::atomic::Ordering::Relaxed);
     Ok(())
+}
+
+fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        set
+    }
 }

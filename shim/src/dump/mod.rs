@@ -109,6 +109,12 @@ struct Job {
     prev_sequence: u64,
     /// This dump is a restore's fidelity check (`restore::check`).
     check: bool,
+    /// What `migrate dump` asked of this dump (nonce 0: a plain signal).
+    request: crate::status::Request,
+    /// Pages stored in the image.
+    pages: u64,
+    /// The outcome is in the status file already.
+    reported: bool,
 }
 
 /// The dump code's own stack (touched pages only).
@@ -137,14 +143,18 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
         return;
     }
     world::WORLD.pid.store(sys::getpid(), Release);
-    lead();
+    // SAFETY: forwarded from the caller.
+    let request = unsafe { sys::siginfo_code_value(info) }
+        .and_then(|(code, value)| crate::status::request_nonce(code, value))
+        .unwrap_or(0);
+    lead(request);
     world::WORLD.pid.store(0, Release);
     world::WORLD.leader.store(0, Release);
 }
 
 /// Dumps, or, when this is a restored process coming back through the
 /// dump's own call frames, finishes the restore.
-fn lead() {
+fn lead(request: u32) {
     let started = sys::monotonic_ns();
     let Ok(stack) = sys::mmap_anon(DUMP_STACK_LEN, libc::MAP_NORESERVE | libc::MAP_STACK) else {
         Line::<80>::new()
@@ -160,6 +170,7 @@ fn lead() {
         (*job).regs = &regs;
         (*job).started = started;
         (*job).stack = (stack as u64, stack as u64 + DUMP_STACK_LEN as u64);
+        (*job).request.nonce = request;
     }
     let top = stack as u64 + DUMP_STACK_LEN as u64;
     panic::LEADING.store(job, Release);
@@ -186,6 +197,9 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
     let result = dump(job);
     if job.check {
         crate::restore::check::release_held();
+    } else if !job.reported {
+        // A failure before every thread was stopped.
+        report(job, result.as_ref().map(|_| ()));
     }
     match result {
         Err(f) => {
@@ -206,6 +220,23 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
             0
         }
     }
+}
+
+/// Puts the dump's outcome in the status file (see `crate::status`).
+fn report(job: &mut Job, result: Result<(), &Fail>) {
+    job.reported = true;
+    let ns = sys::monotonic_ns().saturating_sub(job.started);
+    // SAFETY: this thread leads the dump.
+    unsafe {
+        crate::status::dump_finished(
+            job.request.nonce,
+            result,
+            job.path.as_bytes(),
+            job.size,
+            job.pages,
+            ns,
+        )
+    };
 }
 
 /// The `info` line for a complete dump.
@@ -283,8 +314,18 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // A restore's check dump goes to its own path and does not count.
     job.check = crate::restore::check::take(&mut job.path);
     let seq = if job.check { before } else { before + 1 };
+    if !job.check && job.request.nonce != 0 {
+        let nonce = job.request.nonce;
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::read_request(nonce, &mut job.request) }?;
+    }
     if !job.check {
-        expand_path(settings.image.as_bytes(), sys::getpid(), seq, &mut job.path);
+        let pattern = if job.request.image.is_empty() {
+            settings.image.as_bytes()
+        } else {
+            job.request.image.as_bytes()
+        };
+        expand_path(pattern, sys::getpid(), seq, &mut job.path);
     }
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
@@ -297,6 +338,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
+        if !job.check {
+            // SAFETY: this thread leads the dump; the others are parked.
+            unsafe { crate::status::dump_started(job.request.nonce) };
+        }
         // Created once every other thread is parked: a fork still in
         // flight would hand the image's descriptor to the child, which
         // then finds an unnamed file it cannot read among its own fds.
@@ -309,12 +354,27 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         out.finish(&header?)
     });
     job.writer = core::ptr::null_mut();
-    if let (Ok(size), true) = (&result, settings.exit_after_dump && !job.check) {
+    let after = job.request.after;
+    let exit = match after {
+        crate::status::After::Default => settings.exit_after_dump,
+        crate::status::After::Continue => false,
+        crate::status::After::Exit | crate::status::After::Kill => true,
+    };
+    if let Ok(size) = &result {
+        job.size = *size;
+    }
+    if !job.check {
+        // Before the other threads go on (or the process ends).
+        report(job, result.as_ref().map(|_| ()));
+    }
+    if let (Ok(_), true) = (&result, exit && !job.check) {
         // The image is complete: exit with every other thread still
         // parked, so that nothing the restored process will do again (a
         // line printed, a byte sent) happens after the snapshot.
-        job.size = *size;
         log_dumped(job, settings);
+        if after == crate::status::After::Kill {
+            let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+        }
         sys::exit_group(0);
     }
     world::release_all();
@@ -377,6 +437,8 @@ fn write_image(
     // the pointer once this returns.
     job.fds = &mut fds;
     crate::fault::dump_panic_late_point();
+    // Status writes open and close a descriptor of their own: progress
+    // reports wait until the descriptors are collected (below).
     let mut scan = pages::PageScan {
         pagemap_fd: fds.pagemap,
         mem_fd: fds.mem,
@@ -404,6 +466,10 @@ fn write_image(
         &[out.fd(), fds.pagemap, fds.mem],
         settings.refuse_external,
     )?;
+    if !job.check {
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::scan_begins() };
+    }
     for line in maps::lines(maps_text) {
         let Some(m) = maps::parse_line(line) else {
             return Err(Fail::new("cannot parse /proc/self/maps line: ").bytes(line));
@@ -494,6 +560,7 @@ fn write_image(
         }
     }
 
+    job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
     let process = process::collect(arena)?;
     let posix_timers = timers::collect(arena, others.len() + 1)?;
     let exe = exe_identity(arena)?;

@@ -326,7 +326,14 @@ fn build(
         threads: image.threads.len() as u64,
         refuse_external: overrides.refuse_external.map_or(-1, i64::from),
         check_len: 0,
+        status_pid: 0,
+        status_starttime: 0,
     };
+    if keep_tids {
+        // The supervisor (this process before `namespace::enter`) is
+        // the PID the user holds.
+        (h.status_pid, h.status_starttime) = namespace::supervisor();
+    }
     if let Some(img) = &overrides.image {
         h.image[..img.len()].copy_from_slice(img.as_bytes());
         h.image_len = img.len() as u64;

@@ -44,6 +44,11 @@ pub struct Handoff {
     /// Length of the `MIGRATE_RESTORE_CHECK` path, whose bytes follow
     /// this block (0: no check; see `restore::check`).
     pub check_len: u64,
+    /// The PID the user holds and its start time, under which the
+    /// restored process writes its status (`crate::status`): the
+    /// supervisor's in a PID namespace, else 0 (the process's own).
+    pub status_pid: i64,
+    pub status_starttime: u64,
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -120,6 +125,8 @@ fn finish(h: &Handoff) {
         s.image
             .bytes(&h.image[..(h.image_len as usize).min(PATH_MAX)]);
     }
+    // SAFETY: every other thread waits on `go`.
+    unsafe { crate::status::at_resume(h.status_pid as i32, h.status_starttime) };
     if s.log >= crate::config::LogLevel::Info {
         let mut tail = Line::<80>::new();
         tail.str(" as pid ")
