@@ -112,7 +112,13 @@ pub fn main(a: Args) -> Result<(), Failure> {
         return Err(unreachable(format!("process {pid} ({comm}) has exited")));
     }
     let dir = status::dir();
-    let st = dir.as_ref().ok().and_then(|d| status::read(d, pid, start));
+    // A status file outlives an exec of a program without the library:
+    // its dump signal must not be sent then.
+    let st = dir
+        .as_ref()
+        .ok()
+        .and_then(|d| status::read(d, pid, start))
+        .filter(|_| status::has_library(pid).unwrap_or(false));
     let Some(st) = st else {
         return Err(unreachable(no_status(pid, &comm, &dir)));
     };
@@ -151,12 +157,10 @@ pub fn main(a: Args) -> Result<(), Failure> {
 /// Why there is no status for `pid`: the library not loaded, or loaded
 /// without a status (a wrapper, a restore under way, no usable directory).
 fn no_status(pid: i32, comm: &str, dir: &Result<PathBuf, String>) -> String {
-    let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-        Ok(m) => m,
+    match status::has_library(pid) {
         Err(e) => return format!("cannot read /proc/{pid}/maps of process {pid} ({comm}): {e}"),
-    };
-    if !maps.lines().any(|l| l.ends_with("/libmigrate.so")) {
-        return format!("process {pid} ({comm}) is not running under libmigrate.so");
+        Ok(false) => return format!("process {pid} ({comm}) is not running under libmigrate.so"),
+        Ok(true) => {}
     }
     let dir = match dir {
         Ok(d) => d.display().to_string(),

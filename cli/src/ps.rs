@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::status::{self, Status, alive};
+use crate::status::{self, Status, alive, has_library};
 use crate::{Failure, human};
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,9 @@ fn processes() -> Vec<Status> {
         else {
             continue;
         };
-        if s.pid != pid || !alive(pid, s.starttime) {
+        // Gone, another process under that PID now, or an exec of a
+        // program without the library: the file is of nobody.
+        if s.pid != pid || !alive(pid, s.starttime) || matches!(has_library(pid), Ok(false)) {
             let _ = std::fs::remove_file(e.path());
             continue;
         }

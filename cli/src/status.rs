@@ -107,6 +107,14 @@ pub fn alive(pid: i32, starttime: u64) -> bool {
     proc_stat(pid).is_some_and(|(_, start, state)| start == starttime && state != 'Z')
 }
 
+/// Whether libmigrate.so is mapped in process `pid` (`Err`: its maps
+/// cannot be read). A status file outlives an `exec` of a program without
+/// the library: the dump signal must not be sent then.
+pub fn has_library(pid: i32) -> std::io::Result<bool> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(maps.lines().any(|l| l.ends_with("/libmigrate.so")))
+}
+
 /// The status of `pid` in `dir`, if its file is there, parses, and is of
 /// this very process (not of an earlier one with the same PID).
 pub fn read(dir: &std::path::Path, pid: i32, starttime: u64) -> Option<Status> {

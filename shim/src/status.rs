@@ -472,6 +472,30 @@ fn set_up(s: &mut Status, user: Option<(i32, u64)>) {
 pub fn at_start() {
     // SAFETY: the constructor runs alone, before the handler exists.
     set_up(unsafe { state() }, None);
+    // Registered once, in the process's first constructor: a restored
+    // process inherits the registration with the rest of its memory.
+    // SAFETY: `at_exit` is a plain function that stays loaded.
+    unsafe { libc::atexit(at_exit) };
+}
+
+/// Removes this process's status file as it exits normally (`atexit`):
+/// a process that is gone leaves nothing for `migrate ps` to clean up.
+/// Exits through `exit_group` (after a dump in exit mode) or by a signal
+/// keep the file, with the last dump's outcome, until `migrate ps` sees
+/// the process gone.
+extern "C" fn at_exit() {
+    // SAFETY: a process exiting runs no dump (exit takes no signal
+    // handler's path); at worst this races a dump's own status write,
+    // and either order leaves a valid file or none.
+    let s = unsafe { state() };
+    if !s.on || s.own_pid != sys::getpid() {
+        return;
+    }
+    let mut path = Line::<{ DIR_MAX + 32 }>::new();
+    path.bytes(s.dir.as_bytes()).str("/").dec(s.pid as u64);
+    if let Some(p) = path.c_str() {
+        let _ = sys::unlink(p);
+    }
 }
 
 /// A restored process's status as it resumes: under the PID the user
