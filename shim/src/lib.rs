@@ -3,7 +3,8 @@
 //!
 //! Loaded with `LD_PRELOAD`, its constructor either restores the image
 //! named by `MIGRATE_RESTORE` (see [`restore`]) or installs a handler for
-//! the dump signal (see [`dump`]). In a setuid or setgid process it does
+//! the dump signal (see [`dump`]) and writes the process's status file,
+//! which `migrate dump` and `migrate ps` read (see [`status`]). In a setuid or setgid process it does
 //! nothing at all, nor in a wrapper (`timeout 60 ./app`) that will run the
 //! program an image named by `MIGRATE_RESTORE` is of (see
 //! [`restore::wrapper`]).
