@@ -138,8 +138,10 @@ pub fn main(a: Args) -> Result<(), Failure> {
     let timeout = a.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let (nonce, req_path) = request(&t, image.as_deref(), after)?;
     let outcome = wait(&t, nonce, timeout);
-    // Gone once the process read it; left behind when it never did.
+    // Gone once the process read it; left behind when it never did. The
+    // outcome file too, when the wait ended another way.
     let _ = std::fs::remove_file(&req_path);
+    let _ = std::fs::remove_file(status::done_path(&t.dir, pid, nonce));
     let last = outcome?;
     println!(
         "dumped {}: {}, {} pages stored, {} ms",
@@ -257,22 +259,31 @@ fn wait(t: &Target, nonce: u32, timeout: Duration) -> Result<status::Last, Failu
     loop {
         let now = Instant::now();
         let gone = !alive(t.pid, t.start);
-        if let Some(s) = status::read(&t.dir, t.pid, t.start)
-            && s.request == nonce
-        {
-            started = true;
-            if !s.dumping {
-                let last = s.last.unwrap_or_default();
-                shown.finish(t, last.ok);
-                if last.ok {
-                    return Ok(last);
-                }
-                return Err(Failure::new(
-                    exit::FAILED,
-                    format!("the dump of {} failed: {}", t.name(), last.error),
-                ));
+        // Its outcome file, or the status if that file could not be
+        // written (the status shows only the latest dump, which is ours
+        // if it names our request).
+        let finished = status::read_done(&t.dir, t.pid, nonce).or_else(|| {
+            let s = status::read(&t.dir, t.pid, t.start)?;
+            if s.request != nonce {
+                return None;
             }
-            shown.show(t, s.progress.unwrap_or((0, 0)));
+            started = true;
+            if s.dumping {
+                shown.show(t, s.progress.unwrap_or((0, 0)));
+                return None;
+            }
+            Some(s)
+        });
+        if let Some(done) = finished {
+            let last = done.last.unwrap_or_default();
+            shown.finish(t, last.ok);
+            if last.ok {
+                return Ok(last);
+            }
+            return Err(Failure::new(
+                exit::FAILED,
+                format!("the dump of {} failed: {}", t.name(), last.error),
+            ));
         }
         if gone {
             shown.finish(t, false);

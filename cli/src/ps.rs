@@ -52,7 +52,19 @@ fn processes() -> Vec<Status> {
     let mut list = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let name = name.to_str().unwrap_or("");
+        // A request or outcome left by a `migrate dump` that gave up, of a
+        // process that is gone.
+        let (head, tail) = name.split_once('.').unwrap_or((name, ""));
+        if (tail.starts_with("req.") || tail.starts_with("done."))
+            && head
+                .parse::<i32>()
+                .is_ok_and(|pid| status::proc_stat(pid).is_none())
+        {
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
+        let Ok(pid) = name.parse::<i32>() else {
             continue;
         };
         let Some(s) = std::fs::read_to_string(e.path())

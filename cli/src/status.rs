@@ -2,7 +2,7 @@
 //! `migrate::status`), and what `/proc` says about a process.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use migrate::status::{DIR_MAX, check_dir, dir_path, stat_starttime};
 use migrate::sys::line::Line;
@@ -117,9 +117,23 @@ pub fn has_library(pid: i32) -> std::io::Result<bool> {
 
 /// The status of `pid` in `dir`, if its file is there, parses, and is of
 /// this very process (not of an earlier one with the same PID).
-pub fn read(dir: &std::path::Path, pid: i32, starttime: u64) -> Option<Status> {
+pub fn read(dir: &Path, pid: i32, starttime: u64) -> Option<Status> {
     let text = std::fs::read_to_string(dir.join(pid.to_string())).ok()?;
     Status::parse(&text).filter(|s| s.pid == pid && s.starttime == starttime)
+}
+
+/// Where the outcome of request `nonce` to `pid` goes.
+pub fn done_path(dir: &Path, pid: i32, nonce: u32) -> PathBuf {
+    dir.join(format!("{pid}.done.{nonce}"))
+}
+
+/// The outcome of request `nonce` to `pid`, once the process wrote it
+/// (the status as of the end of that dump); the file is removed.
+pub fn read_done(dir: &Path, pid: i32, nonce: u32) -> Option<Status> {
+    let path = done_path(dir, pid, nonce);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let _ = std::fs::remove_file(&path);
+    Status::parse(&text).filter(|s| s.request == nonce && !s.dumping)
 }
 
 #[cfg(test)]

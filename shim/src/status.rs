@@ -49,7 +49,15 @@
 //! continue|exit|kill`, one per line, at most [`REQUEST_MAX`] bytes) and
 //! sends the dump signal with `sigqueue`, `si_value` =
 //! [`request_value`]`(nonce)`. The handler reads the file (a regular file
-//! owned by this uid), removes it and applies it to that dump only. A
+//! owned by this uid), removes it and applies it to that dump only. When
+//! the dump ends, its outcome (the status text as of then) is also written
+//! to `<dir>/<pid>.done.<nonce>`, which the requester reads and removes:
+//! the status file itself may already show a later dump. Signals of one
+//! number do not queue, so the signal is a doorbell: after each dump the
+//! next request file waiting, if any, rings again ([`ring_next`]), a
+//! request that reaches a thread while another leads a dump is passed to
+//! the leader's thread, and a request whose file is gone (served by an
+//! earlier dump) is skipped. A
 //! plain `kill` still dumps with the process's own settings.
 
 use crate::config::{Global, PATH_MAX, SETTINGS};
@@ -372,6 +380,12 @@ pub fn format<const N: usize>(
 
 /// Writes the status file (dropped on any failure).
 fn write(s: &mut Status) {
+    write_as(s, 0);
+}
+
+/// Writes the status file, and with `done` non-zero the same text as
+/// request `done`'s outcome file `<dir>/<pid>.done.<nonce>` first.
+fn write_as(s: &mut Status, done: u32) {
     if !s.on {
         return;
     }
@@ -387,14 +401,29 @@ fn write(s: &mut Status) {
         settings.sequence,
         text,
     );
+    if done != 0 {
+        s.target.clear();
+        s.target
+            .bytes(s.dir.as_bytes())
+            .str("/")
+            .dec(s.pid as u64)
+            .str(".done.")
+            .dec(u64::from(done));
+        put(s, text.as_bytes());
+    }
+    s.target.clear();
+    s.target.bytes(s.dir.as_bytes()).str("/").dec(s.pid as u64);
+    put(s, text.as_bytes());
+}
+
+/// Writes `text` to `s.target` through a temporary file and a rename.
+fn put(s: &mut Status, text: &[u8]) {
     s.tmp.clear();
     s.tmp
         .bytes(s.dir.as_bytes())
         .str("/.")
         .dec(s.pid as u64)
         .str(".tmp");
-    s.target.clear();
-    s.target.bytes(s.dir.as_bytes()).str("/").dec(s.pid as u64);
     let (Some(tmp), Some(target)) = (s.tmp.c_str(), s.target.c_str()) else {
         return;
     };
@@ -402,7 +431,7 @@ fn write(s: &mut Status) {
     let Ok(fd) = sys::open(tmp, flags, 0o600) else {
         return;
     };
-    let wrote = sys::write_all(fd, text.as_bytes());
+    let wrote = sys::write_all(fd, text);
     sys::close(fd);
     if wrote.is_ok() {
         let _ = sys::rename(tmp, target);
@@ -536,13 +565,7 @@ pub unsafe fn read_request(nonce: u32, req: &mut Request) -> Result<(), Fail> {
     if !s.on {
         return Err(fail().str("this process has no status directory"));
     }
-    s.tmp.clear();
-    s.tmp
-        .bytes(s.dir.as_bytes())
-        .str("/")
-        .dec(s.pid as u64)
-        .str(".req.")
-        .dec(u64::from(nonce));
+    request_path(s, nonce);
     let path = s.tmp.c_str().ok_or_else(|| fail().str("path too long"))?;
     let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
     let fd = sys::open(path, flags, 0).map_err(|e| {
@@ -565,6 +588,75 @@ pub unsafe fn read_request(nonce: u32, req: &mut Request) -> Result<(), Fail> {
         return Err(fail().str("its file is too large"));
     }
     parse_request(&buf[..n], req).map_err(|why| fail().str(why))
+}
+
+/// Puts request `nonce`'s file name into `s.tmp`.
+fn request_path(s: &mut Status, nonce: u32) {
+    s.tmp.clear();
+    s.tmp
+        .bytes(s.dir.as_bytes())
+        .str("/")
+        .dec(s.pid as u64)
+        .str(".req.")
+        .dec(u64::from(nonce));
+}
+
+/// Whether request `nonce`'s file is there (not yet taken by a dump).
+///
+/// # Safety
+/// Called by the thread leading a dump.
+pub unsafe fn request_pending(nonce: u32) -> bool {
+    // SAFETY: the caller's promise.
+    let s = unsafe { for_dump() };
+    if !s.on {
+        // Reading it fails the dump with the reason.
+        return true;
+    }
+    request_path(s, nonce);
+    s.tmp
+        .c_str()
+        .is_some_and(|p| sys::stat_path(p, false).is_ok())
+}
+
+/// Signals of one number do not queue (a second one sent while the first
+/// is pending is lost): after each dump, the next request waiting in its
+/// file, if any, is asked for again by queueing the dump signal to this
+/// process, which takes it once the handler returns. `served` is the
+/// request just taken (never asked again, should its file have stayed).
+///
+/// # Safety
+/// Called by the thread leading a dump.
+pub unsafe fn ring_next(served: u32) {
+    // SAFETY: the caller's promise.
+    let s = unsafe { for_dump() };
+    if !s.on {
+        return;
+    }
+    let mut prefix = Line::<24>::new();
+    prefix.dec(s.pid as u64).str(".req.");
+    let mut next = 0u32;
+    let Some(dir) = s.dir.c_str() else {
+        return;
+    };
+    let _ = sys::for_each_dir_entry(dir, |name| {
+        if next == 0
+            && let Some(n) = name.strip_prefix(prefix.as_bytes())
+            && let Some(n) = sys::parse_dec(n)
+            && n != u64::from(served)
+            && n != 0
+            && n <= u64::from(u32::MAX)
+        {
+            next = n as u32;
+        }
+    });
+    if next != 0 {
+        // SAFETY: as above; reading one word.
+        let sig = unsafe { SETTINGS.get() }.signal;
+        // To this thread: pending until its handler returns, when no dump
+        // is under way (another thread could take a process-directed one
+        // now, and find this dump still leading).
+        let _ = sys::queue_signal_to_thread(sys::gettid(), sig, request_value(next));
+    }
 }
 
 /// A dump starts (every other thread parked): state `dumping`.
@@ -655,7 +747,10 @@ pub unsafe fn dump_finished(
     if let Err(f) = result {
         l.error.bytes(f.line.as_bytes());
     }
-    write(s);
+    // The status file shows only the latest dump, which may already be
+    // another's by the time the requester looks: its outcome gets a file
+    // of its own.
+    write_as(s, nonce);
 }
 
 #[cfg(test)]

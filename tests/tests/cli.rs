@@ -745,7 +745,7 @@ fn completions_for_each_shell() {
         let (code, out, err) = command(&["completions".as_ref(), shell.as_ref()]);
         assert_eq!(code, 0, "{shell}: {err}");
         assert!(
-            out.contains("inspect") && out.contains("restore") && out.contains("--timeout"),
+            out.contains("inspect") && out.contains("restore") && out.contains("timeout"),
             "{shell}: {out}"
         );
     }

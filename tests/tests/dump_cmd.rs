@@ -292,3 +292,56 @@ fn namespace_restored_process_dumped_twice_and_listed() {
 
     finish_restored(&mut restored, &original, &expected);
 }
+
+/// Requests at once, with a plain dump signal among them, to a program
+/// whose threads come and go: a signal of one number does not queue, yet
+/// every request is served (each image is there, each command exits 0),
+/// and the program ends with the output of an uninterrupted run.
+#[test]
+fn concurrent_requests_all_served() {
+    let dir = TestDir::new("dumpcmd-concurrent");
+    let program = Program::cchurn();
+    let expected = reference(&program);
+    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
+    let mut p = dir.spawn_plain(&run, "original", &[]);
+    p.wait_for_step(1);
+    let pid = p.pid().to_string();
+    for round in 0..3 {
+        let images: Vec<_> = (0..3)
+            .map(|i| dir.join(&format!("r{round}-{i}.img")))
+            .collect();
+        let children: Vec<_> = images
+            .iter()
+            .map(|image| {
+                Command::new(migrate())
+                    .args([
+                        "dump".as_ref(),
+                        pid.as_ref(),
+                        "--image".as_ref(),
+                        image.as_os_str(),
+                    ])
+                    .env_remove("LD_PRELOAD")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run migrate dump")
+            })
+            .collect();
+        p.signal(libc::SIGUSR2);
+        for (child, image) in children.into_iter().zip(&images) {
+            let out = child.wait_with_output().expect("wait for migrate dump");
+            assert!(
+                out.status.success() && image.is_file(),
+                "round {round}, {}: {}; stderr {}\n{}",
+                image.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                p.describe()
+            );
+        }
+    }
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+}

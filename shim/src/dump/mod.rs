@@ -132,21 +132,31 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
         world::park();
         return;
     }
+    // SAFETY: forwarded from the caller.
+    let request = unsafe { sys::siginfo_code_value(info) }
+        .and_then(|(code, value)| crate::status::request_nonce(code, value))
+        .unwrap_or(0);
     let me = sys::gettid();
     if world::WORLD
         .leader
         .compare_exchange(0, me, AcqRel, Acquire)
         .is_err()
     {
-        // Another thread leads a dump: this one stops like the rest.
+        // Another thread leads a dump: this one stops like the rest. A
+        // request taken here goes to the leader's thread, pending there
+        // until that dump is over (a process-directed signal could land
+        // on any thread, and find a leader again).
+        if request != 0 {
+            let leader = world::WORLD.leader.load(Acquire);
+            let to = if leader != 0 { leader } else { me };
+            // SAFETY: the handler runs with every signal blocked; reading a word.
+            let sig = unsafe { SETTINGS.get() }.signal;
+            let _ = sys::queue_signal_to_thread(to, sig, crate::status::request_value(request));
+        }
         world::park();
         return;
     }
     world::WORLD.pid.store(sys::getpid(), Release);
-    // SAFETY: forwarded from the caller.
-    let request = unsafe { sys::siginfo_code_value(info) }
-        .and_then(|(code, value)| crate::status::request_nonce(code, value))
-        .unwrap_or(0);
     lead(request);
     world::WORLD.pid.store(0, Release);
     world::WORLD.leader.store(0, Release);
@@ -194,7 +204,22 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
     let job = unsafe { &mut *arg.cast::<Job>() };
     // SAFETY: the handler runs with every signal blocked; no other access.
     let settings = unsafe { SETTINGS.get() };
+    let nonce = job.request.nonce;
+    // SAFETY: this thread leads the dump.
+    let pending = nonce == 0 || unsafe { crate::status::request_pending(nonce) };
+    if !pending {
+        // Served already: its signal came after the dump that took it.
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::ring_next(nonce) };
+        return 0;
+    }
     let result = dump(job);
+    if !job.check {
+        // Signals of one number do not queue: requests that came during
+        // this dump are asked again, one by one, from their files.
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::ring_next(nonce) };
+    }
     if job.check {
         crate::restore::check::release_held();
     } else if !job.reported {
