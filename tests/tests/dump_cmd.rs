@@ -4,7 +4,8 @@
 //! with the process's own reason while the program goes on; a process
 //! without the library is named as such at once; a large dump shows
 //! progress on a terminal; a process restored in a PID namespace (the PID
-//! the user holds is its supervisor's) is dumped twice and listed by `ps`.
+//! the user holds is its supervisor's) is dumped twice and listed by `ps`;
+//! concurrent requests are all served; `--kill` ends the process by SIGKILL.
 
 use std::ffi::OsStr;
 use std::io::Read;
@@ -344,4 +345,27 @@ fn concurrent_requests_all_served() {
     let status = p.wait();
     assert!(status.success(), "{}", p.describe());
     assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+}
+
+/// `--kill`: the image is complete and the process ends killed by SIGKILL
+/// (its parent sees the kill), with every thread still stopped.
+#[test]
+fn dump_kill_ends_by_sigkill() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TestDir::new("dumpcmd-kill");
+    let program = Program::cthreads(3);
+    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
+    let mut p = dir.spawn_plain(&run, "original", &[]);
+    p.wait_for_step(2);
+    let image = dir.join("killed.img");
+    dump_ok(&mut p, &["--kill"], &image);
+    let status = p.wait();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{}\n{}",
+        describe_status(status),
+        p.describe()
+    );
+    dumpfmt::verify(&image).expect("a complete image");
 }
