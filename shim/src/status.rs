@@ -551,15 +551,33 @@ unsafe fn for_dump() -> &'static mut Status {
     s
 }
 
-/// Reads and removes request `nonce`'s file into `req`.
+/// The image path of the request being served (empty: none given).
+static REQUEST: Global<Request> = Global::new(Request::new());
+
+/// The image path (pattern) the request being served asks for; empty
+/// when it names none.
+///
+/// # Safety
+/// Called by the thread leading a dump, after [`read_request`].
+pub unsafe fn request_image() -> &'static [u8] {
+    // SAFETY: the caller's promise.
+    unsafe { REQUEST.get() }.image.as_bytes()
+}
+
+/// Reads and removes request `nonce`'s file; what it asks for after the
+/// dump (its image path: [`request_image`]).
 ///
 /// # Safety
 /// Called by the thread leading a dump.
 // `Fail` is carried inline, as everywhere on the dump path (no heap).
 #[allow(clippy::result_large_err)]
-pub unsafe fn read_request(nonce: u32, req: &mut Request) -> Result<(), Fail> {
+pub unsafe fn read_request(nonce: u32) -> Result<After, Fail> {
     // SAFETY: the caller's promise.
     let s = unsafe { for_dump() };
+    // SAFETY: as above.
+    let req = unsafe { REQUEST.get() };
+    req.image.clear();
+    req.after = After::Default;
     req.nonce = nonce;
     let fail = || Fail::new("dump request ").dec(u64::from(nonce)).str(": ");
     if !s.on {
@@ -587,7 +605,8 @@ pub unsafe fn read_request(nonce: u32, req: &mut Request) -> Result<(), Fail> {
     if st.st_size as u64 > REQUEST_MAX as u64 || n >= REQUEST_MAX {
         return Err(fail().str("its file is too large"));
     }
-    parse_request(&buf[..n], req).map_err(|why| fail().str(why))
+    parse_request(&buf[..n], req).map_err(|why| fail().str(why))?;
+    Ok(req.after)
 }
 
 /// Puts request `nonce`'s file name into `s.tmp`.

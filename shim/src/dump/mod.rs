@@ -109,8 +109,12 @@ struct Job {
     prev_sequence: u64,
     /// This dump is a restore's fidelity check (`restore::check`).
     check: bool,
-    /// What `migrate dump` asked of this dump (nonce 0: a plain signal).
-    request: crate::status::Request,
+    /// The `migrate dump` request this dump serves (0: a plain signal)
+    /// and what it asks for after (its image path is kept by `status`,
+    /// out of this block: a larger `Job` made dumps measurably slower to
+    /// start, see `status::request_image`).
+    nonce: u32,
+    after: crate::status::After,
     /// Pages stored in the image.
     pages: u64,
     /// The outcome is in the status file already.
@@ -137,11 +141,7 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
         .and_then(|(code, value)| crate::status::request_nonce(code, value))
         .unwrap_or(0);
     let me = sys::gettid();
-    if world::WORLD
-        .leader
-        .compare_exchange(0, me, AcqRel, Acquire)
-        .is_err()
-    {
+    if !claim_lead(me) {
         // Another thread leads a dump: this one stops like the rest. A
         // request taken here goes to the leader's thread, pending there
         // until that dump is over (a process-directed signal could land
@@ -162,6 +162,32 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t) {
     world::WORLD.leader.store(0, Release);
 }
 
+/// How long a dump signal waits for a dump that is ending to be over.
+const FINISHING_WAIT_NS: u64 = 50_000_000;
+
+/// Claims the lead of a new dump. A dump signal that lands while another
+/// thread still leads one that is no longer collecting threads (it is
+/// ending: its threads released, its leader about to let go) waits a
+/// little for it to be over instead of being lost; while the other dump
+/// collects (or does not end in time), this thread parks as before.
+fn claim_lead(me: i32) -> bool {
+    let deadline = sys::monotonic_ns() + FINISHING_WAIT_NS;
+    loop {
+        if world::WORLD
+            .leader
+            .compare_exchange(0, me, AcqRel, Acquire)
+            .is_ok()
+        {
+            return true;
+        }
+        if !world::WORLD.slots.load(Acquire).is_null() || sys::monotonic_ns() >= deadline {
+            return false;
+        }
+        // SAFETY: sched_yield takes no arguments.
+        let _ = unsafe { sys::sys(libc::SYS_sched_yield, [0; 6]) };
+    }
+}
+
 /// Dumps, or, when this is a restored process coming back through the
 /// dump's own call frames, finishes the restore.
 fn lead(request: u32) {
@@ -180,7 +206,7 @@ fn lead(request: u32) {
         (*job).regs = &regs;
         (*job).started = started;
         (*job).stack = (stack as u64, stack as u64 + DUMP_STACK_LEN as u64);
-        (*job).request.nonce = request;
+        (*job).nonce = request;
     }
     let top = stack as u64 + DUMP_STACK_LEN as u64;
     panic::LEADING.store(job, Release);
@@ -204,7 +230,7 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
     let job = unsafe { &mut *arg.cast::<Job>() };
     // SAFETY: the handler runs with every signal blocked; no other access.
     let settings = unsafe { SETTINGS.get() };
-    let nonce = job.request.nonce;
+    let nonce = job.nonce;
     // SAFETY: this thread leads the dump.
     let pending = nonce == 0 || unsafe { crate::status::request_pending(nonce) };
     if !pending {
@@ -254,7 +280,7 @@ fn report(job: &mut Job, result: Result<(), &Fail>) {
     // SAFETY: this thread leads the dump.
     unsafe {
         crate::status::dump_finished(
-            job.request.nonce,
+            job.nonce,
             result,
             job.path.as_bytes(),
             job.size,
@@ -339,16 +365,18 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // A restore's check dump goes to its own path and does not count.
     job.check = crate::restore::check::take(&mut job.path);
     let seq = if job.check { before } else { before + 1 };
-    if !job.check && job.request.nonce != 0 {
-        let nonce = job.request.nonce;
+    if !job.check && job.nonce != 0 {
+        let nonce = job.nonce;
         // SAFETY: this thread leads the dump.
-        unsafe { crate::status::read_request(nonce, &mut job.request) }?;
+        job.after = unsafe { crate::status::read_request(nonce) }?;
     }
     if !job.check {
-        let pattern = if job.request.image.is_empty() {
+        // SAFETY: this thread leads the dump.
+        let requested = unsafe { crate::status::request_image() };
+        let pattern = if job.nonce == 0 || requested.is_empty() {
             settings.image.as_bytes()
         } else {
-            job.request.image.as_bytes()
+            requested
         };
         expand_path(pattern, sys::getpid(), seq, &mut job.path);
     }
@@ -365,7 +393,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     let result = world::stop_others(&arena).and_then(|others| {
         if !job.check {
             // SAFETY: this thread leads the dump; the others are parked.
-            unsafe { crate::status::dump_started(job.request.nonce) };
+            unsafe { crate::status::dump_started(job.nonce) };
         }
         // Created once every other thread is parked: a fork still in
         // flight would hand the image's descriptor to the child, which
@@ -379,7 +407,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         out.finish(&header?)
     });
     job.writer = core::ptr::null_mut();
-    let after = job.request.after;
+    let after = job.after;
     let exit = match after {
         crate::status::After::Default => settings.exit_after_dump,
         crate::status::After::Continue => false,
