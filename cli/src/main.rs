@@ -3,12 +3,15 @@
 //! found by [`library`].
 
 mod completions;
+mod dump;
 mod human;
 mod inspect;
 mod library;
 mod memory;
+mod ps;
 mod restore;
 mod run;
+mod status;
 mod verify;
 
 use std::ffi::OsString;
@@ -29,12 +32,16 @@ pub struct Cli {
 enum Command {
     /// Run a program with libmigrate.so preloaded: the dump signal writes an image.
     Run(run::Args),
+    /// Ask a process running under libmigrate.so for a dump and wait for its outcome.
+    Dump(dump::Args),
     /// Restore an image: run its program, which becomes the image's process.
     Restore(restore::Args),
     /// Show what an image holds.
     Inspect(inspect::Args),
     /// Check an image's integrity and whether this host can restore it.
     Verify(verify::Args),
+    /// List this user's processes running under libmigrate.so, with their last dump.
+    Ps(ps::Args),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -82,6 +89,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(a) => run::main(a),
+        Command::Dump(a) => dump::main(a),
+        Command::Ps(a) => ps::main(a),
         Command::Restore(a) => restore::main(a),
         Command::Inspect(a) => inspect::main(a),
         Command::Verify(a) => verify::main(a),

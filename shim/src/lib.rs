@@ -3,8 +3,10 @@
 //!
 //! Loaded with `LD_PRELOAD`, its constructor either restores the image
 //! named by `MIGRATE_RESTORE` (see [`restore`]) or installs a handler for
-//! the dump signal (see [`dump`]) and, with `MIGRATE_INTERVAL`, the timer
-//! of periodic dumps (see [`dump::periodic`]). In a setuid or setgid process it does
+//! the dump signal (see [`dump`]), writes the process's status file,
+//! which `migrate dump` and `migrate ps` read (see [`status`]), and, with
+//! `MIGRATE_INTERVAL`, starts the timer of periodic dumps (see
+//! [`dump::periodic`]). In a setuid or setgid process it does
 //! nothing at all, nor in a wrapper (`timeout 60 ./app`) that will run the
 //! program an image named by `MIGRATE_RESTORE` is of (see
 //! [`restore::wrapper`]).
@@ -16,6 +18,7 @@ pub mod dump;
 pub mod fault;
 pub mod interpose;
 pub mod restore;
+pub mod status;
 pub mod sys;
 pub mod tree;
 
@@ -112,6 +115,18 @@ fn init() {
         );
         return;
     }
+    // The handler exists before the status says so (`migrate dump` sends
+    // the signal once it reads the status), and cannot run while the
+    // status is set up.
+    let mut only = empty_sigset();
+    // SAFETY: a valid set and signal number.
+    unsafe { libc::sigaddset(&mut only, s.signal) };
+    let mut old = empty_sigset();
+    // SAFETY: valid sets.
+    unsafe { interpose::real_sigprocmask(libc::SIG_BLOCK, &only, &mut old) };
+    status::at_start();
+    // SAFETY: valid sets.
+    unsafe { interpose::real_sigprocmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
     if let Err(e) = dump::periodic::start(s.signal) {
         eprintln!(
             "migrate: cannot create the timer for MIGRATE_INTERVAL, no periodic dumps: {}",
@@ -183,4 +198,13 @@ fn install_handler(sig: i32) -> std::io::Result<()> {
     }
     interpose::ACTIVE.store(true, core::sync::atomic::Ordering::Relaxed);
     Ok(())
+}
+
+fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        set
+    }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use std::os::unix::process::ExitStatusExt;
 
+pub mod command;
 pub mod dump_point;
 pub mod fidelity;
 pub mod guest;
@@ -881,6 +882,12 @@ impl Proc {
     pub fn dump_with(&mut self, sig: i32) {
         self.dump_lines.push(self.stdout_lines().len());
         self.signal(sig);
+    }
+
+    /// Notes a dump asked for some other way than [`Proc::dump_with`]
+    /// (`migrate dump`), as that method does.
+    pub fn note_dump(&mut self) {
+        self.dump_lines.push(self.stdout_lines().len());
     }
 
     /// How many stdout lines were out when each dump signal was sent.

@@ -6,7 +6,7 @@
 //! problem.
 
 use std::borrow::Cow;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,35 +16,8 @@ use dumpfmt::{
     PROT_EXEC, PROT_READ, PROT_WRITE, PosixTimer, ProcessState, ResumeContext, Settings,
     ThreadState,
 };
+use migrate_tests::command::{migrate, under_restore, under_run};
 use migrate_tests::*;
-
-/// `target/release/migrate`, beside the library the tests use.
-fn migrate() -> PathBuf {
-    let path = shim_path().with_file_name("migrate");
-    assert!(
-        path.is_file(),
-        "{} does not exist: build first (`make`, or `cargo build --release`)",
-        path.display()
-    );
-    path
-}
-
-/// `migrate run --image IMAGE ARGS -- PROGRAM` as a program to spawn.
-fn under_run(migrate: &Path, program: &Program, image: &Path, args: &[&str]) -> Program {
-    let mut argv: Vec<&OsStr> = vec![migrate.as_os_str(), "run".as_ref(), "--image".as_ref()];
-    argv.push(image.as_os_str());
-    argv.extend(args.iter().map(OsStr::new));
-    argv.push("--".as_ref());
-    argv.extend(program.argv.iter().map(OsString::as_os_str));
-    Program::command_of(&format!("migrate-run-{}", program.name), &argv)
-}
-
-/// `WRAPPER... migrate restore IMAGE` as a program to spawn.
-fn under_restore(migrate: &Path, wrapper: &[&str], image: &Path) -> Program {
-    let mut argv: Vec<&OsStr> = wrapper.iter().map(OsStr::new).collect();
-    argv.extend([migrate.as_os_str(), "restore".as_ref(), image.as_os_str()]);
-    Program::command_of("migrate-restore", &argv)
-}
 
 /// Runs `program` under `migrate run`, dumps it at `step` with the dump
 /// signal (with `--after-dump exit`, it exits by itself), restores it
@@ -774,7 +747,7 @@ fn completions_for_each_shell() {
         let (code, out, err) = command(&["completions".as_ref(), shell.as_ref()]);
         assert_eq!(code, 0, "{shell}: {err}");
         assert!(
-            out.contains("inspect") && out.contains("restore"),
+            out.contains("inspect") && out.contains("restore") && out.contains("timeout"),
             "{shell}: {out}"
         );
     }

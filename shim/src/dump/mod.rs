@@ -116,6 +116,16 @@ struct Job {
     check: bool,
     /// A tick of the periodic timer asked for this dump.
     periodic: bool,
+    /// The `migrate dump` request this dump serves (0: a plain signal)
+    /// and what it asks for after (its image path is kept by `status`,
+    /// out of this block: a larger `Job` made dumps measurably slower to
+    /// start, see `status::request_image`).
+    nonce: u32,
+    after: crate::status::After,
+    /// Pages stored in the image.
+    pages: u64,
+    /// The outcome is in the status file already.
+    reported: bool,
 }
 
 /// The address of the xsave area of the signal frame whose context `uc`
@@ -156,30 +166,67 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t, uc: *mut libc::uconte
     }
     // SAFETY: forwarded from the caller.
     let tree_request = unsafe { crate::tree::dump::take_request(info) };
+    // SAFETY: forwarded from the caller.
+    let request = unsafe { sys::siginfo_code_value(info) }
+        .and_then(|(code, value)| crate::status::request_nonce(code, value))
+        .unwrap_or(0);
     let me = sys::gettid();
-    if world::WORLD
-        .leader
-        .compare_exchange(0, me, AcqRel, Acquire)
-        .is_err()
-    {
-        // Another thread leads a dump: this one stops like the rest.
+    if !claim_lead(me) {
+        // Another thread leads a dump: this one stops like the rest. A
+        // request taken here goes to the leader's thread, pending there
+        // until that dump is over (a process-directed signal could land
+        // on any thread, and find a leader again).
         if tree_request {
             crate::tree::dump::forget_request();
+        }
+        if request != 0 {
+            let leader = world::WORLD.leader.load(Acquire);
+            let to = if leader != 0 { leader } else { me };
+            // SAFETY: the handler runs with every signal blocked; reading a word.
+            let sig = unsafe { SETTINGS.get() }.signal;
+            let _ = sys::queue_signal_to_thread(to, sig, crate::status::request_value(request));
         }
         // SAFETY: forwarded from the caller.
         unsafe { world::park(uc) };
         return;
     }
     world::WORLD.pid.store(sys::getpid(), Release);
-    lead(uc, periodic);
+    lead(uc, periodic, request);
     world::WORLD.pid.store(0, Release);
     world::WORLD.leader.store(0, Release);
 }
 
+/// How long a dump signal waits for a dump that is ending to be over.
+const FINISHING_WAIT_NS: u64 = 50_000_000;
+
+/// Claims the lead of a new dump. A dump signal that lands while another
+/// thread still leads one that is no longer collecting threads (it is
+/// ending: its threads released, its leader about to let go) waits a
+/// little for it to be over instead of being lost; while the other dump
+/// collects (or does not end in time), this thread parks as before.
+fn claim_lead(me: i32) -> bool {
+    let deadline = sys::monotonic_ns() + FINISHING_WAIT_NS;
+    loop {
+        if world::WORLD
+            .leader
+            .compare_exchange(0, me, AcqRel, Acquire)
+            .is_ok()
+        {
+            return true;
+        }
+        if !world::WORLD.slots.load(Acquire).is_null() || sys::monotonic_ns() >= deadline {
+            return false;
+        }
+        // SAFETY: sched_yield takes no arguments.
+        let _ = unsafe { sys::sys(libc::SYS_sched_yield, [0; 6]) };
+    }
+}
+
 /// Dumps, or, when this is a restored process coming back through the
 /// dump's own call frames, finishes the restore. `uc` is the signal
-/// frame's context; `periodic` says a periodic tick asked for the dump.
-fn lead(uc: *mut libc::ucontext_t, periodic: bool) {
+/// frame's context; `periodic` says a periodic tick asked for the dump,
+/// `request` which `migrate dump` request it serves (0: none).
+fn lead(uc: *mut libc::ucontext_t, periodic: bool, request: u32) {
     let started = sys::monotonic_ns();
     let Ok(stack) = sys::mmap_anon(DUMP_STACK_LEN, libc::MAP_NORESERVE | libc::MAP_STACK) else {
         Line::<80>::new()
@@ -198,6 +245,7 @@ fn lead(uc: *mut libc::ucontext_t, periodic: bool) {
         (*job).started = started;
         (*job).stack = (stack as u64, stack as u64 + DUMP_STACK_LEN as u64);
         (*job).periodic = periodic;
+        (*job).nonce = request;
     }
     let top = stack as u64 + DUMP_STACK_LEN as u64;
     panic::LEADING.store(job, Release);
@@ -223,9 +271,27 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
     let job = unsafe { &mut *arg.cast::<Job>() };
     // SAFETY: the handler runs with every signal blocked; no other access.
     let settings = unsafe { SETTINGS.get() };
+    let nonce = job.nonce;
+    // SAFETY: this thread leads the dump.
+    let pending = nonce == 0 || unsafe { crate::status::request_pending(nonce) };
+    if !pending {
+        // Served already: its signal came after the dump that took it.
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::ring_next(nonce) };
+        return 0;
+    }
     let result = dump(job);
+    if !job.check {
+        // Signals of one number do not queue: requests that came during
+        // this dump are asked again, one by one, from their files.
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::ring_next(nonce) };
+    }
     if job.check {
         crate::restore::check::release_held();
+    } else if !job.reported {
+        // A failure before every thread was stopped.
+        report(job, result.as_ref().map(|_| ()));
     }
     match result {
         Err(f) => {
@@ -246,6 +312,23 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
             0
         }
     }
+}
+
+/// Puts the dump's outcome in the status file (see `crate::status`).
+fn report(job: &mut Job, result: Result<(), &Fail>) {
+    job.reported = true;
+    let ns = sys::monotonic_ns().saturating_sub(job.started);
+    // SAFETY: this thread leads the dump.
+    unsafe {
+        crate::status::dump_finished(
+            job.nonce,
+            result,
+            job.path.as_bytes(),
+            job.size,
+            job.pages,
+            ns,
+        )
+    };
 }
 
 /// The `info` line for a complete dump.
@@ -352,11 +435,23 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     job.prev_sequence = before;
     // A restore's check dump goes to its own path and does not count.
     job.check = crate::restore::check::take(&mut job.path);
-    let numbered = !job.check && crate::config::has_number(settings.image.as_bytes());
+    if !job.check && job.nonce != 0 {
+        let nonce = job.nonce;
+        // SAFETY: this thread leads the dump.
+        job.after = unsafe { crate::status::read_request(nonce) }?;
+    }
+    // SAFETY: this thread leads the dump.
+    let requested = unsafe { crate::status::request_image() };
+    let pattern = if job.nonce == 0 || requested.is_empty() {
+        settings.image.as_bytes()
+    } else {
+        requested
+    };
+    let numbered = !job.check && crate::config::has_number(pattern);
     let seq = if job.check {
         before
     } else {
-        numbered_path(settings.image.as_bytes(), before + 1, &mut job.path)
+        numbered_path(pattern, before + 1, &mut job.path)
     };
     if job.path.is_full() {
         return Err(Fail::new("image path too long"));
@@ -375,6 +470,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     let result = world::stop_others(&arena).and_then(|others| {
+        if !job.check {
+            // SAFETY: this thread leads the dump; the others are parked.
+            unsafe { crate::status::dump_started(job.nonce) };
+        }
         // Only now is the set of children final (no thread can fork): a
         // process with children fails, is dumped alone, or leads a tree.
         let mut tree = crate::tree::dump::begin(&arena, settings, &mut job.path, job.check)?;
@@ -396,13 +495,28 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         Ok(size)
     });
     job.writer = core::ptr::null_mut();
-    if let (Ok(size), true) = (&result, settings.exit_after_dump && !job.check) {
+    let after = job.after;
+    let exit = match after {
+        crate::status::After::Default => settings.exit_after_dump,
+        crate::status::After::Continue => false,
+        crate::status::After::Exit | crate::status::After::Kill => true,
+    };
+    if let Ok(size) = &result {
+        job.size = *size;
+    }
+    if !job.check {
+        // Before the other threads go on (or the process ends).
+        report(job, result.as_ref().map(|_| ()));
+    }
+    if let (Ok(_), true) = (&result, exit && !job.check) {
         // The image is complete: exit with every other thread still
         // parked, so that nothing the restored process will do again (a
         // line printed, a byte sent) happens after the snapshot.
-        job.size = *size;
         log_dumped(job, settings);
         keep::commit();
+        if after == crate::status::After::Kill {
+            let _ = sys::kill(sys::getpid(), libc::SIGKILL);
+        }
         sys::exit_group(0);
     }
     world::release_all();
@@ -471,6 +585,8 @@ fn write_image(
     // the pointer once this returns.
     job.fds = &mut fds;
     crate::fault::dump_panic_late_point();
+    // Status writes open and close a descriptor of their own: progress
+    // reports wait until the descriptors are collected (below).
     let mut scan = pages::PageScan {
         pagemap_fd: fds.pagemap,
         mem_fd: fds.mem,
@@ -504,6 +620,10 @@ fn write_image(
         ],
         settings.refuse_external,
     )?;
+    if !job.check {
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::scan_begins() };
+    }
     for line in maps::lines(maps_text) {
         let Some(m) = maps::parse_line(line) else {
             return Err(Fail::new("cannot parse /proc/self/maps line: ").bytes(line));
@@ -597,6 +717,7 @@ fn write_image(
         }
     }
 
+    job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
     let process = process::collect(arena)?;
     let posix_timers = timers::collect(arena, others.len() + 1)?;
     let exe = exe_identity(arena)?;

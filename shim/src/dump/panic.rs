@@ -82,6 +82,10 @@ fn hook(info: &std::panic::PanicHookInfo<'_>) {
         if !job.writer.is_null() {
             core::ptr::drop_in_place(job.writer);
         }
+        if !job.check && !job.reported {
+            let fail = super::Fail::new("").bytes(what.as_bytes());
+            super::report(job, Err(&fail));
+        }
         world::release_all();
         crate::restore::check::release_held();
         if !job.arena.is_null() {

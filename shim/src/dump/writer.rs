@@ -230,6 +230,8 @@ impl ImageWriter {
                 match sys::pwrite_all(self.fd, data, self.pos) {
                     Ok(()) => {
                         self.pos += data.len() as u64;
+                        // SAFETY: images are written by the thread leading a dump.
+                        unsafe { crate::status::progress(self.pos) };
                         return Ok(());
                     }
                     // Not for this file or memory after all (EFAULT: memory
@@ -251,6 +253,8 @@ impl ImageWriter {
     pub fn write(&mut self, data: &[u8]) -> Result<(), Fail> {
         self.write_at(data, self.pos)?;
         self.pos += data.len() as u64;
+        // SAFETY: images are written by the thread leading a dump.
+        unsafe { crate::status::progress(self.pos) };
         Ok(())
     }
 

@@ -372,7 +372,14 @@ fn build(
         interval_ns: overrides.interval_ns.map_or(-1, |ns| ns as i64),
         keep: overrides.keep.map_or(-1, i64::from),
         frame: crate::cpu::kernel_frame(&img),
+        status_pid: 0,
+        status_starttime: 0,
     };
+    if keep_tids {
+        // The supervisor (this process before `namespace::enter`) is
+        // the PID the user holds.
+        (h.status_pid, h.status_starttime) = namespace::supervisor();
+    }
     if let Some(img) = &overrides.image {
         h.image[..img.len()].copy_from_slice(img.as_bytes());
         h.image_len = img.len() as u64;

@@ -23,12 +23,25 @@
 //!
 //! Runs in the constructor, before teardown, with libc.
 
-use core::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 
 /// Where signals received by the supervisor or init go.
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// The supervisor's PID and start time (`/proc/<pid>/stat` field 22), set
+/// before the namespaces are entered: the restored process writes its
+/// status under them (see `crate::status`).
+static SUPERVISOR: AtomicI32 = AtomicI32::new(0);
+static SUPERVISOR_START: AtomicU64 = AtomicU64::new(0);
+
+/// The supervisor's PID and start time (0, 0 before [`enter`]).
+pub fn supervisor() -> (i64, u64) {
+    (
+        i64::from(SUPERVISOR.load(Relaxed)),
+        SUPERVISOR_START.load(Relaxed),
+    )
+}
 
 extern "C" fn forward(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
     // Signals the terminal sends reach the whole process group, the
@@ -38,9 +51,19 @@ extern "C" fn forward(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c_vo
         return;
     }
     let to = FORWARD_TO.load(Relaxed);
-    if to > 0 {
-        // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(to, sig) };
+    if to <= 0 {
+        return;
+    }
+    // A queued signal keeps its value (`migrate dump`'s request, see
+    // `crate::status`); the kernel clears si_pid across the namespace.
+    // SAFETY: the kernel passes a valid siginfo.
+    let queued = unsafe { (*info).si_code } == libc::SI_QUEUE;
+    // SAFETY: rt_sigqueueinfo reads the 128-byte siginfo the kernel gave us;
+    // kill takes integers. Both are async-signal-safe.
+    unsafe {
+        if !queued || libc::syscall(libc::SYS_rt_sigqueueinfo, to, sig, info) != 0 {
+            libc::kill(to, sig);
+        }
     }
 }
 
@@ -104,6 +127,9 @@ pub fn enter(image: &dumpfmt::Image<'_>) -> bool {
     }
     // SAFETY: plain system calls on values we own.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let stat = std::fs::read("/proc/self/stat").unwrap_or_default();
+    SUPERVISOR.store(crate::sys::getpid(), Relaxed);
+    SUPERVISOR_START.store(crate::status::stat_starttime(&stat).unwrap_or(0), Relaxed);
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

@@ -53,6 +53,11 @@ pub struct Handoff {
     /// The signal frames this kernel writes, to rewrite the threads' own
     /// to (see `cpu::fix_frame`).
     pub frame: crate::cpu::KernelFrame,
+    /// The PID the user holds and its start time, under which the
+    /// restored process writes its status (`crate::status`): the
+    /// supervisor's in a PID namespace, else 0 (the process's own).
+    pub status_pid: i64,
+    pub status_starttime: u64,
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -154,6 +159,8 @@ fn finish(h: &Handoff) {
         interval_ns: (h.interval_ns >= 0).then_some(h.interval_ns as u64),
         keep: (h.keep >= 0).then_some(h.keep as u32),
     });
+    // SAFETY: every other thread waits on `go`.
+    unsafe { crate::status::at_resume(h.status_pid as i32, h.status_starttime) };
     if s.log >= crate::config::LogLevel::Info {
         let mut tail = Line::<80>::new();
         tail.str(" as pid ")

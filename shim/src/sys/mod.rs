@@ -566,17 +566,83 @@ pub fn futex_wake_all(word: &core::sync::atomic::AtomicU32) {
     };
 }
 
-/// Sends `sig` to thread `tid` of this process with `si_code = SI_QUEUE`
-/// and `value` in `si_value`, so the handler can tell it from a user's signal.
-pub fn queue_signal_to_thread(tid: i32, sig: i32, value: u64) -> SysResult<()> {
+/// Creates directory `path` (NUL-terminated) with `mode`.
+pub fn mkdir(path: &[u8], mode: u32) -> SysResult<()> {
+    if path.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    // SAFETY: a NUL-terminated path.
+    unsafe { sys(libc::SYS_mkdirat, args!(AT_FDCWD, path.as_ptr(), mode)) }.map(|_| ())
+}
+
+/// `stat` of `path` (NUL-terminated); of a symlink itself when `!follow`.
+pub fn stat_path(path: &[u8], follow: bool) -> SysResult<libc::stat> {
+    if path.last() != Some(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    let flags = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    // SAFETY: all-zero is a valid `struct stat`.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a writable `struct stat`.
+    unsafe {
+        sys(
+            libc::SYS_newfstatat,
+            args!(AT_FDCWD, path.as_ptr(), &mut st as *mut libc::stat, flags),
+        )
+    }
+    .map(|_| st)
+}
+
+pub fn getuid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { syscall6(libc::SYS_getuid, [0; 6]) as u32 }
+}
+
+/// Sends `sig` to process `pid` (SIGKILL to ourselves ends every thread).
+pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: plain integers.
+    unsafe { sys(libc::SYS_kill, args!(pid, sig)) }.map(|_| ())
+}
+
+/// Sends `sig` to process `pid` with `si_code = SI_QUEUE` and `value` in
+/// `si_value` (what `sigqueue(3)` does), as a request the handler can
+/// tell from a plain `kill`.
+pub fn queue_signal(pid: i32, sig: i32, value: u64) -> SysResult<()> {
+    let info = queued_info(sig, value);
+    // SAFETY: `info` is a 128-byte siginfo the kernel only reads.
+    unsafe { sys(libc::SYS_rt_sigqueueinfo, args!(pid, sig, info.as_ptr())) }.map(|_| ())
+}
+
+/// A siginfo for `sig` with `si_code = SI_QUEUE`, our pid and uid, and `value`.
+fn queued_info(sig: i32, value: u64) -> [u8; 128] {
     let mut info = [0u8; 128];
     info[0..4].copy_from_slice(&sig.to_ne_bytes());
     info[8..12].copy_from_slice(&libc::SI_QUEUE.to_ne_bytes());
     info[16..20].copy_from_slice(&getpid().to_ne_bytes());
-    // SAFETY: getuid takes no arguments.
-    let uid = unsafe { syscall6(libc::SYS_getuid, [0; 6]) } as u32;
-    info[20..24].copy_from_slice(&uid.to_ne_bytes());
+    info[20..24].copy_from_slice(&getuid().to_ne_bytes());
     info[24..32].copy_from_slice(&value.to_ne_bytes());
+    info
+}
+
+/// `si_code` and `si_value` of a siginfo the kernel passed to a handler.
+///
+/// # Safety
+/// `info` must be null or the `siginfo_t` the kernel passed to the handler.
+pub unsafe fn siginfo_code_value(info: *const libc::siginfo_t) -> Option<(i32, u64)> {
+    if info.is_null() {
+        return None;
+    }
+    // SAFETY: the kernel's siginfo is 128 readable bytes.
+    let b = unsafe { core::slice::from_raw_parts(info.cast::<u8>(), 32) };
+    let code = i32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+    let value = u64::from_ne_bytes([b[24], b[25], b[26], b[27], b[28], b[29], b[30], b[31]]);
+    Some((code, value))
+}
+
+/// Sends `sig` to thread `tid` of this process with `si_code = SI_QUEUE`
+/// and `value` in `si_value`, so the handler can tell it from a user's signal.
+pub fn queue_signal_to_thread(tid: i32, sig: i32, value: u64) -> SysResult<()> {
+    let info = queued_info(sig, value);
     // SAFETY: `info` is a 128-byte siginfo the kernel only reads.
     unsafe {
         sys(
