@@ -57,8 +57,9 @@
 //!   `AT_SYSINFO_EHDR` (auxv 33, which names them) are not compared.
 //!   Another kernel is another machine (or boot) here: the CPU the check
 //!   records is the restoring machine's, and the device and inode numbers
-//!   of ELF files are its own (the restore identifies an ELF file by size
-//!   and build-id, by design): neither is compared then.
+//!   of mapped files are its own (the restore identifies a file by size,
+//!   mtime and, for ELF files, build-id, by design): neither is compared
+//!   then.
 //! - Settings and the dump signal's disposition: the relaunch's `MIGRATE_*`
 //!   variables replace the restored settings (documented behaviour), so
 //!   the expected settings are the image's with those applied; when
@@ -309,13 +310,9 @@ fn as_on_another_kernel<'a>(before: &mut Image<'a>, after: &mut Image<'a>) {
             }
         }
         img.cpu = Default::default();
-        let elf_only_by_build_id = |f: &mut dumpfmt::FileId| {
-            if !f.build_id.is_empty() {
-                (f.dev, f.ino) = (0, 0);
-            }
-        };
-        elf_only_by_build_id(&mut img.exe);
-        img.files.to_mut().iter_mut().for_each(elf_only_by_build_id);
+        let machine_local = |f: &mut dumpfmt::FileId| (f.dev, f.ino) = (0, 0);
+        machine_local(&mut img.exe);
+        img.files.to_mut().iter_mut().for_each(machine_local);
     }
 }
 

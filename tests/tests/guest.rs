@@ -144,47 +144,62 @@ fn programs_dumped_here_finish_in_the_6_1_guest() {
     check_refusal(&read("err-native"), &native);
 }
 
-/// A C program started for the baseline in the guest and dumped there
-/// finishes here with exact output (its frames' MPX and PKRU state, which
-/// this CPU lacks, dropped: both were in their init or unused states).
+/// A C program, Debian's python3 and a threaded program, started for the
+/// baseline in the guest and dumped there, finish here with exact output
+/// (their frames' MPX and PKRU state, which this CPU lacks, dropped: both
+/// in their init or unused states).
 #[test]
-fn c_program_dumped_in_the_6_1_guest_finishes_here() {
-    let test = "c_program_dumped_in_the_6_1_guest_finishes_here";
+fn programs_dumped_in_the_6_1_guest_finish_here() {
+    let test = "programs_dumped_in_the_6_1_guest_finish_here";
     let Some(guest) = Guest::get(test) else {
         return;
     };
     let dir = TestDir::new("guest-there-here");
-    let image = dir.join("cprog.img");
-    let prog = Program::c();
-    let expected = reference(&prog);
-    let exe = prog.argv[0].to_str().unwrap();
-    let cmd = format!(
-        "LD_PRELOAD={lib} MIGRATE_CPU={BASELINE} MIGRATE_IMAGE={img} MIGRATE_AFTER_DUMP=exit {exe} > run.out 2> run.err &
-         pid=$!
-         until grep -q '^step *3' run.out 2>/dev/null; do sleep 0.05; done
-         kill -USR2 $pid; wait $pid; echo dumped $?; uname -r",
-        img = image.display(),
-        lib = shim_path().display(),
-    );
+    let programs = [Program::c(), Program::python(), Program::cthreads(3)];
+    let mut cmd = String::new();
+    for (n, prog) in programs.iter().enumerate() {
+        cmd.push_str(&format!(
+            "LD_PRELOAD={lib} MIGRATE_CPU={BASELINE} MIGRATE_IMAGE={img} MIGRATE_AFTER_DUMP=exit {prog} > run-{n}.out 2> run-{n}.err &
+             pid=$!
+             until grep -q '^step *3' run-{n}.out 2>/dev/null; do sleep 0.05; done
+             kill -USR2 $pid; wait $pid; echo dumped $?\n",
+            img = dir.join(&format!("{n}.img")).display(),
+            lib = shim_path().display(),
+            prog = shell_words(prog),
+        ));
+    }
+    cmd.push_str("uname -r\n");
     let run = guest.run(dir.path(), &cmd);
     assert_eq!(
         run.stdout,
-        format!("dumped 0\n{}\n", guest.kernel),
+        format!("dumped 0\ndumped 0\ndumped 0\n{}\n", guest.kernel),
         "{}",
         run.stderr
     );
-    dumpfmt::verify(&image).expect("the guest's image verifies");
-    let original = std::fs::read_to_string(dir.join("run.out")).unwrap();
-
-    let mut r = dir.restore(&prog, "restore", &image, &[("MIGRATE_LOG", "info")]);
-    let status = r.wait();
-    let context = r.describe();
-    assert!(status.success(), "{context}");
-    assert!(
-        r.stderr().contains("the image comes from another kernel"),
-        "the vDSO was not proxied\n{context}"
-    );
-    check_restored(&expected, &lines(&original), &r.stdout_lines(), &context);
+    for (n, prog) in programs.iter().enumerate() {
+        let image = dir.join(&format!("{n}.img"));
+        dumpfmt::verify(&image).expect("the guest's image verifies");
+        let original = std::fs::read_to_string(dir.join(&format!("run-{n}.out"))).unwrap();
+        let mut r = dir.restore(
+            prog,
+            &format!("restore-{n}"),
+            &image,
+            &[("MIGRATE_LOG", "info")],
+        );
+        let status = r.wait();
+        let context = r.describe();
+        assert!(status.success(), "{context}");
+        assert!(
+            r.stderr().contains("the image comes from another kernel"),
+            "the vDSO was not proxied\n{context}"
+        );
+        check_restored(
+            &reference(prog),
+            &lines(&original),
+            &r.stdout_lines(),
+            &context,
+        );
+    }
 }
 
 /// An image whose CPU baseline the guest lacks, and one whose thread held
