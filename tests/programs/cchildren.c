@@ -23,7 +23,8 @@
  *  - "pipe": the parent sends each step's number through the pipe and
  *    the child prints the step line (the parent prints none); at end of
  *    file the child exits 3. So the step lines come from the child, in
- *    order, and only what went through the pipe is printed.
+ *    order, and only what went through the pipe is printed. At step 20
+ *    the parent opens /dev/null (its lowest free descriptor) and keeps it.
  *
  * The child is forked after "start" and in its state before "ready", so
  * the test finds it as soon as "ready" is out. At the end the
@@ -187,6 +188,8 @@ int main(int argc, char **argv)
     uint64_t acc = 5;
     for (int s = 1; s <= STEPS; s++) {
         acc = mix(acc ^ (uint64_t)s);
+        if (piped && s == 20 && open("/dev/null", O_RDONLY) < 0)
+            die("open /dev/null");
         if (piped)
             write_all(p[1], &s, sizeof s, "write to the child");
         else

@@ -578,3 +578,57 @@ fn tree_dump_whose_member_is_killed_fails_naming_it() {
     assert!(!image.exists(), "{}", p.describe());
     assert!(!dir.join(&format!("tree.img.{child}")).exists());
 }
+
+/// A process restored from a tree dump forgets the control block's
+/// descriptor of that dump: its number, free again after the restore, is
+/// the next file the process opens (here the parent of `cchildren pipe`
+/// opens /dev/null at step 20), and a later dump of the restored process
+/// (alone) must save that file, not leave it out as the control block.
+#[test]
+fn restored_tree_root_saves_a_file_opened_where_the_control_block_was() {
+    let dir = TestDir::new("tree-stale-control-fd");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "pipe",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.wait_for_image(&child_image, false);
+    p.kill();
+    send(child, libc::SIGKILL);
+    let again = dir.join("again.img");
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[
+            ("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "leave"),
+            ("MIGRATE_IMAGE", again.to_str().unwrap()),
+            ("MIGRATE_LOG", "error"),
+        ],
+    );
+    restored.wait_for_step(25);
+    restored.dump_signal();
+    restored.wait_for_image(&again, false);
+    // `target/release/migrate`, beside the library the tests use.
+    let inspect = std::process::Command::new(shim_path().with_file_name("migrate"))
+        .args(["inspect", "--json"])
+        .arg(&again)
+        .output()
+        .expect("run migrate inspect");
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("\"/dev/null\""),
+        "the restored parent's /dev/null is not in its image:\n{text}\n{}",
+        restored.describe()
+    );
+    restored.kill();
+}

@@ -69,6 +69,15 @@ pub fn control_fds() -> [i32; 2] {
     [MEMBER_FD.load(Acquire), ROOT_FD.load(Acquire)]
 }
 
+/// Forgets the control blocks' descriptors. For a restored process: its
+/// memory holds the numbers they had while its image was written, which
+/// are free after the restore and soon another file's, and a later dump
+/// would leave that file out.
+pub fn forget_control_fds() {
+    MEMBER_FD.store(-1, Release);
+    ROOT_FD.store(-1, Release);
+}
+
 /// Room for a control block in the dump's arena, so that its mapping
 /// stays out of the image with the arena.
 fn control_room(arena: &Arena) -> Result<*mut u8, Fail> {
