@@ -13,13 +13,18 @@
  *  - "blocked": as "live", but the child blocks SIGUSR2 with the raw
  *    rt_sigprocmask system call (which the library cannot see), so it
  *    never takes a dump signal.
+ *  - "held": as "blocked" until the child gets SIGUSR1; it then unblocks
+ *    SIGUSR2 (taking a dump signal that waited) and goes on as "live".
+ *    A test holds a tree dump with it: the parent waits for its child to
+ *    park for as long as the test likes.
  *  - "chain": as "pipe", through a grandchild: the child forwards each
  *    number through a second pipe to its own child, which prints the step
  *    line and exits 3 at end of file; the child then exits 4 if it did.
  *  - "pipe": the parent sends each step's number through the pipe and
  *    the child prints the step line (the parent prints none); at end of
  *    file the child exits 3. So the step lines come from the child, in
- *    order, and only what went through the pipe is printed.
+ *    order, and only what went through the pipe is printed. At step 20
+ *    the parent opens /dev/null (its lowest free descriptor) and keeps it.
  *
  * The child is forked after "start" and in its state before "ready", so
  * the test finds it as soon as "ready" is out. At the end the
@@ -95,6 +100,14 @@ static void forward_steps(int fd)
     _exit(WIFEXITED(status) && WEXITSTATUS(status) == 3 ? 4 : 1);
 }
 
+static volatile sig_atomic_t usr1;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    usr1 = 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -104,7 +117,8 @@ int main(int argc, char **argv)
     int zombie = strcmp(mode, "zombie") == 0;
     int stopped = strcmp(mode, "stopped") == 0;
     int piped = strcmp(mode, "pipe") == 0;
-    int blocked = strcmp(mode, "blocked") == 0;
+    int held = strcmp(mode, "held") == 0;
+    int blocked = strcmp(mode, "blocked") == 0 || held;
     int chain = strcmp(mode, "chain") == 0;
     piped |= chain;
     const char *exe = strcmp(mode, "static") == 0 && argc == 3 ? argv[2] : NULL;
@@ -121,7 +135,7 @@ int main(int argc, char **argv)
     if (c == 0) {
         close(p[1]);
         close(ex[0]);
-        if (!exe)
+        if (!exe && !blocked)
             close(ex[1]);
         if (zombie)
             _exit(7);
@@ -138,6 +152,14 @@ int main(int argc, char **argv)
         if (blocked) {
             uint64_t set = 1ULL << (SIGUSR2 - 1);
             if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, &set, NULL, sizeof set) != 0)
+                _exit(1);
+            if (held)
+                signal(SIGUSR1, on_usr1);
+            /* "ready" only once the signal is blocked. */
+            close(ex[1]);
+            while (held && !usr1)
+                usleep(1000);
+            if (held && syscall(SYS_rt_sigprocmask, SIG_UNBLOCK, &set, NULL, sizeof set) != 0)
                 _exit(1);
         }
         if (chain)
@@ -166,6 +188,8 @@ int main(int argc, char **argv)
     uint64_t acc = 5;
     for (int s = 1; s <= STEPS; s++) {
         acc = mix(acc ^ (uint64_t)s);
+        if (piped && s == 20 && open("/dev/null", O_RDONLY) < 0)
+            die("open /dev/null");
         if (piped)
             write_all(p[1], &s, sizeof s, "write to the child");
         else

@@ -459,3 +459,176 @@ fn tree_dump_of_three_generations_restores_all() {
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
 }
+
+/// Whether a thread of `pid` waits on a shared futex (`futex(addr,
+/// FUTEX_WAIT, ...)`, op 0): in a tree dump only the control block's waits
+/// are shared ones (parked threads wait on private futexes), so this says
+/// the process waits for the other members.
+fn waits_on_the_control_block(pid: i32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| {
+            let f: Vec<&str> = s.split_whitespace().collect();
+            f.len() > 2 && f[0] == "202" && f[2] == "0x0"
+        })
+    })
+}
+
+/// Waits (at most `TIMEOUT`) until `what` holds.
+fn wait_until(what: &str, context: &Proc, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}\n{}",
+            context.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Whether `pid` has exited (gone, or a zombie).
+fn has_exited(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
+}
+
+/// Sends `sig` to `pid`.
+fn send(pid: i32, sig: i32) {
+    // SAFETY: kill(2) with plain integers, to a process of this test.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
+/// Starts a tree dump of `cchildren held` and holds it where the child
+/// is parked and waits for the parent's word, the parent stopped
+/// (SIGSTOP) while it waits for the child to park: the child takes the
+/// dump signal only once the parent is stopped (SIGUSR1 lets it).
+fn hold_a_tree_dump(dir: &TestDir) -> (Program, Proc, i32, PathBuf) {
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        dir,
+        "held",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let pid = p.pid();
+    p.dump_signal();
+    wait_until("the parent waits for its child to park", &p, || {
+        waits_on_the_control_block(pid)
+    });
+    send(pid, libc::SIGSTOP);
+    send(child, libc::SIGUSR1);
+    wait_until("the child is parked and waits", &p, || {
+        waits_on_the_control_block(child)
+    });
+    (program, p, child, image)
+}
+
+/// A member whose parent is killed mid-dump (and not yet waited for, so
+/// it is a zombie that `kill(pid, 0)` still finds) gives the dump up at
+/// once and goes on, instead of staying stopped for the 10 minutes a
+/// dump may take to write: here its pipe from the dead parent then ends,
+/// and it exits. No image of the dump is left.
+#[test]
+fn tree_member_whose_parent_is_killed_goes_on() {
+    let dir = TestDir::new("tree-root-killed");
+    let (_program, mut p, child, image) = hold_a_tree_dump(&dir);
+    // Not reaped: the parent stays a zombie while the child decides.
+    send(p.pid(), libc::SIGKILL);
+    wait_until("the child has left its dump and exited", &p, || {
+        has_exited(child)
+    });
+    let line = p.wait_for_stderr_line("the child's dump failure", |l| l.contains("was abandoned"));
+    assert!(line.starts_with("migrate: dump failed"), "{line}");
+    p.kill();
+    assert!(!image.exists(), "{}", p.describe());
+    assert!(!dir.join(&format!("tree.img.{child}")).exists());
+}
+
+/// A member killed once parked (its parent cannot reap it: every thread of
+/// the parent is in the dump) fails the tree dump at once, naming it, and
+/// the parent goes on, instead of waiting 10 minutes for its image. No
+/// image is left.
+#[test]
+fn tree_dump_whose_member_is_killed_fails_naming_it() {
+    let dir = TestDir::new("tree-member-killed");
+    let (_program, mut p, child, image) = hold_a_tree_dump(&dir);
+    send(child, libc::SIGKILL);
+    wait_until("the child is a zombie", &p, || has_exited(child));
+    send(p.pid(), libc::SIGCONT);
+    let line = p.wait_for_stderr_line("the parent's dump failure", |l| {
+        l.starts_with("migrate: dump failed")
+    });
+    assert!(
+        line.contains(&format!("child {child}")) && line.contains("exited"),
+        "{line}\n{}",
+        p.describe()
+    );
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    let out = p.stdout_lines();
+    assert!(
+        out.iter().any(|l| l == "child ended by signal 9"),
+        "{}",
+        p.describe()
+    );
+    assert!(!image.exists(), "{}", p.describe());
+    assert!(!dir.join(&format!("tree.img.{child}")).exists());
+}
+
+/// A process restored from a tree dump forgets the control block's
+/// descriptor of that dump: its number, free again after the restore, is
+/// the next file the process opens (here the parent of `cchildren pipe`
+/// opens /dev/null at step 20), and a later dump of the restored process
+/// (alone) must save that file, not leave it out as the control block.
+#[test]
+fn restored_tree_root_saves_a_file_opened_where_the_control_block_was() {
+    let dir = TestDir::new("tree-stale-control-fd");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "pipe",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    let child_image = dir.join(&format!("tree.img.{child}"));
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.wait_for_image(&child_image, false);
+    p.kill();
+    send(child, libc::SIGKILL);
+    let again = dir.join("again.img");
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[
+            ("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "leave"),
+            ("MIGRATE_IMAGE", again.to_str().unwrap()),
+            ("MIGRATE_LOG", "error"),
+        ],
+    );
+    restored.wait_for_step(25);
+    restored.dump_signal();
+    restored.wait_for_image(&again, false);
+    // `target/release/migrate`, beside the library the tests use.
+    let inspect = std::process::Command::new(shim_path().with_file_name("migrate"))
+        .args(["inspect", "--json"])
+        .arg(&again)
+        .output()
+        .expect("run migrate inspect");
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        text.contains("\"/dev/null\""),
+        "the restored parent's /dev/null is not in its image:\n{text}\n{}",
+        restored.describe()
+    );
+    restored.kill();
+}

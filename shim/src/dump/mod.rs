@@ -254,6 +254,9 @@ fn lead(uc: *mut libc::ucontext_t, periodic: bool, request: u32) {
     let out = unsafe { migrate_checkpoint(&mut regs, dump_body, job.cast(), top) };
     // Also in a restored process, whose memory holds the old value.
     panic::LEADING.store(core::ptr::null_mut(), Release);
+    // Likewise: a tree dump's control blocks are not the restored
+    // process's descriptors.
+    crate::tree::dump::forget_control_fds();
     if out.status == RESUMED {
         // The dump's stack is not part of the image: nothing to unmap.
         // SAFETY: `uc` is this thread's frame, restored with its stack.

@@ -210,6 +210,11 @@ pub fn state_of(pid: i32) -> Option<u8> {
     stat_of(pid).map(|s| s.state)
 }
 
+/// The parent and the state letter of process `pid`, if it exists.
+pub fn parent_and_state(pid: i32) -> Option<(i32, u8)> {
+    stat_of(pid).map(|s| (s.ppid, s.state))
+}
+
 /// What `/proc/PID/stat` says about a process.
 #[derive(Clone, Copy)]
 struct Stat {

@@ -273,18 +273,22 @@ impl Control {
     }
 
     /// As [`Control::wait_phase`], but gives up (returning `ABORT`) once
-    /// process `root` is gone or `deadline` (monotonic ns) passes: a
-    /// member must not stay stopped for a root that was killed.
+    /// process `root`, this process's parent, is gone or `deadline`
+    /// (monotonic ns) passes: a member must not stay stopped for a root
+    /// that was killed.
+    ///
+    /// Gone means this process is no longer `root`'s child: a killed
+    /// parent stays a zombie that `kill(root, 0)` still finds until its own
+    /// parent reaps it, but its children are handed to another at once.
     pub fn wait_phase_while(&self, from: u32, root: i32, deadline: u64) -> u32 {
         loop {
             let p = self.header().phase.load(Acquire);
             if p != from {
                 return p;
             }
-            // SAFETY: kill with signal 0 only checks that `root` exists.
-            let gone =
-                unsafe { sys::sys(libc::SYS_kill, args!(root, 0)) } == Err(Errno(libc::ESRCH));
-            if gone || sys::monotonic_ns() >= deadline {
+            // SAFETY: getppid takes no arguments.
+            let parent = unsafe { sys::syscall6(libc::SYS_getppid, [0; 6]) } as i32;
+            if parent != root || sys::monotonic_ns() >= deadline {
                 return phase::ABORT;
             }
             futex_wait_shared(&self.header().phase, p, 100_000_000);

@@ -47,6 +47,16 @@ const PARK_TIMEOUT_NS: u64 = 5_000_000_000;
 const WRITE_TIMEOUT_NS: u64 = 600_000_000_000;
 /// Room for a child's `/proc/PID/maps`.
 const MAPS_LEN: usize = 16 << 20;
+/// How often a process that waits for its children checks that none
+/// has exited.
+const EXIT_CHECK_NS: u64 = 100_000_000;
+
+/// Whether child `pid` has exited: gone, a zombie, or no longer ours
+/// (reaped, its PID taken by another process).
+fn has_exited(pid: i32) -> bool {
+    children::parent_and_state(pid)
+        .is_none_or(|(ppid, st)| ppid != sys::getpid() || st == b'Z' || st == b'X')
+}
 
 /// The descriptors of the control blocks this process has open while a
 /// tree dump runs (-1 when none), its parent's and its own: they stay out
@@ -57,6 +67,15 @@ static ROOT_FD: AtomicI32 = AtomicI32::new(-1);
 /// The control blocks' descriptors, to leave out of the image (-1: none).
 pub fn control_fds() -> [i32; 2] {
     [MEMBER_FD.load(Acquire), ROOT_FD.load(Acquire)]
+}
+
+/// Forgets the control blocks' descriptors. For a restored process: its
+/// memory holds the numbers they had while its image was written, which
+/// are free after the restore and soon another file's, and a later dump
+/// would leave that file out.
+pub fn forget_control_fds() {
+    MEMBER_FD.store(-1, Release);
+    ROOT_FD.store(-1, Release);
 }
 
 /// Room for a control block in the dump's arena, so that its mapping
@@ -132,14 +151,36 @@ struct Sub {
 
 impl Sub {
     /// Waits until every child has written its image; the first failure.
+    /// A child that exits meanwhile (killed: it cannot write any more, and
+    /// we cannot reap it while we are stopped) fails the dump at once.
     fn wait_written(&self) -> Result<(), Fail> {
-        let done = self
-            .ctl
-            .wait_written(self.members, sys::monotonic_ns() + WRITE_TIMEOUT_NS);
-        if done < self.members {
-            return Err(Fail::new("the children did not write their images in time"));
+        let deadline = sys::monotonic_ns() + WRITE_TIMEOUT_NS;
+        loop {
+            let slice = (sys::monotonic_ns() + EXIT_CHECK_NS).min(deadline);
+            let done = self.ctl.wait_written(self.members, slice);
+            // Checked once more when all are done: one that exited after
+            // writing would never put its image in place.
+            if let Some(pid) = self.exited_member() {
+                return Err(Fail::new("child ")
+                    .dec(pid as u64)
+                    .str(" exited during the tree dump"));
+            }
+            if done >= self.members {
+                break;
+            }
+            if sys::monotonic_ns() >= deadline {
+                return Err(Fail::new("the children did not write their images in time"));
+            }
         }
         failed_member(&self.ctl, self.members)
+    }
+
+    /// A member that has exited, if any (see [`has_exited`]).
+    fn exited_member(&self) -> Option<i32> {
+        (0..self.members as usize)
+            .filter_map(|i| self.ctl.slot(i))
+            .map(|s| s.pid.load(Acquire))
+            .find(|&pid| pid > 0 && has_exited(pid))
     }
 
     /// Lets every child rename its image and go; the `info` log says where
@@ -262,9 +303,19 @@ fn stop_members(
     let n = kids.len() as u32;
     // A child with children of its own settles only once they have: give
     // it the time they take (one timeout per level is the price).
-    let settled = sub
-        .ctl
-        .wait_settled(n, sys::monotonic_ns() + PARK_TIMEOUT_NS);
+    let deadline = sys::monotonic_ns() + PARK_TIMEOUT_NS;
+    let settled = loop {
+        let slice = (sys::monotonic_ns() + EXIT_CHECK_NS).min(deadline);
+        let settled = sub.ctl.wait_settled(n, slice);
+        if let Some(&pid) = kids.iter().find(|&&pid| has_exited(pid)) {
+            return Err(Fail::new("child ")
+                .dec(pid as u64)
+                .str(" exited during the tree dump"));
+        }
+        if settled >= n || sys::monotonic_ns() >= deadline {
+            break settled;
+        }
+    };
     if settled < n {
         let late = kids
             .iter()
