@@ -20,7 +20,8 @@ out=$(cd "$out" && pwd)
 # One preparation at a time (tests run in parallel); the others wait.
 exec 9> "$out/.lock"
 flock 9
-[ -s "$out/vmlinux" ] && [ -s "$out/initramfs.cpio.gz" ] && exit 0
+# Prepared already, with the current init (a changed init makes it again).
+[ -s "$out/vmlinux" ] && [ "$out/initramfs.cpio.gz" -nt "$root/tests/guest/init" ] && exit 0
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
