@@ -254,3 +254,35 @@ fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
         "{err}"
     );
 }
+
+/// Without ASLR (`setarch -R` for the run and the relaunch) this kernel's
+/// fresh `[vdso]` lies exactly where the image's did: on another kernel
+/// (synthesized as above) the proxy needs that address, so this kernel's
+/// mappings move aside, together, to a free range, and the jumps go
+/// there.
+#[test]
+fn another_kernels_vdso_where_this_kernels_lies_moves_this_kernels_aside() {
+    let dir = TestDir::new("vdso-collide");
+    let wrapper = ["setarch", "x86_64", "-R"];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setarch does not work here: {e}");
+    }
+    let prog = Program::c().wrapped(&wrapper);
+    let expected = reference(&prog);
+    let (original, copy, at, _) = dump_with_altered_vdso(&dir, &prog);
+    let mut proxied = dir.restore(&prog, "proxied", &copy, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut proxied, &original, &expected);
+    let line = proxied
+        .stderr()
+        .lines()
+        .find(|l| l.contains("another kernel"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no proxy line\n{}", proxied.describe()));
+    assert!(line.contains(&format!("at {at:#x} is proxied")), "{line}");
+    // The check dump: this kernel's vDSO elsewhere, the proxy at the old
+    // address.
+    let check = check_image_path(dir.path(), "proxied");
+    let (vdso, there) = vdso_and_mapping_at(&check, at);
+    assert!(vdso.is_some_and(|v| v != at), "{vdso:x?}");
+    assert_eq!(there.map(|m| m.backing), Some(Backing::Anonymous));
+}
