@@ -65,15 +65,22 @@ fn alter_memory(image: &Path, start: u64, end: u64, alter: impl FnOnce(&mut [u8]
         f.write_all_at(data, r.file_offset).unwrap();
         r.crc = crc32fast::hash(data);
     }
-    let meta = dumpfmt::encode_meta(&img);
-    let meta_offset = file.header.meta_offset;
+    write_meta(image, &f, &file.header, &img);
+}
+
+/// Replaces the metadata of `image` (open as `f`, with `header`) with
+/// `img`'s, and the header to match.
+fn write_meta(image: &Path, f: &std::fs::File, header: &Header, img: &dumpfmt::Image<'_>) {
+    let file = header;
+    let meta = dumpfmt::encode_meta(img);
+    let meta_offset = file.meta_offset;
     f.set_len(meta_offset).unwrap();
     f.write_all_at(&meta, meta_offset).unwrap();
     let header = Header {
         meta_len: meta.len() as u64,
         meta_crc: crc32fast::hash(&meta),
         file_len: meta_offset + meta.len() as u64,
-        ..file.header
+        ..*file
     };
     let mut head = [0u8; HEADER_ENCODED_LEN];
     header.encode(&mut head);
@@ -285,4 +292,52 @@ fn another_kernels_vdso_where_this_kernels_lies_moves_this_kernels_aside() {
     let (vdso, there) = vdso_and_mapping_at(&check, at);
     assert!(vdso.is_some_and(|v| v != at), "{vdso:x?}");
     assert_eq!(there.map(|m| m.backing), Some(Backing::Anonymous));
+}
+
+/// Rewrites the metadata of `image` with `alter`.
+fn alter_meta(image: &Path, alter: impl FnOnce(&mut dumpfmt::Image<'static>)) {
+    let file = image_meta(image);
+    let mut img = file.image;
+    alter(&mut img);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .unwrap();
+    write_meta(image, &f, &file.header, &img);
+}
+
+/// The restore of `image` ends in one line naming `what`, before
+/// teardown, with `code`.
+fn refused(dir: &TestDir, prog: &Program, image: &Path, code: i32, what: &str) {
+    let mut r = dir.restore(prog, "refused", image, &[]);
+    let status = r.wait();
+    assert_eq!(status.code(), Some(code), "{}", r.describe());
+    assert!(r.stdout_raw().is_empty(), "{}", r.describe());
+    let err = r.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(what), "{err}");
+}
+
+/// An image's `[vdso]` is untrusted: one that claims terabytes (the
+/// restore read it into a buffer of its size, and the allocation's
+/// failure aborted the constructor) is refused in one line.
+#[test]
+fn an_image_vdso_of_absurd_size_is_refused_in_one_line() {
+    let dir = TestDir::new("vdso-huge");
+    let prog = Program::c();
+    let (_original, copy, _, _) = dump_with_altered_vdso(&dir, &prog);
+    alter_meta(&copy, |img| {
+        let first = img.mappings[0].start;
+        let mut m = img
+            .mappings
+            .iter()
+            .find(|m| &*m.name == "[vdso]")
+            .unwrap()
+            .clone();
+        (m.start, m.end) = (PAGE_SIZE, first);
+        img.mappings.to_mut().insert(0, m);
+    });
+    dumpfmt::verify(&copy).expect("the altered image verifies");
+    refused(&dir, &prog, &copy, exit::CORRUPT, "vDSO");
 }

@@ -117,6 +117,11 @@ impl Kernel {
     }
 }
 
+/// The largest `[vdso]` an image may have: x86-64 vDSOs are two or three
+/// pages; this leaves room for growth and keeps the symbol table's
+/// reading (quadratic in the worst case) short.
+const MAX_VDSO: u64 = 256 << 10;
+
 /// The image's `[vdso]` mapping and its bytes.
 type ImageVdso<'a> = (&'a dumpfmt::Mapping<'static>, Vec<u8>);
 
@@ -135,7 +140,20 @@ fn image_vdso(img: &ImageFile) -> Result<Option<ImageVdso<'_>>, Refusal> {
     else {
         return Ok(None);
     };
-    let mut bytes = vec![0u8; (m.end - m.start) as usize];
+    // Read into a buffer of its size: bounded first, as the size is the
+    // image's word (a vDSO has a few pages; one of terabytes aborted the
+    // constructor when the buffer could not be allocated).
+    let len = m.end - m.start;
+    if len > MAX_VDSO {
+        return Err(refuse(
+            exit::CORRUPT,
+            format!(
+                "the image's [vdso] at {:#x} has {len} bytes, more than any vDSO ({MAX_VDSO})",
+                m.start
+            ),
+        ));
+    }
+    let mut bytes = vec![0u8; len as usize];
     let mine = |r: &&dumpfmt::PageRun| r.addr >= m.start && r.addr < m.end;
     if !image.runs.iter().any(|r| mine(&r)) {
         return Ok(None);
