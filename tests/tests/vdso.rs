@@ -341,3 +341,54 @@ fn an_image_vdso_of_absurd_size_is_refused_in_one_line() {
     dumpfmt::verify(&copy).expect("the altered image verifies");
     refused(&dir, &prog, &copy, exit::CORRUPT, "vDSO");
 }
+
+/// As above, one frame older: the dump caught the thread in a signal
+/// handler that had interrupted the old vDSO's code (a profiling timer's
+/// handler, say). The handler would return into the old code after the
+/// restore: refused as well. Synthesized: an older frame is written on
+/// the stack the dump's frame says the handler ran on.
+#[test]
+fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() {
+    let dir = TestDir::new("vdso-caught-nested");
+    let prog = Program::c();
+    let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
+    let img = image_meta(&copy);
+    let image = &img.image;
+    let restorer = image
+        .sigactions
+        .iter()
+        .find(|a| a.signal == image.settings.signal)
+        .expect("the dump signal's action")
+        .restorer;
+    let t = &image.threads[0];
+    let stack = image
+        .mappings
+        .iter()
+        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
+        .expect("the thread's stack");
+    let (start, end) = (stack.start, stack.end);
+    let inside = at + text.0 as u64 + 16;
+    alter_memory(&copy, start, end, |b| {
+        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let from = (t.context.rsp - start) as usize;
+        let frame = (from..b.len() - 184)
+            .step_by(8)
+            .find(|&i| word(b, i) == restorer && word(b, i + 168) > start + i as u64)
+            .expect("the signal frame above the parked stack pointer");
+        // The interrupted code's stack: the older frame a little above it.
+        let handler_sp = (word(b, frame + 168) - start) as usize;
+        let older = (handler_sp + 256) & !7;
+        assert!(older + 184 <= b.len());
+        b[older..older + 8].copy_from_slice(&restorer.to_le_bytes());
+        let sp = start + older as u64 + 4096;
+        b[older + 168..older + 176].copy_from_slice(&sp.to_le_bytes());
+        b[older + 176..older + 184].copy_from_slice(&inside.to_le_bytes());
+    });
+    refused(
+        &dir,
+        &prog,
+        &copy,
+        exit::CANNOT_RESTORE,
+        &format!("caught thread {} inside it", t.tid),
+    );
+}

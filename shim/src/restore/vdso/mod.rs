@@ -46,9 +46,11 @@
 //! refuses such an image before teardown ([`frames::caught_inside`]; dump again).
 //! The interrupted place is in the kernel's signal frame on the thread's
 //! stack, above the shim's handler: found as the first word, upwards from
-//! where the thread parked, that is the dump signal's restorer (the
-//! frame's return address) and followed by a frame whose saved stack
-//! pointer lies above it.
+//! where the thread parked, that is a signal's restorer (the frame's
+//! return address) and followed by a frame whose saved stack pointer lies
+//! above it. A thread caught in a signal handler of its own resumes,
+//! when the handler returns, where that signal interrupted it: the frames
+//! are followed (from each saved stack pointer up) to the eighth.
 
 use std::fs::File;
 use std::io::Write;
