@@ -300,4 +300,3 @@ mod tests {
         assert_eq!(functions(&b).unwrap(), good);
     }
 }
-
