@@ -54,7 +54,7 @@ fn clocks_ahead_of_this_boot_continue_in_a_time_namespace() {
     original.wait_for_image(&image, false);
     original.kill();
     let recorded = image_meta(&image).image.minor2.monotonic_ns;
-    let here = std::time::Duration::from(nix_monotonic());
+    let here = monotonic();
     assert!(
         recorded > here.as_nanos() as u64 + 80_000 * 1_000_000_000,
         "the image's clock ({recorded} ns) is not a day ahead of this one's ({here:?})"
@@ -64,7 +64,7 @@ fn clocks_ahead_of_this_boot_continue_in_a_time_namespace() {
 }
 
 /// `CLOCK_MONOTONIC` here.
-fn nix_monotonic() -> std::time::Duration {
+fn monotonic() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
