@@ -73,3 +73,66 @@ fn monotonic() -> std::time::Duration {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
+
+/// Clocks this kernel cannot offset (an image that says its clocks read
+/// over a century: the offsets are out of the kernel's range) are refused
+/// in one line before anything is torn down, and the refusal leaves no
+/// trace: a data file the checks made again (a shared file mapping whose
+/// file is gone) is removed again, as for every other refusal.
+#[test]
+fn clocks_out_of_range_are_refused_leaving_no_trace() {
+    let dir = TestDir::new("clocks-range");
+    let prog = Program::c();
+    let image = dir.join("cprog.img");
+    let mut original = dir.spawn(
+        &prog,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(3);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+    let made = dir.join("gone/data.bin");
+    rewrite_meta(&image, |img| {
+        img.minor2.monotonic_ns = u64::MAX;
+        img.minor2.boottime_ns = u64::MAX;
+        // A page the program mapped shared from a file that is gone, in
+        // a free range low in the address space.
+        let mut f = img.files[0].clone();
+        (f.path, f.size, f.build_id) = (
+            made.to_str().unwrap().to_string().into(),
+            4096,
+            Vec::new().into(),
+        );
+        let files = img.files.to_mut();
+        files.push(f);
+        let m = dumpfmt::Mapping {
+            start: 0x10000,
+            end: 0x11000,
+            prot: dumpfmt::PROT_READ | dumpfmt::PROT_WRITE,
+            shared: true,
+            offset: 0,
+            backing: dumpfmt::Backing::SharedFile(files.len() as u32 - 1),
+            name: made.to_str().unwrap().to_string().into(),
+        };
+        img.mappings.to_mut().insert(0, m);
+    });
+    let mut r = dir.restore(&prog, "refused", &image, &[]);
+    let status = r.wait();
+    assert_eq!(
+        status.code(),
+        Some(exit::CANNOT_RESTORE),
+        "{}",
+        r.describe()
+    );
+    let err = r.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("clocks"), "{err}");
+    assert!(r.stdout_raw().is_empty(), "{}", r.describe());
+    assert!(
+        !made.exists() && !made.parent().unwrap().exists(),
+        "the refused restore left {} behind",
+        made.display()
+    );
+}
