@@ -136,3 +136,38 @@ fn clocks_out_of_range_are_refused_leaving_no_trace() {
         made.display()
     );
 }
+
+/// As above, restored from inside a time namespace of its own (a
+/// restore run by a restored process, or in a container): the offsets a
+/// time namespace takes are from this machine's clocks, not from the
+/// restoring process's. Dumped two days ahead, restored one day ahead:
+/// the clocks still continue from the dump's.
+#[test]
+fn clocks_continue_when_the_restore_itself_runs_in_a_time_namespace() {
+    let dir = TestDir::new("clocks-nested");
+    let two_days = ahead(2 * 86_400);
+    let one_day = ahead(86_400);
+    let two_days: Vec<&str> = two_days.iter().map(String::as_str).collect();
+    let one_day: Vec<&str> = one_day.iter().map(String::as_str).collect();
+    if let Err(e) = wrapper_works(&two_days) {
+        skip::skip(
+            "clocks_continue_when_the_restore_itself_runs_in_a_time_namespace",
+            &format!("time namespaces ({e})"),
+        );
+        return;
+    }
+    let prog = Program::c();
+    let expected = reference(&prog);
+    let image = dir.join("ahead.img");
+    let mut original = dir.spawn(
+        &prog.wrapped(&two_days),
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(3);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+    let mut restored = dir.restore(&prog.wrapped(&one_day), "restored", &image, &[]);
+    finish_restored(&mut restored, &original, &expected);
+}
