@@ -119,7 +119,9 @@ pub fn enter(image: &Image<'_>) -> Result<(), String> {
     // SAFETY: unshare affects only this (single-threaded) process's children.
     if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(format!("{why}: no time namespace ({e})"));
+        return Err(format!(
+            "{why}: no time namespace ({e}; MIGRATE_NAMESPACE=off restores without one, the clocks going back)"
+        ));
     }
     std::fs::write("/proc/self/timens_offsets", offsets_text(total))
         .map_err(|e| format!("{why}: cannot set the time namespace's offsets ({e})"))
