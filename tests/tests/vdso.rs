@@ -65,15 +65,22 @@ fn alter_memory(image: &Path, start: u64, end: u64, alter: impl FnOnce(&mut [u8]
         f.write_all_at(data, r.file_offset).unwrap();
         r.crc = crc32fast::hash(data);
     }
-    let meta = dumpfmt::encode_meta(&img);
-    let meta_offset = file.header.meta_offset;
+    write_meta(image, &f, &file.header, &img);
+}
+
+/// Replaces the metadata of `image` (open as `f`, with `header`) with
+/// `img`'s, and the header to match.
+fn write_meta(image: &Path, f: &std::fs::File, header: &Header, img: &dumpfmt::Image<'_>) {
+    let file = header;
+    let meta = dumpfmt::encode_meta(img);
+    let meta_offset = file.meta_offset;
     f.set_len(meta_offset).unwrap();
     f.write_all_at(&meta, meta_offset).unwrap();
     let header = Header {
         meta_len: meta.len() as u64,
         meta_crc: crc32fast::hash(&meta),
         file_len: meta_offset + meta.len() as u64,
-        ..file.header
+        ..*file
     };
     let mut head = [0u8; HEADER_ENCODED_LEN];
     header.encode(&mut head);
@@ -252,5 +259,122 @@ fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
     assert!(
         err.contains(&format!("caught thread {} inside it", t.tid)),
         "{err}"
+    );
+}
+
+/// Without ASLR (`setarch -R` for the run and the relaunch) this kernel's
+/// fresh `[vdso]` lies exactly where the image's did: on another kernel
+/// (synthesized as above) the proxy needs that address, so this kernel's
+/// mappings move aside, together, to a free range, and the jumps go
+/// there.
+#[test]
+fn another_kernels_vdso_where_this_kernels_lies_moves_this_kernels_aside() {
+    let dir = TestDir::new("vdso-collide");
+    let wrapper = ["setarch", "x86_64", "-R"];
+    if let Err(e) = wrapper_works(&wrapper) {
+        panic!("setarch does not work here: {e}");
+    }
+    let prog = Program::c().wrapped(&wrapper);
+    let expected = reference(&prog);
+    let (original, copy, at, _) = dump_with_altered_vdso(&dir, &prog);
+    let mut proxied = dir.restore(&prog, "proxied", &copy, &[("MIGRATE_LOG", "info")]);
+    finish_restored(&mut proxied, &original, &expected);
+    let line = proxied
+        .stderr()
+        .lines()
+        .find(|l| l.contains("another kernel"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no proxy line\n{}", proxied.describe()));
+    assert!(line.contains(&format!("at {at:#x} is proxied")), "{line}");
+    // The check dump: this kernel's vDSO elsewhere, the proxy at the old
+    // address.
+    let check = check_image_path(dir.path(), "proxied");
+    let (vdso, there) = vdso_and_mapping_at(&check, at);
+    assert!(vdso.is_some_and(|v| v != at), "{vdso:x?}");
+    assert_eq!(there.map(|m| m.backing), Some(Backing::Anonymous));
+}
+
+/// The restore of `image` ends in one line naming `what`, before
+/// teardown, with `code`.
+fn refused(dir: &TestDir, prog: &Program, image: &Path, code: i32, what: &str) {
+    let mut r = dir.restore(prog, "refused", image, &[]);
+    let status = r.wait();
+    assert_eq!(status.code(), Some(code), "{}", r.describe());
+    assert!(r.stdout_raw().is_empty(), "{}", r.describe());
+    let err = r.stderr();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(what), "{err}");
+}
+
+/// An image's `[vdso]` is untrusted: one that claims terabytes (the
+/// restore read it into a buffer of its size, and the allocation's
+/// failure aborted the constructor) is refused in one line.
+#[test]
+fn an_image_vdso_of_absurd_size_is_refused_in_one_line() {
+    let dir = TestDir::new("vdso-huge");
+    let prog = Program::c();
+    let (_original, copy, _, _) = dump_with_altered_vdso(&dir, &prog);
+    rewrite_meta(&copy, |img| {
+        let first = img.mappings[0].start;
+        let mut m = img
+            .mappings
+            .iter()
+            .find(|m| &*m.name == "[vdso]")
+            .unwrap()
+            .clone();
+        (m.start, m.end) = (PAGE_SIZE, first);
+        img.mappings.to_mut().insert(0, m);
+    });
+    refused(&dir, &prog, &copy, exit::CORRUPT, "vDSO");
+}
+
+/// As above, one frame older: the dump caught the thread in a signal
+/// handler that had interrupted the old vDSO's code (a profiling timer's
+/// handler, say). The handler would return into the old code after the
+/// restore: refused as well. Synthesized: an older frame is written on
+/// the stack the dump's frame says the handler ran on.
+#[test]
+fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() {
+    let dir = TestDir::new("vdso-caught-nested");
+    let prog = Program::c();
+    let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
+    let img = image_meta(&copy);
+    let image = &img.image;
+    let restorer = image
+        .sigactions
+        .iter()
+        .find(|a| a.signal == image.settings.signal)
+        .expect("the dump signal's action")
+        .restorer;
+    let t = &image.threads[0];
+    let stack = image
+        .mappings
+        .iter()
+        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
+        .expect("the thread's stack");
+    let (start, end) = (stack.start, stack.end);
+    let inside = at + text.0 as u64 + 16;
+    alter_memory(&copy, start, end, |b| {
+        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        let from = (t.context.rsp - start) as usize;
+        let frame = (from..b.len() - 184)
+            .step_by(8)
+            .find(|&i| word(b, i) == restorer && word(b, i + 168) > start + i as u64)
+            .expect("the signal frame above the parked stack pointer");
+        // The interrupted code's stack: the older frame a little above it.
+        let handler_sp = (word(b, frame + 168) - start) as usize;
+        let older = (handler_sp + 256) & !7;
+        assert!(older + 184 <= b.len());
+        b[older..older + 8].copy_from_slice(&restorer.to_le_bytes());
+        let sp = start + older as u64 + 4096;
+        b[older + 168..older + 176].copy_from_slice(&sp.to_le_bytes());
+        b[older + 176..older + 184].copy_from_slice(&inside.to_le_bytes());
+    });
+    refused(
+        &dir,
+        &prog,
+        &copy,
+        exit::CANNOT_RESTORE,
+        &format!("caught thread {} inside it", t.tid),
     );
 }

@@ -14,6 +14,9 @@
 //! dump (format 1.2, `Minor2`) plus the wall-clock time since (none if the
 //! wall clock reads earlier). A clock that reads more here is left alone:
 //! it jumped forward, as across a suspend. The supervisor stays outside.
+//! A time namespace's offsets count from the machine's clocks, not from
+//! its parent namespace's: a restore that itself runs in one (started by
+//! a restored process, or in a container) adds that one's offsets.
 //!
 //! Limits: without the namespaces (`MIGRATE_NAMESPACE=off`, or where the
 //! kernel refuses them) and for images older than 1.2 (which do not record
@@ -51,6 +54,46 @@ fn offsets_text((mono, boot): (i64, i64)) -> String {
     line("monotonic", mono) + &line("boottime", boot)
 }
 
+/// The offsets (ns) of the time namespace `text` (`/proc/self/timens_offsets`)
+/// describes, from this machine's clocks.
+fn parse_offsets(text: &str) -> Option<(i64, i64)> {
+    let mut out = (None, None);
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let (name, secs, nsecs) = (words.next()?, words.next()?, words.next()?);
+        let ns = i64::try_from(
+            i128::from(secs.parse::<i64>().ok()?) * NS + i128::from(nsecs.parse::<i64>().ok()?),
+        )
+        .ok()?;
+        match name {
+            "monotonic" | "1" => out.0 = Some(ns),
+            "boottime" | "7" => out.1 = Some(ns),
+            _ => {}
+        }
+    }
+    Some((out.0?, out.1?))
+}
+
+/// The offsets of the time namespace this process runs in (none outside
+/// one): a time namespace's offsets count from this machine's clocks,
+/// not from its parent namespace's, so a restore run inside one (by a
+/// restored process, in a container) adds them to its own.
+fn own_offsets() -> Result<(i64, i64), String> {
+    let own = std::fs::read_link("/proc/self/ns/time");
+    let children = std::fs::read_link("/proc/self/ns/time_for_children");
+    match (own, children) {
+        (Ok(own), Ok(children)) if own != children => {
+            return Err("this process's children are bound for another time namespace".into());
+        }
+        (Ok(_), Ok(_)) => {}
+        // A kernel without time namespaces.
+        _ => return Ok((0, 0)),
+    }
+    let text = std::fs::read_to_string("/proc/self/timens_offsets")
+        .map_err(|e| format!("cannot read /proc/self/timens_offsets ({e})"))?;
+    parse_offsets(&text).ok_or_else(|| format!("cannot read /proc/self/timens_offsets: {text:?}"))
+}
+
 /// In the new user namespace, before the restore's first child: when the
 /// clocks would go back, makes that child's time namespace with the
 /// offsets that keep them going. An error says what failed.
@@ -69,12 +112,18 @@ pub fn enter(image: &Image<'_>) -> Result<(), String> {
         behind(off.0),
         behind(off.1)
     );
+    // The clocks read above are this process's: its own namespace's
+    // offsets (which a new one inherits) come on top of the missing ones.
+    let own = own_offsets().map_err(|e| format!("{why}: {e}"))?;
+    let total = (own.0.saturating_add(off.0), own.1.saturating_add(off.1));
     // SAFETY: unshare affects only this (single-threaded) process's children.
     if unsafe { libc::unshare(libc::CLONE_NEWTIME) } != 0 {
         let e = std::io::Error::last_os_error();
-        return Err(format!("{why}: no time namespace ({e})"));
+        return Err(format!(
+            "{why}: no time namespace ({e}; MIGRATE_NAMESPACE=off restores without one, the clocks going back)"
+        ));
     }
-    std::fs::write("/proc/self/timens_offsets", offsets_text(off))
+    std::fs::write("/proc/self/timens_offsets", offsets_text(total))
         .map_err(|e| format!("{why}: cannot set the time namespace's offsets ({e})"))
 }
 
@@ -113,6 +162,21 @@ mod tests {
         assert_eq!(offsets(&img.0, img.1, (2000, 2100, 51_000)), None);
         // An image without clocks (before 1.2).
         assert_eq!(offsets(&image(0, 0, 50_000).0, 50_000, (1, 1, 1)), None);
+    }
+
+    #[test]
+    fn offsets_read_back_as_the_kernel_shows_them() {
+        let text = "monotonic       86400         0\nboottime           -2 500000000\n";
+        assert_eq!(
+            parse_offsets(text),
+            Some((86_400 * NS as i64, -1_500_000_000))
+        );
+        let off = (-1_500_000_000, 7);
+        assert_eq!(parse_offsets(&offsets_text(off)), Some(off));
+        assert_eq!(parse_offsets("monotonic 1 0\n"), None);
+        assert_eq!(parse_offsets("monotonic x 0\nboottime 0 0\n"), None);
+        // This process's (outside any, or in one: either reads).
+        assert!(own_offsets().is_ok());
     }
 
     #[test]

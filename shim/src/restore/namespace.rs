@@ -149,27 +149,26 @@ pub fn enter(image: &dumpfmt::Image<'_>) -> bool {
     let maps = std::fs::write("/proc/self/setgroups", "deny")
         .and_then(|_| std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")))
         .and_then(|_| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")));
-    if let Err(e) = maps {
-        eprintln!(
-            "migrate: restore: cannot map uid {uid} and gid {gid} into a user namespace: {e}"
-        );
+    // A refusal here leaves no trace, as every other one (the data files
+    // the checks made again are removed).
+    let refuse = |msg: String| -> ! {
+        super::shared_files::undo();
+        eprintln!("migrate: restore: {msg}");
         std::process::exit(super::exit::UNSUPPORTED);
+    };
+    if let Err(e) = maps {
+        refuse(format!(
+            "cannot map uid {uid} and gid {gid} into a user namespace: {e}"
+        ));
     }
     // Clocks that would go back continue in a time namespace (see `clocks`).
     if let Err(e) = super::clocks::enter(image) {
-        eprintln!("migrate: restore: {e}");
-        std::process::exit(super::exit::UNSUPPORTED);
+        refuse(e);
     }
     // SAFETY: single-threaded; the child only calls async-signal-safe code
     // and this module's functions before it continues the restore.
     match unsafe { libc::fork() } {
-        -1 => {
-            eprintln!(
-                "migrate: restore: fork: {}",
-                std::io::Error::last_os_error()
-            );
-            std::process::exit(super::exit::UNSUPPORTED);
-        }
+        -1 => refuse(format!("fork: {}", std::io::Error::last_os_error())),
         0 => {
             // SAFETY: closing the read end, ours.
             unsafe { libc::close(fds[0]) };
@@ -298,6 +297,8 @@ fn supervise(init_pid: i32, report: i32) -> ! {
         // is gone, so it could not fork any more: stop here and say how to
         // restore without them.
         Some(b'F') => {
+            // Nothing was restored: what the checks made goes again.
+            super::shared_files::undo();
             eprintln!(
                 "migrate: restore: cannot keep PIDs ({}); MIGRATE_NAMESPACE=off restores with new PIDs",
                 String::from_utf8_lossy(&msg[1..])

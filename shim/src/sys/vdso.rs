@@ -284,12 +284,12 @@ mod tests {
     fn any_damage_is_an_error_or_a_result_never_a_panic() {
         let b = own_vdso();
         let good = functions(&b).unwrap();
-        // Every truncation, and every byte of the headers and tables set
-        // to each of a few values.
-        for n in 0..b.len().min(0x800) {
+        // Every truncation, and every byte (the section headers lie at the
+        // end) set to each of a few values.
+        for n in 0..b.len() {
             let _ = functions(&b[..n]);
         }
-        for at in 0..b.len().min(0x800) {
+        for at in 0..b.len() {
             for v in [0u8, 1, 0x7f, 0x80, 0xff] {
                 let mut c = b.clone();
                 c[at] = v;

@@ -46,9 +46,11 @@
 //! refuses such an image before teardown ([`frames::caught_inside`]; dump again).
 //! The interrupted place is in the kernel's signal frame on the thread's
 //! stack, above the shim's handler: found as the first word, upwards from
-//! where the thread parked, that is the dump signal's restorer (the
-//! frame's return address) and followed by a frame whose saved stack
-//! pointer lies above it.
+//! where the thread parked, that is a signal's restorer (the frame's
+//! return address) and followed by a frame whose saved stack pointer lies
+//! above it. A thread caught in a signal handler of its own resumes,
+//! when the handler returns, where that signal interrupted it: the frames
+//! are followed (from each saved stack pointer up) to the eighth.
 
 use std::fs::File;
 use std::io::Write;
@@ -117,6 +119,11 @@ impl Kernel {
     }
 }
 
+/// The largest `[vdso]` an image may have: x86-64 vDSOs are two or three
+/// pages; this leaves room for growth and keeps the symbol table's
+/// reading (quadratic in the worst case) short.
+const MAX_VDSO: u64 = 256 << 10;
+
 /// The image's `[vdso]` mapping and its bytes.
 type ImageVdso<'a> = (&'a dumpfmt::Mapping<'static>, Vec<u8>);
 
@@ -135,7 +142,20 @@ fn image_vdso(img: &ImageFile) -> Result<Option<ImageVdso<'_>>, Refusal> {
     else {
         return Ok(None);
     };
-    let mut bytes = vec![0u8; (m.end - m.start) as usize];
+    // Read into a buffer of its size: bounded first, as the size is the
+    // image's word (a vDSO has a few pages; one of terabytes aborted the
+    // constructor when the buffer could not be allocated).
+    let len = m.end - m.start;
+    if len > MAX_VDSO {
+        return Err(refuse(
+            exit::CORRUPT,
+            format!(
+                "the image's [vdso] at {:#x} has {len} bytes, more than any vDSO ({MAX_VDSO})",
+                m.start
+            ),
+        ));
+    }
+    let mut bytes = vec![0u8; len as usize];
     let mine = |r: &&dumpfmt::PageRun| r.addr >= m.start && r.addr < m.end;
     if !image.runs.iter().any(|r| mine(&r)) {
         return Ok(None);
