@@ -634,9 +634,14 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         put(format!("process.rlimit {res:2}"), format!("{soft} {hard}"));
     }
     for (i, (value, interval)) in p.itimers.iter().enumerate() {
+        // One that has expired reads 0 until its pending signal is taken,
+        // and is re-armed then: armed all the same.
         put(
             format!("process.itimer {i}"),
-            format!("armed={} interval={interval}us", *value != 0),
+            format!(
+                "armed={} interval={interval}us",
+                *value != 0 || *interval != 0
+            ),
         );
     }
     // An armed timer may fire between the dump and the check: its signal
@@ -655,7 +660,7 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         .into_iter()
         .enumerate()
     {
-        if p.itimers[i].0 != 0 {
+        if p.itimers[i].0 != 0 || p.itimers[i].1 != 0 {
             ticking |= 1 << (sig - 1);
         }
     }

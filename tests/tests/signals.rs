@@ -99,3 +99,24 @@ fn app_owns_sigusr2_when_dump_signal_is_rtmin4() {
     check_restored(&expected, &before, &after, &context);
     assert_eq!(restored.stderr(), "", "{context}");
 }
+
+/// An interval timer caught just after it expired, its SIGALRM blocked
+/// and pending (so it reads 0 with its interval): it was restored as
+/// disarmed, and the program, once it unblocked SIGALRM, got one signal
+/// and then none. It must repeat as before the dump.
+#[test]
+fn expired_interval_timer_with_its_signal_pending_repeats() {
+    let dir = TestDir::new("itimer-pending");
+    let program = Program::command_of(
+        "pyitimer",
+        &[
+            PYTHON.as_ref(),
+            crate_dir().join("programs/pyitimer.py").as_os_str(),
+        ],
+    );
+    assert_eq!(
+        reference(&program).last().map(String::as_str),
+        Some("done repeats")
+    );
+    dump_kill_restore(&dir, &program, 3, &[], &[]);
+}

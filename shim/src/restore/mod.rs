@@ -802,6 +802,11 @@ fn build_plan(
         );
     }
     for (which, &(value, interval)) in p.itimers.iter().enumerate() {
+        // A timer that has just expired reads 0 with its signal still
+        // pending; the kernel re-arms it only as that signal is taken.
+        // Armed again with its interval, the pending signal (restored
+        // below) and the next expiry come as they would have.
+        let value = if value == 0 { interval } else { value };
         if value != 0 {
             let tv = |us: u64| [(us / 1_000_000) as i64, (us % 1_000_000) as i64];
             let (i, val) = (tv(interval), tv(value));
