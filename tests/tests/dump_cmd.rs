@@ -369,3 +369,41 @@ fn dump_kill_ends_by_sigkill() {
     );
     dumpfmt::verify(&image).expect("a complete image");
 }
+
+/// `--image` names a one-off file of the requester's: with `--keep 1`
+/// the process's own numbered images rotate as before, but the one-off
+/// image is not one of them and is never removed (it was, as the oldest
+/// image in the rotation, by the next dump).
+#[test]
+fn requested_image_is_not_rotated_by_keep() {
+    let dir = TestDir::new("dumpcmd-keep");
+    let program = Program::cloop();
+    let own = |n: u64| dir.join(&format!("own-{n}.img"));
+    let run = under_run(
+        &migrate(),
+        &program,
+        &dir.join("own-%n.img"),
+        &["--keep", "1"],
+    );
+    let mut p = dir.spawn_plain(&run, "original", &[]);
+    p.wait_for_step(1);
+    let one_off = dir.join("one-off.img");
+    dump_ok(&mut p, &[], &one_off);
+    // Dumps 2, 3 and 4 go to the process's own pattern; once the fourth
+    // is there, the third's rotation is over.
+    for n in 2..=4 {
+        p.dump_with(libc::SIGUSR2);
+        p.wait_for_image(&own(n), false);
+    }
+    assert!(
+        one_off.is_file(),
+        "MIGRATE_KEEP removed the image a request named\n{}",
+        p.describe()
+    );
+    assert!(
+        !own(2).exists(),
+        "--keep 1 no longer rotates the process's own images\n{}",
+        p.describe()
+    );
+    p.kill();
+}

@@ -442,7 +442,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     }
     // SAFETY: this thread leads the dump.
     let requested = unsafe { crate::status::request_image() };
-    let pattern = if job.nonce == 0 || requested.is_empty() {
+    // A request may name an image of its own: that one-off file is the
+    // requester's, never one of the images `MIGRATE_KEEP` rotates.
+    let own_pattern = job.nonce == 0 || requested.is_empty();
+    let pattern = if own_pattern {
         settings.image.as_bytes()
     } else {
         requested
@@ -459,7 +462,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // Before any memory is saved: the image holds its own path (`keep`)
     // and no timer id inherited through a fork.
     periodic::forget_if_forked();
-    if !job.check {
+    if !job.check && own_pattern {
         keep::begin(job.path.as_bytes());
     }
     let mut arena = arena::Arena::new(ARENA_LEN)
