@@ -190,6 +190,12 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t, uc: *mut libc::uconte
         unsafe { world::park(uc) };
         return;
     }
+    if periodic && periodic::skip_tick() {
+        // It waited for a dump that was ending (`claim_lead`): that dump
+        // was this tick's, as for a tick taken while no dump leads.
+        world::WORLD.leader.store(0, Release);
+        return;
+    }
     world::WORLD.pid.store(sys::getpid(), Release);
     lead(uc, periodic, request);
     world::WORLD.pid.store(0, Release);
