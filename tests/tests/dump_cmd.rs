@@ -407,3 +407,50 @@ fn requested_image_is_not_rotated_by_keep() {
     );
     p.kill();
 }
+
+/// `migrate ps` removes what a process that is gone left in the status
+/// directory: its status file, a request or an outcome nobody took, and
+/// the temporary file of a status write it was killed in the middle of.
+#[test]
+fn ps_removes_what_gone_processes_left() {
+    // The library's status directory (see `migrate::status::dir_path`);
+    // a process under the library creates it.
+    let dir = TestDir::new("dumpcmd-stale");
+    let mut p = dir.spawn_plain(
+        &under_run(&migrate(), &Program::cloop(), &dir.join("x.img"), &[]),
+        "original",
+        &[],
+    );
+    p.wait_for_step(1);
+    p.kill();
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { libc::getuid() };
+    let run = std::path::PathBuf::from(format!("/run/user/{uid}"));
+    let status_dir = if run.is_dir() {
+        run.join("migrate")
+    } else {
+        std::path::PathBuf::from(format!("/tmp/migrate-{uid}"))
+    };
+    // A PID that names no process: one of ours, reaped.
+    let mut gone = Command::new("true").spawn().expect("run true");
+    let pid = gone.id();
+    gone.wait().expect("wait for true");
+    let left = [
+        format!("{pid}"),
+        format!("{pid}.req.7"),
+        format!("{pid}.done.7"),
+        format!(".{pid}.tmp"),
+    ];
+    for name in &left {
+        std::fs::write(status_dir.join(name), "pid 1\n").expect("write a leftover");
+    }
+    let (code, _, err) = command(&["ps".as_ref()]);
+    assert_eq!(code, 0, "{err}");
+    for name in &left {
+        assert!(
+            !status_dir.join(name).exists(),
+            "migrate ps left {}",
+            status_dir.join(name).display()
+        );
+    }
+}
