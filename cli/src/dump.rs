@@ -206,7 +206,7 @@ fn nonce() -> u32 {
 /// file's path.
 fn request(t: &Target, image: Option<&str>, after: After) -> Result<(u32, PathBuf), Failure> {
     use std::os::unix::fs::OpenOptionsExt;
-    let text = format_request(image, after);
+    let text = format_request(t.start, image, after);
     let (nonce, path, mut file) = loop {
         let nonce = nonce();
         let path = t.dir.join(format!("{}.req.{nonce}", t.pid));

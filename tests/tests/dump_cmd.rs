@@ -454,3 +454,53 @@ fn ps_removes_what_gone_processes_left() {
         );
     }
 }
+
+/// A request file left by a `migrate dump` that was interrupted (Ctrl-C)
+/// for an earlier process with the same PID is not served by this one:
+/// after its next dump the process finds the file, but the request was
+/// not written for it (it asked this process to exit after a dump).
+#[test]
+fn request_left_for_an_earlier_process_is_not_served() {
+    let dir = TestDir::new("dumpcmd-stale-request");
+    let program = Program::cloop();
+    let expected = reference(&program);
+    let own = dir.join("own-%n.img");
+    let mut p = dir.spawn_plain(&under_run(&migrate(), &program, &own, &[]), "original", &[]);
+    p.wait_for_step(1);
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { libc::getuid() };
+    let run = std::path::PathBuf::from(format!("/run/user/{uid}"));
+    let status_dir = if run.is_dir() {
+        run.join("migrate")
+    } else {
+        std::path::PathBuf::from(format!("/tmp/migrate-{uid}"))
+    };
+    let stale_image = dir.join("stale.img");
+    let stale = status_dir.join(format!("{}.req.77", p.pid()));
+    std::fs::write(
+        &stale,
+        format!("image {}\nafter exit\n", stale_image.display()),
+    )
+    .expect("write the stale request");
+    // The first plain dump rings the request waiting in its file; the
+    // second comes after it was taken (or refused).
+    p.dump_with(libc::SIGUSR2);
+    p.wait_for_image(&dir.join("own-1.img"), false);
+    assert!(
+        p.poll_exit().is_none(),
+        "the process exited: a request left for an earlier process was served\n{}",
+        p.describe()
+    );
+    p.dump_with(libc::SIGUSR2);
+    p.wait_for_image(&dir.join("own-2.img"), false);
+    assert!(
+        p.poll_exit().is_none() && !stale_image.exists(),
+        "a request left for an earlier process was served\n{}",
+        p.describe()
+    );
+    assert!(!stale.exists(), "the stale request file is still there");
+    let _ = std::fs::remove_file(status_dir.join(format!("{}.done.77", p.pid())));
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+}

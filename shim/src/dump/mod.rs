@@ -126,6 +126,9 @@ struct Job {
     pages: u64,
     /// The outcome is in the status file already.
     reported: bool,
+    /// The request's file was left for an earlier process with this PID:
+    /// no dump, no outcome.
+    stale: bool,
 }
 
 /// The address of the xsave area of the signal frame whose context `uc`
@@ -293,6 +296,9 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::ring_next(nonce) };
     }
+    if job.stale {
+        return 0;
+    }
     if job.check {
         crate::restore::check::release_held();
     } else if !job.reported {
@@ -444,7 +450,13 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     if !job.check && job.nonce != 0 {
         let nonce = job.nonce;
         // SAFETY: this thread leads the dump.
-        job.after = unsafe { crate::status::read_request(nonce) }?;
+        match unsafe { crate::status::read_request(nonce) }? {
+            Some(after) => job.after = after,
+            None => {
+                job.stale = true;
+                return Ok(());
+            }
+        }
     }
     // SAFETY: this thread leads the dump.
     let requested = unsafe { crate::status::request_image() };
