@@ -40,7 +40,8 @@ Exit status:
   5  the process ended before the image was complete";
 
 /// How long a dump may take to start (the signal delivered, the status
-/// saying `dumping`) when `--timeout` is longer.
+/// saying `dumping`) when `--timeout` is longer; counted again from the
+/// last time the process was seen writing another dump.
 pub const START_WAIT: Duration = Duration::from_secs(30);
 /// When to say why a dump has not started yet.
 const EXPLAIN_AFTER: Duration = Duration::from_secs(3);
@@ -205,7 +206,7 @@ fn nonce() -> u32 {
 /// file's path.
 fn request(t: &Target, image: Option<&str>, after: After) -> Result<(u32, PathBuf), Failure> {
     use std::os::unix::fs::OpenOptionsExt;
-    let text = format_request(image, after);
+    let text = format_request(t.start, image, after);
     let (nonce, path, mut file) = loop {
         let nonce = nonce();
         let path = t.dir.join(format!("{}.req.{nonce}", t.pid));
@@ -251,7 +252,7 @@ fn request(t: &Target, image: Option<&str>, after: After) -> Result<(u32, PathBu
 /// Follows the status until dump `nonce` is finished; its outcome.
 fn wait(t: &Target, nonce: u32, timeout: Duration) -> Result<status::Last, Failure> {
     let begun = Instant::now();
-    let start_by = begun + timeout.min(START_WAIT);
+    let mut start_by = begun + timeout.min(START_WAIT);
     let deadline = begun + timeout;
     let mut shown = Progress::new();
     let mut started = false;
@@ -259,12 +260,14 @@ fn wait(t: &Target, nonce: u32, timeout: Duration) -> Result<status::Last, Failu
     loop {
         let now = Instant::now();
         let gone = !alive(t.pid, t.start);
+        let mut busy = false;
         // Its outcome file, or the status if that file could not be
         // written (the status shows only the latest dump, which is ours
         // if it names our request).
         let finished = status::read_done(&t.dir, t.pid, nonce).or_else(|| {
             let s = status::read(&t.dir, t.pid, t.start)?;
             if s.request != nonce {
+                busy = s.dumping;
                 return None;
             }
             started = true;
@@ -297,7 +300,12 @@ fn wait(t: &Target, nonce: u32, timeout: Duration) -> Result<status::Last, Failu
                 format!("{} {what} (its own error output may say why)", t.name()),
             ));
         }
-        if !started && !explained && now >= begun + EXPLAIN_AFTER {
+        if busy && !started {
+            // Another dump (periodic, or another request) is being written:
+            // ours starts once it ends, however long it takes to write.
+            start_by = start_by.max((now + timeout.min(START_WAIT)).min(deadline));
+        }
+        if !started && !explained && !busy && now >= begun + EXPLAIN_AFTER {
             explained = true;
             if let Some(why) = not_started(t.pid, t.signal) {
                 eprintln!("migrate: {} has not started the dump: {why}", t.name());

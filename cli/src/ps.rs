@@ -53,6 +53,18 @@ fn processes() -> Vec<Status> {
     for e in entries.flatten() {
         let name = e.file_name();
         let name = name.to_str().unwrap_or("");
+        // A status write's temporary file, left by a process killed
+        // between writing it and renaming it into place.
+        if let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.parse::<i32>().ok())
+        {
+            if status::proc_stat(pid).is_none() {
+                let _ = std::fs::remove_file(e.path());
+            }
+            continue;
+        }
         // A request or outcome left by a `migrate dump` that gave up, of a
         // process that is gone.
         let (head, tail) = name.split_once('.').unwrap_or((name, ""));
@@ -71,6 +83,11 @@ fn processes() -> Vec<Status> {
             .ok()
             .and_then(|t| Status::parse(&t))
         else {
+            // Not one this version reads: removed only once its process
+            // is gone.
+            if status::proc_stat(pid).is_none() {
+                let _ = std::fs::remove_file(e.path());
+            }
             continue;
         };
         // Gone, another process under that PID now, or an exec of a

@@ -45,8 +45,10 @@
 //!
 //! ## Requests
 //!
-//! `migrate dump` writes `<dir>/<pid>.req.<nonce>` (`image PATH`, `after
-//! continue|exit|kill`, one per line, at most [`REQUEST_MAX`] bytes) and
+//! `migrate dump` writes `<dir>/<pid>.req.<nonce>` (`start` the process's
+//! start time, `image PATH`, `after continue|exit|kill`, one per line, at
+//! most [`REQUEST_MAX`] bytes; a file whose `start` is not this process's
+//! was left for an earlier one with the same PID, and is removed unread) and
 //! sends the dump signal with `sigqueue`, `si_value` =
 //! [`request_value`]`(nonce)`. The handler reads the file (a regular file
 //! owned by this uid), removes it and applies it to that dump only. When
@@ -93,6 +95,10 @@ pub enum After {
 /// A request read from its file. All-zero is a valid value (no request).
 pub struct Request {
     pub nonce: u32,
+    /// Start time of the process the request was written for (`start`,
+    /// field 22 of its `/proc/<pid>/stat`): a file left for an earlier
+    /// process with the same PID is not this one's.
+    pub start: u64,
     /// Image path (pattern) for this dump; empty: the process's own.
     pub image: Line<PATH_MAX>,
     pub after: After,
@@ -102,6 +108,7 @@ impl Request {
     pub const fn new() -> Request {
         Request {
             nonce: 0,
+            start: 0,
             image: Line::new(),
             after: After::Default,
         }
@@ -130,6 +137,7 @@ pub fn request_nonce(code: i32, value: u64) -> Option<u32> {
 pub fn parse_request(text: &[u8], req: &mut Request) -> Result<(), &'static str> {
     req.image.clear();
     req.after = After::Default;
+    req.start = 0;
     for line in text.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
         let (key, value) = match line.iter().position(|&c| c == b' ') {
             Some(i) => (&line[..i], &line[i + 1..]),
@@ -142,6 +150,9 @@ pub fn parse_request(text: &[u8], req: &mut Request) -> Result<(), &'static str>
                 }
                 req.image.clear();
                 req.image.bytes(value);
+            }
+            b"start" => {
+                req.start = sys::parse_dec(value).ok_or("bad start time")?;
             }
             b"after" => {
                 req.after = match value {
@@ -157,9 +168,10 @@ pub fn parse_request(text: &[u8], req: &mut Request) -> Result<(), &'static str>
     Ok(())
 }
 
-/// A request file's text (for `migrate dump`).
-pub fn format_request(image: Option<&str>, after: After) -> String {
-    let mut s = String::new();
+/// A request file's text (for `migrate dump`) to the process that
+/// started at `start`.
+pub fn format_request(start: u64, image: Option<&str>, after: After) -> String {
+    let mut s = format!("start {start}\n");
     if let Some(img) = image {
         s.push_str("image ");
         s.push_str(img);
@@ -565,13 +577,15 @@ pub unsafe fn request_image() -> &'static [u8] {
 }
 
 /// Reads and removes request `nonce`'s file; what it asks for after the
-/// dump (its image path: [`request_image`]).
+/// dump (its image path: [`request_image`]), or `None` when the file was
+/// written for an earlier process with this PID (left behind by a
+/// `migrate dump` that was interrupted): not a request to this one.
 ///
 /// # Safety
 /// Called by the thread leading a dump.
 // `Fail` is carried inline, as everywhere on the dump path (no heap).
 #[allow(clippy::result_large_err)]
-pub unsafe fn read_request(nonce: u32) -> Result<After, Fail> {
+pub unsafe fn read_request(nonce: u32) -> Result<Option<After>, Fail> {
     // SAFETY: the caller's promise.
     let s = unsafe { for_dump() };
     // SAFETY: as above.
@@ -606,7 +620,11 @@ pub unsafe fn read_request(nonce: u32) -> Result<After, Fail> {
         return Err(fail().str("its file is too large"));
     }
     parse_request(&buf[..n], req).map_err(|why| fail().str(why))?;
-    Ok(req.after)
+    if s.starttime != 0 && req.start != s.starttime {
+        req.image.clear();
+        return Ok(None);
+    }
+    Ok(Some(req.after))
 }
 
 /// Puts request `nonce`'s file name into `s.tmp`.
@@ -795,7 +813,8 @@ mod tests {
             (None, After::Continue),
             (Some("/a b/c%n.img"), After::Default),
         ] {
-            parse_request(format_request(image, after).as_bytes(), &mut r).unwrap();
+            parse_request(format_request(4242, image, after).as_bytes(), &mut r).unwrap();
+            assert_eq!(r.start, 4242);
             assert_eq!(r.image.as_bytes(), image.unwrap_or("").as_bytes());
             assert_eq!(r.after, after);
         }

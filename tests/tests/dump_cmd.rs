@@ -369,3 +369,138 @@ fn dump_kill_ends_by_sigkill() {
     );
     dumpfmt::verify(&image).expect("a complete image");
 }
+
+/// `--image` names a one-off file of the requester's: with `--keep 1`
+/// the process's own numbered images rotate as before, but the one-off
+/// image is not one of them and is never removed (it was, as the oldest
+/// image in the rotation, by the next dump).
+#[test]
+fn requested_image_is_not_rotated_by_keep() {
+    let dir = TestDir::new("dumpcmd-keep");
+    let program = Program::cloop();
+    let own = |n: u64| dir.join(&format!("own-{n}.img"));
+    let run = under_run(
+        &migrate(),
+        &program,
+        &dir.join("own-%n.img"),
+        &["--keep", "1"],
+    );
+    let mut p = dir.spawn_plain(&run, "original", &[]);
+    p.wait_for_step(1);
+    let one_off = dir.join("one-off.img");
+    dump_ok(&mut p, &[], &one_off);
+    // Dumps 2, 3 and 4 go to the process's own pattern; once the fourth
+    // is there, the third's rotation is over.
+    for n in 2..=4 {
+        p.dump_with(libc::SIGUSR2);
+        p.wait_for_image(&own(n), false);
+    }
+    assert!(
+        one_off.is_file(),
+        "MIGRATE_KEEP removed the image a request named\n{}",
+        p.describe()
+    );
+    assert!(
+        !own(2).exists(),
+        "--keep 1 no longer rotates the process's own images\n{}",
+        p.describe()
+    );
+    p.kill();
+}
+
+/// `migrate ps` removes what a process that is gone left in the status
+/// directory: its status file, a request or an outcome nobody took, and
+/// the temporary file of a status write it was killed in the middle of.
+#[test]
+fn ps_removes_what_gone_processes_left() {
+    // The library's status directory (see `migrate::status::dir_path`);
+    // a process under the library creates it.
+    let dir = TestDir::new("dumpcmd-stale");
+    let mut p = dir.spawn_plain(
+        &under_run(&migrate(), &Program::cloop(), &dir.join("x.img"), &[]),
+        "original",
+        &[],
+    );
+    p.wait_for_step(1);
+    p.kill();
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { libc::getuid() };
+    let run = std::path::PathBuf::from(format!("/run/user/{uid}"));
+    let status_dir = if run.is_dir() {
+        run.join("migrate")
+    } else {
+        std::path::PathBuf::from(format!("/tmp/migrate-{uid}"))
+    };
+    // A PID that names no process: one of ours, reaped.
+    let mut gone = Command::new("true").spawn().expect("run true");
+    let pid = gone.id();
+    gone.wait().expect("wait for true");
+    let left = [
+        format!("{pid}"),
+        format!("{pid}.req.7"),
+        format!("{pid}.done.7"),
+        format!(".{pid}.tmp"),
+    ];
+    for name in &left {
+        std::fs::write(status_dir.join(name), "pid 1\n").expect("write a leftover");
+    }
+    let (code, _, err) = command(&["ps".as_ref()]);
+    assert_eq!(code, 0, "{err}");
+    for name in &left {
+        assert!(
+            !status_dir.join(name).exists(),
+            "migrate ps left {}",
+            status_dir.join(name).display()
+        );
+    }
+}
+
+/// A request file left by a `migrate dump` that was interrupted (Ctrl-C)
+/// for an earlier process with the same PID is not served by this one:
+/// after its next dump the process finds the file, but the request was
+/// not written for it (it asked this process to exit after a dump).
+#[test]
+fn request_left_for_an_earlier_process_is_not_served() {
+    let dir = TestDir::new("dumpcmd-stale-request");
+    let program = Program::cloop();
+    let expected = reference(&program);
+    let own = dir.join("own-%n.img");
+    let mut p = dir.spawn_plain(&under_run(&migrate(), &program, &own, &[]), "original", &[]);
+    p.wait_for_step(1);
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { libc::getuid() };
+    let run = std::path::PathBuf::from(format!("/run/user/{uid}"));
+    let status_dir = if run.is_dir() {
+        run.join("migrate")
+    } else {
+        std::path::PathBuf::from(format!("/tmp/migrate-{uid}"))
+    };
+    let stale_image = dir.join("stale.img");
+    let stale = status_dir.join(format!("{}.req.77", p.pid()));
+    std::fs::write(
+        &stale,
+        format!("image {}\nafter exit\n", stale_image.display()),
+    )
+    .expect("write the stale request");
+    // The first plain dump rings the request waiting in its file; the
+    // second comes after it was taken (or refused).
+    p.dump_with(libc::SIGUSR2);
+    p.wait_for_image(&dir.join("own-1.img"), false);
+    assert!(
+        p.poll_exit().is_none(),
+        "the process exited: a request left for an earlier process was served\n{}",
+        p.describe()
+    );
+    p.dump_with(libc::SIGUSR2);
+    p.wait_for_image(&dir.join("own-2.img"), false);
+    assert!(
+        p.poll_exit().is_none() && !stale_image.exists(),
+        "a request left for an earlier process was served\n{}",
+        p.describe()
+    );
+    assert!(!stale.exists(), "the stale request file is still there");
+    let _ = std::fs::remove_file(status_dir.join(format!("{}.done.77", p.pid())));
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+}

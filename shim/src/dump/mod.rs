@@ -126,6 +126,9 @@ struct Job {
     pages: u64,
     /// The outcome is in the status file already.
     reported: bool,
+    /// The request's file was left for an earlier process with this PID:
+    /// no dump, no outcome.
+    stale: bool,
 }
 
 /// The address of the xsave area of the signal frame whose context `uc`
@@ -188,6 +191,12 @@ pub unsafe fn on_dump_signal(info: *const libc::siginfo_t, uc: *mut libc::uconte
         }
         // SAFETY: forwarded from the caller.
         unsafe { world::park(uc) };
+        return;
+    }
+    if periodic && periodic::skip_tick() {
+        // It waited for a dump that was ending (`claim_lead`): that dump
+        // was this tick's, as for a tick taken while no dump leads.
+        world::WORLD.leader.store(0, Release);
         return;
     }
     world::WORLD.pid.store(sys::getpid(), Release);
@@ -289,6 +298,9 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
         // this dump are asked again, one by one, from their files.
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::ring_next(nonce) };
+    }
+    if job.stale {
+        return 0;
     }
     if job.check {
         crate::restore::check::release_held();
@@ -441,11 +453,20 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     if !job.check && job.nonce != 0 {
         let nonce = job.nonce;
         // SAFETY: this thread leads the dump.
-        job.after = unsafe { crate::status::read_request(nonce) }?;
+        match unsafe { crate::status::read_request(nonce) }? {
+            Some(after) => job.after = after,
+            None => {
+                job.stale = true;
+                return Ok(());
+            }
+        }
     }
     // SAFETY: this thread leads the dump.
     let requested = unsafe { crate::status::request_image() };
-    let pattern = if job.nonce == 0 || requested.is_empty() {
+    // A request may name an image of its own: that one-off file is the
+    // requester's, never one of the images `MIGRATE_KEEP` rotates.
+    let own_pattern = job.nonce == 0 || requested.is_empty();
+    let pattern = if own_pattern {
         settings.image.as_bytes()
     } else {
         requested
@@ -462,7 +483,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // Before any memory is saved: the image holds its own path (`keep`)
     // and no timer id inherited through a fork.
     periodic::forget_if_forked();
-    if !job.check {
+    if !job.check && own_pattern {
         keep::begin(job.path.as_bytes());
     }
     let mut arena = arena::Arena::new(ARENA_LEN)
