@@ -218,34 +218,36 @@ fn version_names(
     Err(bad())
 }
 
+/// This process's own vDSO, as the kernel mapped it: its address and a
+/// copy of its bytes (for tests, here and in `restore::vdso`).
+#[cfg(test)]
+pub(crate) fn own_vdso() -> (u64, Vec<u8>) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps.lines().find(|l| l.ends_with("[vdso]")).unwrap();
+    let (s, e) = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('-')
+        .unwrap();
+    let s = u64::from_str_radix(s, 16).unwrap();
+    let e = u64::from_str_radix(e, 16).unwrap();
+    let mut buf = vec![0u8; (e - s) as usize];
+    use std::os::unix::fs::FileExt;
+    std::fs::File::open("/proc/self/mem")
+        .unwrap()
+        .read_exact_at(&mut buf, s)
+        .unwrap();
+    (s, buf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// This process's own vDSO, as the kernel mapped it.
-    fn own_vdso() -> Vec<u8> {
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let line = maps.lines().find(|l| l.ends_with("[vdso]")).unwrap();
-        let (s, e) = line
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .split_once('-')
-            .unwrap();
-        let s = u64::from_str_radix(s, 16).unwrap();
-        let e = u64::from_str_radix(e, 16).unwrap();
-        let mut buf = vec![0u8; (e - s) as usize];
-        use std::os::unix::fs::FileExt;
-        std::fs::File::open("/proc/self/mem")
-            .unwrap()
-            .read_exact_at(&mut buf, s)
-            .unwrap();
-        buf
-    }
-
     #[test]
     fn reads_this_kernels_vdso() {
-        let b = own_vdso();
+        let (_, b) = own_vdso();
         let syms = functions(&b).unwrap();
         let find = |n: &str| syms.iter().find(|s| s.name == n).unwrap();
         for n in [
@@ -282,7 +284,7 @@ mod tests {
 
     #[test]
     fn any_damage_is_an_error_or_a_result_never_a_panic() {
-        let b = own_vdso();
+        let (_, b) = own_vdso();
         let good = functions(&b).unwrap();
         // Every truncation, and every byte (the section headers lie at the
         // end) set to each of a few values.

@@ -222,20 +222,8 @@ mod tests {
     #[test]
     fn this_kernels_vdso_proxies_onto_itself() {
         // The real thing's symbols, patched to jump into a copy of itself.
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-        let line = maps.lines().find(|l| l.ends_with("[vdso]")).unwrap();
-        let (s, e) = line
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .split_once('-')
-            .unwrap();
-        let (s, e) = (
-            u64::from_str_radix(s, 16).unwrap(),
-            u64::from_str_radix(e, 16).unwrap(),
-        );
-        // SAFETY: reading this process's own vDSO mapping.
-        let b = unsafe { core::slice::from_raw_parts(s as *const u8, (e - s) as usize) };
+        let (s, b) = crate::sys::vdso::own_vdso();
+        let b = &b[..];
         let syms = functions(b).unwrap();
         let Ok(Patched { entries, .. }) = patch(b, &syms, &syms, s) else {
             panic!("patched");
