@@ -40,4 +40,13 @@ pub enum Error {
     BadMeta(String),
     #[error("page data checksum mismatch in run {index} at {addr:#x}")]
     RunCrc { index: usize, addr: u64 },
+    /// A tree image (format 1.3) where one process's image was expected.
+    #[error("a tree image (a process and its children), not a single process's")]
+    TreeImage,
+    /// The index of a tree image is wrong.
+    #[error("tree image index is inconsistent: {0}")]
+    BadTree(String),
+    /// One process's section of a tree image is wrong.
+    #[error("tree image: the section of pid {pid}: {error}")]
+    Section { pid: u32, error: alloc::boxed::Box<Error> },
 }

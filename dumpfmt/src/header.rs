@@ -11,7 +11,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const HEADER_LEN: u64 = PAGE_SIZE;
 pub const MAGIC: [u8; 8] = *b"MIGRATE\0";
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 2;
+pub const VERSION_MINOR: u16 = 3;
 /// Upper bound on the metadata block, checked before it is allocated;
 /// with `DECODED_BYTES_PER_META_BYTE` it bounds a reader's memory
 /// (FORMAT.md, "Limits", says why this value).
@@ -33,6 +33,9 @@ pub struct Header {
     pub meta_crc: u32,
     /// Total length of the image file.
     pub file_len: u64,
+    /// Bytes 12 to 15 (from 1.3 on; read as 0 in older images): bit 0,
+    /// [`FLAG_TREE`](crate::FLAG_TREE), says a tree image.
+    pub flags: u32,
 }
 
 impl Header {
@@ -43,6 +46,7 @@ impl Header {
         out[0..8].copy_from_slice(&MAGIC);
         out[8..10].copy_from_slice(&self.major.to_le_bytes());
         out[10..12].copy_from_slice(&self.minor.to_le_bytes());
+        out[12..16].copy_from_slice(&self.flags.to_le_bytes());
         out[16..24].copy_from_slice(&self.meta_offset.to_le_bytes());
         out[24..32].copy_from_slice(&self.meta_len.to_le_bytes());
         out[32..36].copy_from_slice(&self.meta_crc.to_le_bytes());
@@ -90,7 +94,12 @@ impl Header {
             meta_len: u64_at(24),
             meta_crc: u32_at(32),
             file_len: u64_at(40),
+            // Reserved (and written zero) before 1.3.
+            flags: if minor >= 3 { u32_at(12) } else { 0 },
         };
+        if h.flags & !crate::FLAG_TREE != 0 {
+            return Err(Error::BadHeader("unknown header flags"));
+        }
         if h.file_len > real_len {
             return Err(Error::Truncated {
                 len: real_len,
@@ -127,6 +136,7 @@ mod tests {
             meta_len: 100,
             meta_crc: 7,
             file_len: 8292,
+            flags: 0,
         };
         let mut b = [0; ENCODED_LEN];
         h.encode(&mut b);
@@ -225,6 +235,7 @@ mod tests {
             meta_len: 4000,
             meta_crc: 0,
             file_len: 4100,
+            flags: 0,
         };
         let mut b = [0; ENCODED_LEN];
         h.encode(&mut b);
@@ -240,6 +251,7 @@ mod tests {
             meta_len: MAX_META_LEN + 1,
             meta_crc: 0,
             file_len: 4096 + MAX_META_LEN + 1,
+            flags: 0,
         };
         let mut b = [0; ENCODED_LEN];
         h.encode(&mut b);

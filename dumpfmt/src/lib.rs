@@ -21,6 +21,7 @@ mod elf;
 mod error;
 mod header;
 mod records;
+mod tree;
 mod verify;
 mod writer;
 
@@ -33,5 +34,6 @@ pub use header::{
     VERSION_MINOR,
 };
 pub use records::*;
-pub use verify::{ImageFile, Summary, decode, verify};
+pub use tree::{FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree};
+pub use verify::{ImageFile, Opened, Summary, decode, open_any, verify};
 pub use writer::{build, encode_meta, frame};

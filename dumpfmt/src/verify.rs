@@ -18,6 +18,36 @@ pub struct ImageFile {
     pub header: Header,
     pub image: Image<'static>,
     pub file: File,
+    /// Where the image starts in `file`: 0, or its section's offset in a
+    /// tree image. Every offset the image records counts from here.
+    pub base: u64,
+}
+
+/// An image of either kind, opened.
+#[derive(Debug)]
+pub enum Opened {
+    Single(ImageFile),
+    Tree(crate::TreeFile),
+}
+
+/// Opens an image of either kind (see [`ImageFile::open`] and
+/// [`crate::TreeFile::open`]).
+pub fn open_any(path: &Path) -> Result<Opened, Error> {
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let with_path = |e| match e {
+        Error::Io(m) => Error::Io(format!("{}: {m}", path.display())),
+        e => e,
+    };
+    let tree = crate::tree::is_tree(&file).map_err(with_path)?;
+    if tree {
+        crate::TreeFile::from_file(file)
+            .map(Opened::Tree)
+            .map_err(with_path)
+    } else {
+        ImageFile::from_file(file)
+            .map(Opened::Single)
+            .map_err(with_path)
+    }
 }
 
 impl ImageFile {
@@ -47,7 +77,7 @@ impl ImageFile {
             match run {
                 Some(r) => self
                     .file
-                    .read_exact_at(dst, r.file_offset + (at - r.addr))
+                    .read_exact_at(dst, self.base + r.file_offset + (at - r.addr))
                     .ok()?,
                 None => {
                     let maps = &image.mappings[..];
@@ -75,7 +105,7 @@ pub struct Summary {
     pub threads: usize,
 }
 
-fn io_err(path: &Path, e: std::io::Error) -> Error {
+pub(crate) fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io(format!("{}: {e}", path.display()))
 }
 
@@ -90,14 +120,25 @@ impl ImageFile {
         })
     }
 
-    /// As [`ImageFile::open`], for a file already open.
+    /// As [`ImageFile::open`], for a file already open. A tree image is
+    /// refused ([`Error::TreeImage`]): see [`open_any`].
     pub fn from_file(file: File) -> Result<ImageFile, Error> {
         let len = file.metadata().map_err(|e| Error::Io(e.to_string()))?.len();
+        Self::from_file_at(file, 0, len)
+    }
+
+    /// The image of `len` bytes at `base` in `file` (a section of a tree
+    /// image, or the whole file at 0).
+    pub fn from_file_at(file: File, base: u64, len: u64) -> Result<ImageFile, Error> {
         let mut head = [0u8; HEADER_LEN as usize];
-        let got = read_full_at(&file, &mut head, 0)?;
+        let want = len.min(HEADER_LEN) as usize;
+        let got = read_full_at(&file, &mut head[..want], base)?;
         let header = Header::decode(&head[..got], len)?;
+        if header.flags & crate::FLAG_TREE != 0 {
+            return Err(Error::TreeImage);
+        }
         let mut meta = vec![0u8; header.meta_len as usize];
-        if read_full_at(&file, &mut meta, header.meta_offset)? != meta.len() {
+        if read_full_at(&file, &mut meta, base + header.meta_offset)? != meta.len() {
             return Err(Error::Truncated {
                 len,
                 need: header.file_len,
@@ -108,6 +149,7 @@ impl ImageFile {
             header,
             image,
             file,
+            base,
         })
     }
 
@@ -120,7 +162,7 @@ impl ImageFile {
         for (index, run) in self.image.runs.iter().enumerate() {
             let mut hasher = crc32fast::Hasher::new();
             let mut left = run.pages * PAGE_SIZE;
-            let mut at = run.file_offset;
+            let mut at = self.base + run.file_offset;
             while left > 0 {
                 let n = left.min(buf.len() as u64) as usize;
                 if read_full_at(&self.file, &mut buf[..n], at)? != n {
@@ -156,7 +198,7 @@ impl ImageFile {
 }
 
 /// Reads until `buf` is full or end of file; returns the bytes read.
-fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> Result<usize, Error> {
+pub(crate) fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> Result<usize, Error> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], at) {
@@ -176,12 +218,15 @@ fn read_full_at(file: &File, buf: &mut [u8], mut at: u64) -> Result<usize, Error
 /// checked). This is the entry point the fuzz target drives.
 pub fn decode(bytes: &[u8]) -> Result<(Header, Image<'static>), Error> {
     let header = Header::decode(bytes, bytes.len() as u64)?;
+    if header.flags & crate::FLAG_TREE != 0 {
+        return Err(Error::TreeImage);
+    }
     // The header checked meta_offset + meta_len == file_len == bytes.len().
     let image = decode_meta(&header, &bytes[header.meta_offset as usize..])?;
     Ok((header, image))
 }
 
-fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
+pub(crate) fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
     if crc32fast::hash(meta) != header.meta_crc {
         return Err(Error::MetaCrc);
     }

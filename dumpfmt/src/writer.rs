@@ -75,6 +75,7 @@ pub fn frame(image: &Image<'_>, page_data: &[u8]) -> Vec<u8> {
         meta_len: meta.len() as u64,
         meta_crc: crc32fast::hash(&meta),
         file_len: meta_offset + meta.len() as u64,
+        flags: 0,
     };
     let mut out = Vec::with_capacity(header.file_len as usize);
     let mut head = [0u8; HEADER_ENCODED_LEN];

@@ -239,6 +239,7 @@ fn bad_header_metadata_over_the_cap() {
         meta_len: MAX_META_LEN + 1,
         meta_crc: 0,
         file_len,
+        flags: 0,
     };
     let mut head = [0u8; dumpfmt::HEADER_ENCODED_LEN];
     h.encode(&mut head);

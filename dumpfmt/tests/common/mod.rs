@@ -240,6 +240,7 @@ pub fn with_header(bytes: &mut [u8], f: impl FnOnce(&mut Header)) {
         meta_len: u64_at(24),
         meta_crc: u32_at(32),
         file_len: u64_at(40),
+        flags: u32_at(12),
     };
     f(&mut h);
     let mut head = [0u8; HEADER_ENCODED_LEN];

@@ -836,6 +836,7 @@ fn write_image(
         meta_len: meta.len() as u64,
         meta_crc: crc32fast::hash(meta),
         file_len: out.pos(),
+        flags: 0,
     })
 }
 

@@ -397,6 +397,7 @@ mod tests {
             meta_len: 0,
             meta_crc: 0,
             file_len,
+            flags: 0,
         }
     }
 
