@@ -87,7 +87,12 @@ element!(u8, "bytes", 1);
 element!(Credentials, "credential records", 7, MAX_THREADS);
 element!(PosixTimer, "POSIX timers", 8);
 element!(XsaveComponent, "xsave components", 3, 64);
-element!(crate::tree::Member, "tree members", 6, crate::tree::MAX_MEMBERS);
+element!(
+    crate::tree::Member,
+    "tree members",
+    6,
+    crate::tree::MAX_MEMBERS
+);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {

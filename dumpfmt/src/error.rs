@@ -48,5 +48,8 @@ pub enum Error {
     BadTree(String),
     /// One process's section of a tree image is wrong.
     #[error("tree image: the section of pid {pid}: {error}")]
-    Section { pid: u32, error: alloc::boxed::Box<Error> },
+    Section {
+        pid: u32,
+        error: alloc::boxed::Box<Error>,
+    },
 }

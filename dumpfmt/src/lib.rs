@@ -34,6 +34,8 @@ pub use header::{
     VERSION_MINOR,
 };
 pub use records::*;
-pub use tree::{FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree};
-pub use verify::{ImageFile, Opened, Summary, decode, open_any, verify};
+pub use tree::{
+    FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree,
+};
+pub use verify::{ImageFile, Opened, Summary, decode, open_any, open_any_file, verify};
 pub use writer::{build, encode_meta, frame};

@@ -24,6 +24,8 @@ pub struct ImageFile {
 }
 
 /// An image of either kind, opened.
+// One per image opened: the size of the single variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Opened {
     Single(ImageFile),
@@ -34,19 +36,18 @@ pub enum Opened {
 /// [`crate::TreeFile::open`]).
 pub fn open_any(path: &Path) -> Result<Opened, Error> {
     let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let with_path = |e| match e {
+    open_any_file(file).map_err(|e| match e {
         Error::Io(m) => Error::Io(format!("{}: {m}", path.display())),
         e => e,
-    };
-    let tree = crate::tree::is_tree(&file).map_err(with_path)?;
-    if tree {
-        crate::TreeFile::from_file(file)
-            .map(Opened::Tree)
-            .map_err(with_path)
+    })
+}
+
+/// As [`open_any`], for a file already open.
+pub fn open_any_file(file: File) -> Result<Opened, Error> {
+    if crate::tree::is_tree(&file)? {
+        crate::TreeFile::from_file(file).map(Opened::Tree)
     } else {
-        ImageFile::from_file(file)
-            .map(Opened::Single)
-            .map_err(with_path)
+        ImageFile::from_file(file).map(Opened::Single)
     }
 }
 

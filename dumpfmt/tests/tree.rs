@@ -6,8 +6,8 @@ mod common;
 use std::borrow::Cow;
 
 use dumpfmt::{
-    Error, FLAG_TREE, HEADER_LEN, ImageFile, Member, Opened, PAGE_SIZE, Tree, TreeFile,
-    frame_tree, open_any,
+    Error, FLAG_TREE, HEADER_LEN, ImageFile, Member, Opened, PAGE_SIZE, Tree, TreeFile, frame_tree,
+    open_any,
 };
 
 fn members() -> Vec<Member> {

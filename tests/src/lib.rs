@@ -1019,7 +1019,21 @@ pub fn describe_status(status: ExitStatus) -> String {
 
 /// `dumpfmt::verify(image)`, which must succeed; `context` (usually
 /// [`Proc::describe`] of the dumping process) goes into the failure message.
+/// Of a tree image (every section checked), its root's summary with the
+/// whole file's length.
 pub fn verify_image(image: &Path, context: &str) -> dumpfmt::Summary {
+    if let Ok(dumpfmt::Opened::Tree(_)) = dumpfmt::open_any(image) {
+        return match dumpfmt::TreeFile::verify(image) {
+            Ok(t) => dumpfmt::Summary {
+                file_len: t.file_len,
+                ..t.members[0].1.clone()
+            },
+            Err(e) => panic!(
+                "TreeFile::verify({}) failed: {e}\n{context}",
+                image.display()
+            ),
+        };
+    }
     match dumpfmt::verify(image) {
         Ok(summary) => summary,
         Err(e) => panic!(
@@ -1030,9 +1044,14 @@ pub fn verify_image(image: &Path, context: &str) -> dumpfmt::Summary {
 }
 
 /// The metadata of a (good) image.
+/// Of a tree image, its root's section (what its restored root re-dumps
+/// in a restore check).
 pub fn image_meta(image: &Path) -> dumpfmt::ImageFile {
-    dumpfmt::ImageFile::open(image)
-        .unwrap_or_else(|e| panic!("ImageFile::open({}): {e}", image.display()))
+    match dumpfmt::open_any(image) {
+        Ok(dumpfmt::Opened::Single(img)) => img,
+        Ok(dumpfmt::Opened::Tree(t)) => t.sections.into_iter().next().expect("a root"),
+        Err(e) => panic!("open_any({}): {e}", image.display()),
+    }
 }
 
 /// Checks that `got` is a contiguous slice of `expected` and returns where it

@@ -4,10 +4,11 @@
 //! unharmed, its children still its own; `MIGRATE_CHILDREN=leave` dumps the
 //! process alone, and the `info` log names the children left out.
 //!
-//! The restore side of trees is tried with images dumped one by one
-//! (`MIGRATE_RESTORE_CHILDREN`, experimental, see
-//! `shim/src/restore/tree.rs`): the restored parent forks its child with
-//! the child's PID, and `waitpid` finds it.
+//! `MIGRATE_CHILDREN=tree` dumps the whole tree into one image (format
+//! 1.3: an index and one section per process), and `MIGRATE_RESTORE`
+//! of that image restores every process (see `shim/src/restore/tree.rs`):
+//! each restored parent forks its children with their PIDs, and
+//! `waitpid` finds them.
 //!
 //! The program is `programs/cchildren.c`: one child, live, a zombie,
 //! stopped or statically linked, and at the end the parent reaps it and
@@ -156,87 +157,20 @@ fn children_setting_is_checked() {
     );
 }
 
-/// Dumps the child of `cchildren live` and then the parent (alone), then
-/// kills both; returns the parent (killed) and the two images.
-fn dump_parent_and_child(dir: &TestDir) -> (Program, Proc, PathBuf, PathBuf) {
-    let pattern = dir.join("img-%p.img");
-    let (program, mut p, child) = start(
-        dir,
-        "live",
-        &[
-            ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "leave"),
-        ],
-    );
-    let child_image = dir.join(&format!("img-{child}.img"));
-    // SAFETY: kill(2) with plain integers; the child is ours to signal (it
-    // is the program's, alive until the program reaps it at its end).
-    assert_eq!(unsafe { libc::kill(child, libc::SIGUSR2) }, 0);
-    p.wait_for_image(&child_image, false);
-    p.wait_for_step(5);
-    p.dump_signal();
-    let image = dir.join(&format!("img-{}.img", p.pid()));
-    p.wait_for_image(&image, false);
-    p.kill();
-    // SAFETY: as above; the child is an orphan now.
-    unsafe { libc::kill(child, libc::SIGKILL) };
-    (program, p, image, child_image)
+/// The tree image at `image`, verified whole; its members' pids in order.
+fn tree_pids(image: &std::path::Path, context: &Proc) -> Vec<u32> {
+    match dumpfmt::TreeFile::verify(image) {
+        Ok(s) => s.members.iter().map(|(m, _)| m.pid).collect(),
+        Err(e) => panic!("{}: {e}\n{}", image.display(), context.describe()),
+    }
 }
 
-/// The restore side of a tree, from images dumped one by one: the
-/// restored parent forks its child with the child's PID before either is
-/// torn down; the child (whose pipe from the parent comes back with the
-/// parent gone, so it reads end of file) exits 3, and the parent's
-/// `waitpid` gets that status: the output of an uninterrupted run.
-/// Without the variable the parent finds no child (see the `leave` test).
-#[test]
-fn restored_parent_forks_its_child_with_its_pid() {
-    let dir = TestDir::new("tree-restore-child");
-    let (program, p, image, child_image) = dump_parent_and_child(&dir);
-    let expected = reference(&program);
-    let mut restored = dir.restore(
-        &program,
-        "restored",
-        &image,
-        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
-    );
-    finish_restored(&mut restored, &p, &expected);
-    assert_eq!(restored.stderr(), "", "{}", restored.describe());
-}
-
-/// Children keep their PIDs, so they need the PID namespace: without it
-/// the restore is refused before anything runs (status 70).
-#[test]
-fn restoring_children_needs_the_namespace() {
-    let dir = TestDir::new("tree-restore-no-ns");
-    let (program, _p, image, child_image) = dump_parent_and_child(&dir);
-    let mut r = dir.restore(
-        &program,
-        "no-ns",
-        &image,
-        &[
-            ("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap()),
-            ("MIGRATE_NAMESPACE", "off"),
-        ],
-    );
-    let status = r.wait();
-    assert_eq!(status.code(), Some(70), "{}", r.describe());
-    assert_eq!(r.stdout_raw(), "", "{}", r.describe());
-    assert!(
-        r.stderr()
-            .contains("MIGRATE_RESTORE_CHILDREN needs the PID namespace"),
-        "{}",
-        r.describe()
-    );
-}
-
-/// `MIGRATE_CHILDREN=tree` (experimental): the dump signal sent to the
-/// parent stops the parent and its child together and writes both images
-/// (the child's beside the parent's, `<image>.<pid>`, as the `info` log
-/// says); the parent goes on unharmed. Both killed, the two restore
-/// together with the list the log gave (the parent forks the child with
-/// its PID) and end as an uninterrupted run, the child's exit status
-/// included.
+/// `MIGRATE_CHILDREN=tree`: the dump signal sent to the parent stops the
+/// parent and its child together and writes one image, a tree image
+/// whose index lists both (the parent first) and nothing beside it; the
+/// parent goes on unharmed. Both killed, the image restores both (the
+/// parent forks the child with its PID) and they end as an uninterrupted
+/// run, the child's exit status included.
 #[test]
 fn tree_dump_of_a_parent_and_child_restores_both() {
     let dir = TestDir::new("tree-dump");
@@ -247,31 +181,58 @@ fn tree_dump_of_a_parent_and_child_restores_both() {
         &[
             ("MIGRATE_IMAGE", image.to_str().unwrap()),
             ("MIGRATE_CHILDREN", "tree"),
-            ("MIGRATE_LOG", "info"),
         ],
     );
     let expected = reference(&program);
-    let child_image = dir.join(&format!("tree.img.{child}"));
     p.wait_for_step(5);
     p.dump_signal();
     p.wait_for_image(&image, false);
-    p.wait_for_image(&child_image, false);
-    verify_image(&child_image, &p.describe());
-    const HINT: &str = "MIGRATE_RESTORE_CHILDREN=";
-    let line = p.wait_for_stderr_line("the children's images", |l| l.contains(HINT));
-    let list = &line[line.find(HINT).unwrap() + HINT.len()..];
-    assert_eq!(list, child_image.to_str().unwrap(), "{}", p.describe());
+    assert_eq!(
+        tree_pids(&image, &p),
+        [p.pid() as u32, child as u32],
+        "{}",
+        p.describe()
+    );
+    assert!(!dir.join(&format!("tree.img.{child}")).exists());
     p.kill();
     // SAFETY: kill(2) with plain integers; the child is an orphan now.
     unsafe { libc::kill(child, libc::SIGKILL) };
-    let mut restored = dir.restore(
-        &program,
-        "restored",
-        &image,
-        &[("MIGRATE_RESTORE_CHILDREN", list), ("MIGRATE_LOG", "error")],
-    );
+    let mut restored = dir.restore(&program, "restored", &image, &[("MIGRATE_LOG", "error")]);
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// A tree image keeps its processes' PIDs, so it needs the PID
+/// namespace: without it the restore is refused before anything runs
+/// (status 70), in one line.
+#[test]
+fn tree_image_needs_the_namespace() {
+    let dir = TestDir::new("tree-restore-no-ns");
+    let image = dir.join("tree.img");
+    let (program, mut p, child) = start(
+        &dir,
+        "live",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_step(3);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.kill();
+    send(child, libc::SIGKILL);
+    let mut r = dir.restore(&program, "no-ns", &image, &[("MIGRATE_NAMESPACE", "off")]);
+    let status = r.wait();
+    assert_eq!(status.code(), Some(70), "{}", r.describe());
+    assert_eq!(r.stdout_raw(), "", "{}", r.describe());
+    let err = r.stderr();
+    assert_eq!(err.lines().count(), 1, "{}", r.describe());
+    assert!(
+        err.contains("a tree image needs the PID namespace"),
+        "{}",
+        r.describe()
+    );
 }
 
 /// `MIGRATE_CHILDREN=tree` with a pipe between the two (parent writes each
@@ -293,20 +254,13 @@ fn tree_dump_restores_the_pipe_between_parent_and_child() {
         ],
     );
     let expected = reference(&program);
-    let child_image = dir.join(&format!("tree.img.{child}"));
     p.wait_for_step(10);
     p.dump_signal();
     p.wait_for_image(&image, false);
-    p.wait_for_image(&child_image, false);
     p.kill();
     // SAFETY: kill(2) with plain integers; the child is an orphan now.
     unsafe { libc::kill(child, libc::SIGKILL) };
-    let mut restored = dir.restore(
-        &program,
-        "restored",
-        &image,
-        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
-    );
+    let mut restored = dir.restore(&program, "restored", &image, &[]);
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
 }
@@ -363,7 +317,7 @@ fn tree_dump_fails_naming_a_child_that_does_not_stop() {
     expect_dump_failure(&mut p, &image, &[], &[&named], &expected);
 }
 
-/// `MIGRATE_AFTER_DUMP=exit` with a tree: once every image is complete the
+/// `MIGRATE_AFTER_DUMP=exit` with a tree: once the image is complete the
 /// parent and the child exit; the two restore together to the end.
 #[test]
 fn tree_dump_with_exit_ends_both_and_restores() {
@@ -379,7 +333,6 @@ fn tree_dump_with_exit_ends_both_and_restores() {
         ],
     );
     let expected = reference(&program);
-    let child_image = dir.join(&format!("tree.img.{child}"));
     p.wait_for_step(8);
     p.dump_signal();
     p.wait_for_image(&image, true);
@@ -395,21 +348,15 @@ fn tree_dump_with_exit_ends_both_and_restores() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    verify_image(&child_image, &p.describe());
-    let mut restored = dir.restore(
-        &program,
-        "restored",
-        &image,
-        &[("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap())],
-    );
+    assert_eq!(tree_pids(&image, &p).len(), 2);
+    let mut restored = dir.restore(&program, "restored", &image, &[]);
     finish_restored(&mut restored, &p, &expected);
 }
 
 /// Three generations (`cchildren chain`: the parent sends each step to
 /// its child, which forwards it through a second pipe to its own child,
-/// which prints it): a tree dump stops all three before any writes, names
-/// the grandchild's image after its parent's (`<image>.<child>.<grandchild>`),
-/// and the restore rebuilds the chain (each parent forks its own child,
+/// which prints it): a tree dump stops all three before any writes, lists
+/// them in pre-order in the one image's index, and the restore rebuilds the chain (each parent forks its own child,
 /// both pipes made once and inherited) to the end of an uninterrupted
 /// run: the grandchild exits 3, the child 4.
 #[test]
@@ -435,27 +382,20 @@ fn tree_dump_of_three_generations_restores_all() {
     );
     let grandchild = grandchildren[0];
     p.dump_signal();
-    let child_image = dir.join(&format!("tree.img.{child}"));
-    let grandchild_image = dir.join(&format!("tree.img.{child}.{grandchild}"));
-    for img in [&image, &child_image, &grandchild_image] {
-        p.wait_for_image(img, false);
-    }
+    p.wait_for_image(&image, false);
+    // Pre-order: each parent before its children.
+    assert_eq!(
+        tree_pids(&image, &p),
+        [p.pid() as u32, child as u32, grandchild as u32],
+        "{}",
+        p.describe()
+    );
     p.kill();
     for pid in [child, grandchild] {
         // SAFETY: kill(2) with plain integers; orphans of the killed parent.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    let list = format!(
-        "{}:{}",
-        child_image.to_str().unwrap(),
-        grandchild_image.to_str().unwrap()
-    );
-    let mut restored = dir.restore(
-        &program,
-        "restored",
-        &image,
-        &[("MIGRATE_RESTORE_CHILDREN", &list)],
-    );
+    let mut restored = dir.restore(&program, "restored", &image, &[]);
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
 }
@@ -596,11 +536,9 @@ fn restored_tree_root_saves_a_file_opened_where_the_control_block_was() {
             ("MIGRATE_CHILDREN", "tree"),
         ],
     );
-    let child_image = dir.join(&format!("tree.img.{child}"));
     p.wait_for_step(5);
     p.dump_signal();
     p.wait_for_image(&image, false);
-    p.wait_for_image(&child_image, false);
     p.kill();
     send(child, libc::SIGKILL);
     let again = dir.join("again.img");
@@ -609,7 +547,6 @@ fn restored_tree_root_saves_a_file_opened_where_the_control_block_was() {
         "restored",
         &image,
         &[
-            ("MIGRATE_RESTORE_CHILDREN", child_image.to_str().unwrap()),
             ("MIGRATE_CHILDREN", "leave"),
             ("MIGRATE_IMAGE", again.to_str().unwrap()),
             ("MIGRATE_LOG", "error"),

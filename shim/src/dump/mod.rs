@@ -501,10 +501,15 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         // Only now is the set of children final (no thread can fork): a
         // process with children fails, is dumped alone, or leads a tree.
         let mut tree = crate::tree::dump::begin(&arena, settings, &mut job.path, job.check)?;
+        if tree.is_member() && !job.check && own_pattern {
+            // A member's section goes in its parent's image: no file of
+            // its own to rotate.
+            keep::abort();
+        }
         // Created once every other thread is parked: a fork still in
         // flight would hand the image's descriptor to the child, which
         // then finds an unnamed file it cannot read among its own fds.
-        let mut out = writer::ImageWriter::create(job.path.as_bytes())?;
+        let mut out = tree.writer(&job.path)?;
         if numbered {
             out.never_replace();
         }
@@ -512,10 +517,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         let header = write_image(job, &arena, &mut out, settings, others);
         job.fds = core::ptr::null_mut();
         job.writer = core::ptr::null_mut();
-        let header = tree.written(header);
+        let header = tree.written(header, &mut out);
         // `out` is dropped (its file discarded) on the way out of a failure.
-        let size = out.finish(&header?)?;
-        tree.commit(settings);
+        let size = tree.finish(out, header)?;
+        tree.commit();
         Ok(size)
     });
     job.writer = core::ptr::null_mut();

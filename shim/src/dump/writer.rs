@@ -50,8 +50,15 @@ pub struct ImageWriter {
     named: bool,
     kind: TempKind,
     target: Line<PATH_MAX>,
+    /// Where the image being written starts in the file: 0, or its
+    /// section's offset in a tree image (see `crate::tree::dump`); `pos`
+    /// and every write count from here.
+    base: u64,
     pos: u64,
     done: bool,
+    /// A tree member's section in its parent's file: never finished,
+    /// linked or renamed here.
+    section: bool,
     /// A file already at the target is never replaced (a numbered
     /// image's name: whatever is there was written by someone else).
     no_replace: bool,
@@ -102,8 +109,10 @@ impl ImageWriter {
             named: false,
             kind: TempKind::Unnamed,
             target: Line::new(),
+            base: 0,
             pos: dumpfmt::HEADER_LEN,
             done: false,
+            section: false,
             no_replace: false,
         };
         w.target.bytes(target);
@@ -111,6 +120,56 @@ impl ImageWriter {
             return Err(Fail::new("image path too long or empty"));
         }
         Ok(w)
+    }
+
+    /// A tree member's writer: its section at `base` in the file its
+    /// parent `parent` writes as descriptor `fd` (reopened through
+    /// `/proc/PARENT/fd/FD`); `target` only names it in messages.
+    pub fn open_section(
+        target: &[u8],
+        parent: i32,
+        fd: i32,
+        base: u64,
+    ) -> Result<ImageWriter, Fail> {
+        let mut w = ImageWriter::new(target)?;
+        let mut path = Line::<64>::new();
+        path.str("/proc/")
+            .dec(parent as u64)
+            .str("/fd/")
+            .dec(fd as u64);
+        let Some(p) = path.c_str() else {
+            return Err(Fail::new("image path too long"));
+        };
+        w.fd = sys::open(p, libc::O_WRONLY | libc::O_CLOEXEC, 0).map_err(|e| {
+            Fail::new("cannot open the tree image through ")
+                .bytes(path.as_bytes())
+                .errno(e)
+        })?;
+        w.section = true;
+        w.base = base;
+        Ok(w)
+    }
+
+    /// Starts a section at `base` (page-aligned): the image written from
+    /// now on is a tree member's, its own offsets counting from `base`.
+    pub fn start_section(&mut self, base: u64) {
+        self.base = base;
+        self.pos = dumpfmt::HEADER_LEN;
+    }
+
+    /// Writes the section's header at its start; returns where the
+    /// section ends in the file.
+    pub fn finish_section(&mut self, header: &dumpfmt::Header) -> Result<u64, Fail> {
+        let mut page = [0u8; 64];
+        header.encode(&mut page);
+        self.write_at(&page, 0)?;
+        Ok(self.base + self.pos)
+    }
+
+    /// Goes back to writing the outer file, at offset `pos`.
+    pub fn outer_at(&mut self, pos: u64) {
+        self.base = 0;
+        self.pos = pos;
     }
 
     /// Never replace a file already at the target: [`ImageWriter::finish`]
@@ -227,7 +286,7 @@ impl ImageWriter {
             if !self.set_direct(true) {
                 self.direct_ok = false;
             } else {
-                match sys::pwrite_all(self.fd, data, self.pos) {
+                match sys::pwrite_all(self.fd, data, self.base + self.pos) {
                     Ok(()) => {
                         self.pos += data.len() as u64;
                         // SAFETY: images are written by the thread leading a dump.
@@ -243,6 +302,11 @@ impl ImageWriter {
             }
         }
         self.write(data)
+    }
+
+    /// Where the image being written starts in the file.
+    pub fn base(&self) -> u64 {
+        self.base
     }
 
     /// Where the next byte goes.
@@ -265,7 +329,7 @@ impl ImageWriter {
                 "cannot turn O_DIRECT off on the image being written",
             ));
         }
-        sys::pwrite_all(self.fd, data, at).map_err(|e| self.io_fail(e))
+        sys::pwrite_all(self.fd, data, self.base + at).map_err(|e| self.io_fail(e))
     }
 
     fn io_fail(&self, e: sys::Errno) -> Fail {
@@ -276,6 +340,12 @@ impl ImageWriter {
 
     /// Writes the header, syncs, names the file and renames it into place.
     pub fn finish(mut self, header: &dumpfmt::Header) -> Result<u64, Fail> {
+        if self.section {
+            return Err(Fail::new(
+                "internal: a tree member's section is not an image file",
+            ));
+        }
+        self.base = 0;
         let mut page = [0u8; 64];
         header.encode(&mut page);
         self.write_at(&page, 0)?;

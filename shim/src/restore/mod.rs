@@ -86,7 +86,13 @@ pub fn run(path: &str, overrides: &Overrides) {
         eprintln!("migrate: restore {path}: {}", r.msg);
         std::process::exit(r.code);
     };
-    let img = open_image(path).unwrap_or_else(|r| fail(r));
+    let (img, tree) = match precheck::open_any(path).unwrap_or_else(|r| fail(r)) {
+        dumpfmt::Opened::Single(img) => (img, None),
+        dumpfmt::Opened::Tree(t) => {
+            let (root, index, sections) = tree::split(t);
+            (root, Some((index, sections)))
+        }
+    };
     match wrapper::role(&img.image.exe, path).unwrap_or_else(|r| fail(r)) {
         wrapper::Role::Program => {}
         wrapper::Role::Wrapper { exe, word } => {
@@ -103,21 +109,25 @@ pub fn run(path: &str, overrides: &Overrides) {
         std::process::exit(64);
     }
     let checked = validate(img).unwrap_or_else(|r| fail(r));
-    let children = tree::children_from_env(&checked).unwrap_or_else(|r| fail(r));
+    let members = tree
+        .map(|(index, sections)| tree::members(&checked, index, sections))
+        .transpose()
+        .unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
     let child_overrides;
-    let (checked, path, overrides) = match tree::fork_children(checked, path, children, keep_tids) {
-        Ok(tree::Role::Parent(c)) => (c, path.to_string(), overrides),
-        Ok(tree::Role::Child(c, p)) => {
-            // The fidelity check is the parent's: its path is one.
+    let (checked, overrides) = match tree::fork_children(checked, members, keep_tids) {
+        Ok(tree::Role::Root(c)) => (c, overrides),
+        Ok(tree::Role::Member(c)) => {
+            // The fidelity check is the root's: its path is one.
             child_overrides = Overrides {
                 restore_check: None,
                 ..overrides.clone()
             };
-            (c, p, &child_overrides)
+            (c, &child_overrides)
         }
         Err(r) => fail(r),
     };
+    let path = path.to_string();
     match build(checked, &path, overrides, started, keep_tids) {
         Ok(ready) => launch(ready),
         Err(r) => fail(r),
@@ -135,13 +145,6 @@ pub struct Ready {
     entry: u64,
     header: u64,
     stack_top: u64,
-}
-
-/// Opens the image and decodes its framing and metadata (see
-/// [`precheck::open`]); its pages are checked by [`validate`].
-fn open_image(path: &str) -> Result<ImageFile, Refusal> {
-    let img = precheck::open(path)?;
-    Ok(img)
 }
 
 /// Opens the image once and checks the descriptor it got: a regular
@@ -292,6 +295,17 @@ fn build(
         .map(|f| fds::lift(f.into(), base).map(File::from))
         .collect::<Result<Vec<_>, _>>()?;
     let made = fds::make(&img.image, base)?;
+    // The tree's barrier, above `base` with the restorer's own.
+    let barrier = match tree::take_barrier() {
+        // Left open for the restorer, which closes them (close_range).
+        Some(b) => Some(tree::LiftedBarrier {
+            root: b.root,
+            members: b.members,
+            read: fds::lift(b.read, base)?.into_raw_fd() as u64,
+            write: fds::lift(b.write, base)?.into_raw_fd() as u64,
+        }),
+        None => None,
+    };
     // Pipes shared with the tree's other processes: what this process
     // uses of them is in `made` now; the rest must not stay open here.
     tree::close_shared_pipes();
@@ -319,7 +333,7 @@ fn build(
         &fds,
         &kernel,
         &made,
-        (keep_tids, &creds_now, &timers),
+        (keep_tids, &creds_now, &timers, barrier),
     )?;
 
     // Place the restorer where neither address space has anything.
@@ -512,11 +526,17 @@ fn build_plan(
     fds: &[File],
     kernel: &vdso::Kernel,
     made: &fds::MadeFds,
-    (keep_tids, creds_now, timer_plan): (bool, &dumpfmt::Credentials, &timers::TimerPlan),
+    (keep_tids, creds_now, timer_plan, barrier): (
+        bool,
+        &dumpfmt::Credentials,
+        &timers::TimerPlan,
+        Option<tree::LiftedBarrier>,
+    ),
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
     let img_fd = img.file.as_raw_fd() as u64;
+    let img_base = img.base;
 
     // 1. Unmap everything of the fresh process but the restorer and the vDSO:
     //    the holes between them are filled in when the plan is placed.
@@ -627,7 +647,12 @@ fn build_plan(
                 );
                 plan.call(
                     SYS_pread64,
-                    &[v(img_fd), v(r.addr + done), v(n), v(r.file_offset + done)],
+                    &[
+                        v(img_fd),
+                        v(r.addr + done),
+                        v(n),
+                        v(img_base + r.file_offset + done),
+                    ],
                     v(n),
                     &what,
                 );
@@ -773,6 +798,12 @@ fn build_plan(
                 &[v(fd.fd as u64), v(F_ADD_SEALS as u64), v(u64::from(seals))],
             );
         }
+    }
+    // The tree's barrier: every process of the tree is restored (but
+    // for what follows, which runs no code of the program) before any
+    // goes on.
+    if let Some(b) = &barrier {
+        tree::barrier_ops(plan, b);
     }
     plan.call(
         SYS_close_range,

@@ -19,15 +19,29 @@ use super::{Refusal, differs, exit, identity, refuse, shared_files};
 /// framing and metadata; page data is not read yet.
 pub fn open(path: &str) -> Result<ImageFile, Refusal> {
     let file = super::open_checked(path)?;
-    ImageFile::from_file(file).map_err(|e| {
-        use dumpfmt::Error as E;
-        let code = match &e {
-            E::Io(_) => exit::NO_IMAGE,
-            E::NewerVersion { .. } | E::OlderVersion { .. } => exit::VERSION,
-            _ => exit::CORRUPT,
-        };
-        refuse(code, e.to_string())
-    })
+    ImageFile::from_file(file).map_err(refusal)
+}
+
+/// As [`open`], for an image of either kind: a tree image's index and
+/// every section's metadata are decoded and checked.
+pub fn open_any(path: &str) -> Result<dumpfmt::Opened, Refusal> {
+    let file = super::open_checked(path)?;
+    dumpfmt::open_any_file(file).map_err(refusal)
+}
+
+fn refusal(e: dumpfmt::Error) -> Refusal {
+    refuse(code_of(&e), e.to_string())
+}
+
+/// The exit status of a restore refused for `e`.
+fn code_of(e: &dumpfmt::Error) -> i32 {
+    use dumpfmt::Error as E;
+    match e {
+        E::Io(_) => exit::NO_IMAGE,
+        E::NewerVersion { .. } | E::OlderVersion { .. } => exit::VERSION,
+        E::Section { error, .. } => code_of(error),
+        _ => exit::CORRUPT,
+    }
 }
 
 /// Every run of page data whose checksum is wrong, one problem each (a
@@ -37,7 +51,7 @@ pub fn bad_runs(img: &ImageFile) -> Vec<Refusal> {
     let mut buf = vec![0u8; 1 << 20];
     for (index, run) in img.image.runs.iter().enumerate() {
         let mut hasher = crc32fast::Hasher::new();
-        let (mut at, mut left) = (run.file_offset, run.pages * PAGE_SIZE);
+        let (mut at, mut left) = (img.base + run.file_offset, run.pages * PAGE_SIZE);
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;
             match img.file.read_exact_at(&mut buf[..n], at) {

@@ -1,156 +1,174 @@
-//! Restoring children with their parent (issue 9, experimental): the
-//! restore side of a tree, step 3 of the design in `crate::tree`, on
-//! images that exist today.
+//! Restoring a tree image (issue 9): the restore side of a tree, steps
+//! 1, 3 and 4 of the design in `crate::tree`.
 //!
-//! `MIGRATE_RESTORE_CHILDREN=child1.img:child2.img` names images of the
-//! restored process's children, each dumped on its own (the parent with
-//! `MIGRATE_CHILDREN=leave`): they are not one snapshot, and what the
-//! processes shared (a pipe between them) comes back as if the peer had
-//! gone, so this is for testing the mechanism, not for users yet. Every
-//! child image is checked with the parent's, before anything is torn
-//! down; then, inside the PID namespace, the process that takes the
-//! parent's PID forks each child with `clone3` `set_tid` (so the child has
-//! its PID and the parent link is real: `waitpid` finds it), and each
-//! child restores its own image as a single process is restored.
+//! `MIGRATE_RESTORE=tree.img` names a tree image (format 1.3, see
+//! `dumpfmt::TreeFile`): its index lists every process, root first, with
+//! its parent, process group and session, and its section, a complete
+//! image. Every section is checked as the root's is ([`members`]), and
+//! the groups and sessions planned (`crate::tree::groups`), before
+//! anything is torn down; a tree needs the PID namespace (each process
+//! keeps its PID, and its parent link is real: `waitpid` finds it).
+//! Then, inside the namespace, the process that takes the root's PID forks
+//! each child with `clone3` `set_tid`, each child takes its group and
+//! session and forks its own ([`fork_children`]), and each restores its
+//! own section as a single process is restored.
 //!
 //! A pipe between them (each end recorded as going to another process,
-//! `FdKind::Gone`, named `pipe:[inode]`) is made once, by the parent
+//! `FdKind::Gone`, named `pipe:[inode]`) is made once, by the root
 //! before it forks, holding the bytes its read end had waiting, and each
 //! process takes its ends from it ([`shared_pipe_end`]) and closes the
 //! rest ([`close_shared_pipes`]) before teardown.
 //!
-//! Runs in the constructor, before teardown, with libc.
+//! The restore barrier: no process runs its program before every one is
+//! restored (a parent that signals or waits for a child finds it whole).
+//! Two pipes made by the root before its first fork: each other process,
+//! its restore done, writes a byte to the first, closes it, and waits for
+//! a byte from the second; the root, its own restore done, reads one byte
+//! per other process from the first, then writes theirs to the second
+//! ([`barrier_ops`], the restorer's last steps before the threads are
+//! made). A process that dies before its byte closes its end: the root
+//! reads end of file and fails, and so the others.
+//!
+//! Runs in the constructor, before teardown, with libc; [`barrier_ops`]
+//! only plans what the restorer does.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
-use dumpfmt::FdKind;
+use dumpfmt::{FdKind, Member, TreeFile};
 
+use super::plan::{Arg, Plan};
 use super::{Checked, Refusal, exit, refuse};
+use crate::tree::groups::{self, Step};
 
-/// The variable that names the children's images.
-pub const VAR: &str = "MIGRATE_RESTORE_CHILDREN";
-
-/// A child's image, checked.
-pub struct Child {
-    pub path: String,
-    pub checked: Checked,
+/// The other processes of a tree image, checked; in the index's order
+/// (the root, `members[0]`, is restored as a single image is).
+pub struct Members {
+    pub index: Vec<Member>,
+    /// One per member but the root.
+    pub checked: Vec<Option<Checked>>,
 }
 
-/// The children's images named by [`VAR`], each opened and checked as the
-/// parent's was; they must be of the parent's program.
-pub fn children_from_env(parent: &Checked) -> Result<Vec<Child>, Refusal> {
-    let Some(list) = std::env::var(VAR).ok().filter(|v| !v.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    let mut children = Vec::new();
-    for path in list.split(':').filter(|p| !p.is_empty()) {
-        let with_path = |r: Refusal| refuse(r.code, format!("{VAR}: {path}: {}", r.msg));
-        let img = super::open_image(path).map_err(with_path)?;
-        if img.image.exe.path != parent.img.image.exe.path {
+/// Splits a tree image into its root's section and the rest.
+pub fn split(t: TreeFile) -> (dumpfmt::ImageFile, Vec<Member>, Vec<dumpfmt::ImageFile>) {
+    let TreeFile { tree, sections, .. } = t;
+    let mut sections = sections.into_iter();
+    let root = sections.next();
+    let index = tree.members.into_owned();
+    // `TreeFile` holds one section per member, at least the root's.
+    (
+        root.expect("a tree image has a root"),
+        index,
+        sections.collect(),
+    )
+}
+
+/// Checks every other member's section as the root's was (pages, CPU,
+/// mapped files), that each runs the root's program, and that the tree's
+/// groups and sessions can be made again.
+pub fn members(
+    root: &Checked,
+    index: Vec<Member>,
+    sections: Vec<dumpfmt::ImageFile>,
+) -> Result<Members, Refusal> {
+    groups::check_all(&index).map_err(|(pid, why)| {
+        refuse(
+            exit::UNSUPPORTED,
+            format!("pid {pid}: its process group or session cannot be restored: {why}"),
+        )
+    })?;
+    let mut checked = Vec::with_capacity(sections.len());
+    for img in sections {
+        let pid = img.image.pid;
+        if img.image.exe.path != root.img.image.exe.path {
             return Err(refuse(
                 exit::OTHER_PROGRAM,
                 format!(
-                    "{VAR}: {path} is an image of {}, not of {} (children must run their parent's program for now)",
-                    img.image.exe.path, parent.img.image.exe.path
+                    "pid {pid} of the tree runs {}, not {} (every process of a tree must run the root's program for now)",
+                    img.image.exe.path, root.img.image.exe.path
                 ),
             ));
         }
-        let pid = img.image.pid;
-        if pid == parent.img.image.pid || children.iter().any(|c: &Child| c.pid() == pid) {
-            return Err(refuse(
-                exit::UNSUPPORTED,
-                format!("{VAR}: {path} has PID {pid}, which another image of this restore has"),
-            ));
-        }
-        let checked = super::validate(img).map_err(with_path)?;
-        children.push(Child {
-            path: path.to_string(),
-            checked,
-        });
+        let c = super::validate(img)
+            .map_err(|r| refuse(r.code, format!("pid {pid} of the tree: {}", r.msg)))?;
+        checked.push(Some(c));
     }
-    Ok(children)
-}
-
-impl Child {
-    pub fn pid(&self) -> u32 {
-        self.checked.img.image.pid
-    }
+    Ok(Members { index, checked })
 }
 
 /// What this process restores after [`fork_children`].
 pub enum Role {
-    /// The parent's image (the children are forked).
-    Parent(Checked),
-    /// One child's image, at this path.
-    Child(Checked, String),
+    /// The root's image (the children are forked).
+    Root(Checked),
+    /// Another member's image.
+    Member(Checked),
 }
 
 /// Forks each child with its PID (`keep_tids`: inside the PID namespace),
 /// and each child its own children; returns, in each process, what it
-/// restores. Images not its own are closed in every process. `root` is
-/// the path of the parent's image: a child's image named `<X>.<pid>`,
-/// where X is the root's or another child's image, is X's child (as the
-/// tree dump names them); any other is the root's.
+/// restores. Images not its own are closed in every process.
 pub fn fork_children(
-    parent: Checked,
-    root: &str,
-    children: Vec<Child>,
+    root: Checked,
+    members: Option<Members>,
     keep_tids: bool,
 ) -> Result<Role, Refusal> {
-    if children.is_empty() {
-        return Ok(Role::Parent(parent));
-    }
+    let Some(Members { index, checked }) = members.filter(|m| m.index.len() > 1) else {
+        return Ok(Role::Root(root));
+    };
     if !keep_tids {
         return Err(refuse(
             exit::UNSUPPORTED,
-            format!("{VAR} needs the PID namespace (children keep their PIDs)"),
+            "a tree image needs the PID namespace (its processes keep their PIDs); MIGRATE_NAMESPACE=off restores single images only",
         ));
     }
-    make_shared_pipes(&parent, &children)?;
-    let root = canonical(root);
-    let names: Vec<String> = children.iter().map(|c| canonical(&c.path)).collect();
-    let mut parents = Vec::with_capacity(children.len());
-    for name in &names {
-        let p = match name.rsplit_once('.') {
-            Some((stem, pid)) if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => {
-                if stem == root {
-                    None
-                } else {
-                    names.iter().position(|n| n == stem)
-                }
-            }
-            _ => None,
-        };
-        parents.push(p);
-    }
-    descend(
-        parent,
-        None,
-        children.into_iter().map(Some).collect(),
-        &parents,
-    )
+    let images: Vec<&Checked> = std::iter::once(&root)
+        .chain(checked.iter().flatten())
+        .collect();
+    make_shared_pipes(&images)?;
+    make_barrier(index.len())?;
+    let mut all: Vec<Option<Checked>> = std::iter::once(None).chain(checked).collect();
+    let parents: Vec<Option<usize>> = index
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (i > 0)
+                .then(|| index[..i].iter().position(|p| p.pid == m.ppid))
+                .flatten()
+        })
+        .collect();
+    let role = descend(root, 0, &index, &mut all, &parents)?;
+    keep_barrier_end(matches!(role, Role::Root(_)));
+    Ok(role)
 }
 
-/// Forks the children of `me` (`None`: the root) among `all` (indexed as
-/// `parents`), in this process, recursively in each child.
+/// Forks the children of member `me` (restoring `mine`) in this process,
+/// recursively in each child.
 fn descend(
-    me: Checked,
-    me_index: Option<usize>,
-    mut all: Vec<Option<Child>>,
+    mine: Checked,
+    me: usize,
+    index: &[Member],
+    all: &mut [Option<Checked>],
     parents: &[Option<usize>],
 ) -> Result<Role, Refusal> {
+    let role = |c| {
+        if me == 0 {
+            Role::Root(c)
+        } else {
+            Role::Member(c)
+        }
+    };
     for i in 0..all.len() {
-        if parents[i] != me_index || all[i].is_none() {
+        if parents[i] != Some(me) || all[i].is_none() {
             continue;
         }
-        let pid = all[i].as_ref().map_or(0, Child::pid);
+        let pid = index[i].pid;
+        let step = groups::step(index, i).unwrap_or(Step::Keep);
         match clone_with_pid(pid) {
             Ok(0) => {
                 // The child: its own image and its descendants' only.
-                close(me);
+                close(mine);
                 let Some(child) = all[i].take() else {
                     return Err(refuse(exit::UNSUPPORTED, "internal: child image gone"));
                 };
@@ -158,36 +176,66 @@ fn descend(
                     if !below(j, i, parents)
                         && let Some(c) = slot.take()
                     {
-                        close(c.checked);
+                        close(c);
                     }
                 }
-                return match descend(child.checked, Some(i), all, parents)? {
-                    Role::Parent(c) => Ok(Role::Child(c, child.path)),
-                    other => Ok(other),
-                };
+                take_step(step, pid)?;
+                return descend(child, i, index, all, parents);
             }
-            Ok(_) => {
+            Ok(child) => {
+                // Its group before the next sibling may need it (the
+                // child does the same: whichever comes first).
+                let _ = match step {
+                    // SAFETY: setpgid on our own new child.
+                    Step::Lead => unsafe { libc::setpgid(child, child) },
+                    // SAFETY: as above.
+                    Step::Join(g) => unsafe { libc::setpgid(child, g as i32) },
+                    _ => 0,
+                };
                 // Its image and its descendants' are the child's now.
                 for (j, slot) in all.iter_mut().enumerate() {
                     if (j == i || below(j, i, parents))
                         && let Some(c) = slot.take()
                     {
-                        close(c.checked);
+                        close(c);
                     }
                 }
             }
             Err(e) => {
                 return Err(refuse(
                     exit::UNSUPPORTED,
-                    format!("{VAR}: cannot create child {pid} with its PID: {e}"),
+                    format!("cannot create process {pid} of the tree with its PID: {e}"),
                 ));
             }
         }
     }
-    Ok(Role::Parent(me))
+    Ok(role(mine))
 }
 
-/// Whether image `j` is a descendant of image `i`.
+/// Takes the group and session `step` says (a child, before it forks).
+fn take_step(step: Step, pid: u32) -> Result<(), Refusal> {
+    // SAFETY: plain system calls about this process.
+    let r = unsafe {
+        match step {
+            Step::Keep => 0,
+            Step::Setsid => libc::setsid().min(0),
+            Step::Lead => libc::setpgid(0, 0),
+            Step::Join(g) => libc::setpgid(0, g as i32),
+        }
+    };
+    if r < 0 {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "process {pid} of the tree cannot take its process group or session ({step:?}): {}",
+                std::io::Error::last_os_error()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether member `j` is a descendant of member `i`.
 fn below(j: usize, i: usize, parents: &[Option<usize>]) -> bool {
     let mut at = parents[j];
     for _ in 0..parents.len() {
@@ -198,13 +246,6 @@ fn below(j: usize, i: usize, parents: &[Option<usize>]) -> bool {
         }
     }
     false
-}
-
-/// A path made absolute and free of symlinks where possible.
-fn canonical(path: &str) -> String {
-    std::fs::canonicalize(path)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| path.to_string())
 }
 
 /// Closes an image and the files it holds open.
@@ -236,6 +277,140 @@ fn clone_with_pid(pid: u32) -> std::io::Result<i32> {
     Ok(r as i32)
 }
 
+/// The barrier's pipes, made by the root: (arrive, go), each (read,
+/// write); then, in each process, the two ends it keeps.
+struct Barrier {
+    arrive: Option<(OwnedFd, OwnedFd)>,
+    go: Option<(OwnedFd, OwnedFd)>,
+    members: usize,
+}
+
+/// The ends one process keeps: `read` and `write`, and whether it is the
+/// root (which waits for the others and lets them go).
+pub struct BarrierEnds {
+    pub root: bool,
+    pub members: usize,
+    pub read: OwnedFd,
+    pub write: OwnedFd,
+}
+
+static BARRIER: Mutex<Option<Barrier>> = Mutex::new(None);
+static BARRIER_ENDS: Mutex<Option<BarrierEnds>> = Mutex::new(None);
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Refusal> {
+    let mut p = [0; 2];
+    // SAFETY: `p` has room for two descriptors.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "the tree's barrier: pipe: {}",
+                std::io::Error::last_os_error()
+            ),
+        ));
+    }
+    // SAFETY: both descriptors were just created and are ours.
+    Ok(unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) })
+}
+
+fn make_barrier(members: usize) -> Result<(), Refusal> {
+    let b = Barrier {
+        arrive: Some(pipe()?),
+        go: Some(pipe()?),
+        members,
+    };
+    *BARRIER.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
+    Ok(())
+}
+
+/// Keeps this process's two ends of the barrier, closing the others (a
+/// process's children have inherited theirs by now).
+fn keep_barrier_end(root: bool) {
+    let Some(mut b) = BARRIER.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let (Some((ar, aw)), Some((gr, gw))) = (b.arrive.take(), b.go.take()) else {
+        return;
+    };
+    let ends = if root {
+        BarrierEnds {
+            root,
+            members: b.members,
+            read: ar,
+            write: gw,
+        }
+    } else {
+        BarrierEnds {
+            root,
+            members: b.members,
+            read: gr,
+            write: aw,
+        }
+    };
+    *BARRIER_ENDS.lock().unwrap_or_else(|e| e.into_inner()) = Some(ends);
+}
+
+/// This process's ends of the barrier, for the restorer (None: not a tree).
+pub fn take_barrier() -> Option<BarrierEnds> {
+    BARRIER_ENDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+}
+
+/// A process's ends of the barrier, lifted above the restore's base and
+/// left open for the restorer.
+pub struct LiftedBarrier {
+    pub root: bool,
+    pub members: usize,
+    pub read: u64,
+    pub write: u64,
+}
+
+/// The restorer's barrier steps (see the module's documentation).
+pub fn barrier_ops(plan: &mut Plan, b: &LiftedBarrier) {
+    let v = Arg::V;
+    let (root, members, read, write) = (b.root, b.members, b.read, b.write);
+    let byte = plan.bytes(&[0u8; 8]);
+    if root {
+        for _ in 1..members {
+            plan.call(
+                libc::SYS_read,
+                &[v(read), Arg::Data(byte), v(1)],
+                v(1),
+                "restore: another process of the tree failed its restore",
+            );
+        }
+        let n = members as u64 - 1;
+        let go = plan.bytes(&vec![0u8; n as usize]);
+        plan.call(
+            libc::SYS_write,
+            &[v(write), Arg::Data(go), v(n)],
+            v(n),
+            "restore: cannot let the tree's processes go",
+        );
+    } else {
+        plan.call(
+            libc::SYS_write,
+            &[v(write), Arg::Data(byte), v(1)],
+            v(1),
+            "restore: cannot tell the tree's root this process is restored",
+        );
+        plan.call(
+            libc::SYS_close,
+            &[v(write)],
+            v(0),
+            "restore: cannot close the tree's barrier",
+        );
+        plan.call(
+            libc::SYS_read,
+            &[v(read), Arg::Data(byte), v(1)],
+            v(1),
+            "restore: the tree's root failed its restore",
+        );
+    }
+}
+
 /// Pipes between the tree's processes, by their `pipe:[inode]` name:
 /// (read end, write end), until each process has taken its own.
 static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex::new(None);
@@ -243,9 +418,8 @@ static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex:
 /// Makes every pipe whose ends the images show in two or more of the
 /// processes, holding the bytes its read ends had waiting (a tree dump
 /// is one snapshot: every read end saw the same bytes).
-fn make_shared_pipes(parent: &Checked, children: &[Child]) -> Result<(), Refusal> {
-    let images =
-        std::iter::once(&parent.img.image).chain(children.iter().map(|c| &c.checked.img.image));
+fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
+    let images = checked.iter().map(|c| &c.img.image);
     // name -> (processes holding it, bytes waiting)
     let mut seen: HashMap<&str, (usize, &[u8])> = HashMap::new();
     for (i, image) in images.enumerate() {

@@ -77,10 +77,24 @@ pub struct Header {
     pub phase: AtomicU32,
     /// Members whose image is written or failed (a futex word).
     pub written: AtomicU32,
-    /// The root's image path (members write beside it); set before any
-    /// member is asked.
+    /// The image path (the tree's one file); set before any member is
+    /// asked.
     pub path_len: u32,
     pub path: [u8; PATH_MAX],
+    /// The descriptor the leading process writes the tree image through
+    /// (members reopen it through `/proc`); set before the first turn.
+    pub writer_fd: AtomicI32,
+    /// Whose turn it is to write: slot index + 1 (0: nobody's; a futex
+    /// word).
+    pub turn: AtomicU32,
+    /// Where the member whose turn it is writes its section (absolute,
+    /// page-aligned); that member leaves it where the next one starts.
+    pub cursor: AtomicU64,
+    /// The index entries of the members written so far, in pre-order,
+    /// each member's own followed by its descendants' (appended by the
+    /// member whose turn it is).
+    pub index_len: AtomicU32,
+    pub index: [dumpfmt::Member; MAX_MEMBERS],
 }
 
 #[repr(C)]
@@ -197,6 +211,52 @@ impl Control {
         // SAFETY: the mapping starts with a `Header` (all atomics, valid
         // when zero) and lives as long as `self`.
         unsafe { &*self.base.cast::<Header>() }
+    }
+
+    /// Gives slot `i` its turn to write.
+    pub fn give_turn(&self, i: usize) {
+        self.header().turn.store(i as u32 + 1, Release);
+        futex_wake_shared(&self.header().turn);
+    }
+
+    /// Waits for slot `i`'s turn; false when the dump is no longer
+    /// writing, the parent `parent` is gone or `deadline` passed.
+    pub fn wait_turn(&self, i: usize, parent: i32, deadline: u64) -> bool {
+        let h = self.header();
+        loop {
+            if h.phase.load(Acquire) != phase::WRITE {
+                return false;
+            }
+            let t = h.turn.load(Acquire);
+            if t == i as u32 + 1 {
+                return true;
+            }
+            // SAFETY: getppid takes no arguments.
+            let now_parent = unsafe { sys::syscall6(libc::SYS_getppid, [0; 6]) } as i32;
+            if now_parent != parent || sys::monotonic_ns() >= deadline {
+                return false;
+            }
+            futex_wait_shared(&h.turn, t, 100_000_000);
+        }
+    }
+
+    /// Appends index entries (only the member whose turn it is calls this).
+    pub fn push_index(&self, entries: &[dumpfmt::Member]) -> bool {
+        let h = self.header_mut();
+        let at = h.index_len.load(Acquire) as usize;
+        let Some(room) = h.index.get_mut(at..at + entries.len()) else {
+            return false;
+        };
+        room.copy_from_slice(entries);
+        h.index_len.store((at + entries.len()) as u32, Release);
+        true
+    }
+
+    /// The index entries appended so far.
+    pub fn index(&self) -> &[dumpfmt::Member] {
+        let h = self.header();
+        let n = (h.index_len.load(Acquire) as usize).min(MAX_MEMBERS);
+        &h.index[..n]
     }
 
     /// Slot `i` (< [`MAX_MEMBERS`]).

@@ -34,6 +34,7 @@ use core::sync::atomic::{AtomicI32, Ordering::*};
 use crate::config::{PATH_MAX, Settings};
 use crate::dump::Fail;
 use crate::dump::arena::Arena;
+use crate::dump::writer::ImageWriter;
 use crate::sys::{self, args, line::Line};
 use crate::tree::children;
 use crate::tree::control::{Control, MAX_MEMBERS, Slot, phase, state};
@@ -150,22 +151,21 @@ struct Sub {
 }
 
 impl Sub {
-    /// Waits until every child has written its image; the first failure.
-    /// A child that exits meanwhile (killed: it cannot write any more, and
-    /// we cannot reap it while we are stopped) fails the dump at once.
-    fn wait_written(&self) -> Result<(), Fail> {
+    /// Waits until the first `n` children have written their sections;
+    /// the first failure. A child that exits meanwhile (killed: it cannot
+    /// write any more, and we cannot reap it while we are stopped) fails
+    /// the dump at once.
+    fn wait_written(&self, n: u32) -> Result<(), Fail> {
         let deadline = sys::monotonic_ns() + WRITE_TIMEOUT_NS;
         loop {
             let slice = (sys::monotonic_ns() + EXIT_CHECK_NS).min(deadline);
-            let done = self.ctl.wait_written(self.members, slice);
-            // Checked once more when all are done: one that exited after
-            // writing would never put its image in place.
+            let done = self.ctl.wait_written(n, slice);
             if let Some(pid) = self.exited_member() {
                 return Err(Fail::new("child ")
                     .dec(pid as u64)
                     .str(" exited during the tree dump"));
             }
-            if done >= self.members {
+            if done >= n {
                 break;
             }
             if sys::monotonic_ns() >= deadline {
@@ -173,6 +173,20 @@ impl Sub {
             }
         }
         failed_member(&self.ctl, self.members)
+    }
+
+    /// Gives each child its turn to write its section (and its
+    /// descendants') from `start` on, one after the other; returns where
+    /// the last one ended (page-aligned). Their index entries are in the
+    /// block's index then.
+    fn turns(&self, start: u64) -> Result<u64, Fail> {
+        let h = self.ctl.header();
+        h.cursor.store(start, Release);
+        for i in 0..self.members as usize {
+            self.ctl.give_turn(i);
+            self.wait_written(i as u32 + 1)?;
+        }
+        Ok(h.cursor.load(Acquire))
     }
 
     /// A member that has exited, if any (see [`has_exited`]).
@@ -183,26 +197,10 @@ impl Sub {
             .find(|&pid| pid > 0 && has_exited(pid))
     }
 
-    /// Lets every child rename its image and go; the `info` log says where
-    /// the children's images are and how to restore them with the parent's
-    /// (there is no index yet).
-    fn release(&mut self, settings: &Settings) {
+    /// Lets every child go.
+    fn release(&mut self) {
         self.ctl.set_phase(phase::RELEASE);
         self.released = true;
-        if settings.log >= crate::config::LogLevel::Info {
-            let h = self.ctl.header();
-            let path = &h.path[..(h.path_len as usize).min(PATH_MAX)];
-            let mut line = Line::<8192>::new();
-            line.str("migrate: a tree: the children's images go beside the parent's; restore them with it with MIGRATE_RESTORE_CHILDREN=");
-            for i in 0..self.members as usize {
-                let Some(s) = self.ctl.slot(i) else { continue };
-                if i > 0 {
-                    line.str(":");
-                }
-                line.bytes(path).str(".").dec(s.pid.load(Acquire) as u64);
-            }
-            line.emit();
-        }
     }
 }
 
@@ -355,11 +353,10 @@ fn member(
         slot.pgid = sys::syscall6(libc::SYS_getpgid, [0; 6]) as i32;
         slot.sid = sys::syscall6(libc::SYS_getsid, [0; 6]) as i32;
     }
+    // The tree's one image (messages name it).
     let h = ctl.header();
     path.clear();
-    path.bytes(&h.path[..(h.path_len as usize).min(PATH_MAX)])
-        .str(".")
-        .dec(sys::getpid() as u64);
+    path.bytes(&h.path[..(h.path_len as usize).min(PATH_MAX)]);
     let sub = match children::list(arena) {
         Ok([]) => None,
         Ok(kids) => match stop_members(arena, settings, kids, path) {
@@ -396,13 +393,73 @@ fn member(
 }
 
 impl Tree {
-    /// Called once this process's image is written (but not yet renamed
-    /// into place): a member waits for its own children, reports and
-    /// waits for its parent's verdict; the root waits for every child.
-    /// `Ok` means: rename it into place.
+    /// Whether this process writes a section of its parent's tree image
+    /// (and no file of its own).
+    pub fn is_member(&self) -> bool {
+        matches!(self.role, Role::Member { .. })
+    }
+
+    /// The writer of this process's image: a file of its own (alone), the
+    /// tree image with the root's section first (the root), or, once its
+    /// turn comes, its section in the tree image its parent writes (a
+    /// member).
+    pub fn writer(&mut self, path: &Line<PATH_MAX>) -> Result<ImageWriter, Fail> {
+        match &mut self.role {
+            Role::Alone => ImageWriter::create(path.as_bytes()),
+            Role::Root(sub) => {
+                let mut w = ImageWriter::create(path.as_bytes())?;
+                w.start_section(dumpfmt::HEADER_LEN);
+                sub.ctl.header().writer_fd.store(w.fd(), Release);
+                Ok(w)
+            }
+            Role::Member {
+                ctl,
+                slot,
+                root,
+                sub,
+            } => {
+                let deadline = sys::monotonic_ns() + WRITE_TIMEOUT_NS;
+                let w = if ctl.wait_turn(*slot, *root, deadline) {
+                    let h = ctl.header();
+                    ImageWriter::open_section(
+                        path.as_bytes(),
+                        *root,
+                        h.writer_fd.load(Acquire),
+                        h.cursor.load(Acquire),
+                    )
+                } else {
+                    Err(Fail::new("the tree dump led by process ")
+                        .dec(*root as u64)
+                        .str(" was abandoned"))
+                };
+                match w {
+                    Ok(w) => {
+                        if let Some(sub) = sub {
+                            sub.ctl.header().writer_fd.store(w.fd(), Release);
+                        }
+                        Ok(w)
+                    }
+                    Err(f) => {
+                        if let Some(s) = ctl.own_slot(*slot) {
+                            fail_slot(ctl, s, &f, true);
+                        }
+                        Err(f)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Called once this process's image is written (`header`, not yet
+    /// in the file): for a tree, writes it as the section's header, lets
+    /// the children write theirs in turn, and then the root writes the
+    /// index and returns the tree image's header; a member adds its
+    /// entries to its parent's index, reports written and waits for the
+    /// parent's verdict. `Ok` means: finish the image (see [`Tree::finish`]).
     pub fn written(
         &mut self,
         header: Result<dumpfmt::Header, Fail>,
+        out: &mut ImageWriter,
     ) -> Result<dumpfmt::Header, Fail> {
         match &self.role {
             Role::Alone => header,
@@ -415,9 +472,23 @@ impl Tree {
                 let Some(s) = ctl.own_slot(*slot) else {
                     return header;
                 };
-                let h = match header.and_then(|h| match sub {
-                    Some(sub) => sub.wait_written().map(|()| h),
-                    None => Ok(h),
+                let h = match header.and_then(|h| {
+                    let base = out.base();
+                    let end = out.finish_section(&h)?;
+                    let next = end.next_multiple_of(dumpfmt::PAGE_SIZE);
+                    let cursor = match sub {
+                        Some(sub) => sub.turns(next)?,
+                        None => next,
+                    };
+                    let own = own_entry(*root, base, end - base);
+                    let below = sub.as_ref().map_or(&[][..], |sub| sub.ctl.index());
+                    if !ctl.push_index(&[own]) || !ctl.push_index(below) {
+                        return Err(Fail::new("the tree has more than ")
+                            .dec(MAX_MEMBERS as u64)
+                            .str(" processes"));
+                    }
+                    ctl.header().cursor.store(cursor, Release);
+                    Ok(h)
                 }) {
                     Ok(h) => h,
                     Err(f) => {
@@ -436,20 +507,111 @@ impl Tree {
             }
             Role::Root(sub) => {
                 let h = header?;
-                sub.wait_written()?;
-                Ok(h)
+                let end = out.finish_section(&h)?;
+                // SAFETY: getppid takes no arguments.
+                let parent = unsafe { sys::syscall6(libc::SYS_getppid, [0; 6]) } as i32;
+                let own = own_entry(parent, dumpfmt::HEADER_LEN, end - dumpfmt::HEADER_LEN);
+                let cursor = sub.turns(end.next_multiple_of(dumpfmt::PAGE_SIZE))?;
+                let below = sub.ctl.index();
+                if below.len() + 1 > dumpfmt::MAX_MEMBERS {
+                    return Err(Fail::new("the tree has more than ")
+                        .dec(dumpfmt::MAX_MEMBERS as u64)
+                        .str(" processes"));
+                }
+                crate::tree::groups::check(own, below)?;
+                write_index(out, cursor, own, below)
             }
         }
     }
 
-    /// This process's image is in place: let its children rename theirs
-    /// and go.
-    pub fn commit(&mut self, settings: &Settings) {
+    /// Puts the image in place (alone, root) and returns its size; a
+    /// member's section is the root's to put in place.
+    pub fn finish(
+        &self,
+        out: ImageWriter,
+        header: Result<dumpfmt::Header, Fail>,
+    ) -> Result<u64, Fail> {
+        let h = header?;
+        match self.role {
+            Role::Member { .. } => Ok(h.file_len),
+            _ => out.finish(&h),
+        }
+    }
+
+    /// This process's image is in place: let its children go.
+    pub fn commit(&mut self) {
         match &mut self.role {
-            Role::Root(sub) | Role::Member { sub: Some(sub), .. } => sub.release(settings),
+            Role::Root(sub) | Role::Member { sub: Some(sub), .. } => sub.release(),
             _ => {}
         }
     }
+}
+
+/// This process's index entry: parent `parent`, its section `len` bytes
+/// at `offset`.
+fn own_entry(parent: i32, offset: u64, len: u64) -> dumpfmt::Member {
+    // SAFETY: getpgid(0) and getsid(0) ask about this process.
+    let (pgid, sid) = unsafe {
+        (
+            sys::syscall6(libc::SYS_getpgid, [0; 6]) as u32,
+            sys::syscall6(libc::SYS_getsid, [0; 6]) as u32,
+        )
+    };
+    dumpfmt::Member {
+        pid: sys::getpid() as u32,
+        ppid: parent as u32,
+        pgid,
+        sid,
+        offset,
+        len,
+    }
+}
+
+/// Writes the tree index (`own`, then `below`) at `at` in the tree image
+/// as its metadata block; returns the tree image's header.
+fn write_index(
+    out: &mut ImageWriter,
+    at: u64,
+    own: dumpfmt::Member,
+    below: &[dumpfmt::Member],
+) -> Result<dumpfmt::Header, Fail> {
+    out.outer_at(at);
+    let mut crc = crc32fast::Hasher::new();
+    let mut len = 0u64;
+    // postcard: the sequence's length as a varint, then each member.
+    let mut count = [0u8; 10];
+    let mut n = below.len() as u64 + 1;
+    let mut used = 0;
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        count[used] = if n == 0 { byte } else { byte | 0x80 };
+        used += 1;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut emit = |b: &[u8], out: &mut ImageWriter| -> Result<(), Fail> {
+        crc.update(b);
+        len += b.len() as u64;
+        out.write(b)
+    };
+    emit(&count[..used], out)?;
+    for m in core::iter::once(&own).chain(below) {
+        let mut buf = [0u8; 64];
+        let bytes = postcard::to_slice(m, &mut buf)
+            .map_err(|_| Fail::new("cannot encode the tree index"))?;
+        emit(bytes, out)?;
+    }
+    Ok(dumpfmt::Header {
+        major: dumpfmt::VERSION_MAJOR,
+        minor: dumpfmt::VERSION_MINOR,
+        meta_offset: at,
+        meta_len: len,
+        meta_crc: crc.finalize(),
+        file_len: at + len,
+        flags: dumpfmt::FLAG_TREE,
+    })
 }
 
 impl Drop for Tree {

@@ -22,7 +22,7 @@ fn read_memory(img: &ImageFile, addr: u64, buf: &mut [u8]) -> Option<()> {
         );
         let into = &mut buf[(from - addr) as usize..(to - addr) as usize];
         img.file
-            .read_exact_at(into, r.file_offset + (from - r.addr))
+            .read_exact_at(into, img.base + r.file_offset + (from - r.addr))
             .ok()?;
     }
     Some(())

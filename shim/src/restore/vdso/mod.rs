@@ -168,7 +168,7 @@ fn image_vdso(img: &ImageFile) -> Result<Option<ImageVdso<'_>>, Refusal> {
                 refuse(exit::CORRUPT, "the image's vDSO pages overrun its mapping")
             })?;
             img.file
-                .read_exact_at(into, r.file_offset)
+                .read_exact_at(into, img.base + r.file_offset)
                 .map_err(|e| refuse(exit::CORRUPT, format!("cannot read the image's vDSO: {e}")))?;
         }
     }
