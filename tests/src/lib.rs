@@ -386,6 +386,13 @@ impl Program {
         Program::with_mode("cchildren", env!("MIGRATE_TEST_CCHILDREN"), mode, exe)
     }
 
+    /// A tree of `groups` (a child leading its group, another its
+    /// session) or `watch` (a child the parent watches every step), see
+    /// `programs/ctree.c`.
+    pub fn tree(mode: &str) -> Program {
+        Program::with_mode("ctree", env!("MIGRATE_TEST_CTREE"), mode, None)
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

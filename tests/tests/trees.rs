@@ -569,3 +569,108 @@ fn restored_tree_root_saves_a_file_opened_where_the_control_block_was() {
     );
     restored.kill();
 }
+
+/// Starts `ctree MODE` with `MIGRATE_CHILDREN=tree`, dumps it at step 5
+/// and kills every process of it; returns the program, the killed root,
+/// the image and what an uninterrupted run prints.
+fn dump_ctree(dir: &TestDir, mode: &str) -> (Program, Proc, PathBuf, Vec<String>) {
+    let image = dir.join("tree.img");
+    let program = Program::tree(mode);
+    let mut p = dir.spawn(
+        &program,
+        mode,
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let kids = children_of(p.pid());
+    let expected = reference(&program);
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    // The children first: with the parent gone they would read end of
+    // file and print.
+    for pid in kids {
+        send(pid, libc::SIGKILL);
+    }
+    p.kill();
+    (program, p, image, expected)
+}
+
+/// Process groups and sessions (`ctree groups`): one child leads a group
+/// of its own, the other a session of its own. The index records them,
+/// and after the restore each child finds with getpgid and getsid that it
+/// is still what it made itself (the first still in its parent's
+/// session): the output of an uninterrupted run. Restored without its
+/// group and session, each would be in its parent's and say "no".
+#[test]
+fn tree_restores_process_groups_and_sessions() {
+    let dir = TestDir::new("tree-groups");
+    let (program, p, image, expected) = dump_ctree(&dir, "groups");
+    let t = dumpfmt::TreeFile::open(&image).expect("a tree image");
+    let m = &t.tree.members;
+    assert_eq!(m.len(), 3, "{m:?}");
+    assert_eq!((m[1].pgid, m[1].sid), (m[1].pid, m[0].sid), "{m:?}");
+    assert_eq!((m[2].pgid, m[2].sid), (m[2].pid, m[2].pid), "{m:?}");
+    let mut restored = dir.restore(&program, "restored", &image, &[("MIGRATE_LOG", "error")]);
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// The restore barrier (`ctree watch`): before every step the parent
+/// reads its child's name (`/proc/PID/comm`, set with PR_SET_NAME) and
+/// sends it SIGUSR1. Restored, the parent must not run before the child
+/// is restored too: it would see the relaunched program's name (the
+/// child has thousands of mappings, so its restore takes longer than the
+/// parent's), and the last line would say "no". (The signals cannot show
+/// it: a restoring process blocks every signal until it resumes, so one
+/// sent early waits, and comes to the restored handler.)
+#[test]
+fn tree_restore_barrier_holds_every_process_until_all_are_restored() {
+    let dir = TestDir::new("tree-barrier");
+    let (program, p, image, expected) = dump_ctree(&dir, "watch");
+    for round in 0..2 {
+        let mut restored = dir.restore(
+            &program,
+            &format!("restored-{round}"),
+            &image,
+            &[("MIGRATE_LOG", "error")],
+        );
+        finish_restored(&mut restored, &p, &expected);
+    }
+}
+
+/// A truncated or corrupted tree image (a byte of a child's section, or
+/// of the index) is refused in one line before anything runs, with the
+/// status of a corrupt image.
+#[test]
+fn damaged_tree_image_is_refused_before_teardown() {
+    let dir = TestDir::new("tree-damaged");
+    let (program, _p, image, _) = dump_ctree(&dir, "groups");
+    let t = dumpfmt::TreeFile::open(&image).expect("a tree image");
+    let child = t.tree.members[1];
+    let index_at = t.header.meta_offset;
+    let len = t.header.file_len;
+    drop(t);
+    // A page of the child's data, its metadata's last byte, the index.
+    for (name, offset) in [
+        ("child-data", child.offset + 4096),
+        ("child-meta", child.offset + child.len - 1),
+        ("index", index_at + 1),
+    ] {
+        let bad = copy_image(&image, &dir, &format!("{name}.img"));
+        flip_byte(&bad, offset);
+        let line = expect_restore_failure(&dir, &program, name, &bad, 65);
+        assert!(line.contains("tree"), "{name}: {line}");
+    }
+    let cut = copy_image(&image, &dir, "cut.img");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&cut)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
+    expect_restore_failure(&dir, &program, "cut", &cut, 65);
+}

@@ -289,15 +289,10 @@ fn build(
     // Every descriptor the restorer uses or moves into place sits above
     // every number the image or this process uses.
     let base = descriptor_base(&img.image)?;
-    img.file = File::from(fds::lift(img.file.into(), base)?);
-    let fds = fds
-        .into_iter()
-        .map(|f| fds::lift(f.into(), base).map(File::from))
-        .collect::<Result<Vec<_>, _>>()?;
-    let made = fds::make(&img.image, base)?;
-    // The tree's barrier, above `base` with the restorer's own.
+    // The tree's barrier first, at `base` and `base + 1` (the restorer
+    // keeps those two open past its last close_range, see `build_plan`).
     let barrier = match tree::take_barrier() {
-        // Left open for the restorer, which closes them (close_range).
+        // Left open for the restorer, which closes them.
         Some(b) => Some(tree::LiftedBarrier {
             root: b.root,
             members: b.members,
@@ -306,6 +301,12 @@ fn build(
         }),
         None => None,
     };
+    img.file = File::from(fds::lift(img.file.into(), base)?);
+    let fds = fds
+        .into_iter()
+        .map(|f| fds::lift(f.into(), base).map(File::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let made = fds::make(&img.image, base)?;
     // Pipes shared with the tree's other processes: what this process
     // uses of them is in `made` now; the rest must not stay open here.
     tree::close_shared_pipes();
@@ -799,15 +800,14 @@ fn build_plan(
             );
         }
     }
-    // The tree's barrier: every process of the tree is restored (but
-    // for what follows, which runs no code of the program) before any
-    // goes on.
-    if let Some(b) = &barrier {
-        tree::barrier_ops(plan, b);
-    }
+    // The tree's barrier's two descriptors stay open until it is passed.
+    let first_closed = match &barrier {
+        Some(b) => b.read.max(b.write) + 1,
+        None => base,
+    };
     plan.call(
         SYS_close_range,
-        &[v(base), v(u64::from(u32::MAX)), v(0)],
+        &[v(first_closed), v(u64::from(u32::MAX)), v(0)],
         v(0),
         "restore: close_range failed",
     );
@@ -856,6 +856,19 @@ fn build_plan(
             // SAFETY: getpid has no preconditions.
             plan.call_any(SYS_kill, &[v(unsafe { getpid() } as u64), v(sig)]);
         }
+    }
+
+    // The tree's barrier: every process of the tree is restored (but for
+    // its threads' last steps, which run no code of the program) before
+    // any goes on.
+    if let Some(b) = &barrier {
+        tree::barrier_ops(plan, b);
+        plan.call(
+            SYS_close_range,
+            &[v(base), v(first_closed - 1), v(0)],
+            v(0),
+            "restore: close_range failed",
+        );
     }
 
     // 8. The other threads, each finishing its own state and resuming;
