@@ -26,7 +26,7 @@ const NOT_RECORDED: &str = "not recorded";
 
 pub fn main(a: Args) -> Result<(), Failure> {
     let path = a.image.to_string_lossy().into_owned();
-    let img = dumpfmt::ImageFile::open(&a.image).map_err(|e| {
+    let opened = dumpfmt::open_any(&a.image).map_err(|e| {
         use dumpfmt::Error as E;
         use migrate::restore::exit;
         let code = match &e {
@@ -36,6 +36,13 @@ pub fn main(a: Args) -> Result<(), Failure> {
         };
         Failure::new(code, format!("inspect {path}: {e}"))
     })?;
+    let img = match opened {
+        dumpfmt::Opened::Single(img) => img,
+        dumpfmt::Opened::Tree(t) => {
+            tree(&t, a.json, a.env);
+            return Ok(());
+        }
+    };
     let facts = Facts::of(&img, a.env);
     if a.json {
         let v = json(&img, &facts);
@@ -47,6 +54,58 @@ pub fn main(a: Args) -> Result<(), Failure> {
         print!("{}", text(&img, &facts));
     }
     Ok(())
+}
+
+/// A tree image: its processes (index order: each parent before its
+/// children), then each one's image as for a single one.
+fn tree(t: &dumpfmt::TreeFile, as_json: bool, show_env: bool) {
+    let members = t.tree.members.iter().zip(&t.sections);
+    if as_json {
+        let v = json!({
+            "format": { "major": t.header.major, "minor": t.header.minor },
+            "tree": true,
+            "members": members.map(|(m, img)| json!({
+                "pid": m.pid, "ppid": m.ppid, "pgid": m.pgid, "sid": m.sid,
+                "program": img.image.exe.path,
+                "section": { "offset": m.offset, "bytes": m.len },
+                "image": json(img, &Facts::of(img, show_env)),
+            })).collect::<Vec<_>>(),
+            "totals": { "file_bytes": t.header.file_len, "processes": t.sections.len() },
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON of plain values")
+        );
+        return;
+    }
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(
+        w,
+        "format      {}.{}, a tree image of {} processes ({})",
+        t.header.major,
+        t.header.minor,
+        t.sections.len(),
+        human::size(t.header.file_len)
+    );
+    let _ = writeln!(w, "processes   pid ppid pgid sid program (section size)");
+    for (m, img) in members.clone() {
+        let _ = writeln!(
+            w,
+            "  {} {} {} {} {} ({})",
+            m.pid,
+            m.ppid,
+            m.pgid,
+            m.sid,
+            img.image.exe.path,
+            human::size(m.len)
+        );
+    }
+    for (m, img) in members {
+        let _ = writeln!(w, "\n--- process {} ---", m.pid);
+        w.push_str(&text(img, &Facts::of(img, show_env)));
+    }
+    print!("{o}");
 }
 
 /// What is derived from the image rather than read from one field.

@@ -29,7 +29,11 @@ pub struct Args {
 pub fn main(a: Args) -> Result<(), Failure> {
     let path = a.file.to_string_lossy().into_owned();
     let refused = |code: i32, msg: String| Failure::new(code, format!("restore {path}: {msg}"));
-    let img = precheck::open(&path).map_err(|r| refused(r.code, r.msg))?;
+    // A tree image is started as its root's program.
+    let img = match precheck::open_any(&path).map_err(|r| refused(r.code, r.msg))? {
+        dumpfmt::Opened::Single(img) => img,
+        dumpfmt::Opened::Tree(t) => t.sections.into_iter().next().expect("a tree has a root"),
+    };
     let exe = OsString::from(&*img.image.exe.path);
     if !std::path::Path::new(&exe).is_file() {
         return Err(refused(

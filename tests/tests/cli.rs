@@ -752,3 +752,91 @@ fn completions_for_each_shell() {
         );
     }
 }
+
+// ---- tree images (format 1.3) ----
+
+/// `image` (a whole single image) as the image of process `pid`.
+fn with_pid(image: &[u8], pid: u32) -> Vec<u8> {
+    let (h, mut img) = dumpfmt::decode(image).expect("a good image");
+    img.pid = pid;
+    dumpfmt::frame(&img, &image[4096..h.meta_offset as usize])
+}
+
+/// A tree image of `root` (pid `root_pid`) and a child of it (a copy
+/// as pid `root_pid + 1`), the child leading its own process group.
+fn tree_of(root: &[u8], root_pid: u32) -> Vec<u8> {
+    let member = |pid, ppid, pgid| dumpfmt::Member {
+        pid,
+        ppid,
+        pgid,
+        sid: 7,
+        offset: 0,
+        len: 0,
+    };
+    let child = with_pid(root, root_pid + 1);
+    dumpfmt::frame_tree(
+        &dumpfmt::Tree {
+            members: Cow::Owned(vec![
+                member(root_pid, 7, 7),
+                member(root_pid + 1, root_pid, root_pid + 1),
+            ]),
+        },
+        &[root, &child],
+    )
+}
+
+/// `inspect` of a tree image lists its processes (pid, parent, group,
+/// session, program, size) and then shows each one's image as for a
+/// single one; `--json` has the same, each image's facts under its
+/// process.
+#[test]
+fn inspect_of_a_tree_image() {
+    let dir = TestDir::new("cli-inspect-tree");
+    let image = dir.join("tree.img");
+    std::fs::write(&image, tree_of(&fixed_image(), 4242)).unwrap();
+    let (code, out, err) = command(&["inspect".as_ref(), image.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    golden("inspect-tree.txt", &out);
+    let (code, out, err) = command(&["inspect".as_ref(), "--json".as_ref(), image.as_os_str()]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert_eq!(v["tree"], true);
+    assert_eq!(v["format"]["minor"], dumpfmt::VERSION_MINOR);
+    let m = v["members"].as_array().unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        (&m[1]["pid"], &m[1]["ppid"], &m[1]["pgid"], &m[1]["sid"]),
+        (
+            &serde_json::json!(4243),
+            &serde_json::json!(4242),
+            &serde_json::json!(4243),
+            &serde_json::json!(7)
+        )
+    );
+    assert_eq!(m[1]["program"], "/opt/app/bin/app");
+    assert_eq!(m[1]["image"]["pid"], 4243);
+    assert_eq!(m[0]["section"]["offset"], 4096);
+    assert_eq!(
+        v["totals"]["file_bytes"],
+        std::fs::metadata(&image).unwrap().len()
+    );
+}
+
+/// `verify` of a tree image checks every process's image as a restore
+/// would, naming the process of each problem.
+#[test]
+fn verify_of_a_tree_image() {
+    let f = fixture("cli-verify-tree");
+    let single = f.image("single.img", CpuFeatures::default());
+    let tree = f.dir.join("tree.img");
+    std::fs::write(&tree, tree_of(&std::fs::read(&single).unwrap(), 1)).unwrap();
+    assert_eq!(verify(&tree), (0, vec![]));
+    // A page of the child's data damaged: 65, naming it.
+    let t = dumpfmt::TreeFile::open(&tree).unwrap();
+    let at = t.tree.members[1].offset + t.sections[1].image.runs[0].file_offset + 10;
+    drop(t);
+    flip_byte(&tree, at);
+    let (code, lines) = verify(&tree);
+    assert_eq!((code, lines.len()), (65, 1), "{lines:?}");
+    assert!(lines[0].contains("pid 2"), "{lines:?}");
+}

@@ -247,14 +247,46 @@ pub fn reopened_files(image: &Image<'_>) -> Vec<Refusal> {
 /// can know (that it is the image's program, its threads, its
 /// descriptors' numbers) is not checked.
 pub fn all(path: &str) -> Vec<Refusal> {
-    let img = match open(path) {
-        Ok(img) => img,
-        Err(r) => return vec![r],
-    };
+    match open_any(path) {
+        Ok(dumpfmt::Opened::Single(img)) => all_of(&img),
+        Ok(dumpfmt::Opened::Tree(t)) => {
+            // Each section as a single image, its problems named by pid;
+            // then the tree's own (groups and sessions, one program).
+            let mut out = Vec::new();
+            let root_exe = &t.sections[0].image.exe.path;
+            for (m, img) in t.tree.members.iter().zip(&t.sections) {
+                for mut r in all_of(img) {
+                    r.msg = format!("pid {}: {}", m.pid, r.msg);
+                    out.push(r);
+                }
+                if img.image.exe.path != *root_exe {
+                    out.push(refuse(
+                        exit::OTHER_PROGRAM,
+                        format!(
+                            "pid {} runs {}, not {} (every process of a tree must run the root's program for now)",
+                            m.pid, img.image.exe.path, root_exe
+                        ),
+                    ));
+                }
+            }
+            if let Err((pid, why)) = crate::tree::groups::check_all(&t.tree.members) {
+                out.push(refuse(
+                    exit::UNSUPPORTED,
+                    format!("pid {pid}: its process group or session cannot be restored: {why}"),
+                ));
+            }
+            out
+        }
+        Err(r) => vec![r],
+    }
+}
+
+/// Every problem of one image (a single one, or a tree's section).
+fn all_of(img: &ImageFile) -> Vec<Refusal> {
     let image = &img.image;
-    let mut out = bad_runs(&img);
+    let mut out = bad_runs(img);
     out.extend(exe(image).err());
-    out.extend(cpu_all(&img));
+    out.extend(cpu_all(img));
     out.extend(
         mapped_files(image, false)
             .into_iter()
@@ -262,7 +294,7 @@ pub fn all(path: &str) -> Vec<Refusal> {
     );
     out.extend(reopened_files(image));
     out.extend(cwd(image).err());
-    out.extend(vdso(&img).err());
+    out.extend(vdso(img).err());
     out.extend(super::creds::check(image).err());
     out
 }
