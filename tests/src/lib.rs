@@ -386,6 +386,17 @@ impl Program {
         Program::with_mode("cchildren", env!("MIGRATE_TEST_CCHILDREN"), mode, exe)
     }
 
+    /// `cchildren static` with its child running `exe` instead of
+    /// `cstatic` (with the pipe as its stdin).
+    pub fn children_running(exe: &'static Path) -> Program {
+        Program::with_mode(
+            "cchildren",
+            env!("MIGRATE_TEST_CCHILDREN"),
+            "static",
+            Some(exe),
+        )
+    }
+
     /// A tree of `groups` (a child leading its group, another its
     /// session) or `watch` (a child the parent watches every step), see
     /// `programs/ctree.c`.

@@ -15,7 +15,7 @@
 //! prints how it ended.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use migrate_tests::*;
 
@@ -294,6 +294,35 @@ fn tree_dump_fails_naming_a_child_that_cannot_take_part() {
             p.describe()
         );
     }
+}
+
+/// A tree dump whose child runs another program (here `/bin/cat`, with
+/// the library preloaded, so it could take part) fails naming it and the
+/// program: a restore relaunches one program for the whole tree, so the
+/// image could not be restored. The tree goes on unharmed.
+#[test]
+fn tree_dump_fails_naming_a_child_that_runs_another_program() {
+    let dir = TestDir::new("tree-dump-other-program");
+    let image = dir.join("tree.img");
+    let program = Program::children_running(Path::new("/bin/cat"));
+    let mut p = dir.spawn(
+        &program,
+        "other",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let child = children_of(p.pid())[0];
+    let expected = reference(&program);
+    p.dump_signal();
+    let cat = fs::canonicalize("/bin/cat").unwrap();
+    let named = format!(
+        "child {child} cannot take part in a tree dump: it runs {}",
+        cat.display()
+    );
+    expect_dump_failure(&mut p, &image, &[], &[&named, "another program"], &expected);
 }
 
 /// A tree dump whose child never takes the dump signal (it blocks it with
