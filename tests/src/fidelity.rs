@@ -328,8 +328,8 @@ struct Expect {
     /// signal and interval), when `MIGRATE_SIGNAL` or `MIGRATE_INTERVAL`
     /// changes it.
     ticker: Option<(u8, u64)>,
-    /// Children restored with it (`MIGRATE_RESTORE_CHILDREN`): one may end
-    /// before the check, and SIGCHLD be pending then.
+    /// Children restored with it (a tree image): one may end before the
+    /// check, and SIGCHLD be pending then.
     children: bool,
 }
 
@@ -379,7 +379,7 @@ impl Expect {
             settings,
             moved,
             ticker,
-            children: var("MIGRATE_RESTORE_CHILDREN").is_some(),
+            children: matches!(dumpfmt::open_any(r.image), Ok(dumpfmt::Opened::Tree(_))),
         }
     }
 }

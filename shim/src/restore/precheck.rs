@@ -269,7 +269,7 @@ pub fn all(path: &str) -> Vec<Refusal> {
                     ));
                 }
             }
-            if let Err((pid, why)) = crate::tree::groups::check_all(&t.tree.members) {
+            if let Err((pid, why)) = crate::tree::groups::steps(&t.tree.members) {
                 out.push(refuse(
                     exit::UNSUPPORTED,
                     format!("pid {pid}: its process group or session cannot be restored: {why}"),

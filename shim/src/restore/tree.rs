@@ -47,6 +47,8 @@ use crate::tree::groups::{self, Step};
 /// (the root, `members[0]`, is restored as a single image is).
 pub struct Members {
     pub index: Vec<Member>,
+    /// What each member does to take its group and session.
+    pub steps: Vec<Step>,
     /// One per member but the root.
     pub checked: Vec<Option<Checked>>,
 }
@@ -73,7 +75,7 @@ pub fn members(
     index: Vec<Member>,
     sections: Vec<dumpfmt::ImageFile>,
 ) -> Result<Members, Refusal> {
-    groups::check_all(&index).map_err(|(pid, why)| {
+    let steps = groups::steps(&index).map_err(|(pid, why)| {
         refuse(
             exit::UNSUPPORTED,
             format!("pid {pid}: its process group or session cannot be restored: {why}"),
@@ -95,7 +97,11 @@ pub fn members(
             .map_err(|r| refuse(r.code, format!("pid {pid} of the tree: {}", r.msg)))?;
         checked.push(Some(c));
     }
-    Ok(Members { index, checked })
+    Ok(Members {
+        index,
+        steps,
+        checked,
+    })
 }
 
 /// What this process restores after [`fork_children`].
@@ -114,7 +120,12 @@ pub fn fork_children(
     members: Option<Members>,
     keep_tids: bool,
 ) -> Result<Role, Refusal> {
-    let Some(Members { index, checked }) = members.filter(|m| m.index.len() > 1) else {
+    let Some(Members {
+        index,
+        steps,
+        checked,
+    }) = members.filter(|m| m.index.len() > 1)
+    else {
         return Ok(Role::Root(root));
     };
     if !keep_tids {
@@ -138,7 +149,7 @@ pub fn fork_children(
                 .flatten()
         })
         .collect();
-    let role = descend(root, 0, &index, &mut all, &parents)?;
+    let role = descend(root, 0, (&index, &steps), &mut all, &parents)?;
     keep_barrier_end(matches!(role, Role::Root(_)));
     Ok(role)
 }
@@ -148,7 +159,7 @@ pub fn fork_children(
 fn descend(
     mine: Checked,
     me: usize,
-    index: &[Member],
+    (index, steps): (&[Member], &[Step]),
     all: &mut [Option<Checked>],
     parents: &[Option<usize>],
 ) -> Result<Role, Refusal> {
@@ -164,7 +175,7 @@ fn descend(
             continue;
         }
         let pid = index[i].pid;
-        let step = groups::step(index, i).unwrap_or(Step::Keep);
+        let step = steps[i];
         match clone_with_pid(pid) {
             Ok(0) => {
                 // The child: its own image and its descendants' only.
@@ -180,7 +191,7 @@ fn descend(
                     }
                 }
                 take_step(step, pid)?;
-                return descend(child, i, index, all, parents);
+                return descend(child, i, (index, steps), all, parents);
             }
             Ok(child) => {
                 // Its group before the next sibling may need it (the

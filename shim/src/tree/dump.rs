@@ -1,28 +1,26 @@
-//! The tree dump, first slice (experimental, `MIGRATE_CHILDREN=tree`):
-//! a process and its descendants, stopped together and dumped as one
-//! snapshot into a set of images: the root's at its path, each child's
-//! beside its parent's as `<parent's path>.<pid>` (so a grandchild's is
-//! `<path>.<child>.<grandchild>`). `crate::restore::tree` brings them back
-//! (`MIGRATE_RESTORE_CHILDREN`), pipes between them included. Not yet:
-//! zombie or stopped members, other objects the processes share, one
-//! image file (see the design in the module above).
-//!
-//! A member with children of its own leads them as the root leads its
-//! own (a control block of its own, which it names after its image): it
-//! reports parked only once they are, lets them write only once its own
-//! parent lets it, reports written only once they have, and releases them
-//! only once its parent released it and its image is in place.
+//! The tree dump (`MIGRATE_CHILDREN=tree`): a process and its
+//! descendants, stopped together and dumped as one snapshot into one tree
+//! image (format 1.3, `dumpfmt::TreeFile`), which `crate::restore::tree`
+//! brings back, pipes between them included. Not yet: zombie or stopped
+//! members, other objects the processes share (see the design in the
+//! module above).
 //!
 //! The root, once its own threads are parked, checks that every child can
-//! take part ([`participant`]), creates the [control block](crate::tree::control) and sends
-//! each child the dump signal with a *tree request* (`SI_QUEUE`, the
-//! block's fd number in `si_value`). A child's handler leads a dump of its
-//! own: it parks its threads, claims a slot, reports `PARKED` and waits.
-//! Once every child is parked (else the dump fails, naming the one that
-//! did not stop), the root lets them write; each writes its image and
-//! reports; the root renames its own image into place only when every
-//! child's is written, then releases them, and each renames its own. Any
-//! failure before that aborts every one: no image of this dump stays.
+//! take part ([`participant`], and that it runs the same program),
+//! creates the [control block](crate::tree::control) and sends each child
+//! the dump signal with a *tree request* (`SI_QUEUE`, the block's fd
+//! number in `si_value`). A child's handler leads a dump of its own: it
+//! parks its threads, claims a slot, leads its own children the same way
+//! (a control block of its own), reports `PARKED` once they are, and
+//! waits. Once every child is parked (else the dump fails, naming the one
+//! that did not stop), the root writes its own section at 4096 in its
+//! image file, then gives each child its turn: the child reopens the file
+//! through `/proc/PARENT/fd/N`, writes its section at the cursor, gives
+//! its own children their turns, appends its index entry and theirs to
+//! the parent's block and moves the cursor. The root then writes the index
+//! and the header, and renames the file into place; only then does it
+//! release the children. Any failure before that aborts every one: no
+//! image of this dump stays.
 //!
 //! # Rules
 //!

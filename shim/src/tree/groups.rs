@@ -45,127 +45,144 @@ pub enum Step {
 /// A group or session outside the tree (the supervisor's).
 const OUT: u32 = 0;
 
-/// `members[0]` is the root; each member's parent comes earlier.
-fn get(members: &[Member], i: usize) -> Member {
-    members[i]
-}
-
-/// The member's (session, group) after its step (`OUT` for outside).
-fn after(members: &[Member], i: usize, depth: usize) -> Result<(u32, u32), &'static str> {
-    let m = get(members, i);
-    if i == 0 {
-        return Ok((OUT, OUT));
+/// What each member does, in the index's order, into `steps`: one pass
+/// in pre-order (a member's parent and group leader come earlier, so
+/// their groups and sessions after their own steps are known), linear
+/// but for the walk up to an ancestor. `work` is room for one entry per
+/// member (no heap in the dump's signal handler). The first member
+/// refused, and why, on failure.
+pub fn plan(
+    members: &[Member],
+    steps: &mut [Step],
+    work: &mut [Work],
+) -> Result<(), (u32, &'static str)> {
+    let n = members.len();
+    if steps.len() < n || work.len() < n {
+        return Err((0, "too many processes in the tree"));
     }
-    if depth > members.len() {
-        return Err("the parent links of the tree form a loop");
-    }
-    Ok(match step_at(members, i, depth)? {
-        Step::Setsid => (m.pid, m.pid),
-        Step::Lead => (after(members, parent(members, i)?, depth + 1)?.0, m.pid),
-        Step::Join(g) => (after(members, parent(members, i)?, depth + 1)?.0, g),
-        Step::Keep => after(members, parent(members, i)?, depth + 1)?,
-    })
-}
-
-fn parent(members: &[Member], i: usize) -> Result<usize, &'static str> {
-    let ppid = get(members, i).ppid;
-    members[..i]
-        .iter()
-        .position(|m| m.pid == ppid)
-        .ok_or("its parent is not an earlier member of the tree")
-}
-
-/// `id` (a group or session of a member) as the restore sees it: `OUT`
-/// when it is the root's, the leader's pid when a member leads it.
-fn norm(members: &[Member], id: u32, roots: u32) -> Result<u32, &'static str> {
-    if id == roots {
-        Ok(OUT)
-    } else if members.iter().any(|m| m.pid == id) {
-        Ok(id)
-    } else {
-        Err("its leader (not in the tree) has exited")
-    }
-}
-
-fn step_at(members: &[Member], i: usize, depth: usize) -> Result<Step, &'static str> {
-    let m = get(members, i);
-    let root = get(members, 0);
-    let sid = norm(members, m.sid, root.sid).map_err(|_| "its session's leader has exited")?;
-    let pgid =
-        norm(members, m.pgid, root.pgid).map_err(|_| "its process group's leader has exited")?;
-    if sid == m.pid {
-        if pgid != m.pid {
-            return Err("it leads a session but not its process group");
-        }
-        return Ok(Step::Setsid);
-    }
-    let p = parent(members, i)?;
-    let (psid, ppgid) = after(members, p, depth + 1)?;
-    if sid != psid {
-        return Err(
-            "its session is not its parent's (the parent changed session after forking it)",
-        );
-    }
-    if pgid == ppgid {
-        return Ok(Step::Keep);
-    }
-    if pgid == m.pid {
-        return Ok(Step::Lead);
-    }
-    if pgid == OUT {
-        return Err("its process group is outside the tree but its parent's is not");
-    }
-    // The leader must exist, in its group, before this member asks to
-    // join: an ancestor (its steps precede its forks) or an earlier
-    // sibling (its parent puts it in its group right after forking it).
-    let Some(leader) = members[..i].iter().position(|o| o.pid == pgid) else {
-        return Err("its process group's leader comes after it in the tree");
+    let Some(root) = members.first() else {
+        return Ok(());
     };
-    let is_ancestor = {
-        let mut at = Some(p);
-        let mut found = false;
-        for _ in 0..members.len() {
-            match at {
-                Some(a) if a == leader => {
-                    found = true;
+    // (session, group) after the step, `OUT` for outside; the parent.
+    let norm = |id: u32, roots: u32| -> Option<u32> {
+        if id == roots {
+            Some(OUT)
+        } else {
+            members.iter().any(|m| m.pid == id).then_some(id)
+        }
+    };
+    steps[0] = Step::Keep;
+    work[0] = Work {
+        sid: OUT,
+        pgid: OUT,
+        parent: 0,
+    };
+    for i in 1..n {
+        let m = members[i];
+        let refuse = |why| Err((m.pid, why));
+        let Some(p) = members[..i].iter().position(|o| o.pid == m.ppid) else {
+            return refuse("its parent is not an earlier member of the tree");
+        };
+        let Some(sid) = norm(m.sid, root.sid) else {
+            return refuse("its session's leader has exited");
+        };
+        let Some(pgid) = norm(m.pgid, root.pgid) else {
+            return refuse("its process group's leader has exited");
+        };
+        let (psid, ppgid) = (work[p].sid, work[p].pgid);
+        let step = if sid == m.pid {
+            if pgid != m.pid {
+                return refuse("it leads a session but not its process group");
+            }
+            Step::Setsid
+        } else if sid != psid {
+            return refuse(
+                "its session is not its parent's (the parent changed session after forking it)",
+            );
+        } else if pgid == ppgid {
+            Step::Keep
+        } else if pgid == m.pid {
+            Step::Lead
+        } else if pgid == OUT {
+            return refuse("its process group is outside the tree but its parent's is not");
+        } else {
+            // The leader must exist, in its group, before this member
+            // asks to join: an ancestor (its steps precede its forks) or
+            // an earlier sibling (its parent puts it in its group right
+            // after forking it).
+            let Some(leader) = members[..i].iter().position(|o| o.pid == pgid) else {
+                return refuse("its process group's leader comes after it in the tree");
+            };
+            let mut at = p;
+            let mut ancestor = at == leader;
+            for _ in 0..n {
+                if ancestor || at == 0 {
                     break;
                 }
-                Some(0) | None => break,
-                Some(a) => at = parent(members, a).ok(),
+                at = work[at].parent;
+                ancestor = at == leader;
             }
-        }
-        found
-    };
-    let sibling = get(members, leader).ppid == m.ppid;
-    if !is_ancestor && !sibling {
-        return Err("its process group's leader is neither an ancestor nor a sibling");
+            if !ancestor && members[leader].ppid != m.ppid {
+                return refuse("its process group's leader is neither an ancestor nor a sibling");
+            }
+            if work[leader].sid != sid {
+                return refuse("its process group's leader is in another session");
+            }
+            if work[leader].pgid != pgid {
+                return refuse("its process group's leader has left the group");
+            }
+            Step::Join(pgid)
+        };
+        steps[i] = step;
+        work[i] = match step {
+            Step::Setsid => Work {
+                sid: m.pid,
+                pgid: m.pid,
+                parent: p,
+            },
+            Step::Lead => Work {
+                sid: psid,
+                pgid: m.pid,
+                parent: p,
+            },
+            Step::Join(g) => Work {
+                sid: psid,
+                pgid: g,
+                parent: p,
+            },
+            Step::Keep => Work {
+                sid: psid,
+                pgid: ppgid,
+                parent: p,
+            },
+        };
     }
-    if after(members, leader, depth + 1)?.0 != sid {
-        return Err("its process group's leader is in another session");
-    }
-    Ok(Step::Join(pgid))
+    Ok(())
 }
 
-/// What member `i` of `members` (the index, root first) does; the root
-/// keeps what it has.
-pub fn step(members: &[Member], i: usize) -> Result<Step, &'static str> {
-    if i == 0 || i >= members.len() {
-        return Ok(Step::Keep);
-    }
-    step_at(members, i, 0)
+/// A member's session and group after its step, and its parent's index
+/// ([`plan`]'s working room).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Work {
+    sid: u32,
+    pgid: u32,
+    parent: usize,
 }
 
 /// Checks that every member's group and session can be made again: the
-/// index is `own` (the root) followed by `below`.
+/// index is `own` (the root) followed by `below` (in the dump's handler).
 pub fn check(own: Member, below: &[Member]) -> Result<(), Fail> {
-    let mut all = [Member::default(); dumpfmt::MAX_MEMBERS];
+    const N: usize = dumpfmt::MAX_MEMBERS;
+    let mut all = [Member::default(); N];
     let n = below.len() + 1;
-    if n > all.len() {
+    if n > N {
         return Err(Fail::new("too many processes in the tree"));
     }
     all[0] = own;
     all[1..n].copy_from_slice(below);
-    check_all(&all[..n]).map_err(|(pid, why)| {
+    let mut steps = [Step::Keep; N];
+    let mut work = [Work::default(); N];
+    plan(&all[..n], &mut steps, &mut work).map_err(|(pid, why)| {
         Fail::new("pid ")
             .dec(u64::from(pid))
             .str(": its process group or session cannot be restored: ")
@@ -173,12 +190,11 @@ pub fn check(own: Member, below: &[Member]) -> Result<(), Fail> {
     })
 }
 
-/// As [`check`], on the whole index: the first member refused, and why.
-pub fn check_all(members: &[Member]) -> Result<(), (u32, &'static str)> {
-    for i in 1..members.len() {
-        step(members, i).map_err(|why| (members[i].pid, why))?;
-    }
-    Ok(())
+/// Every member's step (with libc: a restore, `migrate verify`).
+pub fn steps(members: &[Member]) -> Result<Vec<Step>, (u32, &'static str)> {
+    let mut steps = vec![Step::Keep; members.len()];
+    let mut work = vec![Work::default(); members.len()];
+    plan(members, &mut steps, &mut work).map(|()| steps)
 }
 
 #[cfg(test)]
@@ -197,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn steps() {
+    fn plans_steps() {
         // Root 10 in the shell's group 5, session 1.
         let t = [
             m(10, 4, 5, 1),
@@ -208,33 +224,51 @@ mod tests {
             m(15, 13, 13, 13), // inherits the session leader's
             m(16, 12, 12, 1),  // inherits its parent's group
         ];
-        let got: Vec<_> = (0..t.len()).map(|i| step(&t, i)).collect();
         assert_eq!(
-            got,
-            [
-                Ok(Step::Keep),
-                Ok(Step::Keep),
-                Ok(Step::Lead),
-                Ok(Step::Setsid),
-                Ok(Step::Join(12)),
-                Ok(Step::Keep),
-                Ok(Step::Keep),
-            ]
+            steps(&t),
+            Ok(vec![
+                Step::Keep,
+                Step::Keep,
+                Step::Lead,
+                Step::Setsid,
+                Step::Join(12),
+                Step::Keep,
+                Step::Keep,
+            ])
         );
-        assert_eq!(check_all(&t), Ok(()));
         // The root led its own group: members in it stay outside with it.
         let t = [m(10, 4, 10, 1), m(11, 10, 10, 1)];
-        assert_eq!(step(&t, 1), Ok(Step::Keep));
+        assert_eq!(steps(&t), Ok(vec![Step::Keep, Step::Keep]));
+        // A long chain, each joining its grandparent's group.
+        let mut t = vec![m(1000, 4, 5, 1), m(1001, 1000, 1001, 1)];
+        for pid in 1002..2000u32 {
+            let pgid = if pid % 2 == 1 { pid } else { pid - 1 };
+            t.push(m(pid, pid - 1, pgid, 1));
+        }
+        t.push(m(2000, 1999, 1999, 1));
+        t.push(m(2001, 2000, 1999, 1));
+        let s = steps(&t).unwrap();
+        assert_eq!(s[1001 - 1000], Step::Lead);
+        assert_eq!(s[1002 - 1000], Step::Keep);
+        assert_eq!(s[2001 - 1000], Step::Keep);
+        // A group whose leader has left it cannot be joined.
+        let t = [
+            m(10, 4, 5, 1),
+            m(11, 10, 12, 1),
+            m(12, 11, 12, 1),
+            m(13, 11, 11, 1),
+        ];
+        assert!(steps(&t).is_err());
     }
 
     #[test]
     fn refusals() {
         // A group whose leader has exited.
         let t = [m(10, 4, 5, 1), m(11, 10, 99, 1)];
-        assert!(check_all(&t).is_err_and(|(pid, why)| pid == 11 && why.contains("exited")));
+        assert!(steps(&t).is_err_and(|(pid, why)| pid == 11 && why.contains("exited")));
         // A parent that left the group after forking its child.
         let t = [m(10, 4, 5, 1), m(11, 10, 11, 1), m(12, 11, 5, 1)];
-        assert!(check_all(&t).is_err_and(|(pid, _)| pid == 12));
+        assert!(steps(&t).is_err_and(|(pid, _)| pid == 12));
         // A cousin's group.
         let t = [
             m(10, 4, 5, 1),
@@ -242,6 +276,6 @@ mod tests {
             m(12, 10, 5, 1),
             m(13, 12, 11, 1),
         ];
-        assert!(check_all(&t).is_err_and(|(pid, _)| pid == 13));
+        assert!(steps(&t).is_err_and(|(pid, _)| pid == 13));
     }
 }

@@ -9,38 +9,51 @@
 //!   the line also says which children could not take part in a tree dump
 //!   ([`participant`]: no `libmigrate.so`, another user's, the signal not
 //!   caught);
-//! - a first slice of the tree dump, experimental (`MIGRATE_CHILDREN=tree`,
-//!   [`dump`]): a process and its descendants stopped together through
-//!   [`control`] blocks (one per parent) and written as a set of images
-//!   (the root's, and each child's beside its parent's as
-//!   `<parent's image>.<pid>`), one snapshot;
-//! - the restore side's core, step 3 below: `crate::restore::tree`
-//!   (`MIGRATE_RESTORE_CHILDREN`, experimental): each restored parent forks
-//!   its children with their PIDs before teardown (the parent links come
-//!   from the images' names), and each restores its image; a pipe between
-//!   them (each end recorded as `Gone`, named by inode) is made once by the
-//!   root, with the bytes waiting in it, and inherited.
+//! - the tree dump (`MIGRATE_CHILDREN=tree`, [`dump`]): a process and its
+//!   descendants stopped together through [`control`] blocks (one per
+//!   parent) and written as **one tree image** (format 1.3, steps 7 and 8
+//!   below: each member's section in turn, pre-order, into the root's
+//!   file; the index and the header last), one snapshot; a child that
+//!   runs another program than the root fails the dump, naming it (a
+//!   restore relaunches one program);
+//! - process groups and sessions ([`groups`]): recorded per member in the
+//!   index, checked at the dump (the root refuses a tree whose groups
+//!   cannot be made again) and made again at the restore (step 1 below);
+//! - the restore (`crate::restore::tree`, `MIGRATE_RESTORE=tree.img`):
+//!   every section checked before teardown, each restored parent forks
+//!   its children with their PIDs (steps 1 and 3), and each restores its
+//!   section; a pipe between them (each end recorded as `Gone`, named by
+//!   inode) is made once by the root, with the bytes waiting in it, and
+//!   inherited; the restore barrier (step 4: two pipes rather than a
+//!   futex, so that a process that dies unblocks the others with end of
+//!   file instead of leaving them waiting).
 //!
-//! Not yet: one image file (and so no index: the restore is told the
-//! children's images), zombie and stopped members, other
-//! shared objects (socket pairs, shared open file descriptions and their
-//! offsets, `MAP_SHARED` memory), process groups and sessions, the
-//! restore barrier, the dump's `info` lines still calling a pipe inside
-//! the tree "connected to another process".
+//! Not yet: zombie and stopped members, other shared objects (socket
+//! pairs, shared open file descriptions and their offsets, `MAP_SHARED`
+//! memory: issue 9's `shared` and `members` work), the dump's `info`
+//! lines still calling a pipe inside the tree "connected to another
+//! process", children running another program.
 //!
-//! Where the slice differs from the design below, and why: members write
-//! their own files in parallel (no turn word: each has its own writer,
-//! so nothing waits), and the restore learns the children from
-//! `MIGRATE_RESTORE_CHILDREN` instead of an index; the phases (stop all,
-//! write all, rename the root's, then the members') are the design's.
-//! A deep tree waits one park timeout per level at worst. The next
-//! steps, in order: the 1.2 container and
-//! its index (zombies, pgids and sids, the shared-object table live
-//! there; `MIGRATE_RESTORE_CHILDREN` goes); zombies and stopped members;
-//! socket pairs and shared descriptions (kcmp) through the same
-//! made-by-the-parent path as pipes; the restore barrier; then the
-//! issue's programs (bash, multiprocessing, nginx).
+//! Where the code differs from the design below, and why: the turn is
+//! passed level by level (each process, its own section written, gives
+//! its children their turns in its own control block, and appends its
+//! own index entry and its descendants' to its parent's block), so no
+//! process needs more than its parent's block; the phases (stop all,
+//! write in turn, index and header, release) are the design's. A deep
+//! tree waits one park timeout per level at worst.
 //!
+//! Where other work hooks in (the `shared` and `members` helpers):
+//! per-member dump data is written by each member's own `dump::write_image`
+//! (its section is a whole image: a new per-process value goes in its
+//! metadata, `Minor3`); at the dump the stop checks are in
+//! `tree::dump::stop_members` (which children take part) and
+//! `tree::dump::member` (a member parks); at the restore, objects made
+//! once before the forks go beside `make_shared_pipes` in
+//! `crate::restore::tree::fork_children`, a child's own setup after its
+//! fork in `crate::restore::tree::descend` (beside `take_step`), and what
+//! the restorer does last before the barrier in
+//! `crate::restore::tree::barrier_ops`' caller (`restore::build_plan`).
+
 //! The rest of this comment is the design the next steps follow.
 //!
 //! # Rules
@@ -140,20 +153,20 @@
 //!    exits, the root last). A member whose section failed fails the whole
 //!    dump, with its line, and all are released.
 //!
-//! ## Image: a container of sections (format 1.2)
+//! ## Image: a container of sections (format 1.3, as built)
 //!
-//! Header bytes 12 to 15 (reserved, zero in 1.0 and 1.1, under
-//! `header_crc`) become `flags`; bit 0 set means *tree image*. A 1.2
-//! reader reads 1.0 and 1.1 images unchanged; a 1.1 reader refuses any 1.2
-//! image (`NewerVersion`), as it could not restore a tree. A dump of a
+//! Header bytes 12 to 15 (reserved, zero before 1.3, under
+//! `header_crc`) become `flags`; bit 0 set means *tree image*. A 1.3
+//! reader reads 1.0 to 1.2 images unchanged; an older reader refuses any
+//! 1.3 image (`NewerVersion`), as it could not restore a tree. A dump of a
 //! process without children keeps writing a single-process image.
 //!
 //! In a tree image the outer page data is the sections, back to back from
 //! 4096, each page-aligned; the outer metadata block is one postcard
 //! `Tree`: for each member, in pre-order, `pid`, `ppid`, `pgid`, `sid`,
-//! `kind` (live section at `offset`/`len`, or zombie with its wait status),
-//! and the shared objects (kind, id, the creating member: the nearest
-//! common ancestor of its users, and each user's fd number and flags).
+//! and its section's `offset` and `len` (built: `dumpfmt::Member`; a
+//! zombie's wait status and the shared objects are left to the work on
+//! them, each its own value).
 //! Each live section is a complete 1.x single-process image whose own
 //! offsets are relative to its start, so `dumpfmt` verifies a section
 //! with the code that verifies an image today, plus: sections tile the
