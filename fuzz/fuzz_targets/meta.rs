@@ -80,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
         meta_len: meta.len() as u64,
         meta_crc: crc32fast::hash(meta),
         file_len: meta_offset + meta.len() as u64,
+        flags: 0,
     };
     let mut bytes = vec![0u8; meta_offset as usize];
     let mut head = [0u8; HEADER_ENCODED_LEN];
