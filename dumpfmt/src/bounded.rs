@@ -87,6 +87,8 @@ element!(u8, "bytes", 1);
 element!(Credentials, "credential records", 7, MAX_THREADS);
 element!(PosixTimer, "POSIX timers", 8);
 element!(XsaveComponent, "xsave components", 3, 64);
+element!(crate::SharedMemory, "shared memory records", 4);
+element!(crate::SharedFd, "shared descriptor records", 4, MAX_FDS);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -123,6 +125,8 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<Credentials>(),
     expansion::<PosixTimer>(),
     expansion::<XsaveComponent>(),
+    expansion::<crate::SharedMemory>(),
+    expansion::<crate::SharedFd>(),
     1, // strings
 ]);
 
@@ -325,6 +329,21 @@ mod tests {
             encoded_len(&(0u32, 0u64, 0u64)),
             <(u32, u64, u64)>::MIN_ENCODED_LEN
         );
+        let m = crate::SharedMemory {
+            start: 0,
+            dev: 0,
+            ino: 0,
+            offset: 0,
+        };
+        assert_eq!(encoded_len(&m), crate::SharedMemory::MIN_ENCODED_LEN);
+        for key in [
+            crate::SharedKey::Object { dev: 0, ino: 0 },
+            crate::SharedKey::SocketEnd { ino: 0, peer: 0 },
+            crate::SharedKey::Description { pid: 0, fd: 0 },
+        ] {
+            let f = crate::SharedFd { fd: 0, key };
+            assert_eq!(encoded_len(&f), crate::SharedFd::MIN_ENCODED_LEN);
+        }
 
         let kinds = [
             FdKind::File {

@@ -21,6 +21,7 @@ mod elf;
 mod error;
 mod header;
 mod records;
+pub mod shared;
 mod verify;
 mod writer;
 
@@ -33,5 +34,6 @@ pub use header::{
     VERSION_MINOR,
 };
 pub use records::*;
+pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use verify::{ImageFile, Summary, decode, verify};
 pub use writer::{build, encode_meta, frame};

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::Error;
 use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
-use crate::records::{Backing, FdKind, Image, Minor1, Minor2};
+use crate::records::{Backing, FdKind, Image, Minor1, Minor2, Minor3};
 
 /// An image opened for reading: header and metadata decoded and checked.
 #[derive(Debug)]
@@ -198,6 +198,11 @@ fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
             if header_minor >= 2 {
                 let (minor2, after) = postcard::take_from_bytes::<Minor2<'static>>(rest)?;
                 image.minor2 = minor2;
+                rest = after;
+            }
+            if header_minor >= 3 {
+                let (minor3, after) = postcard::take_from_bytes::<Minor3<'static>>(rest)?;
+                image.minor3 = minor3;
                 rest = after;
             }
             Ok((image, rest))
