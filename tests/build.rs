@@ -35,6 +35,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cnoids", &[]),
     ("cforktimer", &[]),
     ("cchildren", &[]),
+    ("cshared", &["-pthread"]),
     ("cstatic", &["-static"]),
 ];
 

@@ -386,6 +386,13 @@ impl Program {
         Program::with_mode("cchildren", env!("MIGRATE_TEST_CCHILDREN"), mode, exe)
     }
 
+    /// A parent and a child sharing memory, semaphores, socket pairs or
+    /// open files, per `mode` (see `programs/cshared.c`); `append` writes
+    /// its files in directory `dir`.
+    pub fn shared(mode: &str, dir: Option<&Path>) -> Program {
+        Program::with_mode("cshared", env!("MIGRATE_TEST_CSHARED"), mode, dir)
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

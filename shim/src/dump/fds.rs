@@ -514,7 +514,7 @@ fn peek<'a>(info: &Info<'a>, sock_type: i32, arena: &'a Arena) -> Result<&'a [u8
 
 /// The inode of the peer of Unix socket `ino`, asked of the kernel's
 /// sock_diag netlink interface.
-fn unix_peer(ino: u64) -> Option<u64> {
+pub(crate) fn unix_peer(ino: u64) -> Option<u64> {
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const UDIAG_SHOW_PEER: u32 = 4;
     const UNIX_DIAG_PEER: u16 = 2;

@@ -30,7 +30,7 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
 use dumpfmt::{
-    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, MmFields, PageRun, SigAction,
+    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, Minor3, MmFields, PageRun, SigAction,
     ThreadState,
 };
 
@@ -509,7 +509,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             out.never_replace();
         }
         job.writer = &mut out;
-        let header = write_image(job, &arena, &mut out, settings, others);
+        let header = write_image(job, &arena, &mut out, settings, others, tree.is_tree());
         job.fds = core::ptr::null_mut();
         job.writer = core::ptr::null_mut();
         let header = tree.written(header);
@@ -585,6 +585,7 @@ fn write_image(
     out: &mut writer::ImageWriter,
     settings: &crate::config::Settings,
     others: &[world::Slot],
+    in_tree: bool,
 ) -> Result<dumpfmt::Header, Fail> {
     crate::fault::dump_panic_point();
     let no_mem = || Fail::new("the dump arena is too small");
@@ -629,6 +630,9 @@ fn write_image(
     let mut files = arena.vec::<FileId<'_>>(lines + 1).ok_or_else(no_mem)?;
     let mut mappings = arena.vec::<Mapping<'_>>(lines * 2 + 2).ok_or_else(no_mem)?;
     let run_cap = arena.remaining() / 2 / core::mem::size_of::<PageRun>();
+    let mut shared_memory = arena
+        .vec::<dumpfmt::SharedMemory>(lines * 2 + 2)
+        .ok_or_else(no_mem)?;
     let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
     // The dump's own memory stays out of the image.
     let ours = [arena.range(), job.stack];
@@ -644,6 +648,7 @@ fn write_image(
         ],
         settings.refuse_external,
     )?;
+    let shared_fds = crate::tree::shared::fds(arena, &descriptors, in_tree)?;
     if !job.check {
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::scan_begins() };
@@ -728,6 +733,10 @@ fn write_image(
                 name: Cow::Borrowed(name),
             };
             mappings.push(rec).map_err(|_| no_mem())?;
+            if backing == Backing::Contents && m.shared {
+                let rec = crate::tree::shared::memory(&m, start);
+                shared_memory.push(rec).map_err(|_| no_mem())?;
+            }
             if let Some(select) = select {
                 scan.dump(
                     start,
@@ -807,6 +816,12 @@ fn write_image(
             fpstate: Cow::Borrowed(frames.as_slice()),
             xsave: Cow::Borrowed(&xsave[..n_xsave]),
         },
+        minor3: Minor3 {
+            shared: dumpfmt::Shared {
+                memory: Cow::Borrowed(shared_memory.as_slice()),
+                fds: Cow::Borrowed(shared_fds),
+            },
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
@@ -816,7 +831,7 @@ fn write_image(
         .min(dumpfmt::MAX_META_LEN as usize);
     let buf = arena.bytes(room).ok_or_else(no_mem)?;
     let too_big = |_| Fail::new("metadata does not fit the dump arena or the image format's limit");
-    // The metadata block: `Image`, then the values versions 1.1 and 1.2 added.
+    // The metadata block: `Image`, then the values versions 1.1 to 1.3 added.
     let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
     let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;
     let minor1_len = postcard::to_slice(&image.minor1, rest)
@@ -826,7 +841,13 @@ fn write_image(
     let minor2_len = postcard::to_slice(&image.minor2, rest)
         .map_err(too_big)?
         .len();
-    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len];
+    let rest = buf
+        .get_mut(image_len + minor1_len + minor2_len..)
+        .ok_or_else(no_mem)?;
+    let minor3_len = postcard::to_slice(&image.minor3, rest)
+        .map_err(too_big)?
+        .len();
+    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len + minor3_len];
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {

@@ -25,6 +25,7 @@ pub mod resume;
 pub mod shared_files;
 pub mod timers;
 pub mod tree;
+pub mod tree_shared;
 pub mod vdso;
 pub mod wrapper;
 
@@ -295,6 +296,10 @@ fn build(
     // Pipes shared with the tree's other processes: what this process
     // uses of them is in `made` now; the rest must not stay open here.
     tree::close_shared_pipes();
+    // Shared memory, socket pairs, descriptions: likewise; the source
+    // mappings of the shared memory this process maps stay for the plan.
+    let sources = tree_shared::source_mappings(&img.image);
+    tree_shared::close();
     precheck::cwd(&img.image)?;
     let image = &img.image;
     let mut fresh = fresh_maps()?;
@@ -320,6 +325,7 @@ fn build(
         &kernel,
         &made,
         (keep_tids, &creds_now, &timers),
+        &sources,
     )?;
 
     // Place the restorer where neither address space has anything.
@@ -513,6 +519,7 @@ fn build_plan(
     kernel: &vdso::Kernel,
     made: &fds::MadeFds,
     (keep_tids, creds_now, timer_plan): (bool, &dumpfmt::Credentials, &timers::TimerPlan),
+    (from_source, sources): &(std::collections::HashMap<u64, u64>, Vec<(u64, u64)>),
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
@@ -524,6 +531,7 @@ fn build_plan(
         .moves()
         .iter()
         .map(|&(from, _, size)| (from, from + size))
+        .chain(sources.iter().copied())
         .collect();
     plan.unmap_all_but(&keep);
 
@@ -568,6 +576,14 @@ fn build_plan(
             }
             my_runs.push(**r);
             runs.next();
+        }
+        if m.backing == Backing::Contents
+            && m.shared
+            && let Some(&at) = from_source.get(&m.start)
+        {
+            // Memory the tree shares: its pages are in the object already.
+            tree_shared::map_ops(plan, m, at);
+            continue;
         }
         if m.backing == Backing::Kernel {
             // Its pages (the vDSO's, from 1.2 on) are the kernel's own.
@@ -643,6 +659,8 @@ fn build_plan(
             );
         }
     }
+
+    tree_shared::unmap_ops(plan, sources);
 
     // 4. The memory descriptor: brk, stack, arguments, environment, auxv.
     let auxv = vdso::auxv(image, kernel);

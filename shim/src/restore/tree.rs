@@ -110,6 +110,11 @@ pub fn fork_children(
         ));
     }
     make_shared_pipes(&parent, &children)?;
+    let images: Vec<_> = std::iter::once(&parent)
+        .chain(children.iter().map(|c| &c.checked))
+        .map(|c| (&c.img.image, &c.img.file))
+        .collect();
+    super::tree_shared::make(&images)?;
     let root = canonical(root);
     let names: Vec<String> = children.iter().map(|c| canonical(&c.path)).collect();
     let mut parents = Vec::with_capacity(children.len());

@@ -396,6 +396,12 @@ fn member(
 }
 
 impl Tree {
+    /// Whether this dump is a tree's (root or member): what the process
+    /// shares with the others is then looked for.
+    pub fn is_tree(&self) -> bool {
+        !matches!(self.role, Role::Alone)
+    }
+
     /// Called once this process's image is written (but not yet renamed
     /// into place): a member waits for its own children, reports and
     /// waits for its parent's verdict; the root waits for every child.

@@ -213,3 +213,4 @@ pub mod children;
 pub mod control;
 pub mod dump;
 pub mod participant;
+pub mod shared;

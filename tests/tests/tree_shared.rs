@@ -1,0 +1,191 @@
+//! The objects a tree's processes share (issue 9): a tree dump
+//! (`MIGRATE_CHILDREN=tree`) records what each member shares with the
+//! others, and the restore (`MIGRATE_RESTORE_CHILDREN`) makes each object
+//! once, in the root before it forks, so that after the restore the
+//! processes share it again: `MAP_SHARED` anonymous memory, unlinked POSIX
+//! semaphores, socket pairs with the bytes queued in each direction, and
+//! open file descriptions with their one offset.
+//!
+//! The program is `programs/cshared.c`: a parent that steps and a child
+//! (and in `memory3` a grandchild) that answers through the shared object;
+//! every line is deterministic, so each restore must end exactly as an
+//! uninterrupted run. Without the shared objects each of these ends in an
+//! error line or a wrong answer: the processes would each hold a copy.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use migrate_tests::*;
+
+/// The children of `pid`'s main thread.
+fn children_of(pid: i32) -> Vec<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_else(|e| panic!("cannot read the children of {pid}: {e}"));
+    text.split_whitespace()
+        .map(|p| p.parse().expect("a pid"))
+        .collect()
+}
+
+/// Every descendant of `pid`, parents before children.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut all = Vec::new();
+    let mut next = vec![pid];
+    while let Some(p) = next.pop() {
+        for c in children_of(p) {
+            all.push(c);
+            next.push(c);
+        }
+    }
+    all
+}
+
+/// Runs `program` as a tree (`env` added), dumps it at step 10 and kills
+/// it (or, with `exit`, lets the dump end it); restores the tree and
+/// checks that it ends as an uninterrupted run (`expected`).
+fn dump_and_restore(
+    dir: &TestDir,
+    program: &Program,
+    expected: &[String],
+    members: usize,
+    exit: bool,
+) -> Proc {
+    let image = dir.join("tree.img");
+    let mut env = vec![
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_CHILDREN", "tree"),
+    ];
+    if exit {
+        env.push(("MIGRATE_AFTER_DUMP", "exit"));
+    }
+    let mut p = dir.spawn(program, "original", &env);
+    p.wait_for_line("ready", |l| l == "ready");
+    p.wait_for_step(10);
+    let below = descendants(p.pid());
+    assert_eq!(below.len(), members - 1, "{below:?}\n{}", p.describe());
+    // Images are named after the line of pids from the root's child down.
+    let mut images: Vec<PathBuf> = Vec::new();
+    for &pid in &below {
+        let mut name = String::from("tree.img");
+        let mut line = vec![pid];
+        let mut at = pid;
+        while let Some(parent) = below.iter().copied().find(|&q| children_of(q).contains(&at)) {
+            line.push(parent);
+            at = parent;
+        }
+        for q in line.iter().rev() {
+            name.push_str(&format!(".{q}"));
+        }
+        images.push(dir.join(&name));
+    }
+    p.dump_signal();
+    p.wait_for_image(&image, exit);
+    if exit {
+        let status = p.wait();
+        assert!(status.success(), "{}", p.describe());
+        // Each member puts its image in place once its parent's is, and
+        // exits.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        for img in &images {
+            while !img.exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} was not written\n{}",
+                    img.display(),
+                    p.describe()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        for &pid in &below {
+            while fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+                assert!(std::time::Instant::now() < deadline, "{pid} did not exit");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    } else {
+        for img in &images {
+            p.wait_for_image(img, false);
+        }
+        // All stopped first: none may print what the others' end makes
+        // it say (a child seeing its parent gone).
+        for &pid in std::iter::once(&p.pid()).chain(&below) {
+            // SAFETY: kill(2) with plain integers; our program's processes.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+        }
+        for &pid in &below {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        p.kill();
+    }
+    let list: Vec<&str> = images.iter().map(|i| i.to_str().unwrap()).collect();
+    let list = list.join(":");
+    let mut restored = dir.restore(
+        program,
+        "restored",
+        &image,
+        &[("MIGRATE_RESTORE_CHILDREN", &list)],
+    );
+    finish_restored(&mut restored, &p, expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+    restored
+}
+
+fn shared(mode: &str, members: usize) {
+    let dir = TestDir::new(&format!("tree-shared-{mode}"));
+    let program = Program::shared(mode, None);
+    let expected = reference(&program);
+    dump_and_restore(&dir, &program, &expected, members, false);
+}
+
+/// Issue 9, Done-when 5: a parent and child sharing `MAP_SHARED`
+/// anonymous memory and a pipe see each other's writes after the
+/// restore (the parent's value reaches the child, the child's answer the
+/// parent, every step).
+#[test]
+fn shared_anonymous_memory_and_a_pipe_come_back_shared() {
+    shared("memory", 2);
+}
+
+/// The same memory shared by three generations: the grandchild answers
+/// through it, the child only forwards the steps.
+#[test]
+fn shared_anonymous_memory_comes_back_shared_by_three_generations() {
+    shared("memory3", 3);
+}
+
+/// Two named semaphores, unlinked from `/dev/shm` before the fork (only
+/// their mappings hold them): after the restore the parent's post still
+/// wakes the child and the child's the parent.
+#[test]
+fn unlinked_semaphores_still_synchronize_parent_and_child() {
+    shared("sem", 2);
+}
+
+/// A stream and a datagram socket pair between parent and child, with
+/// messages queued both ways at the dump: each is delivered exactly once
+/// after the restore, and both pairs go on carrying messages both ways.
+#[test]
+fn socket_pairs_between_parent_and_child_carry_queued_messages_once() {
+    shared("socketpair", 2);
+}
+
+/// Parent and child write in turn to two inherited descriptions, one
+/// `O_APPEND`: dumped with `MIGRATE_AFTER_DUMP=exit` (so the files stay as
+/// at the dump) and restored, both files end as in an uninterrupted run,
+/// which only one shared offset gives for the one without `O_APPEND`.
+#[test]
+fn an_inherited_file_description_keeps_one_offset() {
+    let dir = TestDir::new("tree-shared-append");
+    let reference_dir = dir.join("reference");
+    fs::create_dir(&reference_dir).unwrap();
+    let expected = reference(&Program::shared("append", Some(&reference_dir)));
+    let program = Program::shared("append", Some(Path::new(dir.path())));
+    dump_and_restore(&dir, &program, &expected, 2, true);
+    let reference_log = fs::read(reference_dir.join("offset.dat")).unwrap();
+    assert_eq!(
+        fs::read(dir.join("offset.dat")).unwrap(),
+        reference_log,
+        "offset.dat differs from an uninterrupted run's"
+    );
+}
