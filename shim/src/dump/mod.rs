@@ -637,6 +637,7 @@ fn write_image(
     // The dump's own memory stays out of the image.
     let ours = [arena.range(), job.stack];
 
+    crate::tree::shared::set_in_tree(in_tree);
     let descriptors = fds::collect(
         arena,
         &[

@@ -25,6 +25,8 @@
 //! Runs in the signal handler: the `dump` module's rules hold (no heap, no
 //! locks, no libc, no panics; raw system calls, the arena for memory).
 
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
 use dumpfmt::{Fd, FdKind, SharedFd, SharedKey, SharedMemory};
 
 use crate::dump::Fail;
@@ -143,4 +145,122 @@ fn same(me: i32, fd: i32, pid: i32, theirs: i32) -> bool {
     // SAFETY: kcmp compares two descriptors of two processes; no memory.
     let order = unsafe { sys::sys(libc::SYS_kcmp, args!(me, pid, KCMP_FILE, fd, theirs)) };
     order == Ok(0)
+}
+
+/// Whether this dump is a tree's (set before the descriptors are read).
+static IN_TREE: AtomicBool = AtomicBool::new(false);
+
+/// Says whether the dump that runs is a tree's.
+pub fn set_in_tree(yes: bool) {
+    IN_TREE.store(yes, Relaxed);
+}
+
+/// Most members looked through for a peer.
+const MAX_MEMBERS: usize = 256;
+
+/// For a pipe end or socket (`target` is its `/proc/self/fd` link) whose
+/// peer is not in this process: the member of the tree being dumped that
+/// holds the peer (the other end of the pipe, the socket's peer), if any.
+/// Such an object comes back whole with the tree, not peer-gone.
+pub fn peer_in_tree(target: &[u8]) -> Option<i32> {
+    if !IN_TREE.load(Relaxed) {
+        return None;
+    }
+    let mut want = Line::<64>::new();
+    if let Some(n) = target
+        .strip_prefix(b"socket:[")
+        .and_then(|t| t.strip_suffix(b"]"))
+    {
+        let peer = crate::dump::fds::unix_peer(sys::parse_dec(n)?)?;
+        want.str("socket:[").dec(peer).str("]");
+    } else if target.starts_with(b"pipe:[") {
+        want.bytes(target);
+    } else {
+        return None;
+    }
+    let me = sys::getpid();
+    let mut members = [0i32; MAX_MEMBERS];
+    let n = members_of(root_of(me), &mut members);
+    members[..n]
+        .iter()
+        .copied()
+        .find(|&pid| pid != me && holds(pid, want.as_bytes()))
+}
+
+/// The root of the tree dump `pid` takes part in: the highest ancestor,
+/// in an unbroken line, that holds a tree control block.
+fn root_of(pid: i32) -> i32 {
+    let mut at = pid;
+    for _ in 0..MAX_ANCESTORS {
+        match children::parent_and_state(at) {
+            Some((parent, _)) if parent > 1 && holds(parent, b"/memfd:migrate-tree (deleted)") => {
+                at = parent;
+            }
+            _ => break,
+        }
+    }
+    at
+}
+
+/// `root` and its descendants, parents first, into `out`; returns how many.
+fn members_of(root: i32, out: &mut [i32]) -> usize {
+    let mut n = 0;
+    if let Some(first) = out.first_mut() {
+        *first = root;
+        n = 1;
+    }
+    let mut i = 0;
+    while i < n {
+        let pid = out[i];
+        i += 1;
+        let mut tasks = Line::<64>::new();
+        tasks.str("/proc/").dec(pid as u64).str("/task");
+        let Some(dir) = tasks.c_str() else { continue };
+        let _ = sys::for_each_dir_entry(dir, |tid| {
+            let Some(tid) = sys::parse_dec(tid) else {
+                return;
+            };
+            let mut path = Line::<96>::new();
+            path.str("/proc/")
+                .dec(pid as u64)
+                .str("/task/")
+                .dec(tid)
+                .str("/children");
+            let mut buf = [0u8; 2048];
+            let Some(len) = path.c_str().and_then(|p| sys::read_file(p, &mut buf).ok()) else {
+                return;
+            };
+            for c in buf[..len].split(|&c| c == b' ' || c == b'\n') {
+                if let Some(c) = sys::parse_dec(c)
+                    && n < out.len()
+                {
+                    out[n] = c as i32;
+                    n += 1;
+                }
+            }
+        });
+    }
+    n
+}
+
+/// Whether some descriptor of `pid` links to `target`.
+fn holds(pid: i32, target: &[u8]) -> bool {
+    let mut dir = Line::<64>::new();
+    dir.str("/proc/").dec(pid as u64).str("/fd");
+    let Some(d) = dir.c_str() else {
+        return false;
+    };
+    let mut found = false;
+    let _ = sys::for_each_dir_entry(d, |name| {
+        if found || sys::parse_dec(name).is_none() {
+            return;
+        }
+        let mut link = Line::<96>::new();
+        link.str("/proc/").dec(pid as u64).str("/fd/").bytes(name);
+        let mut buf = [0u8; 256];
+        if let Some(len) = link.c_str().and_then(|p| sys::readlink(p, &mut buf).ok()) {
+            found = &buf[..len] == target;
+        }
+    });
+    found
 }
