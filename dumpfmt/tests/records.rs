@@ -463,7 +463,7 @@ fn encoding_is_pinned() {
         },
     };
     let want = [
-        "01 8020 01 02 03",  // memory: 1 [start dev ino offset]
+        "01 8020 01 02 03", // memory: 1 [start dev ino offset]
         "03 06 00 0102",    // fds: 3 [fd(zigzag) Object dev ino]
         "08 01 0506",       // [fd SocketEnd ino peer]
         "0a 02 07 06",      // [fd Description pid fd(zigzag)]

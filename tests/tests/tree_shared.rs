@@ -39,6 +39,9 @@ fn descendants(pid: i32) -> Vec<i32> {
     all
 }
 
+/// Variables for a run.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 /// Runs `program` as a tree (`env` added), dumps it at step 10 and kills
 /// it (or, with `exit`, lets the dump end it); restores the tree and
 /// checks that it ends as an uninterrupted run (`expected`).
@@ -48,7 +51,7 @@ fn dump_and_restore(
     expected: &[String],
     members: usize,
     exit: bool,
-    (extra, restore_env): (&[(&str, &str)], &[(&str, &str)]),
+    (extra, restore_env): (Env, Env),
 ) -> (Proc, Proc) {
     let image = dir.join("tree.img");
     let mut env = vec![
@@ -70,7 +73,11 @@ fn dump_and_restore(
         let mut name = String::from("tree.img");
         let mut line = vec![pid];
         let mut at = pid;
-        while let Some(parent) = below.iter().copied().find(|&q| children_of(q).contains(&at)) {
+        while let Some(parent) = below
+            .iter()
+            .copied()
+            .find(|&q| children_of(q).contains(&at))
+        {
             line.push(parent);
             at = parent;
         }
@@ -99,7 +106,8 @@ fn dump_and_restore(
             }
         }
         for &pid in &below {
-            while fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z ")) {
+            while fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+            {
                 assert!(std::time::Instant::now() < deadline, "{pid} did not exit");
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

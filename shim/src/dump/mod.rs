@@ -30,8 +30,8 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
 use dumpfmt::{
-    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, Minor3, MmFields, PageRun, SigAction,
-    ThreadState,
+    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, Minor3, MmFields, PageRun,
+    SigAction, ThreadState,
 };
 
 use crate::config::{LogLevel, PATH_MAX, SETTINGS};

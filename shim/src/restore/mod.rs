@@ -324,8 +324,7 @@ fn build(
         &fds,
         &kernel,
         &made,
-        (keep_tids, &creds_now, &timers),
-        &sources,
+        (keep_tids, &creds_now, &timers, &sources),
     )?;
 
     // Place the restorer where neither address space has anything.
@@ -518,8 +517,12 @@ fn build_plan(
     fds: &[File],
     kernel: &vdso::Kernel,
     made: &fds::MadeFds,
-    (keep_tids, creds_now, timer_plan): (bool, &dumpfmt::Credentials, &timers::TimerPlan),
-    (from_source, sources): &(std::collections::HashMap<u64, u64>, Vec<(u64, u64)>),
+    (keep_tids, creds_now, timer_plan, sources): (
+        bool,
+        &dumpfmt::Credentials,
+        &timers::TimerPlan,
+        &tree_shared::Sources,
+    ),
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
@@ -531,7 +534,7 @@ fn build_plan(
         .moves()
         .iter()
         .map(|&(from, _, size)| (from, from + size))
-        .chain(sources.iter().copied())
+        .chain(sources.keep.iter().copied())
         .collect();
     plan.unmap_all_but(&keep);
 
@@ -579,7 +582,7 @@ fn build_plan(
         }
         if m.backing == Backing::Contents
             && m.shared
-            && let Some(&at) = from_source.get(&m.start)
+            && let Some(&at) = sources.from.get(&m.start)
         {
             // Memory the tree shares: its pages are in the object already.
             tree_shared::map_ops(plan, m, at);
@@ -660,7 +663,7 @@ fn build_plan(
         }
     }
 
-    tree_shared::unmap_ops(plan, sources);
+    tree_shared::unmap_ops(plan, &sources.keep);
 
     // 4. The memory descriptor: brk, stack, arguments, environment, auxv.
     let auxv = vdso::auxv(image, kernel);

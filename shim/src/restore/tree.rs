@@ -18,6 +18,8 @@
 //! before it forks, holding the bytes its read end had waiting, and each
 //! process takes its ends from it ([`shared_pipe_end`]) and closes the
 //! rest ([`close_shared_pipes`]) before teardown.
+//! The other objects they share (shared memory, socket pairs, open file
+//! descriptions) are made the same way by `super::tree_shared`.
 //!
 //! Runs in the constructor, before teardown, with libc.
 

@@ -94,9 +94,8 @@ pub fn make(images: &[(&Image<'_>, &File)]) -> Result<(), Refusal> {
             // Paired below: each end may have one user only.
             SharedKey::SocketEnd { .. } => {}
             SharedKey::Description { pid, fd } => {
-                let rec = find_fd(images, *key).ok_or_else(|| {
-                    fail("file", format!("no record of description {pid}:{fd}"))
-                })?;
+                let rec = find_fd(images, *key)
+                    .ok_or_else(|| fail("file", format!("no record of description {pid}:{fd}")))?;
                 let made = super::fds::make_file(rec)?;
                 objects.descriptions.insert((pid, fd), made);
             }
@@ -141,17 +140,16 @@ fn make_pair(
     a: u64,
     b: u64,
 ) -> Result<(OwnedFd, OwnedFd), Refusal> {
-    let end = |ino: u64| {
-        images.iter().find_map(|(image, _)| {
-            let f = image
-                .minor3
-                .shared
-                .fds
-                .iter()
-                .find(|f| matches!(f.key, SharedKey::SocketEnd { ino: i, .. } if i == ino))?;
-            image.fds.iter().find(|r| r.fd == f.fd)
-        })
-    };
+    let end =
+        |ino: u64| {
+            images.iter().find_map(|(image, _)| {
+                let f =
+                    image.minor3.shared.fds.iter().find(
+                        |f| matches!(f.key, SharedKey::SocketEnd { ino: i, .. } if i == ino),
+                    )?;
+                image.fds.iter().find(|r| r.fd == f.fd)
+            })
+        };
     let (Some(ra), Some(rb)) = (end(a), end(b)) else {
         return Err(fail("socket pair", format!("socket:[{a}] has no record")));
     };
@@ -243,14 +241,9 @@ fn make_memory(images: &[(&Image<'_>, &File)], key: (u64, u64)) -> Result<Memory
         fill(images, key, at).map_err(|e| fail(&what, e))?;
     }
     // A descriptor only the source mapping needed is not kept.
-    let keep_fd = images.iter().any(|(image, _)| {
-        image
-            .minor3
-            .shared
-            .fds
-            .iter()
-            .any(|f| f.key == okey)
-    });
+    let keep_fd = images
+        .iter()
+        .any(|(image, _)| image.minor3.shared.fds.iter().any(|f| f.key == okey));
     Ok(Memory {
         fd: fd.filter(|_| keep_fd),
         source,
@@ -280,7 +273,8 @@ fn object_file(name: &str, size: u64) -> std::io::Result<OwnedFd> {
     let memfd = |n: &str| -> std::io::Result<OwnedFd> {
         let c = CString::new(n).unwrap_or_default();
         // SAFETY: memfd_create with a NUL-terminated name.
-        let fd = unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+        let fd =
+            unsafe { libc::memfd_create(c.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -402,15 +396,22 @@ pub fn take_fd(image: &Image<'_>, fd: &Fd<'_>) -> Option<Result<OwnedFd, Refusal
     )
 }
 
-/// For each mapping of `image` that comes from a source mapping: (its
-/// start, the address in the source mapping its pages start at); and the
-/// source mappings this process keeps until the restorer has used them.
-pub fn source_mappings(image: &Image<'_>) -> (HashMap<u64, u64>, Vec<(u64, u64)>) {
-    let mut from = HashMap::new();
-    let mut keep = Vec::new();
+/// The shared memory a process maps from source mappings.
+#[derive(Default)]
+pub struct Sources {
+    /// Mapping start to the address in a source mapping where its pages
+    /// start.
+    pub from: HashMap<u64, u64>,
+    /// The source mappings, kept until the restorer has used them.
+    pub keep: Vec<(u64, u64)>,
+}
+
+/// What `image` maps from the source mappings of the tree's shared memory.
+pub fn source_mappings(image: &Image<'_>) -> Sources {
+    let mut sources = Sources::default();
     let guard = objects();
     let Some(objects) = guard.as_ref() else {
-        return (from, keep);
+        return sources;
     };
     for s in image.minor3.shared.memory.iter() {
         if let Some(Memory {
@@ -418,13 +419,13 @@ pub fn source_mappings(image: &Image<'_>) -> (HashMap<u64, u64>, Vec<(u64, u64)>
             ..
         }) = objects.memory.get(&(s.dev, s.ino))
         {
-            from.insert(s.start, at + s.offset);
-            if !keep.contains(&(*at, at + len)) {
-                keep.push((*at, at + len));
+            sources.from.insert(s.start, at + s.offset);
+            if !sources.keep.contains(&(*at, at + len)) {
+                sources.keep.push((*at, at + len));
             }
         }
     }
-    (from, keep)
+    sources
 }
 
 /// Drops this process's copies of the shared objects' descriptors (what it

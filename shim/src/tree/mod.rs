@@ -19,14 +19,22 @@
 //!   its children with their PIDs before teardown (the parent links come
 //!   from the images' names), and each restores its image; a pipe between
 //!   them (each end recorded as `Gone`, named by inode) is made once by the
-//!   root, with the bytes waiting in it, and inherited.
+//!   root, with the bytes waiting in it, and inherited;
+//! - the other objects members share ([`shared`], format 1.3, and
+//!   `crate::restore::tree_shared`): shared memory (`MAP_SHARED`
+//!   anonymous memory, memfds, unlinked `/dev/shm` files such as POSIX
+//!   semaphores), socket pairs with the bytes queued each way, and open
+//!   file descriptions of regular files (found with `kcmp`), each recorded
+//!   by its identity and made once by the root before it forks; a pipe or
+//!   socket whose peer is another member is not "connected to another
+//!   process" in the dump's log, nor refused by `MIGRATE_EXTERNAL=refuse`.
 //!
 //! Not yet: one image file (and so no index: the restore is told the
-//! children's images), zombie and stopped members, other
-//! shared objects (socket pairs, shared open file descriptions and their
-//! offsets, `MAP_SHARED` memory), process groups and sessions, the
-//! restore barrier, the dump's `info` lines still calling a pipe inside
-//! the tree "connected to another process".
+//! children's images), zombie and stopped members, process groups and
+//! sessions, the restore barrier; shared memory's pages are stored by
+//! every member that maps it (once per member, not once per tree); a
+//! description whose holders all lie below an ancestor that closed it
+//! comes back as one per holder.
 //!
 //! Where the slice differs from the design below, and why: members write
 //! their own files in parallel (no turn word: each has its own writer,

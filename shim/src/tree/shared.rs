@@ -93,10 +93,7 @@ fn key(fd: &Fd<'_>, fds: &Collected<'_>, in_tree: bool) -> Option<SharedKey> {
 /// this process's ancestors, in an unbroken line, that holds it.
 fn description(fd: i32) -> SharedKey {
     let me = sys::getpid();
-    let mut key = SharedKey::Description {
-        pid: me as u32,
-        fd,
-    };
+    let mut key = SharedKey::Description { pid: me as u32, fd };
     let mut at = me;
     for _ in 0..MAX_ANCESTORS {
         let Some((parent, _)) = children::parent_and_state(at) else {
