@@ -10,7 +10,8 @@
  *    sees, writes its answer into the memory and acks through the other
  *    pipe; the parent prints the answer it sees. With "memory3" the child
  *    hands each step on to a grandchild (its own pipes, the same memory),
- *    which answers instead.
+ *    which answers instead. With "memfd" the memory is a memfd that both
+ *    keep open (fd 20) besides mapping it.
  *  - "sem": two named POSIX semaphores (sem_open, then sem_unlink: the
  *    files under /dev/shm are gone, only the mappings hold them), nothing
  *    else: parent and child print in turn ("step N ping", "pong N"), each
@@ -133,9 +134,17 @@ static int reap(pid_t c)
     return 0;
 }
 
-static void memory(int grandchild)
+static void memory(int grandchild, int memfd)
 {
-    struct shm *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    int fd = -1;
+    if (memfd) {
+        fd = memfd_create("cshared", MFD_CLOEXEC);
+        if (fd < 0 || ftruncate(fd, sizeof(struct shm)) != 0)
+            die("memfd_create");
+        fd = move_fd(fd, 20);
+    }
+    struct shm *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE,
+                         MAP_SHARED | (memfd ? 0 : MAP_ANONYMOUS), fd, 0);
     if (m == MAP_FAILED)
         die("mmap");
     int p[2], q[2];
@@ -371,12 +380,12 @@ static void append(const char *dir)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        fail("usage: cshared memory|memory3|sem|socketpair|append [DIR]");
+        fail("usage: cshared memory|memory3|memfd|sem|socketpair|append [DIR]");
     const char *mode = argv[1];
     tp_start();
     signal(SIGPIPE, SIG_IGN);
-    if (strcmp(mode, "memory") == 0 || strcmp(mode, "memory3") == 0)
-        memory(strcmp(mode, "memory3") == 0);
+    if (strcmp(mode, "memory") == 0 || strcmp(mode, "memory3") == 0 || strcmp(mode, "memfd") == 0)
+        memory(strcmp(mode, "memory3") == 0, strcmp(mode, "memfd") == 0);
     else if (strcmp(mode, "sem") == 0)
         sems();
     else if (strcmp(mode, "socketpair") == 0)

@@ -161,6 +161,13 @@ fn shared_anonymous_memory_comes_back_shared_by_three_generations() {
     shared("memory3", 3);
 }
 
+/// A memfd both processes map and keep open: made once, each holds a
+/// duplicate of it at its number and maps it from there.
+#[test]
+fn a_memfd_shared_by_descriptor_and_mapping_comes_back_shared() {
+    shared("memfd", 2);
+}
+
 /// Two named semaphores, unlinked from `/dev/shm` before the fork (only
 /// their mappings hold them): after the restore the parent's post still
 /// wakes the child and the child's the parent.
