@@ -87,7 +87,7 @@ element!(u8, "bytes", 1);
 element!(Credentials, "credential records", 7, MAX_THREADS);
 element!(PosixTimer, "POSIX timers", 8);
 element!(XsaveComponent, "xsave components", 3, 64);
-element!(crate::SharedMemory, "shared memory records", 4);
+element!(crate::SharedMemory, "shared memory records", 5);
 element!(crate::SharedFd, "shared descriptor records", 4, MAX_FDS);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
@@ -334,6 +334,7 @@ mod tests {
             dev: 0,
             ino: 0,
             offset: 0,
+            pages_in: 0,
         };
         assert_eq!(encoded_len(&m), crate::SharedMemory::MIN_ENCODED_LEN);
         for key in [

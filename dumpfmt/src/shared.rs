@@ -33,6 +33,10 @@ pub struct SharedMemory {
     pub ino: u64,
     /// Offset of the mapping's start in the object, in bytes.
     pub offset: u64,
+    /// 0: the image holds the mapping's pages. Else the PID of the member
+    /// (an ancestor mapping the same part of the object) whose image holds
+    /// them: a tree's shared memory is stored once.
+    pub pages_in: u32,
 }
 
 /// A descriptor and what makes it one object with other members' ones.

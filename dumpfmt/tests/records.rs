@@ -443,6 +443,7 @@ fn encoding_is_pinned() {
                 dev: 1,
                 ino: 2,
                 offset: 3,
+                pages_in: 4,
             }]
             .into(),
             fds: vec![
@@ -463,10 +464,10 @@ fn encoding_is_pinned() {
         },
     };
     let want = [
-        "01 8020 01 02 03", // memory: 1 [start dev ino offset]
-        "03 06 00 0102",    // fds: 3 [fd(zigzag) Object dev ino]
-        "08 01 0506",       // [fd SocketEnd ino peer]
-        "0a 02 07 06",      // [fd Description pid fd(zigzag)]
+        "01 8020 01 02 03 04", // memory: 1 [start dev ino offset pages_in]
+        "03 06 00 0102",       // fds: 3 [fd(zigzag) Object dev ino]
+        "08 01 0506",          // [fd SocketEnd ino peer]
+        "0a 02 07 06",         // [fd Description pid fd(zigzag)]
     ]
     .concat()
     .replace(' ', "");

@@ -172,6 +172,7 @@ pub fn image() -> Image<'static> {
                     dev: 1,
                     ino: 4242,
                     offset: 8192,
+                    pages_in: 0,
                 }]),
                 fds: Cow::Owned(vec![
                     dumpfmt::SharedFd {

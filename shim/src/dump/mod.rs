@@ -633,6 +633,8 @@ fn write_image(
     let mut shared_memory = arena
         .vec::<dumpfmt::SharedMemory>(lines * 2 + 2)
         .ok_or_else(no_mem)?;
+    // A tree stores its shared memory once: in the highest member mapping it.
+    let ancestors = crate::tree::shared::Ancestors::read(arena, in_tree);
     let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
     // The dump's own memory stays out of the image.
     let ours = [arena.range(), job.stack];
@@ -675,7 +677,7 @@ fn write_image(
                 .str(what)
                 .str(" cannot be saved"));
         }
-        let (backing, select) = if m.is_kernel() {
+        let (backing, mut select) = if m.is_kernel() {
             // The vDSO's code is kept (format 1.2): a restore compares it
             // with its kernel's and proxies it if they differ.
             let vdso = m.name == b"[vdso]";
@@ -710,6 +712,15 @@ fn write_image(
         } else {
             (Backing::Anonymous, Some(pages::Select::Touched))
         };
+        let mut pages_in = 0;
+        if backing == Backing::Contents
+            && m.shared
+            && let Some(pid) =
+                ancestors.holder(m.dev, m.inode, m.offset, m.offset + (m.end - m.start))
+        {
+            pages_in = pid;
+            select = None;
+        }
         // The dump's memory may have merged with a neighbouring mapping: cut it out.
         let parts = cut_out(m.start, m.end, ours);
         for (start, end) in parts {
@@ -735,7 +746,7 @@ fn write_image(
             };
             mappings.push(rec).map_err(|_| no_mem())?;
             if backing == Backing::Contents && m.shared {
-                let rec = crate::tree::shared::memory(&m, start);
+                let rec = crate::tree::shared::memory(&m, start, pages_in);
                 shared_memory.push(rec).map_err(|_| no_mem())?;
             }
             if let Some(select) = select {

@@ -300,6 +300,7 @@ fn build(
     // mappings of the shared memory this process maps stay for the plan.
     let sources = tree_shared::source_mappings(&img.image);
     tree_shared::close();
+    tree_shared::check_pages(&img.image, &sources)?;
     precheck::cwd(&img.image)?;
     let image = &img.image;
     let mut fresh = fresh_maps()?;

@@ -428,6 +428,24 @@ pub fn source_mappings(image: &Image<'_>) -> Sources {
     sources
 }
 
+/// Refuses an image whose shared memory has its pages in another
+/// member's image (a tree stores them once) unless the tree restores it.
+pub fn check_pages(image: &Image<'_>, sources: &Sources) -> Result<(), Refusal> {
+    for s in image.minor3.shared.memory.iter() {
+        if s.pages_in != 0 && !sources.from.contains_key(&s.start) {
+            let name = mapping_at(image, s.start).map_or(String::new(), |m| m.name.to_string());
+            return Err(refuse(
+                exit::UNSUPPORTED,
+                format!(
+                    "the pages of shared memory at {:#x} {name} are in the image of process {} (restore this image with its tree's)",
+                    s.start, s.pages_in
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Drops this process's copies of the shared objects' descriptors (what it
 /// uses of them it holds as its own descriptors by now; source mappings
 /// stay until the restorer unmaps them).

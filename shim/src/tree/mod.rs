@@ -31,10 +31,11 @@
 //!
 //! Not yet: one image file (and so no index: the restore is told the
 //! children's images), zombie and stopped members, process groups and
-//! sessions, the restore barrier; shared memory's pages are stored by
-//! every member that maps it (once per member, not once per tree); a
-//! description whose holders all lie below an ancestor that closed it
-//! comes back as one per holder.
+//! sessions, the restore barrier; a description whose holders all lie
+//! below an ancestor that closed it comes back as one per holder. Shared
+//! memory's pages are stored once, by the highest member mapping the
+//! part of the object another maps (the others' images name it, and are
+//! refused restored alone).
 //!
 //! Where the slice differs from the design below, and why: members write
 //! their own files in parallel (no turn word: each has its own writer,

@@ -5,7 +5,9 @@
 //! - Shared memory the image holds the pages of (`MAP_SHARED` anonymous
 //!   memory, a memfd or a deleted file mapped without a descriptor, such
 //!   as an unlinked `/dev/shm/sem.*`): the object's device and inode from
-//!   `/proc/self/maps`, and where the mapping starts in it.
+//!   `/proc/self/maps`, and where the mapping starts in it. Its pages are
+//!   stored once: a member leaves them to the nearest ancestor in the tree
+//!   that maps the same part of the object (and names it), [`Ancestors`].
 //! - A file without a name held by a descriptor (memfd, deleted file):
 //!   its device and inode, the same key as a mapping of it.
 //! - One end of a Unix socket pair whose peer is in another process: its
@@ -39,13 +41,82 @@ use crate::tree::children;
 /// How far up a description is looked for.
 const MAX_ANCESTORS: usize = 64;
 
-/// The record of shared-memory mapping `m` (cut to start at `start`).
-pub fn memory(m: &MapLine<'_>, start: u64) -> SharedMemory {
+/// The record of shared-memory mapping `m` (cut to start at `start`),
+/// whose pages the image of `pages_in` holds (0: this one).
+pub fn memory(m: &MapLine<'_>, start: u64, pages_in: i32) -> SharedMemory {
     SharedMemory {
         start,
         dev: m.dev,
         ino: m.inode,
         offset: m.offset + (start - m.start),
+        pages_in: pages_in as u32,
+    }
+}
+
+/// Most ancestors whose maps are read.
+const MAX_DEPTH: usize = 8;
+/// Room for an ancestor's `/proc/PID/maps`.
+const ANCESTOR_MAPS_LEN: usize = 4 << 20;
+
+/// The `/proc/PID/maps` of this process's ancestors in the tree being
+/// dumped (parked, so they hold still), nearest first: a shared mapping
+/// one of them maps whole has its pages stored in that one's image only.
+pub struct Ancestors<'a> {
+    n: usize,
+    pids: [i32; MAX_DEPTH],
+    maps: [&'a [u8]; MAX_DEPTH],
+}
+
+impl<'a> Ancestors<'a> {
+    /// Reads them (none outside a tree dump; an ancestor whose maps cannot
+    /// be read ends the list: this image then keeps those pages itself).
+    pub fn read(arena: &'a Arena, in_tree: bool) -> Ancestors<'a> {
+        let mut a = Ancestors {
+            n: 0,
+            pids: [0; MAX_DEPTH],
+            maps: [&[]; MAX_DEPTH],
+        };
+        if !in_tree {
+            return a;
+        }
+        let me = sys::getpid();
+        let root = root_of(me);
+        let mut at = me;
+        while at != root && a.n < MAX_DEPTH {
+            let Some((parent, _)) = children::parent_and_state(at) else {
+                break;
+            };
+            let mut path = Line::<64>::new();
+            path.str("/proc/").dec(parent as u64).str("/maps");
+            let Some(buf) = arena.bytes(ANCESTOR_MAPS_LEN) else {
+                break;
+            };
+            let Some(len) = path.c_str().and_then(|p| sys::read_file(p, buf).ok()) else {
+                break;
+            };
+            let buf: &'a [u8] = buf;
+            a.pids[a.n] = parent;
+            a.maps[a.n] = &buf[..len];
+            a.n += 1;
+            at = parent;
+        }
+        a
+    }
+
+    /// The nearest ancestor that maps bytes `from..to` of shared object
+    /// (`dev`, `ino`) in one mapping.
+    pub fn holder(&self, dev: u64, ino: u64, from: u64, to: u64) -> Option<i32> {
+        (0..self.n).find_map(|i| {
+            crate::dump::maps::lines(self.maps[i])
+                .filter_map(crate::dump::maps::parse_line)
+                .any(|l| {
+                    l.shared
+                        && (l.dev, l.inode) == (dev, ino)
+                        && l.offset <= from
+                        && l.offset + (l.end - l.start) >= to
+                })
+                .then_some(self.pids[i])
+        })
     }
 }
 
