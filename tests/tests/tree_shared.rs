@@ -217,6 +217,18 @@ fn unlinked_semaphores_still_synchronize_parent_and_child() {
     shared("sem", 2);
 }
 
+/// Python's `multiprocessing` (fork start method): its `Semaphore`s and
+/// `Lock` are unlinked POSIX semaphores, its `Value` lives in its shared
+/// heap (an unlinked `/dev/shm` file kept open); after the restore parent
+/// and child still take turns and count in the one `Value`.
+#[test]
+fn python_multiprocessing_semaphores_and_value_come_back_shared() {
+    let dir = TestDir::new("tree-shared-python");
+    let program = Program::python_shared();
+    let expected = reference(&program);
+    dump_and_restore(&dir, &program, &expected, 2, false, (&[], &[]));
+}
+
 /// A stream and a datagram socket pair between parent and child, with
 /// messages queued both ways at the dump: each is delivered exactly once
 /// after the restore, and both pairs go on carrying messages both ways.

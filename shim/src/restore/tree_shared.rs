@@ -193,6 +193,8 @@ fn make_memory(images: &[(&Image<'_>, &File)], key: (u64, u64)) -> Result<Memory
     let mut size = 0u64;
     let mut name: Option<String> = None;
     let mut contents: Option<&[u8]> = None;
+    // The first descriptor's name, flags and offset.
+    let mut record: Option<(String, i32, u64)> = None;
     let mut mapped = false;
     for (image, _) in images {
         for s in image.minor3.shared.memory.iter() {
@@ -206,13 +208,28 @@ fn make_memory(images: &[(&Image<'_>, &File)], key: (u64, u64)) -> Result<Memory
         }
         for f in image.minor3.shared.fds.iter().filter(|f| f.key == okey) {
             if let Some(Fd {
-                kind: FdKind::Contents { name: n, data, .. },
+                kind:
+                    FdKind::Contents {
+                        name: n,
+                        data,
+                        memfd,
+                        offset,
+                        ..
+                    },
+                flags,
                 ..
             }) = image.fds.iter().find(|r| r.fd == f.fd)
             {
                 size = size.max(data.len() as u64);
                 contents.get_or_insert(data);
-                name.get_or_insert_with(|| format!("/memfd:{n} (deleted)"));
+                record.get_or_insert_with(|| {
+                    let n = if *memfd {
+                        format!("/memfd:{n} (deleted)")
+                    } else {
+                        format!("{n} (deleted)")
+                    };
+                    (n, *flags, *offset)
+                });
             }
             // Mappings of it through the descriptor reach this far too.
             for m in image.mappings.iter() {
@@ -222,16 +239,19 @@ fn make_memory(images: &[(&Image<'_>, &File)], key: (u64, u64)) -> Result<Memory
             }
         }
     }
-    let name = name.unwrap_or_default();
+    let (flags, offset) = record.as_ref().map_or((0, 0), |r| (r.1, r.2));
+    let name = record.map(|r| r.0).or(name).unwrap_or_default();
     let what = name.clone();
     let fd = if contents.is_some() || !name.starts_with("/dev/zero") {
-        Some(object_file(&name, size).map_err(|e| fail(&what, e))?)
+        Some(object_file(&name, size, flags).map_err(|e| fail(&what, e))?)
     } else {
         None
     };
     if let (Some(fd), Some(data)) = (&fd, contents) {
         let f = File::from(fd.try_clone().map_err(|e| fail(&what, e))?);
         f.write_all_at(data, 0).map_err(|e| fail(&what, e))?;
+        // SAFETY: lseek on our descriptor.
+        unsafe { libc::lseek(f.as_raw_fd(), offset as i64, libc::SEEK_SET) };
     }
     let mut source = None;
     if mapped {
@@ -267,8 +287,9 @@ fn mapping_at<'i>(image: &'i Image<'_>, start: u64) -> Result<&'i dumpfmt::Mappi
 
 /// A file for a shared memory object named `name` as `/proc/PID/maps`
 /// showed it: a memfd of that name, or the old path made again and
-/// unlinked (a memfd of that name if it is taken).
-fn object_file(name: &str, size: u64) -> std::io::Result<OwnedFd> {
+/// unlinked (a memfd of that name if it is taken), opened with the
+/// `O_NOFOLLOW` of `flags` (which `F_SETFL` cannot give it later).
+fn object_file(name: &str, size: u64, flags: i32) -> std::io::Result<OwnedFd> {
     let path = name.strip_suffix(" (deleted)").unwrap_or(name);
     let memfd = |n: &str| -> std::io::Result<OwnedFd> {
         let c = CString::new(n).unwrap_or_default();
@@ -289,7 +310,11 @@ fn object_file(name: &str, size: u64) -> std::io::Result<OwnedFd> {
         let fd = unsafe {
             libc::open(
                 c.as_ptr(),
-                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                libc::O_RDWR
+                    | libc::O_CREAT
+                    | libc::O_EXCL
+                    | libc::O_CLOEXEC
+                    | (flags & libc::O_NOFOLLOW),
                 0o600,
             )
         };
