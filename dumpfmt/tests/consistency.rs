@@ -381,3 +381,34 @@ fn posix_timers_sorted_by_id() {
     });
     rejects(&bytes, "POSIX timer 0 is repeated or out of order");
 }
+
+#[test]
+fn shared_memory_names_a_shared_contents_mapping() {
+    let bytes = with_meta(|image, _| {
+        image.minor3.shared.memory.to_mut()[0].start = 0x60_0000;
+    });
+    rejects(&bytes, "names no shared mapping of contents");
+    let bytes = with_meta(|image, _| {
+        image.minor3.shared.memory.to_mut()[0].offset = u64::MAX - 4095;
+    });
+    rejects(&bytes, "has a bad offset");
+    let bytes = with_meta(|image, _| {
+        let m = image.minor3.shared.memory[0];
+        image.minor3.shared.memory.to_mut().push(m);
+    });
+    rejects(&bytes, "is repeated or out of order");
+}
+
+#[test]
+fn shared_descriptors_name_descriptors_of_their_kind() {
+    let bytes = with_meta(|image, _| {
+        image.minor3.shared.fds.to_mut().push(dumpfmt::SharedFd {
+            fd: 3,
+            key: dumpfmt::SharedKey::Description { pid: 1, fd: 3 },
+        });
+    });
+    rejects(
+        &bytes,
+        "shared descriptor record 3 names no descriptor of its kind",
+    );
+}

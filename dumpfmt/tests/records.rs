@@ -479,7 +479,7 @@ fn encoding_is_pinned() {
 #[test]
 fn minor3_follows_minor2() {
     let image = common::image();
-    assert!(!image.minor3.shared.fds.is_empty());
+    assert!(!image.minor3.shared.memory.is_empty());
     let (_, back, _) = common::split(&common::good());
     assert_eq!(back.minor3, image.minor3);
 }

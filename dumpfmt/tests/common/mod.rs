@@ -168,22 +168,14 @@ pub fn image() -> Image<'static> {
         minor3: dumpfmt::Minor3 {
             shared: dumpfmt::Shared {
                 memory: Cow::Owned(vec![dumpfmt::SharedMemory {
-                    start: 0x7f00_0000_0000,
+                    start: 0x7000_0000,
                     dev: 1,
                     ino: 4242,
                     offset: 8192,
                     pages_in: 0,
                 }]),
-                fds: Cow::Owned(vec![
-                    dumpfmt::SharedFd {
-                        fd: 5,
-                        key: dumpfmt::SharedKey::Description { pid: 77, fd: 5 },
-                    },
-                    dumpfmt::SharedFd {
-                        fd: 6,
-                        key: dumpfmt::SharedKey::SocketEnd { ino: 9, peer: 10 },
-                    },
-                ]),
+                // The sample has no descriptors (see `with_fds_count`).
+                fds: Cow::Owned(vec![]),
             },
         },
     }
