@@ -93,6 +93,8 @@ element!(
     6,
     crate::tree::MAX_MEMBERS
 );
+element!(crate::SharedMemory, "shared memory records", 5);
+element!(crate::SharedFd, "shared descriptor records", 4, MAX_FDS);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -130,6 +132,8 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<PosixTimer>(),
     expansion::<XsaveComponent>(),
     expansion::<crate::tree::Member>(),
+    expansion::<crate::SharedMemory>(),
+    expansion::<crate::SharedFd>(),
     1, // strings
 ]);
 
@@ -332,6 +336,22 @@ mod tests {
             encoded_len(&(0u32, 0u64, 0u64)),
             <(u32, u64, u64)>::MIN_ENCODED_LEN
         );
+        let m = crate::SharedMemory {
+            start: 0,
+            dev: 0,
+            ino: 0,
+            offset: 0,
+            pages_in: 0,
+        };
+        assert_eq!(encoded_len(&m), crate::SharedMemory::MIN_ENCODED_LEN);
+        for key in [
+            crate::SharedKey::Object { dev: 0, ino: 0 },
+            crate::SharedKey::SocketEnd { ino: 0, peer: 0 },
+            crate::SharedKey::Description { pid: 0, fd: 0 },
+        ] {
+            let f = crate::SharedFd { fd: 0, key };
+            assert_eq!(encoded_len(&f), crate::SharedFd::MIN_ENCODED_LEN);
+        }
 
         let kinds = [
             FdKind::File {

@@ -21,6 +21,7 @@ mod elf;
 mod error;
 mod header;
 mod records;
+pub mod shared;
 mod tree;
 mod verify;
 mod writer;
@@ -34,6 +35,7 @@ pub use header::{
     VERSION_MINOR,
 };
 pub use records::*;
+pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use tree::{
     FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree,
 };

@@ -62,6 +62,19 @@ pub struct Image<'a> {
     /// empty (default) in older ones.
     #[serde(skip)]
     pub minor2: Minor2<'a>,
+    /// What version 1.3 added: the value after `minor2` in a 1.3 image,
+    /// empty (default) in older ones.
+    #[serde(skip)]
+    pub minor3: Minor3<'a>,
+}
+
+/// The value a 1.3 image's metadata block carries after [`Minor2`]: what
+/// a process of a tree shares with the others.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Minor3<'a> {
+    /// Shared memory, socket pairs, memfds and open file descriptions
+    /// other members may hold too (see [`crate::shared`]).
+    pub shared: crate::shared::Shared<'a>,
 }
 
 /// The value a 1.2 image's metadata block carries after [`Minor1`]: what a

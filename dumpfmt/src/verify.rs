@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::Error;
 use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
-use crate::records::{Backing, FdKind, Image, Minor1, Minor2};
+use crate::records::{Backing, FdKind, Image, Minor1, Minor2, Minor3};
 
 /// An image opened for reading: header and metadata decoded and checked.
 #[derive(Debug)]
@@ -246,6 +246,11 @@ pub(crate) fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>
                 image.minor2 = minor2;
                 rest = after;
             }
+            if header_minor >= 3 {
+                let (minor3, after) = postcard::take_from_bytes::<Minor3<'static>>(rest)?;
+                image.minor3 = minor3;
+                rest = after;
+            }
             Ok((image, rest))
         },
         |e: postcard::Error| Error::MetaDecode(e.to_string()),
@@ -427,6 +432,72 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             "{creds} credential records for {} threads",
             image.threads.len()
         ));
+    }
+    check_shared(image)
+}
+
+/// The largest shared memory object a record may reach into (a restore
+/// makes the object that large).
+const MAX_SHARED_OBJECT: u64 = 1 << 40;
+
+/// `Minor3::shared`: each memory record names a shared `Contents` mapping
+/// and stays within `MAX_SHARED_OBJECT`; each descriptor record names a
+/// descriptor of the kind its key is for; both sorted without repeats.
+fn check_shared(image: &Image<'_>) -> Result<(), String> {
+    let shared = &image.minor3.shared;
+    if let Some(w) = shared.memory.windows(2).find(|w| w[0].start >= w[1].start) {
+        return Err(format!(
+            "shared memory record {:#x} is repeated or out of order",
+            w[1].start
+        ));
+    }
+    for s in shared.memory.iter() {
+        let at = image.mappings.partition_point(|m| m.start < s.start);
+        let m = image
+            .mappings
+            .get(at)
+            .filter(|m| m.start == s.start && m.shared && m.backing == Backing::Contents);
+        let Some(m) = m else {
+            return Err(format!(
+                "shared memory record {:#x} names no shared mapping of contents",
+                s.start
+            ));
+        };
+        let reach = s.offset.checked_add(m.end - m.start);
+        if s.offset % PAGE_SIZE != 0 || reach.is_none_or(|r| r > MAX_SHARED_OBJECT) {
+            return Err(format!(
+                "shared memory record {:#x} has a bad offset {:#x}",
+                s.start, s.offset
+            ));
+        }
+    }
+    if let Some(w) = shared.fds.windows(2).find(|w| w[0].fd >= w[1].fd) {
+        return Err(format!(
+            "shared descriptor record {} is repeated or out of order",
+            w[1].fd
+        ));
+    }
+    for f in shared.fds.iter() {
+        // `fds` is sorted by number (checked above): no quadratic scan.
+        let kind = image
+            .fds
+            .binary_search_by_key(&f.fd, |d| d.fd)
+            .ok()
+            .map(|i| &image.fds[i].kind);
+        let fits = match (f.key, kind) {
+            (crate::SharedKey::Object { .. }, Some(FdKind::Contents { .. })) => true,
+            (crate::SharedKey::SocketEnd { .. }, Some(FdKind::Gone { sock_type, .. })) => {
+                *sock_type != 0
+            }
+            (crate::SharedKey::Description { .. }, Some(FdKind::File { .. })) => true,
+            _ => false,
+        };
+        if !fits {
+            return Err(format!(
+                "shared descriptor record {} names no descriptor of its kind",
+                f.fd
+            ));
+        }
     }
     Ok(())
 }

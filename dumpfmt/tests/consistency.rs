@@ -290,13 +290,20 @@ fn one_credential_record_per_thread() {
 fn as_1_1(bytes: Vec<u8>) -> Vec<u8> {
     let (_, mut image, data) = common::split(&bytes);
     image.minor2 = dumpfmt::Minor2::default();
+    image.minor3 = dumpfmt::Minor3::default();
     older_image(&image, &data, 1)
 }
 
-/// versions appended (`Minor1`, `Minor2`, empty here) cut off the metadata.
+/// versions appended (`Minor1`, `Minor2`, `Minor3`, empty here) cut off the metadata.
 fn older_image(image: &dumpfmt::Image<'_>, data: &[u8], minor: u16) -> Vec<u8> {
     let mut bytes = dumpfmt::frame(image, data);
-    let mut cut = postcard::to_allocvec(&dumpfmt::Minor2::default()).unwrap();
+    let mut cut = postcard::to_allocvec(&dumpfmt::Minor3::default()).unwrap();
+    if minor <= 1 {
+        cut.splice(
+            0..0,
+            postcard::to_allocvec(&dumpfmt::Minor2::default()).unwrap(),
+        );
+    }
     if minor == 0 {
         cut.splice(
             0..0,
@@ -324,6 +331,7 @@ fn a_1_0_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
     image.minor1 = dumpfmt::Minor1::default();
     image.minor2 = dumpfmt::Minor2::default();
+    image.minor3 = dumpfmt::Minor3::default();
     let (header, back) =
         dumpfmt::decode(&older_image(&image, &data, 0)).expect("a 1.0 image decodes");
     assert_eq!(header.minor, 0);
@@ -336,12 +344,25 @@ fn a_1_0_image_is_still_read() {
 fn a_1_1_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
     image.minor2 = dumpfmt::Minor2::default();
+    image.minor3 = dumpfmt::Minor3::default();
     let (header, back) =
         dumpfmt::decode(&older_image(&image, &data, 1)).expect("a 1.1 image decodes");
     assert_eq!(header.minor, 1);
     assert_eq!(back.minor1, image.minor1);
     assert!(back.minor2.baseline.is_none() && back.minor2.fpstate.is_empty());
     assert_eq!(back.minor2.monotonic_ns, 0);
+}
+
+/// A 1.2 image (no `Minor3`) is still read: it shares nothing.
+#[test]
+fn a_1_2_image_is_still_read() {
+    let (_, mut image, data) = common::split(&common::good());
+    image.minor3 = dumpfmt::Minor3::default();
+    let (header, back) =
+        dumpfmt::decode(&older_image(&image, &data, 2)).expect("a 1.2 image decodes");
+    assert_eq!(header.minor, 2);
+    assert_eq!(back.minor2, image.minor2);
+    assert!(back.minor3.shared.memory.is_empty() && back.minor3.shared.fds.is_empty());
 }
 
 #[test]
@@ -359,4 +380,35 @@ fn posix_timers_sorted_by_id() {
         image.minor1.posix_timers.to_mut().push(t);
     });
     rejects(&bytes, "POSIX timer 0 is repeated or out of order");
+}
+
+#[test]
+fn shared_memory_names_a_shared_contents_mapping() {
+    let bytes = with_meta(|image, _| {
+        image.minor3.shared.memory.to_mut()[0].start = 0x60_0000;
+    });
+    rejects(&bytes, "names no shared mapping of contents");
+    let bytes = with_meta(|image, _| {
+        image.minor3.shared.memory.to_mut()[0].offset = u64::MAX - 4095;
+    });
+    rejects(&bytes, "has a bad offset");
+    let bytes = with_meta(|image, _| {
+        let m = image.minor3.shared.memory[0];
+        image.minor3.shared.memory.to_mut().push(m);
+    });
+    rejects(&bytes, "is repeated or out of order");
+}
+
+#[test]
+fn shared_descriptors_name_descriptors_of_their_kind() {
+    let bytes = with_meta(|image, _| {
+        image.minor3.shared.fds.to_mut().push(dumpfmt::SharedFd {
+            fd: 3,
+            key: dumpfmt::SharedKey::Description { pid: 1, fd: 3 },
+        });
+    });
+    rejects(
+        &bytes,
+        "shared descriptor record 3 names no descriptor of its kind",
+    );
 }

@@ -126,6 +126,7 @@ fn dups_and_fd_mappings(n: usize) -> Vec<u8> {
     framed(Image {
         fds: fds.into(),
         mappings: mappings.into(),
+        minor3: Default::default(),
         ..common::image()
     })
 }
@@ -148,6 +149,7 @@ fn all_dups(n: usize) -> Vec<u8> {
     framed(Image {
         fds: fds.into(),
         mappings: Vec::new().into(),
+        minor3: Default::default(),
         ..common::image()
     })
 }

@@ -63,6 +63,7 @@ fn image_round_trip_borrowed_to_owned() {
         // Encoded after the `Image`, not inside it (see `minor1_follows_the_image`).
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
         ..owned.clone()
     };
     let bytes = postcard::to_allocvec(&borrowed).unwrap();
@@ -71,6 +72,7 @@ fn image_round_trip_borrowed_to_owned() {
         runs: Cow::Owned(runs.to_vec()),
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
         ..owned.clone()
     };
     assert_eq!(back, expect);
@@ -92,6 +94,7 @@ fn image_with_empty_collections() {
         auxv: Cow::Borrowed(&[]),
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
         ..common::image()
     };
     round_trip(&image);
@@ -349,6 +352,7 @@ fn encoding_is_pinned() {
         process: ProcessState::default(),
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
     };
     let want = [
         "01 02 03",                    // pid, time_ns, sequence
@@ -430,6 +434,54 @@ fn encoding_is_pinned() {
     .concat()
     .replace(' ', "");
     assert_eq!(hex(&round_trip(&minor2)), want);
+
+    // The value 1.3 appends after that.
+    let minor3 = dumpfmt::Minor3 {
+        shared: dumpfmt::Shared {
+            memory: vec![dumpfmt::SharedMemory {
+                start: 0x1000,
+                dev: 1,
+                ino: 2,
+                offset: 3,
+                pages_in: 4,
+            }]
+            .into(),
+            fds: vec![
+                dumpfmt::SharedFd {
+                    fd: 3,
+                    key: dumpfmt::SharedKey::Object { dev: 1, ino: 2 },
+                },
+                dumpfmt::SharedFd {
+                    fd: 4,
+                    key: dumpfmt::SharedKey::SocketEnd { ino: 5, peer: 6 },
+                },
+                dumpfmt::SharedFd {
+                    fd: 5,
+                    key: dumpfmt::SharedKey::Description { pid: 7, fd: 3 },
+                },
+            ]
+            .into(),
+        },
+    };
+    let want = [
+        "01 8020 01 02 03 04", // memory: 1 [start dev ino offset pages_in]
+        "03 06 00 0102",       // fds: 3 [fd(zigzag) Object dev ino]
+        "08 01 0506",          // [fd SocketEnd ino peer]
+        "0a 02 07 06",         // [fd Description pid fd(zigzag)]
+    ]
+    .concat()
+    .replace(' ', "");
+    assert_eq!(hex(&round_trip(&minor3)), want);
+}
+
+/// What a tree member shares travels in the value after `Minor2`, and
+/// comes back from a whole image; a 1.2 image has none.
+#[test]
+fn minor3_follows_minor2() {
+    let image = common::image();
+    assert!(!image.minor3.shared.memory.is_empty());
+    let (_, back, _) = common::split(&common::good());
+    assert_eq!(back.minor3, image.minor3);
 }
 
 /// The credentials of a 1.1 image travel in the value after `Image`, and

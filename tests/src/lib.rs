@@ -404,6 +404,26 @@ impl Program {
         Program::with_mode("ctree", env!("MIGRATE_TEST_CTREE"), mode, None)
     }
 
+    /// A parent and a child sharing memory, semaphores, socket pairs or
+    /// open files, per `mode` (see `programs/cshared.c`); `append` writes
+    /// its files in directory `dir`.
+    pub fn shared(mode: &str, dir: Option<&Path>) -> Program {
+        Program::with_mode("cshared", env!("MIGRATE_TEST_CSHARED"), mode, dir)
+    }
+
+    /// Python's `multiprocessing` (fork): a parent and a child taking
+    /// turns through `Semaphore`s and counting in a `Value` under a `Lock`
+    /// (see `programs/pyshared.py`).
+    pub fn python_shared() -> Program {
+        Program::new(
+            "pyshared",
+            vec![
+                PYTHON.into(),
+                crate_dir().join("programs/pyshared.py").into(),
+            ],
+        )
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

@@ -148,13 +148,18 @@ fn classify<'a>(
 ) -> Result<FdKind<'a>, Fail> {
     let target = info.target;
     let gone = |info: &Info<'a>, sock_type: i32, data: &'a [u8]| -> Result<FdKind<'a>, Fail> {
-        if refuse_external {
+        // Its peer in another process of the tree being dumped: it comes
+        // back whole with the tree (`crate::tree::shared`).
+        if let Some(pid) = crate::tree::shared::peer_in_tree(info.target) {
+            log_in_tree(info, pid);
+        } else if refuse_external {
             return Err(fail(
                 info,
                 "connected to another process (MIGRATE_EXTERNAL=refuse)",
             ));
+        } else {
+            log_external(info);
         }
-        log_external(info);
         let write = info.flags & libc::O_ACCMODE == libc::O_WRONLY;
         Ok(FdKind::Gone {
             what: Cow::Borrowed(text(info)?),
@@ -237,6 +242,21 @@ fn classify<'a>(
         libc::S_IFSOCK => socket(info, all, arena, gone),
         0 => anon_inode(info, arena, scratch),
         _ => Err(fail(info, "this kind of file cannot be saved")),
+    }
+}
+
+fn log_in_tree(info: &Info<'_>, pid: i32) {
+    // SAFETY: read-only access to the settings from the handler.
+    if unsafe { crate::config::SETTINGS.get() }.log >= crate::config::LogLevel::Debug {
+        let mut line = Line::<600>::new();
+        line.str("migrate: fd ")
+            .dec(info.fd as u64)
+            .str(" (")
+            .bytes(info.target)
+            .str(") is shared with process ")
+            .dec(pid as u64)
+            .str(" of the tree");
+        line.emit();
     }
 }
 
@@ -514,7 +534,7 @@ fn peek<'a>(info: &Info<'a>, sock_type: i32, arena: &'a Arena) -> Result<&'a [u8
 
 /// The inode of the peer of Unix socket `ino`, asked of the kernel's
 /// sock_diag netlink interface.
-fn unix_peer(ino: u64) -> Option<u64> {
+pub(crate) fn unix_peer(ino: u64) -> Option<u64> {
     const SOCK_DIAG_BY_FAMILY: u16 = 20;
     const UDIAG_SHOW_PEER: u32 = 4;
     const UNIX_DIAG_PEER: u16 = 2;

@@ -30,8 +30,8 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
 use dumpfmt::{
-    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, MmFields, PageRun, SigAction,
-    ThreadState,
+    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, Minor3, MmFields, PageRun,
+    SigAction, ThreadState,
 };
 
 use crate::config::{LogLevel, PATH_MAX, SETTINGS};
@@ -514,7 +514,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             out.never_replace();
         }
         job.writer = &mut out;
-        let header = write_image(job, &arena, &mut out, settings, others);
+        let header = write_image(job, &arena, &mut out, settings, others, tree.is_tree());
         job.fds = core::ptr::null_mut();
         job.writer = core::ptr::null_mut();
         let header = tree.written(header, &mut out);
@@ -590,6 +590,7 @@ fn write_image(
     out: &mut writer::ImageWriter,
     settings: &crate::config::Settings,
     others: &[world::Slot],
+    in_tree: bool,
 ) -> Result<dumpfmt::Header, Fail> {
     crate::fault::dump_panic_point();
     let no_mem = || Fail::new("the dump arena is too small");
@@ -634,10 +635,16 @@ fn write_image(
     let mut files = arena.vec::<FileId<'_>>(lines + 1).ok_or_else(no_mem)?;
     let mut mappings = arena.vec::<Mapping<'_>>(lines * 2 + 2).ok_or_else(no_mem)?;
     let run_cap = arena.remaining() / 2 / core::mem::size_of::<PageRun>();
+    let mut shared_memory = arena
+        .vec::<dumpfmt::SharedMemory>(lines * 2 + 2)
+        .ok_or_else(no_mem)?;
+    // A tree stores its shared memory once: in the highest member mapping it.
+    let ancestors = crate::tree::shared::Ancestors::read(arena, in_tree);
     let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
     // The dump's own memory stays out of the image.
     let ours = [arena.range(), job.stack];
 
+    crate::tree::shared::set_in_tree(in_tree);
     let descriptors = fds::collect(
         arena,
         &[
@@ -649,6 +656,7 @@ fn write_image(
         ],
         settings.refuse_external,
     )?;
+    let shared_fds = crate::tree::shared::fds(arena, &descriptors, in_tree)?;
     if !job.check {
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::scan_begins() };
@@ -674,7 +682,7 @@ fn write_image(
                 .str(what)
                 .str(" cannot be saved"));
         }
-        let (backing, select) = if m.is_kernel() {
+        let (backing, mut select) = if m.is_kernel() {
             // The vDSO's code is kept (format 1.2): a restore compares it
             // with its kernel's and proxies it if they differ.
             let vdso = m.name == b"[vdso]";
@@ -709,6 +717,15 @@ fn write_image(
         } else {
             (Backing::Anonymous, Some(pages::Select::Touched))
         };
+        let mut pages_in = 0;
+        if backing == Backing::Contents
+            && m.shared
+            && let Some(pid) =
+                ancestors.holder(m.dev, m.inode, m.offset, m.offset + (m.end - m.start))
+        {
+            pages_in = pid;
+            select = None;
+        }
         // The dump's memory may have merged with a neighbouring mapping: cut it out.
         let parts = cut_out(m.start, m.end, ours);
         for (start, end) in parts {
@@ -733,6 +750,10 @@ fn write_image(
                 name: Cow::Borrowed(name),
             };
             mappings.push(rec).map_err(|_| no_mem())?;
+            if backing == Backing::Contents && m.shared {
+                let rec = crate::tree::shared::memory(&m, start, pages_in);
+                shared_memory.push(rec).map_err(|_| no_mem())?;
+            }
             if let Some(select) = select {
                 scan.dump(
                     start,
@@ -812,6 +833,12 @@ fn write_image(
             fpstate: Cow::Borrowed(frames.as_slice()),
             xsave: Cow::Borrowed(&xsave[..n_xsave]),
         },
+        minor3: Minor3 {
+            shared: dumpfmt::Shared {
+                memory: Cow::Borrowed(shared_memory.as_slice()),
+                fds: Cow::Borrowed(shared_fds),
+            },
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
@@ -821,7 +848,7 @@ fn write_image(
         .min(dumpfmt::MAX_META_LEN as usize);
     let buf = arena.bytes(room).ok_or_else(no_mem)?;
     let too_big = |_| Fail::new("metadata does not fit the dump arena or the image format's limit");
-    // The metadata block: `Image`, then the values versions 1.1 and 1.2 added.
+    // The metadata block: `Image`, then the values versions 1.1 to 1.3 added.
     let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
     let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;
     let minor1_len = postcard::to_slice(&image.minor1, rest)
@@ -831,7 +858,13 @@ fn write_image(
     let minor2_len = postcard::to_slice(&image.minor2, rest)
         .map_err(too_big)?
         .len();
-    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len];
+    let rest = buf
+        .get_mut(image_len + minor1_len + minor2_len..)
+        .ok_or_else(no_mem)?;
+    let minor3_len = postcard::to_slice(&image.minor3, rest)
+        .map_err(too_big)?
+        .len();
+    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len + minor3_len];
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {

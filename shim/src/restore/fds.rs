@@ -192,7 +192,7 @@ fn fifo_with(
 /// Queues on a socket what its peer will read: a stream's bytes, or a
 /// datagram socket's messages (each framed as a little-endian u32 length
 /// and the bytes, as the dump wrote them).
-fn send_queued(through: &OwnedFd, sock_type: i32, data: &[u8]) -> std::io::Result<()> {
+pub(super) fn send_queued(through: &OwnedFd, sock_type: i32, data: &[u8]) -> std::io::Result<()> {
     let room = (data.len() * 2).min(i32::MAX as usize) as i32;
     // SAFETY: an int option from a live int (the kernel caps it at wmem_max).
     unsafe {
@@ -299,7 +299,11 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             });
             continue;
         }
-        let temp = make_one(fd, &queued, &mut shared)?;
+        // One of the objects the tree's processes share, made once.
+        let temp = match super::tree_shared::take_fd(image, fd) {
+            Some(made) => made?,
+            None => make_one(fd, &queued, &mut shared)?,
+        };
         let temp = read_only_again(fd, temp, mapped_writable.contains(&fd.fd))?;
         set_status_flags(&temp, fd.flags);
         made.push(Made {
@@ -377,6 +381,14 @@ impl<'i> Queued<'i> {
         }
         queued
     }
+}
+
+/// A regular file's descriptor made alone (an open file description the
+/// tree's processes share, opened once: `super::tree_shared`).
+pub(super) fn make_file(fd: &Fd<'_>) -> Result<OwnedFd, Refusal> {
+    let made = make_one(fd, &Queued::default(), &mut Shared::default())?;
+    set_status_flags(&made, fd.flags);
+    Ok(made)
 }
 
 fn make_one(fd: &Fd<'_>, queued: &Queued<'_>, shared: &mut Shared) -> Result<OwnedFd, Refusal> {

@@ -25,6 +25,7 @@ pub mod resume;
 pub mod shared_files;
 pub mod timers;
 pub mod tree;
+pub mod tree_shared;
 pub mod vdso;
 pub mod wrapper;
 
@@ -310,6 +311,11 @@ fn build(
     // Pipes shared with the tree's other processes: what this process
     // uses of them is in `made` now; the rest must not stay open here.
     tree::close_shared_pipes();
+    // Shared memory, socket pairs, descriptions: likewise; the source
+    // mappings of the shared memory this process maps stay for the plan.
+    let sources = tree_shared::source_mappings(&img.image);
+    tree_shared::close();
+    tree_shared::check_pages(&img.image, &sources)?;
     precheck::cwd(&img.image)?;
     let image = &img.image;
     let mut fresh = fresh_maps()?;
@@ -334,7 +340,7 @@ fn build(
         &fds,
         &kernel,
         &made,
-        (keep_tids, &creds_now, &timers, barrier),
+        (keep_tids, &creds_now, &timers, &sources, barrier),
     )?;
 
     // Place the restorer where neither address space has anything.
@@ -527,10 +533,11 @@ fn build_plan(
     fds: &[File],
     kernel: &vdso::Kernel,
     made: &fds::MadeFds,
-    (keep_tids, creds_now, timer_plan, barrier): (
+    (keep_tids, creds_now, timer_plan, sources, barrier): (
         bool,
         &dumpfmt::Credentials,
         &timers::TimerPlan,
+        &tree_shared::Sources,
         Option<tree::LiftedBarrier>,
     ),
 ) -> Result<usize, Refusal> {
@@ -545,6 +552,7 @@ fn build_plan(
         .moves()
         .iter()
         .map(|&(from, _, size)| (from, from + size))
+        .chain(sources.keep.iter().copied())
         .collect();
     plan.unmap_all_but(&keep);
 
@@ -589,6 +597,14 @@ fn build_plan(
             }
             my_runs.push(**r);
             runs.next();
+        }
+        if m.backing == Backing::Contents
+            && m.shared
+            && let Some(&at) = sources.from.get(&m.start)
+        {
+            // Memory the tree shares: its pages are in the object already.
+            tree_shared::map_ops(plan, m, at);
+            continue;
         }
         if m.backing == Backing::Kernel {
             // Its pages (the vDSO's, from 1.2 on) are the kernel's own.
@@ -669,6 +685,8 @@ fn build_plan(
             );
         }
     }
+
+    tree_shared::unmap_ops(plan, &sources.keep);
 
     // 4. The memory descriptor: brk, stack, arguments, environment, auxv.
     let auxv = vdso::auxv(image, kernel);

@@ -18,6 +18,8 @@
 //! before it forks, holding the bytes its read end had waiting, and each
 //! process takes its ends from it ([`shared_pipe_end`]) and closes the
 //! rest ([`close_shared_pipes`]) before teardown.
+//! The other objects they share (shared memory, socket pairs, open file
+//! descriptions) are made the same way by `super::tree_shared`.
 //!
 //! The restore barrier: no process runs its program before every one is
 //! restored (a parent that signals or waits for a child finds it whole).
@@ -138,6 +140,11 @@ pub fn fork_children(
         .chain(checked.iter().flatten())
         .collect();
     make_shared_pipes(&images)?;
+    let sections: Vec<_> = images
+        .iter()
+        .map(|c| (&c.img.image, &c.img.file, c.img.base))
+        .collect();
+    super::tree_shared::make(&sections)?;
     make_barrier(index.len())?;
     let mut all: Vec<Option<Checked>> = std::iter::once(None).chain(checked).collect();
     let parents: Vec<Option<usize>> = index

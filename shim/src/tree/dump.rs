@@ -405,6 +405,12 @@ fn member(
 }
 
 impl Tree {
+    /// Whether this dump is a tree's (root or member): what the process
+    /// shares with the others is then looked for.
+    pub fn is_tree(&self) -> bool {
+        !matches!(self.role, Role::Alone)
+    }
+
     /// Whether this process writes a section of its parent's tree image
     /// (and no file of its own).
     pub fn is_member(&self) -> bool {

@@ -27,12 +27,20 @@
 //!   inherited; the restore barrier (step 4: two pipes rather than a
 //!   futex, so that a process that dies unblocks the others with end of
 //!   file instead of leaving them waiting).
+//! - the other objects members share ([`shared`], format 1.3, and
+//!   `crate::restore::tree_shared`): shared memory (`MAP_SHARED`
+//!   anonymous memory, memfds, unlinked `/dev/shm` files such as POSIX
+//!   semaphores), socket pairs with the bytes queued each way, and open
+//!   file descriptions of regular files (found with `kcmp`), each recorded
+//!   by its identity and made once by the root before it forks; a pipe or
+//!   socket whose peer is another member is not "connected to another
+//!   process" in the dump's log, nor refused by `MIGRATE_EXTERNAL=refuse`.
 //!
-//! Not yet: zombie and stopped members, other shared objects (socket
-//! pairs, shared open file descriptions and their offsets, `MAP_SHARED`
-//! memory: issue 9's `shared` and `members` work), the dump's `info`
-//! lines still calling a pipe inside the tree "connected to another
-//! process", children running another program.
+//! Not yet: zombie and stopped members (issue 9's `members` work),
+//! children running another program; a description whose holders all lie
+//! below an ancestor that closed it comes back as one per holder. Shared
+//! memory's pages are stored once, by the highest member mapping the
+//! part of the object another maps (the others' sections name it).
 //!
 //! Where the code differs from the design below, and why: the turn is
 //! passed level by level (each process, its own section written, gives
@@ -227,3 +235,4 @@ pub mod control;
 pub mod dump;
 pub mod groups;
 pub mod participant;
+pub mod shared;
