@@ -35,6 +35,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cnoids", &[]),
     ("cforktimer", &[]),
     ("cchildren", &[]),
+    ("cmembers", &[]),
     ("cstatic", &["-static"]),
 ];
 

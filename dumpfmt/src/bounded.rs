@@ -87,6 +87,7 @@ element!(u8, "bytes", 1);
 element!(Credentials, "credential records", 7, MAX_THREADS);
 element!(PosixTimer, "POSIX timers", 8);
 element!(XsaveComponent, "xsave components", 3, 64);
+element!(crate::Zombie, "zombie children", 5);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -123,6 +124,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<Credentials>(),
     expansion::<PosixTimer>(),
     expansion::<XsaveComponent>(),
+    expansion::<crate::Zombie>(),
     1, // strings
 ]);
 
@@ -320,6 +322,10 @@ mod tests {
         assert_eq!(
             encoded_len(&PosixTimer::default()),
             PosixTimer::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::Zombie::default()),
+            crate::Zombie::MIN_ENCODED_LEN
         );
         assert_eq!(
             encoded_len(&(0u32, 0u64, 0u64)),

@@ -20,6 +20,7 @@ mod cpu;
 mod elf;
 mod error;
 mod header;
+mod members;
 mod records;
 mod verify;
 mod writer;
@@ -32,6 +33,7 @@ pub use header::{
     HEADER_ENCODED_LEN, HEADER_LEN, Header, MAGIC, MAX_META_LEN, PAGE_SIZE, VERSION_MAJOR,
     VERSION_MINOR,
 };
+pub use members::{Members, Stop, Zombie};
 pub use records::*;
 pub use verify::{ImageFile, Summary, decode, verify};
 pub use writer::{build, encode_meta, frame};

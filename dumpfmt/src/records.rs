@@ -62,6 +62,18 @@ pub struct Image<'a> {
     /// empty (default) in older ones.
     #[serde(skip)]
     pub minor2: Minor2<'a>,
+    /// What version 1.3 added: the value after `minor2` in a 1.3 image,
+    /// empty (default) in older ones.
+    #[serde(skip)]
+    pub minor3: Minor3<'a>,
+}
+
+/// The value a 1.3 image's metadata block carries after [`Minor2`]: what a
+/// process of a tree needs beyond its own single-process state.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Minor3<'a> {
+    /// Zombie children and this process's stop (see `members.rs`).
+    pub members: crate::Members<'a>,
 }
 
 /// The value a 1.2 image's metadata block carries after [`Minor1`]: what a

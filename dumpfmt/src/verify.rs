@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::Error;
 use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
-use crate::records::{Backing, FdKind, Image, Minor1, Minor2};
+use crate::records::{Backing, FdKind, Image, Minor1, Minor2, Minor3};
 
 /// An image opened for reading: header and metadata decoded and checked.
 #[derive(Debug)]
@@ -200,6 +200,11 @@ fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>, Error> {
                 image.minor2 = minor2;
                 rest = after;
             }
+            if header_minor >= 3 {
+                let (minor3, after) = postcard::take_from_bytes::<Minor3<'static>>(rest)?;
+                image.minor3 = minor3;
+                rest = after;
+            }
             Ok((image, rest))
         },
         |e: postcard::Error| Error::MetaDecode(e.to_string()),
@@ -222,6 +227,7 @@ pub fn verify(path: &Path) -> Result<Summary, Error> {
 }
 
 fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
+    image.minor3.members.check(image.pid)?;
     let aligned = |v: u64| v % PAGE_SIZE == 0;
     let mut prev_end = 0u64;
     for (i, m) in image.mappings.iter().enumerate() {

@@ -290,13 +290,21 @@ fn one_credential_record_per_thread() {
 fn as_1_1(bytes: Vec<u8>) -> Vec<u8> {
     let (_, mut image, data) = common::split(&bytes);
     image.minor2 = dumpfmt::Minor2::default();
+    image.minor3 = dumpfmt::Minor3::default();
     older_image(&image, &data, 1)
 }
 
-/// versions appended (`Minor1`, `Minor2`, empty here) cut off the metadata.
+/// versions appended (`Minor1`, `Minor2`, `Minor3`, empty here) cut off
+/// the metadata.
 fn older_image(image: &dumpfmt::Image<'_>, data: &[u8], minor: u16) -> Vec<u8> {
     let mut bytes = dumpfmt::frame(image, data);
-    let mut cut = postcard::to_allocvec(&dumpfmt::Minor2::default()).unwrap();
+    let mut cut = postcard::to_allocvec(&dumpfmt::Minor3::default()).unwrap();
+    if minor <= 1 {
+        cut.splice(
+            0..0,
+            postcard::to_allocvec(&dumpfmt::Minor2::default()).unwrap(),
+        );
+    }
     if minor == 0 {
         cut.splice(
             0..0,
@@ -324,6 +332,7 @@ fn a_1_0_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
     image.minor1 = dumpfmt::Minor1::default();
     image.minor2 = dumpfmt::Minor2::default();
+    image.minor3 = dumpfmt::Minor3::default();
     let (header, back) =
         dumpfmt::decode(&older_image(&image, &data, 0)).expect("a 1.0 image decodes");
     assert_eq!(header.minor, 0);
@@ -336,12 +345,55 @@ fn a_1_0_image_is_still_read() {
 fn a_1_1_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
     image.minor2 = dumpfmt::Minor2::default();
+    image.minor3 = dumpfmt::Minor3::default();
     let (header, back) =
         dumpfmt::decode(&older_image(&image, &data, 1)).expect("a 1.1 image decodes");
     assert_eq!(header.minor, 1);
     assert_eq!(back.minor1, image.minor1);
     assert!(back.minor2.baseline.is_none() && back.minor2.fpstate.is_empty());
     assert_eq!(back.minor2.monotonic_ns, 0);
+}
+
+/// A 1.2 image (no `Minor3`) is still read: no zombie children, not stopped.
+#[test]
+fn a_1_2_image_is_still_read() {
+    let (_, mut image, data) = common::split(&common::good());
+    image.minor3 = dumpfmt::Minor3::default();
+    let (header, back) =
+        dumpfmt::decode(&older_image(&image, &data, 2)).expect("a 1.2 image decodes");
+    assert_eq!(header.minor, 2);
+    assert_eq!(back.minor2, image.minor2);
+    assert!(back.minor3.members.zombies.is_empty() && back.minor3.members.stop.is_none());
+}
+
+/// Zombie children are sorted by PID, each once, none of them the
+/// process itself, each killed by a signal that exists.
+#[test]
+fn zombies_sorted_once_with_real_signals() {
+    let z = |pid: u32, killed: bool, status: u8| dumpfmt::Zombie {
+        pid,
+        killed,
+        status,
+        pgid: 1,
+        sid: 1,
+    };
+    for (zombies, why) in [
+        (vec![z(9, false, 0), z(8, false, 0)], "zombie child 8 is out of order"),
+        (vec![z(9, false, 0), z(9, false, 0)], "zombie child 9 is out of order"),
+        (vec![z(4242, false, 0)], "zombie child 4242 is out of order"),
+        (vec![z(9, true, 0)], "zombie child 9 was killed by signal 0"),
+        (vec![z(9, true, 65)], "zombie child 9 was killed by signal 65"),
+    ] {
+        let bytes = with_meta(|image, _| image.minor3.members.zombies = zombies.clone().into());
+        rejects(&bytes, why);
+    }
+    let bytes = with_meta(|image, _| {
+        image.minor3.members.stop = Some(dumpfmt::Stop {
+            signal: 99,
+            reported: true,
+        })
+    });
+    rejects(&bytes, "stopped by signal 99");
 }
 
 #[test]

@@ -63,6 +63,7 @@ fn image_round_trip_borrowed_to_owned() {
         // Encoded after the `Image`, not inside it (see `minor1_follows_the_image`).
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
         ..owned.clone()
     };
     let bytes = postcard::to_allocvec(&borrowed).unwrap();
@@ -71,6 +72,7 @@ fn image_round_trip_borrowed_to_owned() {
         runs: Cow::Owned(runs.to_vec()),
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
         ..owned.clone()
     };
     assert_eq!(back, expect);
@@ -92,6 +94,7 @@ fn image_with_empty_collections() {
         auxv: Cow::Borrowed(&[]),
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
         ..common::image()
     };
     round_trip(&image);
@@ -349,6 +352,7 @@ fn encoding_is_pinned() {
         process: ProcessState::default(),
         minor1: Minor1::default(),
         minor2: Default::default(),
+        minor3: Default::default(),
     };
     let want = [
         "01 02 03",                    // pid, time_ns, sequence
@@ -430,6 +434,40 @@ fn encoding_is_pinned() {
     .concat()
     .replace(' ', "");
     assert_eq!(hex(&round_trip(&minor2)), want);
+
+    // The value 1.3 appends after that.
+    let minor3 = dumpfmt::Minor3 {
+        members: dumpfmt::Members {
+            zombies: vec![
+                dumpfmt::Zombie {
+                    pid: 300,
+                    killed: false,
+                    status: 7,
+                    pgid: 1,
+                    sid: 1,
+                },
+                dumpfmt::Zombie {
+                    pid: 301,
+                    killed: true,
+                    status: 9,
+                    pgid: 301,
+                    sid: 1,
+                },
+            ]
+            .into(),
+            stop: Some(dumpfmt::Stop {
+                signal: 19,
+                reported: true,
+            }),
+        },
+    };
+    let want = [
+        "02 ac02 00 07 01 01 ad02 01 09 ad02 01", // zombies: 2 [pid killed status pgid sid]
+        "01 13 01",                               // stop: Some [signal reported]
+    ]
+    .concat()
+    .replace(' ', "");
+    assert_eq!(hex(&round_trip(&minor3)), want);
 }
 
 /// The credentials of a 1.1 image travel in the value after `Image`, and

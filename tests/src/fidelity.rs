@@ -976,6 +976,7 @@ mod tests {
             process: Default::default(),
             minor1: Default::default(),
             minor2: Default::default(),
+            minor3: Default::default(),
         }
     }
 

@@ -165,6 +165,18 @@ pub fn image() -> Image<'static> {
                 size: 256,
             }]),
         },
+        minor3: dumpfmt::Minor3 {
+            members: dumpfmt::Members {
+                zombies: Cow::Owned(vec![dumpfmt::Zombie {
+                    pid: 4243,
+                    killed: false,
+                    status: 7,
+                    pgid: 4242,
+                    sid: 4000,
+                }]),
+                stop: None,
+            },
+        },
     }
 }
 
@@ -269,9 +281,10 @@ pub fn with_fds_count(count: &[u8], then: &[u8]) -> Vec<u8> {
     let good = good();
     let (header, _, _) = split(&good);
     let meta = &good[header.meta_offset as usize..];
-    // After `Image` come the values versions 1.1 and 1.2 added.
+    // After `Image` come the values versions 1.1, 1.2 and 1.3 added.
     let mut later = postcard::to_allocvec(&image().minor1).unwrap();
     later.extend(postcard::to_allocvec(&image().minor2).unwrap());
+    later.extend(postcard::to_allocvec(&image().minor3).unwrap());
     let (meta, after) = meta.split_at(meta.len() - later.len());
     assert_eq!(after, later.as_slice());
     // `fds` is last but for a default `ProcessState`: 11 zero bytes.

@@ -30,8 +30,8 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
 use dumpfmt::{
-    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, MmFields, PageRun, SigAction,
-    ThreadState,
+    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, Minor3, MmFields, PageRun,
+    SigAction, ThreadState,
 };
 
 use crate::config::{LogLevel, PATH_MAX, SETTINGS};
@@ -267,6 +267,8 @@ fn lead(uc: *mut libc::ucontext_t, periodic: bool, request: u32) {
     // process's descriptors.
     crate::tree::dump::forget_control_fds();
     if out.status == RESUMED {
+        // Nor is a stop its image recorded still to come.
+        crate::tree::members::forget_stop();
         // The dump's stack is not part of the image: nothing to unmap.
         // SAFETY: `uc` is this thread's frame, restored with its stack.
         unsafe { crate::restore::resume::after_restore(out.handoff, uc) };
@@ -275,6 +277,9 @@ fn lead(uc: *mut libc::ucontext_t, periodic: bool, request: u32) {
     // SAFETY: nothing refers to the dump's stack any more.
     let _ = unsafe { sys::munmap(stack as u64, DUMP_STACK_LEN as u64) };
     periodic::dump_ended();
+    // A tree member that was stopped stops again, as it was, once its
+    // threads are released and its line is out.
+    crate::tree::members::stop_again();
 }
 
 /// Runs on the dump's own stack: dumps, reports, and exits when asked to.
@@ -807,6 +812,9 @@ fn write_image(
             fpstate: Cow::Borrowed(frames.as_slice()),
             xsave: Cow::Borrowed(&xsave[..n_xsave]),
         },
+        minor3: Minor3 {
+            members: crate::tree::members::members(),
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
@@ -816,7 +824,7 @@ fn write_image(
         .min(dumpfmt::MAX_META_LEN as usize);
     let buf = arena.bytes(room).ok_or_else(no_mem)?;
     let too_big = |_| Fail::new("metadata does not fit the dump arena or the image format's limit");
-    // The metadata block: `Image`, then the values versions 1.1 and 1.2 added.
+    // The metadata block: `Image`, then the values versions 1.1, 1.2 and 1.3 added.
     let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
     let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;
     let minor1_len = postcard::to_slice(&image.minor1, rest)
@@ -826,7 +834,13 @@ fn write_image(
     let minor2_len = postcard::to_slice(&image.minor2, rest)
         .map_err(too_big)?
         .len();
-    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len];
+    let rest = buf
+        .get_mut(image_len + minor1_len + minor2_len..)
+        .ok_or_else(no_mem)?;
+    let minor3_len = postcard::to_slice(&image.minor3, rest)
+        .map_err(too_big)?
+        .len();
+    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len + minor3_len];
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {

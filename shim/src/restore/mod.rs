@@ -25,6 +25,7 @@ pub mod resume;
 pub mod shared_files;
 pub mod timers;
 pub mod tree;
+pub mod tree_members;
 pub mod vdso;
 pub mod wrapper;
 
@@ -118,6 +119,10 @@ pub fn run(path: &str, overrides: &Overrides) {
         }
         Err(r) => fail(r),
     };
+    // Zombie children, stopped children and this process's own stop.
+    if let Err(r) = tree_members::settle(&checked.img.image, keep_tids) {
+        fail(r);
+    }
     match build(checked, &path, overrides, started, keep_tids) {
         Ok(ready) => launch(ready),
         Err(r) => fail(r),

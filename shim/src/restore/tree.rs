@@ -126,6 +126,10 @@ pub fn fork_children(
         };
         parents.push(p);
     }
+    for (c, p) in children.iter().zip(&parents) {
+        let ppid = p.map_or(parent.img.image.pid, |p| children[p].pid());
+        super::tree_members::note_stopped(ppid, &c.checked.img.image);
+    }
     descend(
         parent,
         None,

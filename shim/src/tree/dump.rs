@@ -37,6 +37,7 @@ use crate::dump::arena::Arena;
 use crate::sys::{self, args, line::Line};
 use crate::tree::children;
 use crate::tree::control::{Control, MAX_MEMBERS, Slot, phase, state};
+use crate::tree::members;
 use crate::tree::participant::{self, Part};
 
 /// High 32 bits of a tree request's `si_value` (the low 32: the fd).
@@ -108,8 +109,14 @@ pub unsafe fn take_request(info: *const libc::siginfo_t) -> bool {
     let value = u64::from_ne_bytes([b[24], b[25], b[26], b[27], b[28], b[29], b[30], b[31]]);
     // SAFETY: getppid takes no arguments.
     let parent = unsafe { sys::syscall6(libc::SYS_getppid, [0; 6]) } as i32;
-    if code != libc::SI_QUEUE || value >> 32 != REQUEST_MAGIC || pid != parent || pid <= 0 {
+    let stop = members::stop_of_request(value >> 32);
+    let ours = value >> 32 == REQUEST_MAGIC || stop.is_some();
+    if code != libc::SI_QUEUE || !ours || pid != parent || pid <= 0 {
         return false;
+    }
+    if let Some(stop) = stop {
+        // This process was stopped: it stops again once released.
+        members::set_stop(stop);
     }
     REQUEST_FD.store(value as u32 as i32, Release);
     REQUEST_ROOT.store(pid, Release);
@@ -189,6 +196,7 @@ impl Sub {
     fn release(&mut self, settings: &Settings) {
         self.ctl.set_phase(phase::RELEASE);
         self.released = true;
+        members::after_release();
         if settings.log >= crate::config::LogLevel::Info {
             let h = self.ctl.header();
             let path = &h.path[..(h.path_len as usize).min(PATH_MAX)];
@@ -210,6 +218,7 @@ impl Drop for Sub {
     fn drop(&mut self) {
         if !self.released {
             self.ctl.set_phase(phase::ABORT);
+            members::after_release();
         }
         ROOT_FD.store(-1, Release);
     }
@@ -227,19 +236,22 @@ pub fn begin(
     path: &mut Line<PATH_MAX>,
     check: bool,
 ) -> Result<Tree, Fail> {
+    members::clear_zombies();
     let root = REQUEST_ROOT.swap(0, AcqRel);
     if root != 0 {
         return member(arena, settings, root, REQUEST_FD.load(Acquire), path);
     }
-    // A restore's check dump is about this process alone.
+    // A restore's check dump is about this process alone (its zombie
+    // children are its own: recorded).
     if check {
+        members::take_zombies(arena, children::list(arena)?, true)?;
         return Ok(Tree { role: Role::Alone });
     }
     if settings.children != children::TREE {
         children::refuse_or_leave(arena, settings)?;
         return Ok(Tree { role: Role::Alone });
     }
-    let kids = children::list(arena)?;
+    let kids = members::take_zombies(arena, children::list(arena)?, false)?;
     if kids.is_empty() {
         return Ok(Tree { role: Role::Alone });
     }
@@ -268,13 +280,18 @@ fn stop_members(
         .ok_or_else(|| Fail::new("the dump arena is too small"))?;
     let shim = participant::our_shim(buf)
         .map_err(|e| Fail::new("cannot find libmigrate.so in /proc/self/maps").errno(e))?;
+    members::clear_stopped();
     for &pid in kids {
         let part = participant::check(pid, shim, settings.signal, buf);
         let state = children::state_of(pid);
-        if part != Part::Ready || state == Some(b'Z') || state == Some(b'T') {
+        if let (Part::Ready, Some(stop)) = (part, members::stopped_child(pid)) {
+            members::note_stopped(pid, stop)?;
+            continue;
+        }
+        if part != Part::Ready || state == Some(b'Z') || state == Some(b't') {
             let why = match state {
-                Some(b'Z') => "it has exited and was not waited for (not supported yet)",
-                Some(b'T') => "it is stopped (not supported yet)",
+                Some(b'Z') => "it exited during the tree dump",
+                Some(b't') => "it is stopped by a tracer",
                 _ => part.why(),
             };
             return Err(Fail::new("child ")
@@ -297,9 +314,12 @@ fn stop_members(
     };
     let value = REQUEST_MAGIC << 32 | sub.ctl.fd() as u32 as u64;
     for &pid in kids {
+        let value = members::stopped_request(pid, sub.ctl.fd()).unwrap_or(value);
         queue_signal(pid, settings.signal, value)
             .map_err(|e| Fail::new("cannot signal child ").dec(pid as u64).errno(e))?;
     }
+    // A stopped child takes its request once continued.
+    members::continue_stopped()?;
     let n = kids.len() as u32;
     // A child with children of its own settles only once they have: give
     // it the time they take (one timeout per level is the price).
@@ -329,6 +349,7 @@ fn stop_members(
             .str("?)"));
     }
     failed_member(&sub.ctl, n)?;
+    members::after_parked();
     Ok(sub)
 }
 
@@ -360,7 +381,8 @@ fn member(
     path.bytes(&h.path[..(h.path_len as usize).min(PATH_MAX)])
         .str(".")
         .dec(sys::getpid() as u64);
-    let sub = match children::list(arena) {
+    let kids = children::list(arena).and_then(|k| members::take_zombies(arena, k, false));
+    let sub = match kids {
         Ok([]) => None,
         Ok(kids) => match stop_members(arena, settings, kids, path) {
             Ok(sub) => Some(sub),

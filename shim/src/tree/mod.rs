@@ -212,4 +212,5 @@
 pub mod children;
 pub mod control;
 pub mod dump;
+pub mod members;
 pub mod participant;

@@ -1,0 +1,110 @@
+//! Zombie and stopped members of a tree, and signals sent to a whole
+//! restored tree (issue 9, Done-when 4 and 7).
+//!
+//! The program is `programs/cmembers.c`: `states` has two zombie
+//! children (one exited 7, one killed by SIGUSR1) and two stopped ones
+//! (one whose stop report its parent took, one whose report waits), and
+//! after its steps prints what `/proc` and `waitpid` say of each, then
+//! ends them; `signals N` has N children and every process counts the
+//! SIGTERMs it gets.
+
+use std::fs;
+use std::path::PathBuf;
+
+use migrate_tests::*;
+
+/// The children of `pid`'s main thread, in the order it forked them
+/// (the kernel lists them so).
+fn children_of(pid: i32) -> Vec<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_else(|e| panic!("cannot read the children of {pid}: {e}"));
+    text.split_whitespace()
+        .map(|p| p.parse().expect("a pid"))
+        .collect()
+}
+
+/// The state letter of `/proc/PID/stat`, if it exists.
+fn state_of(pid: i32) -> Option<char> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].chars().next()
+}
+
+/// Waits (at most `TIMEOUT`) until `cond` holds.
+fn wait_until(what: &str, context: &Proc, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}\n{}",
+            context.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// A tree dump of `cmembers states` records the two zombies in the
+/// parent's image and dumps the two stopped children (continued for the
+/// dump, stopped again after it, their reports as they were: the
+/// original goes on to print exactly an uninterrupted run's lines, no
+/// SIGCHLD among them). Everything killed, the restore brings the
+/// zombies back as zombies with their statuses, the stopped children
+/// stopped, one report waiting and one not, and the program ends exactly
+/// as an uninterrupted run.
+#[test]
+fn zombie_and_stopped_children_come_back_as_such() {
+    let dir = TestDir::new("members-states");
+    let image = dir.join("tree.img");
+    let program = Program::members("states", None);
+    let mut p = dir.spawn(
+        &program,
+        "states",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let expected = reference(&program);
+    let kids = children_of(p.pid());
+    assert_eq!(kids.len(), 4, "{kids:?}\n{}", p.describe());
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    let stopped: Vec<PathBuf> = kids[2..]
+        .iter()
+        .map(|k| dir.join(&format!("tree.img.{k}")))
+        .collect();
+    for img in &stopped {
+        p.wait_for_image(img, false);
+    }
+    // Zombies have no image of their own.
+    for k in &kids[..2] {
+        assert!(!dir.join(&format!("tree.img.{k}")).exists());
+    }
+    const HINT: &str = "MIGRATE_RESTORE_CHILDREN=";
+    let line = p.wait_for_stderr_line("the children's images", |l| l.contains(HINT));
+    let list = line[line.find(HINT).unwrap() + HINT.len()..].to_string();
+    // The stopped children are stopped again once the dump is over.
+    for &k in &kids[2..] {
+        wait_until("the stopped child is stopped again", &p, || {
+            state_of(k) == Some('T')
+        });
+    }
+    // The original goes on as if nothing had happened.
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+
+    let mut restored = dir.restore(
+        &program,
+        "restored",
+        &image,
+        &[
+            ("MIGRATE_RESTORE_CHILDREN", &list),
+            ("MIGRATE_LOG", "error"),
+        ],
+    );
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
