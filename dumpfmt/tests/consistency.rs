@@ -378,11 +378,20 @@ fn zombies_sorted_once_with_real_signals() {
         sid: 1,
     };
     for (zombies, why) in [
-        (vec![z(9, false, 0), z(8, false, 0)], "zombie child 8 is out of order"),
-        (vec![z(9, false, 0), z(9, false, 0)], "zombie child 9 is out of order"),
+        (
+            vec![z(9, false, 0), z(8, false, 0)],
+            "zombie child 8 is out of order",
+        ),
+        (
+            vec![z(9, false, 0), z(9, false, 0)],
+            "zombie child 9 is out of order",
+        ),
         (vec![z(4242, false, 0)], "zombie child 4242 is out of order"),
         (vec![z(9, true, 0)], "zombie child 9 was killed by signal 0"),
-        (vec![z(9, true, 65)], "zombie child 9 was killed by signal 65"),
+        (
+            vec![z(9, true, 65)],
+            "zombie child 9 was killed by signal 65",
+        ),
     ] {
         let bytes = with_meta(|image, _| image.minor3.members.zombies = zombies.clone().into());
         rejects(&bytes, why);

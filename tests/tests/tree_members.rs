@@ -29,6 +29,12 @@ fn state_of(pid: i32) -> Option<char> {
     s[s.rfind(')')? + 2..].chars().next()
 }
 
+/// Sends `sig` to `pid` (a negative `pid`: a process group).
+fn send(pid: i32, sig: i32) {
+    // SAFETY: kill(2) with plain integers, to processes of this test.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
+}
+
 /// Waits (at most `TIMEOUT`) until `cond` holds.
 fn wait_until(what: &str, context: &Proc, cond: impl Fn() -> bool) {
     let deadline = std::time::Instant::now() + TIMEOUT;
@@ -107,4 +113,135 @@ fn zombie_and_stopped_children_come_back_as_such() {
     );
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// What each process of a restored `cmembers signals N` printed about
+/// SIGTERM, sorted, and the restored process's whole output.
+fn sigterm_lines(restored: &Proc) -> Vec<String> {
+    let mut got: Vec<String> = restored
+        .stdout_lines()
+        .into_iter()
+        .filter(|l| l.contains(" got "))
+        .collect();
+    got.sort();
+    got
+}
+
+/// Dumps `cmembers signals N` as a tree (N > 0) or alone, kills it, and
+/// restores it (in a session of its own, so that its process group is the
+/// supervisor's and the restored processes', and no one else's); returns
+/// the restored process once it steps.
+fn restored_signals(dir: &TestDir, n: u32) -> Proc {
+    let image = dir.join("tree.img");
+    let program = Program::members("signals", Some(n));
+    let mut p = dir.spawn(
+        &program,
+        "signals",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let kids = children_of(p.pid());
+    assert_eq!(kids.len(), n as usize, "{kids:?}\n{}", p.describe());
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    // The children rename theirs once the parent's is in place.
+    for k in &kids {
+        p.wait_for_image(&dir.join(&format!("tree.img.{k}")), false);
+    }
+    let mut env = vec![("MIGRATE_LOG", "error".to_string())];
+    if n > 0 {
+        const HINT: &str = "MIGRATE_RESTORE_CHILDREN=";
+        let line = p.wait_for_stderr_line("the children's images", |l| l.contains(HINT));
+        let list = line[line.find(HINT).unwrap() + HINT.len()..].to_string();
+        env.push(("MIGRATE_RESTORE_CHILDREN", list));
+    }
+    p.kill();
+    for k in kids {
+        send(k, libc::SIGKILL);
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut restored = dir.restore(&program.wrapped(&["setsid"]), "restored", &image, &env);
+    // A step the original never printed: the restored program runs.
+    let last = p
+        .stdout_lines()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix("step ")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    restored.wait_for_step(last + 2);
+    restored
+}
+
+/// `kill -TERM -PGID` of a restored tree (a parent and two children, in
+/// the supervisor's process group) delivers one SIGTERM to each process:
+/// not a second one to the parent through the supervisor's forwarding.
+#[test]
+fn group_sigterm_reaches_each_restored_process_once() {
+    let dir = TestDir::new("members-group-term");
+    let mut restored = restored_signals(&dir, 2);
+    send(-restored.pid(), libc::SIGTERM);
+    let status = restored.wait();
+    assert!(status.success(), "{}", restored.describe());
+    assert_eq!(
+        sigterm_lines(&restored),
+        [
+            "child 1 got 1 SIGTERM",
+            "child 2 got 1 SIGTERM",
+            "parent got 1 SIGTERM"
+        ],
+        "{}",
+        restored.describe()
+    );
+}
+
+/// A SIGTERM sent to the supervisor's PID alone reaches the restored
+/// parent once, through the supervisor, and none of its children.
+#[test]
+fn sigterm_to_the_supervisor_reaches_the_restored_root_once() {
+    let dir = TestDir::new("members-pid-term");
+    let mut restored = restored_signals(&dir, 2);
+    send(restored.pid(), libc::SIGTERM);
+    let status = restored.wait();
+    assert!(status.success(), "{}", restored.describe());
+    assert_eq!(
+        sigterm_lines(&restored),
+        [
+            "child 1 got 0 SIGTERM",
+            "child 2 got 0 SIGTERM",
+            "parent got 1 SIGTERM"
+        ],
+        "{}",
+        restored.describe()
+    );
+}
+
+/// A restored single process (no children): a group SIGTERM arrives once,
+/// and so does one sent to the supervisor's PID.
+#[test]
+fn group_sigterm_reaches_a_restored_single_process_once() {
+    for (label, group) in [("group", true), ("pid", false)] {
+        let dir = TestDir::new(&format!("members-single-term-{label}"));
+        let mut restored = restored_signals(&dir, 0);
+        let pid = restored.pid();
+        send(if group { -pid } else { pid }, libc::SIGTERM);
+        let status = restored.wait();
+        assert!(status.success(), "{label}: {}", restored.describe());
+        assert_eq!(
+            sigterm_lines(&restored),
+            ["parent got 1 SIGTERM"],
+            "{label}: {}",
+            restored.describe()
+        );
+    }
 }
