@@ -36,6 +36,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cforktimer", &[]),
     ("cchildren", &[]),
     ("cmembers", &[]),
+    ("cjobctl", &[]),
     ("cstatic", &["-static"]),
 ];
 

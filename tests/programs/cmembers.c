@@ -19,6 +19,10 @@
  *    prints "parent got K SIGTERM", then sends each child SIGUSR1: each
  *    prints "child I got K SIGTERM" and exits 0; the parent reaps them
  *    and prints "done".
+ *  - "tty N": as "signals N", counting SIGINT (the terminal's Ctrl-C)
+ *    instead, SIGTSTP left to its default (Ctrl-Z stops every process);
+ *    before its "parent got" line the parent reads a line from stdin (the
+ *    terminal) and prints "read: LINE".
  *
  * Protocol: "start", "ready", "step N acc=..." per step, then as above.
  * MIGRATE_TEST_NOSLEEP drops the pacing of "states".
@@ -171,17 +175,19 @@ static void states(void)
     printf("done acc=%016" PRIx64 "\n", acc);
 }
 
-static void signals(int n)
+static void signals(int n, int tty)
 {
     pid_t kid[8];
-    handle(SIGTERM, on_term);
+    const char *name = tty ? "SIGINT" : "SIGTERM";
+    /* What it counts and ends on ("term" counts either). */
+    handle(tty ? SIGINT : SIGTERM, on_term);
     handle(SIGUSR1, on_usr1);
     for (int i = 0; i < n; i++) {
         kid[i] = fork_or_die();
         if (kid[i] == 0) {
             while (!usr1)
                 usleep(1000);
-            printf("child %d got %d SIGTERM\n", i + 1, (int)term);
+            printf("child %d got %d %s\n", i + 1, (int)term, name);
             _exit(0);
         }
     }
@@ -197,7 +203,14 @@ static void signals(int n)
     struct timespec ts = {0, 300000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
         ;
-    printf("parent got %d SIGTERM\n", (int)term);
+    if (tty) {
+        char line[128];
+        if (!fgets(line, sizeof line, stdin))
+            die("read the terminal");
+        line[strcspn(line, "\n")] = 0;
+        printf("read: %s\n", line);
+    }
+    printf("parent got %d %s\n", (int)term, name);
     for (int i = 0; i < n; i++) {
         if (kill(kid[i], SIGUSR1) != 0)
             die("kill SIGUSR1");
@@ -216,8 +229,9 @@ int main(int argc, char **argv)
     tp_start();
     if (strcmp(argv[1], "states") == 0)
         states();
-    else if (strcmp(argv[1], "signals") == 0 && argc == 3 && atoi(argv[2]) >= 0 && atoi(argv[2]) <= 8)
-        signals(atoi(argv[2]));
+    else if ((strcmp(argv[1], "signals") == 0 || strcmp(argv[1], "tty") == 0) && argc == 3 &&
+             atoi(argv[2]) >= 0 && atoi(argv[2]) <= 8)
+        signals(atoi(argv[2]), strcmp(argv[1], "tty") == 0);
     else
         fail("unknown mode");
     return 0;

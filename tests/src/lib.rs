@@ -398,6 +398,12 @@ impl Program {
         Program::new(&name, argv)
     }
 
+    /// `programs/cjobctl.c`: a small job-control shell to put in front of
+    /// a program (see [`Program::wrapped`]) whose stdin is a terminal.
+    pub fn jobctl_path() -> &'static str {
+        env!("MIGRATE_TEST_CJOBCTL")
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

@@ -245,3 +245,142 @@ fn group_sigterm_reaches_a_restored_single_process_once() {
         );
     }
 }
+
+/// Whether every one of `pids` is in state `want` (`T`: stopped) or,
+/// with `!stopped`, none of them is.
+fn all_stopped(pids: &[i32], stopped: bool) -> bool {
+    pids.iter().all(|&p| (state_of(p) == Some('T')) == stopped)
+}
+
+/// Writes `bytes` to the terminal's master side, as typed keys.
+fn type_keys(master: &std::fs::File, bytes: &[u8]) {
+    use std::io::Write;
+    let mut m = master;
+    m.write_all(bytes).expect("write to the pty master");
+}
+
+/// Terminal job control of a restored tree (a parent and two children),
+/// run as the foreground job of a real terminal (`programs/cjobctl.c`, a
+/// small shell, holds the pty as its controlling terminal): Ctrl-Z stops
+/// every restored process and the supervisor (so the shell sees its job
+/// stopped), SIGCONT to the job's group continues them all, Ctrl-C then
+/// reaches each process once, and the restored parent, still in the
+/// foreground group, reads a line from the terminal.
+#[test]
+fn terminal_job_control_reaches_each_restored_process_once() {
+    use std::os::fd::FromRawFd;
+    let dir = TestDir::new("members-tty");
+    let image = dir.join("tree.img");
+    let program = Program::members("tty", Some(2));
+    let mut p = dir.spawn(
+        &program,
+        "tty",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let kids = children_of(p.pid());
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    for k in &kids {
+        p.wait_for_image(&dir.join(&format!("tree.img.{k}")), false);
+    }
+    const HINT: &str = "MIGRATE_RESTORE_CHILDREN=";
+    let line = p.wait_for_stderr_line("the children's images", |l| l.contains(HINT));
+    let list = line[line.find(HINT).unwrap() + HINT.len()..].to_string();
+    p.kill();
+    for &k in &kids {
+        send(k, libc::SIGKILL);
+    }
+
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty fills two descriptors; no name, termios or size.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are ours alone.
+    let (master, slave) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::process::Stdio::from(std::os::fd::OwnedFd::from_raw_fd(slave)),
+        )
+    };
+    let shell = program.wrapped(&[Program::jobctl_path()]);
+    let mut restored = dir.restore_with_stdin(
+        &shell,
+        "restored",
+        &image,
+        &[
+            ("MIGRATE_RESTORE_CHILDREN", &list),
+            ("MIGRATE_LOG", "error"),
+        ],
+        slave,
+    );
+    let last = p
+        .stdout_lines()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix("step ")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    restored.wait_for_step(last + 2);
+    // The shell's job: the supervisor, its init, the restored parent and
+    // its two children.
+    let supervisor = children_of(restored.pid())[0];
+    let init = children_of(supervisor)[0];
+    let root = children_of(init)[0];
+    let mut job = vec![supervisor, root];
+    job.extend(children_of(root));
+    assert_eq!(job.len(), 4, "{job:?}\n{}", restored.describe());
+
+    type_keys(&master, b"\x1a");
+    wait_until("Ctrl-Z stops the whole job", &restored, || {
+        all_stopped(&job, true)
+    });
+    restored.wait_for_stderr_line("the shell sees its job stopped", |l| {
+        l == "job stopped by signal 19"
+    });
+    // `fg`: the shell continues the job's group.
+    send(-supervisor, libc::SIGCONT);
+    wait_until("SIGCONT continues the whole job", &restored, || {
+        all_stopped(&job, false)
+    });
+    // Ctrl-C, then a line the parent reads once it took the signal.
+    type_keys(&master, b"\x03hello\n");
+    let status = restored.wait();
+    assert!(status.success(), "{}", restored.describe());
+    let out = restored.stdout_lines();
+    let mut got: Vec<&str> = out
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.contains(" got ") || l.starts_with("read: "))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "child 1 got 1 SIGINT",
+            "child 2 got 1 SIGINT",
+            "parent got 1 SIGINT",
+            "read: hello"
+        ],
+        "{}",
+        restored.describe()
+    );
+}

@@ -3,9 +3,10 @@
 //! snapshot into a set of images: the root's at its path, each child's
 //! beside its parent's as `<parent's path>.<pid>` (so a grandchild's is
 //! `<path>.<child>.<grandchild>`). `crate::restore::tree` brings them back
-//! (`MIGRATE_RESTORE_CHILDREN`), pipes between them included. Not yet:
-//! zombie or stopped members, other objects the processes share, one
-//! image file (see the design in the module above).
+//! (`MIGRATE_RESTORE_CHILDREN`), pipes between them included. A zombie
+//! child is recorded by its parent and a stopped one takes part and
+//! stops again ([`members`]). Not yet: other objects the processes
+//! share, one image file (see the design in the module above).
 //!
 //! A member with children of its own leads them as the root leads its
 //! own (a control block of its own, which it names after its image): it
