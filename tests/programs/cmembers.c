@@ -13,6 +13,10 @@
  *    report was taken, 4's was not), then continues 3 and 4 one at a
  *    time (each prints a line and exits 5 or 6) and reaps all four,
  *    printing how each ended, and the SIGCHLD count.
+ *  - "leader": child 1 leads a process group of its own, child 2 joins
+ *    it, and child 1 exits 7 before "ready": a zombie whose PID is the
+ *    group of a live process. After the steps the parent ends child 2
+ *    (which exits 3) and reaps both.
  *  - "signals N": the parent forks N children (0 to 8); every process
  *    counts the SIGTERMs it gets. The parent steps until a SIGTERM comes
  *    (at most 2000 steps of 10 ms), waits 300 ms more for a second one,
@@ -175,6 +179,64 @@ static void states(void)
     printf("done acc=%016" PRIx64 "\n", acc);
 }
 
+static void leader(void)
+{
+    int go[2], q[2];
+    if (pipe2(go, O_CLOEXEC) != 0 || pipe2(q, O_CLOEXEC) != 0)
+        die("pipe2");
+    char b;
+    pid_t a = fork_or_die();
+    if (a == 0) {
+        setpgid(0, 0);
+        close(go[1]);
+        close(q[0]);
+        close(q[1]);
+        while (read(go[0], &b, 1) < 0 && errno == EINTR)
+            ;
+        _exit(7);
+    }
+    if (setpgid(a, a) != 0 && errno != EACCES)
+        die("setpgid leader");
+    pid_t c = fork_or_die();
+    if (c == 0) {
+        setpgid(0, a);
+        close(go[0]);
+        close(go[1]);
+        close(q[1]);
+        while (read(q[0], &b, 1) != 0 && errno == EINTR)
+            ;
+        _exit(3);
+    }
+    if (setpgid(c, a) != 0 && errno != EACCES)
+        die("setpgid member");
+    close(go[0]);
+    close(q[0]);
+    close(go[1]);
+    siginfo_t si;
+    while (waitid(P_PID, (id_t)a, &si, WEXITED | WNOWAIT) != 0)
+        if (errno != EINTR)
+            die("waitid WEXITED");
+    printf("ready\n");
+    uint64_t acc = 5;
+    for (int s = 1; s <= 40; s++) {
+        acc = mix(acc ^ (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(30000000L);
+    }
+    close(q[1]);
+    pid_t kid[2] = {a, c};
+    for (int i = 0; i < 2; i++) {
+        int status;
+        while (waitpid(kid[i], &status, 0) < 0)
+            if (errno != EINTR)
+                die("waitpid");
+        char what[32];
+        snprintf(what, sizeof what, "child %d", i + 1);
+        print_status(what, status);
+    }
+    printf("done acc=%016" PRIx64 "\n", acc);
+}
+
 static void signals(int n, int tty)
 {
     pid_t kid[8];
@@ -225,10 +287,12 @@ static void signals(int n, int tty)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        fail("usage: cmembers states | signals N");
+        fail("usage: cmembers states | leader | signals N | tty N");
     tp_start();
     if (strcmp(argv[1], "states") == 0)
         states();
+    else if (strcmp(argv[1], "leader") == 0)
+        leader();
     else if ((strcmp(argv[1], "signals") == 0 || strcmp(argv[1], "tty") == 0) && argc == 3 &&
              atoi(argv[2]) >= 0 && atoi(argv[2]) <= 8)
         signals(atoi(argv[2]), strcmp(argv[1], "tty") == 0);

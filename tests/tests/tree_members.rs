@@ -91,6 +91,29 @@ fn zombie_and_stopped_children_come_back_as_such() {
     const HINT: &str = "MIGRATE_RESTORE_CHILDREN=";
     let line = p.wait_for_stderr_line("the children's images", |l| l.contains(HINT));
     let list = line[line.find(HINT).unwrap() + HINT.len()..].to_string();
+    // `migrate inspect` shows what each image records.
+    let inspect = |img: &std::path::Path| {
+        let out = std::process::Command::new(shim_path().with_file_name("migrate"))
+            .arg("inspect")
+            .arg(img)
+            .output()
+            .expect("run migrate inspect");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = inspect(&image);
+    for want in [
+        format!("zombie child {}: exited 7", kids[0]),
+        format!("zombie child {}: killed by signal 10", kids[1]),
+    ] {
+        assert!(text.contains(&want), "no {want:?} in:\n{text}");
+    }
+    for (img, want) in stopped.iter().zip([
+        "stopped by signal 0 (its parent had taken the report)",
+        "stopped by signal 19 (its parent had not taken the report)",
+    ]) {
+        let text = inspect(img);
+        assert!(text.contains(want), "no {want:?} in:\n{text}");
+    }
     // The stopped children are stopped again once the dump is over.
     for &k in &kids[2..] {
         wait_until("the stopped child is stopped again", &p, || {
@@ -113,6 +136,35 @@ fn zombie_and_stopped_children_come_back_as_such() {
     );
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// A zombie child whose PID is still the process group of a live child
+/// (`cmembers leader`) fails the tree dump with a line naming it: the
+/// restore could not give that group its leader back. The program goes
+/// on unharmed.
+#[test]
+fn zombie_leading_a_live_group_fails_the_dump_naming_it() {
+    let dir = TestDir::new("members-leader");
+    let image = dir.join("tree.img");
+    let program = Program::members("leader", None);
+    let mut p = dir.spawn(
+        &program,
+        "leader",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let expected = reference(&program);
+    let kids = children_of(p.pid());
+    assert_eq!(kids.len(), 2, "{kids:?}\n{}", p.describe());
+    p.dump_signal();
+    let named = format!(
+        "child {} (exited, not waited for) still leads the process group or session of 1 live processes",
+        kids[0]
+    );
+    expect_dump_failure(&mut p, &image, &[], &[&named], &expected);
 }
 
 /// What each process of a restored `cmembers signals N` printed about
