@@ -318,9 +318,9 @@ fn stop_members(
         let value = members::stopped_request(pid, sub.ctl.fd()).unwrap_or(value);
         queue_signal(pid, settings.signal, value)
             .map_err(|e| Fail::new("cannot signal child ").dec(pid as u64).errno(e))?;
+        // A stopped child takes its request once continued.
+        members::continue_stopped(pid)?;
     }
-    // A stopped child takes its request once continued.
-    members::continue_stopped()?;
     let n = kids.len() as u32;
     // A child with children of its own settles only once they have: give
     // it the time they take (one timeout per level is the price).

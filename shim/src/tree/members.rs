@@ -240,7 +240,8 @@ pub const MAX_STOPPED: usize = 1024;
 pub const STOPPED_REQUEST: u64 = 0x5354;
 
 struct Stopped {
-    kids: [(i32, dumpfmt::Stop); MAX_STOPPED],
+    /// Each child, its stop, and whether it was asked and continued.
+    kids: [(i32, dumpfmt::Stop, bool); MAX_STOPPED],
     n: usize,
     /// A SIGCHLD was pending before any was continued.
     chld_pending: bool,
@@ -253,6 +254,7 @@ static STOPPED: Global<Stopped> = Global::new(Stopped {
             signal: 0,
             reported: false,
         },
+        false,
     ); MAX_STOPPED],
     n: 0,
     chld_pending: false,
@@ -301,8 +303,8 @@ pub fn stopped_request(pid: i32, fd: i32) -> Option<u64> {
     let s = unsafe { STOPPED.get() };
     s.kids[..s.n]
         .iter()
-        .find(|&&(p, _)| p == pid)
-        .map(|&(_, stop)| request_value(stop, fd))
+        .find(|k| k.0 == pid)
+        .map(|k| request_value(k.1, fd))
 }
 
 /// Forgets the stopped children of an earlier dump (called as the
@@ -324,23 +326,26 @@ pub fn note_stopped(pid: i32, stop: dumpfmt::Stop) -> Result<(), Fail> {
             .dec(MAX_STOPPED as u64)
             .str(" stopped children"));
     }
-    s.kids[s.n] = (pid, stop);
+    s.kids[s.n] = (pid, stop, false);
     s.n += 1;
     Ok(())
 }
 
-/// Continues every stopped child asked to take part (its request waits,
-/// pending, for it).
-pub fn continue_stopped() -> Result<(), Fail> {
+/// Continues stopped child `pid`, just sent its tree request (which waits,
+/// pending, for it), if it is one; only a continued child is waited for
+/// at the end.
+pub fn continue_stopped(pid: i32) -> Result<(), Fail> {
     // SAFETY: as in `clear_stopped`.
     let s = unsafe { STOPPED.get() };
-    for &(pid, _) in &s.kids[..s.n] {
-        sys::kill(pid, libc::SIGCONT).map_err(|e| {
-            Fail::new("cannot continue stopped child ")
-                .dec(pid as u64)
-                .errno(e)
-        })?;
-    }
+    let Some(kid) = s.kids[..s.n].iter_mut().find(|k| k.0 == pid) else {
+        return Ok(());
+    };
+    sys::kill(pid, libc::SIGCONT).map_err(|e| {
+        Fail::new("cannot continue stopped child ")
+            .dec(pid as u64)
+            .errno(e)
+    })?;
+    kid.2 = true;
     Ok(())
 }
 
@@ -352,7 +357,7 @@ pub fn after_parked() {
     if s.n == 0 {
         return;
     }
-    for &(pid, _) in &s.kids[..s.n] {
+    for &(pid, ..) in s.kids[..s.n].iter().filter(|k| k.2) {
         let _ = wait_info(pid, libc::WCONTINUED | libc::WNOHANG);
     }
     if !s.chld_pending {
@@ -374,7 +379,7 @@ pub fn after_release() {
         return;
     }
     let deadline = sys::monotonic_ns() + RESTOP_TIMEOUT_NS;
-    for &(pid, stop) in &s.kids[..s.n] {
+    for &(pid, stop, _) in s.kids[..s.n].iter().filter(|k| k.2) {
         let flags = libc::WSTOPPED | libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
         loop {
             match wait_info(pid, flags) {
