@@ -436,3 +436,43 @@ fn terminal_job_control_reaches_each_restored_process_once() {
         restored.describe()
     );
 }
+
+/// A tree dump of a parent whose only child is a zombie (`cchildren
+/// zombie`: the child exited 7, the parent reaps it at its end) writes one
+/// image, the zombie in it; the restore brings the zombie back by itself
+/// (no children's images to name) and the parent reaps it with its
+/// status. Zombies keep their PIDs, so without the PID namespace the
+/// restore is refused before anything runs.
+#[test]
+fn a_zombie_only_child_comes_back_with_its_parent_alone() {
+    let dir = TestDir::new("members-zombie-only");
+    let image = dir.join("tree.img");
+    let program = Program::children("zombie");
+    let mut p = dir.spawn(
+        &program,
+        "zombie",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let expected = reference(&program);
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.kill();
+    let mut off = dir.restore(&program, "no-ns", &image, &[("MIGRATE_NAMESPACE", "off")]);
+    let status = off.wait();
+    assert_eq!(status.code(), Some(70), "{}", off.describe());
+    assert_eq!(off.stdout_raw(), "", "{}", off.describe());
+    assert!(
+        off.stderr()
+            .contains("children that exited and were not waited for need the PID namespace"),
+        "{}",
+        off.describe()
+    );
+    let mut restored = dir.restore(&program, "restored", &image, &[]);
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
