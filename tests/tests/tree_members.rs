@@ -476,3 +476,36 @@ fn a_zombie_only_child_comes_back_with_its_parent_alone() {
     finish_restored(&mut restored, &p, &expected);
     assert_eq!(restored.stderr(), "", "{}", restored.describe());
 }
+
+/// A stopped child with a signal pending that continuing it for the dump
+/// would deliver at once (SIGUSR1, numbered below the dump signal, so
+/// taken before it) fails the tree dump with a line naming it, instead of
+/// letting the program see the signal early; the parent goes on, and no
+/// image is left.
+#[test]
+fn stopped_child_with_a_signal_pending_fails_the_dump_naming_it() {
+    let dir = TestDir::new("members-stopped-pending");
+    let image = dir.join("tree.img");
+    let program = Program::children("stopped");
+    let mut p = dir.spawn(
+        &program,
+        "stopped",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let child = children_of(p.pid())[0];
+    send(child, libc::SIGUSR1);
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("the dump failure", |l| l.starts_with(DUMP_FAILED));
+    let named = format!("child {child} is stopped with signal 10 pending");
+    assert!(line.contains(&named), "{line}\n{}", p.describe());
+    p.wait_for_step(10);
+    assert_eq!(state_of(child), Some('T'), "{}", p.describe());
+    p.kill();
+    send(child, libc::SIGKILL);
+    assert!(!image.exists(), "{}", p.describe());
+    assert!(!dir.join(&format!("tree.img.{child}")).exists());
+}

@@ -286,6 +286,20 @@ fn stop_members(
         let part = participant::check(pid, shim, settings.signal, buf);
         let state = children::state_of(pid);
         if let (Part::Ready, Some(stop)) = (part, members::stopped_child(pid)) {
+            // Continued for the dump, it would take these at once, before
+            // the dump signal (lower numbers go first), not when the
+            // program continues it. Higher ones wait: the member stops
+            // again inside the dump's handler.
+            let below = (1u64 << ((settings.signal - 1) & 63)) - 1;
+            let early = members::deliverable_pending(pid) & below;
+            if early != 0 {
+                let sig = early.trailing_zeros() + 1;
+                return Err(Fail::new("child ")
+                    .dec(pid as u64)
+                    .str(" is stopped with signal ")
+                    .dec(u64::from(sig))
+                    .str(" pending, which continuing it for the tree dump would deliver"));
+            }
             members::note_stopped(pid, stop)?;
             continue;
         }

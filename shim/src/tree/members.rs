@@ -260,6 +260,51 @@ static STOPPED: Global<Stopped> = Global::new(Stopped {
     chld_pending: false,
 });
 
+/// Signals pending for stopped child `pid` that it would take as soon as
+/// it is continued (pending and not blocked: a thread's own against its
+/// mask, the process's against the mask of some thread); bit n-1 for
+/// signal n.
+pub fn deliverable_pending(pid: i32) -> u64 {
+    let mut shared = 0u64;
+    let mut blocked_by_all = u64::MAX;
+    let mut own = 0u64;
+    let mut dir = Line::<64>::new();
+    dir.str("/proc/").dec(pid as u64).str("/task");
+    let Some(d) = dir.c_str() else { return 0 };
+    let _ = sys::for_each_dir_entry(d, |name| {
+        let Some(tid) = sys::parse_dec(name) else {
+            return;
+        };
+        let mut path = Line::<96>::new();
+        path.str("/proc/")
+            .dec(pid as u64)
+            .str("/task/")
+            .dec(tid)
+            .str("/status");
+        let Some(p) = path.c_str() else { return };
+        let mut buf = [0u8; 4096];
+        let Ok(n) = sys::read_file(p, &mut buf) else {
+            return;
+        };
+        let field = |key: &[u8]| {
+            buf[..n]
+                .split(|&c| c == b'\n')
+                .find(|l| l.starts_with(key))
+                .and_then(|l| {
+                    let hex = &l[key.len()..];
+                    let at = hex.iter().position(|c| !c.is_ascii_whitespace())?;
+                    sys::parse_hex(&hex[at..])
+                })
+                .unwrap_or(0)
+        };
+        let blocked = field(b"SigBlk:");
+        own |= field(b"SigPnd:") & !blocked;
+        shared |= field(b"ShdPnd:");
+        blocked_by_all &= blocked;
+    });
+    own | shared & !blocked_by_all
+}
+
 /// If child `pid` is stopped (state `T`), its stop as its parent sees it.
 pub fn stopped_child(pid: i32) -> Option<dumpfmt::Stop> {
     if children::state_of(pid) != Some(b'T') {
