@@ -120,7 +120,11 @@
 //!    `rt_sigtimedwait`. The restore stops the member before its teardown
 //!    (every signal blocked, so what is sent while it is stopped waits for
 //!    the program's own handlers), once its children exist; its parent
-//!    waits for the stop and consumes the report the same way. Limits: the
+//!    waits for the stop and consumes the report the same way. A stopped
+//!    member with a deliverable signal pending numbered below the dump
+//!    signal fails the dump (continuing it would deliver that signal
+//!    first); higher ones wait, as the member stops again inside the
+//!    handler. Limits: the
 //!    restored stop is a `SIGSTOP` (a report still waiting says signal 19
 //!    where the original said `SIGTSTP`, `SIGTTIN` or `SIGTTOU`); with an
 //!    RT dump signal an application handler of `SIGCONT` may run once for
