@@ -37,6 +37,8 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cchildren", &[]),
     ("ctree", &[]),
     ("cshared", &["-pthread"]),
+    ("cmembers", &[]),
+    ("cjobctl", &[]),
     ("cstatic", &["-static"]),
 ];
 

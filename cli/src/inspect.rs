@@ -473,6 +473,34 @@ fn text(img: &ImageFile, f: &Facts) -> String {
     } else {
         let _ = writeln!(w, "\ncredentials {NOT_RECORDED} (format 1.0)");
     }
+    let members = &image.minor3.members;
+    if !members.zombies.is_empty() || members.stop.is_some() {
+        let _ = writeln!(w, "\ntree members");
+        if let Some(s) = members.stop {
+            let _ = writeln!(
+                w,
+                "  stopped by signal {} (its parent {} the report)",
+                s.signal,
+                if s.reported {
+                    "had not taken"
+                } else {
+                    "had taken"
+                }
+            );
+        }
+        for z in members.zombies.iter() {
+            let how = if z.killed {
+                "killed by signal"
+            } else {
+                "exited"
+            };
+            let _ = writeln!(
+                w,
+                "  zombie child {}: {how} {}, pgid {} sid {}",
+                z.pid, z.status, z.pgid, z.sid
+            );
+        }
+    }
 
     let _ = writeln!(w, "\ntotals");
     let _ = writeln!(
@@ -571,6 +599,12 @@ fn json(img: &ImageFile, f: &Facts) -> Value {
             "tid": t.tid, "effective": c.effective, "permitted": c.permitted, "inheritable": c.inheritable,
             "bounding": c.bounding, "ambient": c.ambient, "securebits": c.securebits, "no_new_privs": c.no_new_privs,
         })).collect::<Vec<_>>()),
+        "members": {
+            "zombies": image.minor3.members.zombies.iter().map(|z| json!({
+                "pid": z.pid, "killed": z.killed, "status": z.status, "pgid": z.pgid, "sid": z.sid,
+            })).collect::<Vec<_>>(),
+            "stop": image.minor3.members.stop.map(|s| json!({"signal": s.signal, "reported": s.reported})),
+        },
         "totals": {
             "file_bytes": h.file_len, "page_data_bytes": f.data_bytes, "runs": image.runs.len(),
             "metadata_bytes": f.meta_len, "mapped_bytes": mapped, "mappings": image.mappings.len(),

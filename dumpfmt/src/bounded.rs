@@ -95,6 +95,7 @@ element!(
 );
 element!(crate::SharedMemory, "shared memory records", 5);
 element!(crate::SharedFd, "shared descriptor records", 4, MAX_FDS);
+element!(crate::Zombie, "zombie children", 5);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -134,6 +135,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::tree::Member>(),
     expansion::<crate::SharedMemory>(),
     expansion::<crate::SharedFd>(),
+    expansion::<crate::Zombie>(),
     1, // strings
 ]);
 
@@ -331,6 +333,10 @@ mod tests {
         assert_eq!(
             encoded_len(&PosixTimer::default()),
             PosixTimer::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::Zombie::default()),
+            crate::Zombie::MIN_ENCODED_LEN
         );
         assert_eq!(
             encoded_len(&(0u32, 0u64, 0u64)),

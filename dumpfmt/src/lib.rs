@@ -20,6 +20,7 @@ mod cpu;
 mod elf;
 mod error;
 mod header;
+mod members;
 mod records;
 pub mod shared;
 mod tree;
@@ -34,6 +35,7 @@ pub use header::{
     HEADER_ENCODED_LEN, HEADER_LEN, Header, MAGIC, MAX_META_LEN, PAGE_SIZE, VERSION_MAJOR,
     VERSION_MINOR,
 };
+pub use members::{Members, Stop, Zombie};
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use tree::{

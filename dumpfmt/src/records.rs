@@ -68,13 +68,15 @@ pub struct Image<'a> {
     pub minor3: Minor3<'a>,
 }
 
-/// The value a 1.3 image's metadata block carries after [`Minor2`]: what
-/// a process of a tree shares with the others.
+/// The value a 1.3 image's metadata block carries after [`Minor2`]: what a
+/// process of a tree needs beyond its own single-process state.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Minor3<'a> {
     /// Shared memory, socket pairs, memfds and open file descriptions
     /// other members may hold too (see [`crate::shared`]).
     pub shared: crate::shared::Shared<'a>,
+    /// Zombie children and this process's stop (see `members.rs`).
+    pub members: crate::Members<'a>,
 }
 
 /// The value a 1.2 image's metadata block carries after [`Minor1`]: what a

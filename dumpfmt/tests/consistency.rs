@@ -353,7 +353,8 @@ fn a_1_1_image_is_still_read() {
     assert_eq!(back.minor2.monotonic_ns, 0);
 }
 
-/// A 1.2 image (no `Minor3`) is still read: it shares nothing.
+/// A 1.2 image (no `Minor3`) is still read: it shares nothing, has no
+/// zombie children and is not stopped.
 #[test]
 fn a_1_2_image_is_still_read() {
     let (_, mut image, data) = common::split(&common::good());
@@ -363,6 +364,46 @@ fn a_1_2_image_is_still_read() {
     assert_eq!(header.minor, 2);
     assert_eq!(back.minor2, image.minor2);
     assert!(back.minor3.shared.memory.is_empty() && back.minor3.shared.fds.is_empty());
+    assert!(back.minor3.members.zombies.is_empty() && back.minor3.members.stop.is_none());
+}
+
+/// Zombie children are sorted by PID, each once, none of them the
+/// process itself, each killed by a signal that exists.
+#[test]
+fn zombies_sorted_once_with_real_signals() {
+    let z = |pid: u32, killed: bool, status: u8| dumpfmt::Zombie {
+        pid,
+        killed,
+        status,
+        pgid: 1,
+        sid: 1,
+    };
+    for (zombies, why) in [
+        (
+            vec![z(9, false, 0), z(8, false, 0)],
+            "zombie child 8 is out of order",
+        ),
+        (
+            vec![z(9, false, 0), z(9, false, 0)],
+            "zombie child 9 is out of order",
+        ),
+        (vec![z(4242, false, 0)], "zombie child 4242 is out of order"),
+        (vec![z(9, true, 0)], "zombie child 9 was killed by signal 0"),
+        (
+            vec![z(9, true, 65)],
+            "zombie child 9 was killed by signal 65",
+        ),
+    ] {
+        let bytes = with_meta(|image, _| image.minor3.members.zombies = zombies.clone().into());
+        rejects(&bytes, why);
+    }
+    let bytes = with_meta(|image, _| {
+        image.minor3.members.stop = Some(dumpfmt::Stop {
+            signal: 99,
+            reported: true,
+        })
+    });
+    rejects(&bytes, "stopped by signal 99");
 }
 
 #[test]

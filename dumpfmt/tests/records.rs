@@ -462,12 +462,37 @@ fn encoding_is_pinned() {
             ]
             .into(),
         },
+        members: dumpfmt::Members {
+            zombies: vec![
+                dumpfmt::Zombie {
+                    pid: 300,
+                    killed: false,
+                    status: 7,
+                    pgid: 1,
+                    sid: 1,
+                },
+                dumpfmt::Zombie {
+                    pid: 301,
+                    killed: true,
+                    status: 9,
+                    pgid: 301,
+                    sid: 1,
+                },
+            ]
+            .into(),
+            stop: Some(dumpfmt::Stop {
+                signal: 19,
+                reported: true,
+            }),
+        },
     };
     let want = [
         "01 8020 01 02 03 04", // memory: 1 [start dev ino offset pages_in]
         "03 06 00 0102",       // fds: 3 [fd(zigzag) Object dev ino]
         "08 01 0506",          // [fd SocketEnd ino peer]
         "0a 02 07 06",         // [fd Description pid fd(zigzag)]
+        "02 ac02 00 07 01 01 ad02 01 09 ad02 01", // zombies: 2 [pid killed status pgid sid]
+        "01 13 01",            // stop: Some [signal reported]
     ]
     .concat()
     .replace(' ', "");

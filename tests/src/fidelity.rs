@@ -46,6 +46,9 @@
 //!   not in the kernel's order.
 //! - Pending signals that an armed timer (POSIX or interval) sends: it may
 //!   fire between the dump and the check.
+//! - A zombie child's process group and session numbers: seen from the
+//!   restore's PID namespace, one led from outside it reads 0; only
+//!   whether the zombie leads its own is compared.
 //! - Byte contents (pipes, sockets, deleted files) are compared by length
 //!   and hash, only to keep the report short.
 //! - The kernel's mappings, when the restore ran on another kernel and
@@ -570,6 +573,21 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         put(
             format!("thread fs_base={:#x} credentials", t.fs_base),
             format!("{c:?}"),
+        );
+    }
+    for z in img.minor3.members.zombies.iter() {
+        // Process group and session numbers are those seen from the PID
+        // namespace: one led from outside it reads 0 inside. Whether the
+        // zombie leads its own is compared.
+        put(
+            format!("zombie child {}", z.pid),
+            format!(
+                "killed={} status={} group leader={} session leader={}",
+                z.killed,
+                z.status,
+                z.pgid == z.pid,
+                z.sid == z.pid
+            ),
         );
     }
     for t in img.minor1.posix_timers.iter() {

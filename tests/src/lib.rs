@@ -424,6 +424,24 @@ impl Program {
         )
     }
 
+    /// Zombie and stopped children (`states`), or `signals N`: N children
+    /// counting the SIGTERMs they get (see `programs/cmembers.c`).
+    pub fn members(mode: &str, n: Option<u32>) -> Program {
+        let mut argv: Vec<OsString> = vec![env!("MIGRATE_TEST_CMEMBERS").into(), mode.into()];
+        let mut name = format!("cmembers-{mode}");
+        if let Some(n) = n {
+            argv.push(n.to_string().into());
+            name.push_str(&format!("-{n}"));
+        }
+        Program::new(&name, argv)
+    }
+
+    /// `programs/cjobctl.c`: a small job-control shell to put in front of
+    /// a program (see [`Program::wrapped`]) whose stdin is a terminal.
+    pub fn jobctl_path() -> &'static str {
+        env!("MIGRATE_TEST_CJOBCTL")
+    }
+
     /// The same program run through `wrapper` (a command that execs its arguments).
     pub fn wrapped(&self, wrapper: &[&str]) -> Program {
         let mut p = self.clone();

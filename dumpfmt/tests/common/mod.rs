@@ -177,6 +177,16 @@ pub fn image() -> Image<'static> {
                 // The sample has no descriptors (see `with_fds_count`).
                 fds: Cow::Owned(vec![]),
             },
+            members: dumpfmt::Members {
+                zombies: Cow::Owned(vec![dumpfmt::Zombie {
+                    pid: 4243,
+                    killed: false,
+                    status: 7,
+                    pgid: 4242,
+                    sid: 4000,
+                }]),
+                stop: None,
+            },
         },
     }
 }

@@ -267,6 +267,8 @@ fn lead(uc: *mut libc::ucontext_t, periodic: bool, request: u32) {
     // process's descriptors.
     crate::tree::dump::forget_control_fds();
     if out.status == RESUMED {
+        // Nor is a stop its image recorded still to come.
+        crate::tree::members::forget_stop();
         // The dump's stack is not part of the image: nothing to unmap.
         // SAFETY: `uc` is this thread's frame, restored with its stack.
         unsafe { crate::restore::resume::after_restore(out.handoff, uc) };
@@ -275,6 +277,9 @@ fn lead(uc: *mut libc::ucontext_t, periodic: bool, request: u32) {
     // SAFETY: nothing refers to the dump's stack any more.
     let _ = unsafe { sys::munmap(stack as u64, DUMP_STACK_LEN as u64) };
     periodic::dump_ended();
+    // A tree member that was stopped stops again, as it was, once its
+    // threads are released and its line is out.
+    crate::tree::members::stop_again();
 }
 
 /// Runs on the dump's own stack: dumps, reports, and exits when asked to.
@@ -838,6 +843,7 @@ fn write_image(
                 memory: Cow::Borrowed(shared_memory.as_slice()),
                 fds: Cow::Borrowed(shared_fds),
             },
+            members: crate::tree::members::members(),
         },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with

@@ -17,6 +17,7 @@ pub mod check;
 pub mod clocks;
 pub mod creds;
 pub mod fds;
+pub mod group_signals;
 pub mod namespace;
 pub mod plan;
 pub mod precheck;
@@ -25,6 +26,7 @@ pub mod resume;
 pub mod shared_files;
 pub mod timers;
 pub mod tree;
+pub mod tree_members;
 pub mod tree_shared;
 pub mod vdso;
 pub mod wrapper;
@@ -129,6 +131,10 @@ pub fn run(path: &str, overrides: &Overrides) {
         Err(r) => fail(r),
     };
     let path = path.to_string();
+    // Zombie children, stopped children and this process's own stop.
+    if let Err(r) = tree_members::settle(&checked.img.image, keep_tids) {
+        fail(r);
+    }
     match build(checked, &path, overrides, started, keep_tids) {
         Ok(ready) => launch(ready),
         Err(r) => fail(r),

@@ -12,8 +12,10 @@
 //! gives every thread its old TID the same way.
 //!
 //! The supervisor keeps the PID the user started: it forwards signals sent
-//! to it (a dump signal, TERM, …) to the restored process and ends as that
-//! process ends (same exit status, or killed by the same signal). If the
+//! to it (a dump signal, TERM, …) to the restored process, but not those
+//! sent to the whole process group, which reach the restored process
+//! directly (see `group_signals`), and ends as that process ends (same
+//! exit status, or killed by the same signal). If the
 //! supervisor is killed, init dies with it (`PR_SET_PDEATHSIG`) and the
 //! kernel kills everything in the namespace.
 //!
@@ -27,8 +29,11 @@ use core::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 
-/// Where signals received by the supervisor or init go.
-static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// The namespace's init, as the supervisor sees it (0: none yet).
+static INIT: AtomicI32 = AtomicI32::new(0);
+/// The supervisor's end of the pipe through which it has init take a
+/// signal that reached the whole group (see `group_signals`).
+static DRAIN: AtomicI32 = AtomicI32::new(-1);
 /// The supervisor's PID and start time (`/proc/<pid>/stat` field 22), set
 /// before the namespaces are entered: the restored process writes its
 /// status under them (see `crate::status`).
@@ -44,13 +49,20 @@ pub fn supervisor() -> (i64, u64) {
 }
 
 extern "C" fn forward(sig: i32, info: *mut libc::siginfo_t, _uc: *mut libc::c_void) {
-    // Signals the terminal sends reach the whole process group, the
-    // restored process included: forwarding them would deliver them twice.
+    let init = INIT.load(Relaxed);
+    // A signal sent to the whole process group (`kill -TERM -PGID`, the
+    // terminal's) reached every restored process directly: forwarding it
+    // would deliver it twice (see `group_signals`).
+    if super::group_signals::reached_the_group(init, sig, DRAIN.load(Relaxed)) {
+        super::group_signals::follow_stop(init, sig);
+        return;
+    }
+    // The terminal's signals go to the group: never forwarded.
     // SAFETY: the kernel passes a valid siginfo.
     if unsafe { (*info).si_code } == libc::SI_KERNEL {
         return;
     }
-    let to = FORWARD_TO.load(Relaxed);
+    let to = super::group_signals::root_of(init);
     if to <= 0 {
         return;
     }
@@ -131,17 +143,26 @@ pub fn enter(image: &dumpfmt::Image<'_>) -> bool {
     SUPERVISOR.store(crate::sys::getpid(), Relaxed);
     SUPERVISOR_START.store(crate::status::stat_starttime(&stat).unwrap_or(0), Relaxed);
     let mut fds = [0; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return false;
+    let mut drain = [0; 2];
+    // SAFETY: `fds` and `drain` have room for two descriptors each.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return false;
+        }
+        if libc::pipe2(drain.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            return false;
+        }
     }
     set_mask(libc::SIG_SETMASK, &full_set());
     // SAFETY: unshare affects only this (single-threaded) process.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) } != 0 {
-        // SAFETY: closing our own pipe.
+        // SAFETY: closing our own pipes.
         unsafe {
-            libc::close(fds[0]);
-            libc::close(fds[1]);
+            for fd in fds.into_iter().chain(drain) {
+                libc::close(fd);
+            }
         }
         set_mask(libc::SIG_SETMASK, &empty_set());
         return false;
@@ -170,13 +191,20 @@ pub fn enter(image: &dumpfmt::Image<'_>) -> bool {
     match unsafe { libc::fork() } {
         -1 => refuse(format!("fork: {}", std::io::Error::last_os_error())),
         0 => {
-            // SAFETY: closing the read end, ours.
-            unsafe { libc::close(fds[0]) };
-            init(image.pid, fds[1])
+            // SAFETY: closing the ends the supervisor uses.
+            unsafe {
+                libc::close(fds[0]);
+                libc::close(drain[1]);
+            }
+            init(image.pid, fds[1], drain[0])
         }
         init_pid => {
-            // SAFETY: closing the write end, ours.
-            unsafe { libc::close(fds[1]) };
+            // SAFETY: closing the ends init uses.
+            unsafe {
+                libc::close(fds[1]);
+                libc::close(drain[0]);
+            }
+            DRAIN.store(drain[1], Relaxed);
             supervise(init_pid, fds[0])
         }
     }
@@ -184,7 +212,9 @@ pub fn enter(image: &dumpfmt::Image<'_>) -> bool {
 
 /// The namespace's init: returns `true` in the child that becomes the
 /// image; otherwise waits for it and reports its status to the supervisor.
-fn init(pid: u32, report: i32) -> bool {
+/// It keeps every signal blocked, and takes one only when the supervisor
+/// asks through `drain` (see `group_signals`).
+fn init(pid: u32, report: i32, drain: i32) -> bool {
     // SAFETY: `report` is our pipe's write end.
     let mut report = unsafe { std::fs::File::from_raw_fd(report) };
     let fail = |report: &mut std::fs::File, msg: String| -> ! {
@@ -246,12 +276,14 @@ fn init(pid: u32, report: i32) -> bool {
     }
     if child == 0 {
         drop(report);
+        // SAFETY: closing init's end of the drain pipe, ours.
+        unsafe { libc::close(drain) };
         return true;
     }
     let child = child as i32;
-    FORWARD_TO.store(child, Relaxed);
-    forward_signals();
-    set_mask(libc::SIG_SETMASK, &empty_set());
+    // Signals stay blocked (since `enter`): one that reached the whole
+    // group waits here, pending, for the supervisor to see.
+    std::thread::spawn(move || super::group_signals::drain_loop(drain));
     loop {
         let mut status = 0;
         // SAFETY: waiting for any child (init also reaps orphans).
@@ -270,7 +302,7 @@ fn init(pid: u32, report: i32) -> bool {
 
 /// Waits for init's report and ends as the restored process ended.
 fn supervise(init_pid: i32, report: i32) -> ! {
-    FORWARD_TO.store(init_pid, Relaxed);
+    INIT.store(init_pid, Relaxed);
     forward_signals();
     set_mask(libc::SIG_SETMASK, &empty_set());
     // SAFETY: `report` is our pipe's read end.

@@ -145,7 +145,16 @@ pub fn fork_children(
         .map(|c| (&c.img.image, &c.img.file, c.img.base))
         .collect();
     super::tree_shared::make(&sections)?;
-    make_barrier(index.len())?;
+    // A member that comes back stopped stops before its teardown and
+    // waits for a SIGCONT, not at the barrier: it could not arrive there
+    // before it is continued (and, stopped, runs nothing of its program
+    // until then).
+    let stopped = checked
+        .iter()
+        .flatten()
+        .filter(|c| is_stopped(c))
+        .count();
+    make_barrier(index.len() - stopped)?;
     let mut all: Vec<Option<Checked>> = std::iter::once(None).chain(checked).collect();
     let parents: Vec<Option<usize>> = index
         .iter()
@@ -156,8 +165,17 @@ pub fn fork_children(
                 .flatten()
         })
         .collect();
+    for (i, m) in index.iter().enumerate().skip(1) {
+        if let Some(c) = &all[i] {
+            super::tree_members::note_stopped(m.ppid, &c.img.image);
+        }
+    }
     let role = descend(root, 0, (&index, &steps), &mut all, &parents)?;
-    keep_barrier_end(matches!(role, Role::Root(_)));
+    match &role {
+        Role::Root(_) => keep_barrier_end(true),
+        Role::Member(c) if is_stopped(c) => drop_barrier(),
+        Role::Member(_) => keep_barrier_end(false),
+    }
     Ok(role)
 }
 
@@ -339,6 +357,16 @@ fn make_barrier(members: usize) -> Result<(), Refusal> {
     };
     *BARRIER.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
     Ok(())
+}
+
+/// Whether member `c` comes back stopped (see `super::tree_members`).
+fn is_stopped(c: &Checked) -> bool {
+    c.img.image.minor3.members.stop.is_some()
+}
+
+/// Closes every end of the barrier: this process does not wait at it.
+fn drop_barrier() {
+    BARRIER.lock().unwrap_or_else(|e| e.into_inner()).take();
 }
 
 /// Keeps this process's two ends of the barrier, closing the others (a

@@ -1,9 +1,15 @@
 //! The tree dump (`MIGRATE_CHILDREN=tree`): a process and its
 //! descendants, stopped together and dumped as one snapshot into one tree
 //! image (format 1.3, `dumpfmt::TreeFile`), which `crate::restore::tree`
-//! brings back, pipes between them included. Not yet: zombie or stopped
-//! members, other objects the processes share (see the design in the
-//! module above).
+//! brings back, pipes between them included. A zombie child is recorded by
+//! its parent and a stopped one takes part and stops again ([`members`]);
+//! what members share is recorded by `crate::tree::shared`.
+//!
+//! A member with children of its own leads them as the root leads its
+//! own (a control block of its own, which it names after its image): it
+//! reports parked only once they are, lets them write only once its own
+//! parent lets it, reports written only once they have, and releases them
+//! only once its parent released it and its image is in place.
 //!
 //! The root, once its own threads are parked, checks that every child can
 //! take part ([`participant`], and that it runs the same program),
@@ -36,6 +42,7 @@ use crate::dump::writer::ImageWriter;
 use crate::sys::{self, args, line::Line};
 use crate::tree::children;
 use crate::tree::control::{Control, MAX_MEMBERS, Slot, phase, state};
+use crate::tree::members;
 use crate::tree::participant::{self, Part};
 
 /// High 32 bits of a tree request's `si_value` (the low 32: the fd).
@@ -107,8 +114,14 @@ pub unsafe fn take_request(info: *const libc::siginfo_t) -> bool {
     let value = u64::from_ne_bytes([b[24], b[25], b[26], b[27], b[28], b[29], b[30], b[31]]);
     // SAFETY: getppid takes no arguments.
     let parent = unsafe { sys::syscall6(libc::SYS_getppid, [0; 6]) } as i32;
-    if code != libc::SI_QUEUE || value >> 32 != REQUEST_MAGIC || pid != parent || pid <= 0 {
+    let stop = members::stop_of_request(value >> 32);
+    let ours = value >> 32 == REQUEST_MAGIC || stop.is_some();
+    if code != libc::SI_QUEUE || !ours || pid != parent || pid <= 0 {
         return false;
+    }
+    if let Some(stop) = stop {
+        // This process was stopped: it stops again once released.
+        members::set_stop(stop);
     }
     REQUEST_FD.store(value as u32 as i32, Release);
     REQUEST_ROOT.store(pid, Release);
@@ -199,6 +212,7 @@ impl Sub {
     fn release(&mut self) {
         self.ctl.set_phase(phase::RELEASE);
         self.released = true;
+        members::after_release();
     }
 }
 
@@ -206,6 +220,7 @@ impl Drop for Sub {
     fn drop(&mut self) {
         if !self.released {
             self.ctl.set_phase(phase::ABORT);
+            members::after_release();
         }
         ROOT_FD.store(-1, Release);
     }
@@ -223,19 +238,22 @@ pub fn begin(
     path: &mut Line<PATH_MAX>,
     check: bool,
 ) -> Result<Tree, Fail> {
+    members::clear_zombies();
     let root = REQUEST_ROOT.swap(0, AcqRel);
     if root != 0 {
         return member(arena, settings, root, REQUEST_FD.load(Acquire), path);
     }
-    // A restore's check dump is about this process alone.
+    // A restore's check dump is about this process alone (its zombie
+    // children are its own: recorded).
     if check {
+        members::take_zombies(arena, children::list(arena)?, true)?;
         return Ok(Tree { role: Role::Alone });
     }
     if settings.children != children::TREE {
         children::refuse_or_leave(arena, settings)?;
         return Ok(Tree { role: Role::Alone });
     }
-    let kids = children::list(arena)?;
+    let kids = members::take_zombies(arena, children::list(arena)?, false)?;
     if kids.is_empty() {
         return Ok(Tree { role: Role::Alone });
     }
@@ -264,6 +282,7 @@ fn stop_members(
         .ok_or_else(|| Fail::new("the dump arena is too small"))?;
     let shim = participant::our_shim(buf)
         .map_err(|e| Fail::new("cannot find libmigrate.so in /proc/self/maps").errno(e))?;
+    members::clear_stopped();
     for &pid in kids {
         let part = participant::check(pid, shim, settings.signal, buf);
         let state = children::state_of(pid);
@@ -281,10 +300,28 @@ fn stop_members(
                 .bytes(&exe[..n])
                 .str(", another program (every process of a tree must run the root's program, for now)"));
         }
-        if part != Part::Ready || state == Some(b'Z') || state == Some(b'T') {
+        if let (Part::Ready, Some(stop)) = (part, members::stopped_child(pid)) {
+            // Continued for the dump, it would take these at once, before
+            // the dump signal (lower numbers go first), not when the
+            // program continues it. Higher ones wait: the member stops
+            // again inside the dump's handler.
+            let below = (1u64 << ((settings.signal - 1) & 63)) - 1;
+            let early = members::deliverable_pending(pid) & below;
+            if early != 0 {
+                let sig = early.trailing_zeros() + 1;
+                return Err(Fail::new("child ")
+                    .dec(pid as u64)
+                    .str(" is stopped with signal ")
+                    .dec(u64::from(sig))
+                    .str(" pending, which continuing it for the tree dump would deliver"));
+            }
+            members::note_stopped(pid, stop)?;
+            continue;
+        }
+        if part != Part::Ready || state == Some(b'Z') || state == Some(b't') {
             let why = match state {
-                Some(b'Z') => "it has exited and was not waited for (not supported yet)",
-                Some(b'T') => "it is stopped (not supported yet)",
+                Some(b'Z') => "it exited during the tree dump",
+                Some(b't') => "it is stopped by a tracer",
                 _ => part.why(),
             };
             return Err(Fail::new("child ")
@@ -307,8 +344,11 @@ fn stop_members(
     };
     let value = REQUEST_MAGIC << 32 | sub.ctl.fd() as u32 as u64;
     for &pid in kids {
+        let value = members::stopped_request(pid, sub.ctl.fd()).unwrap_or(value);
         queue_signal(pid, settings.signal, value)
             .map_err(|e| Fail::new("cannot signal child ").dec(pid as u64).errno(e))?;
+        // A stopped child takes its request once continued.
+        members::continue_stopped(pid)?;
     }
     let n = kids.len() as u32;
     // A child with children of its own settles only once they have: give
@@ -339,6 +379,7 @@ fn stop_members(
             .str("?)"));
     }
     failed_member(&sub.ctl, n)?;
+    members::after_parked();
     Ok(sub)
 }
 
@@ -369,7 +410,8 @@ fn member(
     let h = ctl.header();
     path.clear();
     path.bytes(&h.path[..(h.path_len as usize).min(PATH_MAX)]);
-    let sub = match children::list(arena) {
+    let kids = children::list(arena).and_then(|k| members::take_zombies(arena, k, false));
+    let sub = match kids {
         Ok([]) => None,
         Ok(kids) => match stop_members(arena, settings, kids, path) {
             Ok(sub) => Some(sub),

@@ -35,9 +35,16 @@
 //!   by its identity and made once by the root before it forks; a pipe or
 //!   socket whose peer is another member is not "connected to another
 //!   process" in the dump's log, nor refused by `MIGRATE_EXTERNAL=refuse`.
+//! - zombie and stopped members ([`members`], step 4 below and the zombie
+//!   parts; restore side `crate::restore::tree_members`): a zombie child
+//!   is recorded by its parent (format 1.3, `Minor3::members`) and forked
+//!   again by the restore to end as it had; a stopped child takes part
+//!   and stops again, and comes back stopped; the parent's `waitpid`
+//!   reports are those of an undumped run;
+//! - a signal sent to the whole process group of a restored tree reaches
+//!   each process once (`crate::restore::group_signals`; "Signals" below).
 //!
-//! Not yet: zombie and stopped members (issue 9's `members` work),
-//! children running another program; a description whose holders all lie
+//! Not yet: children running another program; a description whose holders all lie
 //! below an ancestor that closed it comes back as one per holder. Shared
 //! memory's pages are stored once, by the highest member mapping the
 //! part of the object another maps (the others' sections name it).
@@ -117,16 +124,31 @@
 //!    records them in the control block (slots claimed with an atomic
 //!    counter), marks itself `PARKED` and waits on the phase word. The
 //!    root walks on as slots appear, until every member is parked.
-//! 4. *Stopped members* (state `T`) cannot run a handler. The root notes
-//!    whether the parent has consumed the stop report (`waitid(WSTOPPED |
-//!    WNOHANG | WNOWAIT)` run by the parent's leader, which is parked in
-//!    its handler and answers through its slot), sends the tree request,
-//!    then `SIGCONT`; the member parks with a `stopped` flag. At release it
-//!    stops itself again (`SIGSTOP` to itself before leaving the handler),
-//!    and the parent's leader consumes the `CLD_CONTINUED` report and,
-//!    when the old stop report had been consumed, the new one, so that
-//!    `waitpid` sees what it would have seen. (A `SIGCHLD` the parent did
-//!    not have pending before is taken back with `rt_sigtimedwait`.)
+//! 4. *Stopped members* (state `T`) cannot run a handler. Their parent
+//!    (which leads them: each process leads its own children) notes
+//!    whether it has consumed the stop report (`waitid(WSTOPPED |
+//!    WNOHANG | WNOWAIT)`), sends the tree request with the stop in its
+//!    value, then `SIGCONT`; the member parks and records its stop in its
+//!    image. Once every member is parked the parent consumes the
+//!    `CLD_CONTINUED` report (before its own image is written). At release
+//!    the member stops itself again (`SIGSTOP`, after its threads are
+//!    released and its line is out, its `SIGCONT` taken back so that an
+//!    application handler does not run for it), and the parent waits for
+//!    that stop and consumes the new report when the old one had been
+//!    consumed, so that `waitpid` sees what it would have seen. A
+//!    `SIGCHLD` the parent did not have pending before is taken back with
+//!    `rt_sigtimedwait`. The restore stops the member before its teardown
+//!    (every signal blocked, so what is sent while it is stopped waits for
+//!    the program's own handlers), once its children exist; its parent
+//!    waits for the stop and consumes the report the same way. A stopped
+//!    member with a deliverable signal pending numbered below the dump
+//!    signal fails the dump (continuing it would deliver that signal
+//!    first); higher ones wait, as the member stops again inside the
+//!    handler. Limits: the
+//!    restored stop is a `SIGSTOP` (a report still waiting says signal 19
+//!    where the original said `SIGTSTP`, `SIGTTIN` or `SIGTTOU`); with an
+//!    RT dump signal an application handler of `SIGCONT` may run once for
+//!    the dump's `SIGCONT` (it is taken before the dump signal then).
 //! 5. *Deadline.* A member that does not park within `PARK_TIMEOUT_NS`
 //!    fails the dump, naming it ("did not stop within 5 s: does it block
 //!    signal N?"); so does a member seen leaving the tree (re-walked once
@@ -216,15 +238,25 @@
 //!    every member is restored: a parent that signals or waits for a
 //!    child then finds it whole.
 //!
-//! Signals: the supervisor forwards to the root only. A signal the shell
-//! sends to the whole process group reaches every member directly (they
-//! are in the supervisor's group) and the root a second time through the
-//! supervisor; the fix (issue 9, item 7) is for the supervisor to tell
-//! group-directed signals from its own (it is the group's only member
-//! outside the namespace) and not forward those, or to move the members
-//! whose group was outside the tree into a group of their own that the
-//! supervisor signals instead: to be measured against terminal job
-//! control (a background group may not read the terminal).
+//! Signals (decided, issue 9 item 7; `crate::restore::group_signals`):
+//! every restored process whose group was outside the tree stays in the
+//! supervisor's process group, which is the shell's job: a signal sent to
+//! the group (`kill -TERM -PGID`, the terminal's Ctrl-C and Ctrl-Z)
+//! reaches each member directly, once, and the job stays the terminal's
+//! foreground group, so a restored foreground program still reads the
+//! terminal (moving the members into a group of their own would make
+//! them a background group: `SIGTTIN` on every read). The supervisor
+//! forwards only what was sent to its PID alone, to the root; it tells
+//! the two apart through init, which keeps every signal blocked: a
+//! group's signal is already pending in init when the supervisor's
+//! handler runs (the kernel signals a group's newest members first),
+//! one sent to the supervisor alone is not. Init forwards nothing. On a
+//! stop from the group the supervisor stops too once the root has, so
+//! that the shell, waiting for the supervisor, sees its job stopped; the
+//! shell's `SIGCONT` to the group continues everyone. Tested from a real
+//! pty (`tests/tests/tree_members.rs`). Limit: a signal sent to init's
+//! PID alone stays pending there and makes the supervisor take the next
+//! signal of that number to its own PID for a group's.
 
 // `Fail` carries its message inline (there is no heap to box it in), as
 // in `dump`.
@@ -234,5 +266,6 @@ pub mod children;
 pub mod control;
 pub mod dump;
 pub mod groups;
+pub mod members;
 pub mod participant;
 pub mod shared;
