@@ -33,8 +33,18 @@ fn rig(test: &str) -> bool {
 
 /// `migrate send [--ssh SSH] SSH-OPTIONS PID DEST`: (status, stdout, stderr).
 fn send(sshd: &Sshd, pid: i32, dest: &str, ssh: Option<&Path>) -> (i32, String, String) {
+    send_with(&sshd.keys, sshd.port, pid, dest, ssh)
+}
+
+fn send_with(
+    keys: &sshd::Keys,
+    port: u16,
+    pid: i32,
+    dest: &str,
+    ssh: Option<&Path>,
+) -> (i32, String, String) {
     let mut cmd = Command::new(migrate());
-    cmd.arg("send").args(sshd.keys.send_args(sshd.port));
+    cmd.arg("send").args(keys.send_args(port));
     if let Some(s) = ssh {
         cmd.arg("--ssh").arg(s);
     }
@@ -281,4 +291,111 @@ fn send_says_when_the_remote_has_no_migrate() {
         said.contains(&format!("no {} there", migrate().display())),
         "{said}"
     );
+}
+
+/// The same command moves a program into the 6.1 guest (another kernel,
+/// another CPU: the program runs for a baseline both meet), reached over
+/// ssh through a QEMU port forwarded from this machine's loopback to the
+/// guest's own sshd; it finishes there with exact output.
+#[test]
+fn send_moves_a_program_into_the_6_1_guest() {
+    use migrate_tests::guest::Guest;
+    let test = "send_moves_a_program_into_the_6_1_guest";
+    if !rig(test) {
+        return;
+    }
+    let Some(guest) = Guest::get(test) else {
+        return;
+    };
+    let dir = TestDir::new("send-guest");
+    let port = sshd::free_port();
+    let keys = sshd::Keys::make(&dir.join("ssh"), port);
+    let config = keys.config("0.0.0.0:22");
+    let stop = dir.join("stop-guest");
+    let sshd_log = dir.join("sshd-guest.log");
+    // In the guest's own overlay (this machine's file is untouched): a
+    // root .bashrc that starts pyenv takes 20 s of emulated time at every
+    // ssh login (bash reads it for commands run by sshd).
+    let cmd = format!(
+        "ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 || echo 'guest: no eth0' >&2\n\
+         : > /root/.bashrc\n\
+         mkdir -p /run/sshd\n\
+         /usr/sbin/sshd -D -e -f '{config}' 2> '{log}' &\n\
+         i=0; while [ ! -e '{stop}' ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done\n",
+        config = config.display(),
+        log = sshd_log.display(),
+        stop = stop.display(),
+    );
+    let mut started = guest.start_with_ssh(dir.path(), &cmd, port);
+    let deadline = Instant::now() + 4 * TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(&sshd_log).unwrap_or_default();
+        if text.contains("Server listening on") {
+            break;
+        }
+        if started.ended() || Instant::now() >= deadline {
+            let run = started.finish();
+            panic!(
+                "the guest's sshd did not start: {text}\nguest: {run:?}\nconsole: {}",
+                std::fs::read_to_string(dir.join("guest-console")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Paced to outlast the ssh handshake with the (emulated, slow) guest.
+    let program = Program::mem(8, 300, 100);
+    let expected = reference(&program);
+    let run = under_run(
+        &migrate(),
+        &program,
+        &dir.join("own-%p.img"),
+        &["--cpu", "x86-64-v3"],
+    );
+    let mut original = dir.spawn_plain(&run, "original", &[]);
+    original.wait_for_step(5);
+    original.note_dump();
+    let remote = dir.subdir("remote").join("app.img");
+    let sent = Instant::now();
+    let (code, out, err) = send_with(&keys, port, original.pid(), &keys.dest(&remote), None);
+    eprintln!("{test}: migrate send took {:?}", sent.elapsed());
+    if code != 0 {
+        let _ = std::fs::write(&stop, b"");
+        let run = started.finish();
+        panic!(
+            "migrate send into the guest failed ({code}): {err}\nstdout {out:?}\n{}\nguest sshd: {}\nguest: {run:?}",
+            original.describe(),
+            std::fs::read_to_string(&sshd_log).unwrap_or_default()
+        );
+    }
+    assert!(err.is_empty(), "stderr of a move that worked: {err:?}");
+    let status = original.wait();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        original.describe()
+    );
+    // The restored process runs in the guest: its pid is the guest's.
+    let log = remote.with_extension("log");
+    let deadline = Instant::now() + 4 * TIMEOUT;
+    let tail = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().any(|l| l.starts_with("done ")) {
+            break text.lines().map(str::to_string).collect::<Vec<_>>();
+        }
+        if started.ended() || Instant::now() >= deadline {
+            let _ = std::fs::write(&stop, b"");
+            let run = started.finish();
+            panic!(
+                "the moved process did not finish in the guest; its log:\n{text}\nguest: {run:?}"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    std::fs::write(&stop, b"").unwrap();
+    let run = started.finish();
+    assert_eq!(run.status, 0, "guest: {run:?}");
+    let mut all = original.stdout_lines();
+    all.extend(tail);
+    assert_eq!(all, expected, "output here then in the guest");
 }
