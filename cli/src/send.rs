@@ -575,15 +575,29 @@ fn stream(remote: &mut Remote, image: &Path, size: u64, zstd: bool) -> Result<()
     Ok(())
 }
 
-/// Waits (a little) for the process to be stopped.
+/// Waits (a little) for the process to be stopped: itself, or for a
+/// restored one (`t` its supervisor) the process two generations down.
 fn wait_stopped(t: &Target) {
     for _ in 0..250 {
-        match crate::status::proc_stat(t.pid) {
-            Some((_, start, state)) if start == t.start && state != 'T' => {}
-            _ => return,
+        if !t.alive() || stopped_below(t.pid, 3) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether `pid` or one of its descendants `depth` generations down is
+/// stopped.
+fn stopped_below(pid: i32, depth: u32) -> bool {
+    if crate::status::proc_stat(pid).is_some_and(|(_, _, state)| state == 'T') {
+        return true;
+    }
+    depth > 0
+        && std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .any(|c| stopped_below(c, depth - 1))
 }
 
 /// Continues the stopped process.

@@ -399,3 +399,48 @@ fn send_moves_a_program_into_the_6_1_guest() {
     all.extend(tail);
     assert_eq!(all, expected, "output here then in the guest");
 }
+
+/// A process restored here (the PID the user holds is its supervisor's,
+/// in front of a PID namespace) moves the same way: its output here, then
+/// after the restore, then there, is an uninterrupted run's.
+#[test]
+fn send_moves_a_restored_process() {
+    let test = "send_moves_a_restored_process";
+    if !rig(test) {
+        return;
+    }
+    let dir = TestDir::new("send-restored");
+    let sshd = Sshd::start(&dir.join("ssh"), &[]);
+    let program = Program::c();
+    let expected = reference(&program);
+    let m = migrate();
+    let first = dir.join("first.img");
+    let run = under_run(&m, &program, &first, &["--after-dump", "exit"]);
+    let mut original = dir.spawn_plain(&run, "original", &[]);
+    original.wait_for_step(5);
+    original.dump_signal();
+    original.wait_for_image(&first, true);
+    assert!(original.wait().success(), "{}", original.describe());
+    let mut restored = dir.spawn_plain(
+        &migrate_tests::command::under_restore(&m, &[], &first),
+        "restored",
+        &[],
+    );
+    restored.wait_for_lines(0);
+    let remote = dir.subdir("remote").join("app.img");
+    let (code, out, err) = send(&sshd, restored.pid(), &sshd.keys.dest(&remote), None);
+    assert_eq!(code, 0, "migrate send: {err}\n{}", restored.describe());
+    let moved = Moved::from_output(&out);
+    let status = restored.wait();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{}",
+        restored.describe()
+    );
+    let tail = wait_done(&remote.with_extension("log"), &moved);
+    let mut all = original.stdout_lines();
+    all.extend(restored.stdout_lines());
+    all.extend(tail);
+    assert_eq!(all, expected, "output of the three pieces");
+}
