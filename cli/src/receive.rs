@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 use crate::Failure;
 use crate::send::PREFIX;
 
-/// How long the restored process may take to resume.
+/// How long the restored process may take to resume, at least, and a
+/// second more for each this many bytes of image.
 const RESUME_WAIT: Duration = Duration::from_secs(120);
+const RESUME_BYTES_PER_S: u64 = 50 << 20;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -166,9 +168,15 @@ pub fn main(a: Args) -> Result<(), Failure> {
         };
         return Err(refuse(REFUSED, format!("verify: {}{more}", first.msg)));
     }
-    // Into place, never over another file.
-    std::fs::hard_link(&part, &path)
-        .map_err(|e| refuse(REMOTE, format!("cannot make {}: {e}", path.display())))?;
+    // Into place, never over another file (a link; where the filesystem
+    // has none, a rename once the name is seen free).
+    if let Err(e) = std::fs::hard_link(&part, &path) {
+        if e.kind() == std::io::ErrorKind::AlreadyExists || path.symlink_metadata().is_ok() {
+            return Err(refuse(REMOTE, format!("{} exists there", path.display())));
+        }
+        std::fs::rename(&part, &path)
+            .map_err(|e| refuse(REMOTE, format!("cannot make {}: {e}", path.display())))?;
+    }
     drop(temp);
     temp = Temp(Some(path.clone()));
     let out = std::fs::OpenOptions::new()
@@ -209,7 +217,8 @@ pub fn main(a: Args) -> Result<(), Failure> {
         .map_err(|e| refuse(REFUSED, format!("cannot start the restore: {e}")))?;
     let pid = child.id() as i32;
     let dir = crate::status::dir();
-    let until = Instant::now() + RESUME_WAIT;
+    let wait = RESUME_WAIT + Duration::from_secs(size / RESUME_BYTES_PER_S);
+    let until = Instant::now() + wait;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -232,7 +241,7 @@ pub fn main(a: Args) -> Result<(), Failure> {
             let _ = child.wait();
             return Err(refuse(
                 REFUSED,
-                format!("the restore did not resume within {RESUME_WAIT:?}"),
+                format!("the restore did not resume within {wait:?}"),
             ));
         }
         std::thread::sleep(Duration::from_millis(20));

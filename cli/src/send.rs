@@ -157,10 +157,9 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> Result<Scratch, Failure> {
         use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
+        // Not XDG_RUNTIME_DIR: a tmpfs in memory, where a large image
+        // may not fit.
+        let base = std::env::temp_dir();
         for _ in 0..16 {
             let p = base.join(format!("migrate-send-{:08x}", dump::nonce()));
             match std::fs::DirBuilder::new().mode(0o700).create(&p) {
@@ -193,7 +192,6 @@ struct Remote {
     lines: BufReader<std::process::ChildStdout>,
     stderr: Arc<Mutex<String>>,
     stderr_thread: Option<std::thread::JoinHandle<()>>,
-    host: String,
 }
 
 /// What the remote side said last.
@@ -524,7 +522,6 @@ fn connect(
         lines: BufReader::new(stdout),
         stderr: kept,
         stderr_thread: Some(thread),
-        host: host.to_string(),
     })
 }
 
@@ -535,7 +532,6 @@ fn abort(remote: &mut Remote, f: Failure) -> Failure {
         let _ = stdin.write_all(b"abort\n");
     }
     let _ = remote.child.wait();
-    let _ = &remote.host;
     f
 }
 

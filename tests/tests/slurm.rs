@@ -252,8 +252,10 @@ fn slurm_job_is_requeued_mid_run_and_ends_with_the_right_output() {
     }
     let dir = TestDir::new("slurm");
     let mut cluster = cluster(dir.path());
-    // 30 s of 100 ms steps: longer than the first run gets.
-    let program = Program::mem(8, 300, 100);
+    // 50 s of 100 ms steps: longer than the first run gets (slurmctld
+    // looks at time limits every few seconds, so the signal comes 10 s
+    // or a little more into a run).
+    let program = Program::mem(8, 500, 100);
     let expected = reference(&program);
     let script = crate_dir().join("../scripts/slurm/migrate-job.sh");
     let out = dir.join("job.out");
