@@ -279,6 +279,25 @@ fn guard_signals() {
     }
 }
 
+/// Makes `cmd`'s process start with the signals [`guard_signals`] blocks
+/// unblocked (a child inherits the mask): ssh and zstd end on them as usual.
+fn unguarded(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the child between fork and exec; it only fills a
+    // sigset on its stack and calls pthread_sigmask, async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::sigaddset(&mut set, s);
+            }
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        })
+    }
+}
+
 pub fn main(a: Args) -> Result<(), Failure> {
     let (host, path) = split_dest(&a.dest).map_err(|m| Failure::new(2, m))?;
     let t = Target::find(a.pid)?;
@@ -489,7 +508,7 @@ fn connect(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env_remove("LD_PRELOAD");
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut child = unguarded(&mut cmd).spawn().map_err(|e| {
         Failure::new(
             exit::REMOTE,
             format!("cannot run {}: {e}", PathBuf::from(&a.ssh).display()),
@@ -554,7 +573,7 @@ fn stream(remote: &mut Remote, image: &Path, size: u64, zstd: bool) -> Result<()
         .map_err(|e| format!("writing to ssh: {e}"))?;
     if zstd {
         // zstd writes straight into ssh's input.
-        let status = Command::new("zstd")
+        let status = unguarded(&mut Command::new("zstd"))
             .args(["-q", "-c", "-1", "-T0", "--"])
             .arg(image)
             .stdin(Stdio::null())

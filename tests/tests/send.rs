@@ -444,3 +444,86 @@ fn send_moves_a_restored_process() {
     all.extend(tail);
     assert_eq!(all, expected, "output of the three pieces");
 }
+
+/// `migrate send` interrupted (SIGTERM) while the image is on its way to
+/// a remote side that has stopped reading: the connection ends, not the
+/// command, which continues the stopped original and says so in one
+/// line; the original's output is an uninterrupted run's. No sshd needed:
+/// the "ssh" is a stand-in that says ready and then only sleeps.
+#[test]
+fn interrupted_send_continues_the_original() {
+    let dir = TestDir::new("send-interrupted");
+    let fake = dir.join("ssh-stalls");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'migrate-receive: ready'\nexec sleep 1000\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = Program::c();
+    let expected = reference(&program);
+    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
+    let mut original = dir.spawn_plain(&run, "original", &[]);
+    original.wait_for_step(5);
+    let err_path = dir.join("send.err");
+    let mut sender = Command::new(migrate())
+        .arg("send")
+        .arg("--ssh")
+        .arg(&fake)
+        .arg(original.pid().to_string())
+        .arg("nowhere:/x.img")
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run migrate send");
+    // Stopped once its image is complete; the image then stalls on its way.
+    let deadline = Instant::now() + TIMEOUT;
+    let state = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().and_then(|r| r.chars().nth(1)))
+    };
+    while state(original.pid()) != Some('T') {
+        assert!(
+            Instant::now() < deadline && sender.try_wait().unwrap().is_none(),
+            "the original was not stopped by the send: {}\n{}",
+            std::fs::read_to_string(&err_path).unwrap_or_default(),
+            original.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) takes plain integers; the pid is our child's, not reaped.
+    unsafe { libc::kill(sender.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = sender.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = sender.kill();
+            let _ = sender.wait();
+            panic!(
+                "migrate send did not end on SIGTERM: {}",
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let err = std::fs::read_to_string(&err_path).unwrap();
+    assert_eq!(status.code(), Some(7), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected: {err:?}");
+    assert!(
+        lines[0].starts_with("migrate: interrupted by signal 15: ")
+            && lines[0].ends_with("goes on"),
+        "{err:?}"
+    );
+    let got = original.wait_success();
+    assert_eq!(
+        got, expected,
+        "the original's output after an interrupted send"
+    );
+}
