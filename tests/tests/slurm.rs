@@ -8,8 +8,8 @@
 //! dumped by the script, requeued, restored on its next run, and its
 //! output file ends as an uninterrupted run's would. Slurm holds a
 //! requeued job for two minutes before it may start again; the test, as
-//! the cluster's operator, lets it start at once (`scontrol update
-//! StartTime=now`), which changes nothing the script does.
+//! the cluster's operator, lets it start three seconds later (`scontrol update
+//! StartTime=now+3`), which changes nothing the script does.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -275,6 +275,8 @@ fn slurm_job_is_requeued_mid_run_and_ends_with_the_right_output() {
         .arg(&err)
         .arg("-D")
         .arg(dir.path())
+        // The script's image goes to the submit directory.
+        .current_dir(dir.path())
         .env("MIGRATE", migrate())
         .arg(&script)
         .args(&program.argv);
@@ -316,11 +318,13 @@ fn slurm_job_is_requeued_mid_run_and_ends_with_the_right_output() {
         {
             break job;
         }
-        // Requeued: Slurm's two-minute hold, lifted by the operator.
+        // Requeued: Slurm's two-minute hold, lifted by the operator (not
+        // to the very second of the requeue: Slurm refuses to launch a job
+        // again within the second its last credential was revoked).
         if state == "PENDING" && restarts > expedited && get(&job, "Reason") == "BeginTime" {
             cluster.run(
                 "/usr/bin/scontrol",
-                &["update", &format!("JobId={id}"), "StartTime=now"],
+                &["update", &format!("JobId={id}"), "StartTime=now+3"],
             );
             expedited = restarts;
         }
