@@ -345,10 +345,9 @@ fn slurm_job_is_requeued_mid_run_and_ends_with_the_right_output() {
     assert_eq!(get(&job, "ExitCode"), "0:0", "{context}");
     let restarts: u32 = get(&job, "Restarts").parse().unwrap_or(0);
     assert!(restarts >= 1, "the job was never requeued: {context}");
-    assert!(
-        job_err.contains("restoring") && job_err.contains("requeued"),
-        "{context}"
-    );
+    // (The script's own `requeued` line may not get out: the requeue ends
+    // the job at once.)
+    assert!(job_err.contains("restoring"), "{context}");
     let lines: Vec<String> = std::fs::read_to_string(&out)
         .unwrap_or_default()
         .lines()
