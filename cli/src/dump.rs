@@ -32,7 +32,8 @@ pub mod exit {
 
 const EXIT_HELP: &str = "\
 Exit status:
-  0  the image is complete (with --exit or --kill, the process has ended)
+  0  the image is complete (with --exit or --kill, the process has ended;
+     with --stop, it is stopped)
   1  the dump failed inside the process; its reason is printed
   2  bad arguments
   3  no such process, or it does not run under libmigrate.so
@@ -47,7 +48,7 @@ pub const START_WAIT: Duration = Duration::from_secs(30);
 const EXPLAIN_AFTER: Duration = Duration::from_secs(3);
 /// How long `--exit` and `--kill` wait for the process to be gone.
 const END_WAIT: Duration = Duration::from_secs(10);
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, clap::Args)]
@@ -59,8 +60,12 @@ pub struct Args {
     #[arg(long, conflicts_with = "kill")]
     exit: bool,
     /// As --exit, but the process ends killed by SIGKILL.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stop")]
     kill: bool,
+    /// Leave the process stopped (SIGSTOP) once the image is complete,
+    /// before it does anything more: SIGCONT goes on, SIGKILL ends it.
+    #[arg(long, conflicts_with = "exit")]
+    stop: bool,
     /// Where this dump goes (%p, %n, %% as in `run --image`)
     /// [default: the process's own pattern].
     #[arg(long, value_name = "PATH")]
@@ -89,61 +94,82 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// The process asked for a dump, as the command knows it.
-struct Target {
-    pid: i32,
-    comm: String,
-    start: u64,
+pub struct Target {
+    pub pid: i32,
+    pub comm: String,
+    pub start: u64,
     dir: PathBuf,
     /// Its dump signal.
     signal: i32,
 }
 
 impl Target {
-    fn name(&self) -> String {
+    pub fn name(&self) -> String {
         format!("process {} ({})", self.pid, self.comm)
+    }
+
+    /// The process `pid`, running under the library with a status.
+    pub fn find(pid: i32) -> Result<Target, Failure> {
+        let unreachable = |m: String| Failure::new(exit::UNREACHABLE, m);
+        let (comm, start, state) =
+            proc_stat(pid).ok_or_else(|| unreachable(format!("no process {pid}")))?;
+        if state == 'Z' {
+            return Err(unreachable(format!("process {pid} ({comm}) has exited")));
+        }
+        let dir = status::dir();
+        // A status file outlives an exec of a program without the library:
+        // its dump signal must not be sent then.
+        let st = dir
+            .as_ref()
+            .ok()
+            .and_then(|d| status::read(d, pid, start))
+            .filter(|_| status::has_library(pid).unwrap_or(false));
+        let Some(st) = st else {
+            return Err(unreachable(no_status(pid, &comm, &dir)));
+        };
+        Ok(Target {
+            pid,
+            comm,
+            start,
+            dir: dir.expect("a status was read from it"),
+            signal: st.signal,
+        })
+    }
+
+    /// Whether it still runs (the same process, not a reused PID).
+    pub fn alive(&self) -> bool {
+        alive(self.pid, self.start)
+    }
+
+    /// Asks for a dump to `image` (absolute), `after` it as given, and
+    /// waits up to `timeout` for its outcome.
+    pub fn dump(
+        &self,
+        image: Option<&str>,
+        after: After,
+        timeout: Duration,
+    ) -> Result<status::Last, Failure> {
+        let (nonce, req_path) = request(self, image, after)?;
+        let outcome = wait(self, nonce, timeout);
+        // Gone once the process read it; left behind when it never did. The
+        // outcome file too, when the wait ended another way.
+        let _ = std::fs::remove_file(&req_path);
+        let _ = std::fs::remove_file(status::done_path(&self.dir, self.pid, nonce));
+        outcome
     }
 }
 
 pub fn main(a: Args) -> Result<(), Failure> {
-    let pid = a.pid;
-    let unreachable = |m: String| Failure::new(exit::UNREACHABLE, m);
-    let (comm, start, state) =
-        proc_stat(pid).ok_or_else(|| unreachable(format!("no process {pid}")))?;
-    if state == 'Z' {
-        return Err(unreachable(format!("process {pid} ({comm}) has exited")));
-    }
-    let dir = status::dir();
-    // A status file outlives an exec of a program without the library:
-    // its dump signal must not be sent then.
-    let st = dir
-        .as_ref()
-        .ok()
-        .and_then(|d| status::read(d, pid, start))
-        .filter(|_| status::has_library(pid).unwrap_or(false));
-    let Some(st) = st else {
-        return Err(unreachable(no_status(pid, &comm, &dir)));
-    };
-    let t = Target {
-        pid,
-        comm,
-        start,
-        dir: dir.expect("a status was read from it"),
-        signal: st.signal,
-    };
-    let after = match (a.exit, a.kill) {
-        (true, _) => After::Exit,
-        (_, true) => After::Kill,
+    let t = Target::find(a.pid)?;
+    let after = match (a.exit, a.kill, a.stop) {
+        (true, _, _) => After::Exit,
+        (_, true, _) => After::Kill,
+        (_, _, true) => After::Stop,
         _ => After::Default,
     };
     let image = a.image.map(absolute).transpose()?;
     let timeout = a.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let (nonce, req_path) = request(&t, image.as_deref(), after)?;
-    let outcome = wait(&t, nonce, timeout);
-    // Gone once the process read it; left behind when it never did. The
-    // outcome file too, when the wait ended another way.
-    let _ = std::fs::remove_file(&req_path);
-    let _ = std::fs::remove_file(status::done_path(&t.dir, pid, nonce));
-    let last = outcome?;
+    let last = t.dump(image.as_deref(), after, timeout)?;
     println!(
         "dumped {}: {}, {} pages stored, {} ms",
         last.path,
@@ -151,7 +177,7 @@ pub fn main(a: Args) -> Result<(), Failure> {
         last.pages,
         last.ms
     );
-    if after != After::Default {
+    if matches!(after, After::Exit | After::Kill) {
         wait_gone(&t);
     }
     Ok(())
@@ -189,8 +215,8 @@ fn absolute(p: PathBuf) -> Result<String, Failure> {
         .map_err(|p| Failure::new(2, format!("{}: not UTF-8", PathBuf::from(p).display())))
 }
 
-/// A nonce no other request of this process uses.
-fn nonce() -> u32 {
+/// A nonce no other request of this process uses (a random nonzero number).
+pub fn nonce() -> u32 {
     let mut b = [0u8; 4];
     loop {
         // SAFETY: getrandom fills the 4-byte buffer it is given.

@@ -9,8 +9,10 @@ mod inspect;
 mod library;
 mod memory;
 mod ps;
+mod receive;
 mod restore;
 mod run;
+mod send;
 mod status;
 mod verify;
 
@@ -40,6 +42,11 @@ enum Command {
     Inspect(inspect::Args),
     /// Check an image's integrity and whether this host can restore it.
     Verify(verify::Args),
+    /// Move a running process to another host over ssh: dump, send, verify, restore there, end here.
+    Send(send::Args),
+    /// The remote end of `migrate send` (run by it over ssh).
+    #[command(hide = true)]
+    Receive(receive::Args),
     /// List this user's processes running under libmigrate.so, with their last dump.
     Ps(ps::Args),
     /// Print shell completions.
@@ -91,6 +98,8 @@ fn main() -> ExitCode {
         Command::Run(a) => run::main(a),
         Command::Dump(a) => dump::main(a),
         Command::Ps(a) => ps::main(a),
+        Command::Send(a) => send::main(a),
+        Command::Receive(a) => receive::main(a),
         Command::Restore(a) => restore::main(a),
         Command::Inspect(a) => inspect::main(a),
         Command::Verify(a) => verify::main(a),

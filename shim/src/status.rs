@@ -46,7 +46,7 @@
 //! ## Requests
 //!
 //! `migrate dump` writes `<dir>/<pid>.req.<nonce>` (`start` the process's
-//! start time, `image PATH`, `after continue|exit|kill`, one per line, at
+//! start time, `image PATH`, `after continue|exit|kill|stop`, one per line, at
 //! most [`REQUEST_MAX`] bytes; a file whose `start` is not this process's
 //! was left for an earlier one with the same PID, and is removed unread) and
 //! sends the dump signal with `sigqueue`, `si_value` =
@@ -90,6 +90,10 @@ pub enum After {
     Exit = 2,
     /// As `Exit`, ending by SIGKILL.
     Kill = 3,
+    /// Stop (SIGSTOP to the whole process) with every other thread still
+    /// parked; SIGCONT goes on as after `Continue`, SIGKILL ends it with
+    /// nothing done after the snapshot (`migrate send`).
+    Stop = 4,
 }
 
 /// A request read from its file. All-zero is a valid value (no request).
@@ -159,6 +163,7 @@ pub fn parse_request(text: &[u8], req: &mut Request) -> Result<(), &'static str>
                     b"continue" => After::Continue,
                     b"exit" => After::Exit,
                     b"kill" => After::Kill,
+                    b"stop" => After::Stop,
                     _ => return Err("unknown after-dump action"),
                 }
             }
@@ -182,6 +187,7 @@ pub fn format_request(start: u64, image: Option<&str>, after: After) -> String {
         After::Continue => Some("continue"),
         After::Exit => Some("exit"),
         After::Kill => Some("kill"),
+        After::Stop => Some("stop"),
     };
     if let Some(a) = after {
         s.push_str("after ");
@@ -811,6 +817,7 @@ mod tests {
             (Some("/tmp/x.img"), After::Exit),
             (None, After::Kill),
             (None, After::Continue),
+            (None, After::Stop),
             (Some("/a b/c%n.img"), After::Default),
         ] {
             parse_request(format_request(4242, image, after).as_bytes(), &mut r).unwrap();

@@ -56,6 +56,24 @@ impl Guest {
         self.run_on(share, cmd, "max")
     }
 
+    /// Starts [`Guest::run`]'s command without waiting for it, with this
+    /// machine's 127.0.0.1:`ssh_port` forwarded to the guest's port 22
+    /// (an isolated user network: the command brings `eth0` up as
+    /// 10.0.2.15/24 and starts the sshd; see `tests/guest/run.sh`).
+    pub fn start_with_ssh(&self, share: &Path, cmd: &str, ssh_port: u16) -> Started {
+        let child = Command::new(rig().join("run.sh"))
+            .arg(share)
+            .arg(cmd)
+            .env("GUEST_DIR", &self.dir)
+            .env("GUEST_CPU", "max")
+            .env("GUEST_SSH_PORT", ssh_port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run tests/guest/run.sh");
+        Started { child: Some(child) }
+    }
+
     /// As [`Guest::run`], on QEMU's CPU model `cpu` (`max` by default:
     /// `max,-pku,-mpx` leaves out the two state components this machine's
     /// CPU lacks, whose xsave state a signal frame from the guest would
@@ -116,4 +134,49 @@ fn prepare() -> Result<Guest, String> {
         .trim()
         .to_string();
     Ok(Guest { dir, kernel })
+}
+
+/// A guest started by [`Guest::start_with_ssh`]; killed if dropped
+/// unfinished.
+pub struct Started {
+    child: Option<std::process::Child>,
+}
+
+impl Started {
+    /// Whether the guest (QEMU) has ended.
+    pub fn ended(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+    }
+
+    /// Waits for the guest's command to end; what it printed.
+    pub fn finish(mut self) -> GuestRun {
+        let out = self
+            .child
+            .take()
+            .expect("not finished yet")
+            .wait_with_output()
+            .expect("wait for tests/guest/run.sh");
+        GuestRun {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            // run.sh's QEMU is bounded by its timeout; ending run.sh early
+            // leaves QEMU to that bound, so end QEMU first.
+            let _ = Command::new("pkill")
+                .arg("-P")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

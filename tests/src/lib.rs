@@ -33,6 +33,7 @@ pub mod fidelity;
 pub mod guest;
 pub mod outer;
 pub mod skip;
+pub mod sshd;
 
 pub use dump_point::check_resumed_after_dump;
 pub use skip::skip;

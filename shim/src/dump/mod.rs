@@ -532,7 +532,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     let after = job.after;
     let exit = match after {
         crate::status::After::Default => settings.exit_after_dump,
-        crate::status::After::Continue => false,
+        crate::status::After::Continue | crate::status::After::Stop => false,
         crate::status::After::Exit | crate::status::After::Kill => true,
     };
     if let Ok(size) = &result {
@@ -552,6 +552,13 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             let _ = sys::kill(sys::getpid(), libc::SIGKILL);
         }
         sys::exit_group(0);
+    }
+    if let (Ok(_), crate::status::After::Stop, false) = (&result, after, job.check) {
+        // The image is complete and reported: stop the whole process
+        // before any other thread leaves its handler, so that nothing
+        // happens after the snapshot until SIGCONT (the move failed: go
+        // on) or SIGKILL (the image runs elsewhere).
+        let _ = sys::kill(sys::getpid(), libc::SIGSTOP);
     }
     world::release_all();
     job.arena = core::ptr::null_mut();
