@@ -467,22 +467,33 @@ static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex:
 fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     let images = checked.iter().map(|c| &c.img.image);
     // name -> (processes holding it, bytes waiting)
-    let mut seen: HashMap<&str, (usize, &[u8])> = HashMap::new();
+    let mut seen: HashMap<String, (u64, &[u8])> = HashMap::new();
     for (i, image) in images.enumerate() {
         for fd in image.fds.iter() {
-            if let FdKind::Gone {
-                what,
-                sock_type: 0,
-                write,
-                data,
-            } = &fd.kind
-                && what.starts_with("pipe:[")
-            {
-                let e = seen.entry(what.as_ref()).or_insert((0, &[]));
-                e.0 |= 1 << i.min(63);
-                if !*write && !data.is_empty() {
-                    e.1 = data;
-                }
+            // A process holding both ends records them as its own pipe
+            // (`Pipe`, its inode the id); another holding an end too
+            // makes it the tree's.
+            let (name, write, data) = match &fd.kind {
+                FdKind::Gone {
+                    what,
+                    sock_type: 0,
+                    write,
+                    data,
+                } if what.starts_with("pipe:[") => (what.to_string(), *write, data),
+                FdKind::Pipe {
+                    id,
+                    path,
+                    write,
+                    data,
+                    ..
+                } if path.is_empty() => (pipe_name(*id), *write, data),
+                _ => continue,
+            };
+            let e = seen.entry(name).or_insert((0, &[]));
+            e.0 |= 1 << i.min(63);
+            // Every read end saw the same bytes: taken once.
+            if !write && !data.is_empty() {
+                e.1 = data;
             }
         }
     }
@@ -507,10 +518,16 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
             // SAFETY: F_SETFL on our own descriptor.
             unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFL, 0) };
         }
-        pipes.insert(name.to_string(), (r, w));
+        pipes.insert(name, (r, w));
     }
     *SHARED_PIPES.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipes);
     Ok(())
+}
+
+/// The name a pipe's ends have in `/proc/PID/fd` (`pipe:[inode]`), for a
+/// `FdKind::Pipe` record's id (its inode).
+pub fn pipe_name(id: u64) -> String {
+    format!("pipe:[{id}]")
 }
 
 /// Writes `data` into a non-blocking pipe (made large enough first).

@@ -155,7 +155,17 @@ fn key(fd: &Fd<'_>, fds: &Collected<'_>, in_tree: bool) -> Option<SharedKey> {
             let peer = crate::dump::fds::unix_peer(ino)?;
             Some(SharedKey::SocketEnd { ino, peer })
         }
-        FdKind::File { .. } if in_tree => Some(description(fd.fd)),
+        // An end of a pair whose two ends this process holds: another
+        // member may hold either end too (a pool's or a server's channel,
+        // made before the fork); the restore pairs what two or more
+        // processes hold.
+        FdKind::UnixPair { id, peer, .. } if in_tree => Some(SharedKey::SocketEnd {
+            ino: *id,
+            peer: *peer,
+        }),
+        // A listening or bound socket inherited by children (a server's
+        // listener): one description, which could not be bound twice.
+        FdKind::File { .. } | FdKind::Socket { .. } if in_tree => Some(description(fd.fd)),
         _ => None,
     }
 }
