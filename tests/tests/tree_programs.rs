@@ -30,7 +30,10 @@ fn children_of(pid: i32) -> Vec<i32> {
     for t in tasks.flatten() {
         let path = t.path().join("children");
         if let Ok(text) = fs::read_to_string(path) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
         }
     }
     out.sort_unstable();

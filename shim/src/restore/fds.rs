@@ -516,7 +516,8 @@ fn make_one(fd: &Fd<'_>, queued: &Queued<'_>, shared: &mut Shared) -> Result<Own
             }
             // Both ends here, and an end in another process of the tree.
             if path.is_empty()
-                && let Some(end) = super::tree::shared_pipe_end(&super::tree::pipe_name(*id), *write)
+                && let Some(end) =
+                    super::tree::shared_pipe_end(&super::tree::pipe_name(*id), *write)
             {
                 return end.map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)));
             }

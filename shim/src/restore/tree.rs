@@ -14,7 +14,9 @@
 //! own section as a single process is restored.
 //!
 //! A pipe between them (each end recorded as going to another process,
-//! `FdKind::Gone`, named `pipe:[inode]`) is made once, by the root
+//! `FdKind::Gone`, named `pipe:[inode]`, or, in a process that holds both
+//! ends, as its own `FdKind::Pipe` with that inode as its id) is made
+//! once, by the root
 //! before it forks, holding the bytes its read end had waiting, and each
 //! process takes its ends from it ([`shared_pipe_end`]) and closes the
 //! rest ([`close_shared_pipes`]) before teardown.
@@ -149,11 +151,7 @@ pub fn fork_children(
     // waits for a SIGCONT, not at the barrier: it could not arrive there
     // before it is continued (and, stopped, runs nothing of its program
     // until then).
-    let stopped = checked
-        .iter()
-        .flatten()
-        .filter(|c| is_stopped(c))
-        .count();
+    let stopped = checked.iter().flatten().filter(|c| is_stopped(c)).count();
     make_barrier(index.len() - stopped)?;
     let mut all: Vec<Option<Checked>> = std::iter::once(None).chain(checked).collect();
     let parents: Vec<Option<usize>> = index

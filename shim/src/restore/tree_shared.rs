@@ -18,9 +18,12 @@
 //!   already changed), then unmaps the source. A user holding a
 //!   descriptor gets a duplicate of the object's, and its mappings follow
 //!   (`Backing::Fd`).
-//! - *Socket pairs* whose ends are in two processes: one `socketpair`,
-//!   each end holding what was waiting to be read on it.
-//! - *Open file descriptions* of regular files held by two or more
+//! - *Socket pairs* whose ends are in two or more processes (one may hold
+//!   both, recorded as its own `UnixPair`): one `socketpair`, each end
+//!   holding what was waiting to be read on it (once, however many
+//!   processes recorded it).
+//! - *Open file descriptions* of regular files and sockets (a listener
+//!   children inherit, bound once) held by two or more
 //!   processes: opened once, at the dump's offset and with its flags; each
 //!   user gets a duplicate, so one offset moves for all.
 //!

@@ -10,9 +10,10 @@
 //!   that maps the same part of the object (and names it), [`Ancestors`].
 //! - A file without a name held by a descriptor (memfd, deleted file):
 //!   its device and inode, the same key as a mapping of it.
-//! - One end of a Unix socket pair whose peer is in another process: its
-//!   inode and its peer's (sock_diag), so that the two ends pair up.
-//! - A regular file's open file description: the highest ancestor
+//! - One end of a Unix socket pair whose peer is in another process, or
+//!   both of whose ends this one holds (another member may hold one too):
+//!   its inode and its peer's (sock_diag), so that the two ends pair up.
+//! - A regular file's or a socket's open file description: the highest ancestor
 //!   holding the very same description (`kcmp(KCMP_FILE)`, every member
 //!   being parked), and its descriptor number there. Members that share a
 //!   description inherited from a common ancestor that still holds it
