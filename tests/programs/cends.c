@@ -12,7 +12,8 @@
  * paces, and answers. So at a dump bytes wait in the pipe (in the read
  * ends of both processes with "both") and usually in the socket pair: a
  * restore that makes either twice, or loses or doubles its bytes, breaks
- * the numbering or leaves one side waiting (5 s: an error line).
+ * the numbering or leaves one side waiting (5 s: an error line). The pipe
+ * is 128 KiB, not the default 64 (the restore check compares it).
  *
  * Protocol: "start", "ready", "step N answer=A" per step, "child exited
  * N", "done S".
@@ -67,6 +68,9 @@ int main(int argc, char **argv)
         die("pipe");
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, s) != 0)
         die("socketpair");
+    /* Not the default size: the tree's pipe is made with this one. */
+    if (fcntl(p[1], F_SETPIPE_SZ, 1 << 17) < 0)
+        die("F_SETPIPE_SZ");
     pid_t child = fork();
     if (child < 0)
         die("fork");

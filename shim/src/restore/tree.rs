@@ -464,31 +464,33 @@ static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex:
 /// is one snapshot: every read end saw the same bytes).
 fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     let images = checked.iter().map(|c| &c.img.image);
-    // name -> (processes holding it, bytes waiting)
-    let mut seen: HashMap<String, (u64, &[u8])> = HashMap::new();
+    // name -> (processes holding it, bytes waiting, size a `Pipe` record
+    // gave it: a `Gone` end does not know it)
+    let mut seen: HashMap<String, (u64, &[u8], u32)> = HashMap::new();
     for (i, image) in images.enumerate() {
         for fd in image.fds.iter() {
             // A process holding both ends records them as its own pipe
             // (`Pipe`, its inode the id); another holding an end too
             // makes it the tree's.
-            let (name, write, data) = match &fd.kind {
+            let (name, write, data, size) = match &fd.kind {
                 FdKind::Gone {
                     what,
                     sock_type: 0,
                     write,
                     data,
-                } if what.starts_with("pipe:[") => (what.to_string(), *write, data),
+                } if what.starts_with("pipe:[") => (what.to_string(), *write, data, 0),
                 FdKind::Pipe {
                     id,
                     path,
                     write,
                     data,
-                    ..
-                } if path.is_empty() => (pipe_name(*id), *write, data),
+                    size,
+                } if path.is_empty() => (pipe_name(*id), *write, data, *size),
                 _ => continue,
             };
-            let e = seen.entry(name).or_insert((0, &[]));
+            let e = seen.entry(name).or_insert((0, &[], 0));
             e.0 |= 1 << i.min(63);
+            e.2 = e.2.max(size);
             // Every read end saw the same bytes: taken once.
             if !write && !data.is_empty() {
                 e.1 = data;
@@ -496,7 +498,7 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
         }
     }
     let mut pipes = HashMap::new();
-    for (name, (holders, data)) in seen {
+    for (name, (holders, data, size)) in seen {
         if holders.count_ones() < 2 {
             continue;
         }
@@ -510,6 +512,10 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
         }
         // SAFETY: both descriptors were just created and are ours.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        if size > 0 {
+            // SAFETY: F_SETPIPE_SZ on our pipe (a size it had before).
+            unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+        }
         fill(&w, data).map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: refilling: {e}")))?;
         // Each end gets the image's flags when it is taken (`fds::make`).
         for end in [&r, &w] {
