@@ -56,8 +56,8 @@ pub enum SharedKey {
     /// type, or `FdKind::UnixPair`, whose peer another member may hold
     /// too): its inode and its peer's.
     SocketEnd { ino: u64, peer: u64 },
-    /// An open file description (`FdKind::File`, or `FdKind::Socket`: a
-    /// listener children inherit): the
+    /// An open file description (`FdKind::File`, `FdKind::Socket`: a
+    /// listener children inherit, or `FdKind::Eventfd`): the
     /// highest process of its line of ancestors that holds the same
     /// description (`kcmp`), and its descriptor number there.
     Description { pid: u32, fd: i32 },

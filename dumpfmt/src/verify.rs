@@ -493,7 +493,7 @@ fn check_shared(image: &Image<'_>) -> Result<(), String> {
             (crate::SharedKey::SocketEnd { .. }, Some(FdKind::UnixPair { .. })) => true,
             (
                 crate::SharedKey::Description { .. },
-                Some(FdKind::File { .. } | FdKind::Socket { .. }),
+                Some(FdKind::File { .. } | FdKind::Socket { .. } | FdKind::Eventfd { .. }),
             ) => true,
             _ => false,
         };

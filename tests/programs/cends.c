@@ -13,15 +13,18 @@
  * ends of both processes with "both") and usually in the socket pair: a
  * restore that makes either twice, or loses or doubles its bytes, breaks
  * the numbering or leaves one side waiting (5 s: an error line). The pipe
- * is 128 KiB, not the default 64 (the restore check compares it).
+ * is 128 KiB, not the default 64 (the restore check compares it). The
+ * child also counts its answers in an eventfd made before the fork, which
+ * the parent reads once the child has exited: one counter, not two.
  *
  * Protocol: "start", "ready", "step N answer=A" per step, "child exited
- * N", "done S".
+ * N", "answers counted C", "done S".
  */
 #include "testprog.h"
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -68,6 +71,9 @@ int main(int argc, char **argv)
         die("pipe");
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, s) != 0)
         die("socketpair");
+    int counter = eventfd(0, 0);
+    if (counter < 0)
+        die("eventfd");
     /* Not the default size: the tree's pipe is made with this one. */
     if (fcntl(p[1], F_SETPIPE_SZ, 1 << 17) < 0)
         die("F_SETPIPE_SZ");
@@ -89,6 +95,8 @@ int main(int argc, char **argv)
             pace(STEP_NS);
             uint64_t a[2] = {n, answer(n)};
             write_all(s[1], a, sizeof a, "child answer");
+            uint64_t one = 1;
+            write_all(counter, &one, sizeof one, "child count");
         }
         _exit(7);
     }
@@ -116,6 +124,9 @@ int main(int argc, char **argv)
         if (errno != EINTR)
             die("waitpid");
     printf("child exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    uint64_t counted;
+    read_all(counter, &counted, sizeof counted, "parent count");
+    printf("answers counted %" PRIu64 "\n", counted);
     printf("done %" PRIu64 "\n", sum);
     return 0;
 }

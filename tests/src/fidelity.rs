@@ -53,7 +53,7 @@
 //!   and hash, only to keep the report short; not at all for a pipe or
 //!   socket pair the restored tree's other processes hold too (a tree
 //!   image): they run between the restore and the check, reading and
-//!   writing it.
+//!   writing it. Nor an eventfd's count they share.
 //! - The kernel's mappings, when the restore ran on another kernel and
 //!   proxied the image's vDSO (`shim/src/restore/vdso/`; seen as the
 //!   check's `[vdso]` elsewhere and an anonymous mapping in the image's
@@ -368,10 +368,21 @@ fn tree_fds(image: &Path) -> Vec<i32> {
         .iter()
         .flat_map(|s| s.image.fds.iter().flat_map(inodes))
         .collect();
-    root.image
-        .fds
+    let other_keys: std::collections::HashSet<_> = rest
         .iter()
-        .filter(|fd| inodes(fd).iter().any(|i| others.contains(i)))
+        .flat_map(|s| s.image.minor3.shared.fds.iter().map(|f| f.key))
+        .collect();
+    let root = &root.image;
+    let shared_key = |fd: i32| {
+        root.minor3
+            .shared
+            .fds
+            .iter()
+            .any(|f| f.fd == fd && other_keys.contains(&f.key))
+    };
+    root.fds
+        .iter()
+        .filter(|fd| inodes(fd).iter().any(|i| others.contains(i)) || shared_key(fd.fd))
         .map(|fd| fd.fd)
         .collect()
 }
@@ -671,11 +682,17 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
     let mut ids = Renumber::default();
     for fd in img.fds.iter() {
         let mut text = describe_fd(fd, &mut ids);
-        if e.tree_fds.contains(&fd.fd)
-            && let Some(at) = text.find("data: ")
-            && let Some(len) = text[at..].find(')')
-        {
-            text.replace_range(at..=at + len, "data: (shared with the tree)");
+        if e.tree_fds.contains(&fd.fd) {
+            if let Some(at) = text.find("data: ")
+                && let Some(len) = text[at..].find(')')
+            {
+                text.replace_range(at..=at + len, "data: (shared with the tree)");
+            }
+            if let Some(at) = text.find("count: ")
+                && let Some(len) = text[at..].find(',')
+            {
+                text.replace_range(at..at + len, "count: (shared with the tree)");
+            }
         }
         put(format!("fd {:3}", fd.fd), text);
         if let FdKind::Epoll { entries } = &fd.kind {

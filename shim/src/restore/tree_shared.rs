@@ -22,8 +22,8 @@
 //!   both, recorded as its own `UnixPair`): one `socketpair`, each end
 //!   holding what was waiting to be read on it (once, however many
 //!   processes recorded it).
-//! - *Open file descriptions* of regular files and sockets (a listener
-//!   children inherit, bound once) held by two or more
+//! - *Open file descriptions* of regular files, sockets (a listener
+//!   children inherit, bound once) and eventfds held by two or more
 //!   processes: opened once, at the dump's offset and with its flags; each
 //!   user gets a duplicate, so one offset moves for all.
 //!

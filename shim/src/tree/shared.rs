@@ -13,7 +13,8 @@
 //! - One end of a Unix socket pair whose peer is in another process, or
 //!   both of whose ends this one holds (another member may hold one too):
 //!   its inode and its peer's (sock_diag), so that the two ends pair up.
-//! - A regular file's or a socket's open file description: the highest ancestor
+//! - The open file description of a regular file, a socket or an
+//!   eventfd: the highest ancestor
 //!   holding the very same description (`kcmp(KCMP_FILE)`, every member
 //!   being parked), and its descriptor number there. Members that share a
 //!   description inherited from a common ancestor that still holds it
@@ -165,8 +166,11 @@ fn key(fd: &Fd<'_>, fds: &Collected<'_>, in_tree: bool) -> Option<SharedKey> {
             peer: *peer,
         }),
         // A listening or bound socket inherited by children (a server's
-        // listener): one description, which could not be bound twice.
-        FdKind::File { .. } | FdKind::Socket { .. } if in_tree => Some(description(fd.fd)),
+        // listener): one description, which could not be bound twice; an
+        // eventfd: one counter.
+        FdKind::File { .. } | FdKind::Socket { .. } | FdKind::Eventfd { .. } if in_tree => {
+            Some(description(fd.fd))
+        }
         _ => None,
     }
 }
