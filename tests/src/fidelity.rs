@@ -53,7 +53,8 @@
 //!   and hash, only to keep the report short; not at all for a pipe or
 //!   socket pair the restored tree's other processes hold too (a tree
 //!   image): they run between the restore and the check, reading and
-//!   writing it. Nor an eventfd's count they share.
+//!   writing it. Nor an eventfd's count they share, nor the offset of a
+//!   file description they share (a log all of them append to).
 //! - The kernel's mappings, when the restore ran on another kernel and
 //!   proxied the image's vDSO (`shim/src/restore/vdso/`; seen as the
 //!   check's `[vdso]` elsewhere and an anonymous mapping in the image's
@@ -692,6 +693,14 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
                 && let Some(len) = text[at..].find(',')
             {
                 text.replace_range(at..at + len, "count: (shared with the tree)");
+            }
+            if let FdKind::File { .. } = fd.kind
+                && let Some(at) = text.find("offset: ")
+            {
+                let from = at + "offset: ".len();
+                let digits = text[from..].find(|c: char| !c.is_ascii_digit());
+                let end = from + digits.unwrap_or(text.len() - from);
+                text.replace_range(at..end, "offset: (shared with the tree)");
             }
         }
         put(format!("fd {:3}", fd.fd), text);
