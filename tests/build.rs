@@ -38,6 +38,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("ctree", &[]),
     ("cshared", &["-pthread"]),
     ("cmembers", &[]),
+    ("cends", &[]),
     ("cjobctl", &[]),
     ("cstatic", &["-static"]),
 ];

@@ -53,9 +53,11 @@ pub enum SharedKey {
     /// file): its device and inode, as [`SharedMemory`] names them.
     Object { dev: u64, ino: u64 },
     /// One end of a Unix socket pair (`FdKind::Gone` with a socket
-    /// type): its inode and its peer's.
+    /// type, or `FdKind::UnixPair`, whose peer another member may hold
+    /// too): its inode and its peer's.
     SocketEnd { ino: u64, peer: u64 },
-    /// A regular file's open file description (`FdKind::File`): the
+    /// An open file description (`FdKind::File`, `FdKind::Socket`: a
+    /// listener children inherit, or `FdKind::Eventfd`): the
     /// highest process of its line of ancestors that holds the same
     /// description (`kcmp`), and its descriptor number there.
     Description { pid: u32, fd: i32 },

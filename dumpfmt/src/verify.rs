@@ -490,7 +490,11 @@ fn check_shared(image: &Image<'_>) -> Result<(), String> {
             (crate::SharedKey::SocketEnd { .. }, Some(FdKind::Gone { sock_type, .. })) => {
                 *sock_type != 0
             }
-            (crate::SharedKey::Description { .. }, Some(FdKind::File { .. })) => true,
+            (crate::SharedKey::SocketEnd { .. }, Some(FdKind::UnixPair { .. })) => true,
+            (
+                crate::SharedKey::Description { .. },
+                Some(FdKind::File { .. } | FdKind::Socket { .. } | FdKind::Eventfd { .. }),
+            ) => true,
             _ => false,
         };
         if !fits {

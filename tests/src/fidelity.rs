@@ -50,7 +50,11 @@
 //!   restore's PID namespace, one led from outside it reads 0; only
 //!   whether the zombie leads its own is compared.
 //! - Byte contents (pipes, sockets, deleted files) are compared by length
-//!   and hash, only to keep the report short.
+//!   and hash, only to keep the report short; not at all for a pipe or
+//!   socket pair the restored tree's other processes hold too (a tree
+//!   image): they run between the restore and the check, reading and
+//!   writing it. Nor an eventfd's count they share, nor the offset of a
+//!   file description they share (a log all of them append to).
 //! - The kernel's mappings, when the restore ran on another kernel and
 //!   proxied the image's vDSO (`shim/src/restore/vdso/`; seen as the
 //!   check's `[vdso]` elsewhere and an anonymous mapping in the image's
@@ -334,6 +338,54 @@ struct Expect {
     /// Children restored with it (a tree image): one may end before the
     /// check, and SIGCHLD be pending then.
     children: bool,
+    /// Its descriptors of pipes and socket pairs that other processes of
+    /// its tree hold too (their bytes change as those run).
+    tree_fds: Vec<i32>,
+}
+
+/// The descriptors of a tree image's root whose pipe or socket pair (by
+/// inode) another member's descriptors name too.
+fn tree_fds(image: &Path) -> Vec<i32> {
+    let Ok(dumpfmt::Opened::Tree(t)) = dumpfmt::open_any(image) else {
+        return Vec::new();
+    };
+    let inodes = |fd: &Fd| -> Vec<u64> {
+        match &fd.kind {
+            FdKind::Pipe { id, .. } => vec![*id],
+            FdKind::UnixPair { id, peer, .. } => vec![*id, *peer],
+            FdKind::Gone { what, .. } => what
+                .split(['[', ']'])
+                .nth(1)
+                .and_then(|n| n.parse().ok())
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let Some((root, rest)) = t.sections.split_first() else {
+        return Vec::new();
+    };
+    let others: std::collections::HashSet<u64> = rest
+        .iter()
+        .flat_map(|s| s.image.fds.iter().flat_map(inodes))
+        .collect();
+    let other_keys: std::collections::HashSet<_> = rest
+        .iter()
+        .flat_map(|s| s.image.minor3.shared.fds.iter().map(|f| f.key))
+        .collect();
+    let root = &root.image;
+    let shared_key = |fd: i32| {
+        root.minor3
+            .shared
+            .fds
+            .iter()
+            .any(|f| f.fd == fd && other_keys.contains(&f.key))
+    };
+    root.fds
+        .iter()
+        .filter(|fd| inodes(fd).iter().any(|i| others.contains(i)) || shared_key(fd.fd))
+        .map(|fd| fd.fd)
+        .collect()
 }
 
 impl Expect {
@@ -383,6 +435,7 @@ impl Expect {
             moved,
             ticker,
             children: matches!(dumpfmt::open_any(r.image), Ok(dumpfmt::Opened::Tree(_))),
+            tree_fds: tree_fds(r.image),
         }
     }
 }
@@ -629,7 +682,28 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
     put("settings".into(), format!("{settings:?}"));
     let mut ids = Renumber::default();
     for fd in img.fds.iter() {
-        put(format!("fd {:3}", fd.fd), describe_fd(fd, &mut ids));
+        let mut text = describe_fd(fd, &mut ids);
+        if e.tree_fds.contains(&fd.fd) {
+            if let Some(at) = text.find("data: ")
+                && let Some(len) = text[at..].find(')')
+            {
+                text.replace_range(at..=at + len, "data: (shared with the tree)");
+            }
+            if let Some(at) = text.find("count: ")
+                && let Some(len) = text[at..].find(',')
+            {
+                text.replace_range(at..at + len, "count: (shared with the tree)");
+            }
+            if let FdKind::File { .. } = fd.kind
+                && let Some(at) = text.find("offset: ")
+            {
+                let from = at + "offset: ".len();
+                let digits = text[from..].find(|c: char| !c.is_ascii_digit());
+                let end = from + digits.unwrap_or(text.len() - from);
+                text.replace_range(at..end, "offset: (shared with the tree)");
+            }
+        }
+        put(format!("fd {:3}", fd.fd), text);
         if let FdKind::Epoll { entries } = &fd.kind {
             // Stdio is the relaunch's (documented): an entry watching it
             // may not come back (epoll refuses /dev/null and regular files).
@@ -1005,6 +1079,7 @@ mod tests {
             moved: vec![],
             ticker: None,
             children: false,
+            tree_fds: vec![],
         }
     }
 

@@ -14,7 +14,9 @@
 //! own section as a single process is restored.
 //!
 //! A pipe between them (each end recorded as going to another process,
-//! `FdKind::Gone`, named `pipe:[inode]`) is made once, by the root
+//! `FdKind::Gone`, named `pipe:[inode]`, or, in a process that holds both
+//! ends, as its own `FdKind::Pipe` with that inode as its id) is made
+//! once, by the root
 //! before it forks, holding the bytes its read end had waiting, and each
 //! process takes its ends from it ([`shared_pipe_end`]) and closes the
 //! rest ([`close_shared_pipes`]) before teardown.
@@ -462,28 +464,41 @@ static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex:
 /// is one snapshot: every read end saw the same bytes).
 fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     let images = checked.iter().map(|c| &c.img.image);
-    // name -> (processes holding it, bytes waiting)
-    let mut seen: HashMap<&str, (usize, &[u8])> = HashMap::new();
+    // name -> (processes holding it, bytes waiting, size a `Pipe` record
+    // gave it: a `Gone` end does not know it)
+    let mut seen: HashMap<String, (u64, &[u8], u32)> = HashMap::new();
     for (i, image) in images.enumerate() {
         for fd in image.fds.iter() {
-            if let FdKind::Gone {
-                what,
-                sock_type: 0,
-                write,
-                data,
-            } = &fd.kind
-                && what.starts_with("pipe:[")
-            {
-                let e = seen.entry(what.as_ref()).or_insert((0, &[]));
-                e.0 |= 1 << i.min(63);
-                if !*write && !data.is_empty() {
-                    e.1 = data;
-                }
+            // A process holding both ends records them as its own pipe
+            // (`Pipe`, its inode the id); another holding an end too
+            // makes it the tree's.
+            let (name, write, data, size) = match &fd.kind {
+                FdKind::Gone {
+                    what,
+                    sock_type: 0,
+                    write,
+                    data,
+                } if what.starts_with("pipe:[") => (what.to_string(), *write, data, 0),
+                FdKind::Pipe {
+                    id,
+                    path,
+                    write,
+                    data,
+                    size,
+                } if path.is_empty() => (pipe_name(*id), *write, data, *size),
+                _ => continue,
+            };
+            let e = seen.entry(name).or_insert((0, &[], 0));
+            e.0 |= 1 << i.min(63);
+            e.2 = e.2.max(size);
+            // Every read end saw the same bytes: taken once.
+            if !write && !data.is_empty() {
+                e.1 = data;
             }
         }
     }
     let mut pipes = HashMap::new();
-    for (name, (holders, data)) in seen {
+    for (name, (holders, data, size)) in seen {
         if holders.count_ones() < 2 {
             continue;
         }
@@ -497,16 +512,26 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
         }
         // SAFETY: both descriptors were just created and are ours.
         let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        if size > 0 {
+            // SAFETY: F_SETPIPE_SZ on our pipe (a size it had before).
+            unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
+        }
         fill(&w, data).map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: refilling: {e}")))?;
         // Each end gets the image's flags when it is taken (`fds::make`).
         for end in [&r, &w] {
             // SAFETY: F_SETFL on our own descriptor.
             unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFL, 0) };
         }
-        pipes.insert(name.to_string(), (r, w));
+        pipes.insert(name, (r, w));
     }
     *SHARED_PIPES.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipes);
     Ok(())
+}
+
+/// The name a pipe's ends have in `/proc/PID/fd` (`pipe:[inode]`), for a
+/// `FdKind::Pipe` record's id (its inode).
+pub fn pipe_name(id: u64) -> String {
+    format!("pipe:[{id}]")
 }
 
 /// Writes `data` into a non-blocking pipe (made large enough first).

@@ -18,9 +18,12 @@
 //!   already changed), then unmaps the source. A user holding a
 //!   descriptor gets a duplicate of the object's, and its mappings follow
 //!   (`Backing::Fd`).
-//! - *Socket pairs* whose ends are in two processes: one `socketpair`,
-//!   each end holding what was waiting to be read on it.
-//! - *Open file descriptions* of regular files held by two or more
+//! - *Socket pairs* whose ends are in two or more processes (one may hold
+//!   both, recorded as its own `UnixPair`): one `socketpair`, each end
+//!   holding what was waiting to be read on it (once, however many
+//!   processes recorded it).
+//! - *Open file descriptions* of regular files, sockets (a listener
+//!   children inherit, bound once) and eventfds held by two or more
 //!   processes: opened once, at the dump's offset and with its flags; each
 //!   user gets a duplicate, so one offset moves for all.
 //!
@@ -101,19 +104,25 @@ pub fn make(images: &[(&Image<'_>, &File, u64)]) -> Result<(), Refusal> {
             }
         }
     }
-    // Socket pairs with both ends in the tree (else an end stays peer-gone).
-    let ends: HashSet<u64> = images
-        .iter()
-        .flat_map(|(image, _, _)| image.minor3.shared.fds.iter())
-        .filter_map(|f| match f.key {
-            SharedKey::SocketEnd { ino, .. } => Some(ino),
-            _ => None,
-        })
-        .collect();
+    // Socket pairs with both ends in the tree (else an end stays
+    // peer-gone), held by two or more processes (a pair one process holds
+    // alone is its own, `super::fds`). End inode -> processes holding it.
+    let mut ends: HashMap<u64, HashSet<usize>> = HashMap::new();
+    for (i, (image, _, _)) in images.iter().enumerate() {
+        for f in image.minor3.shared.fds.iter() {
+            if let SharedKey::SocketEnd { ino, .. } = f.key {
+                ends.entry(ino).or_default().insert(i);
+            }
+        }
+    }
+    let tree_pair = |ino: u64, peer: u64| match (ends.get(&ino), ends.get(&peer)) {
+        (Some(a), Some(b)) => a.union(b).nth(1).is_some(),
+        _ => false,
+    };
     for (image, _, _) in images {
         for f in image.minor3.shared.fds.iter() {
             if let SharedKey::SocketEnd { ino, peer } = f.key
-                && ends.contains(&peer)
+                && tree_pair(ino, peer)
                 && !objects.sockets.contains_key(&ino)
             {
                 let (a, b) = make_pair(images, ino, peer)?;
@@ -153,15 +162,21 @@ fn make_pair(
     let (Some(ra), Some(rb)) = (end(a), end(b)) else {
         return Err(fail("socket pair", format!("socket:[{a}] has no record")));
     };
-    let (
+    // A `Gone` end (its peer in another process) or a `UnixPair` end (both
+    // in one process): what waits to be read on it, and the pair's type.
+    let queued = |kind: &'_ FdKind<'_>| match kind {
         FdKind::Gone {
             sock_type, data, ..
-        },
-        FdKind::Gone { data: data_b, .. },
-    ) = (&ra.kind, &rb.kind)
-    else {
+        }
+        | FdKind::UnixPair {
+            sock_type, data, ..
+        } => Some((*sock_type, data.to_vec())),
+        _ => None,
+    };
+    let (Some((sock_type, data)), Some((_, data_b))) = (queued(&ra.kind), queued(&rb.kind)) else {
         return Err(fail("socket pair", format!("socket:[{a}] is not a socket")));
     };
+    let (sock_type, data, data_b) = (&sock_type, &data[..], &data_b[..]);
     let mut s = [0; 2];
     // SAFETY: `s` has room for two descriptors.
     if unsafe {

@@ -31,8 +31,12 @@
 //!   `crate::restore::tree_shared`): shared memory (`MAP_SHARED`
 //!   anonymous memory, memfds, unlinked `/dev/shm` files such as POSIX
 //!   semaphores), socket pairs with the bytes queued each way, and open
-//!   file descriptions of regular files (found with `kcmp`), each recorded
-//!   by its identity and made once by the root before it forks; a pipe or
+//!   file descriptions of regular files and of sockets (found with
+//!   `kcmp`: a server's listener its workers inherit), each recorded
+//!   by its identity and made once by the root before it forks; a pipe
+//!   or socket pair one member holds both ends of is the tree's as soon
+//!   as another holds an end too (a `multiprocessing.Pool`'s queues,
+//!   nginx's channels: `tests/tests/tree_programs.rs`); a pipe or
 //!   socket whose peer is another member is not "connected to another
 //!   process" in the dump's log, nor refused by `MIGRATE_EXTERNAL=refuse`.
 //! - zombie and stopped members ([`members`], step 4 below and the zombie

@@ -10,9 +10,11 @@
 //!   that maps the same part of the object (and names it), [`Ancestors`].
 //! - A file without a name held by a descriptor (memfd, deleted file):
 //!   its device and inode, the same key as a mapping of it.
-//! - One end of a Unix socket pair whose peer is in another process: its
-//!   inode and its peer's (sock_diag), so that the two ends pair up.
-//! - A regular file's open file description: the highest ancestor
+//! - One end of a Unix socket pair whose peer is in another process, or
+//!   both of whose ends this one holds (another member may hold one too):
+//!   its inode and its peer's (sock_diag), so that the two ends pair up.
+//! - The open file description of a regular file, a socket or an
+//!   eventfd: the highest ancestor
 //!   holding the very same description (`kcmp(KCMP_FILE)`, every member
 //!   being parked), and its descriptor number there. Members that share a
 //!   description inherited from a common ancestor that still holds it
@@ -155,7 +157,20 @@ fn key(fd: &Fd<'_>, fds: &Collected<'_>, in_tree: bool) -> Option<SharedKey> {
             let peer = crate::dump::fds::unix_peer(ino)?;
             Some(SharedKey::SocketEnd { ino, peer })
         }
-        FdKind::File { .. } if in_tree => Some(description(fd.fd)),
+        // An end of a pair whose two ends this process holds: another
+        // member may hold either end too (a pool's or a server's channel,
+        // made before the fork); the restore pairs what two or more
+        // processes hold.
+        FdKind::UnixPair { id, peer, .. } if in_tree => Some(SharedKey::SocketEnd {
+            ino: *id,
+            peer: *peer,
+        }),
+        // A listening or bound socket inherited by children (a server's
+        // listener): one description, which could not be bound twice; an
+        // eventfd: one counter.
+        FdKind::File { .. } | FdKind::Socket { .. } | FdKind::Eventfd { .. } if in_tree => {
+            Some(description(fd.fd))
+        }
         _ => None,
     }
 }
