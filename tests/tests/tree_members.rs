@@ -78,10 +78,14 @@ fn zombie_and_stopped_children_come_back_as_such() {
     p.wait_for_image(&image, false);
     // Zombies have no section of their own: the root and the two stopped.
     let tree = dumpfmt::TreeFile::open(&image).expect("a tree image");
-    let pids: Vec<u32> = tree.tree.members.iter().map(|m| m.pid).collect();
+    let mut pids: Vec<u32> = tree.tree.members.iter().map(|m| m.pid).collect();
+    // The root first; its children in the order they took part.
+    pids[1..].sort_unstable();
+    let mut stopped = [kids[2] as u32, kids[3] as u32];
+    stopped.sort_unstable();
     assert_eq!(
         pids,
-        [p.pid() as u32, kids[2] as u32, kids[3] as u32],
+        [p.pid() as u32, stopped[0], stopped[1]],
         "{}",
         p.describe()
     );
