@@ -70,7 +70,8 @@ pub fn split(t: TreeFile) -> (dumpfmt::ImageFile, Vec<Member>, Vec<dumpfmt::Imag
 }
 
 /// Checks every other member's section as the root's was (pages, CPU,
-/// mapped files), that each runs the root's program, and that the tree's
+/// mapped files; the executable of one running another program, see
+/// `super::tree_exec`), and that the tree's
 /// groups and sessions can be made again.
 pub fn members(
     root: &Checked,
@@ -86,17 +87,9 @@ pub fn members(
     let mut checked = Vec::with_capacity(sections.len());
     for img in sections {
         let pid = img.image.pid;
-        if img.image.exe.path != root.img.image.exe.path {
-            return Err(refuse(
-                exit::OTHER_PROGRAM,
-                format!(
-                    "pid {pid} of the tree runs {}, not {} (every process of a tree must run the root's program for now)",
-                    img.image.exe.path, root.img.image.exe.path
-                ),
-            ));
-        }
-        let c = super::validate(img)
+        let mut c = super::validate(img)
             .map_err(|r| refuse(r.code, format!("pid {pid} of the tree: {}", r.msg)))?;
+        super::tree_exec::other_program(&root.img.image.exe.path, &mut c)?;
         checked.push(Some(c));
     }
     Ok(Members {
@@ -286,9 +279,10 @@ fn below(j: usize, i: usize, parents: &[Option<usize>]) -> bool {
 
 /// Closes an image and the files it holds open.
 fn close(c: Checked) {
-    let Checked { img, fds } = c;
+    let Checked { img, fds, exe } = c;
     drop(img);
     drop::<Vec<File>>(fds);
+    drop(exe);
 }
 
 /// `clone3` as a fork that gives the child `pid` (in this PID namespace).
