@@ -39,6 +39,8 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cshared", &["-pthread"]),
     ("cmembers", &[]),
     ("cjobctl", &[]),
+    ("cexec", &[]),
+    ("cexecee", &[]),
     ("cstatic", &["-static"]),
 ];
 

@@ -142,11 +142,7 @@ pub fn fork_children(
     // waits for a SIGCONT, not at the barrier: it could not arrive there
     // before it is continued (and, stopped, runs nothing of its program
     // until then).
-    let stopped = checked
-        .iter()
-        .flatten()
-        .filter(|c| is_stopped(c))
-        .count();
+    let stopped = checked.iter().flatten().filter(|c| is_stopped(c)).count();
     make_barrier(index.len() - stopped)?;
     let mut all: Vec<Option<Checked>> = std::iter::once(None).chain(checked).collect();
     let parents: Vec<Option<usize>> = index
@@ -462,6 +458,8 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     let images = checked.iter().map(|c| &c.img.image);
     // name -> (processes holding it, bytes waiting)
     let mut seen: HashMap<&str, (usize, &[u8])> = HashMap::new();
+    // name -> (read end, write end) opened with O_LARGEFILE
+    let mut large: HashMap<&str, (bool, bool)> = HashMap::new();
     for (i, image) in images.enumerate() {
         for fd in image.fds.iter() {
             if let FdKind::Gone {
@@ -474,6 +472,14 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
             {
                 let e = seen.entry(what.as_ref()).or_insert((0, &[]));
                 e.0 |= 1 << i.min(63);
+                if fd.flags & libc::O_LARGEFILE != 0 {
+                    let l = large.entry(what.as_ref()).or_default();
+                    if *write {
+                        l.1 = true;
+                    } else {
+                        l.0 = true;
+                    }
+                }
                 if !*write && !data.is_empty() {
                     e.1 = data;
                 }
@@ -494,7 +500,19 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
             ));
         }
         // SAFETY: both descriptors were just created and are ours.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        let (mut r, mut w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        // An end opened through `/proc/PID/fd/N` (bash's process
+        // substitution: `exec 3> >(...)`) has O_LARGEFILE, which
+        // `F_SETFL` cannot set: that end is opened the same way.
+        let (lr, lw) = large.get(name).copied().unwrap_or_default();
+        if lr {
+            r = reopen(&r, libc::O_RDONLY)
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: reopening: {e}")))?;
+        }
+        if lw {
+            w = reopen(&w, libc::O_WRONLY)
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: reopening: {e}")))?;
+        }
         fill(&w, data).map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: refilling: {e}")))?;
         // Each end gets the image's flags when it is taken (`fds::make`).
         for end in [&r, &w] {
@@ -505,6 +523,25 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     }
     *SHARED_PIPES.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipes);
     Ok(())
+}
+
+/// A new open file description of pipe end `fd`'s pipe, through
+/// `/proc/self/fd` (as `open` makes it: with O_LARGEFILE), non-blocking.
+fn reopen(fd: &OwnedFd, mode: i32) -> std::io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(std::io::Error::other)?;
+    // SAFETY: a NUL-terminated path; the new descriptor is ours.
+    let n = unsafe {
+        libc::open(
+            path.as_ptr(),
+            mode | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_LARGEFILE,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: just opened, ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
 /// Writes `data` into a non-blocking pipe (made large enough first).

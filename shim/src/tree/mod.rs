@@ -269,3 +269,4 @@ pub mod groups;
 pub mod members;
 pub mod participant;
 pub mod shared;
+pub mod stdio;

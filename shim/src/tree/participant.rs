@@ -96,7 +96,11 @@ pub fn check(pid: i32, shim: ShimFile, sig: i32, buf: &mut [u8]) -> Part {
     // handler, then unblocks it). The library not mapped yet: too early.
     let blocked = status_mask(pid, b"SigBlk:").is_some_and(|m| m & bit != 0);
     if !mapped {
-        return if blocked { Part::Starting } else { Part::NoShim };
+        return if blocked {
+            Part::Starting
+        } else {
+            Part::NoShim
+        };
     }
     match status_mask(pid, b"SigCgt:") {
         Some(mask) if mask & bit != 0 => Part::Ready,
