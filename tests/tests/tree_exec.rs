@@ -62,10 +62,16 @@ fn kill_all(p: &mut Proc) {
 
 /// Sends the dump signal until the tree image is there: a dump that
 /// lands while a child is starting another program (in `execve`, its
-/// library not loaded yet) fails naming it, and the tree goes on; any
-/// other failure fails the test. Returns the number of signals sent.
+/// library not loaded yet) or exiting fails naming it, and the tree goes
+/// on; any other failure fails the test. Returns the number of signals
+/// sent.
 fn dump_until_image(p: &mut Proc, image: &std::path::Path) -> usize {
-    const STARTING: &str = "it is starting another program (try the dump again)";
+    const RETRY: [&str; 4] = [
+        "was abandoned",
+        "it is starting another program (try the dump again)",
+        "cannot take part in a tree dump: exited",
+        "exited during the tree dump",
+    ];
     for tries in 1..=20 {
         let failed_before = p.stderr().matches("dump failed").count();
         p.dump_signal();
@@ -80,7 +86,7 @@ fn dump_until_image(p: &mut Proc, image: &std::path::Path) -> usize {
                 assert!(
                     err.lines()
                         .filter(|l| l.contains("dump failed"))
-                        .all(|l| l.contains(STARTING)),
+                        .all(|l| RETRY.iter().any(|r| l.contains(r))),
                     "a dump failed for another reason\n{}",
                     p.describe()
                 );

@@ -514,6 +514,13 @@ fn make_one(fd: &Fd<'_>, queued: &Queued<'_>, shared: &mut Shared) -> Result<Own
                 })?;
                 return Ok(f);
             }
+            // Both its ends here, and one in another process of the tree
+            // too (a child forked before this one closed its copy).
+            if path.is_empty()
+                && let Some(end) = super::tree::shared_pipe_end(&format!("pipe:[{id}]"), *write)
+            {
+                return end.map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)));
+            }
             let (r, w) = match pipes.entry(*id) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(slot) => {

@@ -460,8 +460,40 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     let mut seen: HashMap<&str, (usize, &[u8])> = HashMap::new();
     // name -> (read end, write end) opened with O_LARGEFILE
     let mut large: HashMap<&str, (bool, bool)> = HashMap::new();
+    let locals: Vec<String> = checked
+        .iter()
+        .flat_map(|c| c.img.image.fds.iter())
+        .filter_map(|fd| match &fd.kind {
+            FdKind::Pipe { id, path, .. } if path.is_empty() => Some(format!("pipe:[{id}]")),
+            _ => None,
+        })
+        .collect();
+    let mut next_local = locals.iter();
     for (i, image) in images.enumerate() {
         for fd in image.fds.iter() {
+            // A pipe with both ends in one process (recorded as its own),
+            // which another holds an end of too (a child forked before
+            // the parent closed its copy of the write end).
+            if let FdKind::Pipe {
+                path, write, data, ..
+            } = &fd.kind
+                && path.is_empty()
+                && let Some(name) = next_local.next()
+            {
+                let e = seen.entry(name.as_str()).or_insert((0, &[]));
+                e.0 |= 1 << i.min(63);
+                if !*write && !data.is_empty() {
+                    e.1 = data;
+                }
+                if fd.flags & KERNEL_O_LARGEFILE != 0 {
+                    let l = large.entry(name.as_str()).or_default();
+                    if *write {
+                        l.1 = true;
+                    } else {
+                        l.0 = true;
+                    }
+                }
+            }
             if let FdKind::Gone {
                 what,
                 sock_type: 0,
@@ -472,7 +504,7 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
             {
                 let e = seen.entry(what.as_ref()).or_insert((0, &[]));
                 e.0 |= 1 << i.min(63);
-                if fd.flags & libc::O_LARGEFILE != 0 {
+                if fd.flags & KERNEL_O_LARGEFILE != 0 {
                     let l = large.entry(what.as_ref()).or_default();
                     if *write {
                         l.1 = true;
@@ -525,18 +557,17 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The kernel's O_LARGEFILE (`F_GETFL` shows it; the libc crate's is 0
+/// on x86-64, where `open` sets it always).
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
+
 /// A new open file description of pipe end `fd`'s pipe, through
 /// `/proc/self/fd` (as `open` makes it: with O_LARGEFILE), non-blocking.
 fn reopen(fd: &OwnedFd, mode: i32) -> std::io::Result<OwnedFd> {
     let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(std::io::Error::other)?;
     // SAFETY: a NUL-terminated path; the new descriptor is ours.
-    let n = unsafe {
-        libc::open(
-            path.as_ptr(),
-            mode | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_LARGEFILE,
-        )
-    };
+    let n = unsafe { libc::open(path.as_ptr(), mode | libc::O_CLOEXEC | libc::O_NONBLOCK) };
     if n < 0 {
         return Err(std::io::Error::last_os_error());
     }
