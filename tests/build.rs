@@ -40,6 +40,8 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cmembers", &[]),
     ("cends", &[]),
     ("cjobctl", &[]),
+    ("cexec", &[]),
+    ("cexecee", &[]),
     ("cstatic", &["-static"]),
 ];
 

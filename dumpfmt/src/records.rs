@@ -48,7 +48,8 @@ pub struct Image<'a> {
     pub auxv: Cow<'a, [u64]>,
     /// The shim's own settings, so that a restored process keeps dumping the same way.
     pub settings: Settings<'a>,
-    /// Descriptors beyond stdio, sorted by number.
+    /// Descriptors beyond stdio (from 1.3, a tree member's own stdio
+    /// too), sorted by number.
     #[serde(deserialize_with = "crate::bounded::seq")]
     pub fds: Cow<'a, [Fd<'a>]>,
     /// Working directory, umask, limits, timers, pending signals.

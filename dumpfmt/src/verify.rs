@@ -372,7 +372,9 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     // which are in strictly increasing order: the check stays linear in
     // the number of records (a scan per record took hours on large images).
     let fds = &image.fds[..];
-    let mut prev_fd = 2;
+    // From 1.3 a tree member's own stdio may be recorded (one it does not
+    // share with the tree's root); a single process's never is.
+    let mut prev_fd = if header.minor >= 3 { -1 } else { 2 };
     for (i, f) in fds.iter().enumerate() {
         if f.fd <= prev_fd {
             return Err(format!("fd {} is stdio, repeated or out of order", f.fd));

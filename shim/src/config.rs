@@ -76,7 +76,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     pthread_tid_offset: 0,
     refuse_external: false,
     cpu_level: 0,
-    children: 0,
+    children: crate::tree::children::TREE,
 });
 
 /// A setting that could not be parsed: the variable and why.

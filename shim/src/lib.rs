@@ -15,6 +15,7 @@ mod alloc;
 pub mod config;
 pub mod cpu;
 pub mod dump;
+pub mod exec;
 pub mod fault;
 pub mod interpose;
 pub mod restore;
@@ -59,6 +60,7 @@ fn init() {
     }
     dump::panic::install_hook();
     interpose::init();
+    exec::init();
     // Warm crc32fast's CPU-feature detection outside the signal handler.
     let _ = crc32fast::hash(&[0u8; 64]);
     // SAFETY: the constructor runs before any other code of the shim, alone.
@@ -127,6 +129,10 @@ fn init() {
     status::at_start();
     // SAFETY: valid sets.
     unsafe { interpose::real_sigprocmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
+    // Blocked across the `execve` that started this program when its
+    // parent carries the library too (see `exec`): a tree dump's request
+    // sent meanwhile is taken here.
+    exec::unblock_dump_signal(s.signal);
     if let Err(e) = dump::periodic::start(s.signal) {
         eprintln!(
             "migrate: cannot create the timer for MIGRATE_INTERVAL, no periodic dumps: {}",

@@ -250,7 +250,8 @@ pub fn check_restore(p: &mut Proc, check: &Path, env: &[(&str, &str)], cwd: &Pat
     let expect = Expect::of(r, &before);
     let expected = facts_as_relaunched(&before, &expect);
     let got = facts(&after, &expect, &after.settings);
-    let diff = differences(&expected, &got);
+    let mut diff = differences(&expected, &got);
+    diff.retain(|d| !members_ran(d, r.image));
     let (known, bad): (Vec<_>, Vec<_>) = diff.into_iter().partition(|d| known_bug(d).is_some());
     for d in &known {
         eprintln!(
@@ -518,6 +519,32 @@ struct Difference {
 }
 
 /// Why `d` is a known bug, if it is one.
+/// Whether `d` is what the other processes of a tree image did between
+/// the restore and the root's check: they run as the root resumes (the
+/// barrier lets all go at once), so a pipe shared with one of them may
+/// hold what it wrote since, and one that exited meanwhile is a zombie
+/// child the image did not have. Only for a tree image, and only the
+/// bytes waiting in a pipe (its kind, flags and end must match) or a new
+/// zombie child.
+fn members_ran(d: &Difference, image: &Path) -> bool {
+    let Ok(dumpfmt::Opened::Tree(t)) = dumpfmt::open_any(image) else {
+        return false;
+    };
+    if t.tree.members.len() < 2 {
+        return false;
+    }
+    if d.key.starts_with("zombie child ") && d.expected.is_none() {
+        return true;
+    }
+    let (Some(e), Some(g)) = (&d.expected, &d.got) else {
+        return false;
+    };
+    let without_data = |v: &str| v.split(", data: ").next().map(str::to_string);
+    d.key.starts_with("fd ")
+        && e.contains("Gone { what: \"pipe:\"")
+        && without_data(e) == without_data(g)
+}
+
 fn known_bug(d: &Difference) -> Option<&'static str> {
     KNOWN_BUGS
         .iter()

@@ -437,6 +437,31 @@ impl Program {
         Program::new(&name, argv)
     }
 
+    /// A parent whose child execs another test program, `cexecee`, and
+    /// steps with it in turn (see `programs/cexec.c`).
+    pub fn exec_child() -> Program {
+        Program::new(
+            "cexec",
+            vec![
+                env!("MIGRATE_TEST_CEXEC").into(),
+                env!("MIGRATE_TEST_CEXECEE").into(),
+            ],
+        )
+    }
+
+    /// `/bin/bash` running `programs/bashtree.sh`: children forked every
+    /// step (`date` in a command substitution, `sleep`) and a long-lived
+    /// one fed through process substitution.
+    pub fn bash_tree() -> Program {
+        Program::new(
+            "bashtree",
+            vec![
+                "/bin/bash".into(),
+                crate_dir().join("programs/bashtree.sh").into(),
+            ],
+        )
+    }
+
     /// `programs/cjobctl.c`: a small job-control shell to put in front of
     /// a program (see [`Program::wrapped`]) whose stdin is a terminal.
     pub fn jobctl_path() -> &'static str {

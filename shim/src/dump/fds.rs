@@ -29,7 +29,8 @@ struct Info<'a> {
 /// The largest file kept inside an image (deleted files, memfds).
 const MAX_CONTENTS: u64 = 1 << 30;
 
-/// Reads every descriptor but `ours` (and stdio).
+/// Reads every descriptor but `ours` (and stdio, but a tree member's
+/// own: `crate::tree::stdio`).
 /// Every descriptor, and the (fd, inode) of each that holds file contents
 /// (memfds, deleted files), so that mappings of those files can name it.
 pub struct Collected<'a> {
@@ -49,7 +50,8 @@ pub fn collect<'a>(
     let dir = sys::for_each_dir_entry(b"/proc/self/fd\0", |name| {
         if let Some(fd) = sys::parse_dec(name) {
             let fd = fd as i32;
-            if fd > 2 && !ours.contains(&fd) {
+            // Stdio only for a tree member whose own it is.
+            if (fd > 2 || crate::tree::stdio::recorded(fd)) && !ours.contains(&fd) {
                 full |= numbers.push(fd).is_err();
             }
         }

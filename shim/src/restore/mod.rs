@@ -26,6 +26,7 @@ pub mod resume;
 pub mod shared_files;
 pub mod timers;
 pub mod tree;
+pub mod tree_exec;
 pub mod tree_members;
 pub mod tree_shared;
 pub mod vdso;
@@ -145,6 +146,10 @@ pub fn run(path: &str, overrides: &Overrides) {
 pub struct Checked {
     img: ImageFile,
     fds: Vec<File>,
+    /// A tree member running another program than the one restoring it:
+    /// its executable, which `PR_SET_MM_MAP` makes this process's (see
+    /// `tree_exec`). None: the program running now is the image's.
+    exe: Option<File>,
 }
 
 /// Everything `launch` needs: the placed restorer and the image's fds.
@@ -281,7 +286,11 @@ fn validate(img: ImageFile) -> Result<Checked, Refusal> {
     for f in precheck::mapped_files(image, true) {
         fds.extend(f?);
     }
-    Ok(Checked { img, fds })
+    Ok(Checked {
+        img,
+        fds,
+        exe: None,
+    })
 }
 
 /// Builds and places the restorer and its plan.
@@ -292,7 +301,7 @@ fn build(
     started: u64,
     keep_tids: bool,
 ) -> Result<Ready, Refusal> {
-    let Checked { mut img, fds } = checked;
+    let Checked { mut img, fds, exe } = checked;
     // Every descriptor the restorer uses or moves into place sits above
     // every number the image or this process uses.
     let base = descriptor_base(&img.image)?;
@@ -309,6 +318,11 @@ fn build(
         None => None,
     };
     img.file = File::from(fds::lift(img.file.into(), base)?);
+    // Left open for the restorer: it closes with close_range.
+    let exe_fd = match exe {
+        Some(f) => fds::lift(f.into(), base)?.into_raw_fd() as u32,
+        None => u32::MAX,
+    };
     let fds = fds
         .into_iter()
         .map(|f| fds::lift(f.into(), base).map(File::from))
@@ -346,7 +360,7 @@ fn build(
         &fds,
         &kernel,
         &made,
-        (keep_tids, &creds_now, &timers, &sources, barrier),
+        (keep_tids, &creds_now, &timers, &sources, barrier, exe_fd),
     )?;
 
     // Place the restorer where neither address space has anything.
@@ -539,12 +553,13 @@ fn build_plan(
     fds: &[File],
     kernel: &vdso::Kernel,
     made: &fds::MadeFds,
-    (keep_tids, creds_now, timer_plan, sources, barrier): (
+    (keep_tids, creds_now, timer_plan, sources, barrier, exe_fd): (
         bool,
         &dumpfmt::Credentials,
         &timers::TimerPlan,
         &tree_shared::Sources,
         Option<tree::LiftedBarrier>,
+        u32,
     ),
 ) -> Result<usize, Refusal> {
     use libc::*;
@@ -701,7 +716,10 @@ fn build_plan(
         mm: image.mm,
         auxv: 0,
         auxv_size: (auxv.len() * 8) as u32,
-        exe_fd: u32::MAX,
+        // A member of another program gets its executable back here, its
+        // restorer's own program unmapped by now (the kernel refuses to
+        // replace an executable still mapped).
+        exe_fd,
     };
     let map_off = plan.data(&map);
     plan.patch_pointer(map_off + core::mem::offset_of!(PrctlMmMap, auxv), auxv_off);

@@ -251,22 +251,13 @@ pub fn all(path: &str) -> Vec<Refusal> {
         Ok(dumpfmt::Opened::Single(img)) => all_of(&img),
         Ok(dumpfmt::Opened::Tree(t)) => {
             // Each section as a single image, its problems named by pid;
-            // then the tree's own (groups and sessions, one program).
+            // then the tree's own (groups and sessions); each one's
+            // executable is checked by `all_of`.
             let mut out = Vec::new();
-            let root_exe = &t.sections[0].image.exe.path;
             for (m, img) in t.tree.members.iter().zip(&t.sections) {
                 for mut r in all_of(img) {
                     r.msg = format!("pid {}: {}", m.pid, r.msg);
                     out.push(r);
-                }
-                if img.image.exe.path != *root_exe {
-                    out.push(refuse(
-                        exit::OTHER_PROGRAM,
-                        format!(
-                            "pid {} runs {}, not {} (every process of a tree must run the root's program for now)",
-                            m.pid, img.image.exe.path, root_exe
-                        ),
-                    ));
                 }
             }
             if let Err((pid, why)) = crate::tree::groups::steps(&t.tree.members) {

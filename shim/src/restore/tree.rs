@@ -72,7 +72,8 @@ pub fn split(t: TreeFile) -> (dumpfmt::ImageFile, Vec<Member>, Vec<dumpfmt::Imag
 }
 
 /// Checks every other member's section as the root's was (pages, CPU,
-/// mapped files), that each runs the root's program, and that the tree's
+/// mapped files; the executable of one running another program, see
+/// `super::tree_exec`), and that the tree's
 /// groups and sessions can be made again.
 pub fn members(
     root: &Checked,
@@ -88,17 +89,9 @@ pub fn members(
     let mut checked = Vec::with_capacity(sections.len());
     for img in sections {
         let pid = img.image.pid;
-        if img.image.exe.path != root.img.image.exe.path {
-            return Err(refuse(
-                exit::OTHER_PROGRAM,
-                format!(
-                    "pid {pid} of the tree runs {}, not {} (every process of a tree must run the root's program for now)",
-                    img.image.exe.path, root.img.image.exe.path
-                ),
-            ));
-        }
-        let c = super::validate(img)
+        let mut c = super::validate(img)
             .map_err(|r| refuse(r.code, format!("pid {pid} of the tree: {}", r.msg)))?;
+        super::tree_exec::other_program(&root.img.image.exe.path, &mut c)?;
         checked.push(Some(c));
     }
     Ok(Members {
@@ -284,9 +277,10 @@ fn below(j: usize, i: usize, parents: &[Option<usize>]) -> bool {
 
 /// Closes an image and the files it holds open.
 fn close(c: Checked) {
-    let Checked { img, fds } = c;
+    let Checked { img, fds, exe } = c;
     drop(img);
     drop::<Vec<File>>(fds);
+    drop(exe);
 }
 
 /// `clone3` as a fork that gives the child `pid` (in this PID namespace).
@@ -467,6 +461,8 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     // name -> (processes holding it, bytes waiting, size a `Pipe` record
     // gave it: a `Gone` end does not know it)
     let mut seen: HashMap<String, (u64, &[u8], u32)> = HashMap::new();
+    // name -> (read end, write end) opened with O_LARGEFILE
+    let mut large: HashMap<String, (bool, bool)> = HashMap::new();
     for (i, image) in images.enumerate() {
         for fd in image.fds.iter() {
             // A process holding both ends records them as its own pipe
@@ -488,6 +484,14 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
                 } if path.is_empty() => (pipe_name(*id), *write, data, *size),
                 _ => continue,
             };
+            if fd.flags & KERNEL_O_LARGEFILE != 0 {
+                let l = large.entry(name.clone()).or_default();
+                if write {
+                    l.1 = true;
+                } else {
+                    l.0 = true;
+                }
+            }
             let e = seen.entry(name).or_insert((0, &[], 0));
             e.0 |= 1 << i.min(63);
             e.2 = e.2.max(size);
@@ -511,7 +515,19 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
             ));
         }
         // SAFETY: both descriptors were just created and are ours.
-        let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        let (mut r, mut w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+        // An end opened through `/proc/PID/fd/N` (bash's process
+        // substitution: `exec 3> >(...)`) has O_LARGEFILE, which
+        // `F_SETFL` cannot set: that end is opened the same way.
+        let (lr, lw) = large.get(&name).copied().unwrap_or_default();
+        if lr {
+            r = reopen(&r, libc::O_RDONLY)
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: reopening: {e}")))?;
+        }
+        if lw {
+            w = reopen(&w, libc::O_WRONLY)
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: reopening: {e}")))?;
+        }
         if size > 0 {
             // SAFETY: F_SETPIPE_SZ on our pipe (a size it had before).
             unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size as libc::c_int) };
@@ -532,6 +548,24 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
 /// `FdKind::Pipe` record's id (its inode).
 pub fn pipe_name(id: u64) -> String {
     format!("pipe:[{id}]")
+}
+
+/// The kernel's O_LARGEFILE (`F_GETFL` shows it; the libc crate's is 0
+/// on x86-64, where `open` sets it always).
+const KERNEL_O_LARGEFILE: i32 = 0o100000;
+
+/// A new open file description of pipe end `fd`'s pipe, through
+/// `/proc/self/fd` (as `open` makes it: with O_LARGEFILE), non-blocking.
+fn reopen(fd: &OwnedFd, mode: i32) -> std::io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(std::io::Error::other)?;
+    // SAFETY: a NUL-terminated path; the new descriptor is ours.
+    let n = unsafe { libc::open(path.as_ptr(), mode | libc::O_CLOEXEC | libc::O_NONBLOCK) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: just opened, ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
 /// Writes `data` into a non-blocking pipe (made large enough first).

@@ -286,20 +286,6 @@ fn stop_members(
     for &pid in kids {
         let part = participant::check(pid, shim, settings.signal, buf);
         let state = children::state_of(pid);
-        if part == Part::Ready && !runs_our_program(pid) {
-            let mut exe = [0u8; 256];
-            let mut link = Line::<40>::new();
-            link.str("/proc/").dec(pid as u64).str("/exe");
-            let n = link
-                .c_str()
-                .and_then(|p| sys::readlink(p, &mut exe).ok())
-                .unwrap_or(0);
-            return Err(Fail::new("child ")
-                .dec(pid as u64)
-                .str(" cannot take part in a tree dump: it runs ")
-                .bytes(&exe[..n])
-                .str(", another program (every process of a tree must run the root's program, for now)"));
-        }
         if let (Part::Ready, Some(stop)) = (part, members::stopped_child(pid)) {
             // Continued for the dump, it would take these at once, before
             // the dump signal (lower numbers go first), not when the
@@ -719,17 +705,6 @@ fn fail_slot(ctl: &Control, slot: &mut Slot, f: &Fail, writing: bool) {
     } else {
         ctl.settle(slot, state::FAILED);
     }
-}
-
-/// Whether process `pid` runs this process's executable (the same file):
-/// a restore relaunches one program for the whole tree.
-fn runs_our_program(pid: i32) -> bool {
-    let mut link = Line::<40>::new();
-    link.str("/proc/").dec(pid as u64).str("/exe");
-    let (Some(theirs), Ok(ours)) = (link.c_str(), sys::stat_path(b"/proc/self/exe\0", true)) else {
-        return false;
-    };
-    sys::stat_path(theirs, true).is_ok_and(|t| (t.st_dev, t.st_ino) == (ours.st_dev, ours.st_ino))
 }
 
 /// Sends `sig` to process `pid` with `si_code = SI_QUEUE` and `value`.

@@ -13,9 +13,15 @@
 //!   descendants stopped together through [`control`] blocks (one per
 //!   parent) and written as **one tree image** (format 1.3, steps 7 and 8
 //!   below: each member's section in turn, pre-order, into the root's
-//!   file; the index and the header last), one snapshot; a child that
-//!   runs another program than the root fails the dump, naming it (a
-//!   restore relaunches one program);
+//!   file; the index and the header last), one snapshot; the default
+//!   (`MIGRATE_CHILDREN=tree`);
+//! - children running another program (a script's `date`, `sleep`):
+//!   restored in the fork of their parent like any member, their
+//!   executable given back by the restorer (`crate::restore::tree_exec`);
+//!   a member's own stdio (a pipe from its parent, not the root's fd) is
+//!   recorded and comes back ([`stdio`]); `execve` keeps the dump signal
+//!   blocked so that a dump cannot kill a child starting a program
+//!   (`crate::exec`);
 //! - process groups and sessions ([`groups`]): recorded per member in the
 //!   index, checked at the dump (the root refuses a tree whose groups
 //!   cannot be made again) and made again at the restore (step 1 below);
@@ -48,7 +54,9 @@
 //! - a signal sent to the whole process group of a restored tree reaches
 //!   each process once (`crate::restore::group_signals`; "Signals" below).
 //!
-//! Not yet: children running another program; a description whose holders all lie
+//! Not yet: a child that exits, or is in `execve` before its library is
+//! mapped, at the very moment of the dump fails it (naming it: try again);
+//! a description whose holders all lie
 //! below an ancestor that closed it comes back as one per holder. Shared
 //! memory's pages are stored once, by the highest member mapping the
 //! part of the object another maps (the others' sections name it).
@@ -273,3 +281,4 @@ pub mod groups;
 pub mod members;
 pub mod participant;
 pub mod shared;
+pub mod stdio;

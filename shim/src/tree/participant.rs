@@ -33,6 +33,10 @@ pub enum Part {
     SignalNotCaught,
     /// It no longer exists, or has exited.
     Gone,
+    /// No mapping of our library, and the dump signal blocked: a program
+    /// that was started by a process carrying the library, either still
+    /// in `execve` or ld.so (see `crate::exec`) or one without the library.
+    Starting,
 }
 
 impl Part {
@@ -44,6 +48,9 @@ impl Part {
             Part::Unreadable(_) => "cannot be read: another user's, or setuid",
             Part::SignalNotCaught => "does not catch the dump signal",
             Part::Gone => "exited",
+            Part::Starting => {
+                "no libmigrate.so yet: it is starting another program (try the dump again), or runs one without the library"
+            }
         }
     }
 }
@@ -83,29 +90,40 @@ pub fn check(pid: i32, shim: ShimFile, sig: i32, buf: &mut [u8]) -> Part {
     let mapped = maps::lines(&buf[..n])
         .filter_map(maps::parse_line)
         .any(|m| m.dev == shim.dev && m.inode == shim.ino);
+    let bit = 1u64 << ((sig - 1) & 63);
+    // Blocked by `crate::exec` across an `execve`: the request waits,
+    // pending, for the new program's constructor (which installs the
+    // handler, then unblocks it). The library not mapped yet: too early.
+    let blocked = status_mask(pid, b"SigBlk:").is_some_and(|m| m & bit != 0);
     if !mapped {
-        return Part::NoShim;
+        return if blocked {
+            Part::Starting
+        } else {
+            Part::NoShim
+        };
     }
-    match caught_signals(pid) {
-        Some(mask) if mask & (1u64 << ((sig - 1) & 63)) != 0 => Part::Ready,
+    match status_mask(pid, b"SigCgt:") {
+        Some(mask) if mask & bit != 0 => Part::Ready,
+        Some(_) if blocked => Part::Ready,
         Some(_) => Part::SignalNotCaught,
         None => Part::Gone,
     }
 }
 
-/// The `SigCgt` mask of `/proc/PID/status` (bit n-1 for signal n).
-fn caught_signals(pid: i32) -> Option<u64> {
+/// A mask of `/proc/PID/status` (`SigCgt:`, `SigBlk:`; bit n-1 for
+/// signal n).
+fn status_mask(pid: i32, key: &[u8]) -> Option<u64> {
     let mut path = Line::<64>::new();
     path.str("/proc/").dec(pid as u64).str("/status");
     let mut buf = [0u8; 4096];
     let n = sys::read_file(path.c_str()?, &mut buf).ok()?;
     let line = buf[..n]
         .split(|&c| c == b'\n')
-        .find(|l| l.starts_with(b"SigCgt:"))?;
-    let hex = line[b"SigCgt:".len()..]
+        .find(|l| l.starts_with(key))?;
+    let hex = line[key.len()..]
         .iter()
         .position(|c| !c.is_ascii_whitespace())
-        .map(|i| &line[b"SigCgt:".len() + i..])?;
+        .map(|i| &line[key.len() + i..])?;
     sys::parse_hex(hex)
 }
 

@@ -233,6 +233,11 @@ fn same(me: i32, fd: i32, pid: i32, theirs: i32) -> bool {
 /// Whether this dump is a tree's (set before the descriptors are read).
 static IN_TREE: AtomicBool = AtomicBool::new(false);
 
+/// Whether the dump that runs is a tree's (see [`set_in_tree`]).
+pub fn in_tree() -> bool {
+    IN_TREE.load(Relaxed)
+}
+
 /// Says whether the dump that runs is a tree's.
 pub fn set_in_tree(yes: bool) {
     IN_TREE.store(yes, Relaxed);
@@ -272,7 +277,7 @@ pub fn peer_in_tree(target: &[u8]) -> Option<i32> {
 
 /// The root of the tree dump `pid` takes part in: the highest ancestor,
 /// in an unbroken line, that holds a tree control block.
-fn root_of(pid: i32) -> i32 {
+pub(crate) fn root_of(pid: i32) -> i32 {
     let mut at = pid;
     for _ in 0..MAX_ANCESTORS {
         match children::parent_and_state(at) {
