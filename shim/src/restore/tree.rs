@@ -149,11 +149,7 @@ pub fn fork_children(
     // waits for a SIGCONT, not at the barrier: it could not arrive there
     // before it is continued (and, stopped, runs nothing of its program
     // until then).
-    let stopped = checked
-        .iter()
-        .flatten()
-        .filter(|c| is_stopped(c))
-        .count();
+    let stopped = checked.iter().flatten().filter(|c| is_stopped(c)).count();
     make_barrier(index.len() - stopped)?;
     let mut all: Vec<Option<Checked>> = std::iter::once(None).chain(checked).collect();
     let parents: Vec<Option<usize>> = index
