@@ -44,8 +44,7 @@
 //! - a signal sent to the whole process group of a restored tree reaches
 //!   each process once (`crate::restore::group_signals`; "Signals" below).
 //!
-//! Not yet: children running another program; a description whose holders all lie
-//! below an ancestor that closed it comes back as one per holder. Shared
+//! Not yet: children running another program. Shared
 //! memory's pages are stored once, by the highest member mapping the
 //! part of the object another maps (the others' sections name it).
 //!
