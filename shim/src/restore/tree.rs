@@ -461,32 +461,9 @@ static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex:
 /// processes, holding the bytes its read ends had waiting (a tree dump
 /// is one snapshot: every read end saw the same bytes).
 fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
-    let images = checked.iter().map(|c| &c.img.image);
-    // name -> (processes holding it, bytes waiting)
-    let mut seen: HashMap<&str, (usize, &[u8])> = HashMap::new();
-    for (i, image) in images.enumerate() {
-        for fd in image.fds.iter() {
-            if let FdKind::Gone {
-                what,
-                sock_type: 0,
-                write,
-                data,
-            } = &fd.kind
-                && what.starts_with("pipe:[")
-            {
-                let e = seen.entry(what.as_ref()).or_insert((0, &[]));
-                e.0 |= 1 << i.min(63);
-                if !*write && !data.is_empty() {
-                    e.1 = data;
-                }
-            }
-        }
-    }
+    let fds: Vec<&[dumpfmt::Fd<'_>]> = checked.iter().map(|c| &c.img.image.fds[..]).collect();
     let mut pipes = HashMap::new();
-    for (name, (holders, data)) in seen {
-        if holders.count_ones() < 2 {
-            continue;
-        }
+    for (name, data) in pipes_between(&fds) {
         let mut p = [0; 2];
         // SAFETY: `p` has room for two descriptors.
         if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -507,6 +484,36 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
     }
     *SHARED_PIPES.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipes);
     Ok(())
+}
+
+/// The pipes (by name) whose ends two or more of the processes (`fds`,
+/// each one's descriptors) hold, with the bytes their read ends had
+/// waiting.
+fn pipes_between<'i>(fds: &[&'i [dumpfmt::Fd<'i>]]) -> Vec<(&'i str, &'i [u8])> {
+    // name -> (the first process holding it, held by another too, bytes waiting)
+    let mut seen: HashMap<&str, (usize, bool, &[u8])> = HashMap::new();
+    for (i, list) in fds.iter().enumerate() {
+        for fd in list.iter() {
+            if let FdKind::Gone {
+                what,
+                sock_type: 0,
+                write,
+                data,
+            } = &fd.kind
+                && what.starts_with("pipe:[")
+            {
+                let e = seen.entry(what.as_ref()).or_insert((i, false, &[]));
+                e.1 |= e.0 != i;
+                if !*write && !data.is_empty() {
+                    e.2 = data;
+                }
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, (_, shared, _))| *shared)
+        .map(|(name, (_, _, data))| (name, data))
+        .collect()
 }
 
 /// Writes `data` into a non-blocking pipe (made large enough first).
@@ -548,4 +555,40 @@ pub fn close_shared_pipes() {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn end(name: &str, write: bool, data: &'static [u8]) -> dumpfmt::Fd<'static> {
+        dumpfmt::Fd {
+            fd: 3,
+            flags: 0,
+            cloexec: false,
+            kind: FdKind::Gone {
+                what: Cow::Owned(name.into()),
+                sock_type: 0,
+                write,
+                data: Cow::Borrowed(data),
+            },
+        }
+    }
+
+    /// A pipe between two processes past the 64th of a tree is shared
+    /// (a 64-bit set of holders once counted every process from the
+    /// 64th on as one, and such a pipe came back as two unconnected
+    /// ends); one held by a single process is not.
+    #[test]
+    fn pipes_between_processes_past_the_64th_are_shared() {
+        let mut procs: Vec<Vec<dumpfmt::Fd<'static>>> = vec![Vec::new(); 100];
+        procs[70].push(end("pipe:[7]", true, b""));
+        procs[90].push(end("pipe:[7]", false, b"queued"));
+        procs[80].push(end("pipe:[8]", true, b""));
+        procs[80].push(end("pipe:[8]", false, b""));
+        let lists: Vec<&[dumpfmt::Fd<'_>]> = procs.iter().map(|v| &v[..]).collect();
+        let got = pipes_between(&lists);
+        assert_eq!(got, [("pipe:[7]", &b"queued"[..])]);
+    }
 }
