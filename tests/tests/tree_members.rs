@@ -411,7 +411,7 @@ fn terminal_job_control_reaches_each_restored_process_once() {
         all_stopped(&job, true)
     });
     restored.wait_for_stderr_line("the shell sees its job stopped", |l| {
-        l == "job stopped by signal 19"
+        l == "job stopped by signal 20"
     });
     // `fg`: the shell continues the job's group.
     send(-supervisor, libc::SIGCONT);
