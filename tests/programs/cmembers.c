@@ -13,6 +13,12 @@
  *    report was taken, 4's was not), then continues 3 and 4 one at a
  *    time (each prints a line and exits 5 or 6) and reaps all four,
  *    printing how each ended, and the SIGCHLD count.
+ *  - "tstp": the parent forks one child before "ready", which makes a
+ *    process group of its own (so that the group is not orphaned and
+ *    the stop signals act) and stops itself with SIGTSTP, as Ctrl-Z
+ *    stops a job; the parent leaves the report (WNOWAIT). After the
+ *    steps it prints what waitpid(WUNTRACED | WNOHANG) says (stopped by
+ *    signal 20), continues the child (which exits 5) and reaps it.
  *  - "leader": child 1 leads a process group of its own, child 2 joins
  *    it, and child 1 exits 7 before "ready": a zombie whose PID is the
  *    group of a live process. After the steps the parent ends child 2
@@ -179,6 +185,49 @@ static void states(void)
     printf("done acc=%016" PRIx64 "\n", acc);
 }
 
+static void tstp(void)
+{
+    pid_t c = fork_or_die();
+    if (c == 0) {
+        setpgid(0, 0);
+        signal(SIGTSTP, SIG_DFL);
+        raise(SIGTSTP);
+        _exit(5);
+    }
+    if (setpgid(c, c) != 0 && errno != EACCES)
+        die("setpgid");
+    siginfo_t si;
+    while (waitid(P_PID, (id_t)c, &si, WSTOPPED | WNOWAIT) != 0)
+        if (errno != EINTR)
+            die("waitid WSTOPPED");
+    printf("ready\n");
+    uint64_t acc = 5;
+    for (int s = 1; s <= 40; s++) {
+        acc = mix(acc ^ (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(30000000L);
+    }
+    int status;
+    pid_t w;
+    while ((w = waitpid(c, &status, WUNTRACED | WNOHANG)) < 0 && errno == EINTR)
+        ;
+    if (w == 0)
+        printf("child waitpid: nothing to report\n");
+    else if (w < 0)
+        printf("child waitpid: %s\n", strerror(errno));
+    else
+        print_status("child waitpid", status);
+    if (kill(c, SIGCONT) != 0)
+        die("kill SIGCONT");
+    while ((w = waitpid(c, &status, 0)) < 0 && errno == EINTR)
+        ;
+    if (w < 0)
+        printf("child gone: %s\n", strerror(errno));
+    else
+        print_status("child", status);
+    printf("done acc=%016" PRIx64 "\n", acc);
+}
+
 static void leader(void)
 {
     int go[2], q[2];
@@ -287,10 +336,12 @@ static void signals(int n, int tty)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        fail("usage: cmembers states | leader | signals N | tty N");
+        fail("usage: cmembers states | tstp | leader | signals N | tty N");
     tp_start();
     if (strcmp(argv[1], "states") == 0)
         states();
+    else if (strcmp(argv[1], "tstp") == 0)
+        tstp();
     else if (strcmp(argv[1], "leader") == 0)
         leader();
     else if ((strcmp(argv[1], "signals") == 0 || strcmp(argv[1], "tty") == 0) && argc == 3 &&

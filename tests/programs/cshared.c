@@ -27,6 +27,13 @@
  *    turn (the child through a pipe handshake); at the end the parent
  *    prints the length and hash of each. A description not shared after a
  *    restore (two offsets) overwrites lines of the second file.
+ *  - "siblings": one file opened by the parent without O_APPEND, inherited
+ *    by two children, and closed by the parent: the children alone share
+ *    its description. Each step the parent hands a token to each child in
+ *    turn (pipes), each child writes a line to the file and acks; at the
+ *    end the parent reaps both and prints the file's length and hash. A
+ *    description not shared after a restore (two offsets) overwrites
+ *    lines.
  *
  * Protocol: "start", "ready", "step N ..." per step, "child exited N",
  * "done ...".
@@ -377,10 +384,66 @@ static void append(const char *dir)
     printf("offset.dat %ld bytes %016" PRIx64 "\n", n2, h2);
 }
 
+static void siblings(const char *dir)
+{
+    char data[4096];
+    snprintf(data, sizeof data, "%s/siblings.dat", dir);
+    int df = open(data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (df < 0)
+        die("open");
+    int p[2][2], q[2][2];
+    pid_t c[2];
+    for (int i = 0; i < 2; i++) {
+        pipe_or_die(p[i]);
+        pipe_or_die(q[i]);
+        c[i] = fork_or_die();
+        if (c[i] == 0) {
+            close(p[i][1]);
+            close(q[i][0]);
+            for (int j = 0; j < i; j++) {
+                close(p[j][1]);
+                close(q[j][0]);
+            }
+            const char *who = i == 0 ? "child1" : "child2";
+            int s;
+            ssize_t r;
+            while ((r = read(p[i][0], &s, sizeof s)) != 0) {
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r != sizeof s)
+                    _exit(1);
+                line(df, who, s);
+                write_all(q[i][1], &s, sizeof s, "ack");
+            }
+            _exit(3 + i);
+        }
+        close(p[i][0]);
+        close(q[i][1]);
+    }
+    close(df);
+    printf("ready\n");
+    for (int s = 1; s <= STEPS; s++) {
+        for (int i = 0; i < 2; i++) {
+            write_all(p[i][1], &s, sizeof s, "write to a child");
+            int ack;
+            read_all(q[i][0], &ack, sizeof ack, "read the ack");
+        }
+        printf("step %d\n", s);
+        pace(STEP_NS);
+    }
+    for (int i = 0; i < 2; i++) {
+        close(p[i][1]);
+        reap(c[i]);
+    }
+    long n;
+    uint64_t h = file_hash(data, &n);
+    printf("siblings.dat %ld bytes %016" PRIx64 "\n", n, h);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        fail("usage: cshared memory|memory3|memfd|sem|socketpair|append [DIR]");
+        fail("usage: cshared memory|memory3|memfd|sem|socketpair|append|siblings [DIR]");
     const char *mode = argv[1];
     tp_start();
     signal(SIGPIPE, SIG_IGN);
@@ -392,6 +455,8 @@ int main(int argc, char **argv)
         socketpairs();
     else if (strcmp(mode, "append") == 0 && argc == 3)
         append(argv[2]);
+    else if (strcmp(mode, "siblings") == 0 && argc == 3)
+        siblings(argv[2]);
     else
         fail("unknown mode");
     printf("done %s\n", mode);

@@ -76,7 +76,8 @@ fn zombie_and_stopped_children_come_back_as_such() {
     p.wait_for_step(5);
     p.dump_signal();
     p.wait_for_image(&image, false);
-    // Zombies have no section of their own: the root and the two stopped.
+    // Zombies have no section of their own: the root and the two stopped
+    // (siblings in the order they claimed their slots, which is theirs).
     let tree = dumpfmt::TreeFile::open(&image).expect("a tree image");
     let mut pids: Vec<u32> = tree.tree.members.iter().map(|m| m.pid).collect();
     // The root first; its children in the order they took part.
@@ -118,6 +119,46 @@ fn zombie_and_stopped_children_come_back_as_such() {
         });
     }
     // The original goes on as if nothing had happened.
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+
+    let mut restored = dir.restore(&program, "restored", &image, &[("MIGRATE_LOG", "error")]);
+    finish_restored(&mut restored, &p, &expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// A child stopped by SIGTSTP (as Ctrl-Z stops a job), whose stop report
+/// its parent has not taken (`cmembers tstp`), stays stopped by SIGTSTP:
+/// after a tree dump the original's `waitpid(WUNTRACED)` says signal 20,
+/// and so does the restored one's (both once said 19: the member stopped
+/// again with SIGSTOP whatever had stopped it).
+#[test]
+fn a_child_stopped_by_sigtstp_stays_stopped_by_sigtstp() {
+    let dir = TestDir::new("members-tstp");
+    let image = dir.join("tree.img");
+    let program = Program::members("tstp", None);
+    let mut p = dir.spawn(
+        &program,
+        "tstp",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    let expected = reference(&program);
+    assert!(
+        expected
+            .iter()
+            .any(|l| l == "child waitpid stopped by signal 20"),
+        "{expected:?}"
+    );
+    let kids = children_of(p.pid());
+    assert_eq!(kids.len(), 1, "{kids:?}\n{}", p.describe());
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
     let status = p.wait();
     assert!(status.success(), "{}", p.describe());
     assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
@@ -376,7 +417,7 @@ fn terminal_job_control_reaches_each_restored_process_once() {
         all_stopped(&job, true)
     });
     restored.wait_for_stderr_line("the shell sees its job stopped", |l| {
-        l == "job stopped by signal 19"
+        l == "job stopped by signal 20"
     });
     // `fg`: the shell continues the job's group.
     send(-supervisor, libc::SIGCONT);

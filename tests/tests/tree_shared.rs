@@ -215,6 +215,28 @@ fn an_inherited_file_description_keeps_one_offset() {
     );
 }
 
+/// Two children share a file description their parent opened and then
+/// closed (no ancestor holds it any more); each writes a line in turn.
+/// Dumped with `MIGRATE_AFTER_DUMP=exit` and restored, the file ends as
+/// in an uninterrupted run: the two come back with one description, one
+/// offset (they came back with one each, and overwrote each other's
+/// lines: a member looked for the description only up its own line of
+/// ancestors).
+#[test]
+fn a_description_only_siblings_hold_keeps_one_offset() {
+    let dir = TestDir::new("tree-shared-siblings");
+    let reference_dir = dir.join("reference");
+    fs::create_dir(&reference_dir).unwrap();
+    let expected = reference(&Program::shared("siblings", Some(&reference_dir)));
+    let program = Program::shared("siblings", Some(Path::new(dir.path())));
+    dump_and_restore(&dir, &program, &expected, 3, true, (&[], &[]));
+    assert_eq!(
+        fs::read(dir.join("siblings.dat")).unwrap(),
+        fs::read(reference_dir.join("siblings.dat")).unwrap(),
+        "siblings.dat differs from an uninterrupted run's"
+    );
+}
+
 /// A pipe and socket pairs whose ends are all in the tree are not
 /// "connected to another process": `MIGRATE_EXTERNAL=refuse` (which
 /// refuses such a descriptor) lets the dump go ahead, and the `info` log

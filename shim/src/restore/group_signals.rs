@@ -28,8 +28,8 @@
 //! Terminal job control: Ctrl-C and Ctrl-Z reach every member directly
 //! and once; the members stay in the terminal's foreground group, so a
 //! restored foreground program still reads the terminal. On a stop from
-//! the group (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`) the supervisor stops too
-//! once the root has stopped ([`follow_stop`]), so that the shell, which
+//! the group (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`) the supervisor stops too,
+//! with that signal, once the root has stopped ([`follow_stop`]), so that the shell, which
 //! waits for the supervisor, sees its job stopped; the shell's `SIGCONT`
 //! to the group continues everyone.
 //!
@@ -129,7 +129,8 @@ pub fn follow_stop(init: i32, sig: i32) {
     let deadline = sys::monotonic_ns() + WAIT_NS;
     while sys::monotonic_ns() < deadline {
         if crate::tree::children::state_of(root) == Some(b'T') {
-            let _ = sys::kill(sys::getpid(), libc::SIGSTOP);
+            // With the same signal: the shell tells a Ctrl-Z from a SIGSTOP.
+            crate::tree::members::stop_with(sig as u8);
             return;
         }
         sleep_ns(1_000_000);

@@ -457,55 +457,9 @@ static SHARED_PIPES: Mutex<Option<HashMap<String, (OwnedFd, OwnedFd)>>> = Mutex:
 /// processes, holding the bytes its read ends had waiting (a tree dump
 /// is one snapshot: every read end saw the same bytes).
 fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
-    let images = checked.iter().map(|c| &c.img.image);
-    // name -> (processes holding it, bytes waiting, size a `Pipe` record
-    // gave it: a `Gone` end does not know it)
-    let mut seen: HashMap<String, (u64, &[u8], u32)> = HashMap::new();
-    // name -> (read end, write end) opened with O_LARGEFILE
-    let mut large: HashMap<String, (bool, bool)> = HashMap::new();
-    for (i, image) in images.enumerate() {
-        for fd in image.fds.iter() {
-            // A process holding both ends records them as its own pipe
-            // (`Pipe`, its inode the id); another holding an end too
-            // makes it the tree's.
-            let (name, write, data, size) = match &fd.kind {
-                FdKind::Gone {
-                    what,
-                    sock_type: 0,
-                    write,
-                    data,
-                } if what.starts_with("pipe:[") => (what.to_string(), *write, data, 0),
-                FdKind::Pipe {
-                    id,
-                    path,
-                    write,
-                    data,
-                    size,
-                } if path.is_empty() => (pipe_name(*id), *write, data, *size),
-                _ => continue,
-            };
-            if fd.flags & KERNEL_O_LARGEFILE != 0 {
-                let l = large.entry(name.clone()).or_default();
-                if write {
-                    l.1 = true;
-                } else {
-                    l.0 = true;
-                }
-            }
-            let e = seen.entry(name).or_insert((0, &[], 0));
-            e.0 |= 1 << i.min(63);
-            e.2 = e.2.max(size);
-            // Every read end saw the same bytes: taken once.
-            if !write && !data.is_empty() {
-                e.1 = data;
-            }
-        }
-    }
+    let fds: Vec<&[dumpfmt::Fd<'_>]> = checked.iter().map(|c| &c.img.image.fds[..]).collect();
     let mut pipes = HashMap::new();
-    for (name, (holders, data, size)) in seen {
-        if holders.count_ones() < 2 {
-            continue;
-        }
+    for (name, Between { data, size, large }) in pipes_between(&fds) {
         let mut p = [0; 2];
         // SAFETY: `p` has room for two descriptors.
         if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -519,7 +473,7 @@ fn make_shared_pipes(checked: &[&Checked]) -> Result<(), Refusal> {
         // An end opened through `/proc/PID/fd/N` (bash's process
         // substitution: `exec 3> >(...)`) has O_LARGEFILE, which
         // `F_SETFL` cannot set: that end is opened the same way.
-        let (lr, lw) = large.get(&name).copied().unwrap_or_default();
+        let (lr, lw) = large;
         if lr {
             r = reopen(&r, libc::O_RDONLY)
                 .map_err(|e| refuse(exit::UNSUPPORTED, format!("{name}: reopening: {e}")))?;
@@ -568,6 +522,71 @@ fn reopen(fd: &OwnedFd, mode: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
+/// A pipe two or more processes hold ends of: the bytes its read ends had
+/// waiting (taken once: every read end saw the same), the size a `Pipe`
+/// record gave it (a `Gone` end does not know it: 0), and which of its
+/// ends, (read, write), were opened with O_LARGEFILE.
+#[derive(Debug, PartialEq)]
+struct Between<'i> {
+    data: &'i [u8],
+    size: u32,
+    large: (bool, bool),
+}
+
+/// The pipes (by name) whose ends two or more of the processes (`fds`,
+/// each one's descriptors) hold. A process holding both ends records them
+/// as its own pipe (`Pipe`, its inode the id); another holding an end too
+/// makes it the tree's.
+fn pipes_between<'i>(fds: &[&'i [dumpfmt::Fd<'i>]]) -> Vec<(String, Between<'i>)> {
+    // name -> (the first process holding it, held by another too, what it is)
+    let mut seen: HashMap<String, (usize, bool, Between<'i>)> = HashMap::new();
+    for (i, list) in fds.iter().enumerate() {
+        for fd in list.iter() {
+            let (name, write, data, size) = match &fd.kind {
+                FdKind::Gone {
+                    what,
+                    sock_type: 0,
+                    write,
+                    data,
+                } if what.starts_with("pipe:[") => (what.to_string(), *write, &data[..], 0),
+                FdKind::Pipe {
+                    id,
+                    path,
+                    write,
+                    data,
+                    size,
+                } if path.is_empty() => (pipe_name(*id), *write, &data[..], *size),
+                _ => continue,
+            };
+            let e = seen.entry(name).or_insert((
+                i,
+                false,
+                Between {
+                    data: &[],
+                    size: 0,
+                    large: (false, false),
+                },
+            ));
+            e.1 |= e.0 != i;
+            e.2.size = e.2.size.max(size);
+            if fd.flags & KERNEL_O_LARGEFILE != 0 {
+                if write {
+                    e.2.large.1 = true;
+                } else {
+                    e.2.large.0 = true;
+                }
+            }
+            if !write && !data.is_empty() {
+                e.2.data = data;
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|(_, (_, shared, _))| *shared)
+        .map(|(name, (_, _, b))| (name, b))
+        .collect()
+}
+
 /// Writes `data` into a non-blocking pipe (made large enough first).
 fn fill(w: &OwnedFd, data: &[u8]) -> std::io::Result<()> {
     // SAFETY: F_GETPIPE_SZ and F_SETPIPE_SZ on our pipe.
@@ -607,4 +626,50 @@ pub fn close_shared_pipes() {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn end(name: &str, write: bool, data: &'static [u8]) -> dumpfmt::Fd<'static> {
+        dumpfmt::Fd {
+            fd: 3,
+            flags: 0,
+            cloexec: false,
+            kind: FdKind::Gone {
+                what: Cow::Owned(name.into()),
+                sock_type: 0,
+                write,
+                data: Cow::Borrowed(data),
+            },
+        }
+    }
+
+    /// A pipe between two processes past the 64th of a tree is shared
+    /// (a 64-bit set of holders once counted every process from the
+    /// 64th on as one, and such a pipe came back as two unconnected
+    /// ends); one held by a single process is not.
+    #[test]
+    fn pipes_between_processes_past_the_64th_are_shared() {
+        let mut procs: Vec<Vec<dumpfmt::Fd<'static>>> = vec![Vec::new(); 100];
+        procs[70].push(end("pipe:[7]", true, b""));
+        procs[90].push(end("pipe:[7]", false, b"queued"));
+        procs[80].push(end("pipe:[8]", true, b""));
+        procs[80].push(end("pipe:[8]", false, b""));
+        let lists: Vec<&[dumpfmt::Fd<'_>]> = procs.iter().map(|v| &v[..]).collect();
+        let got = pipes_between(&lists);
+        assert_eq!(
+            got,
+            [(
+                "pipe:[7]".to_string(),
+                Between {
+                    data: &b"queued"[..],
+                    size: 0,
+                    large: (false, false)
+                }
+            )]
+        );
+    }
 }

@@ -14,7 +14,7 @@
 //!   have pending at the dump must not reach its handler; the restore runs
 //!   with every signal blocked, so one sent by a child that stopped or
 //!   exited during it waits, pending).
-//! - A member that was stopped stops itself (`SIGSTOP`) once its own
+//! - A member that was stopped stops itself (`SIGSTOP`, or the job-control signal that had stopped it) once its own
 //!   children and zombies exist, before its teardown, every other signal
 //!   blocked: seen from outside it is stopped, as it was; `SIGCONT` lets
 //!   it finish the restore and go on where it was; a signal sent while it
@@ -77,8 +77,8 @@ pub fn settle(image: &dumpfmt::Image<'_>, keep_tids: bool) -> Result<(), Refusal
     take_sigchld();
     set_mask(&old);
     result?;
-    if members.stop.is_some() {
-        stop_here();
+    if let Some(stop) = members.stop {
+        stop_here(stop.signal);
     }
     Ok(())
 }
@@ -166,12 +166,13 @@ fn await_stop(pid: u32, stop: dumpfmt::Stop) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Blocks every signal and stops this process; returns once continued.
-fn stop_here() {
+/// Blocks every signal and stops this process, with the signal that
+/// had stopped it where that was `SIGTSTP`, `SIGTTIN` or `SIGTTOU` (its
+/// parent's report says which), else `SIGSTOP`; returns once continued.
+fn stop_here(signal: u8) {
     let all = full_set();
     set_mask(&all);
-    // SAFETY: SIGSTOP to ourselves; it cannot be blocked or caught.
-    unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+    crate::tree::members::stop_with(signal);
 }
 
 /// Waits (`WNOWAIT`) for child `pid` to report one of `flags`; returns

@@ -453,11 +453,103 @@ pub fn after_release() {
 pub fn stop_again() {
     // SAFETY: as in `clear_zombies`.
     let r = unsafe { RECORD.get() };
-    if r.stop.take().is_none() {
+    let Some(stop) = r.stop.take() else {
         return;
-    }
+    };
     take_pending(libc::SIGCONT);
+    stop_with(stop.signal);
+}
+
+/// Stops this process with `signal` where that is a job-control stop
+/// signal (`SIGTSTP`, `SIGTTIN`, `SIGTTOU`: its parent's `waitpid` then
+/// reports it, as it reported the stop before the dump, where a shell
+/// tells Ctrl-Z from a `SIGSTOP`), else with `SIGSTOP`; returns once
+/// continued. The calling thread has every signal blocked: the stop
+/// signal is taken with its default action, unblocked for this thread
+/// alone for the time of the stop, the program's action and the mask
+/// then put back. In an orphaned process group the kernel discards those
+/// signals instead of stopping: `SIGSTOP` then.
+///
+/// Signal-safe (raw system calls, no memory but the stack): the dump's
+/// handler calls it, and so does a restore.
+pub fn stop_with(signal: u8) {
+    let sig = i32::from(signal);
+    if matches!(sig, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) && !pgrp_orphaned() {
+        // The kernel's struct sigaction: handler, flags, restorer, mask.
+        let dfl = [0u64; 4];
+        let mut old = [0u64; 4];
+        let only = 1u64 << (sig - 1);
+        let mut mask = 0u64;
+        // SAFETY: rt_sigaction and rt_sigprocmask read and write the
+        // 32-byte actions and 8-byte sets on this stack; tgkill signals
+        // this thread, which alone takes `sig` (unblocked only here), and
+        // stops (its default action) before the syscall returns.
+        unsafe {
+            if sys::sys(
+                libc::SYS_rt_sigaction,
+                args!(sig, dfl.as_ptr(), old.as_mut_ptr(), 8),
+            )
+            .is_ok()
+            {
+                let unblocked = sys::sys(
+                    libc::SYS_rt_sigprocmask,
+                    args!(
+                        libc::SIG_UNBLOCK,
+                        &only as *const u64,
+                        &mut mask as *mut u64,
+                        8
+                    ),
+                )
+                .is_ok();
+                let sent = unblocked
+                    && sys::sys(libc::SYS_tgkill, args!(sys::getpid(), sys::gettid(), sig)).is_ok();
+                if unblocked {
+                    let _ = sys::sys(
+                        libc::SYS_rt_sigprocmask,
+                        args!(libc::SIG_SETMASK, &mask as *const u64, 0u64, 8),
+                    );
+                }
+                let _ = sys::sys(libc::SYS_rt_sigaction, args!(sig, old.as_ptr(), 0u64, 8));
+                if sent {
+                    return;
+                }
+            }
+        }
+    }
     let _ = sys::kill(sys::getpid(), libc::SIGSTOP);
+}
+
+/// Whether this process's group is orphaned (no member has a parent in
+/// another group of the same session), as the kernel decides before it
+/// acts on `SIGTSTP`, `SIGTTIN` or `SIGTTOU`; read from `/proc`.
+fn pgrp_orphaned() -> bool {
+    let Some((pgid, _)) = groups_of(sys::getpid()) else {
+        return true;
+    };
+    let mut orphaned = true;
+    let _ = sys::for_each_dir_entry(b"/proc\0", |name| {
+        if !orphaned {
+            return;
+        }
+        let Some(pid) = sys::parse_dec(name) else {
+            return;
+        };
+        let pid = pid as i32;
+        let Some((g, s)) = groups_of(pid) else { return };
+        if g != pgid {
+            return;
+        }
+        let Some((ppid, st)) = children::parent_and_state(pid) else {
+            return;
+        };
+        if st == b'Z' || ppid <= 0 {
+            return;
+        }
+        if groups_of(ppid).is_some_and(|(pg, ps)| pg != pgid && ps == s) {
+            orphaned = false;
+        }
+    });
+    orphaned
 }
 
 /// `waitid(P_PID, pid, ...)`: `si_code` and `si_status` when it reported.

@@ -56,8 +56,7 @@
 //!
 //! Not yet: a child that exits, or is in `execve` before its library is
 //! mapped, at the very moment of the dump fails it (naming it: try again);
-//! a description whose holders all lie
-//! below an ancestor that closed it comes back as one per holder. Shared
+//! Shared
 //! memory's pages are stored once, by the highest member mapping the
 //! part of the object another maps (the others' sections name it).
 //!

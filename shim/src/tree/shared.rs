@@ -14,12 +14,12 @@
 //!   both of whose ends this one holds (another member may hold one too):
 //!   its inode and its peer's (sock_diag), so that the two ends pair up.
 //! - The open file description of a regular file, a socket or an
-//!   eventfd: the highest ancestor
-//!   holding the very same description (`kcmp(KCMP_FILE)`, every member
-//!   being parked), and its descriptor number there. Members that share a
-//!   description inherited from a common ancestor that still holds it
-//!   find the same key. (A description whose holders all lie below an
-//!   ancestor that closed it is not found: each comes back with its own.)
+//!   eventfd: the first member of the tree, parents before children from
+//!   the root, holding the very same description (`kcmp(KCMP_FILE)`, every
+//!   member being parked), and its descriptor number there. Every member
+//!   walks the same list, so all that hold a description find the same
+//!   key, whoever else closed it (siblings whose parent closed it
+//!   included).
 //!
 //! Socket ends and descriptions are looked for in a tree dump only; the
 //! rest costs nothing and is recorded always.
@@ -175,29 +175,26 @@ fn key(fd: &Fd<'_>, fds: &Collected<'_>, in_tree: bool) -> Option<SharedKey> {
     }
 }
 
-/// The key of descriptor `fd`'s open file description: the highest of
-/// this process's ancestors, in an unbroken line, that holds it.
+/// The key of descriptor `fd`'s open file description: the first member
+/// of the tree being dumped (parents before children, from the root: the
+/// same list in every member) that holds it, this process if none before
+/// it does.
 fn description(fd: i32) -> SharedKey {
     let me = sys::getpid();
-    let mut key = SharedKey::Description { pid: me as u32, fd };
-    let mut at = me;
-    for _ in 0..MAX_ANCESTORS {
-        let Some((parent, _)) = children::parent_and_state(at) else {
-            break;
-        };
-        if parent <= 1 {
+    let mut members = [0i32; MAX_MEMBERS];
+    let n = members_of(root_of(me), &mut members);
+    for &pid in &members[..n] {
+        if pid == me {
             break;
         }
-        let Some(theirs) = holder(me, fd, parent) else {
-            break;
-        };
-        key = SharedKey::Description {
-            pid: parent as u32,
-            fd: theirs,
-        };
-        at = parent;
+        if let Some(theirs) = holder(me, fd, pid) {
+            return SharedKey::Description {
+                pid: pid as u32,
+                fd: theirs,
+            };
+        }
     }
-    key
+    SharedKey::Description { pid: me as u32, fd }
 }
 
 /// The descriptor of process `pid` that is the same open file description
@@ -243,8 +240,9 @@ pub fn set_in_tree(yes: bool) {
     IN_TREE.store(yes, Relaxed);
 }
 
-/// Most members looked through for a peer.
-const MAX_MEMBERS: usize = 256;
+/// Most members looked through for a peer or a description: all a tree
+/// dump takes.
+const MAX_MEMBERS: usize = crate::tree::control::MAX_MEMBERS;
 
 /// For a pipe end or socket (`target` is its `/proc/self/fd` link) whose
 /// peer is not in this process: the member of the tree being dumped that
@@ -314,7 +312,10 @@ fn members_of(root: i32, out: &mut [i32]) -> usize {
                 .str("/task/")
                 .dec(tid)
                 .str("/children");
-            let mut buf = [0u8; 2048];
+            // Room for every child a tree dump takes (1023 PIDs of up to
+            // 7 digits and a space): a longer list does not fit and is
+            // not read at all.
+            let mut buf = [0u8; 12 * 1024];
             let Some(len) = path.c_str().and_then(|p| sys::read_file(p, &mut buf).ok()) else {
                 return;
             };
