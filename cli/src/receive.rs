@@ -217,10 +217,24 @@ pub fn main(a: Args) -> Result<(), Failure> {
         .map_err(|e| refuse(REFUSED, format!("cannot start the restore: {e}")))?;
     let pid = child.id() as i32;
     let dir = crate::status::dir();
+    // Its start time, read while it cannot be reaped yet (not even a
+    // zombie is gone before try_wait): a copy that resumed and ended
+    // between two looks still left its status file, and must count as
+    // moved, or the original would go on and the program run twice.
+    let start = crate::status::proc_stat(pid).map(|(_, start, _)| start);
+    let resumed = || {
+        start.is_some_and(|start| {
+            dir.as_ref()
+                .is_ok_and(|d| crate::status::read(d, pid, start).is_some())
+        })
+    };
     let wait = RESUME_WAIT + Duration::from_secs(size / RESUME_BYTES_PER_S);
     let until = Instant::now() + wait;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
+            if resumed() {
+                break;
+            }
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let why = text
                 .lines()
@@ -229,11 +243,7 @@ pub fn main(a: Args) -> Result<(), Failure> {
                 .map_or_else(|| format!("the restore ended ({status})"), str::to_string);
             return Err(refuse(REFUSED, format!("restore: {why}")));
         }
-        let resumed = crate::status::proc_stat(pid).is_some_and(|(_, start, _)| {
-            dir.as_ref()
-                .is_ok_and(|d| crate::status::read(d, pid, start).is_some())
-        });
-        if resumed {
+        if resumed() {
             break;
         }
         if Instant::now() >= until {
