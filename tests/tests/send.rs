@@ -588,3 +588,44 @@ fn send_of_a_process_that_ends_at_once_there_runs_it_once() {
     assert_eq!(original.stdout_lines(), ["ready"], "the original's output");
     assert_eq!(log, "done\n", "the remote copy's output");
 }
+
+/// The connection lost while the remote side verifies the image (a
+/// Ctrl-C here ends ssh; sshd then closes the remote command's output):
+/// the sender, which never hears `restoring`, continues the original, so
+/// the remote side must not restore it. The "ssh" runs the remote command
+/// here and stops passing its output on after `ready`.
+#[test]
+fn send_whose_connection_is_lost_before_restoring_runs_one_copy() {
+    let dir = TestDir::new("send-lost-before-restoring");
+    let fake = dir.join("ssh-lost");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nfor a; do s=$a; done\n\
+         sh -c \"$s\" | { IFS= read -r l; printf '%s\\n' \"$l\"; }\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = Program::c();
+    let expected = reference(&program);
+    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
+    let mut original = dir.spawn_plain(&run, "original", &[]);
+    original.wait_for_step(5);
+    let remote = dir.subdir("remote").join("app.img");
+    let out = Command::new(migrate())
+        .arg("send")
+        .arg("--ssh")
+        .arg(&fake)
+        .arg(original.pid().to_string())
+        .arg(format!("local:{}", remote.display()))
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run migrate send");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let left = list_files(remote.parent().unwrap());
+    assert!(left.is_empty(), "files there (a copy restored?): {left:?}\n{err}");
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    let got = original.wait_success();
+    assert_eq!(got, expected, "the original's output after a lost send");
+}
