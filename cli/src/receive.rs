@@ -51,9 +51,15 @@ pub struct Args {
 }
 
 fn say(what: &str) {
+    let _ = try_say(what);
+}
+
+/// As [`say`]; whether the line got out (an ssh that ended has closed
+/// our output: the write fails, SIGPIPE being ignored).
+fn try_say(what: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{PREFIX}{what}");
-    let _ = out.flush();
+    writeln!(out, "{PREFIX}{what}")?;
+    out.flush()
 }
 
 /// Says `error WHAT` and fails with `code`.
@@ -190,7 +196,16 @@ pub fn main(a: Args) -> Result<(), Failure> {
         .try_clone()
         .map_err(|e| refuse(REMOTE, format!("{}: {e}", log.display())))?;
 
-    say("restoring");
+    // The sender continues the original unless it hears this: a line
+    // that cannot get out (the connection is gone, e.g. a Ctrl-C there
+    // while this verified) must not start a second copy. (One lost on
+    // the way after this write is not seen here: see send.rs.)
+    if let Err(e) = try_say("restoring") {
+        return Err(Failure::new(
+            TRANSFER,
+            format!("the sender is gone ({e}); not restoring"),
+        ));
+    }
     let me = std::env::current_exe()
         .map_err(|e| refuse(REMOTE, format!("cannot find this command: {e}")))?;
     let mut cmd = Command::new(me);

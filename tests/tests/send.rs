@@ -624,7 +624,10 @@ fn send_whose_connection_is_lost_before_restoring_runs_one_copy() {
         .expect("run migrate send");
     let err = String::from_utf8_lossy(&out.stderr);
     let left = list_files(remote.parent().unwrap());
-    assert!(left.is_empty(), "files there (a copy restored?): {left:?}\n{err}");
+    assert!(
+        left.is_empty(),
+        "files there (a copy restored?): {left:?}\n{err}"
+    );
     assert_eq!(out.status.code(), Some(7), "{err}");
     let got = original.wait_success();
     assert_eq!(got, expected, "the original's output after a lost send");
