@@ -656,6 +656,11 @@ mod tests {
         assert!(split_dest(":x").is_err());
         assert!(split_dest("-oProxyCommand=x:y").is_err());
         assert!(split_dest("[::1").is_err());
+        // A [ in the path is not an IPv6 host.
+        assert_eq!(
+            ok("box:/tmp/run[1].img"),
+            ("box".into(), "/tmp/run[1].img".into())
+        );
     }
 
     #[test]
