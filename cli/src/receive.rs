@@ -51,9 +51,15 @@ pub struct Args {
 }
 
 fn say(what: &str) {
+    let _ = try_say(what);
+}
+
+/// As [`say`]; whether the line got out (an ssh that ended has closed
+/// our output: the write fails, SIGPIPE being ignored).
+fn try_say(what: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{PREFIX}{what}");
-    let _ = out.flush();
+    writeln!(out, "{PREFIX}{what}")?;
+    out.flush()
 }
 
 /// Says `error WHAT` and fails with `code`.
@@ -190,7 +196,16 @@ pub fn main(a: Args) -> Result<(), Failure> {
         .try_clone()
         .map_err(|e| refuse(REMOTE, format!("{}: {e}", log.display())))?;
 
-    say("restoring");
+    // The sender continues the original unless it hears this: a line
+    // that cannot get out (the connection is gone, e.g. a Ctrl-C there
+    // while this verified) must not start a second copy. (One lost on
+    // the way after this write is not seen here: see send.rs.)
+    if let Err(e) = try_say("restoring") {
+        return Err(Failure::new(
+            TRANSFER,
+            format!("the sender is gone ({e}); not restoring"),
+        ));
+    }
     let me = std::env::current_exe()
         .map_err(|e| refuse(REMOTE, format!("cannot find this command: {e}")))?;
     let mut cmd = Command::new(me);
@@ -217,10 +232,24 @@ pub fn main(a: Args) -> Result<(), Failure> {
         .map_err(|e| refuse(REFUSED, format!("cannot start the restore: {e}")))?;
     let pid = child.id() as i32;
     let dir = crate::status::dir();
+    // Its start time, read while it cannot be reaped yet (not even a
+    // zombie is gone before try_wait): a copy that resumed and ended
+    // between two looks still left its status file, and must count as
+    // moved, or the original would go on and the program run twice.
+    let start = crate::status::proc_stat(pid).map(|(_, start, _)| start);
+    let resumed = || {
+        start.is_some_and(|start| {
+            dir.as_ref()
+                .is_ok_and(|d| crate::status::read(d, pid, start).is_some())
+        })
+    };
     let wait = RESUME_WAIT + Duration::from_secs(size / RESUME_BYTES_PER_S);
     let until = Instant::now() + wait;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
+            if resumed() {
+                break;
+            }
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let why = text
                 .lines()
@@ -229,11 +258,7 @@ pub fn main(a: Args) -> Result<(), Failure> {
                 .map_or_else(|| format!("the restore ended ({status})"), str::to_string);
             return Err(refuse(REFUSED, format!("restore: {why}")));
         }
-        let resumed = crate::status::proc_stat(pid).is_some_and(|(_, start, _)| {
-            dir.as_ref()
-                .is_ok_and(|d| crate::status::read(d, pid, start).is_some())
-        });
-        if resumed {
+        if resumed() {
             break;
         }
         if Instant::now() >= until {

@@ -121,7 +121,12 @@ pub struct Args {
 /// `[USER@]HOST[:PATH]` split into ssh's destination and the path (empty
 /// when not given). `[v6addr]` keeps its colons.
 pub fn split_dest(dest: &str) -> Result<(String, String), String> {
-    let (host, path) = if let Some(rest) = dest.find('[').map(|i| (i, &dest[i..])) {
+    // `[` starts an IPv6 host only before the first `:` (after it, it is
+    // part of the path).
+    let bracket = dest
+        .find('[')
+        .filter(|&i| dest.find(':').is_none_or(|c| i < c));
+    let (host, path) = if let Some(rest) = bracket.map(|i| (i, &dest[i..])) {
         let (at, rest) = rest;
         let close = rest
             .find(']')
@@ -656,6 +661,11 @@ mod tests {
         assert!(split_dest(":x").is_err());
         assert!(split_dest("-oProxyCommand=x:y").is_err());
         assert!(split_dest("[::1").is_err());
+        // A [ in the path is not an IPv6 host.
+        assert_eq!(
+            ok("box:/tmp/run[1].img"),
+            ("box".into(), "/tmp/run[1].img".into())
+        );
     }
 
     #[test]

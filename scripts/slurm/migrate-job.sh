@@ -37,8 +37,10 @@ say() { echo "migrate-job: $*" >&2; }
 
 if [ -f "$image" ]; then
     say "job $job run ${SLURM_RESTART_COUNT:-0}: restoring $image"
+    restoring=1
     "$migrate" restore --image "$image" "$image" &
 else
+    restoring=
     [ $# -gt 0 ] || { say "no program given"; exit 2; }
     "$migrate" run --image "$image" -- "$@" &
 fi
@@ -87,6 +89,18 @@ if [ -n "$requeued" ]; then
     # Requeued: Slurm ends this run and starts the job again.
     say "job $job: requeued"
     while :; do sleep 60; done
+fi
+# A restore that failed (migrate restore's own statuses: bad arguments,
+# the image refused, the library or migrate missing) leaves the image, the
+# only copy of the program's progress, for another try (a program that
+# itself ends with one of these keeps an image it no longer needs).
+if [ -n "$restoring" ]; then
+    case $status in
+    2 | 6[5-9] | 7[0-2] | 126 | 127)
+        say "job $job: the restore failed (status $status); $image stays (fix the cause and requeue the job, or restore it by hand)"
+        exit "$status"
+        ;;
+    esac
 fi
 rm -f "$image"
 exit "$status"

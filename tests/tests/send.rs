@@ -527,3 +527,108 @@ fn interrupted_send_continues_the_original() {
         "the original's output after an interrupted send"
     );
 }
+
+/// A process whose restored copy ends at once (here: as soon as its parent
+/// is another process, which a restore's is) is moved, not run twice: the
+/// remote restore ended, but only after the copy ran, so the original must
+/// end, not go on. The "ssh" is a stand-in that runs the remote command
+/// here (no sshd needed).
+#[test]
+fn send_of_a_process_that_ends_at_once_there_runs_it_once() {
+    let dir = TestDir::new("send-ends-at-once");
+    let fake = dir.join("ssh-local");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nfor a; do s=$a; done\nexec sh -c \"$s\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = "import os, time\n\
+                  p = os.getppid()\n\
+                  print('ready', flush=True)\n\
+                  while os.getppid() == p:\n    time.sleep(0.001)\n\
+                  print('done', flush=True)\n\
+                  os._exit(0)\n";
+    let program = Program::command_of(
+        "py-ends-at-once",
+        &[PYTHON.as_ref(), "-c".as_ref(), script.as_ref()],
+    );
+    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
+    let mut original = dir.spawn_plain(&run, "original", &[]);
+    original.wait_for_lines(0);
+    let remote = dir.subdir("remote").join("app.img");
+    let out = Command::new(migrate())
+        .arg("send")
+        .arg("--ssh")
+        .arg(&fake)
+        .arg(original.pid().to_string())
+        .arg(format!("local:{}", remote.display()))
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run migrate send");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let log = std::fs::read_to_string(remote.with_extension("log")).unwrap_or_default();
+    // (On a failure the original, left running, is killed with the test.)
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "migrate send: {err}\nthe original: {}\nthe remote log: {log:?}",
+        original.describe()
+    );
+    let status = original.wait();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the original after the move: {}\n{}",
+        describe_status(status),
+        original.describe()
+    );
+    assert_eq!(original.stdout_lines(), ["ready"], "the original's output");
+    assert_eq!(log, "done\n", "the remote copy's output");
+}
+
+/// The connection lost while the remote side verifies the image (a
+/// Ctrl-C here ends ssh; sshd then closes the remote command's output):
+/// the sender, which never hears `restoring`, continues the original, so
+/// the remote side must not restore it. The "ssh" runs the remote command
+/// here and stops passing its output on after `ready`.
+#[test]
+fn send_whose_connection_is_lost_before_restoring_runs_one_copy() {
+    let dir = TestDir::new("send-lost-before-restoring");
+    let fake = dir.join("ssh-lost");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nfor a; do s=$a; done\n\
+         sh -c \"$s\" | { IFS= read -r l; printf '%s\\n' \"$l\"; }\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = Program::c();
+    let expected = reference(&program);
+    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
+    let mut original = dir.spawn_plain(&run, "original", &[]);
+    original.wait_for_step(5);
+    let remote = dir.subdir("remote").join("app.img");
+    let out = Command::new(migrate())
+        .arg("send")
+        .arg("--ssh")
+        .arg(&fake)
+        .arg(original.pid().to_string())
+        .arg(format!("local:{}", remote.display()))
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run migrate send");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let left = list_files(remote.parent().unwrap());
+    assert!(
+        left.is_empty(),
+        "files there (a copy restored?): {left:?}\n{err}"
+    );
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    let got = original.wait_success();
+    assert_eq!(got, expected, "the original's output after a lost send");
+}

@@ -360,3 +360,29 @@ fn slurm_job_is_requeued_mid_run_and_ends_with_the_right_output() {
         "{context}"
     );
 }
+
+/// A run of the job whose restore fails (here: the image is not an image;
+/// on another node, a missing file or another CPU) keeps the image, the
+/// only copy of the program's progress, and says so: the script used to
+/// remove it as after a finished program. No Slurm needed: the script
+/// runs as its restoring run would, with the job's variables set.
+#[test]
+fn slurm_script_keeps_the_image_when_the_restore_fails() {
+    let dir = TestDir::new("slurm-restore-fails");
+    let image = dir.join("migrate-job-4242.img");
+    std::fs::write(&image, b"not an image, but the only copy").unwrap();
+    let script = crate_dir().join("../scripts/slurm/migrate-job.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .env("SLURM_JOB_ID", "4242")
+        .env("SLURM_SUBMIT_DIR", dir.path())
+        .env("MIGRATE", migrate())
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the script");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(image.is_file(), "the image after a failed restore: {err}");
+    assert!(err.contains("stays"), "{err}");
+}
