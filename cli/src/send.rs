@@ -58,7 +58,8 @@ it); the restored program's output goes to --log (default: PATH with .log).
 
 Exit status:
   0  the process runs on the remote host; here it has ended
-  1  the dump failed inside the process; its reason is printed; it goes on
+  1  the dump failed inside the process, or the process has children (a
+     tree does not move yet); the reason is printed; it goes on
   2  bad arguments
   3  no such process, or it does not run under libmigrate.so
   4  the dump did not start or did not finish in time (--timeout)
@@ -306,6 +307,7 @@ fn unguarded(cmd: &mut Command) -> &mut Command {
 pub fn main(a: Args) -> Result<(), Failure> {
     let (host, path) = split_dest(&a.dest).map_err(|m| Failure::new(2, m))?;
     let t = Target::find(a.pid)?;
+    refuse_a_tree(&t)?;
     let exe = std::fs::read_link(format!("/proc/{}/exe", t.pid)).map_err(|e| {
         Failure::new(
             dump::exit::UNREACHABLE,
@@ -618,6 +620,58 @@ fn stopped_below(pid: i32, depth: u32) -> bool {
             .split_whitespace()
             .filter_map(|c| c.parse().ok())
             .any(|c| stopped_below(c, depth - 1))
+}
+
+/// The children of `pid` (every thread's).
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// Refuses a process with children before anything is done: a tree dump
+/// stops only its root after the image, so the children would go on here
+/// after the snapshot, and live on once the root is ended (two copies of
+/// them once the tree runs there). A process restored here is its
+/// supervisor's grandchild (the supervisor was started with
+/// `MIGRATE_RESTORE`).
+fn refuse_a_tree(t: &Target) -> Result<(), Failure> {
+    let restored = std::fs::read(format!("/proc/{}/environ", t.pid)).is_ok_and(|e| {
+        e.split(|&b| b == 0)
+            .any(|v| v.starts_with(b"MIGRATE_RESTORE="))
+    });
+    let mut dumped = t.pid;
+    if restored {
+        for _ in 0..2 {
+            match children_of(dumped)[..] {
+                [only] => dumped = only,
+                _ => return Ok(()),
+            }
+        }
+    }
+    let kids = children_of(dumped);
+    if kids.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = kids.iter().map(i32::to_string).collect();
+    Err(Failure::new(
+        1,
+        format!(
+            "process {} ({}) has children ({}): migrate send moves a single process for now (its children would go on running here); nothing was done",
+            t.pid,
+            t.comm,
+            list.join(", ")
+        ),
+    ))
 }
 
 /// Continues the stopped process.

@@ -632,3 +632,46 @@ fn send_whose_connection_is_lost_before_restoring_runs_one_copy() {
     let got = original.wait_success();
     assert_eq!(got, expected, "the original's output after a lost send");
 }
+
+/// A process with children is refused before anything is done (a tree
+/// dump stops only its root after the image: the children would go on
+/// here after the snapshot and outlive the root, two copies of them once
+/// the tree ran there): one line names the children, the command exits 1
+/// without starting ssh, and the program and its child go on unharmed.
+#[test]
+fn send_of_a_process_with_children_is_refused_naming_them() {
+    let dir = TestDir::new("send-tree");
+    let program = Program::children("live");
+    let expected = reference(&program);
+    let mut p = dir.spawn(&program, "original", &[]);
+    p.wait_for_line("ready", |l| l == "ready");
+    let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", p.pid())).unwrap();
+    let child = kids.trim().to_string();
+    assert!(!child.is_empty(), "{}", p.describe());
+    // An ssh that must never run.
+    let ssh = dir.join("no-ssh");
+    std::fs::write(&ssh, "#!/bin/sh\ntouch \"$0.ran\"\nexit 255\n").unwrap();
+    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(migrate())
+        .arg("send")
+        .arg("--ssh")
+        .arg(&ssh)
+        .arg(p.pid().to_string())
+        .arg("localhost:/tmp/never.img")
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run migrate send");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}\n{}", p.describe());
+    assert!(
+        err.contains(&format!("has children ({child})")),
+        "{err}\n{}",
+        p.describe()
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!dir.join("no-ssh.ran").exists(), "ssh was started");
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+}
