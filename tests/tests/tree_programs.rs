@@ -275,8 +275,19 @@ fn nginx_master_and_workers_serve_and_reload_after_a_tree_restore() {
     serves(port, &|| describe(&original));
     original.dump_with(libc::SIGRTMIN() + 4);
     original.wait_for_image(&image, false);
-    kill_all(&workers);
+    // The master first (killed and waited for): a master that sees a
+    // worker die starts another, which would hold the port the restore
+    // binds again. Then its workers, and the port is free once every
+    // process that held it is gone.
     original.kill();
+    kill_all(&workers);
+    let now = Instant::now();
+    while workers.iter().any(|w| {
+        std::fs::read_to_string(format!("/proc/{w}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    }) {
+        assert!(now.elapsed() < TIMEOUT, "the workers did not end");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let tree = dumpfmt::TreeFile::open(&image)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", image.display(), describe(&original)));
     assert_eq!(tree.sections.len(), 3, "{}", describe(&original));
