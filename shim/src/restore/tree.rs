@@ -283,15 +283,17 @@ fn close(c: Checked) {
     drop(exe);
 }
 
-/// `clone3` as a fork that gives the child `pid` (in this PID namespace).
-fn clone_with_pid(pid: u32) -> std::io::Result<i32> {
+/// `clone3` as a fork that gives the child `pid` (in this PID namespace);
+/// also how a zombie member is made again (`super::tree_members`).
+pub(super) fn clone_with_pid(pid: u32) -> std::io::Result<i32> {
     let set_tid = [pid as libc::pid_t];
     let mut args = [0u64; 10];
     args[4] = libc::SIGCHLD as u64; // exit_signal
     args[8] = set_tid.as_ptr() as u64;
     args[9] = 1; // set_tid_size
     // SAFETY: clone3 without CLONE_VM is a fork; `args` and `set_tid`
-    // outlive it; the child goes on single-threaded in the constructor.
+    // outlive it; the child goes on single-threaded in the constructor
+    // (or, a zombie's, only ends itself).
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,

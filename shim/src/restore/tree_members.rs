@@ -85,7 +85,7 @@ pub fn settle(image: &dumpfmt::Image<'_>, keep_tids: bool) -> Result<(), Refusal
 
 /// Forks zombie `z` with its PID and waits until it has ended as it had.
 fn fork_zombie(z: &dumpfmt::Zombie) -> Result<(), Refusal> {
-    let child = clone_with_pid(z.pid).map_err(|e| {
+    let child = super::tree::clone_with_pid(z.pid).map_err(|e| {
         refuse(
             exit::UNSUPPORTED,
             format!(
@@ -245,26 +245,4 @@ fn full_set() -> libc::sigset_t {
 fn unsafe_zeroed<T: Copy>() -> T {
     // SAFETY: only used for plain C structs for which zero bytes are valid.
     unsafe { core::mem::zeroed() }
-}
-
-/// `clone3` as a fork that gives the child `pid` (in this PID namespace).
-fn clone_with_pid(pid: u32) -> std::io::Result<i32> {
-    let set_tid = [pid as libc::pid_t];
-    let mut args = [0u64; 10];
-    args[4] = libc::SIGCHLD as u64; // exit_signal
-    args[8] = set_tid.as_ptr() as u64;
-    args[9] = 1; // set_tid_size
-    // SAFETY: clone3 without CLONE_VM is a fork; `args` and `set_tid`
-    // outlive it; the child only ends itself (`end_as`).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            args.as_ptr(),
-            core::mem::size_of_val(&args),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(r as i32)
 }
