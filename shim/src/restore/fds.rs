@@ -234,7 +234,7 @@ pub(super) fn send_queued(through: &OwnedFd, sock_type: i32, data: &[u8]) -> std
 }
 
 /// A connected pair of Unix sockets of `sock_type`, close-on-exec.
-fn socket_pair(sock_type: i32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), Refusal> {
+pub(super) fn socket_pair(sock_type: i32, fd: &Fd<'_>) -> Result<(OwnedFd, OwnedFd), Refusal> {
     let mut s = [0; 2];
     // SAFETY: `s` has room for two descriptors.
     if unsafe {

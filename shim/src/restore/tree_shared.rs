@@ -177,21 +177,7 @@ fn make_pair(
         return Err(fail("socket pair", format!("socket:[{a}] is not a socket")));
     };
     let (sock_type, data, data_b) = (&sock_type, &data[..], &data_b[..]);
-    let mut s = [0; 2];
-    // SAFETY: `s` has room for two descriptors.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            sock_type | libc::SOCK_CLOEXEC,
-            0,
-            s.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(fail("socket pair", std::io::Error::last_os_error()));
-    }
-    // SAFETY: both were just created and are ours.
-    let (sa, sb) = unsafe { (OwnedFd::from_raw_fd(s[0]), OwnedFd::from_raw_fd(s[1])) };
+    let (sa, sb) = super::fds::socket_pair(*sock_type, ra)?;
     let what = format!("socket:[{a}]");
     super::fds::send_queued(&sb, *sock_type, data).map_err(|e| fail(&what, e))?;
     super::fds::send_queued(&sa, *sock_type, data_b).map_err(|e| fail(&what, e))?;
