@@ -11,7 +11,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const HEADER_LEN: u64 = PAGE_SIZE;
 pub const MAGIC: [u8; 8] = *b"MIGRATE\0";
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 3;
+pub const VERSION_MINOR: u16 = 4;
 /// Upper bound on the metadata block, checked before it is allocated;
 /// with `DECODED_BYTES_PER_META_BYTE` it bounds a reader's memory
 /// (FORMAT.md, "Limits", says why this value).

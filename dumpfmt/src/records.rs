@@ -67,6 +67,20 @@ pub struct Image<'a> {
     /// empty (default) in older ones.
     #[serde(skip)]
     pub minor3: Minor3<'a>,
+    /// What version 1.4 added: the value after `minor3` in a 1.4 image,
+    /// empty (default) in older ones.
+    #[serde(skip)]
+    pub minor4: Minor4<'a>,
+}
+
+/// The value a 1.4 image's metadata block carries after [`Minor3`]: the
+/// page data's encoding and origin (compression, a parent image, lazy
+/// ranges) and the kernel objects 1.4 added. Each capability adds one
+/// field of a type of its own, defined in a file of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Minor4<'a> {
+    /// Nothing yet: a placeholder so that the lifetime is used.
+    pub reserved: core::marker::PhantomData<&'a ()>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

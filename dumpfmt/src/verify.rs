@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::Error;
 use crate::header::{HEADER_LEN, Header, PAGE_SIZE};
-use crate::records::{Backing, FdKind, Image, Minor1, Minor2, Minor3};
+use crate::records::{Backing, FdKind, Image, Minor1, Minor2, Minor3, Minor4};
 
 /// An image opened for reading: header and metadata decoded and checked.
 #[derive(Debug)]
@@ -249,6 +249,11 @@ pub(crate) fn decode_meta(header: &Header, meta: &[u8]) -> Result<Image<'static>
             if header_minor >= 3 {
                 let (minor3, after) = postcard::take_from_bytes::<Minor3<'static>>(rest)?;
                 image.minor3 = minor3;
+                rest = after;
+            }
+            if header_minor >= 4 {
+                let (minor4, after) = postcard::take_from_bytes::<Minor4<'static>>(rest)?;
+                image.minor4 = minor4;
                 rest = after;
             }
             Ok((image, rest))

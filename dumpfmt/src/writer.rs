@@ -88,11 +88,12 @@ pub fn frame(image: &Image<'_>, page_data: &[u8]) -> Vec<u8> {
 }
 
 /// The metadata block of `image` in the current version: the `Image`
-/// value, then the values versions 1.1, 1.2 and 1.3 added.
+/// value, then the values versions 1.1 to 1.4 added.
 pub fn encode_meta(image: &Image<'_>) -> Vec<u8> {
     let mut meta = postcard::to_allocvec(image).expect("postcard encodes into a Vec infallibly");
     meta.extend(postcard::to_allocvec(&image.minor1).expect("postcard encodes into a Vec"));
     meta.extend(postcard::to_allocvec(&image.minor2).expect("postcard encodes into a Vec"));
     meta.extend(postcard::to_allocvec(&image.minor3).expect("postcard encodes into a Vec"));
+    meta.extend(postcard::to_allocvec(&image.minor4).expect("postcard encodes into a Vec"));
     meta
 }

@@ -127,6 +127,7 @@ fn dups_and_fd_mappings(n: usize) -> Vec<u8> {
         fds: fds.into(),
         mappings: mappings.into(),
         minor3: Default::default(),
+        minor4: Default::default(),
         ..common::image()
     })
 }
@@ -150,6 +151,7 @@ fn all_dups(n: usize) -> Vec<u8> {
         fds: fds.into(),
         mappings: Vec::new().into(),
         minor3: Default::default(),
+        minor4: Default::default(),
         ..common::image()
     })
 }

@@ -64,6 +64,7 @@ fn image_round_trip_borrowed_to_owned() {
         minor1: Minor1::default(),
         minor2: Default::default(),
         minor3: Default::default(),
+        minor4: Default::default(),
         ..owned.clone()
     };
     let bytes = postcard::to_allocvec(&borrowed).unwrap();
@@ -73,6 +74,7 @@ fn image_round_trip_borrowed_to_owned() {
         minor1: Minor1::default(),
         minor2: Default::default(),
         minor3: Default::default(),
+        minor4: Default::default(),
         ..owned.clone()
     };
     assert_eq!(back, expect);
@@ -95,6 +97,7 @@ fn image_with_empty_collections() {
         minor1: Minor1::default(),
         minor2: Default::default(),
         minor3: Default::default(),
+        minor4: Default::default(),
         ..common::image()
     };
     round_trip(&image);
@@ -353,6 +356,7 @@ fn encoding_is_pinned() {
         minor1: Minor1::default(),
         minor2: Default::default(),
         minor3: Default::default(),
+        minor4: Default::default(),
     };
     let want = [
         "01 02 03",                    // pid, time_ns, sequence

@@ -1096,6 +1096,7 @@ mod tests {
             minor1: Default::default(),
             minor2: Default::default(),
             minor3: Default::default(),
+            minor4: Default::default(),
         }
     }
 

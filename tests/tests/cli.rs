@@ -369,6 +369,7 @@ fn fixed_image() -> Vec<u8> {
         },
         minor2: Default::default(),
         minor3: Default::default(),
+        minor4: Default::default(),
     };
     let mut stack = vec![0u8; 4096];
     stack[0x100..0x100 + ARGV.len()].copy_from_slice(ARGV);
@@ -577,6 +578,7 @@ fn host_image(dir: &TestDir, exe: &Path, data: &Path, cpu: CpuFeatures) -> Vec<u
         },
         minor2: Default::default(),
         minor3: Default::default(),
+        minor4: Default::default(),
     };
     let heap: Vec<u8> = (0..8192u32).map(|i| i as u8).collect();
     dumpfmt::build(

@@ -188,6 +188,7 @@ pub fn image() -> Image<'static> {
                 stop: None,
             },
         },
+        minor4: Default::default(),
     }
 }
 

@@ -30,8 +30,8 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 use std::borrow::Cow;
 
 use dumpfmt::{
-    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, Minor3, MmFields, PageRun,
-    SigAction, ThreadState,
+    Backing, Credentials, FileId, Image, Mapping, Minor1, Minor2, Minor3, Minor4, MmFields,
+    PageRun, SigAction, ThreadState,
 };
 
 use crate::config::{LogLevel, PATH_MAX, SETTINGS};
@@ -852,6 +852,7 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
+        minor4: Minor4::default(),
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
@@ -861,7 +862,7 @@ fn write_image(
         .min(dumpfmt::MAX_META_LEN as usize);
     let buf = arena.bytes(room).ok_or_else(no_mem)?;
     let too_big = |_| Fail::new("metadata does not fit the dump arena or the image format's limit");
-    // The metadata block: `Image`, then the values versions 1.1 to 1.3 added.
+    // The metadata block: `Image`, then the values versions 1.1 to 1.4 added.
     let image_len = postcard::to_slice(&image, buf).map_err(too_big)?.len();
     let rest = buf.get_mut(image_len..).ok_or_else(no_mem)?;
     let minor1_len = postcard::to_slice(&image.minor1, rest)
@@ -877,7 +878,13 @@ fn write_image(
     let minor3_len = postcard::to_slice(&image.minor3, rest)
         .map_err(too_big)?
         .len();
-    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len + minor3_len];
+    let rest = buf
+        .get_mut(image_len + minor1_len + minor2_len + minor3_len..)
+        .ok_or_else(no_mem)?;
+    let minor4_len = postcard::to_slice(&image.minor4, rest)
+        .map_err(too_big)?
+        .len();
+    let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len + minor3_len + minor4_len];
     let meta_offset = out.pos();
     out.write(meta)?;
     Ok(dumpfmt::Header {
