@@ -62,7 +62,7 @@ demo: build
 
 # Timings live here, not in the tests.
 bench: build
-	scripts/bench.sh
+	scripts/bench.py
 
 # Not in CI: 200 dump/kill/restore cycles each of a threaded Python program
 # and a file-copying C program (MIGRATE_SOAK_CYCLES=N for another count);
