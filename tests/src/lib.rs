@@ -32,10 +32,14 @@ pub mod dump_point;
 pub mod fidelity;
 pub mod guest;
 pub mod outer;
+pub mod procs;
 pub mod skip;
 pub mod sshd;
 
 pub use dump_point::check_resumed_after_dump;
+pub use procs::{
+    children_of, descendants, exe_of, has_exited, kill_all, send_signal, state_of, wait_until,
+};
 pub use skip::skip;
 
 /// How long any single wait (a line, an image, an exit) may take.

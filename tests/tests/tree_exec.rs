@@ -4,59 +4,15 @@
 //! subshell fed through process substitution. See
 //! `shim/src/restore/tree_exec.rs` and `shim/src/exec.rs`.
 
-use std::fs;
-
 use migrate_tests::*;
-
-/// The children of `pid`'s threads (none if it is gone).
-fn children_of(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for t in tasks.flatten() {
-        let text = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        out.extend(
-            text.split_whitespace()
-                .map(|p| p.parse::<i32>().expect("a pid")),
-        );
-    }
-    out
-}
-
-/// Every descendant of `pid`, parents before children.
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut all = Vec::new();
-    let mut next = vec![pid];
-    while let Some(p) = next.pop() {
-        for c in children_of(p) {
-            all.push(c);
-            next.push(c);
-        }
-    }
-    all
-}
-
-/// The program a process runs (`/proc/PID/exe`).
-fn exe_of(pid: i32) -> String {
-    fs::read_link(format!("/proc/{pid}/exe"))
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
-}
 
 /// Stops `p` and all its descendants, then kills them all: the whole
 /// session, none left to print what the others' end makes it say.
-fn kill_all(p: &mut Proc) {
-    let mut all = vec![p.pid()];
-    all.extend(descendants(p.pid()));
-    for &pid in &all {
-        // SAFETY: kill(2) with plain integers; our program's processes.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-    }
-    for &pid in &all[1..] {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+fn kill_tree(p: &mut Proc) {
+    let pid = p.pid();
+    // SAFETY: kill(2) with plain integers; our program's process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    kill_all(&descendants(pid));
     p.kill();
 }
 
@@ -130,7 +86,7 @@ fn child_running_another_program_comes_back_running_it() {
     assert!(child_exe.ends_with("/cexecee"), "{child_exe}");
     p.dump_signal();
     p.wait_for_image(&image, false);
-    kill_all(&mut p);
+    kill_tree(&mut p);
     let tree = dumpfmt::TreeFile::open(&image)
         .unwrap_or_else(|e| panic!("{}: {e}\n{}", image.display(), p.describe()));
     let exes: Vec<String> = tree
@@ -189,7 +145,7 @@ fn bash_script_with_children_and_process_substitution() {
         p.wait_for_line("ready", |l| l == "ready");
         p.wait_for_step(5 + 3 * round);
         dump_until_image(&mut p, &image);
-        kill_all(&mut p);
+        kill_tree(&mut p);
         let tree = dumpfmt::TreeFile::open(&image)
             .unwrap_or_else(|e| panic!("{}: {e}\n{}", image.display(), p.describe()));
         assert!(tree.sections.len() >= 2, "{}", p.describe());

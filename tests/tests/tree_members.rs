@@ -8,44 +8,7 @@
 //! ends them; `signals N` has N children and every process counts the
 //! SIGTERMs it gets.
 
-use std::fs;
-
 use migrate_tests::*;
-
-/// The children of `pid`'s main thread, in the order it forked them
-/// (the kernel lists them so).
-fn children_of(pid: i32) -> Vec<i32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_else(|e| panic!("cannot read the children of {pid}: {e}"));
-    text.split_whitespace()
-        .map(|p| p.parse().expect("a pid"))
-        .collect()
-}
-
-/// The state letter of `/proc/PID/stat`, if it exists.
-fn state_of(pid: i32) -> Option<char> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 2..].chars().next()
-}
-
-/// Sends `sig` to `pid` (a negative `pid`: a process group).
-fn send(pid: i32, sig: i32) {
-    // SAFETY: kill(2) with plain integers, to processes of this test.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
-}
-
-/// Waits (at most `TIMEOUT`) until `cond` holds.
-fn wait_until(what: &str, context: &Proc, cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}\n{}",
-            context.describe()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
 
 /// A tree dump of `cmembers states` records the two zombies in the
 /// parent's image and dumps the two stopped children (continued for the
@@ -234,7 +197,7 @@ fn restored_signals(dir: &TestDir, n: u32) -> Proc {
     let env = [("MIGRATE_LOG", "error".to_string())];
     p.kill();
     for k in kids {
-        send(k, libc::SIGKILL);
+        send_signal(k, libc::SIGKILL);
     }
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut restored = dir.restore(&program.wrapped(&["setsid"]), "restored", &image, &env);
@@ -262,7 +225,7 @@ fn restored_signals(dir: &TestDir, n: u32) -> Proc {
 fn group_sigterm_reaches_each_restored_process_once() {
     let dir = TestDir::new("members-group-term");
     let mut restored = restored_signals(&dir, 2);
-    send(-restored.pid(), libc::SIGTERM);
+    send_signal(-restored.pid(), libc::SIGTERM);
     let status = restored.wait();
     assert!(status.success(), "{}", restored.describe());
     assert_eq!(
@@ -283,7 +246,7 @@ fn group_sigterm_reaches_each_restored_process_once() {
 fn sigterm_to_the_supervisor_reaches_the_restored_root_once() {
     let dir = TestDir::new("members-pid-term");
     let mut restored = restored_signals(&dir, 2);
-    send(restored.pid(), libc::SIGTERM);
+    send_signal(restored.pid(), libc::SIGTERM);
     let status = restored.wait();
     assert!(status.success(), "{}", restored.describe());
     assert_eq!(
@@ -306,7 +269,7 @@ fn group_sigterm_reaches_a_restored_single_process_once() {
         let dir = TestDir::new(&format!("members-single-term-{label}"));
         let mut restored = restored_signals(&dir, 0);
         let pid = restored.pid();
-        send(if group { -pid } else { pid }, libc::SIGTERM);
+        send_signal(if group { -pid } else { pid }, libc::SIGTERM);
         let status = restored.wait();
         assert!(status.success(), "{label}: {}", restored.describe());
         assert_eq!(
@@ -360,7 +323,7 @@ fn terminal_job_control_reaches_each_restored_process_once() {
     p.wait_for_image(&image, false);
     p.kill();
     for &k in &kids {
-        send(k, libc::SIGKILL);
+        send_signal(k, libc::SIGKILL);
     }
 
     let (mut master, mut slave) = (-1, -1);
@@ -420,7 +383,7 @@ fn terminal_job_control_reaches_each_restored_process_once() {
         l == "job stopped by signal 20"
     });
     // `fg`: the shell continues the job's group.
-    send(-supervisor, libc::SIGCONT);
+    send_signal(-supervisor, libc::SIGCONT);
     wait_until("SIGCONT continues the whole job", &restored, || {
         all_stopped(&job, false)
     });
@@ -508,7 +471,7 @@ fn stopped_child_with_a_signal_pending_fails_the_dump_naming_it() {
     );
     p.wait_for_line("ready", |l| l == "ready");
     let child = children_of(p.pid())[0];
-    send(child, libc::SIGUSR1);
+    send_signal(child, libc::SIGUSR1);
     p.dump_signal();
     let line = p.wait_for_stderr_line("the dump failure", |l| l.starts_with(DUMP_FAILED));
     let named = format!("child {child} is stopped with signal 10 pending");
@@ -516,6 +479,6 @@ fn stopped_child_with_a_signal_pending_fails_the_dump_naming_it() {
     p.wait_for_step(10);
     assert_eq!(state_of(child), Some('T'), "{}", p.describe());
     p.kill();
-    send(child, libc::SIGKILL);
+    send_signal(child, libc::SIGKILL);
     assert!(!image.exists(), "{}", p.describe());
 }

@@ -21,50 +21,6 @@ use std::time::{Duration, Instant};
 
 use migrate_tests::*;
 
-/// The children of every thread of `pid`.
-fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let path = t.path().join("children");
-        if let Ok(text) = fs::read_to_string(path) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|p| p.parse::<i32>().ok()),
-            );
-        }
-    }
-    out.sort_unstable();
-    out
-}
-
-/// Every descendant of `pid`, parents before children.
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut all = Vec::new();
-    let mut next = vec![pid];
-    while let Some(p) = next.pop() {
-        for c in children_of(p) {
-            all.push(c);
-            next.push(c);
-        }
-    }
-    all
-}
-
-/// Stops `pids` first (none may react to another's end), then kills them.
-fn kill_all(pids: &[i32]) {
-    for &pid in pids {
-        // SAFETY: kill(2) with plain integers; the test's own processes.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-    }
-    for &pid in pids {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
 /// Runs `program` as a tree of `members` processes, dumps it once it has
 /// printed step `at`, kills every process, restores the tree and checks
 /// that it ends exactly as an uninterrupted run.

@@ -17,28 +17,6 @@ use std::path::Path;
 
 use migrate_tests::*;
 
-/// The children of `pid`'s main thread.
-fn children_of(pid: i32) -> Vec<i32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_else(|e| panic!("cannot read the children of {pid}: {e}"));
-    text.split_whitespace()
-        .map(|p| p.parse().expect("a pid"))
-        .collect()
-}
-
-/// Every descendant of `pid`, parents before children.
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut all = Vec::new();
-    let mut next = vec![pid];
-    while let Some(p) = next.pop() {
-        for c in children_of(p) {
-            all.push(c);
-            next.push(c);
-        }
-    }
-    all
-}
-
 /// Variables for a run.
 type Env<'a> = &'a [(&'a str, &'a str)];
 

@@ -19,15 +19,6 @@ use std::path::{Path, PathBuf};
 
 use migrate_tests::*;
 
-/// The children of `pid`'s main thread (the one that forked them).
-fn children_of(pid: i32) -> Vec<i32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_else(|e| panic!("cannot read the children of {pid}: {e}"));
-    text.split_whitespace()
-        .map(|p| p.parse().expect("a pid"))
-        .collect()
-}
-
 /// Starts `cchildren MODE` with `env` and waits until its child is in its
 /// state; returns the process and the child's PID.
 fn start(dir: &TestDir, mode: &str, env: &[(&str, &str)]) -> (Program, Proc, i32) {
@@ -228,7 +219,7 @@ fn tree_image_needs_the_namespace() {
     p.dump_signal();
     p.wait_for_image(&image, false);
     p.kill();
-    send(child, libc::SIGKILL);
+    send_signal(child, libc::SIGKILL);
     let mut r = dir.restore(&program, "no-ns", &image, &[("MIGRATE_NAMESPACE", "off")]);
     let status = r.wait();
     assert_eq!(status.code(), Some(70), "{}", r.describe());
@@ -332,8 +323,8 @@ fn tree_dump_of_a_child_that_runs_another_program_restores_it() {
         "{}",
         p.describe()
     );
-    send(p.pid(), libc::SIGSTOP);
-    send(child, libc::SIGKILL);
+    send_signal(p.pid(), libc::SIGSTOP);
+    send_signal(child, libc::SIGKILL);
     p.kill();
     let mut restored = dir.restore(&program, "restored", &image, &[]);
     finish_restored(&mut restored, &p, &expected);
@@ -460,30 +451,6 @@ fn waits_on_the_control_block(pid: i32) -> bool {
     })
 }
 
-/// Waits (at most `TIMEOUT`) until `what` holds.
-fn wait_until(what: &str, context: &Proc, cond: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}\n{}",
-            context.describe()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
-/// Whether `pid` has exited (gone, or a zombie).
-fn has_exited(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "))
-}
-
-/// Sends `sig` to `pid`.
-fn send(pid: i32, sig: i32) {
-    // SAFETY: kill(2) with plain integers, to a process of this test.
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
-}
-
 /// Starts a tree dump of `cchildren held` and holds it where the child
 /// is parked and waits for the parent's word, the parent stopped
 /// (SIGSTOP) while it waits for the child to park: the child takes the
@@ -503,8 +470,8 @@ fn hold_a_tree_dump(dir: &TestDir) -> (Program, Proc, i32, PathBuf) {
     wait_until("the parent waits for its child to park", &p, || {
         waits_on_the_control_block(pid)
     });
-    send(pid, libc::SIGSTOP);
-    send(child, libc::SIGUSR1);
+    send_signal(pid, libc::SIGSTOP);
+    send_signal(child, libc::SIGUSR1);
     wait_until("the child is parked and waits", &p, || {
         waits_on_the_control_block(child)
     });
@@ -521,7 +488,7 @@ fn tree_member_whose_parent_is_killed_goes_on() {
     let dir = TestDir::new("tree-root-killed");
     let (_program, mut p, child, image) = hold_a_tree_dump(&dir);
     // Not reaped: the parent stays a zombie while the child decides.
-    send(p.pid(), libc::SIGKILL);
+    send_signal(p.pid(), libc::SIGKILL);
     wait_until("the child has left its dump and exited", &p, || {
         has_exited(child)
     });
@@ -540,9 +507,9 @@ fn tree_member_whose_parent_is_killed_goes_on() {
 fn tree_dump_whose_member_is_killed_fails_naming_it() {
     let dir = TestDir::new("tree-member-killed");
     let (_program, mut p, child, image) = hold_a_tree_dump(&dir);
-    send(child, libc::SIGKILL);
+    send_signal(child, libc::SIGKILL);
     wait_until("the child is a zombie", &p, || has_exited(child));
-    send(p.pid(), libc::SIGCONT);
+    send_signal(p.pid(), libc::SIGCONT);
     let line = p.wait_for_stderr_line("the parent's dump failure", |l| {
         l.starts_with("migrate: dump failed")
     });
@@ -584,7 +551,7 @@ fn restored_tree_root_saves_a_file_opened_where_the_control_block_was() {
     p.dump_signal();
     p.wait_for_image(&image, false);
     p.kill();
-    send(child, libc::SIGKILL);
+    send_signal(child, libc::SIGKILL);
     let again = dir.join("again.img");
     let mut restored = dir.restore(
         &program,
@@ -637,7 +604,7 @@ fn dump_ctree(dir: &TestDir, mode: &str) -> (Program, Proc, PathBuf, Vec<String>
     // The children first: with the parent gone they would read end of
     // file and print.
     for pid in kids {
-        send(pid, libc::SIGKILL);
+        send_signal(pid, libc::SIGKILL);
     }
     p.kill();
     (program, p, image, expected)
@@ -754,7 +721,7 @@ fn tree_dumps_are_numbered_and_kept() {
     wait_until("the older image is removed", &p, || !first.exists());
     assert_eq!(tree_pids(&second, &p), [p.pid() as u32, child as u32]);
     p.kill();
-    send(child, libc::SIGKILL);
+    send_signal(child, libc::SIGKILL);
     let mut restored = dir.restore(&program, "restored", &second, &[("MIGRATE_LOG", "error")]);
     finish_restored(&mut restored, &p, &expected);
 }
