@@ -37,7 +37,7 @@ LIB = os.path.join(ROOT, "target/release/libmigrate.so")
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ONLY = [r for r in os.environ.get("BENCH_ROWS", "").split(",") if r]
-TIMEOUT = 300.0
+TIMEOUT = 120.0
 
 
 class Failed(Exception):
@@ -335,7 +335,7 @@ class Bench:
     def ticking(self, cmd, out, cwd=None):
         env = dict(os.environ, BENCH_TICK="1")
         env.pop("LD_PRELOAD", None)
-        f = open(out, "wb")
+        f = open(out, "ab")  # appended: a restored copy writes at the end
         p = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.DEVNULL, env=env,
             cwd=cwd, start_new_session=True,
@@ -403,8 +403,9 @@ class Bench:
         n0 = open(out, "rb").read().count(b"tick")
         t0 = time.monotonic()
         r = subprocess.Popen([os.path.join(bindir, "dmtcp_restart"), "--new-coordinator",
-                              "--coord-port", "0"] + ckpts, stdout=subprocess.DEVNULL,
+                              "--coord-port", "0"] + ckpts, stdout=f,
                              stderr=subprocess.DEVNULL, start_new_session=True)
+        # (DMTCP gives the restored process the restart's own stdio.)
         try:
             running = self.wait_ticks(out, n0, t0)
         finally:
