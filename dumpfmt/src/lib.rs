@@ -28,8 +28,8 @@ mod tree;
 mod verify;
 mod writer;
 
-pub use capture::{Capture, CaptureMode};
 pub use bounded::{DECODED_BYTES_PER_META_BYTE, MAX_FDS, MAX_THREADS};
+pub use capture::{Capture, CaptureMode};
 pub use cpu::{Isa, Level, level, levels, xstate_names};
 pub use elf::{BUILD_ID_MAX, build_id};
 pub use error::Error;
