@@ -1,9 +1,11 @@
 /*
  * Test program for low-pause snapshot dumps (tests/tests/snapshot.rs).
  *
- *   csnap sweep|shared MIB STEPS [IMAGE]
- *     MIB MiB of 64-bit counters (private, or MAP_SHARED anonymous for
- *     "shared"), swept once per step without pause: every counter must
+ *   csnap sweep|shared MIB BALLAST STEPS [IMAGE]
+ *     BALLAST MiB of private memory filled once (every page different, so
+ *     that a dump has that much to write), and MIB MiB of 64-bit counters
+ *     (private, or MAP_SHARED anonymous for "shared"), swept once per
+ *     step without pause: every counter must
  *     hold the previous step's number before it takes this one's, so
  *     memory of two instants (a page written later than the rest) fails
  *     the program, at the latest one sweep after a restore. Prints
@@ -93,8 +95,15 @@ static int run_wait(long steps)
     return 0;
 }
 
-static int run_sweep(int shared, long mib, long steps, const char *image)
+static int run_sweep(int shared, long mib, long ballast, long steps, const char *image)
 {
+    size_t nb = (size_t)ballast << 17;
+    uint64_t *b = nb ? mmap(NULL, nb * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+                     : NULL;
+    if (b == MAP_FAILED)
+        die("mmap ballast");
+    for (size_t i = 0; i < nb; i++)
+        b[i] = mix(i + 1);
     size_t n = (size_t)mib << 17;
     int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS;
     uint64_t *a = mmap(NULL, n * 8, PROT_READ | PROT_WRITE, flags, -1, 0);
@@ -126,9 +135,9 @@ int main(int argc, char **argv)
     tp_start();
     if (argc >= 3 && !strcmp(argv[1], "wait"))
         return run_wait(atol(argv[2]));
-    if (argc >= 4 && (!strcmp(argv[1], "sweep") || !strcmp(argv[1], "shared")))
-        return run_sweep(!strcmp(argv[1], "shared"), atol(argv[2]), atol(argv[3]),
-                         argc >= 5 ? argv[4] : NULL);
-    fprintf(stderr, "usage: csnap sweep|shared MIB STEPS [IMAGE] | wait STEPS\n");
+    if (argc >= 5 && (!strcmp(argv[1], "sweep") || !strcmp(argv[1], "shared")))
+        return run_sweep(!strcmp(argv[1], "shared"), atol(argv[2]), atol(argv[3]), atol(argv[4]),
+                         argc >= 6 ? argv[5] : NULL);
+    fprintf(stderr, "usage: csnap sweep|shared MIB BALLAST STEPS [IMAGE] | wait STEPS\n");
     return 2;
 }

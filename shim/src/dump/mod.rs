@@ -394,7 +394,8 @@ fn log_dumped(job: &Job, settings: &crate::config::Settings) {
 
 /// The program's `info` line once a snapshot's writer took its dump over.
 fn log_handed_over(job: &Job, settings: &crate::config::Settings) {
-    if settings.log >= LogLevel::Info {
+    // `info` is the writer's line (one per dump), which says the pause too.
+    if settings.log >= LogLevel::Debug {
         let mut tail = Line::<100>::new();
         tail.str(" taken, paused ")
             .ms(job.snap_pause_ns)
@@ -894,15 +895,16 @@ fn write_image(
         obstacle = Some((found.1, found.0));
     }
     let mut capture = dumpfmt::Capture::default();
+    let mut snap_pause_fd = -1;
     if let (true, Some((why, what))) = (job.snap_want, obstacle) {
         snapshot::log_stopped(why, what);
     } else if job.snap_want {
-        match snapshot::split(out.fd()) {
+        match snapshot::split(out.fd(), job.started) {
             Err(f) => snapshot::log_stopped("", f.line.as_bytes()),
-            Ok(snapshot::Side::App { writer }) => {
+            Ok(snapshot::Side::App { writer, pause_ns }) => {
                 job.snap_side = SNAP_APP;
                 job.snap_writer = writer;
-                job.snap_pause_ns = sys::monotonic_ns().saturating_sub(job.started).max(1);
+                job.snap_pause_ns = pause_ns;
                 return Ok(dumpfmt::Header {
                     major: dumpfmt::VERSION_MAJOR,
                     minor: dumpfmt::VERSION_MINOR,
@@ -913,15 +915,11 @@ fn write_image(
                     flags: 0,
                 });
             }
-            Ok(snapshot::Side::Writer) => {
+            Ok(snapshot::Side::Writer { pause_fd }) => {
                 job.snap_side = SNAP_WRITER;
+                // Until the program says (below): since the signal.
                 job.snap_pause_ns = sys::monotonic_ns().saturating_sub(job.started).max(1);
-                // SAFETY: the writer's only thread.
-                unsafe { crate::status::snapshot_writer(job.snap_pause_ns) };
-                capture = dumpfmt::Capture {
-                    mode: dumpfmt::CaptureMode::Snapshot,
-                    pause_ns: job.snap_pause_ns.min(dumpfmt::capture::MAX_PAUSE_NS),
-                };
+                snap_pause_fd = pause_fd;
                 // The program's were closed: its own memory's.
                 fds.pagemap = sys::open(b"/proc/self/pagemap\0", ro, 0)
                     .map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?;
@@ -948,6 +946,18 @@ fn write_image(
         scan.dump(start, end, readable, select, &mut runs, out)?;
     }
     job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
+    if job.snap_side == SNAP_WRITER {
+        // Told long before the pages are written.
+        if let Some(ns) = snapshot::read_pause(snap_pause_fd) {
+            job.snap_pause_ns = ns.clamp(1, dumpfmt::capture::MAX_PAUSE_NS);
+        }
+        // SAFETY: the writer's only thread.
+        unsafe { crate::status::snapshot_writer(job.snap_pause_ns) };
+        capture = dumpfmt::Capture {
+            mode: dumpfmt::CaptureMode::Snapshot,
+            pause_ns: job.snap_pause_ns.min(dumpfmt::capture::MAX_PAUSE_NS),
+        };
+    }
     let image = Image {
         pid,
         time_ns,

@@ -86,10 +86,12 @@ const PREVIOUS_WAIT_NS: u64 = 120_000_000_000;
 
 /// Which process returns from [`split`].
 pub enum Side {
-    /// The program: the writer (PID) writes the image.
-    App { writer: i32 },
-    /// The writer.
-    Writer,
+    /// The program: the writer (PID) writes the image; the program was
+    /// stopped `pause_ns` from `started` until its threads may go on.
+    App { writer: i32, pause_ns: u64 },
+    /// The writer: the program's pause comes through `pause_fd` (see
+    /// [`read_pause`]).
+    Writer { pause_fd: i32 },
 }
 
 /// Why this process cannot hand its dump to a writer (`None`: it can).
@@ -174,14 +176,30 @@ pub fn log_stopped(why: &str, what: &[u8]) {
 }
 
 /// Clones the writer (see the module's documentation). In the program,
-/// returns once the intermediate is reaped and the writer's PID known;
-/// in the writer, once it is set up as a process of its own, keeping
-/// only descriptor `keep` and stderr.
-pub fn split(keep: i32) -> Result<Side, Fail> {
-    let mut pipe = [-1i32; 2];
-    // SAFETY: pipe2 writes two ints.
-    unsafe { sys::sys(libc::SYS_pipe2, args!(pipe.as_mut_ptr(), libc::O_CLOEXEC)) }
-        .map_err(|e| Fail::new("cannot make a pipe for the snapshot writer").errno(e))?;
+/// returns once the intermediate is reaped and the writer's PID known,
+/// with the pause since `started` (which the writer is told); in the
+/// writer, once it is set up as a process of its own, keeping only
+/// descriptor `keep`, stderr and the pause's pipe.
+pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
+    // `pipe`: the intermediate tells the writer's PID; `back`: the program
+    // tells the writer how long it was stopped.
+    let mut fds = [-1i32; 4];
+    for i in [0, 2] {
+        // SAFETY: pipe2 writes two ints, here into `fds[i..i + 2]`.
+        let made = unsafe {
+            sys::sys(
+                libc::SYS_pipe2,
+                args!(fds[i..].as_mut_ptr(), libc::O_CLOEXEC),
+            )
+        };
+        if let Err(e) = made {
+            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
+                sys::close(fd);
+            }
+            return Err(Fail::new("cannot make a pipe for the snapshot writer").errno(e));
+        }
+    }
+    let (pipe, back) = ([fds[0], fds[1]], [fds[2], fds[3]]);
     // SAFETY: clone without CLONE_VM and without a new stack is fork: the
     // child runs on its copy of this stack, and returns from this call
     // like this process does. Exit signal 0: no SIGCHLD, and only a wait
@@ -189,8 +207,9 @@ pub fn split(keep: i32) -> Result<Side, Fail> {
     let mid = unsafe { sys::sys(libc::SYS_clone, args!(0, 0, 0, 0, 0)) };
     match mid {
         Err(e) => {
-            sys::close(pipe[0]);
-            sys::close(pipe[1]);
+            for fd in pipe.into_iter().chain(back) {
+                sys::close(fd);
+            }
             Err(Fail::new("cannot clone the snapshot writer").errno(e))
         }
         Ok(0) => {
@@ -200,8 +219,8 @@ pub fn split(keep: i32) -> Result<Side, Fail> {
             let w = unsafe { sys::sys(libc::SYS_clone, args!(libc::SIGCHLD, 0, 0, 0, 0)) };
             match w {
                 Ok(0) => {
-                    become_writer(keep);
-                    Ok(Side::Writer)
+                    become_writer([keep, 2, back[0]]);
+                    Ok(Side::Writer { pause_fd: back[0] })
                 }
                 Ok(pid) => {
                     let _ = sys::write_all(pipe[1], &(pid as i32).to_ne_bytes());
@@ -212,6 +231,7 @@ pub fn split(keep: i32) -> Result<Side, Fail> {
         }
         Ok(mid) => {
             sys::close(pipe[1]);
+            sys::close(back[0]);
             let mut status = 0i32;
             loop {
                 // SAFETY: wait4 writes one int; no rusage.
@@ -225,6 +245,7 @@ pub fn split(keep: i32) -> Result<Side, Fail> {
                     Err(sys::Errno(libc::EINTR)) => {}
                     Err(e) => {
                         sys::close(pipe[0]);
+                        sys::close(back[1]);
                         return Err(Fail::new("cannot reap the snapshot's intermediate").errno(e));
                     }
                     Ok(_) => break,
@@ -235,38 +256,57 @@ pub fn split(keep: i32) -> Result<Side, Fail> {
             sys::close(pipe[0]);
             let writer = i32::from_ne_bytes(pid);
             if status != 0 || n != Ok(4) || writer <= 0 {
+                sys::close(back[1]);
                 return Err(Fail::new(
                     "cannot clone the snapshot writer (its parent failed)",
                 ));
             }
             note_writer(writer);
-            Ok(Side::App { writer })
+            let pause_ns = sys::monotonic_ns().saturating_sub(started).max(1);
+            let _ = sys::write_all(back[1], &pause_ns.to_ne_bytes());
+            sys::close(back[1]);
+            Ok(Side::App { writer, pause_ns })
         }
     }
 }
 
+/// The program's pause, as it told the writer through `fd` (closed
+/// here); `None` if it could not (it died first).
+pub fn read_pause(fd: i32) -> Option<u64> {
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < b.len() {
+        match sys::read(fd, &mut b[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(sys::Errno(libc::EINTR)) => {}
+            Err(_) => break,
+        }
+    }
+    sys::close(fd);
+    (got == b.len()).then(|| u64::from_ne_bytes(b))
+}
+
 /// The writer's own set-up: a session of its own, only the descriptors
-/// it needs, a name that says what it is.
-fn become_writer(keep: i32) {
+/// `keep` (the image, stderr for its log line, the pause's pipe), a name
+/// that says what it is.
+fn become_writer(mut keep: [i32; 3]) {
     // SAFETY: setsid takes no arguments (fails only for a group leader,
     // which a fresh clone is not).
     let _ = unsafe { sys::sys(libc::SYS_setsid, [0; 6]) };
-    // Keeps `keep` (the image) and 2 (stderr, for the log line).
-    let (a, b) = (keep.min(2) as u32, keep.max(2) as u32);
-    let close = |lo: u32, hi: u32| {
-        if lo <= hi {
-            // SAFETY: closing descriptors of this process, in which no code
-            // of the program runs.
-            let _ = unsafe { sys::sys(sys::SYS_close_range, args!(lo, hi, 0)) };
+    keep.sort_unstable();
+    let mut from = 0u32;
+    for fd in keep {
+        let fd = fd as u32;
+        if fd > from {
+            // SAFETY: closing descriptors of this process, in which no
+            // code of the program runs.
+            let _ = unsafe { sys::sys(sys::SYS_close_range, args!(from, fd - 1, 0)) };
         }
-    };
-    if a > 0 {
-        close(0, a - 1);
+        from = from.max(fd + 1);
     }
-    if b > a + 1 {
-        close(a + 1, b - 1);
-    }
-    close(b + 1, u32::MAX);
+    // SAFETY: as above.
+    let _ = unsafe { sys::sys(sys::SYS_close_range, args!(from, u32::MAX, 0)) };
     let name = b"migrate-writer\0";
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, name.as_ptr())) };
