@@ -12,6 +12,8 @@
  *     "step N" after each sweep, "done N" at the end. With IMAGE: once a
  *     file is at that path, says on stderr (not compared) at which step
  *     it first saw it: "image seen at step N".
+ *   csnap wipe MIB BALLAST STEPS
+ *     As sweep, the ballast marked MADV_WIPEONFORK (zero in a clone).
  *   csnap wait STEPS
  *     A thread calls waitpid(-1, ..., 0) in a loop and counts every
  *     answer other than ECHILD; SIGCHLD is counted by a handler; each
@@ -95,7 +97,7 @@ static int run_wait(long steps)
     return 0;
 }
 
-static int run_sweep(int shared, long mib, long ballast, long steps, const char *image)
+static int run_sweep(int shared, int wipe, long mib, long ballast, long steps, const char *image)
 {
     size_t nb = (size_t)ballast << 17;
     uint64_t *b = nb ? mmap(NULL, nb * 8, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
@@ -104,6 +106,8 @@ static int run_sweep(int shared, long mib, long ballast, long steps, const char 
         die("mmap ballast");
     for (size_t i = 0; i < nb; i++)
         b[i] = mix(i + 1);
+    if (wipe && madvise(b, nb * 8, MADV_WIPEONFORK) != 0)
+        die("madvise");
     size_t n = (size_t)mib << 17;
     int flags = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS;
     uint64_t *a = mmap(NULL, n * 8, PROT_READ | PROT_WRITE, flags, -1, 0);
@@ -135,9 +139,11 @@ int main(int argc, char **argv)
     tp_start();
     if (argc >= 3 && !strcmp(argv[1], "wait"))
         return run_wait(atol(argv[2]));
-    if (argc >= 5 && (!strcmp(argv[1], "sweep") || !strcmp(argv[1], "shared")))
-        return run_sweep(!strcmp(argv[1], "shared"), atol(argv[2]), atol(argv[3]), atol(argv[4]),
+    int shared = argc >= 2 && !strcmp(argv[1], "shared");
+    int wipe = argc >= 2 && !strcmp(argv[1], "wipe");
+    if (argc >= 5 && (!strcmp(argv[1], "sweep") || shared || wipe))
+        return run_sweep(shared, wipe, atol(argv[2]), atol(argv[3]), atol(argv[4]),
                          argc >= 6 ? argv[5] : NULL);
-    fprintf(stderr, "usage: csnap sweep|shared MIB BALLAST STEPS [IMAGE] | wait STEPS\n");
+    fprintf(stderr, "usage: csnap sweep|shared|wipe MIB BALLAST STEPS [IMAGE] | wait STEPS\n");
     return 2;
 }

@@ -377,3 +377,49 @@ fn failed_writer_keeps_the_previous_image() {
         "a temporary file was left"
     );
 }
+
+/// Memory marked `MADV_WIPEONFORK` is zero in a clone: a snapshot cannot
+/// hold it, and rather than an image with zeros there the dump fails,
+/// naming the advice and the way out, and the program goes on; with
+/// `MIGRATE_SNAPSHOT=stop` the same program dumps and restores.
+#[test]
+fn wipe_on_fork_memory_fails_the_snapshot_loudly() {
+    let dir = TestDir::new("snapshot-wipe");
+    let image = dir.join("app.img");
+    let program = csnap("wipe", &["wipe", "4", "8", "1500"]);
+    let expected = reference(&program);
+    let env = [
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_LOG", "info"),
+    ];
+    let mut p = dir.spawn(&program, "snapshot", &env);
+    p.wait_for_step(10);
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("`migrate: dump failed`", |l| {
+        l.starts_with("migrate: dump failed")
+    });
+    let out = p.wait_success();
+    let context = p.describe();
+    assert!(
+        line.contains("MADV_WIPEONFORK") && line.contains("MIGRATE_SNAPSHOT=stop"),
+        "{line:?}\n{context}"
+    );
+    assert_eq!(out, expected, "the program did not go on\n{context}");
+    assert!(!image.exists(), "an image was written\n{context}");
+
+    let mut env = env.to_vec();
+    env.push(("MIGRATE_SNAPSHOT", "stop"));
+    let mut p = dir.spawn(&program, "stopped", &env);
+    p.wait_for_step(10);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.kill();
+    let mut r = dir.restore(&program, "restored", &image, &[]);
+    let restored = r.wait_success();
+    check_restored(
+        &expected,
+        &p.stdout_lines(),
+        &restored,
+        &describe_all(&[&p, &r]),
+    );
+}

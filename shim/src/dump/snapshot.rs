@@ -40,11 +40,15 @@
 //! Memory the copy-on-write copy does not freeze makes the dump a stopped
 //! one, with an `info` line naming the mapping: shared memory whose pages
 //! the image holds (`MAP_SHARED` anonymous, `/dev/shm`, memfds not open as
-//! descriptors, shared writable files), private mappings of files whose
-//! pages the image takes from the file itself (a deleted file), and
-//! mappings marked `MADV_DONTFORK` (absent in the clone) or
-//! `MADV_WIPEONFORK` (zero in the clone), found in `/proc/self/smaps`. An
-//! image never mixes two instants.
+//! descriptors, shared writable files), and private mappings of files
+//! whose pages the image takes from the file itself (a deleted file).
+//! Memory the clone does not get as it was, mappings marked
+//! `MADV_DONTFORK` (absent in the clone) or `MADV_WIPEONFORK` (zero in the
+//! clone), is found by the writer ([`check_clone`]: its own maps against
+//! the program's, and its `/proc/self/smaps`, which walks every page table
+//! and would cost the program hundreds of milliseconds of pause on a large
+//! heap); the dump then fails naming the mapping (`MIGRATE_SNAPSHOT=stop`
+//! dumps it). An image never mixes two instants.
 //!
 //! Dumps after which the process must stay frozen (`exit`, `kill`, `stop`
 //! for `migrate send`, `MIGRATE_AFTER_DUMP=exit`), a restore's check dump
@@ -129,10 +133,51 @@ pub fn mapping_obstacle(shared: bool, file_contents: bool) -> Option<&'static st
     }
 }
 
+/// In the writer: fails when memory the image needs did not come into the
+/// clone as it was: a range of `work` (the program's mappings whose pages
+/// the image holds) that the clone lacks (`MADV_DONTFORK`), or a mapping
+/// marked `MADV_WIPEONFORK` (zero in the clone). Read here, in the writer,
+/// because `/proc/self/smaps` walks every page table (hundreds of
+/// milliseconds for a large heap) and the program must not wait for it.
+/// `lines`: how many mappings the program had.
+pub fn check_clone(
+    arena: &Arena,
+    work: &[(u64, u64, bool, crate::dump::pages::Select)],
+    lines: usize,
+) -> Result<(), Fail> {
+    let advice = |what: &[u8], advice: &str| {
+        Fail::new("mapping ")
+            .bytes(what)
+            .str(" is marked ")
+            .str(advice)
+            .str(": a copy-on-write snapshot does not hold its memory (MIGRATE_SNAPSHOT=stop dumps it)")
+    };
+    let buf = arena
+        .bytes((lines + 16) * 200)
+        .ok_or_else(|| Fail::new("the dump arena is too small for /proc/self/maps"))?;
+    let n = sys::read_file(b"/proc/self/maps\0", buf)
+        .map_err(|e| Fail::new("cannot read /proc/self/maps").errno(e))?;
+    let text: &[u8] = &buf[..n];
+    for &(start, end, ..) in work {
+        let held = crate::dump::maps::lines(text)
+            .filter_map(crate::dump::maps::parse_line)
+            .any(|m| m.start <= start && end <= m.end);
+        if !held {
+            let mut range = Line::<40>::new();
+            range.hex(start).str("-").hex(end);
+            return Err(advice(range.as_bytes(), "MADV_DONTFORK"));
+        }
+    }
+    match unforkable(arena, lines)? {
+        Some((what, how)) => Err(advice(what, how)),
+        None => Ok(()),
+    }
+}
+
 /// The first mapping marked `MADV_DONTFORK` or `MADV_WIPEONFORK` (their
 /// memory is absent or zero in a clone), as its `/proc/self/smaps` line
 /// and the advice; `None` when there is none.
-pub fn unforkable<'a>(
+fn unforkable<'a>(
     arena: &'a Arena,
     mappings: usize,
 ) -> Result<Option<(&'a [u8], &'static str)>, Fail> {
