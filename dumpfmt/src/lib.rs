@@ -16,6 +16,7 @@
 extern crate alloc;
 
 mod bounded;
+pub mod capture;
 mod cpu;
 mod elf;
 mod error;
@@ -28,6 +29,7 @@ mod verify;
 mod writer;
 
 pub use bounded::{DECODED_BYTES_PER_META_BYTE, MAX_FDS, MAX_THREADS};
+pub use capture::{Capture, CaptureMode};
 pub use cpu::{Isa, Level, level, levels, xstate_names};
 pub use elf::{BUILD_ID_MAX, build_id};
 pub use error::Error;

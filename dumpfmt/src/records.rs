@@ -81,6 +81,9 @@ pub struct Image<'a> {
 pub struct Minor4<'a> {
     /// Nothing yet: a placeholder so that the lifetime is used.
     pub reserved: core::marker::PhantomData<&'a ()>,
+    /// How the state was captured: stopped, or from a copy-on-write
+    /// snapshot, and the pause (see [`crate::capture`]).
+    pub capture: crate::capture::Capture,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

@@ -63,6 +63,11 @@ pub struct Settings {
     /// `MIGRATE_CHILDREN`: what a dump does with a process that has
     /// children (`tree::children::REFUSE`, `LEAVE` or `TREE`).
     pub children: u8,
+    /// `MIGRATE_SNAPSHOT`: a dump that lets the process go on writes its
+    /// image from a copy-on-write snapshot (`true`, the default) or keeps
+    /// the process stopped until the image is complete (`stop`); see
+    /// `dump::snapshot`.
+    pub snapshot: bool,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -77,6 +82,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     refuse_external: false,
     cpu_level: 0,
     children: crate::tree::children::TREE,
+    snapshot: true,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -149,6 +155,8 @@ pub struct Overrides {
     /// Read when a program starts; a restore keeps the image's.
     pub cpu_level: Option<u8>,
     pub children: Option<u8>,
+    /// `MIGRATE_SNAPSHOT`: `snapshot` (true) or `stop` (false).
+    pub snapshot: Option<bool>,
     /// `MIGRATE_RESTORE_CHECK`: where a restored process takes one dump
     /// as it resumes (absolute), to check the restore's fidelity. Read
     /// only by a restore; never a setting of the restored process.
@@ -257,6 +265,9 @@ impl Overrides {
                 }
             });
         }
+        if let Some(v) = var("MIGRATE_SNAPSHOT") {
+            o.snapshot = Some(parse_snapshot(&v).map_err(BadSetting)?);
+        }
         Ok(o)
     }
 
@@ -301,6 +312,19 @@ impl Overrides {
         if let Some(c) = self.children {
             s.children = c;
         }
+        if let Some(v) = self.snapshot {
+            s.snapshot = v;
+        }
+    }
+}
+
+/// Parses `MIGRATE_SNAPSHOT`: `snapshot` (write the image from a
+/// copy-on-write snapshot while the process goes on) or `stop`.
+pub fn parse_snapshot(v: &str) -> Result<bool, String> {
+    match v {
+        "snapshot" => Ok(true),
+        "stop" => Ok(false),
+        _ => Err(format!("MIGRATE_SNAPSHOT={v}: expected snapshot or stop")),
     }
 }
 
@@ -421,6 +445,14 @@ mod tests {
         assert_eq!(parse_signal("RTMIN+99"), None);
         assert_eq!(parse_signal("NOPE"), None);
         assert_eq!(parse_signal("0"), None);
+    }
+
+    #[test]
+    fn snapshot_modes() {
+        assert_eq!(parse_snapshot("snapshot"), Ok(true));
+        assert_eq!(parse_snapshot("stop"), Ok(false));
+        let bad = parse_snapshot("cow").unwrap_err();
+        assert_eq!(bad, "MIGRATE_SNAPSHOT=cow: expected snapshot or stop");
     }
 
     #[test]

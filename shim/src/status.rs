@@ -262,6 +262,9 @@ pub struct Last {
     pub size: u64,
     pub pages: u64,
     pub ms: u64,
+    /// How long the process was stopped, in microseconds: the whole dump,
+    /// or until its snapshot was taken (`dump::snapshot`).
+    pub pause_us: u64,
     pub error: Line<600>,
 }
 
@@ -286,6 +289,9 @@ pub struct Status {
     progress_on: bool,
     next_check: u64,
     last_write_ns: u64,
+    /// The pause of the dump being written from a snapshot (0: a stopped
+    /// dump, whose pause is its whole time).
+    snapshot_pause_ns: u64,
     tmp: Line<{ DIR_MAX + 32 }>,
     target: Line<{ DIR_MAX + 32 }>,
 }
@@ -311,11 +317,13 @@ impl Status {
                 size: 0,
                 pages: 0,
                 ms: 0,
+                pause_us: 0,
                 error: Line::new(),
             },
             progress_on: false,
             next_check: 0,
             last_write_ns: 0,
+            snapshot_pause_ns: 0,
             tmp: Line::new(),
             target: Line::new(),
         }
@@ -390,6 +398,7 @@ pub fn format<const N: usize>(
         num(out, "last_size", l.size);
         num(out, "last_pages", l.pages);
         num(out, "last_ms", l.ms);
+        num(out, "last_pause_us", l.pause_us);
         if !l.ok {
             field(out, "last_error", l.error.as_bytes());
         }
@@ -478,6 +487,7 @@ fn set_up(s: &mut Status, user: Option<(i32, u64)>) {
     s.progress_on = false;
     s.request = 0;
     s.has_last = false;
+    s.snapshot_pause_ns = 0;
     s.own_pid = sys::getpid();
     match user {
         Some((pid, start)) => {
@@ -729,6 +739,19 @@ pub unsafe fn dump_started(nonce: u32) {
     write(s);
 }
 
+/// In a snapshot's writer (`dump::snapshot`), a process of its own: the
+/// status stays the dumped process's (a forked child would set up its
+/// own), and the dump's outcome reports `pause_ns` as its pause.
+///
+/// # Safety
+/// Called by the writer's only thread.
+pub unsafe fn snapshot_writer(pause_ns: u64) {
+    // SAFETY: the caller's promise.
+    let s = unsafe { state() };
+    s.own_pid = sys::getpid();
+    s.snapshot_pause_ns = pause_ns.max(1);
+}
+
 /// The page scan begins (the dump's descriptors are collected): from now
 /// on [`progress`] may write.
 ///
@@ -786,6 +809,12 @@ pub unsafe fn dump_finished(
     l.size = size;
     l.pages = pages;
     l.ms = ns / 1_000_000;
+    l.pause_us = if s.snapshot_pause_ns != 0 {
+        s.snapshot_pause_ns
+    } else {
+        ns
+    } / 1000;
+    s.snapshot_pause_ns = 0;
     l.error.clear();
     if let Err(f) = result {
         l.error.bytes(f.line.as_bytes());

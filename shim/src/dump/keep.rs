@@ -121,6 +121,23 @@ pub fn commit() {
     }
 }
 
+/// The dump that `begin` announced was handed to a snapshot's writer
+/// (`super::snapshot`), which removes the old images as [`commit`] would,
+/// in its own copy of the ring: this copy forgets the same paths, and
+/// removes nothing. (Should the writer fail, its path stays here; a later
+/// removal finds nothing there.)
+pub fn handed_over() {
+    let r = ring();
+    if !r.pending {
+        return;
+    }
+    r.pending = false;
+    let keep = keep().max(1);
+    while r.len > keep {
+        r.remove(0);
+    }
+}
+
 fn report(path: &[u8], result: Result<(), Errno>) {
     // SAFETY: reading the log level; writers run with every thread stopped.
     let log = unsafe { SETTINGS.get() }.log;

@@ -22,6 +22,7 @@ pub mod pages;
 pub mod panic;
 pub mod periodic;
 pub mod process;
+pub mod snapshot;
 pub mod timers;
 pub mod world;
 pub mod writer;
@@ -129,7 +130,19 @@ struct Job {
     /// The request's file was left for an earlier process with this PID:
     /// no dump, no outcome.
     stale: bool,
+    /// The copy-on-write snapshot (see [`snapshot`]): wanted for this
+    /// dump, which side of it this is (`SNAP_*`), the pause until it was
+    /// taken and the writer's PID (in the program).
+    snap_want: bool,
+    snap_side: u8,
+    snap_pause_ns: u64,
+    snap_writer: i32,
 }
+
+/// `Job::snap_side` (0: a stopped dump): the program once its writer
+/// took over, the writer.
+const SNAP_APP: u8 = 1;
+const SNAP_WRITER: u8 = 2;
 
 /// The address of the xsave area of the signal frame whose context `uc`
 /// is (0: none, or a frame without one).
@@ -298,7 +311,7 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
         return 0;
     }
     let result = dump(job);
-    if !job.check {
+    if !job.check && job.snap_side != SNAP_WRITER {
         // Signals of one number do not queue: requests that came during
         // this dump are asked again, one by one, from their files.
         // SAFETY: this thread leads the dump.
@@ -319,6 +332,9 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
             line.str("migrate: dump failed, the process goes on: ")
                 .bytes(f.line.as_bytes());
             line.emit();
+            if job.snap_side == SNAP_WRITER {
+                sys::exit_group(1);
+            }
             job.failed = true;
             job.fail = f;
             1
@@ -328,7 +344,14 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
             if job.check {
                 return 0;
             }
+            if job.snap_side == SNAP_APP {
+                log_handed_over(job, settings);
+                return 0;
+            }
             log_dumped(job, settings);
+            if job.snap_side == SNAP_WRITER {
+                sys::exit_group(0);
+            }
             0
         }
     }
@@ -358,9 +381,32 @@ fn log_dumped(job: &Job, settings: &crate::config::Settings) {
         tail.str(" (")
             .dec(job.size)
             .str(" bytes, ")
-            .ms(sys::monotonic_ns() - job.started)
-            .str(if job.periodic { ", periodic)" } else { ")" });
+            .ms(sys::monotonic_ns() - job.started);
+        if job.snap_side == SNAP_WRITER {
+            tail.str(", snapshot, paused ").ms(job.snap_pause_ns);
+        } else {
+            tail.str(", stopped");
+        }
+        tail.str(if job.periodic { ", periodic)" } else { ")" });
         sys::line::emit_parts(&[b"migrate: dumped ", job.path.as_bytes(), tail.as_bytes()]);
+    }
+}
+
+/// The program's `info` line once a snapshot's writer took its dump over.
+fn log_handed_over(job: &Job, settings: &crate::config::Settings) {
+    // `info` is the writer's line (one per dump), which says the pause too.
+    if settings.log >= LogLevel::Debug {
+        let mut tail = Line::<100>::new();
+        tail.str(" taken, paused ")
+            .ms(job.snap_pause_ns)
+            .str(", written by pid ")
+            .dec(job.snap_writer as u64)
+            .str(if job.periodic { " (periodic)" } else { "" });
+        sys::line::emit_parts(&[
+            b"migrate: snapshot for ",
+            job.path.as_bytes(),
+            tail.as_bytes(),
+        ]);
     }
 }
 
@@ -466,6 +512,16 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             }
         }
     }
+    // A writer still at work could rename its older image last.
+    snapshot::wait_previous()?;
+    let frozen_after = match job.after {
+        crate::status::After::Default => settings.exit_after_dump,
+        crate::status::After::Continue => false,
+        crate::status::After::Exit | crate::status::After::Kill | crate::status::After::Stop => {
+            true
+        }
+    };
+    job.snap_want = settings.snapshot && !job.check && !frozen_after;
     // SAFETY: this thread leads the dump.
     let requested = unsafe { crate::status::request_image() };
     // A request may name an image of its own: that one-off file is the
@@ -506,6 +562,17 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         // Only now is the set of children final (no thread can fork): a
         // process with children fails, is dumped alone, or leads a tree.
         let mut tree = crate::tree::dump::begin(&arena, settings, &mut job.path, job.check)?;
+        if job.snap_want {
+            let why = if tree.is_tree() || tree.is_member() {
+                Some("a process tree is dumped stopped")
+            } else {
+                snapshot::process_obstacle()
+            };
+            if let Some(why) = why {
+                snapshot::log_stopped(why, b"");
+                job.snap_want = false;
+            }
+        }
         if tree.is_member() && !job.check && own_pattern {
             // A member's section goes in its parent's image: no file of
             // its own to rotate.
@@ -522,6 +589,14 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         let header = write_image(job, &arena, &mut out, settings, others, tree.is_tree());
         job.fds = core::ptr::null_mut();
         job.writer = core::ptr::null_mut();
+        if job.snap_side == SNAP_APP {
+            // The writer has the file now: close this copy of its
+            // descriptor, never remove it.
+            let fd = out.fd();
+            core::mem::forget(out);
+            sys::close(fd);
+            return Ok(0);
+        }
         let header = tree.written(header, &mut out);
         // `out` is dropped (its file discarded) on the way out of a failure.
         let size = tree.finish(out, header)?;
@@ -538,7 +613,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     if let Ok(size) = &result {
         job.size = *size;
     }
-    if !job.check {
+    if job.snap_side == SNAP_APP {
+        // The writer reports the outcome.
+        job.reported = true;
+    } else if !job.check {
         // Before the other threads go on (or the process ends).
         report(job, result.as_ref().map(|_| ()));
     }
@@ -560,9 +638,14 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         // on) or SIGKILL (the image runs elsewhere).
         let _ = sys::kill(sys::getpid(), libc::SIGSTOP);
     }
-    world::release_all();
+    // The writer's threads are the program's, not its own.
+    if job.snap_side != SNAP_WRITER {
+        world::release_all();
+    }
     job.arena = core::ptr::null_mut();
-    if !job.check {
+    if job.snap_side == SNAP_APP {
+        keep::handed_over();
+    } else if !job.check {
         match result {
             Ok(_) => keep::commit(),
             Err(_) => keep::abort(),
@@ -629,20 +712,12 @@ fn write_image(
     crate::fault::dump_panic_late_point();
     // Status writes open and close a descriptor of their own: progress
     // reports wait until the descriptors are collected (below).
-    let mut scan = pages::PageScan {
-        pagemap_fd: fds.pagemap,
-        mem_fd: fds.mem,
-        pagemap: arena.words(PAGEMAP_ENTRIES).ok_or_else(no_mem)?,
-        bounce: arena.bytes(BOUNCE_LEN).ok_or_else(no_mem)?,
-        volatile: {
-            // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
-            let rsp = unsafe { (*job.regs).rsp };
-            (
-                rsp.saturating_sub(STACK_SLACK),
-                rsp + 2 * dumpfmt::PAGE_SIZE,
-            )
-        },
-    };
+    // The pages each mapping gives the image, written once every record
+    // is collected (by a snapshot's writer, or with the process stopped).
+    let mut work = arena
+        .vec::<(u64, u64, bool, pages::Select)>(lines * 3 + 3)
+        .ok_or_else(no_mem)?;
+    let mut obstacle: Option<(&str, &[u8])> = None;
 
     let mut files = arena.vec::<FileId<'_>>(lines + 1).ok_or_else(no_mem)?;
     let mut mappings = arena.vec::<Mapping<'_>>(lines * 2 + 2).ok_or_else(no_mem)?;
@@ -767,19 +842,16 @@ fn write_image(
                 shared_memory.push(rec).map_err(|_| no_mem())?;
             }
             if let Some(select) = select {
-                scan.dump(
-                    start,
-                    end,
-                    m.prot & dumpfmt::PROT_READ != 0,
-                    select,
-                    &mut runs,
-                    out,
-                )?;
+                let readable = m.prot & dumpfmt::PROT_READ != 0;
+                let _ = work.push((start, end, readable, select));
+                if job.snap_want && obstacle.is_none() {
+                    let contents = backing == Backing::Contents && !m.shared;
+                    obstacle = snapshot::mapping_obstacle(m.shared, contents).map(|w| (w, line));
+                }
             }
         }
     }
 
-    job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
     let process = process::collect(arena)?;
     let posix_timers = timers::collect(arena, others.len() + 1)?;
     let exe = exe_identity(arena)?;
@@ -812,9 +884,79 @@ fn write_image(
     let sigactions = signal_actions(arena)?;
     let mm = mm_fields()?;
     let auxv = read_auxv(arena)?;
+    let (pid, time_ns) = (sys::getpid() as u32, sys::realtime_ns());
+    let (monotonic_ns, boottime_ns) = (sys::monotonic_ns(), sys::boottime_ns());
+    let members = crate::tree::members::members();
+    // Everything but private memory is collected: a snapshot can take over.
+    let mut capture = dumpfmt::Capture::default();
+    let mut snap_pause_fd = -1;
+    if let (true, Some((why, what))) = (job.snap_want, obstacle) {
+        snapshot::log_stopped(why, what);
+    } else if job.snap_want {
+        match snapshot::split(out.fd(), job.started) {
+            Err(f) => snapshot::log_stopped("", f.line.as_bytes()),
+            Ok(snapshot::Side::App { writer, pause_ns }) => {
+                job.snap_side = SNAP_APP;
+                job.snap_writer = writer;
+                job.snap_pause_ns = pause_ns;
+                return Ok(dumpfmt::Header {
+                    major: dumpfmt::VERSION_MAJOR,
+                    minor: dumpfmt::VERSION_MINOR,
+                    meta_offset: 0,
+                    meta_len: 0,
+                    meta_crc: 0,
+                    file_len: 0,
+                    flags: 0,
+                });
+            }
+            Ok(snapshot::Side::Writer { pause_fd }) => {
+                job.snap_side = SNAP_WRITER;
+                // Until the program says (below): since the signal.
+                job.snap_pause_ns = sys::monotonic_ns().saturating_sub(job.started).max(1);
+                snap_pause_fd = pause_fd;
+                // The program's were closed: its own memory's.
+                fds.pagemap = sys::open(b"/proc/self/pagemap\0", ro, 0)
+                    .map_err(|e| Fail::new("cannot open /proc/self/pagemap").errno(e))?;
+                fds.mem = sys::open(b"/proc/self/mem\0", ro, 0)
+                    .map_err(|e| Fail::new("cannot open /proc/self/mem").errno(e))?;
+                // Memory the clone did not get as it was: the dump fails.
+                snapshot::check_clone(arena, work.as_slice(), lines)?;
+            }
+        }
+    }
+    let mut scan = pages::PageScan {
+        pagemap_fd: fds.pagemap,
+        mem_fd: fds.mem,
+        pagemap: arena.words(PAGEMAP_ENTRIES).ok_or_else(no_mem)?,
+        bounce: arena.bytes(BOUNCE_LEN).ok_or_else(no_mem)?,
+        volatile: {
+            // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
+            let rsp = unsafe { (*job.regs).rsp };
+            (
+                rsp.saturating_sub(STACK_SLACK),
+                rsp + 2 * dumpfmt::PAGE_SIZE,
+            )
+        },
+    };
+    for &(start, end, readable, select) in work.as_slice() {
+        scan.dump(start, end, readable, select, &mut runs, out)?;
+    }
+    job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
+    if job.snap_side == SNAP_WRITER {
+        // Told long before the pages are written.
+        if let Some(ns) = snapshot::read_pause(snap_pause_fd) {
+            job.snap_pause_ns = ns.clamp(1, dumpfmt::capture::MAX_PAUSE_NS);
+        }
+        // SAFETY: the writer's only thread.
+        unsafe { crate::status::snapshot_writer(job.snap_pause_ns) };
+        capture = dumpfmt::Capture {
+            mode: dumpfmt::CaptureMode::Snapshot,
+            pause_ns: job.snap_pause_ns.min(dumpfmt::capture::MAX_PAUSE_NS),
+        };
+    }
     let image = Image {
-        pid: sys::getpid() as u32,
-        time_ns: sys::realtime_ns(),
+        pid,
+        time_ns,
         sequence: settings.sequence,
         exe,
         cpu,
@@ -838,8 +980,8 @@ fn write_image(
             posix_timers: Cow::Borrowed(posix_timers),
         },
         minor2: Minor2 {
-            monotonic_ns: sys::monotonic_ns(),
-            boottime_ns: sys::boottime_ns(),
+            monotonic_ns,
+            boottime_ns,
             cpu_ext: sys::cpu_ext(),
             baseline,
             fpstate: Cow::Borrowed(frames.as_slice()),
@@ -850,9 +992,12 @@ fn write_image(
                 memory: Cow::Borrowed(shared_memory.as_slice()),
                 fds: Cow::Borrowed(shared_fds),
             },
-            members: crate::tree::members::members(),
+            members,
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 {
+            capture,
+            ..Minor4::default()
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.

@@ -57,6 +57,24 @@ fn hook(info: &std::panic::PanicHookInfo<'_>) {
     }
     what.str(")");
     let job = LEADING.load(SeqCst);
+    // SAFETY: a non-null `job` is the leading dump's, on the dump's stack
+    // (a snapshot's writer has its own copy, and leads nothing else).
+    if !job.is_null() && unsafe { (*job).snap_side } == super::SNAP_WRITER {
+        let mut line = Line::<450>::new();
+        line.str("migrate: dump failed, the process goes on: ")
+            .bytes(what.as_bytes());
+        line.emit();
+        // SAFETY: as above; the writer's only thread, ending here.
+        unsafe {
+            let job = &mut *job;
+            if !job.writer.is_null() {
+                core::ptr::drop_in_place(job.writer);
+            }
+            let fail = super::Fail::new("").bytes(what.as_bytes());
+            super::report(job, Err(&fail));
+        }
+        sys::exit_group(1);
+    }
     if !leading_here() {
         let mut line = Line::<450>::new();
         line.str("migrate: ")

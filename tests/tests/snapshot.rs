@@ -1,0 +1,425 @@
+//! Low-pause snapshot dumps (issue 11, `MIGRATE_SNAPSHOT`): in continue
+//! mode the program is stopped only while a copy-on-write snapshot is
+//! taken, and a writer it never sees writes the image while it runs on.
+//! The image is of the snapshot's one instant (memory written all through
+//! the dump), the program runs while the image is written, the writer is
+//! invisible (`wait`, SIGCHLD, `/proc/.../children`, no zombie), shared
+//! memory makes the dump a stopped one with a line saying why,
+//! `MIGRATE_SNAPSHOT=stop` keeps the program stopped until the image is
+//! complete, and a writer that fails leaves the previous image and the
+//! program running.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use migrate_tests::*;
+
+/// `csnap ARGS` (see `programs/csnap.c`), named `csnap-NAME`.
+fn csnap(name: &str, args: &[&str]) -> Program {
+    let exe = env!("MIGRATE_TEST_CSNAP");
+    let mut argv: Vec<&OsStr> = vec![exe.as_ref()];
+    argv.extend(args.iter().map(OsStr::new));
+    Program::command_of(&format!("csnap-{name}"), &argv)
+}
+
+/// The `migrate: dumped` lines a process logged.
+fn dumped_lines(p: &Proc) -> Vec<String> {
+    p.stderr()
+        .lines()
+        .filter(|l| l.starts_with("migrate: dumped "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// How the image was captured.
+fn capture(image: &Path) -> dumpfmt::Capture {
+    image_meta(image).image.minor4.capture
+}
+
+/// The step of the first line `step N` a restored process printed.
+fn first_step(lines: &[String], context: &str) -> u64 {
+    lines
+        .iter()
+        .find_map(|l| step_of(l))
+        .unwrap_or_else(|| panic!("no step line after the restore\n{context}"))
+}
+
+/// The step at which the program saw its image (its stderr line).
+fn seen_at(p: &mut Proc) -> u64 {
+    let line = p.wait_for_stderr_line("`image seen at step N`", |l| {
+        l.starts_with("image seen at step ")
+    });
+    line["image seen at step ".len()..].trim().parse().unwrap()
+}
+
+/// Dumps `program` (which must print `image seen at step N` once its
+/// image exists) at step 10 with `env`, kills it once it saw the image,
+/// restores and checks the output; returns the step it saw the image
+/// at, the step the snapshot was of (the last before the restored
+/// process's first) and the image.
+fn dump_seen_restore(
+    dir: &TestDir,
+    program: &Program,
+    image: &Path,
+    env: &[(&str, &str)],
+) -> (u64, u64, PathBuf) {
+    let expected = reference(program);
+    let mut all = vec![
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_LOG", "info"),
+    ];
+    all.extend_from_slice(env);
+    let mut p = dir.spawn(program, "original", &all);
+    p.wait_for_step(10);
+    p.dump_signal();
+    p.wait_for_image(image, false);
+    let seen = seen_at(&mut p);
+    p.kill();
+    let mut r = dir.restore(program, "restored", image, &[]);
+    let restored = r.wait_success();
+    let context = describe_all(&[&p, &r]);
+    check_restored(&expected, &p.stdout_lines(), &restored, &context);
+    let snap = first_step(&restored, &context) - 1;
+    (seen, snap, image.to_path_buf())
+}
+
+/// The program sweeps 16 MiB of counters without pause, each checked
+/// against the previous sweep before it is written, all through the dump:
+/// the image is the snapshot's (one instant), so the restored program
+/// finds every counter consistent and prints exactly the rest of the
+/// uninterrupted run. The image says it came from a snapshot, and the
+/// writer's line says how long the program was paused.
+#[test]
+fn memory_is_of_the_snapshot_instant() {
+    let dir = TestDir::new("snapshot-instant");
+    let image = dir.join("app.img");
+    let program = csnap("sweep", &["sweep", "16", "32", "600"]);
+    let expected = reference(&program);
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_step(20);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    let line = p.wait_for_stderr_line("the writer's `migrate: dumped` line", |l| {
+        l.starts_with("migrate: dumped ")
+    });
+    p.kill();
+    let mut r = dir.restore(&program, "restored", &image, &[]);
+    let restored = r.wait_success();
+    let context = describe_all(&[&p, &r]);
+    check_restored(&expected, &p.stdout_lines(), &restored, &context);
+    assert!(
+        line.contains(", snapshot, paused "),
+        "the dump should have been written from a snapshot: {line:?}\n{context}"
+    );
+    let c = capture(&image);
+    assert_eq!(c.mode, dumpfmt::CaptureMode::Snapshot, "{context}");
+    assert!(c.pause_ns > 0, "{c:?}\n{context}");
+    // One info line per dump, as for a stopped dump.
+    assert_eq!(dumped_lines(&p).len(), 1, "{context}");
+    assert_eq!(p.stderr().lines().count(), 1, "{context}");
+}
+
+/// The program runs on while the image is written: it finds its image
+/// only steps after the snapshot was taken (the restored process resumes
+/// right after that step). With `MIGRATE_SNAPSHOT=stop` it is stopped
+/// until the image is in place, so it sees it in the step of the snapshot
+/// or the next. (The ballast, 192 MiB, takes many of the program's 4 MiB
+/// steps to write.)
+#[test]
+fn program_runs_while_the_image_is_written() {
+    let dir = TestDir::new("snapshot-runs");
+    let image = dir.join("app.img");
+    let arg = image.to_str().unwrap();
+    let program = csnap("runs", &["sweep", "4", "192", "2000", arg]);
+    let (seen, snap, image) = dump_seen_restore(&dir, &program, &image, &[]);
+    assert!(
+        seen > snap + 1,
+        "the program saw its image at step {seen}, right after the snapshot of step {snap}: \
+         it did not run while the image was written"
+    );
+    assert_eq!(capture(&image).mode, dumpfmt::CaptureMode::Snapshot);
+}
+
+/// `MIGRATE_SNAPSHOT=stop`: today's dump, the program stopped until the
+/// image is complete.
+#[test]
+fn stop_mode_keeps_the_program_stopped() {
+    let dir = TestDir::new("snapshot-stop");
+    let image = dir.join("app.img");
+    let arg = image.to_str().unwrap();
+    let program = csnap("stop", &["sweep", "4", "192", "2000", arg]);
+    let (seen, snap, image) =
+        dump_seen_restore(&dir, &program, &image, &[("MIGRATE_SNAPSHOT", "stop")]);
+    assert!(
+        seen == snap || seen == snap + 1,
+        "stopped for the dump, the program saw its image at step {seen}, not at step {snap} \
+         of the snapshot or the next"
+    );
+    assert_eq!(capture(&image).mode, dumpfmt::CaptureMode::Stopped);
+    assert_eq!(capture(&image).pause_ns, 0);
+}
+
+/// A bad `MIGRATE_SNAPSHOT` is one line before the program runs.
+#[test]
+fn bad_mode_is_refused() {
+    let dir = TestDir::new("snapshot-bad");
+    let mut p = dir.spawn(
+        &csnap("bad", &["wait", "10"]),
+        "bad",
+        &[("MIGRATE_SNAPSHOT", "later")],
+    );
+    let status = p.wait_unless_output();
+    assert_eq!(status.code(), Some(64), "{}", p.describe());
+    assert_eq!(
+        p.stderr().trim_end(),
+        "migrate: MIGRATE_SNAPSHOT=later: expected snapshot or stop",
+        "{}",
+        p.describe()
+    );
+}
+
+/// `(pid, ppid, state, command name)` of every process.
+fn processes() -> Vec<(i32, i32, char, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let mut f = stat[close + 2..].split(' ');
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push((pid, ppid, state, comm));
+    }
+    out
+}
+
+/// The writer is invisible: a program that waits for any child in a loop
+/// (blocking `waitpid(-1)`), counts SIGCHLD and lists its threads'
+/// children at every step sees nothing through twelve dumps; neither it
+/// nor its parent (this test) is left with a child or zombie of them.
+#[test]
+fn writer_is_invisible() {
+    let dir = TestDir::new("snapshot-invisible");
+    let image = dir.join("app-%n.img");
+    let program = csnap("wait", &["wait", "2500"]);
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_step(5);
+    let me = std::process::id() as i32;
+    for n in 1..=12 {
+        p.dump_signal();
+        let start = format!(
+            "migrate: dumped {}",
+            dir.join(&format!("app-{n}.img")).display()
+        );
+        p.wait_for_stderr_line(&format!("dump {n}'s `migrate: dumped` line"), |l| {
+            l.starts_with(&start)
+        });
+        // (This test's other children come and go: only writers count.)
+        let strays: Vec<_> = processes()
+            .into_iter()
+            .filter(|(_, ppid, _, comm)| {
+                *ppid == p.pid() || *ppid == me && comm == "migrate-writer"
+            })
+            .collect();
+        assert!(
+            strays.is_empty(),
+            "after dump {n}: children of the program, or zombies of its parent: {strays:?}\n{}",
+            p.describe()
+        );
+    }
+    let out = p.wait_success();
+    let context = p.describe();
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("done sigchld=0 waited=0 children=0"),
+        "{context}"
+    );
+    let lines = dumped_lines(&p);
+    assert_eq!(lines.len(), 12, "{context}");
+    assert!(
+        lines.iter().all(|l| l.contains(", snapshot, paused ")),
+        "every dump should be a snapshot\n{context}"
+    );
+}
+
+/// Shared memory written during the dump is not frozen by a copy-on-write
+/// snapshot: the dump keeps the program stopped and says why, and the
+/// restored counters (in `MAP_SHARED` memory) are of the one instant.
+#[test]
+fn shared_memory_dumps_stopped() {
+    let dir = TestDir::new("snapshot-shared");
+    let image = dir.join("app.img");
+    let program = csnap("shared", &["shared", "16", "0", "600"]);
+    let expected = reference(&program);
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_step(20);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    let why = p.wait_for_stderr_line("the line saying the dump keeps it stopped", |l| {
+        l.starts_with("migrate: this dump keeps the process stopped: ")
+    });
+    p.kill();
+    let mut r = dir.restore(&program, "restored", &image, &[]);
+    let restored = r.wait_success();
+    let context = describe_all(&[&p, &r]);
+    check_restored(&expected, &p.stdout_lines(), &restored, &context);
+    assert!(
+        why.contains("shared memory") && why.contains(" rw-s "),
+        "the line should name the shared mapping: {why:?}\n{context}"
+    );
+    assert_eq!(capture(&image).mode, dumpfmt::CaptureMode::Stopped);
+    let lines = dumped_lines(&p);
+    assert!(
+        lines.len() == 1 && lines[0].contains(", stopped"),
+        "{context}"
+    );
+}
+
+/// A 1 MiB tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf) -> Option<SmallDisk> {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1M", "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallDisk(at))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A writer that fails (its disk full) fails the dump as a stopped dump
+/// would: one line naming the image and ENOSPC, the previous image left as
+/// it was, no temporary file, and the program goes on to its normal end.
+#[test]
+fn failed_writer_keeps_the_previous_image() {
+    if !skip::is_root() {
+        skip(
+            "failed_writer_keeps_the_previous_image",
+            "root (to mount a small tmpfs)",
+        );
+        return;
+    }
+    let dir = TestDir::new("snapshot-full");
+    let disk = SmallDisk::mount(dir.join("disk")).expect("mount a 1 MiB tmpfs");
+    let image = disk.0.join("app.img");
+    std::fs::write(&image, b"the previous image").unwrap();
+    let program = csnap("full", &["sweep", "4", "8", "1500"]);
+    let expected = reference(&program);
+    let mut p = dir.spawn(
+        &program,
+        "full",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "debug"),
+        ],
+    );
+    p.wait_for_step(10);
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("`migrate: dump failed`", |l| {
+        l.starts_with("migrate: dump failed")
+    });
+    let out = p.wait_success();
+    let context = p.describe();
+    assert!(
+        line.contains("ENOSPC") && line.contains(image.to_str().unwrap()),
+        "the failure line should say the disk is full and name the image: {line:?}\n{context}"
+    );
+    assert!(
+        p.stderr().contains("migrate: snapshot for "),
+        "the writer should have written the image\n{context}"
+    );
+    assert_eq!(
+        out, expected,
+        "the program did not go on to its end\n{context}"
+    );
+    assert_eq!(std::fs::read(&image).unwrap(), b"the previous image");
+    assert_eq!(
+        list_files(&disk.0),
+        ["app.img"],
+        "a temporary file was left"
+    );
+}
+
+/// Memory marked `MADV_WIPEONFORK` is zero in a clone: a snapshot cannot
+/// hold it, and rather than an image with zeros there the dump fails,
+/// naming the advice and the way out, and the program goes on; with
+/// `MIGRATE_SNAPSHOT=stop` the same program dumps and restores.
+#[test]
+fn wipe_on_fork_memory_fails_the_snapshot_loudly() {
+    let dir = TestDir::new("snapshot-wipe");
+    let image = dir.join("app.img");
+    let program = csnap("wipe", &["wipe", "4", "8", "1500"]);
+    let expected = reference(&program);
+    let env = [
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_LOG", "info"),
+    ];
+    let mut p = dir.spawn(&program, "snapshot", &env);
+    p.wait_for_step(10);
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("`migrate: dump failed`", |l| {
+        l.starts_with("migrate: dump failed")
+    });
+    let out = p.wait_success();
+    let context = p.describe();
+    assert!(
+        line.contains("MADV_WIPEONFORK") && line.contains("MIGRATE_SNAPSHOT=stop"),
+        "{line:?}\n{context}"
+    );
+    assert_eq!(out, expected, "the program did not go on\n{context}");
+    assert!(!image.exists(), "an image was written\n{context}");
+
+    let mut env = env.to_vec();
+    env.push(("MIGRATE_SNAPSHOT", "stop"));
+    let mut p = dir.spawn(&program, "stopped", &env);
+    p.wait_for_step(10);
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    p.kill();
+    let mut r = dir.restore(&program, "restored", &image, &[]);
+    let restored = r.wait_success();
+    check_restored(
+        &expected,
+        &p.stdout_lines(),
+        &restored,
+        &describe_all(&[&p, &r]),
+    );
+}
