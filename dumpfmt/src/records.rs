@@ -81,6 +81,9 @@ pub struct Image<'a> {
 pub struct Minor4<'a> {
     /// Nothing yet: a placeholder so that the lifetime is used.
     pub reserved: core::marker::PhantomData<&'a ()>,
+    /// How a restore may place the page data: mapped from this file
+    /// (lazy) or read (see `placement.rs`).
+    pub placement: crate::placement::Placement,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

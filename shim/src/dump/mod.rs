@@ -656,6 +656,7 @@ fn write_image(
     // The dump's own memory stays out of the image.
     let ours = [arena.range(), job.stack];
 
+    let mut from_lazy = 0u64;
     crate::tree::shared::set_in_tree(in_tree);
     let descriptors = fds::collect(
         arena,
@@ -710,6 +711,9 @@ fn write_image(
                 Backing::Fd(fd),
                 (!m.shared).then_some(pages::Select::Private),
             )
+        } else if !m.shared && crate::restore::lazy::is_source(m.dev, m.inode) {
+            // Anonymous memory a lazy restore mapped from its image.
+            (Backing::Anonymous, Some(pages::Select::Lazy))
         } else if m.is_file() && !m.is_deleted() {
             match file_index(&mut files, arena, m.name, m.inode)? {
                 // The program writes this file through the mapping: its
@@ -752,6 +756,7 @@ fn write_image(
             } else {
                 0
             };
+            let lazy = select == Some(pages::Select::Lazy);
             let rec = Mapping {
                 start,
                 end,
@@ -759,13 +764,14 @@ fn write_image(
                 shared: m.shared,
                 offset,
                 backing,
-                name: Cow::Borrowed(name),
+                name: Cow::Borrowed(if lazy { "" } else { name }),
             };
             mappings.push(rec).map_err(|_| no_mem())?;
             if backing == Backing::Contents && m.shared {
                 let rec = crate::tree::shared::memory(&m, start, pages_in);
                 shared_memory.push(rec).map_err(|_| no_mem())?;
             }
+            let stored_before = runs.as_slice().len();
             if let Some(select) = select {
                 scan.dump(
                     start,
@@ -775,6 +781,12 @@ fn write_image(
                     &mut runs,
                     out,
                 )?;
+            }
+            if lazy {
+                from_lazy += runs.as_slice()[stored_before..]
+                    .iter()
+                    .map(|r| r.pages)
+                    .sum::<u64>();
             }
         }
     }
@@ -852,7 +864,14 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 {
+            // Runs are written raw, each page-aligned (see `pages`).
+            placement: dumpfmt::Placement {
+                mappable: true,
+                from_lazy,
+            },
+            ..Minor4::default()
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
