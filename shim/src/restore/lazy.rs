@@ -159,7 +159,7 @@ pub fn check_in_supervisor(init_pid: i32) {
     };
     // SAFETY: lowering this process's own priority; it only waits after this.
     unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-    if let Err(e) = p.img.check_pages() {
+    if let Err(e) = super::checksums::check(&p.img) {
         // SAFETY: killing our own child, the namespace's init.
         unsafe { libc::kill(init_pid, libc::SIGKILL) };
         eprintln!(
@@ -176,8 +176,7 @@ pub fn verify_before_resume(
     overrides: &Overrides,
     path: &str,
 ) -> Result<(), Refusal> {
-    img.check_pages()
-        .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
+    super::checksums::check(img).map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     if overrides.log.is_some_and(|l| l >= 1) {
         eprintln!(
             "migrate: restore {path}: lazy restore without a supervisor (no PID namespace): every page was checked before the resume"

@@ -14,6 +14,7 @@
 //! fresh address space down and rebuilds the image's.
 
 pub mod check;
+pub mod checksums;
 pub mod clocks;
 pub mod creds;
 pub mod fds;
@@ -282,8 +283,7 @@ fn fresh_maps() -> Result<Vec<FreshMap>, Refusal> {
 /// `lazy`.
 fn validate(img: ImageFile, check_pages: bool) -> Result<Checked, Refusal> {
     if check_pages {
-        img.check_pages()
-            .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
+        checksums::check(&img).map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
     }
     let image = &img.image;
     precheck::cpu(&img)?;

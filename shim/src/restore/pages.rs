@@ -25,6 +25,9 @@ use dumpfmt::{Backing, Image, ImageFile, Mapping, PAGE_SIZE, PageRun};
 use super::plan::{Arg, Plan};
 use super::{Refusal, exit, fds, refuse, tree_shared, vdso};
 
+/// Runs at least this long are populated before they are read.
+const POPULATE_MIN_PAGES: u64 = 16;
+
 /// `MIGRATE_RESTORE_MODE`: true for `lazy`, false for `eager`.
 pub fn parse_mode(v: &str) -> Result<bool, String> {
     match v {
@@ -181,6 +184,14 @@ fn run_ops(plan: &mut Plan, r: &PageRun, prot: u64, mapped: bool, placing: &Plac
             &format!("restore: cannot map pages for {:#x} from the image", r.addr),
         );
         return;
+    }
+    if r.pages >= POPULATE_MIN_PAGES {
+        // Fresh memory faulted in one call (Linux 5.14) rather than one fault per page
+        // as `pread` copies (ignored where the kernel lacks it).
+        plan.call_any(
+            SYS_madvise,
+            &[v(r.addr), v(total), v(MADV_POPULATE_WRITE as u64)],
+        );
     }
     let mut done = 0;
     while done < total {
