@@ -22,6 +22,7 @@ mod elf;
 mod error;
 mod header;
 mod members;
+pub mod placement;
 mod records;
 pub mod shared;
 mod tree;
@@ -38,6 +39,7 @@ pub use header::{
     VERSION_MINOR,
 };
 pub use members::{Members, Stop, Zombie};
+pub use placement::Placement;
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use tree::{

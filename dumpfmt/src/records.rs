@@ -84,6 +84,9 @@ pub struct Minor4<'a> {
     /// How the state was captured: stopped, or from a copy-on-write
     /// snapshot, and the pause (see [`crate::capture`]).
     pub capture: crate::capture::Capture,
+    /// How a restore may place the page data: mapped from this file
+    /// (lazy) or read (see `placement.rs`).
+    pub placement: crate::placement::Placement,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

@@ -368,6 +368,8 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         prev_addr_end = addr_end;
         prev_file_end = file_end;
     }
+    let stored: u64 = image.runs.iter().map(|r| r.pages).sum();
+    image.minor4.placement.check(stored)?;
     if prev_file_end != header.meta_offset {
         return Err(format!(
             "page data ends at {prev_file_end:#x} but the metadata starts at {:#x}",

@@ -297,10 +297,11 @@ fn as_1_1(bytes: Vec<u8>) -> Vec<u8> {
     older_image(&image, &data, 1)
 }
 
-/// versions appended (`Minor1` to `Minor4`, defaults here) cut off the metadata.
+/// versions appended (`Minor1`, `Minor2`, `Minor3`, `Minor4`, empty here) cut off the metadata.
 fn older_image(image: &dumpfmt::Image<'_>, data: &[u8], minor: u16) -> Vec<u8> {
     let mut bytes = dumpfmt::frame(image, data);
     let mut cut = postcard::to_allocvec(&dumpfmt::Minor3::default()).unwrap();
+    // `Minor4` (1.4) encodes to bytes of its own now: cut them too.
     cut.extend(postcard::to_allocvec(&dumpfmt::Minor4::default()).unwrap());
     if minor <= 1 {
         cut.splice(
@@ -456,4 +457,15 @@ fn shared_descriptors_name_descriptors_of_their_kind() {
         &bytes,
         "shared descriptor record 3 names no descriptor of its kind",
     );
+}
+
+/// `Minor4::placement` (1.4) counts pages from a lazy restore among those
+/// the runs store, never more.
+#[test]
+fn placement_counts_no_more_pages_than_stored() {
+    let stored = |runs: &Vec<dumpfmt::PageRun>| runs.iter().map(|r| r.pages).sum::<u64>();
+    let bytes = with_meta(|image, runs| image.minor4.placement.from_lazy = stored(runs));
+    dumpfmt::decode(&bytes).expect("every stored page may come from a lazy restore");
+    let bytes = with_meta(|image, runs| image.minor4.placement.from_lazy = stored(runs) + 1);
+    rejects(&bytes, "pages from a lazy restore, but the image stores 5");
 }

@@ -165,6 +165,9 @@ pub struct Overrides {
     pub interval_ns: Option<u64>,
     /// `MIGRATE_KEEP`: how many of the newest images to keep.
     pub keep: Option<u32>,
+    /// `MIGRATE_RESTORE_MODE=lazy`: map the image's pages into place
+    /// (see `restore::pages`); `eager` (the default) reads them.
+    pub lazy: bool,
 }
 
 impl Overrides {
@@ -198,6 +201,9 @@ impl Overrides {
         }
         if let Some(v) = var("MIGRATE_RESTORE_CHECK") {
             o.restore_check = Some(absolute("MIGRATE_RESTORE_CHECK", &v, cwd)?);
+        }
+        if let Some(v) = var("MIGRATE_RESTORE_MODE") {
+            o.lazy = crate::restore::pages::parse_mode(&v).map_err(BadSetting)?;
         }
         if let Some(v) = var("MIGRATE_AFTER_DUMP") {
             o.exit_after_dump = Some(match v.as_str() {

@@ -173,6 +173,21 @@ impl Program {
         )
     }
 
+    /// `mib` MiB of anonymous memory, every third page zero, checked by
+    /// the program itself, a file and a second thread (see
+    /// `programs/cbigheap.c`): the restore modes.
+    pub fn big_heap(mib: u32, steps: u32, pace_ms: u32) -> Program {
+        Program::new(
+            &format!("cbigheap-{mib}m-{steps}x{pace_ms}"),
+            vec![
+                env!("MIGRATE_TEST_CBIGHEAP").into(),
+                mib.to_string().into(),
+                steps.to_string().into(),
+                pace_ms.to_string().into(),
+            ],
+        )
+    }
+
     /// Forks a child that makes a POSIX timer of its own and checks at
     /// every step that it is still there (see `programs/cforktimer.c`).
     pub fn fork_timer() -> Program {

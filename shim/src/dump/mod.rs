@@ -731,6 +731,7 @@ fn write_image(
     // The dump's own memory stays out of the image.
     let ours = [arena.range(), job.stack];
 
+    let mut from_lazy = 0u64;
     crate::tree::shared::set_in_tree(in_tree);
     let descriptors = fds::collect(
         arena,
@@ -785,6 +786,9 @@ fn write_image(
                 Backing::Fd(fd),
                 (!m.shared).then_some(pages::Select::Private),
             )
+        } else if !m.shared && crate::restore::lazy::is_source(m.dev, m.inode) {
+            // Anonymous memory a lazy restore mapped from its image.
+            (Backing::Anonymous, Some(pages::Select::Lazy))
         } else if m.is_file() && !m.is_deleted() {
             match file_index(&mut files, arena, m.name, m.inode)? {
                 // The program writes this file through the mapping: its
@@ -827,6 +831,7 @@ fn write_image(
             } else {
                 0
             };
+            let lazy = select == Some(pages::Select::Lazy);
             let rec = Mapping {
                 start,
                 end,
@@ -834,7 +839,7 @@ fn write_image(
                 shared: m.shared,
                 offset,
                 backing,
-                name: Cow::Borrowed(name),
+                name: Cow::Borrowed(if lazy { "" } else { name }),
             };
             mappings.push(rec).map_err(|_| no_mem())?;
             if backing == Backing::Contents && m.shared {
@@ -843,7 +848,8 @@ fn write_image(
             }
             if let Some(select) = select {
                 let readable = m.prot & dumpfmt::PROT_READ != 0;
-                let _ = work.push((start, end, readable, select));
+                work.push((start, end, readable, select))
+                    .map_err(|_| no_mem())?;
                 if job.snap_want && obstacle.is_none() {
                     let contents = backing == Backing::Contents && !m.shared;
                     obstacle = snapshot::mapping_obstacle(m.shared, contents).map(|w| (w, line));
@@ -939,7 +945,14 @@ fn write_image(
         },
     };
     for &(start, end, readable, select) in work.as_slice() {
+        let stored_before = runs.as_slice().len();
         scan.dump(start, end, readable, select, &mut runs, out)?;
+        if select == pages::Select::Lazy {
+            from_lazy += runs.as_slice()[stored_before..]
+                .iter()
+                .map(|r| r.pages)
+                .sum::<u64>();
+        }
     }
     job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
     if job.snap_side == SNAP_WRITER {
@@ -996,6 +1009,11 @@ fn write_image(
         },
         minor4: Minor4 {
             capture,
+            // Runs are written raw, each page-aligned (see `pages`).
+            placement: dumpfmt::Placement {
+                mappable: true,
+                from_lazy,
+            },
             ..Minor4::default()
         },
     };

@@ -32,13 +32,17 @@ pub enum Select {
     Private,
     /// Every page (read through `/proc/self/mem`, which cannot fault).
     All,
+    /// A range a lazy restore mapped from its image (`restore::lazy`):
+    /// the program's anonymous memory, every page, read as `All`; a page
+    /// the image no longer holds is lost data, not a hole.
+    Lazy,
 }
 
 impl Select {
     /// Whether a page with this pagemap entry goes into the image.
     fn wants(self, e: u64) -> bool {
         match self {
-            Select::All => true,
+            Select::All | Select::Lazy => true,
             Select::Touched => e & (PM_PRESENT | PM_SWAPPED) != 0,
             Select::Private => (e & PM_PRESENT != 0 && e & PM_FILE == 0) || e & PM_SWAPPED != 0,
         }
@@ -85,7 +89,7 @@ impl PageScan<'_> {
         runs: &mut ArenaVec<'_, PageRun>,
         out: &mut ImageWriter,
     ) -> Result<(), Fail> {
-        if select == Select::All || !readable {
+        if matches!(select, Select::All | Select::Lazy) || !readable {
             return self.dump_indirect(start, end, select, runs, out);
         }
         let mut open: Option<OpenRun> = None;
@@ -190,6 +194,12 @@ impl PageScan<'_> {
                 let wanted = select.wants(e);
                 let page_addr = addr + i as u64 * PAGE_SIZE;
                 let page = &mut self.bounce[..PAGE_SIZE as usize];
+                // A lazily mapped page counts as present: the image backs it.
+                let e = if select == Select::Lazy {
+                    e | PM_PRESENT
+                } else {
+                    e
+                };
                 let got =
                     wanted && read_page(self.mem_fd, page, page_addr, e)? && !page_is_zero(page);
                 if got {

@@ -14,11 +14,14 @@
 //! fresh address space down and rebuilds the image's.
 
 pub mod check;
+pub mod checksums;
 pub mod clocks;
 pub mod creds;
 pub mod fds;
 pub mod group_signals;
+pub mod lazy;
 pub mod namespace;
+pub mod pages;
 pub mod plan;
 pub mod precheck;
 pub mod restorer;
@@ -36,7 +39,7 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 
-use dumpfmt::{Backing, FileId, Image, ImageFile, PAGE_SIZE};
+use dumpfmt::{FileId, Image, ImageFile, PAGE_SIZE};
 
 use crate::config::{Overrides, PATH_MAX};
 use crate::sys::{self, KernelSigaction, PrctlMmMap};
@@ -112,12 +115,23 @@ pub fn run(path: &str, overrides: &Overrides) {
         eprintln!("migrate: restore {path}: {}", e.0);
         std::process::exit(64);
     }
-    let checked = validate(img).unwrap_or_else(|r| fail(r));
+    let lazy = lazy::decide(overrides, &img, tree.is_some(), path);
+    let checked = validate(img, !lazy).unwrap_or_else(|r| fail(r));
+    if lazy {
+        // The supervisor checks the pages after the resume (see `lazy`).
+        lazy::arm(&checked.img, path).unwrap_or_else(|r| fail(r));
+    }
     let members = tree
         .map(|(index, sections)| tree::members(&checked, index, sections))
         .transpose()
         .unwrap_or_else(|r| fail(r));
     let keep_tids = namespace::enter(&checked.img.image);
+    if lazy {
+        lazy::disarm();
+        if !keep_tids {
+            lazy::verify_before_resume(&checked.img, overrides, path).unwrap_or_else(|r| fail(r));
+        }
+    }
     let child_overrides;
     let (checked, overrides) = match tree::fork_children(checked, members, keep_tids) {
         Ok(tree::Role::Root(c)) => (c, overrides),
@@ -136,7 +150,7 @@ pub fn run(path: &str, overrides: &Overrides) {
     if let Err(r) = tree_members::settle(&checked.img.image, keep_tids) {
         fail(r);
     }
-    match build(checked, &path, overrides, started, keep_tids) {
+    match build(checked, &path, overrides, started, keep_tids, lazy) {
         Ok(ready) => launch(ready),
         Err(r) => fail(r),
     }
@@ -265,9 +279,12 @@ fn fresh_maps() -> Result<Vec<FreshMap>, Refusal> {
 
 /// Checks an image of this program (see [`wrapper::role`]): every page
 /// checksum, the CPU, and every file it maps.
-fn validate(img: ImageFile) -> Result<Checked, Refusal> {
-    img.check_pages()
-        .map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
+/// A lazy restore (`check_pages` false) leaves the page checksums to
+/// `lazy`.
+fn validate(img: ImageFile, check_pages: bool) -> Result<Checked, Refusal> {
+    if check_pages {
+        checksums::check(&img).map_err(|e| refuse(exit::CORRUPT, e.to_string()))?;
+    }
     let image = &img.image;
     precheck::cpu(&img)?;
     match crate::dump::count_threads() {
@@ -300,6 +317,7 @@ fn build(
     overrides: &Overrides,
     started: u64,
     keep_tids: bool,
+    lazy: bool,
 ) -> Result<Ready, Refusal> {
     let Checked { mut img, fds, exe } = checked;
     // Every descriptor the restorer uses or moves into place sits above
@@ -353,10 +371,11 @@ fn build(
     let mut plan = Plan::default();
     let creds_now = creds::check(image)?;
     let timers = timers::check(image, keep_tids)?;
+    let placing = pages::placing(&img, lazy);
     let handoff_off = build_plan(
         &mut plan,
         image,
-        &img,
+        &placing,
         &fds,
         &kernel,
         &made,
@@ -415,6 +434,7 @@ fn build(
         frame: crate::cpu::kernel_frame(&img),
         status_pid: 0,
         status_starttime: 0,
+        lazy_source: if lazy { lazy::identity(&img) } else { (0, 0) },
     };
     if keep_tids {
         // The supervisor (this process before `namespace::enter`) is
@@ -549,7 +569,7 @@ fn find_gap(image: &Image<'_>, fresh: &[FreshMap], len: u64) -> Option<u64> {
 fn build_plan(
     plan: &mut Plan,
     image: &Image<'_>,
-    img: &ImageFile,
+    placing: &pages::Placing,
     fds: &[File],
     kernel: &vdso::Kernel,
     made: &fds::MadeFds,
@@ -564,8 +584,6 @@ fn build_plan(
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
-    let img_fd = img.file.as_raw_fd() as u64;
-    let img_base = img.base;
 
     // 1. Unmap everything of the fresh process but the restorer and the vDSO:
     //    the holes between them are filled in when the plan is placed.
@@ -607,105 +625,8 @@ fn build_plan(
     }
     plan.staging = staged;
 
-    // 3. Every mapping of the image, then its pages.
-    let mut runs = image.runs.iter().peekable();
-    for m in image.mappings.iter() {
-        let len = m.end - m.start;
-        let mut my_runs = Vec::new();
-        while let Some(r) = runs.peek() {
-            if r.addr >= m.end {
-                break;
-            }
-            my_runs.push(**r);
-            runs.next();
-        }
-        if m.backing == Backing::Contents
-            && m.shared
-            && let Some(&at) = sources.from.get(&m.start)
-        {
-            // Memory the tree shares: its pages are in the object already.
-            tree_shared::map_ops(plan, m, at);
-            continue;
-        }
-        if m.backing == Backing::Kernel {
-            // Its pages (the vDSO's, from 1.2 on) are the kernel's own.
-            vdso::map_ops(plan, kernel, m);
-            continue;
-        }
-        let prot = u64::from(m.prot);
-        let map_prot = if my_runs.is_empty() {
-            prot
-        } else {
-            prot | PROT_WRITE as u64
-        };
-        let mut flags =
-            (MAP_FIXED_NOREPLACE | if m.shared { MAP_SHARED } else { MAP_PRIVATE }) as u64;
-        let (fd, off) = match m.backing {
-            Backing::File(i) | Backing::SharedFile(i) => {
-                (fds[i as usize].as_raw_fd() as u64, m.offset)
-            }
-            Backing::Fd(n) => {
-                // In the image's fd order, increasing: binary search.
-                let made = made
-                    .made
-                    .binary_search_by_key(&n, |x| x.target)
-                    .ok()
-                    .map(|at| &made.made[at]);
-                let made = made.ok_or_else(|| {
-                    refuse(
-                        exit::CORRUPT,
-                        format!("mapping at {:#x} names fd {n}, not in the image", m.start),
-                    )
-                })?;
-                (made.temp.as_raw_fd() as u64, m.offset)
-            }
-            _ => {
-                flags |= MAP_ANONYMOUS as u64;
-                (u64::MAX, 0)
-            }
-        };
-        if &*m.name == "[stack]" {
-            flags |= MAP_GROWSDOWN as u64;
-        }
-        let what = format!("restore: cannot map {:#x}-{:#x} {}", m.start, m.end, m.name);
-        plan.call(
-            SYS_mmap,
-            &[v(m.start), v(len), v(map_prot), v(flags), v(fd), v(off)],
-            v(m.start),
-            &what,
-        );
-        for r in &my_runs {
-            let mut done = 0;
-            let total = r.pages * PAGE_SIZE;
-            while done < total {
-                let n = (total - done).min(1 << 30);
-                let what = format!(
-                    "restore: cannot read pages for {:#x} from the image",
-                    r.addr + done
-                );
-                plan.call(
-                    SYS_pread64,
-                    &[
-                        v(img_fd),
-                        v(r.addr + done),
-                        v(n),
-                        v(img_base + r.file_offset + done),
-                    ],
-                    v(n),
-                    &what,
-                );
-                done += n;
-            }
-        }
-        if map_prot != prot {
-            plan.call(
-                SYS_mprotect,
-                &[v(m.start), v(len), v(prot)],
-                v(0),
-                &format!("restore: cannot protect {:#x}", m.start),
-            );
-        }
-    }
+    // 3. Every mapping of the image, then its pages (see `pages`).
+    pages::map_all(plan, image, fds, kernel, made, sources, placing)?;
 
     tree_shared::unmap_ops(plan, &sources.keep);
 

@@ -305,6 +305,7 @@ fn supervise(init_pid: i32, report: i32) -> ! {
     INIT.store(init_pid, Relaxed);
     forward_signals();
     set_mask(libc::SIG_SETMASK, &empty_set());
+    super::lazy::check_in_supervisor(init_pid);
     // SAFETY: `report` is our pipe's read end.
     let mut report = unsafe { std::fs::File::from_raw_fd(report) };
     let mut msg = Vec::new();

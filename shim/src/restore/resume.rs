@@ -58,6 +58,9 @@ pub struct Handoff {
     /// supervisor's in a PID namespace, else 0 (the process's own).
     pub status_pid: i64,
     pub status_starttime: u64,
+    /// Device and inode of the image a lazy restore mapped ((0, 0):
+    /// none; see `restore::lazy`).
+    pub lazy_source: (u64, u64),
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -159,6 +162,7 @@ fn finish(h: &Handoff) {
         interval_ns: (h.interval_ns >= 0).then_some(h.interval_ns as u64),
         keep: (h.keep >= 0).then_some(h.keep as u32),
     });
+    super::lazy::set_source(h.lazy_source.0, h.lazy_source.1);
     // SAFETY: every other thread waits on `go`.
     unsafe { crate::status::at_resume(h.status_pid as i32, h.status_starttime) };
     if s.log >= crate::config::LogLevel::Info {

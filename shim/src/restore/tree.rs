@@ -89,7 +89,7 @@ pub fn members(
     let mut checked = Vec::with_capacity(sections.len());
     for img in sections {
         let pid = img.image.pid;
-        let mut c = super::validate(img)
+        let mut c = super::validate(img, true)
             .map_err(|r| refuse(r.code, format!("pid {pid} of the tree: {}", r.msg)))?;
         super::tree_exec::other_program(&root.img.image.exe.path, &mut c)?;
         checked.push(Some(c));
