@@ -30,6 +30,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cfdregress", &[]),
     ("cdefects", &["-pthread", "-lrt"]),
     ("cmem", &[]),
+    ("cincr", &[]),
     ("ctimerid", &[]),
     ("cvector", &[]),
     ("cnoids", &[]),

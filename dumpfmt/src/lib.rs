@@ -16,10 +16,12 @@
 extern crate alloc;
 
 mod bounded;
+pub mod chain;
 mod cpu;
 mod elf;
 mod error;
 mod header;
+pub mod incremental;
 mod members;
 mod records;
 pub mod shared;
@@ -35,6 +37,7 @@ pub use header::{
     HEADER_ENCODED_LEN, HEADER_LEN, Header, MAGIC, MAX_META_LEN, PAGE_SIZE, VERSION_MAJOR,
     VERSION_MINOR,
 };
+pub use incremental::{Ancestor, Incremental, InheritedRun};
 pub use members::{Members, Stop, Zombie};
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};

@@ -63,6 +63,9 @@ pub struct Settings {
     /// `MIGRATE_CHILDREN`: what a dump does with a process that has
     /// children (`tree::children::REFUSE`, `LEAVE` or `TREE`).
     pub children: u8,
+    /// `MIGRATE_INCREMENTAL`: the most incremental images in a chain after
+    /// its full one (0: every dump is full; see `dump::incremental`).
+    pub incremental: u32,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -77,6 +80,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     refuse_external: false,
     cpu_level: 0,
     children: crate::tree::children::TREE,
+    incremental: 0,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -157,6 +161,8 @@ pub struct Overrides {
     pub interval_ns: Option<u64>,
     /// `MIGRATE_KEEP`: how many of the newest images to keep.
     pub keep: Option<u32>,
+    /// `MIGRATE_INCREMENTAL`: see [`Settings::incremental`].
+    pub incremental: Option<u32>,
 }
 
 impl Overrides {
@@ -245,6 +251,12 @@ impl Overrides {
             o.keep =
                 Some(parse_keep(&v).map_err(|why| BadSetting(format!("MIGRATE_KEEP={v}: {why}")))?);
         }
+        if let Some(v) = var("MIGRATE_INCREMENTAL") {
+            o.incremental = Some(
+                parse_incremental(&v)
+                    .map_err(|why| BadSetting(format!("MIGRATE_INCREMENTAL={v}: {why}")))?,
+            );
+        }
         if let Some(v) = var("MIGRATE_CHILDREN") {
             o.children = Some(match v.as_str() {
                 "refuse" => 0,
@@ -279,6 +291,9 @@ impl Overrides {
 
     /// Applies the overrides to the settings.
     pub fn apply(&self, s: &mut Settings) {
+        if let Some(n) = self.incremental {
+            s.incremental = n;
+        }
         if let Some(sig) = self.signal {
             s.signal = sig;
         }
@@ -359,6 +374,23 @@ pub fn parse_interval(s: &str) -> Result<u64, String> {
         return Err("longer than the maximum, 365d".into());
     }
     Ok(ns)
+}
+
+/// Most incremental images `MIGRATE_INCREMENTAL` allows in one chain.
+pub const INCREMENTAL_MAX: u32 = 255;
+
+/// Parses `MIGRATE_INCREMENTAL`: `off` (0) or a number of incremental
+/// images per chain from 1 to [`INCREMENTAL_MAX`].
+pub fn parse_incremental(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "off" | "0" => Ok(0),
+        v => match v.parse::<u32>() {
+            Ok(n) if (1..=INCREMENTAL_MAX).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "expected off or a chain length from 1 to {INCREMENTAL_MAX}"
+            )),
+        },
+    }
 }
 
 /// Parses `MIGRATE_KEEP`: a number from 1 to [`KEEP_MAX`].

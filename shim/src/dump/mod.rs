@@ -16,6 +16,7 @@
 
 pub mod arena;
 pub mod fds;
+pub mod incremental;
 pub mod keep;
 pub mod maps;
 pub mod pages;
@@ -364,11 +365,11 @@ fn log_dumped(job: &Job, settings: &crate::config::Settings) {
     }
 }
 
-/// `start..end` less the two ranges in `out` (at most three pieces;
+/// `start..end` less the three ranges in `out` (at most four pieces;
 /// empty pieces are `(x, x)`).
-fn cut_out(start: u64, end: u64, mut out: [(u64, u64); 2]) -> [(u64, u64); 3] {
+fn cut_out(start: u64, end: u64, mut out: [(u64, u64); 3]) -> [(u64, u64); 4] {
     out.sort_unstable();
-    let mut parts = [(0, 0); 3];
+    let mut parts = [(0, 0); 4];
     let mut at = start;
     for (i, &(s, e)) in out.iter().enumerate() {
         if s < end && e > at {
@@ -376,7 +377,7 @@ fn cut_out(start: u64, end: u64, mut out: [(u64, u64); 2]) -> [(u64, u64); 3] {
             at = at.max(e);
         }
     }
-    parts[2] = (at, end.max(at));
+    parts[3] = (at, end.max(at));
     parts
 }
 
@@ -564,8 +565,14 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     job.arena = core::ptr::null_mut();
     if !job.check {
         match result {
-            Ok(_) => keep::commit(),
-            Err(_) => keep::abort(),
+            Ok(_) => {
+                keep::commit();
+                incremental::commit();
+            }
+            Err(_) => {
+                keep::abort();
+                incremental::abort();
+            }
         }
     }
     match result {
@@ -654,7 +661,8 @@ fn write_image(
     let ancestors = crate::tree::shared::Ancestors::read(arena, in_tree);
     let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
     // The dump's own memory stays out of the image.
-    let ours = [arena.range(), job.stack];
+    let ours = [arena.range(), job.stack, incremental::own_memory()];
+    let mut chain = incremental::begin(arena, job.path.as_bytes(), job.check, in_tree, lines)?;
 
     crate::tree::shared::set_in_tree(in_tree);
     let descriptors = fds::collect(
@@ -663,6 +671,7 @@ fn write_image(
             out.fd(),
             fds.pagemap,
             fds.mem,
+            incremental::fd(),
             crate::tree::dump::control_fds()[0],
             crate::tree::dump::control_fds()[1],
         ],
@@ -767,7 +776,8 @@ fn write_image(
                 shared_memory.push(rec).map_err(|_| no_mem())?;
             }
             if let Some(select) = select {
-                scan.dump(
+                chain.dump(
+                    &mut scan,
                     start,
                     end,
                     m.prot & dumpfmt::PROT_READ != 0,
@@ -852,7 +862,12 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 {
+            incremental: dumpfmt::Incremental {
+                ancestors: Cow::Borrowed(chain.ancestors.as_slice()),
+                inherited: Cow::Borrowed(chain.inherited.as_slice()),
+            },
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
@@ -887,6 +902,12 @@ fn write_image(
     let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len + minor3_len + minor4_len];
     let meta_offset = out.pos();
     out.write(meta)?;
+    chain.finish(
+        job.path.as_bytes(),
+        runs.as_slice(),
+        out.pos(),
+        crc32fast::hash(meta),
+    );
     Ok(dumpfmt::Header {
         major: dumpfmt::VERSION_MAJOR,
         minor: dumpfmt::VERSION_MINOR,
@@ -1101,7 +1122,7 @@ mod tests {
     use super::cut_out;
 
     fn pieces(start: u64, end: u64, out: [(u64, u64); 2]) -> Vec<(u64, u64)> {
-        cut_out(start, end, out)
+        cut_out(start, end, [out[0], out[1], (0, 0)])
             .into_iter()
             .filter(|(s, e)| s < e)
             .collect()

@@ -18,6 +18,7 @@ pub mod clocks;
 pub mod creds;
 pub mod fds;
 pub mod group_signals;
+pub mod incremental;
 pub mod namespace;
 pub mod plan;
 pub mod precheck;
@@ -112,6 +113,7 @@ pub fn run(path: &str, overrides: &Overrides) {
         eprintln!("migrate: restore {path}: {}", e.0);
         std::process::exit(64);
     }
+    incremental::open(&img, path).unwrap_or_else(|r| fail(r));
     let checked = validate(img).unwrap_or_else(|r| fail(r));
     let members = tree
         .map(|(index, sections)| tree::members(&checked, index, sections))
@@ -318,6 +320,7 @@ fn build(
         None => None,
     };
     img.file = File::from(fds::lift(img.file.into(), base)?);
+    incremental::lift(base)?;
     // Left open for the restorer: it closes with close_range.
     let exe_fd = match exe {
         Some(f) => fds::lift(f.into(), base)?.into_raw_fd() as u32,
@@ -564,8 +567,6 @@ fn build_plan(
 ) -> Result<usize, Refusal> {
     use libc::*;
     let v = |x: u64| Arg::V(x);
-    let img_fd = img.file.as_raw_fd() as u64;
-    let img_base = img.base;
 
     // 1. Unmap everything of the fresh process but the restorer and the vDSO:
     //    the holes between them are filled in when the plan is placed.
@@ -608,7 +609,8 @@ fn build_plan(
     plan.staging = staged;
 
     // 3. Every mapping of the image, then its pages.
-    let mut runs = image.runs.iter().peekable();
+    let all_runs = incremental::runs(img)?;
+    let mut runs = all_runs.iter().peekable();
     for m in image.mappings.iter() {
         let len = m.end - m.start;
         let mut my_runs = Vec::new();
@@ -685,12 +687,7 @@ fn build_plan(
                 );
                 plan.call(
                     SYS_pread64,
-                    &[
-                        v(img_fd),
-                        v(r.addr + done),
-                        v(n),
-                        v(img_base + r.file_offset + done),
-                    ],
+                    &[v(r.fd), v(r.addr + done), v(n), v(r.offset + done)],
                     v(n),
                     &what,
                 );
