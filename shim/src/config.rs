@@ -480,6 +480,17 @@ mod tests {
     }
 
     #[test]
+    fn incremental_chain_lengths() {
+        assert_eq!(parse_incremental("off"), Ok(0));
+        assert_eq!(parse_incremental("0"), Ok(0));
+        assert_eq!(parse_incremental("8"), Ok(8));
+        assert_eq!(parse_incremental("255"), Ok(255));
+        for bad in ["", "256", "-1", "on", "1.5"] {
+            assert!(parse_incremental(bad).is_err(), "{bad:?} was taken");
+        }
+    }
+
+    #[test]
     fn keeps() {
         assert_eq!(parse_keep("1"), Ok(1));
         assert_eq!(parse_keep("32"), Ok(32));

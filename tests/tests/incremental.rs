@@ -137,6 +137,18 @@ fn merged_chain_restores_and_verifies_standalone() {
         stdout.contains("incremental") && stdout.contains("img-1.img"),
         "{stdout}"
     );
+    let out = Command::new(migrate())
+        .arg("inspect")
+        .arg(image(&dir, 3))
+        .output()
+        .expect("run migrate inspect");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("incremental over (2 ancestors, parent first)")
+            && stdout.contains("1 img-2.img")
+            && stdout.contains("2 img-1.img"),
+        "{stdout}"
+    );
     let merged = dir.join("merged.img");
     let out = Command::new(migrate())
         .arg("merge")
