@@ -31,6 +31,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cdefects", &["-pthread", "-lrt"]),
     ("cmem", &[]),
     ("cbigheap", &["-pthread"]),
+    ("cincr", &[]),
     ("ctimerid", &[]),
     ("cvector", &[]),
     ("cnoids", &[]),

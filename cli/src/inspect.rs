@@ -502,6 +502,31 @@ fn text(img: &ImageFile, f: &Facts) -> String {
         }
     }
 
+    let chain = &image.minor4.incremental;
+    if !chain.is_standalone() {
+        let _ = writeln!(
+            w,
+            "\nincremental over ({} ancestors, parent first)",
+            chain.ancestors.len()
+        );
+        for (i, a) in chain.ancestors.iter().enumerate() {
+            let pages: u64 = chain
+                .inherited
+                .iter()
+                .filter(|r| r.ancestor as usize == i + 1)
+                .map(|r| r.pages)
+                .sum();
+            let _ = writeln!(
+                w,
+                "  {} {} ({} bytes, meta crc {:08x}): {} pages of this image",
+                i + 1,
+                a.path,
+                a.file_len,
+                a.meta_crc,
+                pages
+            );
+        }
+    }
     let _ = writeln!(w, "\ntotals");
     let _ = writeln!(
         w,
@@ -544,7 +569,7 @@ fn json(img: &ImageFile, f: &Facts) -> Value {
     let p = &image.process;
     let c = &image.cpu;
     let mapped: u64 = image.mappings.iter().map(|m| m.end - m.start).sum();
-    json!({
+    let mut v = json!({
         "format": { "major": h.major, "minor": h.minor },
         "time_ns": image.time_ns,
         "time": human::time(image.time_ns),
@@ -610,5 +635,16 @@ fn json(img: &ImageFile, f: &Facts) -> Value {
             "metadata_bytes": f.meta_len, "mapped_bytes": mapped, "mappings": image.mappings.len(),
             "files": image.files.len(), "threads": image.threads.len(), "descriptors": image.fds.len(),
         },
-    })
+    });
+    let chain = &image.minor4.incremental;
+    if !chain.is_standalone() {
+        v["incremental"] = json!({
+            "ancestors": chain.ancestors.iter().map(|a| json!({
+                "path": a.path, "file_len": a.file_len, "meta_crc": a.meta_crc,
+            })).collect::<Vec<_>>(),
+            "inherited_runs": chain.inherited.len(),
+            "inherited_pages": chain.inherited.iter().map(|r| r.pages).sum::<u64>(),
+        });
+    }
+    v
 }

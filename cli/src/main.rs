@@ -8,6 +8,7 @@ mod human;
 mod inspect;
 mod library;
 mod memory;
+mod merge;
 mod ps;
 mod receive;
 mod restore;
@@ -42,6 +43,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Check an image's integrity and whether this host can restore it.
     Verify(verify::Args),
+    /// Make one standalone image of an incremental image and its ancestors.
+    Merge(merge::Args),
     /// Move a running process to another host over ssh: dump, send, verify, restore there, end here.
     Send(send::Args),
     /// The remote end of `migrate send` (run by it over ssh).
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => restore::main(a),
         Command::Inspect(a) => inspect::main(a),
         Command::Verify(a) => verify::main(a),
+        Command::Merge(a) => merge::main(a),
         Command::Completions { shell } => {
             completions::main(shell);
             Ok(())

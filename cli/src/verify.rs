@@ -26,8 +26,30 @@ pub fn main(a: Args) -> Result<(), Failure> {
     match problems.first() {
         Some(first) => Err(Failure::new(first.code, "")),
         None => {
-            println!("{path}: good");
+            println!("{path}: good{}", chain_note(&a.image));
             Ok(())
         }
     }
+}
+
+/// For an incremental image, the chain it needs (checked by the restore's
+/// checks above): `, incremental over PARENT, ...`.
+fn chain_note(image: &std::path::Path) -> String {
+    let Ok(img) = dumpfmt::ImageFile::open(image) else {
+        return String::new();
+    };
+    let chain = &img.image.minor4.incremental;
+    if chain.is_standalone() {
+        return String::new();
+    }
+    let names: Vec<String> = chain
+        .ancestors
+        .iter()
+        .map(|a| dumpfmt::chain::resolve(image, a).display().to_string())
+        .collect();
+    format!(
+        ", incremental: {} inherited run(s) over {}",
+        chain.inherited.len(),
+        names.join(" <- ")
+    )
 }

@@ -96,6 +96,13 @@ element!(
 element!(crate::SharedMemory, "shared memory records", 5);
 element!(crate::SharedFd, "shared descriptor records", 4, MAX_FDS);
 element!(crate::Zombie, "zombie children", 5);
+element!(
+    crate::Ancestor<'_>,
+    "ancestors",
+    3,
+    crate::incremental::MAX_ANCESTORS
+);
+element!(crate::InheritedRun, "inherited runs", 4);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -136,6 +143,8 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::SharedMemory>(),
     expansion::<crate::SharedFd>(),
     expansion::<crate::Zombie>(),
+    expansion::<crate::Ancestor<'_>>(),
+    expansion::<crate::InheritedRun>(),
     1, // strings
 ]);
 

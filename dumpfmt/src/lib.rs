@@ -17,10 +17,12 @@ extern crate alloc;
 
 mod bounded;
 pub mod capture;
+pub mod chain;
 mod cpu;
 mod elf;
 mod error;
 mod header;
+pub mod incremental;
 mod members;
 pub mod placement;
 mod records;
@@ -38,6 +40,7 @@ pub use header::{
     HEADER_ENCODED_LEN, HEADER_LEN, Header, MAGIC, MAX_META_LEN, PAGE_SIZE, VERSION_MAJOR,
     VERSION_MINOR,
 };
+pub use incremental::{Ancestor, Incremental, InheritedRun};
 pub use members::{Members, Stop, Zombie};
 pub use placement::Placement;
 pub use records::*;

@@ -79,14 +79,14 @@ pub struct Image<'a> {
 /// field of a type of its own, defined in a file of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Minor4<'a> {
-    /// Nothing yet: a placeholder so that the lifetime is used.
-    pub reserved: core::marker::PhantomData<&'a ()>,
     /// How the state was captured: stopped, or from a copy-on-write
     /// snapshot, and the pause (see [`crate::capture`]).
     pub capture: crate::capture::Capture,
     /// How a restore may place the page data: mapped from this file
     /// (lazy) or read (see `placement.rs`).
     pub placement: crate::placement::Placement,
+    /// The parent chain of an incremental image (empty: standalone).
+    pub incremental: crate::incremental::Incremental<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

@@ -81,6 +81,14 @@ impl ImageFile {
                     .read_exact_at(dst, self.base + r.file_offset + (at - r.addr))
                     .ok()?,
                 None => {
+                    // Kept by an ancestor: not in this file.
+                    let inherited = &image.minor4.incremental.inherited[..];
+                    if inherited
+                        .get(inherited.partition_point(|r| r.addr + r.pages * PAGE_SIZE <= at))
+                        .is_some_and(|r| r.addr <= at)
+                    {
+                        return None;
+                    }
                     let maps = &image.mappings[..];
                     let m = maps
                         .get(maps.partition_point(|m| m.end <= at))
@@ -277,6 +285,24 @@ pub fn verify(path: &Path) -> Result<Summary, Error> {
     Ok(file.summary())
 }
 
+/// Every inherited run lies inside one mapping that can hold pages.
+fn check_inside_mappings(image: &Image<'_>) -> Result<(), String> {
+    let maps = &image.mappings[..];
+    for (i, r) in image.minor4.incremental.inherited.iter().enumerate() {
+        let end = r.addr + r.pages * PAGE_SIZE;
+        match maps.get(maps.partition_point(|m| m.end <= r.addr)) {
+            Some(m) if m.start <= r.addr && end <= m.end && m.backing != Backing::Kernel => {}
+            _ => {
+                return Err(format!(
+                    "inherited run {i} at {:#x} is not inside one mapping",
+                    r.addr
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     image.minor3.members.check(image.pid)?;
     image.minor4.capture.check()?;
@@ -370,6 +396,13 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     }
     let stored: u64 = image.runs.iter().map(|r| r.pages).sum();
     image.minor4.placement.check(stored)?;
+    let own: Vec<(u64, u64)> = image
+        .runs
+        .iter()
+        .map(|r| (r.addr, r.addr + r.pages * PAGE_SIZE))
+        .collect();
+    image.minor4.incremental.check(&own)?;
+    check_inside_mappings(image)?;
     if prev_file_end != header.meta_offset {
         return Err(format!(
             "page data ends at {prev_file_end:#x} but the metadata starts at {:#x}",

@@ -301,7 +301,7 @@ fn as_1_1(bytes: Vec<u8>) -> Vec<u8> {
 fn older_image(image: &dumpfmt::Image<'_>, data: &[u8], minor: u16) -> Vec<u8> {
     let mut bytes = dumpfmt::frame(image, data);
     let mut cut = postcard::to_allocvec(&dumpfmt::Minor3::default()).unwrap();
-    // `Minor4` (1.4) encodes to bytes of its own now: cut them too.
+    // And the 1.4 value, whose fields encode to bytes even when empty.
     cut.extend(postcard::to_allocvec(&dumpfmt::Minor4::default()).unwrap());
     if minor <= 1 {
         cut.splice(

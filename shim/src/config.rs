@@ -68,6 +68,9 @@ pub struct Settings {
     /// the process stopped until the image is complete (`stop`); see
     /// `dump::snapshot`.
     pub snapshot: bool,
+    /// `MIGRATE_INCREMENTAL`: the most incremental images in a chain after
+    /// its full one (0: every dump is full; see `dump::incremental`).
+    pub incremental: u32,
 }
 
 pub static SETTINGS: Global<Settings> = Global::new(Settings {
@@ -83,6 +86,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     cpu_level: 0,
     children: crate::tree::children::TREE,
     snapshot: true,
+    incremental: 0,
 });
 
 /// A setting that could not be parsed: the variable and why.
@@ -168,6 +172,8 @@ pub struct Overrides {
     /// `MIGRATE_RESTORE_MODE=lazy`: map the image's pages into place
     /// (see `restore::pages`); `eager` (the default) reads them.
     pub lazy: bool,
+    /// `MIGRATE_INCREMENTAL`: see [`Settings::incremental`].
+    pub incremental: Option<u32>,
 }
 
 impl Overrides {
@@ -259,6 +265,12 @@ impl Overrides {
             o.keep =
                 Some(parse_keep(&v).map_err(|why| BadSetting(format!("MIGRATE_KEEP={v}: {why}")))?);
         }
+        if let Some(v) = var("MIGRATE_INCREMENTAL") {
+            o.incremental = Some(
+                parse_incremental(&v)
+                    .map_err(|why| BadSetting(format!("MIGRATE_INCREMENTAL={v}: {why}")))?,
+            );
+        }
         if let Some(v) = var("MIGRATE_CHILDREN") {
             o.children = Some(match v.as_str() {
                 "refuse" => 0,
@@ -296,6 +308,9 @@ impl Overrides {
 
     /// Applies the overrides to the settings.
     pub fn apply(&self, s: &mut Settings) {
+        if let Some(n) = self.incremental {
+            s.incremental = n;
+        }
         if let Some(sig) = self.signal {
             s.signal = sig;
         }
@@ -391,6 +406,23 @@ pub fn parse_interval(s: &str) -> Result<u64, String> {
     Ok(ns)
 }
 
+/// Most incremental images `MIGRATE_INCREMENTAL` allows in one chain.
+pub const INCREMENTAL_MAX: u32 = 255;
+
+/// Parses `MIGRATE_INCREMENTAL`: `off` (0) or a number of incremental
+/// images per chain from 1 to [`INCREMENTAL_MAX`].
+pub fn parse_incremental(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "off" | "0" => Ok(0),
+        v => match v.parse::<u32>() {
+            Ok(n) if (1..=INCREMENTAL_MAX).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "expected off or a chain length from 1 to {INCREMENTAL_MAX}"
+            )),
+        },
+    }
+}
+
 /// Parses `MIGRATE_KEEP`: a number from 1 to [`KEEP_MAX`].
 pub fn parse_keep(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
@@ -483,6 +515,17 @@ mod tests {
         assert!(parse_interval("366d").is_err());
         assert!(parse_interval("99999999999999999999s").is_err());
         assert!(parse_interval("18446744073709551615h").is_err());
+    }
+
+    #[test]
+    fn incremental_chain_lengths() {
+        assert_eq!(parse_incremental("off"), Ok(0));
+        assert_eq!(parse_incremental("0"), Ok(0));
+        assert_eq!(parse_incremental("8"), Ok(8));
+        assert_eq!(parse_incremental("255"), Ok(255));
+        for bad in ["", "256", "-1", "on", "1.5"] {
+            assert!(parse_incremental(bad).is_err(), "{bad:?} was taken");
+        }
     }
 
     #[test]

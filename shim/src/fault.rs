@@ -27,6 +27,9 @@ pub enum Fault {
     /// Every dump takes 1.2 s longer, with every thread stopped
     /// (`slow-dump`): longer than a 1 s `MIGRATE_INTERVAL`.
     SlowDump = 5,
+    /// `userfaultfd` is refused, as where it is not allowed (`no-uffd`):
+    /// incremental dumps fall back to full ones.
+    NoUffd = 6,
 }
 
 static ARMED: AtomicU8 = AtomicU8::new(0);
@@ -43,9 +46,10 @@ pub fn arm_from_env() -> Result<(), String> {
         "dump-panic-fmt" => Fault::DumpPanicFmt,
         "dump-panic-late" => Fault::DumpPanicLate,
         "slow-dump" => Fault::SlowDump,
+        "no-uffd" => Fault::NoUffd,
         other => {
             return Err(format!(
-                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, dump-panic-late, mem-read, slow-dump)"
+                "MIGRATE_FAULT={other}: not a fault (dump-panic, dump-panic-fmt, dump-panic-late, mem-read, no-uffd, slow-dump)"
             ));
         }
     };

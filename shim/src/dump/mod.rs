@@ -16,6 +16,7 @@
 
 pub mod arena;
 pub mod fds;
+pub mod incremental;
 pub mod keep;
 pub mod maps;
 pub mod pages;
@@ -410,11 +411,11 @@ fn log_handed_over(job: &Job, settings: &crate::config::Settings) {
     }
 }
 
-/// `start..end` less the two ranges in `out` (at most three pieces;
+/// `start..end` less the three ranges in `out` (at most four pieces;
 /// empty pieces are `(x, x)`).
-fn cut_out(start: u64, end: u64, mut out: [(u64, u64); 2]) -> [(u64, u64); 3] {
+fn cut_out(start: u64, end: u64, mut out: [(u64, u64); 3]) -> [(u64, u64); 4] {
     out.sort_unstable();
-    let mut parts = [(0, 0); 3];
+    let mut parts = [(0, 0); 4];
     let mut at = start;
     for (i, &(s, e)) in out.iter().enumerate() {
         if s < end && e > at {
@@ -422,7 +423,7 @@ fn cut_out(start: u64, end: u64, mut out: [(u64, u64); 2]) -> [(u64, u64); 3] {
             at = at.max(e);
         }
     }
-    parts[2] = (at, end.max(at));
+    parts[3] = (at, end.max(at));
     parts
 }
 
@@ -647,8 +648,14 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         keep::handed_over();
     } else if !job.check {
         match result {
-            Ok(_) => keep::commit(),
-            Err(_) => keep::abort(),
+            Ok(_) => {
+                keep::commit();
+                incremental::commit();
+            }
+            Err(_) => {
+                keep::abort();
+                incremental::abort();
+            }
         }
     }
     match result {
@@ -729,7 +736,8 @@ fn write_image(
     let ancestors = crate::tree::shared::Ancestors::read(arena, in_tree);
     let mut runs = arena.vec::<PageRun>(run_cap).ok_or_else(no_mem)?;
     // The dump's own memory stays out of the image.
-    let ours = [arena.range(), job.stack];
+    let ours = [arena.range(), job.stack, incremental::own_memory()];
+    let mut chain = incremental::begin(arena, job.path.as_bytes(), job.check, in_tree, lines)?;
 
     let mut from_lazy = 0u64;
     crate::tree::shared::set_in_tree(in_tree);
@@ -739,6 +747,7 @@ fn write_image(
             out.fd(),
             fds.pagemap,
             fds.mem,
+            incremental::fd(),
             crate::tree::dump::control_fds()[0],
             crate::tree::dump::control_fds()[1],
         ],
@@ -896,6 +905,14 @@ fn write_image(
     // Everything but private memory is collected: a snapshot can take over.
     let mut capture = dumpfmt::Capture::default();
     let mut snap_pause_fd = -1;
+    if job.snap_want && obstacle.is_none() && chain.tracks() {
+        // Written pages are found and protected again in this process
+        // (`incremental`), whose bookkeeping a writer could not update.
+        obstacle = Some((
+            "incremental dumps (",
+            b"MIGRATE_INCREMENTAL) are taken stopped",
+        ));
+    }
     if let (true, Some((why, what))) = (job.snap_want, obstacle) {
         snapshot::log_stopped(why, what);
     } else if job.snap_want {
@@ -946,7 +963,7 @@ fn write_image(
     };
     for &(start, end, readable, select) in work.as_slice() {
         let stored_before = runs.as_slice().len();
-        scan.dump(start, end, readable, select, &mut runs, out)?;
+        chain.dump(&mut scan, start, end, readable, select, &mut runs, out)?;
         if select == pages::Select::Lazy {
             from_lazy += runs.as_slice()[stored_before..]
                 .iter()
@@ -1011,10 +1028,14 @@ fn write_image(
             capture,
             // Runs are written raw, each page-aligned (see `pages`).
             placement: dumpfmt::Placement {
-                mappable: true,
+                // Runs of a parent image are not in this file.
+                mappable: chain.inherited.as_slice().is_empty(),
                 from_lazy,
             },
-            ..Minor4::default()
+            incremental: dumpfmt::Incremental {
+                ancestors: Cow::Borrowed(chain.ancestors.as_slice()),
+                inherited: Cow::Borrowed(chain.inherited.as_slice()),
+            },
         },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
@@ -1050,6 +1071,12 @@ fn write_image(
     let meta: &[u8] = &buf[..image_len + minor1_len + minor2_len + minor3_len + minor4_len];
     let meta_offset = out.pos();
     out.write(meta)?;
+    chain.finish(
+        job.path.as_bytes(),
+        runs.as_slice(),
+        out.pos(),
+        crc32fast::hash(meta),
+    );
     Ok(dumpfmt::Header {
         major: dumpfmt::VERSION_MAJOR,
         minor: dumpfmt::VERSION_MINOR,
@@ -1264,7 +1291,7 @@ mod tests {
     use super::cut_out;
 
     fn pieces(start: u64, end: u64, out: [(u64, u64); 2]) -> Vec<(u64, u64)> {
-        cut_out(start, end, out)
+        cut_out(start, end, [out[0], out[1], (0, 0)])
             .into_iter()
             .filter(|(s, e)| s < e)
             .collect()

@@ -110,6 +110,11 @@ fn hook(info: &std::panic::PanicHookInfo<'_>) {
             core::ptr::drop_in_place(job.arena);
         }
         SETTINGS.get().sequence = job.prev_sequence;
+        if !job.check {
+            // Pages it protected again may be in no image: the next dump
+            // is full.
+            super::incremental::abort();
+        }
         context::migrate_return_to(job.regs, PANICKED);
     }
 }

@@ -202,6 +202,7 @@ pub fn after_restore(r: &Relaunch) {
     // The monotonic clock of another boot or host.
     LAST_END.store(0, Release);
     super::keep::restored();
+    super::incremental::restored();
     if let Some(k) = r.keep {
         KEEP.store(k, Release);
     }

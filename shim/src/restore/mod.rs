@@ -19,6 +19,7 @@ pub mod clocks;
 pub mod creds;
 pub mod fds;
 pub mod group_signals;
+pub mod incremental;
 pub mod lazy;
 pub mod namespace;
 pub mod pages;
@@ -115,6 +116,7 @@ pub fn run(path: &str, overrides: &Overrides) {
         eprintln!("migrate: restore {path}: {}", e.0);
         std::process::exit(64);
     }
+    incremental::open(&img, path).unwrap_or_else(|r| fail(r));
     let lazy = lazy::decide(overrides, &img, tree.is_some(), path);
     let checked = validate(img, !lazy).unwrap_or_else(|r| fail(r));
     if lazy {
@@ -336,6 +338,7 @@ fn build(
         None => None,
     };
     img.file = File::from(fds::lift(img.file.into(), base)?);
+    incremental::lift(base)?;
     // Left open for the restorer: it closes with close_range.
     let exe_fd = match exe {
         Some(f) => fds::lift(f.into(), base)?.into_raw_fd() as u32,
@@ -371,7 +374,7 @@ fn build(
     let mut plan = Plan::default();
     let creds_now = creds::check(image)?;
     let timers = timers::check(image, keep_tids)?;
-    let placing = pages::placing(&img, lazy);
+    let placing = pages::placing(&img, lazy)?;
     let handoff_off = build_plan(
         &mut plan,
         image,
@@ -625,7 +628,9 @@ fn build_plan(
     }
     plan.staging = staged;
 
-    // 3. Every mapping of the image, then its pages (see `pages`).
+    // 3. Every mapping of the image, then its pages (see `pages`), each
+    //    run read from the file that holds it (an incremental image's
+    //    parents hold some).
     pages::map_all(plan, image, fds, kernel, made, sources, placing)?;
 
     tree_shared::unmap_ops(plan, &sources.keep);

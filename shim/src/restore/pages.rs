@@ -20,8 +20,9 @@
 use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use dumpfmt::{Backing, Image, ImageFile, Mapping, PAGE_SIZE, PageRun};
+use dumpfmt::{Backing, Image, ImageFile, Mapping, PAGE_SIZE};
 
+use super::incremental::Source;
 use super::plan::{Arg, Plan};
 use super::{Refusal, exit, fds, refuse, tree_shared, vdso};
 
@@ -38,12 +39,11 @@ pub fn parse_mode(v: &str) -> Result<bool, String> {
 }
 
 /// How the bytes of the image's runs reach memory.
-#[derive(Clone, Copy, Debug)]
 pub struct Placing {
-    /// The image's descriptor (as the restorer sees it).
-    pub img_fd: u64,
-    /// Where the image starts in its file (a tree member's section).
-    pub img_base: u64,
+    /// Every run, the image's own and those an incremental image's
+    /// parents hold, with the descriptor and offset of its bytes (as the
+    /// restorer sees them), in address order.
+    pub runs: Vec<Source>,
     /// Map the runs of eligible mappings from the image instead of
     /// reading them (see [`lazy_eligible`]; short runs are read).
     pub lazy: bool,
@@ -73,7 +73,7 @@ pub fn map_all(
 ) -> Result<(), Refusal> {
     use libc::*;
     let v = Arg::V;
-    let mut runs = image.runs.iter().peekable();
+    let mut runs = placing.runs.iter().peekable();
     for m in image.mappings.iter() {
         let len = m.end - m.start;
         let mut my_runs = Vec::new();
@@ -97,7 +97,7 @@ pub fn map_all(
             vdso::map_ops(plan, kernel, m);
             continue;
         }
-        let mapped = |r: &PageRun| {
+        let mapped = |r: &Source| {
             placing.lazy && lazy_eligible(m) && r.pages >= super::lazy::MIN_MAPPED_PAGES
         };
         let reads = my_runs.iter().any(|r| !mapped(r));
@@ -144,7 +144,7 @@ pub fn map_all(
             &what,
         );
         for r in &my_runs {
-            run_ops(plan, r, prot, mapped(r), placing);
+            run_ops(plan, r, prot, mapped(r));
         }
         if map_prot != prot {
             plan.call(
@@ -161,25 +161,18 @@ pub fn map_all(
 /// The ops that bring one run's bytes to its address, in a mapping that
 /// exists already (writable when a run is read into it), whose own
 /// protection is `prot`.
-fn run_ops(plan: &mut Plan, r: &PageRun, prot: u64, mapped: bool, placing: &Placing) {
+fn run_ops(plan: &mut Plan, r: &Source, prot: u64, mapped: bool) {
     use libc::*;
     let v = Arg::V;
     let total = r.pages * PAGE_SIZE;
-    let at = placing.img_base + r.file_offset;
+    let at = r.offset;
     if mapped {
         // Over the anonymous mapping just made: a private mapping of the
         // image, faulting from the page cache (copied on first write).
         let flags = (MAP_PRIVATE | MAP_FIXED) as u64;
         plan.call(
             SYS_mmap,
-            &[
-                v(r.addr),
-                v(total),
-                v(prot),
-                v(flags),
-                v(placing.img_fd),
-                v(at),
-            ],
+            &[v(r.addr), v(total), v(prot), v(flags), v(r.fd), v(at)],
             v(r.addr),
             &format!("restore: cannot map pages for {:#x} from the image", r.addr),
         );
@@ -202,7 +195,7 @@ fn run_ops(plan: &mut Plan, r: &PageRun, prot: u64, mapped: bool, placing: &Plac
         );
         plan.call(
             SYS_pread64,
-            &[v(placing.img_fd), v(r.addr + done), v(n), v(at + done)],
+            &[v(r.fd), v(r.addr + done), v(n), v(at + done)],
             v(n),
             &what,
         );
@@ -210,13 +203,13 @@ fn run_ops(plan: &mut Plan, r: &PageRun, prot: u64, mapped: bool, placing: &Plac
     }
 }
 
-/// The placing of `img` (whose descriptor is the restorer's now).
-pub fn placing(img: &ImageFile, lazy: bool) -> Placing {
-    Placing {
-        img_fd: img.file.as_raw_fd() as u64,
-        img_base: img.base,
+/// The placing of `img` (whose descriptors, and its parents', are the
+/// restorer's now).
+pub fn placing(img: &ImageFile, lazy: bool) -> Result<Placing, Refusal> {
+    Ok(Placing {
+        runs: super::incremental::runs(img)?,
         lazy,
-    }
+    })
 }
 
 #[cfg(test)]

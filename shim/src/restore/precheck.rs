@@ -248,7 +248,11 @@ pub fn reopened_files(image: &Image<'_>) -> Vec<Refusal> {
 /// descriptors' numbers) is not checked.
 pub fn all(path: &str) -> Vec<Refusal> {
     match open_any(path) {
-        Ok(dumpfmt::Opened::Single(img)) => all_of(&img),
+        Ok(dumpfmt::Opened::Single(img)) => {
+            let mut out = all_of(&img);
+            out.extend(super::incremental::open(&img, path).err());
+            out
+        }
         Ok(dumpfmt::Opened::Tree(t)) => {
             // Each section as a single image, its problems named by pid;
             // then the tree's own (groups and sessions); each one's
