@@ -30,6 +30,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cfdregress", &[]),
     ("cdefects", &["-pthread", "-lrt"]),
     ("cmem", &[]),
+    ("ctext", &["-pthread"]),
     ("ctimerid", &[]),
     ("cvector", &[]),
     ("cnoids", &[]),

@@ -96,6 +96,7 @@ element!(
 element!(crate::SharedMemory, "shared memory records", 5);
 element!(crate::SharedFd, "shared descriptor records", 4, MAX_FDS);
 element!(crate::Zombie, "zombie children", 5);
+element!(crate::compress::Chunk, "compressed chunks", 6);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -136,6 +137,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::SharedMemory>(),
     expansion::<crate::SharedFd>(),
     expansion::<crate::Zombie>(),
+    expansion::<crate::compress::Chunk>(),
     1, // strings
 ]);
 
@@ -337,6 +339,10 @@ mod tests {
         assert_eq!(
             encoded_len(&crate::Zombie::default()),
             crate::Zombie::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::compress::Chunk::default()),
+            crate::compress::Chunk::MIN_ENCODED_LEN
         );
         assert_eq!(
             encoded_len(&(0u32, 0u64, 0u64)),

@@ -16,6 +16,7 @@
 extern crate alloc;
 
 mod bounded;
+pub mod compress;
 mod cpu;
 mod elf;
 mod error;

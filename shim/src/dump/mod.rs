@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod arena;
+pub mod compress;
 pub mod fds;
 pub mod keep;
 pub mod maps;
@@ -642,6 +643,7 @@ fn write_image(
                 rsp + 2 * dumpfmt::PAGE_SIZE,
             )
         },
+        chunker: compress::start(arena, out, in_tree, settings.log)?,
     };
 
     let mut files = arena.vec::<FileId<'_>>(lines + 1).ok_or_else(no_mem)?;
@@ -779,6 +781,7 @@ fn write_image(
         }
     }
 
+    let compression = compress::finish(scan.chunker.take(), out)?;
     job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
     let process = process::collect(arena)?;
     let posix_timers = timers::collect(arena, others.len() + 1)?;
@@ -852,7 +855,7 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 { compression },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
