@@ -146,27 +146,28 @@ pub fn fill_chunk(chunk: &Chunk, stored: &[u8], out: &mut [u8], at: u64) -> Resu
     Ok(())
 }
 
-/// Makes an unnamed temporary file (`O_TMPFILE`) in memory where
-/// possible (`/dev/shm`), else in the temporary directory.
-fn scratch() -> Result<File, Error> {
+/// Where the uncompressed copy goes, in order: memory (`/dev/shm`), then
+/// the temporary directory (a small `/dev/shm`, as containers have, fills
+/// up: the next one is tried).
+fn scratch_dirs() -> [std::path::PathBuf; 2] {
+    [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()]
+}
+
+/// An unnamed temporary file (`O_TMPFILE`) in `dir`.
+fn scratch(dir: &std::path::Path) -> Result<File, Error> {
     const O_TMPFILE: i32 = 0o20_000_000 | 0o200_000;
-    let mut last = None;
-    for dir in [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()] {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(O_TMPFILE)
-            .open(&dir)
-        {
-            Ok(f) => return Ok(f),
-            Err(e) => last = Some(alloc::format!("{}: {e}", dir.display())),
-        }
-    }
-    Err(Error::Io(alloc::format!(
-        "no room to decompress the image: {}",
-        last.unwrap_or_default()
-    )))
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(O_TMPFILE)
+        .open(dir)
+        .map_err(|e| {
+            Error::Io(alloc::format!(
+                "cannot decompress the image in {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 /// The same image with its page data uncompressed, in a temporary file
@@ -179,15 +180,34 @@ pub(crate) fn expand(
     header: &Header,
     image: &Image<'static>,
 ) -> Result<(File, Header, Image<'static>), Error> {
+    let mut last = None;
+    for dir in scratch_dirs() {
+        match scratch(&dir).and_then(|out| expand_into(out, file, base, header, image)) {
+            Ok(done) => return Ok(done),
+            // Corrupt: the same anywhere.
+            Err(e @ (Error::ChunkCrc { .. } | Error::Truncated { .. })) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Io("no room to decompress the image".into())))
+}
+
+fn expand_into(
+    out: File,
+    file: &File,
+    base: u64,
+    header: &Header,
+    image: &Image<'static>,
+) -> Result<(File, Header, Image<'static>), Error> {
     let c = &image.minor4.compression;
-    let out = scratch()?;
     let mut starts = Vec::with_capacity(c.chunks.len());
     let mut logical = HEADER_LEN;
     for chunk in c.chunks.iter() {
         starts.push(logical);
         logical += chunk.covers;
     }
-    let write_err = |e: std::io::Error| Error::Io(alloc::format!("decompressing the image: {e}"));
+    let write_err =
+        |e: std::io::Error| Error::Io(alloc::format!("cannot write the image decompressed: {e}"));
     let workers = 2usize;
     let results: Vec<Result<(), Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
