@@ -32,6 +32,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cmem", &[]),
     ("cbigheap", &["-pthread"]),
     ("cincr", &[]),
+    ("ctext", &["-pthread"]),
     ("ctimerid", &[]),
     ("cvector", &[]),
     ("cnoids", &[]),

@@ -103,6 +103,7 @@ element!(
     crate::incremental::MAX_ANCESTORS
 );
 element!(crate::InheritedRun, "inherited runs", 4);
+element!(crate::compress::Chunk, "compressed chunks", 6);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -145,6 +146,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::Zombie>(),
     expansion::<crate::Ancestor<'_>>(),
     expansion::<crate::InheritedRun>(),
+    expansion::<crate::compress::Chunk>(),
     1, // strings
 ]);
 
@@ -346,6 +348,10 @@ mod tests {
         assert_eq!(
             encoded_len(&crate::Zombie::default()),
             crate::Zombie::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::compress::Chunk::default()),
+            crate::compress::Chunk::MIN_ENCODED_LEN
         );
         assert_eq!(
             encoded_len(&(0u32, 0u64, 0u64)),

@@ -40,6 +40,10 @@ pub enum Error {
     BadMeta(String),
     #[error("page data checksum mismatch in run {index} at {addr:#x}")]
     RunCrc { index: usize, addr: u64 },
+    /// A chunk of compressed page data (format 1.4) is not what its
+    /// checksums say, or does not decompress to its length.
+    #[error("compressed page data is corrupt: the chunk at file offset {offset:#x}")]
+    ChunkCrc { offset: u64 },
     /// A tree image (format 1.3) where one process's image was expected.
     #[error("a tree image (a process and its children), not a single process's")]
     TreeImage,

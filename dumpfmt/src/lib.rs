@@ -18,6 +18,7 @@ extern crate alloc;
 mod bounded;
 pub mod capture;
 pub mod chain;
+pub mod compress;
 mod cpu;
 mod elf;
 mod error;

@@ -87,6 +87,9 @@ pub struct Minor4<'a> {
     pub placement: crate::placement::Placement,
     /// The parent chain of an incremental image (empty: standalone).
     pub incremental: crate::incremental::Incremental<'a>,
+    /// How page data is stored: as is, or in compressed chunks (see
+    /// `compress.rs`).
+    pub compression: crate::compress::Compression<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

@@ -21,6 +21,11 @@ pub struct ImageFile {
     /// Where the image starts in `file`: 0, or its section's offset in a
     /// tree image. Every offset the image records counts from here.
     pub base: u64,
+    /// The image on disk has compressed page data (format 1.4): `file`
+    /// is then a temporary file holding it uncompressed (see
+    /// [`crate::compress`]), and `header` and `image` describe that file.
+    /// Lazy restore cannot map such an image's runs from the original.
+    pub compressed: bool,
 }
 
 /// An image of either kind, opened.
@@ -154,11 +159,22 @@ impl ImageFile {
             });
         }
         let image = decode_meta(&header, &meta)?;
+        if image.minor4.compression.is_compressed() {
+            let (file, header, image) = crate::compress::expand(&file, base, &header, &image)?;
+            return Ok(ImageFile {
+                header,
+                image,
+                file,
+                base: 0,
+                compressed: true,
+            });
+        }
         Ok(ImageFile {
             header,
             image,
             file,
             base,
+            compressed: false,
         })
     }
 
@@ -336,7 +352,16 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     }
     // Page data is exactly the runs, back to back in order, from the end of
     // the header page to the start of the metadata: every byte of the file is
-    // covered by a checksum or a fixed-value check.
+    // covered by a checksum or a fixed-value check. Compressed (1.4), the
+    // chunks tile that part of the file instead and the runs tile the
+    // logical page data the chunks stand for.
+    let compression = &image.minor4.compression;
+    compression.check(header.meta_offset)?;
+    let data_end = if compression.is_compressed() {
+        compression.logical_end()
+    } else {
+        header.meta_offset
+    };
     let mut prev_addr_end = 0u64;
     let mut prev_file_end = HEADER_LEN;
     let mut mapping = 0usize;
@@ -368,7 +393,7 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
                 r.file_offset
             ));
         }
-        if file_end > header.meta_offset {
+        if file_end > data_end {
             return Err(format!("run {i} extends into the metadata"));
         }
         while mapping < image.mappings.len() && image.mappings[mapping].end <= r.addr {
@@ -403,10 +428,9 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         .collect();
     image.minor4.incremental.check(&own)?;
     check_inside_mappings(image)?;
-    if prev_file_end != header.meta_offset {
+    if prev_file_end != data_end {
         return Err(format!(
-            "page data ends at {prev_file_end:#x} but the metadata starts at {:#x}",
-            header.meta_offset
+            "page data ends at {prev_file_end:#x} but the metadata starts at {data_end:#x}"
         ));
     }
     // Every lookup below is a binary search among the fds checked so far,

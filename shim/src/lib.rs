@@ -54,6 +54,10 @@ fn init() {
             std::process::exit(64);
         }
     };
+    if let Err(e) = dump::compress::configure_from_env() {
+        eprintln!("migrate: {e}");
+        std::process::exit(64);
+    }
     if let Err(e) = fault::arm_from_env() {
         eprintln!("migrate: {e}");
         std::process::exit(64);

@@ -188,6 +188,21 @@ impl Program {
         )
     }
 
+    /// `mib` MiB of text (or of random words, `random`) rewritten by
+    /// `threads` workers (see `programs/ctext.c`): compressed images.
+    pub fn text(mib: u32, threads: u32, random: bool) -> Program {
+        let kind = if random { "random" } else { "text" };
+        Program::new(
+            &format!("ctext-{mib}m-{threads}t-{kind}"),
+            vec![
+                env!("MIGRATE_TEST_CTEXT").into(),
+                mib.to_string().into(),
+                threads.to_string().into(),
+                kind.into(),
+            ],
+        )
+    }
+
     /// Forks a child that makes a POSIX timer of its own and checks at
     /// every step that it is still there (see `programs/cforktimer.c`).
     pub fn fork_timer() -> Program {

@@ -15,6 +15,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod arena;
+pub mod compress;
 pub mod fds;
 pub mod incremental;
 pub mod keep;
@@ -960,6 +961,7 @@ fn write_image(
                 rsp + 2 * dumpfmt::PAGE_SIZE,
             )
         },
+        chunker: compress::start(arena, out, in_tree, settings.log)?,
     };
     for &(start, end, readable, select) in work.as_slice() {
         let stored_before = runs.as_slice().len();
@@ -971,6 +973,7 @@ fn write_image(
                 .sum::<u64>();
         }
     }
+    let compression = compress::finish(scan.chunker.take(), out)?;
     job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
     if job.snap_side == SNAP_WRITER {
         // Told long before the pages are written.
@@ -1026,16 +1029,17 @@ fn write_image(
         },
         minor4: Minor4 {
             capture,
-            // Runs are written raw, each page-aligned (see `pages`).
+            // Runs written raw, each page-aligned (see `pages`), and all in
+            // this file (none in a parent image) can be mapped from it.
             placement: dumpfmt::Placement {
-                // Runs of a parent image are not in this file.
-                mappable: chain.inherited.as_slice().is_empty(),
+                mappable: chain.inherited.as_slice().is_empty() && !compression.is_compressed(),
                 from_lazy,
             },
             incremental: dumpfmt::Incremental {
                 ancestors: Cow::Borrowed(chain.ancestors.as_slice()),
                 inherited: Cow::Borrowed(chain.inherited.as_slice()),
             },
+            compression,
         },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with

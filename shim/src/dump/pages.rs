@@ -59,6 +59,8 @@ pub struct PageScan<'a> {
     /// itself runs on. Runs touching it are copied to `bounce` first, so
     /// that checksum and data are of the same bytes.
     pub volatile: (u64, u64),
+    /// `MIGRATE_COMPRESS`: page data goes through it (see `compress`).
+    pub chunker: Option<crate::dump::compress::Chunker<'a>>,
 }
 
 struct OpenRun {
@@ -76,6 +78,29 @@ fn page_is_zero(page: &[u8]) -> bool {
         ]);
     }
     acc == 0
+}
+
+/// Writes page data: through the chunker when compressing, else straight
+/// to the image (`pages`: page-aligned, may go around the page cache).
+fn put(
+    chunker: &mut Option<crate::dump::compress::Chunker<'_>>,
+    out: &mut ImageWriter,
+    data: &[u8],
+    pages: bool,
+) -> Result<(), Fail> {
+    match chunker {
+        Some(c) => c.write(out, data),
+        None if pages => out.write_pages(data),
+        None => out.write(data),
+    }
+}
+
+/// Where the next run's data goes (logical when compressing).
+fn pos(chunker: &Option<crate::dump::compress::Chunker<'_>>, out: &ImageWriter) -> u64 {
+    match chunker {
+        Some(c) => c.pos(),
+        None => out.pos(),
+    }
 }
 
 impl PageScan<'_> {
@@ -112,7 +137,7 @@ impl PageScan<'_> {
                             open = Some(OpenRun {
                                 addr,
                                 pages: 1,
-                                file_offset: out.pos(),
+                                file_offset: pos(&self.chunker, out),
                                 crc: crc32fast::Hasher::new(),
                             })
                         }
@@ -150,7 +175,7 @@ impl PageScan<'_> {
                     )
                 };
                 r.crc.update(&self.bounce[..n]);
-                out.write(&self.bounce[..n])?;
+                put(&mut self.chunker, out, &self.bounce[..n], false)?;
                 done += n as u64;
             }
             return push_run(r, runs);
@@ -162,11 +187,11 @@ impl PageScan<'_> {
         // bytes written are the bytes summed).
         if data.len() < DIRECT_MIN {
             r.crc.update(data);
-            out.write(data)?;
+            put(&mut self.chunker, out, data, false)?;
         } else {
             for piece in data.chunks(WRITE_CHUNK) {
                 r.crc.update(piece);
-                out.write_pages(piece)?;
+                put(&mut self.chunker, out, piece, true)?;
             }
         }
         push_run(r, runs)
@@ -211,12 +236,12 @@ impl PageScan<'_> {
                         None => open.insert(OpenRun {
                             addr: page_addr,
                             pages: 1,
-                            file_offset: out.pos(),
+                            file_offset: pos(&self.chunker, out),
                             crc: crc32fast::Hasher::new(),
                         }),
                     };
                     r.crc.update(page);
-                    out.write(page)?;
+                    put(&mut self.chunker, out, page, false)?;
                 } else if let Some(r) = open.take() {
                     push_run(r, runs)?;
                 }

@@ -131,6 +131,7 @@ pub fn arm(img: &ImageFile, path: &str) -> Result<(), Refusal> {
         image: img.image.clone(),
         file,
         base: img.base,
+        compressed: img.compressed,
     };
     *ARMED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
         img: copy,
