@@ -23,6 +23,7 @@ mod header;
 mod members;
 mod records;
 pub mod shared;
+pub mod sockets;
 mod tree;
 mod verify;
 mod writer;

@@ -79,8 +79,10 @@ pub struct Image<'a> {
 /// field of a type of its own, defined in a file of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Minor4<'a> {
-    /// Nothing yet: a placeholder so that the lifetime is used.
-    pub reserved: core::marker::PhantomData<&'a ()>,
+    /// Shutdown state, Unix datagram sockets connected inside the process
+    /// and their queued messages, epoll entries through closed descriptors
+    /// (see [`crate::sockets`]).
+    pub sockets: crate::sockets::Sockets<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

@@ -1,0 +1,183 @@
+//! Descriptor state that the `Fd` records of 1.3 cannot hold (added in
+//! 1.4, the `sockets` field of [`crate::Minor4`]): the shutdown state of
+//! Unix sockets, Unix datagram sockets connected to another socket of the
+//! process and the messages waiting on them, and epoll entries whose file
+//! is open only through another descriptor than the one they were added
+//! with. Every descriptor named here is one of `Image::fds`.
+
+use alloc::borrow::Cow;
+use serde::{Deserialize, Serialize};
+
+/// The descriptor state added in 1.4 (empty: none of it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Sockets<'a> {
+    /// Unix sockets (`FdKind::UnixPair` or `FdKind::Socket`) that were
+    /// shut down, sorted by `fd`.
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub shutdowns: Cow<'a, [Shutdown]>,
+    /// Unix datagram sockets (`FdKind::Socket`) connected to a socket of
+    /// the process whose own peer is not them (a client of a bound
+    /// server), sorted by `fd`.
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub connects: Cow<'a, [Connect<'a>]>,
+    /// The messages waiting on bound Unix datagram sockets
+    /// (`FdKind::Socket`), sorted by `fd`.
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub queues: Cow<'a, [Queue<'a>]>,
+    /// Epoll entries whose file is not (or no longer) the one open at the
+    /// descriptor number they were added with, sorted by (`epoll`, `entry`).
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub epoll_aliases: Cow<'a, [EpollAlias]>,
+}
+
+/// `sk_shutdown` bits: reads shut down (`SHUT_RD`), writes (`SHUT_WR`).
+pub const SHUT_READS: u8 = 1;
+pub const SHUT_WRITES: u8 = 2;
+
+/// A socket's shutdown state: [`SHUT_READS`] and/or [`SHUT_WRITES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shutdown {
+    pub fd: i32,
+    pub how: u8,
+}
+
+/// A datagram socket connected to `addr` (a `struct sockaddr`), the name
+/// of another socket of the process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connect<'a> {
+    pub fd: i32,
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub addr: Cow<'a, [u8]>,
+}
+
+/// The messages waiting on datagram socket `fd`, oldest first: each a
+/// little-endian u32 length, the little-endian i32 descriptor of the
+/// socket of the process that sent it (-1: a socket without a name), and
+/// its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queue<'a> {
+    pub fd: i32,
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub messages: Cow<'a, [u8]>,
+}
+
+/// Entry `entry` (an index into the `entries` of epoll descriptor
+/// `epoll`) watches the file open at descriptor `file`: its own number
+/// (`EpollEntry::fd`) was closed since, or holds another file now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpollAlias {
+    pub epoll: i32,
+    pub entry: u32,
+    pub file: i32,
+}
+
+/// One message of a [`Queue`]: (sender descriptor or -1, bytes).
+pub fn messages(framed: &[u8]) -> impl Iterator<Item = Result<(i32, &[u8]), &'static str>> {
+    let mut rest = framed;
+    core::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let Some((head, tail)) = rest.split_first_chunk::<8>() else {
+            rest = &[];
+            return Some(Err("a queued message's header is cut short"));
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let from = i32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        let Some(bytes) = tail.get(..len) else {
+            rest = &[];
+            return Some(Err("a queued message runs past its record"));
+        };
+        rest = &tail[len..];
+        Some(Ok((from, bytes)))
+    })
+}
+
+impl Sockets<'_> {
+    /// Every descriptor named is one of `fds` (sorted by number, with
+    /// whether it is an epoll set and how many entries it has), lists are
+    /// sorted, and every queue's messages are whole.
+    pub fn check(&self, fds: &[(i32, Option<usize>)]) -> Result<(), alloc::string::String> {
+        use alloc::format;
+        let find = |fd: i32| fds.binary_search_by_key(&fd, |f| f.0).ok().map(|i| fds[i]);
+        let has = |fd: i32, what: &str| {
+            find(fd)
+                .map(|_| ())
+                .ok_or_else(|| format!("{what} names fd {fd}, which the image does not hold"))
+        };
+        let sorted = |keys: &mut dyn Iterator<Item = (i32, u32)>, what: &str| {
+            let mut prev = None;
+            for k in keys {
+                if prev.is_some_and(|p| p >= k) {
+                    return Err(format!("{what} are repeated or out of order"));
+                }
+                prev = Some(k);
+            }
+            Ok(())
+        };
+        sorted(&mut self.shutdowns.iter().map(|s| (s.fd, 0)), "shutdowns")?;
+        sorted(&mut self.connects.iter().map(|c| (c.fd, 0)), "connects")?;
+        sorted(&mut self.queues.iter().map(|q| (q.fd, 0)), "queues")?;
+        sorted(
+            &mut self.epoll_aliases.iter().map(|a| (a.epoll, a.entry)),
+            "epoll aliases",
+        )?;
+        for s in self.shutdowns.iter() {
+            has(s.fd, "a shutdown")?;
+            if s.how == 0 || s.how & !(SHUT_READS | SHUT_WRITES) != 0 {
+                return Err(format!("fd {}: shutdown state {} is not one", s.fd, s.how));
+            }
+        }
+        for c in self.connects.iter() {
+            has(c.fd, "a connect")?;
+            if c.addr.len() < 2 {
+                return Err(format!("fd {}: connected to an empty address", c.fd));
+            }
+        }
+        for q in self.queues.iter() {
+            has(q.fd, "a queue")?;
+            for m in messages(&q.messages) {
+                let (from, _) = m.map_err(|e| format!("fd {}: {e}", q.fd))?;
+                if from != -1 {
+                    has(from, "a queued message")?;
+                }
+            }
+        }
+        for a in self.epoll_aliases.iter() {
+            match find(a.epoll) {
+                Some((_, Some(n))) if (a.entry as usize) < n => {}
+                _ => {
+                    return Err(format!(
+                        "an epoll alias names entry {} of fd {}, which is no such entry",
+                        a.entry, a.epoll
+                    ));
+                }
+            }
+            has(a.file, "an epoll alias")?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::bounded::Element for Shutdown {
+    const WHAT: &'static str = "socket shutdowns";
+    const MIN_ENCODED_LEN: usize = 2;
+    const MAX_COUNT: usize = crate::MAX_FDS;
+}
+
+impl crate::bounded::Element for Connect<'_> {
+    const WHAT: &'static str = "socket connects";
+    const MIN_ENCODED_LEN: usize = 2;
+    const MAX_COUNT: usize = crate::MAX_FDS;
+}
+
+impl crate::bounded::Element for Queue<'_> {
+    const WHAT: &'static str = "socket queues";
+    const MIN_ENCODED_LEN: usize = 2;
+    const MAX_COUNT: usize = crate::MAX_FDS;
+}
+
+impl crate::bounded::Element for EpollAlias {
+    const WHAT: &'static str = "epoll aliases";
+    const MIN_ENCODED_LEN: usize = 3;
+}
