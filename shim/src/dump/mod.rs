@@ -22,6 +22,7 @@ pub mod pages;
 pub mod panic;
 pub mod periodic;
 pub mod process;
+pub mod sockets;
 pub mod timers;
 pub mod world;
 pub mod writer;
@@ -669,6 +670,7 @@ fn write_image(
         settings.refuse_external,
     )?;
     let shared_fds = crate::tree::shared::fds(arena, &descriptors, in_tree)?;
+    let sockets = sockets::collect(arena, descriptors.fds)?;
     if !job.check {
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::scan_begins() };
@@ -852,7 +854,7 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 { sockets },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.
