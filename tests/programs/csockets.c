@@ -1,0 +1,400 @@
+/*
+ * Descriptors of issue 12 (objects_sockets.rs): pipes and socket pairs
+ * with flags on one end, epoll watching a file through a closed
+ * descriptor, Unix datagram sockets connected inside the process, and the
+ * shutdown state of Unix stream sockets. One mode per case.
+ *
+ * usage: csockets MODE
+ *
+ *  flags     a pipe whose read end alone is O_NONBLOCK and whose write end
+ *            alone is close-on-exec; a stream socket pair with one end
+ *            O_NONBLOCK; a dup of the pipe's read end, not close-on-exec.
+ *  epoll     an epoll set watching three eventfds: one through its own
+ *            descriptor, one through a descriptor closed since (a dup keeps
+ *            the eventfd open), one through a descriptor closed since whose
+ *            number now holds another file (/dev/null).
+ *  epollgone an epoll set watching a pipe whose descriptors are all closed
+ *            but which is in flight in a socket pair (SCM_RIGHTS): no
+ *            descriptor holds it, so a dump must fail; the program goes on
+ *            (40 steps 25 ms apart, during which the test dumps it).
+ *  dgram     Unix datagram sockets: a server bound to a path and one bound
+ *            to an abstract name; two clients connected to the first, one
+ *            to the second, one bound client connected to the first, an
+ *            unconnected socket that sends to the first. Messages wait in
+ *            both servers and in the bound client at the dump.
+ *  shutdown  two stream socket pairs: one with SHUT_WR on one end (after 3
+ *            bytes queued), one with SHUT_RD on one end.
+ *
+ * Protocol: "start", "ready", then the program waits for the image
+ * (MIGRATE_IMAGE, which the test dumps to once it reads "ready"; without
+ * MIGRATE_IMAGE it goes straight on), then one verdict line per check,
+ * "done". The verdict lines are the same in every run.
+ */
+#include "testprog.h"
+
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+static const char *errname(int e)
+{
+    switch (e) {
+    case 0:
+        return "ok";
+    case EAGAIN:
+        return "EAGAIN";
+    case EPIPE:
+        return "EPIPE";
+    case EBADF:
+        return "EBADF";
+    case ENOENT:
+        return "ENOENT";
+    case EPERM:
+        return "EPERM";
+    case ENOTCONN:
+        return "ENOTCONN";
+    default:
+        return strerror(e);
+    }
+}
+
+/* Waits until the image exists (the dump is over, or this is the restored
+ * process), or returns at once without MIGRATE_IMAGE. */
+static void wait_for_dump(void)
+{
+    printf("ready\n");
+    const char *image = getenv("MIGRATE_IMAGE");
+    if (!image)
+        return;
+    struct stat st;
+    for (int i = 0; i < 6000; i++) {
+        if (stat(image, &st) == 0)
+            return;
+        pace(5000000L);
+        if (g_nosleep)
+            usleep(5000);
+    }
+    fail("no image after 30 s");
+}
+
+/* ---- flags -------------------------------------------------------------- */
+
+static void say_flags(const char *what, int fd)
+{
+    int fl = fcntl(fd, F_GETFL), fdfl = fcntl(fd, F_GETFD);
+    printf("%s nonblock=%d cloexec=%d\n", what, !!(fl & O_NONBLOCK), !!(fdfl & FD_CLOEXEC));
+}
+
+static int mode_flags(void)
+{
+    int p[2], s[2];
+    if (pipe(p) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, s) != 0)
+        die("pipe/socketpair");
+    if (fcntl(p[0], F_SETFL, O_NONBLOCK) != 0 || fcntl(p[1], F_SETFD, FD_CLOEXEC) != 0)
+        die("fcntl pipe");
+    if (fcntl(s[1], F_SETFL, O_NONBLOCK) != 0)
+        die("fcntl socket");
+    int d = dup(p[0]);
+    if (d < 0)
+        die("dup");
+    wait_for_dump();
+    say_flags("pipe read end", p[0]);
+    say_flags("pipe write end", p[1]);
+    say_flags("pipe read end dup", d);
+    say_flags("pair end 0", s[0]);
+    say_flags("pair end 1", s[1]);
+    char c;
+    errno = 0;
+    ssize_t r = read(p[0], &c, 1);
+    printf("read empty pipe: %zd %s\n", r, errname(r < 0 ? errno : 0));
+    errno = 0;
+    r = read(s[1], &c, 1);
+    printf("read empty pair end 1: %zd %s\n", r, errname(r < 0 ? errno : 0));
+    write_all(s[1], "k", 1, "write pair");
+    r = read(s[0], &c, 1);
+    printf("pair end 0 reads %zd '%c'\n", r, r == 1 ? c : '?');
+    return 0;
+}
+
+/* ---- epoll -------------------------------------------------------------- */
+
+static int mode_epoll(void)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int kept = eventfd(0, EFD_NONBLOCK);
+    int closed = eventfd(0, EFD_NONBLOCK);
+    int reused = eventfd(0, EFD_NONBLOCK);
+    if (ep < 0 || kept < 0 || closed < 0 || reused < 0)
+        die("epoll/eventfd");
+    struct epoll_event ev = {.events = EPOLLIN};
+    ev.data.u64 = 101;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, kept, &ev) != 0)
+        die("epoll_ctl kept");
+    ev.data.u64 = 202;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, closed, &ev) != 0)
+        die("epoll_ctl closed");
+    ev.data.u64 = 303;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, reused, &ev) != 0)
+        die("epoll_ctl reused");
+    /* The watched files live on through dups at other numbers. */
+    int closed_dup = fcntl(closed, F_DUPFD_CLOEXEC, 40);
+    int reused_dup = fcntl(reused, F_DUPFD_CLOEXEC, 50);
+    if (closed_dup < 0 || reused_dup < 0)
+        die("dup");
+    int reused_no = reused;
+    close(closed);
+    close(reused);
+    int null = open("/dev/null", O_RDONLY);
+    if (null != reused_no && dup2(null, reused_no) != reused_no)
+        die("dup2 /dev/null");
+    if (null != reused_no)
+        close(null);
+    wait_for_dump();
+    struct epoll_event out[8];
+    int n = epoll_wait_retry(ep, out, 8, 0);
+    printf("nothing ready: %d\n", n);
+    uint64_t one = 1;
+    const struct {
+        int fd;
+        const char *name;
+    } order[] = {{closed_dup, "closed"}, {reused_dup, "reused"}, {kept, "kept"}};
+    for (int i = 0; i < 3; i++) {
+        write_all(order[i].fd, &one, sizeof one, "eventfd write");
+        n = epoll_wait_retry(ep, out, 8, 2000);
+        printf("%s ready: %d data=%" PRIu64 "\n", order[i].name, n, n > 0 ? out[0].data.u64 : 0);
+        uint64_t v;
+        if (read(order[i].fd, &v, sizeof v) != sizeof v)
+            die("eventfd read");
+    }
+    n = epoll_wait_retry(ep, out, 8, 0);
+    printf("nothing ready again: %d\n", n);
+    errno = 0;
+    int rc0 = epoll_ctl(ep, EPOLL_CTL_DEL, closed_dup, &ev);
+    printf("delete by the dup's number: %d %s\n", rc0, errname(rc0 ? errno : 0));
+    /* The entry of the number that now holds /dev/null is not /dev/null's. */
+    errno = 0;
+    int rc = epoll_ctl(ep, EPOLL_CTL_DEL, reused_no, &ev);
+    printf("delete by the reused number: %d %s\n", rc, errname(rc ? errno : 0));
+    return 0;
+}
+
+static int mode_epollgone(void)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int p[2], s[2];
+    if (ep < 0 || pipe(p) != 0 || socketpair(AF_UNIX, SOCK_DGRAM, 0, s) != 0)
+        die("epoll/pipe/socketpair");
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 7};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) != 0)
+        die("epoll_ctl");
+    char cbuf[CMSG_SPACE(sizeof(int))] = {0};
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &p[0], sizeof(int));
+    if (sendmsg(s[1], &m, 0) != 1)
+        die("sendmsg");
+    close(p[0]);
+    printf("epoll fd %d\n", ep);
+    printf("ready\n");
+    /* The test dumps (which fails) meanwhile: the program goes on. */
+    for (int step = 1; step <= 40; step++) {
+        pace(25000000L);
+        printf("step %d\n", step);
+    }
+    write_all(p[1], "y", 1, "pipe write");
+    struct epoll_event out[2];
+    int n = epoll_wait_retry(ep, out, 2, 2000);
+    printf("pipe ready: %d data=%" PRIu64 "\n", n, n > 0 ? out[0].data.u64 : 0);
+    return 0;
+}
+
+/* ---- dgram -------------------------------------------------------------- */
+
+static socklen_t unix_addr(struct sockaddr_un *a, const char *name, int abstract)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    size_t len = strlen(name);
+    if (abstract) {
+        memcpy(a->sun_path + 1, name, len);
+        return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+    }
+    memcpy(a->sun_path, name, len);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+}
+
+static int dgram_socket(void)
+{
+    int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        die("socket");
+    return s;
+}
+
+/* Reads every message waiting on s (non-blocking), one line each. */
+static void drain(int s, const char *who)
+{
+    for (;;) {
+        char buf[256];
+        struct sockaddr_un from;
+        socklen_t flen = sizeof from;
+        ssize_t r = recvfrom(s, buf, sizeof buf - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+        if (r < 0) {
+            printf("%s: no more (%s)\n", who, errname(errno));
+            return;
+        }
+        buf[r] = 0;
+        const char *sender = flen > offsetof(struct sockaddr_un, sun_path) ? from.sun_path : "(unnamed)";
+        printf("%s: %zd bytes '%s' from %s\n", who, r, buf, sender);
+    }
+}
+
+static char abs_name[64];
+
+static void say_peer(int s, const char *who)
+{
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof a);
+    socklen_t len = sizeof a;
+    if (getpeername(s, (struct sockaddr *)&a, &len) != 0) {
+        printf("%s peer: %s\n", who, errname(errno));
+        return;
+    }
+    int abstract = len > offsetof(struct sockaddr_un, sun_path) && a.sun_path[0] == 0;
+    size_t name_len = len - offsetof(struct sockaddr_un, sun_path) - 1;
+    if (abstract)
+        printf("%s peer: %s\n", who,
+               name_len == strlen(abs_name) && memcmp(a.sun_path + 1, abs_name, name_len) == 0 ? "@the abstract name"
+                                                                                               : "@another");
+    else
+        printf("%s peer: %s\n", who, a.sun_path);
+}
+
+static void send_msg(int s, const char *text)
+{
+    if (send(s, text, strlen(text), MSG_DONTWAIT) != (ssize_t)strlen(text))
+        die("send");
+}
+
+static int mode_dgram(void)
+{
+    struct sockaddr_un a_srv, a_abs, a_cli;
+    socklen_t l_srv = unix_addr(&a_srv, "srv.sock", 0);
+    socklen_t l_abs = unix_addr(&a_abs, "migrate-csockets-abstract", 1);
+    socklen_t l_cli = unix_addr(&a_cli, "cli.sock", 0);
+    unlink("srv.sock");
+    unlink("cli.sock");
+    /* A distinct abstract name per run: runs go on in parallel. */
+    snprintf(abs_name, sizeof abs_name, "migrate-csockets-%d", (int)getpid());
+    l_abs = unix_addr(&a_abs, abs_name, 1);
+    int srv = dgram_socket(), abs = dgram_socket();
+    if (bind(srv, (struct sockaddr *)&a_srv, l_srv) != 0 || bind(abs, (struct sockaddr *)&a_abs, l_abs) != 0)
+        die("bind server");
+    int c1 = dgram_socket(), c2 = dgram_socket(), c3 = dgram_socket(), bound = dgram_socket();
+    int loose = dgram_socket();
+    if (bind(bound, (struct sockaddr *)&a_cli, l_cli) != 0)
+        die("bind client");
+    if (connect(c1, (struct sockaddr *)&a_srv, l_srv) != 0 || connect(c2, (struct sockaddr *)&a_srv, l_srv) != 0 ||
+        connect(c3, (struct sockaddr *)&a_abs, l_abs) != 0 || connect(bound, (struct sockaddr *)&a_srv, l_srv) != 0)
+        die("connect");
+    send_msg(c1, "one");
+    send_msg(c2, "two");
+    if (sendto(loose, "three", 5, 0, (struct sockaddr *)&a_srv, l_srv) != 5)
+        die("sendto");
+    send_msg(bound, "four");
+    send_msg(c1, "");
+    send_msg(c3, "five");
+    if (sendto(srv, "reply", 5, 0, (struct sockaddr *)&a_cli, l_cli) != 5)
+        die("sendto reply");
+    wait_for_dump();
+    drain(srv, "server");
+    drain(abs, "abstract server");
+    drain(bound, "bound client");
+    say_peer(c1, "client 1");
+    say_peer(c2, "client 2");
+    say_peer(c3, "client 3");
+    say_peer(bound, "bound client");
+    say_peer(loose, "unconnected");
+    send_msg(c2, "after 2");
+    send_msg(c1, "after 1");
+    send_msg(c3, "after 3");
+    if (sendto(srv, "again", 5, 0, (struct sockaddr *)&a_cli, l_cli) != 5)
+        die("sendto again");
+    drain(srv, "server");
+    drain(abs, "abstract server");
+    drain(bound, "bound client");
+    /* Only its peer may send to a connected socket. */
+    errno = 0;
+    ssize_t r = sendto(loose, "x", 1, MSG_DONTWAIT, (struct sockaddr *)&a_cli, l_cli);
+    printf("unconnected to bound client: %zd %s\n", r, errname(r < 0 ? errno : 0));
+    unlink("srv.sock");
+    unlink("cli.sock");
+    return 0;
+}
+
+/* ---- shutdown ----------------------------------------------------------- */
+
+static void try_read(int fd, const char *who)
+{
+    char buf[16];
+    errno = 0;
+    ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    printf("%s read: %zd %s\n", who, r, errname(r < 0 ? errno : 0));
+}
+
+static void try_write(int fd, const char *who)
+{
+    errno = 0;
+    ssize_t r = send(fd, "z", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    printf("%s write: %zd %s\n", who, r, errname(r < 0 ? errno : 0));
+}
+
+static int mode_shutdown(void)
+{
+    int a[2], b[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, a) != 0 || socketpair(AF_UNIX, SOCK_STREAM, 0, b) != 0)
+        die("socketpair");
+    write_all(a[0], "abc", 3, "write");
+    if (shutdown(a[0], SHUT_WR) != 0 || shutdown(b[0], SHUT_RD) != 0)
+        die("shutdown");
+    wait_for_dump();
+    try_read(a[1], "wr-shut peer");
+    try_read(a[1], "wr-shut peer");
+    try_write(a[0], "wr-shut end");
+    try_write(a[1], "wr-shut peer");
+    try_read(a[0], "wr-shut end");
+    try_read(b[0], "rd-shut end");
+    try_write(b[1], "rd-shut peer");
+    try_write(b[0], "rd-shut end");
+    try_read(b[1], "rd-shut peer");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    tp_start();
+    signal(SIGPIPE, SIG_IGN);
+    const char *mode = argc > 1 ? argv[1] : "";
+    int rc;
+    if (strcmp(mode, "flags") == 0)
+        rc = mode_flags();
+    else if (strcmp(mode, "epoll") == 0)
+        rc = mode_epoll();
+    else if (strcmp(mode, "epollgone") == 0)
+        rc = mode_epollgone();
+    else if (strcmp(mode, "dgram") == 0)
+        rc = mode_dgram();
+    else if (strcmp(mode, "shutdown") == 0)
+        rc = mode_shutdown();
+    else
+        fail("usage: csockets flags|epoll|epollgone|dgram|shutdown");
+    printf("done %s\n", mode);
+    return rc;
+}
