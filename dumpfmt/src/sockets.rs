@@ -1,7 +1,8 @@
 //! Descriptor state that the `Fd` records of 1.3 cannot hold (added in
 //! 1.4, the `sockets` field of [`crate::Minor4`]): the shutdown state of
-//! Unix sockets, Unix datagram sockets connected to another socket of the
-//! process and the messages waiting on them, and epoll entries whose file
+//! Unix sockets, datagram sockets connected to an address (Unix ones to
+//! another socket of the process, UDP ones) and the messages waiting on
+//! bound ones, and epoll entries whose file
 //! is open only through another descriptor than the one they were added
 //! with. Every descriptor named here is one of `Image::fds`.
 
@@ -15,13 +16,13 @@ pub struct Sockets<'a> {
     /// shut down, sorted by `fd`.
     #[serde(deserialize_with = "crate::bounded::seq")]
     pub shutdowns: Cow<'a, [Shutdown]>,
-    /// Unix datagram sockets (`FdKind::Socket`) connected to a socket of
-    /// the process whose own peer is not them (a client of a bound
-    /// server), sorted by `fd`.
+    /// Datagram sockets (`FdKind::Socket`) connected to an address: Unix
+    /// ones to a socket of the process whose own peer is not them (a client
+    /// of a bound server), UDP ones to any; sorted by `fd`.
     #[serde(deserialize_with = "crate::bounded::seq")]
     pub connects: Cow<'a, [Connect<'a>]>,
-    /// The messages waiting on bound Unix datagram sockets
-    /// (`FdKind::Socket`), sorted by `fd`.
+    /// The messages waiting on bound datagram sockets (`FdKind::Socket`:
+    /// Unix, UDP), sorted by `fd`.
     #[serde(deserialize_with = "crate::bounded::seq")]
     pub queues: Cow<'a, [Queue<'a>]>,
     /// Epoll entries whose file is not (or no longer) the one open at the
@@ -51,9 +52,9 @@ pub struct Connect<'a> {
 }
 
 /// The messages waiting on datagram socket `fd`, oldest first: each a
-/// little-endian u32 length, the little-endian i32 descriptor of the
-/// socket of the process that sent it (-1: a socket without a name), and
-/// its bytes.
+/// little-endian u32 length, a little-endian u16 address length, the
+/// address of the socket that sent it (a `struct sockaddr`; none for a
+/// Unix socket without a name), and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queue<'a> {
     pub fd: i32,
@@ -71,24 +72,27 @@ pub struct EpollAlias {
     pub file: i32,
 }
 
-/// One message of a [`Queue`]: (sender descriptor or -1, bytes).
-pub fn messages(framed: &[u8]) -> impl Iterator<Item = Result<(i32, &[u8]), &'static str>> {
+/// The messages of a [`Queue`]: (sender's address, bytes) each.
+pub fn messages(framed: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), &'static str>> {
     let mut rest = framed;
     core::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let Some((head, tail)) = rest.split_first_chunk::<8>() else {
+        let Some((head, tail)) = rest.split_first_chunk::<6>() else {
             rest = &[];
             return Some(Err("a queued message's header is cut short"));
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let from = i32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-        let Some(bytes) = tail.get(..len) else {
+        let addr_len = u16::from_le_bytes([head[4], head[5]]) as usize;
+        let Some((from, bytes)) = tail
+            .get(..addr_len)
+            .zip(tail.get(addr_len..).and_then(|t| t.get(..len)))
+        else {
             rest = &[];
             return Some(Err("a queued message runs past its record"));
         };
-        rest = &tail[len..];
+        rest = &tail[addr_len + len..];
         Some(Ok((from, bytes)))
     })
 }
@@ -137,10 +141,7 @@ impl Sockets<'_> {
         for q in self.queues.iter() {
             has(q.fd, "a queue")?;
             for m in messages(&q.messages) {
-                let (from, _) = m.map_err(|e| format!("fd {}: {e}", q.fd))?;
-                if from != -1 {
-                    has(from, "a queued message")?;
-                }
+                m.map_err(|e| format!("fd {}: {e}", q.fd))?;
             }
         }
         for a in self.epoll_aliases.iter() {

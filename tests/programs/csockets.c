@@ -22,6 +22,10 @@
  *            to the second, one bound client connected to the first, an
  *            unconnected socket that sends to the first. Messages wait in
  *            both servers and in the bound client at the dump.
+ *  udp       UDP sockets on loopback: a server bound to a port of its own,
+ *            a bound client connected to it, one connected without a bind
+ *            (bound by the connect), and a sender closed since: datagrams
+ *            wait in the server and the client at the dump.
  *  shutdown  two stream socket pairs: one with SHUT_WR on one end (after 3
  *            bytes queued), one with SHUT_RD on one end.
  *
@@ -36,6 +40,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 
 static const char *errname(int e)
@@ -339,6 +344,119 @@ static int mode_dgram(void)
     return 0;
 }
 
+/* ---- udp ---------------------------------------------------------------- */
+
+static struct sockaddr_in udp_bound(int s)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s, (struct sockaddr *)&a, sizeof a) != 0)
+        die("bind udp");
+    socklen_t len = sizeof a;
+    if (getsockname(s, (struct sockaddr *)&a, &len) != 0)
+        die("getsockname udp");
+    return a;
+}
+
+static struct sockaddr_in name_of(int s, int peer)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    socklen_t len = sizeof a;
+    if ((peer ? getpeername(s, (struct sockaddr *)&a, &len) : getsockname(s, (struct sockaddr *)&a, &len)) != 0)
+        a.sin_family = 0;
+    return a;
+}
+
+static int same_addr(struct sockaddr_in a, struct sockaddr_in b)
+{
+    return a.sin_family == b.sin_family && a.sin_port == b.sin_port && a.sin_addr.s_addr == b.sin_addr.s_addr;
+}
+
+static struct sockaddr_in g_srv, g_cli, g_auto, g_gone;
+
+static const char *who_is(struct sockaddr_in a)
+{
+    if (same_addr(a, g_srv))
+        return "the server";
+    if (same_addr(a, g_cli))
+        return "the client";
+    if (same_addr(a, g_auto))
+        return "the autobound client";
+    if (same_addr(a, g_gone))
+        return "the closed sender";
+    return "someone else";
+}
+
+static void udp_drain(int s, const char *who)
+{
+    for (;;) {
+        char buf[256];
+        struct sockaddr_in from;
+        socklen_t flen = sizeof from;
+        ssize_t r = recvfrom(s, buf, sizeof buf - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+        if (r < 0) {
+            printf("%s: no more (%s)\n", who, errname(errno));
+            return;
+        }
+        buf[r] = 0;
+        printf("%s: %zd bytes '%s' from %s\n", who, r, buf, who_is(from));
+    }
+}
+
+static int mode_udp(void)
+{
+    int srv = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int cli = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int autob = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int gone = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int other = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (srv < 0 || cli < 0 || autob < 0 || gone < 0 || other < 0)
+        die("socket udp");
+    int one = 1;
+    if (setsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        die("SO_REUSEADDR");
+    g_srv = udp_bound(srv);
+    g_cli = udp_bound(cli);
+    g_gone = udp_bound(gone);
+    if (connect(cli, (struct sockaddr *)&g_srv, sizeof g_srv) != 0 ||
+        connect(autob, (struct sockaddr *)&g_srv, sizeof g_srv) != 0)
+        die("connect udp");
+    g_auto = name_of(autob, 0);
+    if (send(cli, "ping1", 5, 0) != 5 || send(autob, "auto", 4, 0) != 4)
+        die("send udp");
+    if (sendto(gone, "bye", 3, 0, (struct sockaddr *)&g_srv, sizeof g_srv) != 3)
+        die("sendto udp gone");
+    close(gone);
+    if (send(cli, "ping2", 5, 0) != 5)
+        die("send udp");
+    if (sendto(srv, "pong", 4, 0, (struct sockaddr *)&g_cli, sizeof g_cli) != 4)
+        die("sendto udp pong");
+    wait_for_dump();
+    printf("server name kept: %d\n", same_addr(name_of(srv, 0), g_srv));
+    printf("client name kept: %d\n", same_addr(name_of(cli, 0), g_cli));
+    printf("autobound client name kept: %d\n", same_addr(name_of(autob, 0), g_auto));
+    printf("client peer: %s\n", who_is(name_of(cli, 1)));
+    printf("autobound client peer: %s\n", who_is(name_of(autob, 1)));
+    printf("server peer: %s\n", name_of(srv, 1).sin_family ? "some" : "none");
+    int reuse = 0;
+    socklen_t ol = sizeof reuse;
+    getsockopt(srv, SOL_SOCKET, SO_REUSEADDR, &reuse, &ol);
+    printf("server SO_REUSEADDR: %d\n", reuse);
+    udp_drain(srv, "server");
+    udp_drain(cli, "client");
+    if (send(cli, "after", 5, 0) != 5 || send(autob, "after auto", 10, 0) != 10)
+        die("send udp after");
+    if (sendto(srv, "again", 5, 0, (struct sockaddr *)&g_cli, sizeof g_cli) != 5)
+        die("sendto udp again");
+    /* A connected socket takes datagrams only from its peer. */
+    if (sendto(other, "stranger", 8, 0, (struct sockaddr *)&g_cli, sizeof g_cli) != 8)
+        die("sendto udp stranger");
+    udp_drain(srv, "server");
+    udp_drain(cli, "client");
+    return 0;
+}
+
 /* ---- shutdown ----------------------------------------------------------- */
 
 static void try_read(int fd, const char *who)
@@ -391,10 +509,12 @@ int main(int argc, char **argv)
         rc = mode_epollgone();
     else if (strcmp(mode, "dgram") == 0)
         rc = mode_dgram();
+    else if (strcmp(mode, "udp") == 0)
+        rc = mode_udp();
     else if (strcmp(mode, "shutdown") == 0)
         rc = mode_shutdown();
     else
-        fail("usage: csockets flags|epoll|epollgone|dgram|shutdown");
+        fail("usage: csockets flags|epoll|epollgone|dgram|udp|shutdown");
     printf("done %s\n", mode);
     return rc;
 }

@@ -814,7 +814,7 @@ fn sockets_facts(img: &Image, e: &Expect, put: &mut impl FnMut(String, String)) 
         } else {
             dumpfmt::sockets::messages(&q.messages)
                 .map(|m| match m {
-                    Ok((from, data)) => format!("from {from}: {}", bytes(data)),
+                    Ok((from, data)) => format!("from {from:?}: {}", bytes(data)),
                     Err(why) => why.to_string(),
                 })
                 .collect::<Vec<_>>()

@@ -1,7 +1,8 @@
 //! Issue 12, descriptors: per-end flags of pipes and socket pairs, epoll
 //! watching a file through a descriptor closed since, Unix datagram
 //! sockets connected inside the process (with messages queued at the
-//! dump), and the shutdown state of Unix stream sockets. Each mode of
+//! dump), connected UDP sockets on loopback, and the shutdown state of
+//! Unix stream sockets. Each mode of
 //! `programs/csockets.c` makes the objects, prints `ready`, waits for its
 //! image, then checks the objects' state and behaviour itself, one verdict
 //! line each: the restored process must print exactly those lines (and the
@@ -158,6 +159,39 @@ fn unix_datagram_clients() {
             "bound client: 5 bytes 'again' from srv.sock",
             "bound client: no more (EAGAIN)",
             "unconnected to bound client: -1 EPERM",
+        ],
+    );
+}
+
+/// UDP on loopback: a bound client connected to a server, one bound by its
+/// connect, a sender closed since: names, peers and options come back,
+/// the datagrams waiting at the dump come back in order from their
+/// senders' addresses, and a connected socket still takes datagrams only
+/// from its peer.
+#[test]
+fn udp_connected_on_loopback() {
+    roundtrip(
+        "udp",
+        &[
+            "server name kept: 1",
+            "client name kept: 1",
+            "autobound client name kept: 1",
+            "client peer: the server",
+            "autobound client peer: the server",
+            "server peer: none",
+            "server SO_REUSEADDR: 1",
+            "server: 5 bytes 'ping1' from the client",
+            "server: 4 bytes 'auto' from the autobound client",
+            "server: 3 bytes 'bye' from the closed sender",
+            "server: 5 bytes 'ping2' from the client",
+            "server: no more (EAGAIN)",
+            "client: 4 bytes 'pong' from the server",
+            "client: no more (EAGAIN)",
+            "server: 5 bytes 'after' from the client",
+            "server: 10 bytes 'after auto' from the autobound client",
+            "server: no more (EAGAIN)",
+            "client: 5 bytes 'again' from the server",
+            "client: no more (EAGAIN)",
         ],
     );
 }

@@ -387,15 +387,16 @@ fn socket<'a>(
     }
     let mut peer = [0u8; 128];
     let connected = !listening && sys::sock_addr(fd, true, &mut peer).is_ok();
-    // A Unix datagram client of a socket of the process: made and bound
-    // as a socket of its own, connected again by `crate::dump::sockets`.
+    // A UDP socket, or a Unix datagram client of a socket of the process:
+    // made and bound as a socket of its own, connected again by
+    // `crate::dump::sockets`.
     let client = connected
-        && family == libc::AF_UNIX
         && sock_type == libc::SOCK_DGRAM
-        && unix_peer(info.ino).is_some_and(|p| {
-            crate::dump::sockets::one_way(info.ino, p)
-                && all.iter().any(|o| o.mode == libc::S_IFSOCK && o.ino == p)
-        });
+        && (family != libc::AF_UNIX
+            || unix_peer(info.ino).is_some_and(|p| {
+                crate::dump::sockets::one_way(info.ino, p)
+                    && all.iter().any(|o| o.mode == libc::S_IFSOCK && o.ino == p)
+            }));
     if connected && !client {
         let data = peek(info, sock_type, arena)?;
         if family == libc::AF_UNIX

@@ -122,16 +122,15 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
     let mut connects = arena.vec::<Connect<'a>>(fds.len()).ok_or_else(no_mem)?;
     let mut queues = arena.vec::<Queue<'a>>(fds.len()).ok_or_else(no_mem)?;
     for f in fds {
-        let unix_dgram = match &f.kind {
-            FdKind::UnixPair { .. } => false,
+        let (unix, dgram) = match &f.kind {
+            FdKind::UnixPair { .. } => (true, false),
             FdKind::Socket {
-                family: libc::AF_UNIX,
-                sock_type,
-                ..
-            } => *sock_type == libc::SOCK_DGRAM,
+                family, sock_type, ..
+            } => (*family == libc::AF_UNIX, *sock_type == libc::SOCK_DGRAM),
             _ => continue,
         };
-        if let Some(d) = ino_of(f.fd).and_then(diag)
+        if unix
+            && let Some(d) = ino_of(f.fd).and_then(diag)
             && d.shutdown != 0
         {
             let _ = shutdowns.push(Shutdown {
@@ -139,7 +138,7 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
                 how: d.shutdown,
             });
         }
-        if !unix_dgram {
+        if !dgram {
             continue;
         }
         let mut peer = [0u8; 128];
@@ -168,11 +167,13 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
     })
 }
 
-/// The messages waiting on Unix datagram socket `f`, framed as
-/// `dumpfmt::sockets::Queue` says, each with the descriptor of the socket
-/// of the process that sent it (-1: one without a name).
+/// The messages waiting on datagram socket `f`, framed as
+/// `dumpfmt::sockets::Queue` says, each with its sender's address. A
+/// message from a Unix socket with a name that no socket of the process
+/// has fails the dump: a restore could not send it from there.
 fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], Fail> {
     let fd = f.fd;
+    let what = "datagram socket";
     if sys::bytes_waiting(fd) == 0 {
         // FIONREAD gives the first message's length: none, or an empty one.
         let mut b = [0u8; 1];
@@ -180,14 +181,7 @@ fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], 
         let got = unsafe {
             sys::sys(
                 libc::SYS_recvfrom,
-                args!(
-                    fd,
-                    b.as_mut_ptr(),
-                    1,
-                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                    0,
-                    0
-                ),
+                args!(fd, b.as_mut_ptr(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT, 0, 0),
             )
         };
         if got.is_err() {
@@ -200,7 +194,7 @@ fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], 
     let cap = (rcvbuf * 2 + 4096).min(64 << 20);
     let buf = arena
         .bytes(cap)
-        .ok_or_else(|| fail(fd, "socket").str("the dump arena is too small"))?;
+        .ok_or_else(|| fail(fd, what).str("the dump arena is too small"))?;
     let old_off = sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
     let set_off = |v: i32| {
         // SAFETY: an int option from a live int.
@@ -212,16 +206,15 @@ fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], 
         }
     };
     if set_off(0).is_err() {
-        return Err(fail(fd, "Unix datagram socket").str("cannot step through its messages"));
+        return Err(fail(fd, what).str("cannot step through the messages waiting on it"));
     }
     let mut len = 0usize;
     let result = loop {
-        let Some(room) = buf.get_mut(len + 8..).filter(|r| !r.is_empty()) else {
-            break Err(fail(fd, "Unix datagram socket")
-                .str("more bytes are queued on it than the dump can hold"));
-        };
         let mut from = [0u8; 128];
         let mut from_len: u32 = 128;
+        let Some(room) = buf.get_mut(len + 6 + 128..).filter(|r| !r.is_empty()) else {
+            break Err(fail(fd, what).str("more bytes are queued on it than the dump can hold"));
+        };
         // SAFETY: `room` and `from` are writable for their lengths.
         let got = unsafe {
             sys::sys(
@@ -237,33 +230,34 @@ fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], 
             )
         };
         let Ok(n) = got else { break Ok(()) };
+        let n = n as usize;
         let from = &from[..(from_len as usize).min(128)];
-        let sender = if from.len() <= 2 {
-            -1
-        } else {
-            match fds.iter().find(|o| {
+        // A Unix socket without a name reads as no address (or its family only).
+        let from = if from.len() <= 2 { &[][..] } else { from };
+        let unix_named = from.len() > 2 && i32::from(from[0]) | i32::from(from[1]) << 8 == libc::AF_UNIX;
+        if unix_named
+            && !fds.iter().any(|o| {
                 matches!(&o.kind, FdKind::Socket { family: libc::AF_UNIX, addr, .. } if &addr[..] == from)
-            }) {
-                Some(o) => o.fd,
-                None => {
-                    break Err(fail(fd, "Unix datagram socket")
-                        .str("a message waiting on it comes from a socket of another process (")
-                        .bytes(printable(from))
-                        .str("), which a restore cannot send it from"));
-                }
-            }
-        };
-        if let Some(head) = buf.get_mut(len..len + 8) {
-            head[..4].copy_from_slice(&(n as u32).to_le_bytes());
-            head[4..].copy_from_slice(&sender.to_le_bytes());
+            })
+        {
+            break Err(fail(fd, what)
+                .str("a message waiting on it comes from a socket of another process (")
+                .bytes(printable(from))
+                .str("), which a restore cannot send it from"));
         }
-        len += 8 + n as usize;
+        // The bytes were peeked past room for the header and the address:
+        // move them into place behind both.
+        let at = len + 6 + from.len();
+        buf.copy_within(len + 6 + 128..len + 6 + 128 + n, at);
+        buf[len..len + 4].copy_from_slice(&(n as u32).to_le_bytes());
+        buf[len + 4..len + 6].copy_from_slice(&(from.len() as u16).to_le_bytes());
+        buf[len + 6..at].copy_from_slice(from);
+        len = at + n;
     };
     let _ = set_off(old_off);
     result?;
     if len > 0 && matches!(&f.kind, FdKind::Socket { addr, .. } if addr.is_empty()) {
-        return Err(fail(fd, "Unix datagram socket")
-            .str("messages wait on it but it has no name to send them to again"));
+        return Err(fail(fd, what).str("messages wait on it but it has no name to send them to again"));
     }
     let buf: &'a [u8] = buf;
     Ok(&buf[..len])

@@ -18,6 +18,68 @@ fn sockets<'i, 'a>(image: &'i Image<'a>) -> &'i Sockets<'a> {
     &image.minor4.sockets
 }
 
+/// Whether `kind` is a datagram socket bound to `addr` (a wildcard IP
+/// address matches any with the same port).
+fn bound_at(kind: &FdKind<'_>, addr: &[u8]) -> bool {
+    let FdKind::Socket {
+        family,
+        sock_type: libc::SOCK_DGRAM,
+        addr: mine,
+        ..
+    } = kind
+    else {
+        return false;
+    };
+    if addr.is_empty() || mine.is_empty() {
+        return false;
+    }
+    if mine[..] == *addr {
+        return true;
+    }
+    let same_port = mine.len() == addr.len() && mine.get(..4) == addr.get(..4);
+    let ip = match *family {
+        libc::AF_INET => 4..8,
+        libc::AF_INET6 => 8..24,
+        _ => return false,
+    };
+    same_port && mine.get(ip).is_some_and(|b| b.iter().all(|&c| c == 0))
+}
+
+/// A datagram socket to send a queued message from `from` (its sender's
+/// address, no socket of the image's): bound there, or without a name.
+fn sender_at(from: &[u8], to: &[u8], fd: i32) -> Result<OwnedFd, Refusal> {
+    let family = match from {
+        [] => to
+            .get(..2)
+            .map_or(libc::AF_UNIX, |f| i32::from(u16::from_ne_bytes([f[0], f[1]]))),
+        [a, b, ..] => i32::from(u16::from_ne_bytes([*a, *b])),
+        _ => libc::AF_UNIX,
+    };
+    if family == libc::AF_UNIX && !from.is_empty() {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!("fd {fd}: a queued message comes from a named Unix socket the image does not hold"),
+        ));
+    }
+    // SAFETY: plain socket creation.
+    let n = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if n < 0 {
+        return Err(os_error(fd, "socket"));
+    }
+    // SAFETY: `n` was just returned by the kernel and is ours.
+    let s = unsafe { OwnedFd::from_raw_fd(n) };
+    // SAFETY: `from` holds the sockaddr recvfrom returned at the dump.
+    if !from.is_empty()
+        && unsafe { libc::bind(n, from.as_ptr().cast(), from.len() as u32) } != 0
+    {
+        return Err(os_error(
+            fd,
+            "a message waiting on it came from an address outside the process that cannot be bound here to send it again",
+        ));
+    }
+    Ok(s)
+}
+
 /// The made descriptor for the image's fd `fd`.
 fn temp(made: &[Made], fd: i32) -> Result<i32, Refusal> {
     made.binary_search_by_key(&fd, |m| m.target)
@@ -123,13 +185,15 @@ pub fn plan_aliases(plan: &mut Plan, image: &Image<'_>, made: &[Made]) -> Result
     Ok(())
 }
 
-/// Refills the queues of bound Unix datagram sockets (each message sent
-/// from the socket that sent it, or from one without a name), then
-/// connects the clients (a connected socket takes messages only from its
-/// peer: they come after) and shuts down what was shut down.
+/// Refills the queues of bound datagram sockets (each message sent from
+/// the socket of the image bound to its sender's address, else from a
+/// socket bound there for the moment, or without a name), then connects
+/// the clients (a connected socket takes messages only from its peer:
+/// they come after) and shuts down what was shut down.
 pub fn finish(image: &Image<'_>, made: &[Made]) -> Result<(), Refusal> {
     let s = sockets(image);
-    let mut unnamed: Option<OwnedFd> = None;
+    // Sockets made only to send from: (address, socket).
+    let mut senders: Vec<(&[u8], OwnedFd)> = Vec::new();
     for q in s.queues.iter() {
         let at = image
             .fds
@@ -144,25 +208,17 @@ pub fn finish(image: &Image<'_>, made: &[Made]) -> Result<(), Refusal> {
         for m in messages(&q.messages) {
             let (from, bytes) =
                 m.map_err(|e| refuse(exit::CORRUPT, format!("fd {}: {e}", q.fd)))?;
-            let through = if from >= 0 {
-                temp(made, from)?
-            } else {
-                match &unnamed {
-                    Some(u) => u.as_raw_fd(),
+            let through = match image.fds.iter().find(|f| bound_at(&f.kind, from)) {
+                Some(f) => temp(made, f.fd)?,
+                None => match senders.iter().find(|(a, _)| *a == from) {
+                    Some((_, fd)) => fd.as_raw_fd(),
                     None => {
-                        // SAFETY: plain socket creation.
-                        let n = unsafe {
-                            libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
-                        };
-                        if n < 0 {
-                            return Err(os_error(q.fd, "socket"));
-                        }
-                        // SAFETY: `n` was just returned by the kernel and is ours.
-                        unnamed
-                            .insert(unsafe { OwnedFd::from_raw_fd(n) })
-                            .as_raw_fd()
+                        let fd = sender_at(from, addr, q.fd)?;
+                        let raw = fd.as_raw_fd();
+                        senders.push((from, fd));
+                        raw
                     }
-                }
+                },
             };
             // SAFETY: sending a live buffer to the sockaddr the dump recorded.
             let sent = unsafe {
@@ -180,6 +236,7 @@ pub fn finish(image: &Image<'_>, made: &[Made]) -> Result<(), Refusal> {
             }
         }
     }
+    drop(senders);
     for c in s.connects.iter() {
         // SAFETY: `addr` holds the sockaddr getpeername returned.
         let r = unsafe {
