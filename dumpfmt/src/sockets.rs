@@ -2,7 +2,8 @@
 //! 1.4, the `sockets` field of [`crate::Minor4`]): the shutdown state of
 //! Unix sockets, datagram sockets connected to an address (Unix ones to
 //! another socket of the process, UDP ones) and the messages waiting on
-//! bound ones, and epoll entries whose file
+//! bound ones, TCP connections with both ends in the process, and epoll
+//! entries whose file
 //! is open only through another descriptor than the one they were added
 //! with. Every descriptor named here is one of `Image::fds`.
 
@@ -29,6 +30,24 @@ pub struct Sockets<'a> {
     /// descriptor number they were added with, sorted by (`epoll`, `entry`).
     #[serde(deserialize_with = "crate::bounded::seq")]
     pub epoll_aliases: Cow<'a, [EpollAlias]>,
+    /// Both ends of each TCP connection the process holds both ends of
+    /// (recorded as `FdKind::Socket` without an address), sorted by `fd`.
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub tcp: Cow<'a, [TcpEnd<'a>]>,
+}
+
+/// One end of a TCP connection whose other end is in the process too: its
+/// address, its peer's (each a `struct sockaddr`), and the bytes waiting
+/// to be read on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpEnd<'a> {
+    pub fd: i32,
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub local: Cow<'a, [u8]>,
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub peer: Cow<'a, [u8]>,
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub data: Cow<'a, [u8]>,
 }
 
 /// `sk_shutdown` bits: reads shut down (`SHUT_RD`), writes (`SHUT_WR`).
@@ -144,6 +163,21 @@ impl Sockets<'_> {
                 m.map_err(|e| format!("fd {}: {e}", q.fd))?;
             }
         }
+        sorted(&mut self.tcp.iter().map(|t| (t.fd, 0)), "TCP ends")?;
+        for t in self.tcp.iter() {
+            has(t.fd, "a TCP end")?;
+            let peers = self
+                .tcp
+                .iter()
+                .filter(|o| o.local == t.peer && o.peer == t.local)
+                .count();
+            if peers != 1 || t.local.len() < 2 {
+                return Err(format!(
+                    "fd {}: a TCP end without exactly one other end",
+                    t.fd
+                ));
+            }
+        }
         for a in self.epoll_aliases.iter() {
             match find(a.epoll) {
                 Some((_, Some(n))) if (a.entry as usize) < n => {}
@@ -181,4 +215,10 @@ impl crate::bounded::Element for Queue<'_> {
 impl crate::bounded::Element for EpollAlias {
     const WHAT: &'static str = "epoll aliases";
     const MIN_ENCODED_LEN: usize = 3;
+}
+
+impl crate::bounded::Element for TcpEnd<'_> {
+    const WHAT: &'static str = "TCP ends";
+    const MIN_ENCODED_LEN: usize = 4;
+    const MAX_COUNT: usize = crate::MAX_FDS;
 }

@@ -26,6 +26,9 @@
  *            a bound client connected to it, one connected without a bind
  *            (bound by the connect), and a sender closed since: datagrams
  *            wait in the server and the client at the dump.
+ *  tcp       two TCP connections on loopback with both ends here, bytes
+ *            waiting both ways: one accepted from a listener still open,
+ *            one whose listener was closed since.
  *  shutdown  two stream socket pairs: one with SHUT_WR on one end (after 3
  *            bytes queued), one with SHUT_RD on one end.
  *
@@ -41,6 +44,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/un.h>
 
 static const char *errname(int e)
@@ -457,6 +462,86 @@ static int mode_udp(void)
     return 0;
 }
 
+/* ---- tcp ---------------------------------------------------------------- */
+
+static int tcp_listener(struct sockaddr_in *at)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (l < 0 || setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0)
+        die("tcp listener");
+    *at = udp_bound(l);
+    if (listen(l, 8) != 0)
+        die("listen");
+    return l;
+}
+
+static int tcp_connect(const struct sockaddr_in *to)
+{
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c < 0 || connect(c, (const struct sockaddr *)to, sizeof *to) != 0)
+        die("tcp connect");
+    return c;
+}
+
+/* Reads what waits on fd (up to 255 bytes, within 2 s), one line. */
+static void tcp_read(int fd, const char *who)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (poll(&pfd, 1, 2000) < 0 && errno == EINTR)
+        ;
+    char buf[256];
+    errno = 0;
+    ssize_t r = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+    if (r >= 0)
+        buf[r] = 0;
+    printf("%s reads %zd '%s' %s\n", who, r, r >= 0 ? buf : "", errname(r < 0 ? errno : 0));
+}
+
+static int mode_tcp(void)
+{
+    struct sockaddr_in at1, at2;
+    int l1 = tcp_listener(&at1), l2 = tcp_listener(&at2);
+    int c1 = tcp_connect(&at1), c2 = tcp_connect(&at2);
+    int a1 = accept4(l1, NULL, NULL, SOCK_CLOEXEC), a2 = accept4(l2, NULL, NULL, SOCK_CLOEXEC);
+    if (a1 < 0 || a2 < 0)
+        die("accept");
+    /* The second listener is gone: its connection lives on. */
+    close(l2);
+    int one = 1;
+    if (setsockopt(c1, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        die("TCP_NODELAY");
+    struct sockaddr_in c1_name = name_of(c1, 0), c2_name = name_of(c2, 0);
+    write_all(c1, "from client 1", 13, "tcp write");
+    write_all(c1, ", more", 6, "tcp write");
+    write_all(a1, "from server 1", 13, "tcp write");
+    write_all(c2, "from client 2", 13, "tcp write");
+    wait_for_dump();
+    printf("accepted end name: %d, peer: %d\n", same_addr(name_of(a1, 0), at1), same_addr(name_of(a1, 1), c1_name));
+    printf("connecting end name: %d, peer: %d\n", same_addr(name_of(c1, 0), c1_name), same_addr(name_of(c1, 1), at1));
+    printf("second pair: %d %d\n", same_addr(name_of(a2, 0), at2), same_addr(name_of(c2, 0), c2_name));
+    int nodelay = 0;
+    socklen_t ol = sizeof nodelay;
+    getsockopt(c1, IPPROTO_TCP, TCP_NODELAY, &nodelay, &ol);
+    printf("TCP_NODELAY: %d\n", nodelay);
+    tcp_read(a1, "server 1");
+    tcp_read(c1, "client 1");
+    tcp_read(a2, "server 2");
+    tcp_read(c2, "client 2");
+    write_all(a1, "again", 5, "tcp write");
+    write_all(c2, "again 2", 7, "tcp write");
+    tcp_read(c1, "client 1");
+    tcp_read(a2, "server 2");
+    /* The listener still takes connections. */
+    int c3 = tcp_connect(&at1);
+    int a3 = accept4(l1, NULL, NULL, SOCK_CLOEXEC);
+    write_all(c3, "third", 5, "tcp write");
+    tcp_read(a3, "server 3");
+    close(c1);
+    tcp_read(a1, "server 1 after close");
+    return 0;
+}
+
 /* ---- shutdown ----------------------------------------------------------- */
 
 static void try_read(int fd, const char *who)
@@ -511,10 +596,12 @@ int main(int argc, char **argv)
         rc = mode_dgram();
     else if (strcmp(mode, "udp") == 0)
         rc = mode_udp();
+    else if (strcmp(mode, "tcp") == 0)
+        rc = mode_tcp();
     else if (strcmp(mode, "shutdown") == 0)
         rc = mode_shutdown();
     else
-        fail("usage: csockets flags|epoll|epollgone|dgram|udp|shutdown");
+        fail("usage: csockets flags|epoll|epollgone|dgram|udp|tcp|shutdown");
     printf("done %s\n", mode);
     return rc;
 }

@@ -822,6 +822,21 @@ fn sockets_facts(img: &Image, e: &Expect, put: &mut impl FnMut(String, String)) 
         };
         put(format!("fd {:3} queued messages", q.fd), text);
     }
+    for t in s.tcp.iter() {
+        put(
+            format!("fd {:3} TCP end", t.fd),
+            format!(
+                "local {:?} peer {:?} data {}",
+                t.local,
+                t.peer,
+                if e.tree_fds.contains(&t.fd) {
+                    "(shared with the tree)".to_string()
+                } else {
+                    bytes(&t.data)
+                }
+            ),
+        );
+    }
     for a in s.epoll_aliases.iter() {
         let number = img
             .fds

@@ -1,8 +1,8 @@
 //! Issue 12, descriptors: per-end flags of pipes and socket pairs, epoll
 //! watching a file through a descriptor closed since, Unix datagram
 //! sockets connected inside the process (with messages queued at the
-//! dump), connected UDP sockets on loopback, and the shutdown state of
-//! Unix stream sockets. Each mode of
+//! dump), connected UDP sockets on loopback, TCP connections with both
+//! ends in the process, and the shutdown state of Unix stream sockets. Each mode of
 //! `programs/csockets.c` makes the objects, prints `ready`, waits for its
 //! image, then checks the objects' state and behaviour itself, one verdict
 //! line each: the restored process must print exactly those lines (and the
@@ -192,6 +192,32 @@ fn udp_connected_on_loopback() {
             "server: no more (EAGAIN)",
             "client: 5 bytes 'again' from the server",
             "client: no more (EAGAIN)",
+        ],
+    );
+}
+
+/// Two TCP connections over loopback with both ends in the process, bytes
+/// waiting both ways: one accepted from a listener still open, one whose
+/// listener was closed since. Both come back connected to each other with
+/// their addresses and options, the bytes in order, and the listener
+/// still takes connections.
+#[test]
+fn tcp_both_ends_on_loopback() {
+    roundtrip(
+        "tcp",
+        &[
+            "accepted end name: 1, peer: 1",
+            "connecting end name: 1, peer: 1",
+            "second pair: 1 1",
+            "TCP_NODELAY: 1",
+            "server 1 reads 19 'from client 1, more' ok",
+            "client 1 reads 13 'from server 1' ok",
+            "server 2 reads 13 'from client 2' ok",
+            "client 2 reads -1 '' EAGAIN",
+            "client 1 reads 5 'again' ok",
+            "server 2 reads 7 'again 2' ok",
+            "server 3 reads 5 'third' ok",
+            "server 1 after close reads 0 '' ok",
         ],
     );
 }

@@ -397,7 +397,15 @@ fn socket<'a>(
                 crate::dump::sockets::one_way(info.ino, p)
                     && all.iter().any(|o| o.mode == libc::S_IFSOCK && o.ino == p)
             }));
-    if connected && !client {
+    // A TCP connection with its other end in the process too: made
+    // again by `crate::restore::sockets` (it is recorded without an
+    // address, and its ends in `crate::dump::sockets`).
+    let tcp_pair = connected
+        && family != libc::AF_UNIX
+        && sock_type == libc::SOCK_STREAM
+        && crate::dump::sockets::tcp_peer(fd)
+            .is_some_and(|p| p != 0 && all.iter().any(|o| o.mode == libc::S_IFSOCK && o.ino == p));
+    if connected && !client && !tcp_pair {
         let data = peek(info, sock_type, arena)?;
         if family == libc::AF_UNIX
             && let Some(peer_ino) = unix_peer(info.ino)
@@ -421,6 +429,7 @@ fn socket<'a>(
     if family != libc::AF_UNIX
         && sock_type == libc::SOCK_STREAM
         && !listening
+        && !tcp_pair
         && sys::tcp_segs_out(fd).unwrap_or(0) > 0
     {
         let data = peek(info, sock_type, arena)?;
@@ -428,11 +437,14 @@ fn socket<'a>(
     }
     let mut name = [0u8; 128];
     let len = sys::sock_addr(fd, false, &mut name).unwrap_or(0);
-    let bound = match family {
-        libc::AF_INET => name[2..8].iter().any(|&b| b != 0),
-        libc::AF_INET6 => name[2..4].iter().any(|&b| b != 0) || name[8..24].iter().any(|&b| b != 0),
-        _ => len > 2,
-    };
+    let bound = !tcp_pair
+        && match family {
+            libc::AF_INET => name[2..8].iter().any(|&b| b != 0),
+            libc::AF_INET6 => {
+                name[2..4].iter().any(|&b| b != 0) || name[8..24].iter().any(|&b| b != 0)
+            }
+            _ => len > 2,
+        };
     let addr = if bound {
         let b = arena
             .bytes(len)

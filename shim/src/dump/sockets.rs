@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use dumpfmt::sockets::{Connect, EpollAlias, Queue, Shutdown, Sockets};
+use dumpfmt::sockets::{Connect, EpollAlias, Queue, Shutdown, Sockets, TcpEnd};
 use dumpfmt::{Fd, FdKind};
 
 use crate::dump::Fail;
@@ -97,6 +97,73 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
     Some(out)
 }
 
+/// The inode of the socket at the other end of TCP connection `fd` (0:
+/// one not accepted yet), asked of the kernel's inet_diag interface with
+/// the connection's addresses swapped.
+pub(crate) fn tcp_peer(fd: i32) -> Option<u64> {
+    const SOCK_DIAG_BY_FAMILY: u16 = 20;
+    let (mut local, mut peer) = ([0u8; 128], [0u8; 128]);
+    let len = sys::sock_addr(fd, false, &mut local).ok()?;
+    sys::sock_addr(fd, true, &mut peer).ok()?;
+    let family = i32::from(u16::from_ne_bytes([local[0], local[1]]));
+    let ip = match family {
+        libc::AF_INET if len >= 8 => 4..8,
+        libc::AF_INET6 if len >= 24 => 8..24,
+        _ => return None,
+    };
+    // nlmsghdr (16) + inet_diag_req_v2 (8 + inet_diag_sockid 48)
+    let mut req = [0u8; 72];
+    req[0..4].copy_from_slice(&72u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[16] = family as u8;
+    req[17] = libc::IPPROTO_TCP as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
+    // The peer's view: its port and address first, then ours (network order).
+    req[24..26].copy_from_slice(&peer[2..4]);
+    req[26..28].copy_from_slice(&local[2..4]);
+    let n = ip.len();
+    req[28..28 + n].copy_from_slice(&peer[ip.clone()]);
+    req[44..44 + n].copy_from_slice(&local[ip]);
+    req[64..72].copy_from_slice(&[0xff; 8]); // no cookie
+    // SAFETY: plain socket creation.
+    let nl = unsafe {
+        sys::sys(
+            libc::SYS_socket,
+            args!(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_SOCK_DIAG
+            ),
+        )
+    }
+    .ok()? as i32;
+    let mut resp = [0u8; 512];
+    // SAFETY: sending our request buffer and receiving into `resp`.
+    let got = unsafe {
+        let sent = sys::sys(
+            libc::SYS_sendto,
+            args!(nl, req.as_ptr(), req.len(), 0, 0, 0),
+        );
+        sent.and_then(|_| {
+            sys::sys(
+                libc::SYS_recvfrom,
+                args!(nl, resp.as_mut_ptr(), resp.len(), 0, 0, 0),
+            )
+        })
+    };
+    sys::close(nl);
+    let got = (got.ok()? as usize).min(resp.len());
+    // nlmsghdr (16), inet_diag_msg: 4 bytes, sockid (48), expires, rqueue,
+    // wqueue, uid, inode (u32 each).
+    if got < 88 || u16::from_ne_bytes([resp[4], resp[5]]) != SOCK_DIAG_BY_FAMILY {
+        return None;
+    }
+    Some(u64::from(u32::from_ne_bytes([
+        resp[84], resp[85], resp[86], resp[87],
+    ])))
+}
+
 /// Whether Unix socket `ino`, connected to `peer`, is a client of it
 /// (connected one way: `peer` is connected to nothing or to another).
 pub(crate) fn one_way(ino: u64, peer: u64) -> bool {
@@ -159,7 +226,9 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
             });
         }
     }
+    let tcp = tcp_ends(arena, fds)?;
     Ok(Sockets {
+        tcp: Cow::Borrowed(tcp),
         shutdowns: Cow::Borrowed(shutdowns.into_slice()),
         connects: Cow::Borrowed(connects.into_slice()),
         queues: Cow::Borrowed(queues.into_slice()),
@@ -181,7 +250,14 @@ fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], 
         let got = unsafe {
             sys::sys(
                 libc::SYS_recvfrom,
-                args!(fd, b.as_mut_ptr(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT, 0, 0),
+                args!(
+                    fd,
+                    b.as_mut_ptr(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                    0,
+                    0
+                ),
             )
         };
         if got.is_err() {
@@ -234,7 +310,8 @@ fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], 
         let from = &from[..(from_len as usize).min(128)];
         // A Unix socket without a name reads as no address (or its family only).
         let from = if from.len() <= 2 { &[][..] } else { from };
-        let unix_named = from.len() > 2 && i32::from(from[0]) | i32::from(from[1]) << 8 == libc::AF_UNIX;
+        let unix_named =
+            from.len() > 2 && i32::from(from[0]) | i32::from(from[1]) << 8 == libc::AF_UNIX;
         if unix_named
             && !fds.iter().any(|o| {
                 matches!(&o.kind, FdKind::Socket { family: libc::AF_UNIX, addr, .. } if &addr[..] == from)
@@ -257,10 +334,91 @@ fn queued<'a>(arena: &'a Arena, f: &Fd<'a>, fds: &[Fd<'a>]) -> Result<&'a [u8], 
     let _ = set_off(old_off);
     result?;
     if len > 0 && matches!(&f.kind, FdKind::Socket { addr, .. } if addr.is_empty()) {
-        return Err(fail(fd, what).str("messages wait on it but it has no name to send them to again"));
+        return Err(
+            fail(fd, what).str("messages wait on it but it has no name to send them to again")
+        );
     }
     let buf: &'a [u8] = buf;
     Ok(&buf[..len])
+}
+
+/// The ends of TCP connections with both ends in the process: the
+/// connected sockets `crate::dump::fds` recorded as `Socket`s without an
+/// address. Bytes one has sent that are not yet at the other (its window
+/// is full) fail the dump: only what waits to be read can be copied.
+fn tcp_ends<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<&'a [TcpEnd<'a>], Fail> {
+    let no_mem = || Fail::new("the dump arena is too small");
+    let mut out = arena.vec::<TcpEnd<'a>>(fds.len()).ok_or_else(no_mem)?;
+    for f in fds {
+        let FdKind::Socket {
+            family,
+            sock_type: libc::SOCK_STREAM,
+            listening: false,
+            addr,
+            ..
+        } = &f.kind
+        else {
+            continue;
+        };
+        let (mut local, mut peer) = ([0u8; 128], [0u8; 128]);
+        if *family == libc::AF_UNIX || !addr.is_empty() {
+            continue;
+        }
+        let Ok(peer_len) = sys::sock_addr(f.fd, true, &mut peer) else {
+            continue;
+        };
+        let local_len = sys::sock_addr(f.fd, false, &mut local).unwrap_or(0);
+        let what = "TCP connection";
+        const SIOCOUTQNSD: u64 = 0x894b;
+        let mut unsent: i32 = 0;
+        // SAFETY: SIOCOUTQNSD writes one int.
+        let _ = unsafe {
+            sys::sys(
+                libc::SYS_ioctl,
+                args!(f.fd, SIOCOUTQNSD, &mut unsent as *mut i32),
+            )
+        };
+        if unsent > 0 {
+            return Err(fail(f.fd, what)
+                .str("bytes it sent are not yet at the other end (its window is full): they cannot be saved"));
+        }
+        let waiting = sys::bytes_waiting(f.fd) as usize;
+        let data = arena.bytes(waiting).ok_or_else(no_mem)?;
+        let mut got = 0usize;
+        if waiting > 0 {
+            // SAFETY: `data` is writable for its length.
+            got = unsafe {
+                sys::sys(
+                    libc::SYS_recvfrom,
+                    args!(
+                        f.fd,
+                        data.as_mut_ptr(),
+                        data.len(),
+                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                        0,
+                        0
+                    ),
+                )
+            }
+            .unwrap_or(0) as usize;
+        }
+        if got != waiting {
+            return Err(fail(f.fd, what).str("cannot copy the bytes waiting on it"));
+        }
+        let keep = |b: &[u8]| -> Result<&'a [u8], Fail> {
+            let c = arena.bytes(b.len()).ok_or_else(no_mem)?;
+            c.copy_from_slice(b);
+            Ok(c)
+        };
+        let data: &'a [u8] = data;
+        let _ = out.push(TcpEnd {
+            fd: f.fd,
+            local: Cow::Borrowed(keep(&local[..local_len])?),
+            peer: Cow::Borrowed(keep(&peer[..peer_len])?),
+            data: Cow::Borrowed(data),
+        });
+    }
+    Ok(out.into_slice())
 }
 
 /// A Unix socket address's path or abstract name, for a message.

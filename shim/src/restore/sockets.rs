@@ -21,15 +21,19 @@ fn sockets<'i, 'a>(image: &'i Image<'a>) -> &'i Sockets<'a> {
 /// Whether `kind` is a datagram socket bound to `addr` (a wildcard IP
 /// address matches any with the same port).
 fn bound_at(kind: &FdKind<'_>, addr: &[u8]) -> bool {
-    let FdKind::Socket {
-        family,
-        sock_type: libc::SOCK_DGRAM,
-        addr: mine,
-        ..
-    } = kind
-    else {
-        return false;
-    };
+    match kind {
+        FdKind::Socket {
+            family,
+            sock_type: libc::SOCK_DGRAM,
+            addr: mine,
+            ..
+        } => same_place(*family, mine, addr),
+        _ => false,
+    }
+}
+
+/// Whether a socket bound to `mine` (of `family`) is at `addr`.
+fn same_place(family: i32, mine: &[u8], addr: &[u8]) -> bool {
     if addr.is_empty() || mine.is_empty() {
         return false;
     }
@@ -37,7 +41,7 @@ fn bound_at(kind: &FdKind<'_>, addr: &[u8]) -> bool {
         return true;
     }
     let same_port = mine.len() == addr.len() && mine.get(..4) == addr.get(..4);
-    let ip = match *family {
+    let ip = match family {
         libc::AF_INET => 4..8,
         libc::AF_INET6 => 8..24,
         _ => return false,
@@ -49,16 +53,18 @@ fn bound_at(kind: &FdKind<'_>, addr: &[u8]) -> bool {
 /// address, no socket of the image's): bound there, or without a name.
 fn sender_at(from: &[u8], to: &[u8], fd: i32) -> Result<OwnedFd, Refusal> {
     let family = match from {
-        [] => to
-            .get(..2)
-            .map_or(libc::AF_UNIX, |f| i32::from(u16::from_ne_bytes([f[0], f[1]]))),
+        [] => to.get(..2).map_or(libc::AF_UNIX, |f| {
+            i32::from(u16::from_ne_bytes([f[0], f[1]]))
+        }),
         [a, b, ..] => i32::from(u16::from_ne_bytes([*a, *b])),
         _ => libc::AF_UNIX,
     };
     if family == libc::AF_UNIX && !from.is_empty() {
         return Err(refuse(
             exit::UNSUPPORTED,
-            format!("fd {fd}: a queued message comes from a named Unix socket the image does not hold"),
+            format!(
+                "fd {fd}: a queued message comes from a named Unix socket the image does not hold"
+            ),
         ));
     }
     // SAFETY: plain socket creation.
@@ -69,15 +75,196 @@ fn sender_at(from: &[u8], to: &[u8], fd: i32) -> Result<OwnedFd, Refusal> {
     // SAFETY: `n` was just returned by the kernel and is ours.
     let s = unsafe { OwnedFd::from_raw_fd(n) };
     // SAFETY: `from` holds the sockaddr recvfrom returned at the dump.
-    if !from.is_empty()
-        && unsafe { libc::bind(n, from.as_ptr().cast(), from.len() as u32) } != 0
-    {
+    if !from.is_empty() && unsafe { libc::bind(n, from.as_ptr().cast(), from.len() as u32) } != 0 {
         return Err(os_error(
             fd,
             "a message waiting on it came from an address outside the process that cannot be bound here to send it again",
         ));
     }
     Ok(s)
+}
+
+/// Connects each TCP connection with both ends in the image again: the
+/// connecting end bound to its address and connected to the accepting
+/// end's, through the image's listener there (or one made for the
+/// moment); what each end had waiting is written through the other. The
+/// made sockets replace the fresh ones `super::fds` made for the records
+/// (and their dups').
+fn tcp(image: &Image<'_>, made: &mut [Made], base: i32) -> Result<(), Refusal> {
+    let ends = &sockets(image).tcp;
+    for a in ends.iter() {
+        let b = ends
+            .iter()
+            .find(|o| o.local == a.peer && o.peer == a.local)
+            .ok_or_else(|| refuse(exit::CORRUPT, format!("fd {}: a TCP end alone", a.fd)))?;
+        if b.fd < a.fd {
+            continue;
+        }
+        let record = |fd: i32| {
+            image
+                .fds
+                .binary_search_by_key(&fd, |f| f.fd)
+                .map(|at| &image.fds[at])
+                .map_err(|_| refuse(exit::CORRUPT, format!("no fd {fd}")))
+        };
+        let family = i32::from(u16::from_ne_bytes([a.local[0], a.local[1]]));
+        let listener_at = |local: &[u8]| {
+            image.fds.iter().find(|f| {
+                matches!(&f.kind, FdKind::Socket { family: fam, sock_type: libc::SOCK_STREAM, listening: true, addr, .. }
+                    if same_place(*fam, addr, local))
+            })
+        };
+        let (acc, con, listener) = match (listener_at(&a.local), listener_at(&b.local)) {
+            (Some(l), _) => (a, b, Some(l.fd)),
+            (None, Some(l)) => (b, a, Some(l.fd)),
+            (None, None) => (a, b, None),
+        };
+        let fd = acc.fd;
+        let new_socket = || -> Result<OwnedFd, Refusal> {
+            // SAFETY: plain socket creation.
+            let n = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+            if n < 0 {
+                return Err(os_error(fd, "socket"));
+            }
+            // SAFETY: `n` was just returned by the kernel and is ours.
+            let s = unsafe { OwnedFd::from_raw_fd(n) };
+            let one = 1i32;
+            // SAFETY: an int option from a live int.
+            unsafe {
+                libc::setsockopt(
+                    n,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    (&one as *const i32).cast(),
+                    4,
+                )
+            };
+            Ok(s)
+        };
+        let bind = |s: &OwnedFd, addr: &[u8], what: &str| {
+            // SAFETY: `addr` holds the sockaddr getsockname returned at the dump.
+            if unsafe { libc::bind(s.as_raw_fd(), addr.as_ptr().cast(), addr.len() as u32) } != 0 {
+                return Err(os_error(fd, what));
+            }
+            Ok(())
+        };
+        let own_listener;
+        let lfd = match listener {
+            Some(l) => temp(made, l)?,
+            None => {
+                let l = new_socket()?;
+                bind(&l, &acc.local, "cannot listen at its address again")?;
+                // SAFETY: listen on our socket.
+                if unsafe { libc::listen(l.as_raw_fd(), 1) } != 0 {
+                    return Err(os_error(fd, "listen"));
+                }
+                own_listener = l;
+                own_listener.as_raw_fd()
+            }
+        };
+        let c = new_socket()?;
+        bind(
+            &c,
+            &con.local,
+            "cannot bind the connecting end's address again",
+        )?;
+        // The connection's addresses may wait out TIME_WAIT of the killed
+        // process's (loopback reuses them after a second).
+        let mut tries = 0;
+        // SAFETY: `acc.local` holds a sockaddr; connect on our socket.
+        while unsafe {
+            libc::connect(
+                c.as_raw_fd(),
+                acc.local.as_ptr().cast(),
+                acc.local.len() as u32,
+            )
+        } != 0
+        {
+            let e = std::io::Error::last_os_error().raw_os_error();
+            if !matches!(
+                e,
+                Some(libc::EADDRNOTAVAIL | libc::EADDRINUSE | libc::EINTR)
+            ) || tries >= 40
+            {
+                return Err(os_error(con.fd, "cannot connect to its other end again"));
+            }
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut pfd = libc::pollfd {
+            fd: lfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 2000) };
+        let mut peer = [0u8; 128];
+        let mut peer_len = 128u32;
+        // SAFETY: `peer` is writable for `peer_len` bytes.
+        let n = unsafe {
+            libc::accept4(
+                lfd,
+                peer.as_mut_ptr().cast(),
+                &mut peer_len,
+                libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            )
+        };
+        if n < 0 {
+            return Err(os_error(fd, "cannot accept its connection again"));
+        }
+        // SAFETY: `n` was just returned by the kernel and is ours.
+        let s = unsafe { OwnedFd::from_raw_fd(n) };
+        if peer.get(..peer_len as usize) != Some(&con.local[..]) {
+            return Err(refuse(
+                exit::UNSUPPORTED,
+                format!("fd {fd}: another connection came to its listener while it was made again"),
+            ));
+        }
+        for (to, from, through) in [(acc, con, &c), (con, acc, &s)] {
+            super::fds::send_queued(through, libc::SOCK_STREAM, &to.data).map_err(|e| {
+                refuse(
+                    exit::UNSUPPORTED,
+                    format!("fd {}: refilling it: {e} (from fd {})", to.fd, from.fd),
+                )
+            })?;
+        }
+        for (end, sock) in [(acc, s), (con, c)] {
+            let rec = record(end.fd)?;
+            if let FdKind::Socket { options, .. } = &rec.kind {
+                for o in options.iter() {
+                    // SAFETY: an int option from a live int.
+                    unsafe {
+                        libc::setsockopt(
+                            sock.as_raw_fd(),
+                            o.level,
+                            o.name,
+                            (&o.value as *const i32).cast(),
+                            4,
+                        )
+                    };
+                }
+            }
+            const SETFL: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_ASYNC;
+            // SAFETY: F_SETFL on our socket.
+            unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_SETFL, rec.flags & SETFL) };
+            let sock = super::fds::lift(sock, base)?;
+            for m in made.iter_mut() {
+                let dup_of = image
+                    .fds
+                    .binary_search_by_key(&m.target, |f| f.fd)
+                    .is_ok_and(
+                        |at| matches!(image.fds[at].kind, FdKind::Dup { of } if of == end.fd),
+                    );
+                if m.target == end.fd || dup_of {
+                    let again = sock
+                        .try_clone()
+                        .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", end.fd)))?;
+                    m.temp = super::fds::lift(again, base)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The made descriptor for the image's fd `fd`.
@@ -190,7 +377,9 @@ pub fn plan_aliases(plan: &mut Plan, image: &Image<'_>, made: &[Made]) -> Result
 /// socket bound there for the moment, or without a name), then connects
 /// the clients (a connected socket takes messages only from its peer:
 /// they come after) and shuts down what was shut down.
-pub fn finish(image: &Image<'_>, made: &[Made]) -> Result<(), Refusal> {
+pub fn finish(image: &Image<'_>, made: &mut [Made], base: i32) -> Result<(), Refusal> {
+    tcp(image, made, base)?;
+    let made = &*made;
     let s = sockets(image);
     // Sockets made only to send from: (address, socket).
     let mut senders: Vec<(&[u8], OwnedFd)> = Vec::new();
