@@ -47,6 +47,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cexecee", &[]),
     ("cstatic", &["-static"]),
     ("csnap", &["-pthread"]),
+    ("csockets", &[]),
 ];
 
 fn main() {

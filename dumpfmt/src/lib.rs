@@ -28,6 +28,7 @@ mod members;
 pub mod placement;
 mod records;
 pub mod shared;
+pub mod sockets;
 mod tree;
 mod verify;
 mod writer;

@@ -90,6 +90,10 @@ pub struct Minor4<'a> {
     /// How page data is stored: as is, or in compressed chunks (see
     /// `compress.rs`).
     pub compression: crate::compress::Compression<'a>,
+    /// Shutdown state, Unix datagram sockets connected inside the process
+    /// and their queued messages, epoll entries through closed descriptors
+    /// (see [`crate::sockets`]).
+    pub sockets: crate::sockets::Sockets<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

@@ -458,6 +458,14 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         }
         prev_fd = f.fd;
     }
+    let kinds: Vec<(i32, Option<usize>)> = fds
+        .iter()
+        .map(|f| match &f.kind {
+            FdKind::Epoll { entries } => (f.fd, Some(entries.len())),
+            _ => (f.fd, None),
+        })
+        .collect();
+    image.minor4.sockets.check(&kinds)?;
     for (i, m) in image.mappings.iter().enumerate() {
         if let Backing::Fd(n) = m.backing {
             let named = fds

@@ -742,6 +742,7 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
             }
         }
     }
+    sockets_facts(img, e, &mut put);
     let p = &img.process;
     put("process.cwd".into(), p.cwd.to_string());
     put("process.umask".into(), format!("{:#o}", p.umask));
@@ -788,6 +789,68 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         format!("{:#x}", p.pending & !ticking),
     );
     f
+}
+
+/// The descriptor state of format 1.4's `sockets` (shutdowns, datagram
+/// clients, queued messages, epoll entries through another descriptor).
+/// Queued messages are compared by sender, length and hash, not at all
+/// for a socket the tree's other processes hold too; an epoll entry is
+/// named by its number, not its index (the kernel orders entries by the
+/// address of their file).
+fn sockets_facts(img: &Image, e: &Expect, put: &mut impl FnMut(String, String)) {
+    let s = &img.minor4.sockets;
+    for sd in s.shutdowns.iter() {
+        put(format!("fd {:3} shutdown", sd.fd), format!("{}", sd.how));
+    }
+    for c in s.connects.iter() {
+        put(
+            format!("fd {:3} connected to", c.fd),
+            format!("{:?}", String::from_utf8_lossy(&c.addr)),
+        );
+    }
+    for q in s.queues.iter() {
+        let text = if e.tree_fds.contains(&q.fd) {
+            "(shared with the tree)".to_string()
+        } else {
+            dumpfmt::sockets::messages(&q.messages)
+                .map(|m| match m {
+                    Ok((from, data)) => format!("from {from:?}: {}", bytes(data)),
+                    Err(why) => why.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        put(format!("fd {:3} queued messages", q.fd), text);
+    }
+    for t in s.tcp.iter() {
+        put(
+            format!("fd {:3} TCP end", t.fd),
+            format!(
+                "local {:?} peer {:?} data {}",
+                t.local,
+                t.peer,
+                if e.tree_fds.contains(&t.fd) {
+                    "(shared with the tree)".to_string()
+                } else {
+                    bytes(&t.data)
+                }
+            ),
+        );
+    }
+    for a in s.epoll_aliases.iter() {
+        let number = img
+            .fds
+            .iter()
+            .find(|f| f.fd == a.epoll)
+            .and_then(|f| match &f.kind {
+                FdKind::Epoll { entries } => entries.get(a.entry as usize).map(|x| x.fd),
+                _ => None,
+            });
+        put(
+            format!("fd {:3} epoll entry {number:?} through", a.epoll),
+            format!("fd {}", a.file),
+        );
+    }
 }
 
 /// Mappings with file indexes resolved to paths, neighbours with equal

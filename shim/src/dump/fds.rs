@@ -387,7 +387,25 @@ fn socket<'a>(
     }
     let mut peer = [0u8; 128];
     let connected = !listening && sys::sock_addr(fd, true, &mut peer).is_ok();
-    if connected {
+    // A UDP socket, or a Unix datagram client of a socket of the process:
+    // made and bound as a socket of its own, connected again by
+    // `crate::dump::sockets`.
+    let client = connected
+        && sock_type == libc::SOCK_DGRAM
+        && (family != libc::AF_UNIX
+            || unix_peer(info.ino).is_some_and(|p| {
+                crate::dump::sockets::one_way(info.ino, p)
+                    && all.iter().any(|o| o.mode == libc::S_IFSOCK && o.ino == p)
+            }));
+    // A TCP connection with its other end in the process too: made
+    // again by `crate::restore::sockets` (it is recorded without an
+    // address, and its ends in `crate::dump::sockets`).
+    let tcp_pair = connected
+        && family != libc::AF_UNIX
+        && sock_type == libc::SOCK_STREAM
+        && crate::dump::sockets::tcp_peer(fd)
+            .is_some_and(|p| p != 0 && all.iter().any(|o| o.mode == libc::S_IFSOCK && o.ino == p));
+    if connected && !client && !tcp_pair {
         let data = peek(info, sock_type, arena)?;
         if family == libc::AF_UNIX
             && let Some(peer_ino) = unix_peer(info.ino)
@@ -411,6 +429,7 @@ fn socket<'a>(
     if family != libc::AF_UNIX
         && sock_type == libc::SOCK_STREAM
         && !listening
+        && !tcp_pair
         && sys::tcp_segs_out(fd).unwrap_or(0) > 0
     {
         let data = peek(info, sock_type, arena)?;
@@ -418,11 +437,14 @@ fn socket<'a>(
     }
     let mut name = [0u8; 128];
     let len = sys::sock_addr(fd, false, &mut name).unwrap_or(0);
-    let bound = match family {
-        libc::AF_INET => name[2..8].iter().any(|&b| b != 0),
-        libc::AF_INET6 => name[2..4].iter().any(|&b| b != 0) || name[8..24].iter().any(|&b| b != 0),
-        _ => len > 2,
-    };
+    let bound = !tcp_pair
+        && match family {
+            libc::AF_INET => name[2..8].iter().any(|&b| b != 0),
+            libc::AF_INET6 => {
+                name[2..4].iter().any(|&b| b != 0) || name[8..24].iter().any(|&b| b != 0)
+            }
+            _ => len > 2,
+        };
     let addr = if bound {
         let b = arena
             .bytes(len)
@@ -537,66 +559,7 @@ fn peek<'a>(info: &Info<'a>, sock_type: i32, arena: &'a Arena) -> Result<&'a [u8
 /// The inode of the peer of Unix socket `ino`, asked of the kernel's
 /// sock_diag netlink interface.
 pub(crate) fn unix_peer(ino: u64) -> Option<u64> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_PEER: u32 = 4;
-    const UNIX_DIAG_PEER: u16 = 2;
-    // SAFETY: plain socket creation.
-    let nl = unsafe {
-        sys::sys(
-            libc::SYS_socket,
-            args!(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG
-            ),
-        )
-    }
-    .ok()? as i32;
-    // nlmsghdr (16) + unix_diag_req (24)
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req[16] = libc::AF_UNIX as u8;
-    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
-    req[24..28].copy_from_slice(&(ino as u32).to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
-    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
-    let mut resp = [0u8; 512];
-    // SAFETY: sending our request buffer and receiving into `resp`.
-    let got = unsafe {
-        let sent = sys::sys(
-            libc::SYS_sendto,
-            args!(nl, req.as_ptr(), req.len(), 0, 0, 0),
-        );
-        sent.and_then(|_| {
-            sys::sys(
-                libc::SYS_recvfrom,
-                args!(nl, resp.as_mut_ptr(), resp.len(), 0, 0, 0),
-            )
-        })
-    };
-    sys::close(nl);
-    let got = got.ok()? as usize;
-    // nlmsghdr (16), unix_diag_msg (16), then attributes.
-    let mut at = 32usize;
-    while at + 4 <= got {
-        let len = u16::from_ne_bytes([resp[at], resp[at + 1]]) as usize;
-        let kind = u16::from_ne_bytes([resp[at + 2], resp[at + 3]]);
-        if len < 4 {
-            break;
-        }
-        if kind == UNIX_DIAG_PEER && at + 8 <= got {
-            return Some(u64::from(u32::from_ne_bytes([
-                resp[at + 4],
-                resp[at + 5],
-                resp[at + 6],
-                resp[at + 7],
-            ])));
-        }
-        at += (len + 3) & !3;
-    }
-    None
+    crate::dump::sockets::diag(ino)?.peer
 }
 
 /// eventfd, timerfd, signalfd, epoll; anything else fails the dump.

@@ -25,6 +25,7 @@ pub mod panic;
 pub mod periodic;
 pub mod process;
 pub mod snapshot;
+pub mod sockets;
 pub mod timers;
 pub mod world;
 pub mod writer;
@@ -755,6 +756,7 @@ fn write_image(
         settings.refuse_external,
     )?;
     let shared_fds = crate::tree::shared::fds(arena, &descriptors, in_tree)?;
+    let sockets = sockets::collect(arena, descriptors.fds)?;
     if !job.check {
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::scan_begins() };
@@ -1040,6 +1042,7 @@ fn write_image(
                 inherited: Cow::Borrowed(chain.inherited.as_slice()),
             },
             compression,
+            sockets,
         },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with

@@ -312,6 +312,7 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             cloexec: fd.cloexec,
         });
     }
+    super::sockets::finish(image, &mut made, base)?;
     Ok(MadeFds { made, base })
 }
 

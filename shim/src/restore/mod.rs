@@ -28,6 +28,7 @@ pub mod precheck;
 pub mod restorer;
 pub mod resume;
 pub mod shared_files;
+pub mod sockets;
 pub mod timers;
 pub mod tree;
 pub mod tree_exec;
@@ -516,7 +517,8 @@ fn descriptor_base(image: &Image<'_>) -> Result<i32, Refusal> {
         .map(|f| f.fd)
         .max()
         .unwrap_or(2)
-        .max(open_now);
+        .max(open_now)
+        .max(sockets::highest(image));
     let base = highest + 1;
     let need = base as u64 + image.fds.len() as u64 + image.files.len() as u64 + 64;
     // SAFETY: getrlimit/setrlimit with a valid struct.
@@ -717,6 +719,7 @@ fn build_plan(
         v(0),
         "restore: close_range failed",
     );
+    sockets::plan_aliases(plan, image, &made.made)?;
     for m in &made.made {
         let flags = if m.cloexec { O_CLOEXEC as u64 } else { 0 };
         let target = m.target as u64;
@@ -729,7 +732,10 @@ fn build_plan(
     }
     for fd in image.fds.iter() {
         if let dumpfmt::FdKind::Epoll { entries } = &fd.kind {
-            for e in entries.iter() {
+            for (i, e) in entries.iter().enumerate() {
+                if sockets::aliased(image, fd.fd, i) {
+                    continue;
+                }
                 // struct epoll_event is packed on x86-64: u32 events, u64 data.
                 let mut ev = [0u8; 12];
                 ev[..4].copy_from_slice(&e.events.to_ne_bytes());
