@@ -136,6 +136,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::SharedMemory>(),
     expansion::<crate::SharedFd>(),
     expansion::<crate::Zombie>(),
+    expansion::<crate::QueuedSignal>(),
     1, // strings
 ]);
 

@@ -23,6 +23,7 @@ mod header;
 mod members;
 mod records;
 pub mod shared;
+mod signals;
 mod tree;
 mod verify;
 mod writer;
@@ -37,6 +38,7 @@ pub use header::{
 };
 pub use members::{Members, Stop, Zombie};
 pub use records::*;
+pub use signals::{MAX_QUEUED, QueuedSignal, Signals};
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use tree::{
     FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree,

@@ -81,6 +81,8 @@ pub struct Image<'a> {
 pub struct Minor4<'a> {
     /// Nothing yet: a placeholder so that the lifetime is used.
     pub reserved: core::marker::PhantomData<&'a ()>,
+    /// Queued signals with their `siginfo` (see [`crate::signals`]).
+    pub signals: crate::signals::Signals<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a
