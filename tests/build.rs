@@ -43,6 +43,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cexec", &[]),
     ("cexecee", &[]),
     ("cstatic", &["-static"]),
+    ("csignals", &["-pthread"]),
 ];
 
 fn main() {

@@ -38,8 +38,8 @@ pub use header::{
 };
 pub use members::{Members, Stop, Zombie};
 pub use records::*;
-pub use signals::{MAX_QUEUED, QueuedSignal, Signals};
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
+pub use signals::{MAX_QUEUED, QueuedSignal, Signals};
 pub use tree::{
     FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree,
 };

@@ -329,6 +329,12 @@ impl Program {
         Program::with_mode("cfdkinds", env!("MIGRATE_TEST_CFDKINDS"), mode, arg)
     }
 
+    /// Signals the kernel holds, one kind per `mode` (see
+    /// `programs/csignals.c`).
+    pub fn signals(mode: &str) -> Program {
+        Program::with_mode("csignals", env!("MIGRATE_TEST_CSIGNALS"), mode, None)
+    }
+
     /// cwd, umask, rlimits, signal dispositions and mask, an interval timer;
     /// it changes into `dir` (see `programs/cprocstate.c`).
     pub fn proc_state(dir: &Path) -> Program {

@@ -22,6 +22,7 @@ pub mod pages;
 pub mod panic;
 pub mod periodic;
 pub mod process;
+pub mod queued;
 pub mod timers;
 pub mod world;
 pub mod writer;
@@ -498,7 +499,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // The sequence number is part of the memory being dumped: set it first,
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
+    queued::begin(&arena, settings.signal)?;
     let result = world::stop_others(&arena).and_then(|others| {
+        // Every other thread has taken its own queued signals.
+        queued::take();
         if !job.check {
             // SAFETY: this thread leads the dump; the others are parked.
             unsafe { crate::status::dump_started(job.nonce) };
@@ -529,6 +533,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         Ok(size)
     });
     job.writer = core::ptr::null_mut();
+    queued::end();
     let after = job.after;
     let exit = match after {
         crate::status::After::Default => settings.exit_after_dump,
@@ -780,7 +785,10 @@ fn write_image(
     }
 
     job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
-    let process = process::collect(arena)?;
+    let queued = queued::collected()?;
+    let mut process = process::collect(arena)?;
+    // Those come back with their siginfo, not as a bare `kill`.
+    process.pending &= !queued::numbers(queued);
     let posix_timers = timers::collect(arena, others.len() + 1)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
@@ -852,7 +860,12 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 {
+            signals: dumpfmt::Signals {
+                queued: Cow::Borrowed(queued),
+            },
+            ..Minor4::default()
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.

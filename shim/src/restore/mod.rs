@@ -21,6 +21,7 @@ pub mod group_signals;
 pub mod namespace;
 pub mod plan;
 pub mod precheck;
+pub mod queued;
 pub mod restorer;
 pub mod resume;
 pub mod shared_files;
@@ -353,6 +354,7 @@ fn build(
     let mut plan = Plan::default();
     let creds_now = creds::check(image)?;
     let timers = timers::check(image, keep_tids)?;
+    queued::check(image, keep_tids)?;
     let handoff_off = build_plan(
         &mut plan,
         image,
@@ -947,12 +949,17 @@ fn build_plan(
             plan.patch_pointer(args_off + 64, set_tid);
         }
         let want = image.minor1.credentials.get(i);
-        let child = plan.child(|plan| thread_ops(plan, t, (creds_now, want), handoff_off));
+        let child = plan.child(|plan| {
+            queued::thread_ops(plan, image, t.tid);
+            thread_ops(plan, t, (creds_now, want), handoff_off)
+        });
         let what = format!("restore: cannot create thread {}", t.tid);
         plan.clone_thread(args_off, size_of::<CloneArgs>() as u64, child, &what);
     }
     // 9. POSIX timers, once every thread a timer may signal exists.
     timers::ops(plan, image, timer_plan, keep_tids);
+    // 9b. Queued signals, once every thread they wait for exists.
+    queued::ops(plan, image);
     let want = image.minor1.credentials.get(main);
     thread_ops(plan, t, (creds_now, want), handoff_off);
     Ok(handoff_off)
