@@ -137,6 +137,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::SharedFd>(),
     expansion::<crate::Zombie>(),
     expansion::<crate::QueuedSignal>(),
+    expansion::<crate::FileLock>(),
     1, // strings
 ]);
 

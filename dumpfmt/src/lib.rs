@@ -39,7 +39,9 @@ pub use header::{
 pub use members::{Members, Stop, Zombie};
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
-pub use signals::{MAX_QUEUED, QueuedSignal, Signals};
+pub use signals::{
+    FileLock, LOCK_FLOCK, LOCK_OFD, LOCK_POSIX, LOCK_TO_EOF, MAX_QUEUED, QueuedSignal, Signals,
+};
 pub use tree::{
     FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree,
 };

@@ -3,7 +3,8 @@
 //! signals queued with `sigqueue` values, several of one number, and
 //! standard ones, pending for the whole process or for one thread. The
 //! restore queues each again where it was, in the same order, so the
-//! program takes exactly what it would have.
+//! program takes exactly what it would have. The same group of issue 12
+//! brings back the file locks the process holds ([`FileLock`]).
 
 use alloc::borrow::Cow;
 use alloc::format;
@@ -18,6 +19,39 @@ pub struct Signals<'a> {
     /// out): the process's queue, then each thread's.
     #[serde(deserialize_with = "crate::bounded::seq")]
     pub queued: Cow<'a, [QueuedSignal]>,
+    /// The file locks the process holds, by descriptor, in order of `fd`.
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub locks: Cow<'a, [FileLock]>,
+}
+
+/// A lock the process holds on a file, taken again through descriptor
+/// `fd` (a `File` or `Dir` of `Image::fds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FileLock {
+    pub fd: i32,
+    /// [`LOCK_FLOCK`], [`LOCK_POSIX`] or [`LOCK_OFD`].
+    pub kind: u8,
+    /// A write (exclusive) lock; else a read (shared) one.
+    pub write: bool,
+    /// First byte (0 for `flock`).
+    pub start: u64,
+    /// Last byte, [`LOCK_TO_EOF`] for a lock to the end of the file (and
+    /// for `flock`).
+    pub end: u64,
+}
+
+/// `flock(2)`: the open file description's.
+pub const LOCK_FLOCK: u8 = 0;
+/// A POSIX record lock (`F_SETLK`): the process's.
+pub const LOCK_POSIX: u8 = 1;
+/// An open file description lock (`F_OFD_SETLK`).
+pub const LOCK_OFD: u8 = 2;
+/// `FileLock::end` of a lock that reaches the end of the file.
+pub const LOCK_TO_EOF: u64 = u64::MAX;
+
+impl crate::bounded::Element for FileLock {
+    const WHAT: &'static str = "file locks";
+    const MIN_ENCODED_LEN: usize = 5;
 }
 
 /// One queued signal.
@@ -49,9 +83,9 @@ impl QueuedSignal {
 }
 
 impl Signals<'_> {
-    /// Why these records are inconsistent with an image of the process
-    /// `pid` whose threads are `tids`, if they are.
-    pub fn check(&self, tids: &[u32]) -> Result<(), String> {
+    /// Why these records are inconsistent with an image whose threads are
+    /// `tids` and descriptors `fds`, if they are.
+    pub fn check(&self, tids: &[u32], fds: &[crate::Fd<'_>]) -> Result<(), String> {
         for (i, q) in self.queued.iter().enumerate() {
             let sig = q.signo();
             // SIGKILL and SIGSTOP are never queued for a program to take.
@@ -62,6 +96,24 @@ impl Signals<'_> {
                 return Err(format!(
                     "queued signal {i} waits for thread {}, not one of the image's",
                     q.tid
+                ));
+            }
+        }
+        for (i, l) in self.locks.iter().enumerate() {
+            if l.fd < 0 || l.kind > LOCK_OFD || l.start > l.end {
+                return Err(format!("file lock {i} (fd {}) is malformed", l.fd));
+            }
+            if i > 0 && self.locks[i - 1].fd > l.fd {
+                return Err(format!("file lock {i} (fd {}) is out of order", l.fd));
+            }
+            let kind = fds.iter().find(|f| f.fd == l.fd).map(|f| &f.kind);
+            if !matches!(
+                kind,
+                Some(crate::FdKind::File { .. } | crate::FdKind::Dir { .. })
+            ) {
+                return Err(format!(
+                    "file lock {i} is on fd {}, not a file or directory of the image",
+                    l.fd
                 ));
             }
         }
@@ -82,6 +134,12 @@ mod tests {
     }
 
     #[test]
+    fn file_lock_min_encoded_len_is_a_real_encoding() {
+        let len = postcard::to_allocvec(&FileLock::default()).unwrap().len();
+        assert_eq!(len, FileLock::MIN_ENCODED_LEN);
+    }
+
+    #[test]
     fn check_refuses_bad_numbers_and_unknown_threads() {
         let mut q = QueuedSignal {
             tid: 0,
@@ -90,13 +148,15 @@ mod tests {
         q.info[0] = 34;
         let ok = Signals {
             queued: Cow::Owned(alloc::vec![q, QueuedSignal { tid: 7, ..q }]),
+            ..Signals::default()
         };
-        assert!(ok.check(&[5, 7]).is_ok());
-        assert!(ok.check(&[5]).is_err());
+        assert!(ok.check(&[5, 7], &[]).is_ok());
+        assert!(ok.check(&[5], &[]).is_err());
         q.info[0] = 9;
         let kill = Signals {
             queued: Cow::Owned(alloc::vec![q]),
+            ..Signals::default()
         };
-        assert!(kill.check(&[5]).is_err());
+        assert!(kill.check(&[5], &[]).is_err());
     }
 }

@@ -280,7 +280,7 @@ pub fn verify(path: &Path) -> Result<Summary, Error> {
 fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     image.minor3.members.check(image.pid)?;
     let tids: alloc::vec::Vec<u32> = image.threads.iter().map(|t| t.tid).collect();
-    image.minor4.signals.check(&tids)?;
+    image.minor4.signals.check(&tids, &image.fds)?;
     let aligned = |v: u64| v % PAGE_SIZE == 0;
     let mut prev_end = 0u64;
     for (i, m) in image.mappings.iter().enumerate() {

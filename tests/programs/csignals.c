@@ -3,7 +3,7 @@
  * mode per kind; the dump lands during the steps, and what the program
  * takes afterwards must be what an uninterrupted run takes.
  *
- * usage: csignals queued
+ * usage: csignals queued | csignals locks DIR
  *
  * queued: every queued signal blocked in both threads, queued before the
  * steps: for the process, SIGUSR1 (kill: SI_USER), SIGRTMIN+1 twice and
@@ -15,6 +15,15 @@
  * (number, code, value, whether the sender was this process), in the
  * kernel's order.
  *
+ * locks: in DIR (files made here), a.txt flock'ed exclusively, b.txt
+ * flock'ed shared, c.txt with POSIX locks (write on bytes 0-9, read on
+ * 20-29, write from 40 to the end), d.txt with OFD locks (write on
+ * 100-199, read on 300-399) through a second descriptor of the same
+ * file. After the steps a child process (another lock owner) opens each
+ * file anew and tries to take a write lock on each range, and one in
+ * between; one verdict line per try ("held by parent", "held (OFD)",
+ * "free").
+ *
  * Protocol: "start", "step N ..." per step (20 ms apart unless
  * MIGRATE_TEST_NOSLEEP is set), then "main ..." and "worker ..." lines,
  * "done N" with the count of signals taken.
@@ -22,6 +31,8 @@
 #include "testprog.h"
 
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
 
 #define STEPS 30
 
@@ -147,6 +158,103 @@ static void queued(void)
     printf("done %d\n", g_count);
 }
 
+static int open_file(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0)
+        die(path);
+    return fd;
+}
+
+static void set_lock(int fd, int cmd, short type, off_t start, off_t len, const char *what)
+{
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    if (fcntl(fd, cmd, &fl) != 0)
+        die(what);
+}
+
+/* In the child: who holds a write lock's way on [start, start+len). */
+static void probe(const char *dir, const char *name, int ofd, off_t start, off_t len)
+{
+    int fd = open_file(dir, name);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
+    if (fcntl(fd, ofd ? F_OFD_GETLK : F_GETLK, &fl) != 0)
+        die("F_GETLK");
+    const char *verdict;
+    if (fl.l_type == F_UNLCK)
+        verdict = "free";
+    else if (fl.l_pid == getppid())
+        verdict = fl.l_type == F_WRLCK ? "write held by parent" : "read held by parent";
+    else if (fl.l_pid == -1)
+        verdict = fl.l_type == F_WRLCK ? "write held (OFD)" : "read held (OFD)";
+    else
+        verdict = "held by someone else";
+    printf("%s %s %ld+%ld: %s\n", name, ofd ? "ofd" : "posix", (long)start, (long)len, verdict);
+    close(fd);
+}
+
+static void probe_flock(const char *dir, const char *name)
+{
+    int fd = open_file(dir, name);
+    int ex = flock(fd, LOCK_EX | LOCK_NB) == 0 ? 1 : errno == EWOULDBLOCK ? 0 : -1;
+    if (ex > 0)
+        flock(fd, LOCK_UN);
+    int sh = flock(fd, LOCK_SH | LOCK_NB) == 0 ? 1 : errno == EWOULDBLOCK ? 0 : -1;
+    printf("%s flock: exclusive %s, shared %s\n", name, ex > 0 ? "free" : ex == 0 ? "held" : "error",
+           sh > 0 ? "free" : sh == 0 ? "held" : "error");
+    close(fd);
+}
+
+static void locks(const char *dir)
+{
+    int a = open_file(dir, "a.txt");
+    int b = open_file(dir, "b.txt");
+    int c = open_file(dir, "c.txt");
+    int d = open_file(dir, "d.txt");
+    int d2 = dup(d);
+    if (d2 < 0)
+        die("dup");
+    if (flock(a, LOCK_EX | LOCK_NB) != 0)
+        die("flock a");
+    if (flock(b, LOCK_SH | LOCK_NB) != 0)
+        die("flock b");
+    set_lock(c, F_SETLK, F_WRLCK, 0, 10, "posix c 0");
+    set_lock(c, F_SETLK, F_RDLCK, 20, 10, "posix c 20");
+    set_lock(c, F_SETLK, F_WRLCK, 40, 0, "posix c 40");
+    set_lock(d2, F_OFD_SETLK, F_WRLCK, 100, 100, "ofd d 100");
+    set_lock(d2, F_OFD_SETLK, F_RDLCK, 300, 100, "ofd d 300");
+    uint64_t acc = 3;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(20000000L);
+    }
+    pid_t child = fork();
+    if (child < 0)
+        die("fork");
+    if (child == 0) {
+        probe_flock(dir, "a.txt");
+        probe_flock(dir, "b.txt");
+        probe(dir, "c.txt", 0, 0, 10);
+        probe(dir, "c.txt", 0, 10, 10);
+        probe(dir, "c.txt", 0, 20, 10);
+        probe(dir, "c.txt", 0, 30, 10);
+        probe(dir, "c.txt", 0, 1000000, 1);
+        probe(dir, "d.txt", 1, 100, 100);
+        probe(dir, "d.txt", 1, 200, 100);
+        probe(dir, "d.txt", 1, 300, 100);
+        probe(dir, "d.txt", 1, 400, 0);
+        fflush(stdout);
+        _exit(0);
+    }
+    int status;
+    if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("child");
+    printf("done locks\n");
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -154,6 +262,8 @@ int main(int argc, char **argv)
         fail("usage: csignals MODE");
     if (strcmp(argv[1], "queued") == 0)
         queued();
+    else if (strcmp(argv[1], "locks") == 0 && argc == 3)
+        locks(argv[2]);
     else
         fail("unknown mode");
     return 0;

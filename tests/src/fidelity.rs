@@ -706,6 +706,15 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         );
         *n += 1;
     }
+    for (i, l) in img.minor4.signals.locks.iter().enumerate() {
+        put(
+            format!("file lock {i} fd {}", l.fd),
+            format!(
+                "kind={} write={} bytes {}-{}",
+                l.kind, l.write, l.start, l.end
+            ),
+        );
+    }
     for a in img.sigactions.iter() {
         if e.moved.contains(&a.signal) {
             continue;

@@ -329,10 +329,10 @@ impl Program {
         Program::with_mode("cfdkinds", env!("MIGRATE_TEST_CFDKINDS"), mode, arg)
     }
 
-    /// Signals the kernel holds, one kind per `mode` (see
-    /// `programs/csignals.c`).
-    pub fn signals(mode: &str) -> Program {
-        Program::with_mode("csignals", env!("MIGRATE_TEST_CSIGNALS"), mode, None)
+    /// Signals and file locks the kernel holds, one kind per `mode`, with
+    /// its argument if it takes one (see `programs/csignals.c`).
+    pub fn signals(mode: &str, arg: Option<&Path>) -> Program {
+        Program::with_mode("csignals", env!("MIGRATE_TEST_CSIGNALS"), mode, arg)
     }
 
     /// cwd, umask, rlimits, signal dispositions and mask, an interval timer;

@@ -41,7 +41,7 @@ fn check_tail(lines: &[String], context: &str) {
 #[test]
 fn queued_signals_come_back_with_their_values() {
     let dir = TestDir::new("sig-queued");
-    let program = Program::signals("queued");
+    let program = Program::signals("queued", None);
     let expected = reference(&program);
     check_tail(&expected, "the reference run");
     let r = dump_kill_restore(&dir, &program, 5, &[], &[]);
@@ -56,7 +56,7 @@ fn queued_signals_come_back_with_their_values() {
 #[test]
 fn dumped_process_still_takes_its_queued_signals() {
     let dir = TestDir::new("sig-queued-on");
-    let program = Program::signals("queued");
+    let program = Program::signals("queued", None);
     let expected = reference(&program);
     let image = dir.join("queued.img");
     let mut original = dir.spawn(

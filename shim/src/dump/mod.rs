@@ -17,6 +17,7 @@
 pub mod arena;
 pub mod fds;
 pub mod keep;
+pub mod locks;
 pub mod maps;
 pub mod pages;
 pub mod panic;
@@ -674,6 +675,7 @@ fn write_image(
         settings.refuse_external,
     )?;
     let shared_fds = crate::tree::shared::fds(arena, &descriptors, in_tree)?;
+    let file_locks = locks::collect(arena, descriptors.fds)?;
     if !job.check {
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::scan_begins() };
@@ -863,6 +865,7 @@ fn write_image(
         minor4: Minor4 {
             signals: dumpfmt::Signals {
                 queued: Cow::Borrowed(queued),
+                locks: Cow::Borrowed(file_locks),
             },
             ..Minor4::default()
         },

@@ -18,6 +18,7 @@ pub mod clocks;
 pub mod creds;
 pub mod fds;
 pub mod group_signals;
+pub mod locks;
 pub mod namespace;
 pub mod plan;
 pub mod precheck;
@@ -960,6 +961,8 @@ fn build_plan(
     timers::ops(plan, image, timer_plan, keep_tids);
     // 9b. Queued signals, once every thread they wait for exists.
     queued::ops(plan, image);
+    // 9c. File locks, now that no descriptor will be closed.
+    locks::ops(plan, image);
     let want = image.minor1.credentials.get(main);
     thread_ops(plan, t, (creds_now, want), handoff_off);
     Ok(handoff_off)
