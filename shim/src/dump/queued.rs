@@ -73,6 +73,9 @@ pub fn begin(arena: &Arena, dump_signal: i32) -> Result<(), Fail> {
     NEXT.store(0, Release);
     FULL.store(false, Release);
     BROKEN.store(0, Release);
+    // A child forked while its parent's thread was taking inherits the
+    // word held by a thread it does not have.
+    TAKER.store(0, Release);
     TAKEN.store(slots.into_raw(), Release);
     Ok(())
 }
