@@ -48,6 +48,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cstatic", &["-static"]),
     ("csnap", &["-pthread"]),
     ("csockets", &[]),
+    ("csignals", &["-pthread"]),
 ];
 
 fn main() {

@@ -147,6 +147,8 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::Ancestor<'_>>(),
     expansion::<crate::InheritedRun>(),
     expansion::<crate::compress::Chunk>(),
+    expansion::<crate::QueuedSignal>(),
+    expansion::<crate::FileLock>(),
     1, // strings
 ]);
 

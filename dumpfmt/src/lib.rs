@@ -28,6 +28,7 @@ mod members;
 pub mod placement;
 mod records;
 pub mod shared;
+mod signals;
 pub mod sockets;
 mod tree;
 mod verify;
@@ -47,6 +48,9 @@ pub use members::{Members, Stop, Zombie};
 pub use placement::Placement;
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
+pub use signals::{
+    FileLock, LOCK_FLOCK, LOCK_OFD, LOCK_POSIX, LOCK_TO_EOF, MAX_QUEUED, QueuedSignal, Signals,
+};
 pub use tree::{
     FLAG_TREE, MAX_MEMBERS, Member, Tree, TreeFile, TreeSummary, encode_tree, frame_tree,
 };

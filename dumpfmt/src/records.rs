@@ -94,6 +94,8 @@ pub struct Minor4<'a> {
     /// and their queued messages, epoll entries through closed descriptors
     /// (see [`crate::sockets`]).
     pub sockets: crate::sockets::Sockets<'a>,
+    /// Queued signals with their `siginfo` (see [`crate::signals`]).
+    pub signals: crate::signals::Signals<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

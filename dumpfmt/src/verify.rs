@@ -322,6 +322,8 @@ fn check_inside_mappings(image: &Image<'_>) -> Result<(), String> {
 fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     image.minor3.members.check(image.pid)?;
     image.minor4.capture.check()?;
+    let tids: alloc::vec::Vec<u32> = image.threads.iter().map(|t| t.tid).collect();
+    image.minor4.signals.check(&tids, &image.fds)?;
     let aligned = |v: u64| v % PAGE_SIZE == 0;
     let mut prev_end = 0u64;
     for (i, m) in image.mappings.iter().enumerate() {

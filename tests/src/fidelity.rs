@@ -46,6 +46,8 @@
 //!   not in the kernel's order.
 //! - Pending signals that an armed timer (POSIX or interval) sends: it may
 //!   fire between the dump and the check.
+//! - A queued `SIGCHLD` (`Minor4::signals`) of a process restored with
+//!   children: a child may end between the restore and the check.
 //! - A zombie child's process group and session numbers: seen from the
 //!   restore's PID namespace, one led from outside it reads 0; only
 //!   whether the zombie leads its own is compared.
@@ -683,6 +685,33 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
                 t.value,
                 t.value_ns != 0,
                 t.interval_ns
+            ),
+        );
+    }
+    // Queued signals, per queue in order (a thread's by its TLS); a child
+    // restored with the process may end before the check (its SIGCHLD).
+    let mut nth = BTreeMap::new();
+    for q in img.minor4.signals.queued.iter() {
+        if e.children && q.signo() == libc::SIGCHLD {
+            continue;
+        }
+        let queue = match img.threads.iter().find(|t| q.tid != 0 && t.tid == q.tid) {
+            Some(t) => format!("thread fs_base={:#x}", t.fs_base),
+            None => format!("process (tid {})", q.tid),
+        };
+        let n = nth.entry(queue.clone()).or_insert(0);
+        put(
+            format!("queued signal {queue} #{n}"),
+            format!("{:x?}", q.info),
+        );
+        *n += 1;
+    }
+    for (i, l) in img.minor4.signals.locks.iter().enumerate() {
+        put(
+            format!("file lock {i} fd {}", l.fd),
+            format!(
+                "kind={} write={} bytes {}-{}",
+                l.kind, l.write, l.start, l.end
             ),
         );
     }

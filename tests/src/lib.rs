@@ -363,6 +363,12 @@ impl Program {
         Program::with_mode("cfdkinds", env!("MIGRATE_TEST_CFDKINDS"), mode, arg)
     }
 
+    /// Signals and file locks the kernel holds, one kind per `mode`, with
+    /// its argument if it takes one (see `programs/csignals.c`).
+    pub fn signals(mode: &str, arg: Option<&Path>) -> Program {
+        Program::with_mode("csignals", env!("MIGRATE_TEST_CSIGNALS"), mode, arg)
+    }
+
     /// cwd, umask, rlimits, signal dispositions and mask, an interval timer;
     /// it changes into `dir` (see `programs/cprocstate.c`).
     pub fn proc_state(dir: &Path) -> Program {

@@ -19,11 +19,13 @@ pub mod compress;
 pub mod fds;
 pub mod incremental;
 pub mod keep;
+pub mod locks;
 pub mod maps;
 pub mod pages;
 pub mod panic;
 pub mod periodic;
 pub mod process;
+pub mod queued;
 pub mod snapshot;
 pub mod sockets;
 pub mod timers;
@@ -557,7 +559,10 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // The sequence number is part of the memory being dumped: set it first,
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
+    queued::begin(&arena, settings.signal)?;
     let result = world::stop_others(&arena).and_then(|others| {
+        // Every other thread has taken its own queued signals.
+        queued::take();
         if !job.check {
             // SAFETY: this thread leads the dump; the others are parked.
             unsafe { crate::status::dump_started(job.nonce) };
@@ -607,6 +612,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         Ok(size)
     });
     job.writer = core::ptr::null_mut();
+    queued::end();
     let after = job.after;
     let exit = match after {
         crate::status::After::Default => settings.exit_after_dump,
@@ -757,6 +763,7 @@ fn write_image(
     )?;
     let shared_fds = crate::tree::shared::fds(arena, &descriptors, in_tree)?;
     let sockets = sockets::collect(arena, descriptors.fds)?;
+    let file_locks = locks::collect(arena, descriptors.fds)?;
     if !job.check {
         // SAFETY: this thread leads the dump.
         unsafe { crate::status::scan_begins() };
@@ -870,7 +877,10 @@ fn write_image(
         }
     }
 
-    let process = process::collect(arena)?;
+    let queued = queued::collected()?;
+    let mut process = process::collect(arena)?;
+    // Those come back with their siginfo, not as a bare `kill`.
+    process.pending &= !queued::numbers(queued);
     let posix_timers = timers::collect(arena, others.len() + 1)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
@@ -1043,6 +1053,10 @@ fn write_image(
             },
             compression,
             sockets,
+            signals: dumpfmt::Signals {
+                queued: Cow::Borrowed(queued),
+                locks: Cow::Borrowed(file_locks),
+            },
         },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with

@@ -171,6 +171,8 @@ extern "C" fn park_body(arg: *mut u8) -> u64 {
     // SAFETY: the leader wrote the settings before publishing the slots and
     // does not change them while threads park; reading is race-free.
     let settings: &Settings = unsafe { SETTINGS.get() };
+    // Before the slot is complete: the leader's image has them all.
+    crate::dump::queued::take();
     slot.state = thread_state(&slot.regs, settings);
     slot.creds = sys::creds::current();
     slot.ready.store(1, Release);

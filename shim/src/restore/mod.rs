@@ -21,10 +21,12 @@ pub mod fds;
 pub mod group_signals;
 pub mod incremental;
 pub mod lazy;
+pub mod locks;
 pub mod namespace;
 pub mod pages;
 pub mod plan;
 pub mod precheck;
+pub mod queued;
 pub mod restorer;
 pub mod resume;
 pub mod shared_files;
@@ -376,6 +378,7 @@ fn build(
     let creds_now = creds::check(image)?;
     let timers = timers::check(image, keep_tids)?;
     let placing = pages::placing(&img, lazy)?;
+    queued::check(image, keep_tids)?;
     let handoff_off = build_plan(
         &mut plan,
         image,
@@ -879,12 +882,19 @@ fn build_plan(
             plan.patch_pointer(args_off + 64, set_tid);
         }
         let want = image.minor1.credentials.get(i);
-        let child = plan.child(|plan| thread_ops(plan, t, (creds_now, want), handoff_off));
+        let child = plan.child(|plan| {
+            queued::thread_ops(plan, image, t.tid);
+            thread_ops(plan, t, (creds_now, want), handoff_off)
+        });
         let what = format!("restore: cannot create thread {}", t.tid);
         plan.clone_thread(args_off, size_of::<CloneArgs>() as u64, child, &what);
     }
     // 9. POSIX timers, once every thread a timer may signal exists.
     timers::ops(plan, image, timer_plan, keep_tids);
+    // 9b. Queued signals, once every thread they wait for exists.
+    queued::ops(plan, image);
+    // 9c. File locks, now that no descriptor will be closed.
+    locks::ops(plan, image);
     let want = image.minor1.credentials.get(main);
     thread_ops(plan, t, (creds_now, want), handoff_off);
     Ok(handoff_off)
