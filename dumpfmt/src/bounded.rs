@@ -96,6 +96,12 @@ element!(
 element!(crate::SharedMemory, "shared memory records", 5);
 element!(crate::SharedFd, "shared descriptor records", 4, MAX_FDS);
 element!(crate::Zombie, "zombie children", 5);
+element!(
+    crate::ThreadAttrs,
+    "thread attribute records",
+    2,
+    MAX_THREADS
+);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -136,6 +142,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::SharedMemory>(),
     expansion::<crate::SharedFd>(),
     expansion::<crate::Zombie>(),
+    expansion::<crate::ThreadAttrs>(),
     1, // strings
 ]);
 
@@ -337,6 +344,10 @@ mod tests {
         assert_eq!(
             encoded_len(&crate::Zombie::default()),
             crate::Zombie::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::ThreadAttrs::default()),
+            crate::ThreadAttrs::MIN_ENCODED_LEN
         );
         assert_eq!(
             encoded_len(&(0u32, 0u64, 0u64)),

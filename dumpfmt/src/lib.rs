@@ -21,6 +21,7 @@ mod elf;
 mod error;
 mod header;
 mod members;
+pub mod procattrs;
 mod records;
 pub mod shared;
 mod tree;
@@ -36,6 +37,7 @@ pub use header::{
     VERSION_MINOR,
 };
 pub use members::{Members, Stop, Zombie};
+pub use procattrs::{ProcAttrs, ProcessAttrs, ThreadAttrs};
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use tree::{

@@ -79,8 +79,9 @@ pub struct Image<'a> {
 /// field of a type of its own, defined in a file of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Minor4<'a> {
-    /// Nothing yet: a placeholder so that the lifetime is used.
-    pub reserved: core::marker::PhantomData<&'a ()>,
+    /// `prctl` state and `oom_score_adj` of the process and its threads
+    /// (see [`crate::procattrs`]).
+    pub procattrs: crate::procattrs::ProcAttrs<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

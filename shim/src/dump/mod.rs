@@ -21,6 +21,7 @@ pub mod maps;
 pub mod pages;
 pub mod panic;
 pub mod periodic;
+pub mod procattrs;
 pub mod process;
 pub mod timers;
 pub mod world;
@@ -606,6 +607,9 @@ fn write_image(
 ) -> Result<dumpfmt::Header, Fail> {
     crate::fault::dump_panic_point();
     let no_mem = || Fail::new("the dump arena is too small");
+    // Before anything reads procfs files a non-dumpable process cannot.
+    let proc_attrs = procattrs::process()?;
+    let _dumpable = procattrs::Dumpable::on(&proc_attrs);
     let maps_buf = arena.bytes(MAPS_BUF).ok_or_else(no_mem)?;
     let maps_len = sys::read_file(b"/proc/self/maps\0", maps_buf)
         .map_err(|e| Fail::new("cannot read /proc/self/maps").errno(e))?;
@@ -792,15 +796,20 @@ fn write_image(
         .vec::<Credentials>(others.len() + 1)
         .ok_or_else(no_mem)?;
     let mut frames = arena.vec::<u64>(others.len() + 1).ok_or_else(no_mem)?;
+    let mut thread_attrs = arena
+        .vec::<dumpfmt::ThreadAttrs>(others.len() + 1)
+        .ok_or_else(no_mem)?;
     let _ = threads.push(thread_state(regs, settings));
     let _ = creds.push(sys::creds::current());
     let _ = frames.push(job.fpstate);
+    let _ = thread_attrs.push(procattrs::thread());
     // A slot claimed by a park request that raced with the start of this
     // dump may have stayed empty.
     for slot in others.iter().filter(|s| s.ready.load(Acquire) == 1) {
         let _ = threads.push(slot.state);
         let _ = creds.push(slot.creds);
         let _ = frames.push(slot.fpstate);
+        let _ = thread_attrs.push(slot.attrs);
     }
     let cpu = sys::cpu_features();
     let mut xsave = [dumpfmt::XsaveComponent::default(); 32];
@@ -852,7 +861,12 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 {
+            procattrs: dumpfmt::ProcAttrs {
+                process: Some(proc_attrs),
+                threads: Cow::Borrowed(thread_attrs.as_slice()),
+            },
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.

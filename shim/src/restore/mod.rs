@@ -21,6 +21,7 @@ pub mod group_signals;
 pub mod namespace;
 pub mod plan;
 pub mod precheck;
+pub mod procattrs;
 pub mod restorer;
 pub mod resume;
 pub mod shared_files;
@@ -352,6 +353,7 @@ fn build(
     }
     let mut plan = Plan::default();
     let creds_now = creds::check(image)?;
+    procattrs::set_before_teardown(image)?;
     let timers = timers::check(image, keep_tids)?;
     let handoff_off = build_plan(
         &mut plan,
@@ -866,6 +868,7 @@ fn build_plan(
     );
     plan.call_any(SYS_umask, &[v(u64::from(p.umask))]);
     plan.call_any(SYS_personality, &[v(p.personality)]);
+    procattrs::process_ops(plan, image);
     for &(res, soft, hard) in p.rlimits.iter() {
         // Raising a hard limit needs privilege: a limit that cannot be set stays as it is.
         let off = plan.data(&[soft, hard]);
@@ -947,14 +950,16 @@ fn build_plan(
             plan.patch_pointer(args_off + 64, set_tid);
         }
         let want = image.minor1.credentials.get(i);
-        let child = plan.child(|plan| thread_ops(plan, t, (creds_now, want), handoff_off));
+        let attrs = image.minor4.procattrs.threads.get(i);
+        let child = plan.child(|plan| thread_ops(plan, t, (creds_now, want, attrs), handoff_off));
         let what = format!("restore: cannot create thread {}", t.tid);
         plan.clone_thread(args_off, size_of::<CloneArgs>() as u64, child, &what);
     }
     // 9. POSIX timers, once every thread a timer may signal exists.
     timers::ops(plan, image, timer_plan, keep_tids);
     let want = image.minor1.credentials.get(main);
-    thread_ops(plan, t, (creds_now, want), handoff_off);
+    let attrs = image.minor4.procattrs.threads.get(main);
+    thread_ops(plan, t, (creds_now, want, attrs), handoff_off);
     Ok(handoff_off)
 }
 
@@ -976,17 +981,22 @@ struct CloneArgs {
 
 /// What a thread sets for itself before resuming: GS base, robust list,
 /// rseq, name, its credentials (`want`, when the image has them, from
-/// `now`), the signal mask it had in the handler; then the jump back.
+/// `now`) and then its timer slack and parent-death signal, the signal mask it had in the handler; then the jump back.
 fn thread_ops(
     plan: &mut Plan,
     t: &dumpfmt::ThreadState,
-    (now, want): (&dumpfmt::Credentials, Option<&dumpfmt::Credentials>),
+    (now, want, attrs): (
+        &dumpfmt::Credentials,
+        Option<&dumpfmt::Credentials>,
+        Option<&dumpfmt::ThreadAttrs>,
+    ),
     handoff_off: usize,
 ) {
     let v = Arg::V;
     if let Some(want) = want {
         creds::thread_ops(plan, now, want);
     }
+    procattrs::thread_ops(plan, attrs);
     if t.gs_base != 0 {
         plan.call(
             libc::SYS_arch_prctl,

@@ -1,0 +1,103 @@
+//! `prctl` state and `oom_score_adj` come back (see `dumpfmt::procattrs`).
+//!
+//! [`set_before_teardown`] runs while libc works: THP disable, the child
+//! subreaper flag and `oom_score_adj` belong to the process (its `mm` and
+//! signal struct), which the teardown keeps. `oom_score_adj` cannot
+//! always be set: lowering it below what the relaunch inherited needs
+//! `CAP_SYS_RESOURCE` (of the initial user namespace, which a restore's
+//! own namespace does not give). A value that cannot be set back refuses
+//! the restore with one line rather than let the process run with
+//! another.
+//!
+//! [`process_ops`] and [`thread_ops`] add plan calls for what must come
+//! after the restorer's other steps: the dumpable flag (a credential
+//! change resets it, and the restore reads its own procfs files until
+//! the teardown), and each thread's timer slack and parent-death signal
+//! (per task: each thread sets its own, after its credentials, whose
+//! change would clear the parent-death signal).
+
+use dumpfmt::{Image, ThreadAttrs};
+
+use super::plan::{Arg, Plan};
+use super::{Refusal, exit, refuse};
+use crate::dump::procattrs::ops;
+
+/// Sets the process-wide attributes the teardown keeps; refuses an
+/// `oom_score_adj` this process cannot take.
+pub fn set_before_teardown(image: &Image<'_>) -> Result<(), Refusal> {
+    let Some(p) = &image.minor4.procattrs.process else {
+        return Ok(());
+    };
+    let now = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|t| t.trim().parse::<i16>().ok());
+    if now != Some(p.oom_score_adj)
+        && let Err(e) = std::fs::write("/proc/self/oom_score_adj", p.oom_score_adj.to_string())
+    {
+        let now = now.map_or("unknown".to_string(), |v| v.to_string());
+        let why = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            " (lowering it needs CAP_SYS_RESOURCE)"
+        } else {
+            ""
+        };
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "cannot set oom_score_adj back to {}: it is {now} here{why}: {e}",
+                p.oom_score_adj
+            ),
+        ));
+    }
+    let set = |op: u64, v: u64, what: &str| {
+        // SAFETY: these prctl operations take integers only.
+        if unsafe { libc::prctl(op as i32, v, 0u64, 0u64, 0u64) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(refuse(exit::UNSUPPORTED, format!("cannot set {what}: {e}")));
+        }
+        Ok(())
+    };
+    set(
+        ops::PR_SET_THP_DISABLE,
+        u64::from(p.thp_disable),
+        "PR_SET_THP_DISABLE",
+    )?;
+    set(
+        ops::PR_SET_CHILD_SUBREAPER,
+        u64::from(p.child_subreaper),
+        "PR_SET_CHILD_SUBREAPER",
+    )?;
+    Ok(())
+}
+
+/// The dumpable flag, set by the restorer.
+pub fn process_ops(plan: &mut Plan, image: &Image<'_>) {
+    if let Some(p) = &image.minor4.procattrs.process {
+        plan.call(
+            libc::SYS_prctl,
+            &[Arg::V(ops::PR_SET_DUMPABLE), Arg::V(u64::from(p.dumpable))],
+            Arg::V(0),
+            "restore: cannot set the dumpable flag",
+        );
+    }
+}
+
+/// A thread's timer slack and parent-death signal, set by itself.
+pub fn thread_ops(plan: &mut Plan, attrs: Option<&ThreadAttrs>) {
+    let Some(a) = attrs else {
+        return;
+    };
+    let v = Arg::V;
+    plan.call(
+        libc::SYS_prctl,
+        &[v(ops::PR_SET_TIMERSLACK), v(a.timer_slack_ns)],
+        v(0),
+        "restore: cannot set a thread's timer slack",
+    );
+    // 0 too: the relaunch may have set one of its own.
+    plan.call(
+        libc::SYS_prctl,
+        &[v(ops::PR_SET_PDEATHSIG), v(u64::from(a.pdeath_signal))],
+        v(0),
+        "restore: cannot set a thread's parent-death signal",
+    );
+}
