@@ -102,6 +102,7 @@ element!(
     2,
     MAX_THREADS
 );
+element!(crate::MappingAttrs, "mapping attribute records", 3);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -143,6 +144,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::SharedFd>(),
     expansion::<crate::Zombie>(),
     expansion::<crate::ThreadAttrs>(),
+    expansion::<crate::MappingAttrs>(),
     1, // strings
 ]);
 
@@ -348,6 +350,10 @@ mod tests {
         assert_eq!(
             encoded_len(&crate::ThreadAttrs::default()),
             crate::ThreadAttrs::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::MappingAttrs::default()),
+            crate::MappingAttrs::MIN_ENCODED_LEN
         );
         assert_eq!(
             encoded_len(&(0u32, 0u64, 0u64)),

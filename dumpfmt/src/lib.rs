@@ -37,7 +37,7 @@ pub use header::{
     VERSION_MINOR,
 };
 pub use members::{Members, Stop, Zombie};
-pub use procattrs::{ProcAttrs, ProcessAttrs, ThreadAttrs};
+pub use procattrs::{MappingAttrs, ProcAttrs, ProcessAttrs, ThreadAttrs};
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use tree::{

@@ -6,6 +6,14 @@
  *           parent-death signal and a timer slack on the main thread, another
  *           slack and parent-death signal and a name on a worker thread, and
  *           oom_score_adj raised to 345.
+ *   madvise one anonymous area per madvise advice (DONTFORK, DONTDUMP,
+ *           WIPEONFORK, HUGEPAGE, NOHUGEPAGE, MERGEABLE), one locked with
+ *           mlock, one with mlock2(MLOCK_ONFAULT), one plain; every step
+ *           prints each area's VmFlags (of those) and a hash of its bytes;
+ *           the end forks a child that checks the DONTFORK area is absent,
+ *           the WIPEONFORK one zero, the others kept.
+ *   oom     oom_score_adj as the process was started with (the test lowers
+ *           it below 0, which needs CAP_SYS_RESOURCE).
  *
  * usage: cprocattrs MODE
  *
@@ -18,6 +26,7 @@
 #include "testprog.h"
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -187,20 +196,178 @@ static void check_subreaper(void)
            reaped > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "here" : "NOT HERE");
 }
 
+#define AREA_PAGES 4
+#define PAGE 4096
+
+struct area {
+    const char *name;
+    int advice; /* -1: none; -2: mlock; -3: mlock2 onfault */
+    unsigned char *p;
+};
+
+static struct area g_areas[] = {
+    {"dontfork", MADV_DONTFORK, NULL},     {"dontdump", MADV_DONTDUMP, NULL},
+    {"wipeonfork", MADV_WIPEONFORK, NULL}, {"hugepage", MADV_HUGEPAGE, NULL},
+    {"nohugepage", MADV_NOHUGEPAGE, NULL}, {"mergeable", MADV_MERGEABLE, NULL},
+    {"mlock", -2, NULL},                   {"mlock-onfault", -3, NULL},
+    {"plain", -1, NULL},
+};
+#define N_AREAS (sizeof g_areas / sizeof g_areas[0])
+
+static const char *const SHOWN[] = {"dc", "dd", "wf", "hg", "nh", "mg", "lo", "lf"};
+
+/* The VmFlags of the area at p (those in SHOWN), from /proc/self/smaps. */
+static void area_flags(const void *p, char *out, size_t len)
+{
+    static char buf[1 << 20];
+    int fd = open("/proc/self/smaps", O_RDONLY);
+    if (fd < 0)
+        die("open smaps");
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
+    close(fd);
+    buf[n] = 0;
+    snprintf(out, len, "none");
+    uintptr_t want = (uintptr_t)p;
+    int inside = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned long start, end;
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            inside = start <= want && want < end;
+            continue;
+        }
+        if (!inside || strncmp(line, "VmFlags:", 8) != 0)
+            continue;
+        out[0] = 0;
+        size_t used = 0;
+        for (size_t i = 0; i < sizeof SHOWN / sizeof SHOWN[0]; i++) {
+            char word[5] = {' ', SHOWN[i][0], SHOWN[i][1], ' ', 0};
+            char padded[512];
+            snprintf(padded, sizeof padded, "%s ", line + 8);
+            if (strstr(padded, word))
+                used += (size_t)snprintf(out + used, len - used, "%s%s", used ? "," : "",
+                                         SHOWN[i]);
+        }
+        if (used == 0)
+            snprintf(out, len, "none");
+        return;
+    }
+}
+
+static void madvise_setup(void)
+{
+    for (size_t i = 0; i < N_AREAS; i++) {
+        struct area *a = &g_areas[i];
+        a->p = mmap(NULL, AREA_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1, 0);
+        if (a->p == MAP_FAILED)
+            die("mmap");
+        for (size_t k = 0; k < AREA_PAGES * PAGE; k++)
+            a->p[k] = (unsigned char)(mix(i * 100000 + k) | 1);
+        int r = 0;
+        if (a->advice >= 0)
+            r = madvise(a->p, AREA_PAGES * PAGE, a->advice);
+        else if (a->advice == -2)
+            r = mlock(a->p, AREA_PAGES * PAGE);
+        else if (a->advice == -3)
+            r = mlock2(a->p, AREA_PAGES * PAGE, MLOCK_ONFAULT);
+        if (r != 0)
+            printf("setup %s: %s\n", a->name, strerror(errno));
+    }
+}
+
+static void madvise_step(int s)
+{
+    printf("step %d", s);
+    for (size_t i = 0; i < N_AREAS; i++) {
+        char flags[64];
+        area_flags(g_areas[i].p, flags, sizeof flags);
+        uint64_t h = fnv(FNV_INIT, g_areas[i].p, AREA_PAGES * PAGE);
+        printf(" %s=%s/%04" PRIx64, g_areas[i].name, flags, h & 0xffff);
+    }
+    printf("\n");
+}
+
+/* What a fork child sees of each area: absent, zero, or the same bytes. */
+static void check_fork(void)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        die("pipe");
+    uint64_t before[N_AREAS];
+    for (size_t i = 0; i < N_AREAS; i++)
+        before[i] = fnv(FNV_INIT, g_areas[i].p, AREA_PAGES * PAGE);
+    pid_t child = fork();
+    if (child < 0)
+        die("fork");
+    if (child == 0) {
+        char seen[N_AREAS];
+        for (size_t i = 0; i < N_AREAS; i++) {
+            unsigned char vec[AREA_PAGES];
+            if (mincore(g_areas[i].p, AREA_PAGES * PAGE, vec) != 0 && errno == ENOMEM) {
+                seen[i] = 'A';
+                continue;
+            }
+            int zero = 1;
+            for (size_t k = 0; k < AREA_PAGES * PAGE; k++)
+                zero &= g_areas[i].p[k] == 0;
+            uint64_t h = fnv(FNV_INIT, g_areas[i].p, AREA_PAGES * PAGE);
+            seen[i] = zero ? 'Z' : h == before[i] ? 'K' : 'X';
+        }
+        if (write(p[1], seen, sizeof seen) != sizeof seen)
+            _exit(1);
+        _exit(0);
+    }
+    close(p[1]);
+    char seen[N_AREAS];
+    if (read(p[0], seen, sizeof seen) != sizeof seen)
+        die("read from the fork child");
+    close(p[0]);
+    if (waitpid(child, NULL, 0) != child)
+        die("waitpid");
+    printf("check fork child:");
+    for (size_t i = 0; i < N_AREAS; i++)
+        printf(" %s=%s", g_areas[i].name,
+               seen[i] == 'A'   ? "absent"
+               : seen[i] == 'Z' ? "zero"
+               : seen[i] == 'K' ? "kept"
+                                : "CHANGED");
+    printf("\n");
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
     if (argc < 2)
         fail("usage: cprocattrs MODE");
     const char *mode = argv[1];
-    if (strcmp(mode, "prctl") != 0)
+    if (strcmp(mode, "prctl") == 0) {
+        prctl_setup();
+        for (int s = 1; s <= STEPS; s++) {
+            prctl_step(s);
+            pace(20 * 1000 * 1000);
+        }
+        check_subreaper();
+    } else if (strcmp(mode, "madvise") == 0) {
+        madvise_setup();
+        for (int s = 1; s <= STEPS; s++) {
+            madvise_step(s);
+            pace(20 * 1000 * 1000);
+        }
+        check_fork();
+    } else if (strcmp(mode, "oom") == 0) {
+        /* oom_score_adj as the process was started with. */
+        for (int s = 1; s <= STEPS; s++) {
+            char oom[32];
+            read_text("/proc/self/oom_score_adj", oom, sizeof oom);
+            printf("step %d oom_score_adj=%s\n", s, oom);
+            pace(20 * 1000 * 1000);
+        }
+    } else {
         fail("unknown mode");
-    prctl_setup();
-    for (int s = 1; s <= STEPS; s++) {
-        prctl_step(s);
-        pace(20 * 1000 * 1000);
     }
-    check_subreaper();
     printf("done %s\n", mode);
     return 0;
 }

@@ -665,6 +665,12 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
             format!("{a:?}"),
         );
     }
+    for m in img.minor4.procattrs.mappings.iter() {
+        put(
+            format!("mapping {:#x} attributes", m.start),
+            format!("end={:#x} flags={:#x}", m.end, m.flags),
+        );
+    }
     for z in img.minor3.members.zombies.iter() {
         // Process group and session numbers are those seen from the PID
         // namespace: one led from outside it reads 0 inside. Whether the

@@ -865,6 +865,7 @@ fn write_image(
             procattrs: dumpfmt::ProcAttrs {
                 process: Some(proc_attrs),
                 threads: Cow::Borrowed(thread_attrs.as_slice()),
+                mappings: Cow::Borrowed(procattrs::mappings(arena, mappings.as_slice())?),
             },
         },
     };

@@ -2,14 +2,20 @@
 //! Runs in the signal handler: the `dump` module's rules hold (raw
 //! system calls, no heap, no panics).
 //!
+//! Per-mapping state (`madvise`, `mlock`) is read from the `VmFlags` of
+//! `/proc/self/smaps`, for the parts of each area that the image's own
+//! mappings cover (the kernel's keep theirs, the dump's own are left out).
+//!
 //! A process that made itself not dumpable (`PR_SET_DUMPABLE` 0) has its
 //! `/proc/self/pagemap` and `mem` owned by root: the dump reads them with
 //! the flag set to 1 for its own duration ([`Dumpable`]), after recording
 //! the program's value.
 
-use dumpfmt::{ProcessAttrs, ThreadAttrs};
+use dumpfmt::{Backing, Mapping, MappingAttrs, ProcessAttrs, ThreadAttrs};
 
 use crate::dump::Fail;
+use crate::dump::arena::Arena;
+use crate::dump::maps;
 use crate::sys::{self, args};
 
 pub const PR_SET_PDEATHSIG: u64 = 1;
@@ -66,6 +72,73 @@ pub fn process() -> Result<ProcessAttrs, Fail> {
     })
 }
 
+/// Most bytes of `/proc/self/smaps` read (address space of the arena,
+/// touched only as far as the file goes).
+const SMAPS_BUF: usize = 128 << 20;
+
+/// The `madvise`/`mlock` state of the image's `mappings` (sorted), from
+/// `/proc/self/smaps`: ranges with any flag, sorted, neighbours with the
+/// same flags merged.
+pub fn mappings<'a>(arena: &'a Arena, image: &[Mapping<'_>]) -> Result<&'a [MappingAttrs], Fail> {
+    let no_mem = || Fail::new("the dump arena is too small");
+    let buf = arena.bytes(SMAPS_BUF).ok_or_else(no_mem)?;
+    let n = sys::read_file(b"/proc/self/smaps\0", buf)
+        .map_err(|e| Fail::new("cannot read /proc/self/smaps").errno(e))?;
+    let buf: &[u8] = buf;
+    let mut out = arena
+        .vec::<MappingAttrs>(image.len() + 1)
+        .ok_or_else(no_mem)?;
+    let mut area = None;
+    for line in maps::lines(buf.get(..n).unwrap_or(&[])) {
+        if let Some(m) = maps::parse_line(line) {
+            area = Some((m.start, m.end));
+            continue;
+        }
+        let (Some((start, end)), Some(words)) = (area, line.strip_prefix(b"VmFlags:")) else {
+            continue;
+        };
+        let flags = vm_flags(words);
+        if flags == 0 {
+            continue;
+        }
+        let first = image.partition_point(|m| m.end <= start);
+        for m in image.get(first..).unwrap_or(&[]) {
+            if m.start >= end {
+                break;
+            }
+            if m.backing == Backing::Kernel {
+                continue;
+            }
+            let (from, to) = (m.start.max(start), m.end.min(end));
+            match out.last_mut() {
+                Some(last) if last.end == from && last.flags == flags => last.end = to,
+                _ => {
+                    out.push(MappingAttrs {
+                        start: from,
+                        end: to,
+                        flags,
+                    })
+                    .map_err(|_| no_mem())?;
+                }
+            }
+        }
+    }
+    Ok(out.into_slice())
+}
+
+/// The `MAP_*` bits of a `VmFlags` line's words.
+fn vm_flags(words: &[u8]) -> u8 {
+    let mut flags = 0;
+    for w in words.split(|&c| c == b' ').filter(|w| w.len() == 2) {
+        for (bit, name) in dumpfmt::procattrs::MAP_FLAG_NAMES.iter().enumerate() {
+            if w == *name {
+                flags |= 1 << bit;
+            }
+        }
+    }
+    flags
+}
+
 fn parse_signed(text: &[u8]) -> Option<i64> {
     let text = text.strip_suffix(b"\n").unwrap_or(text);
     match text.strip_prefix(b"-") {
@@ -111,6 +184,23 @@ pub mod ops {
 #[cfg(test)]
 mod tests {
     use super::parse_signed;
+
+    #[test]
+    fn reads_vm_flags() {
+        use dumpfmt::procattrs::*;
+        assert_eq!(super::vm_flags(b" rd wr mr mw me ac sd "), 0);
+        assert_eq!(
+            super::vm_flags(b" rd wr mr mw me dc ac sd wf dd lo lf nh mg"),
+            MAP_DONTFORK
+                | MAP_WIPEONFORK
+                | MAP_DONTDUMP
+                | MAP_LOCKED
+                | MAP_LOCKONFAULT
+                | MAP_NOHUGEPAGE
+                | MAP_MERGEABLE
+        );
+        assert_eq!(super::vm_flags(b" hg"), MAP_HUGEPAGE);
+    }
 
     #[test]
     fn parses_oom_score_adj() {

@@ -877,6 +877,7 @@ fn build_plan(
             &[v(0), v(u64::from(res)), Arg::Data(off), v(0)],
         );
     }
+    procattrs::mapping_ops(plan, image);
     for (which, &(value, interval)) in p.itimers.iter().enumerate() {
         // A timer that has just expired reads 0 with its signal still
         // pending; the kernel re-arms it only as that signal is taken.

@@ -9,6 +9,11 @@
 //! the restore with one line rather than let the process run with
 //! another.
 //!
+//! [`mapping_ops`] gives the image's mappings their `madvise` and `mlock`
+//! state back, once they hold their pages and the process has its
+//! resource limits (`RLIMIT_MEMLOCK` bounds `mlock`); a call that fails
+//! fails the restore (exit 71) rather than leave a mapping without it.
+//!
 //! [`process_ops`] and [`thread_ops`] add plan calls for what must come
 //! after the restorer's other steps: the dumpable flag (a credential
 //! change resets it, and the restore reads its own procfs files until
@@ -16,6 +21,10 @@
 //! (per task: each thread sets its own, after its credentials, whose
 //! change would clear the parent-death signal).
 
+use dumpfmt::procattrs::{
+    MAP_DONTDUMP, MAP_DONTFORK, MAP_HUGEPAGE, MAP_LOCKED, MAP_LOCKONFAULT, MAP_MERGEABLE,
+    MAP_NOHUGEPAGE, MAP_WIPEONFORK,
+};
 use dumpfmt::{Image, ThreadAttrs};
 
 use super::plan::{Arg, Plan};
@@ -67,6 +76,45 @@ pub fn set_before_teardown(image: &Image<'_>) -> Result<(), Refusal> {
         "PR_SET_CHILD_SUBREAPER",
     )?;
     Ok(())
+}
+
+/// Each range's `madvise` advice and `mlock`, set by the restorer.
+pub fn mapping_ops(plan: &mut Plan, image: &Image<'_>) {
+    let v = Arg::V;
+    let advice = [
+        (MAP_DONTFORK, libc::MADV_DONTFORK, "MADV_DONTFORK"),
+        (MAP_DONTDUMP, libc::MADV_DONTDUMP, "MADV_DONTDUMP"),
+        (MAP_WIPEONFORK, libc::MADV_WIPEONFORK, "MADV_WIPEONFORK"),
+        (MAP_HUGEPAGE, libc::MADV_HUGEPAGE, "MADV_HUGEPAGE"),
+        (MAP_NOHUGEPAGE, libc::MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"),
+        (MAP_MERGEABLE, libc::MADV_MERGEABLE, "MADV_MERGEABLE"),
+    ];
+    for m in image.minor4.procattrs.mappings.iter() {
+        let len = m.end - m.start;
+        for (bit, adv, name) in advice {
+            if m.flags & bit != 0 {
+                plan.call(
+                    libc::SYS_madvise,
+                    &[v(m.start), v(len), v(adv as u64)],
+                    v(0),
+                    &format!("restore: cannot give {:#x}-{:#x} {name}", m.start, m.end),
+                );
+            }
+        }
+        if m.flags & MAP_LOCKED != 0 {
+            let onfault = if m.flags & MAP_LOCKONFAULT != 0 {
+                libc::MLOCK_ONFAULT as u64
+            } else {
+                0
+            };
+            plan.call(
+                libc::SYS_mlock2,
+                &[v(m.start), v(len), v(onfault)],
+                v(0),
+                &format!("restore: cannot mlock {:#x}-{:#x}", m.start, m.end),
+            );
+        }
+    }
 }
 
 /// The dumpable flag, set by the restorer.
