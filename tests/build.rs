@@ -23,6 +23,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("curing", &[]),
     ("cfdkinds", &[]),
     ("cprocstate", &[]),
+    ("cprocattrs", &["-pthread"]),
     ("csmallstack", &["-pthread"]),
     ("cforker", &["-pthread"]),
     ("csigwait", &[]),

@@ -104,6 +104,13 @@ element!(
 );
 element!(crate::InheritedRun, "inherited runs", 4);
 element!(crate::compress::Chunk, "compressed chunks", 6);
+element!(
+    crate::ThreadAttrs,
+    "thread attribute records",
+    2,
+    MAX_THREADS
+);
+element!(crate::MappingAttrs, "mapping attribute records", 3);
 
 /// Bytes in memory per element for each byte it claims, rounded up.
 const fn expansion<T: Element>() -> usize {
@@ -149,6 +156,8 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::compress::Chunk>(),
     expansion::<crate::QueuedSignal>(),
     expansion::<crate::FileLock>(),
+    expansion::<crate::ThreadAttrs>(),
+    expansion::<crate::MappingAttrs>(),
     1, // strings
 ]);
 
@@ -354,6 +363,14 @@ mod tests {
         assert_eq!(
             encoded_len(&crate::compress::Chunk::default()),
             crate::compress::Chunk::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::ThreadAttrs::default()),
+            crate::ThreadAttrs::MIN_ENCODED_LEN
+        );
+        assert_eq!(
+            encoded_len(&crate::MappingAttrs::default()),
+            crate::MappingAttrs::MIN_ENCODED_LEN
         );
         assert_eq!(
             encoded_len(&(0u32, 0u64, 0u64)),

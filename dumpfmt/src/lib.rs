@@ -26,6 +26,7 @@ mod header;
 pub mod incremental;
 mod members;
 pub mod placement;
+pub mod procattrs;
 mod records;
 pub mod shared;
 mod signals;
@@ -46,6 +47,7 @@ pub use header::{
 pub use incremental::{Ancestor, Incremental, InheritedRun};
 pub use members::{Members, Stop, Zombie};
 pub use placement::Placement;
+pub use procattrs::{MappingAttrs, ProcAttrs, ProcessAttrs, ThreadAttrs};
 pub use records::*;
 pub use shared::{Shared, SharedFd, SharedKey, SharedMemory};
 pub use signals::{

@@ -96,6 +96,9 @@ pub struct Minor4<'a> {
     pub sockets: crate::sockets::Sockets<'a>,
     /// Queued signals with their `siginfo` (see [`crate::signals`]).
     pub signals: crate::signals::Signals<'a>,
+    /// `prctl` state and `oom_score_adj` of the process and its threads
+    /// (see [`crate::procattrs`]).
+    pub procattrs: crate::procattrs::ProcAttrs<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

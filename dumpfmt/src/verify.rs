@@ -324,6 +324,10 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     image.minor4.capture.check()?;
     let tids: alloc::vec::Vec<u32> = image.threads.iter().map(|t| t.tid).collect();
     image.minor4.signals.check(&tids, &image.fds)?;
+    image
+        .minor4
+        .procattrs
+        .check(image.threads.len(), &image.mappings)?;
     let aligned = |v: u64| v % PAGE_SIZE == 0;
     let mut prev_end = 0u64;
     for (i, m) in image.mappings.iter().enumerate() {

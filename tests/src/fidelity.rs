@@ -657,6 +657,22 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
             format!("{c:?}"),
         );
     }
+    put(
+        "process attributes".into(),
+        format!("{:?}", img.minor4.procattrs.process),
+    );
+    for (t, a) in img.threads.iter().zip(img.minor4.procattrs.threads.iter()) {
+        put(
+            format!("thread fs_base={:#x} attributes", t.fs_base),
+            format!("{a:?}"),
+        );
+    }
+    for m in img.minor4.procattrs.mappings.iter() {
+        put(
+            format!("mapping {:#x} attributes", m.start),
+            format!("end={:#x} flags={:#x}", m.end, m.flags),
+        );
+    }
     for z in img.minor3.members.zombies.iter() {
         // Process group and session numbers are those seen from the PID
         // namespace: one led from outside it reads 0 inside. Whether the

@@ -378,6 +378,12 @@ impl Program {
         )
     }
 
+    /// prctl state, oom_score_adj, per-mapping state, one group per `mode`
+    /// (see `programs/cprocattrs.c`).
+    pub fn proc_attrs(mode: &str) -> Program {
+        Program::with_mode("cprocattrs", env!("MIGRATE_TEST_CPROCATTRS"), mode, None)
+    }
+
     /// A worker thread on a 32 KiB stack does the steps; with `raise`, it
     /// raises the dump signal itself at step 10 (see `programs/csmallstack.c`;
     /// run that only under the shim).

@@ -24,6 +24,7 @@ pub mod maps;
 pub mod pages;
 pub mod panic;
 pub mod periodic;
+pub mod procattrs;
 pub mod process;
 pub mod queued;
 pub mod snapshot;
@@ -704,6 +705,9 @@ fn write_image(
 ) -> Result<dumpfmt::Header, Fail> {
     crate::fault::dump_panic_point();
     let no_mem = || Fail::new("the dump arena is too small");
+    // Before anything reads procfs files a non-dumpable process cannot.
+    let proc_attrs = procattrs::process()?;
+    let _dumpable = procattrs::Dumpable::on(&proc_attrs);
     let maps_buf = arena.bytes(MAPS_BUF).ok_or_else(no_mem)?;
     let maps_len = sys::read_file(b"/proc/self/maps\0", maps_buf)
         .map_err(|e| Fail::new("cannot read /proc/self/maps").errno(e))?;
@@ -892,15 +896,20 @@ fn write_image(
         .vec::<Credentials>(others.len() + 1)
         .ok_or_else(no_mem)?;
     let mut frames = arena.vec::<u64>(others.len() + 1).ok_or_else(no_mem)?;
+    let mut thread_attrs = arena
+        .vec::<dumpfmt::ThreadAttrs>(others.len() + 1)
+        .ok_or_else(no_mem)?;
     let _ = threads.push(thread_state(regs, settings));
     let _ = creds.push(sys::creds::current());
     let _ = frames.push(job.fpstate);
+    let _ = thread_attrs.push(procattrs::thread());
     // A slot claimed by a park request that raced with the start of this
     // dump may have stayed empty.
     for slot in others.iter().filter(|s| s.ready.load(Acquire) == 1) {
         let _ = threads.push(slot.state);
         let _ = creds.push(slot.creds);
         let _ = frames.push(slot.fpstate);
+        let _ = thread_attrs.push(slot.attrs);
     }
     let cpu = sys::cpu_features();
     let mut xsave = [dumpfmt::XsaveComponent::default(); 32];
@@ -1056,6 +1065,17 @@ fn write_image(
             signals: dumpfmt::Signals {
                 queued: Cow::Borrowed(queued),
                 locks: Cow::Borrowed(file_locks),
+            },
+            procattrs: dumpfmt::ProcAttrs {
+                process: Some(proc_attrs),
+                threads: Cow::Borrowed(thread_attrs.as_slice()),
+                // Read here, by a snapshot's writer where there is one:
+                // `/proc/self/smaps` walks every page table, and the
+                // program must not wait for it. The writer's mappings
+                // carry the program's flags but for `mlock`, which a
+                // clone does not inherit (a process with locked memory
+                // is dumped stopped: `snapshot::process_obstacle`).
+                mappings: Cow::Borrowed(procattrs::mappings(arena, mappings.as_slice())?),
             },
         },
     };

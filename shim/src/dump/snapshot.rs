@@ -114,7 +114,28 @@ pub fn process_obstacle() -> Option<&'static str> {
     if r.is_err() || reaper != 0 {
         return Some("this process is a child subreaper (the writer would be its child)");
     }
+    if locked_memory() {
+        // A clone does not inherit `mlock`: the writer could not tell
+        // which ranges are locked (`dump::procattrs`).
+        return Some("this process has locked memory (mlock), which a clone does not inherit");
+    }
     None
+}
+
+/// Whether `/proc/self/status` counts locked memory (`VmLck:` not 0).
+fn locked_memory() -> bool {
+    let mut buf = [0u8; 4096];
+    let Ok(n) = sys::read_file(b"/proc/self/status\0", &mut buf) else {
+        return false;
+    };
+    let text = buf.get(..n).unwrap_or(&[]);
+    let Some(at) = text.windows(6).position(|w| w == b"VmLck:") else {
+        return false;
+    };
+    text[at + 6..]
+        .iter()
+        .take_while(|&&c| c != b'\n')
+        .any(|c| (b'1'..=b'9').contains(c))
 }
 
 /// Why a mapping's pages cannot come from the snapshot (`None`: they

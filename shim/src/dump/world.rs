@@ -42,6 +42,8 @@ pub struct Slot {
     pub regs: SavedRegs,
     pub state: ThreadState,
     pub creds: Credentials,
+    /// Timer slack and parent-death signal.
+    pub attrs: dumpfmt::ThreadAttrs,
     /// The xsave area of the thread's signal frame (0: none).
     pub fpstate: u64,
 }
@@ -175,6 +177,7 @@ extern "C" fn park_body(arg: *mut u8) -> u64 {
     crate::dump::queued::take();
     slot.state = thread_state(&slot.regs, settings);
     slot.creds = sys::creds::current();
+    slot.attrs = crate::dump::procattrs::thread();
     slot.ready.store(1, Release);
     WORLD.parked.fetch_add(1, AcqRel);
     sys::futex_wake_all(&WORLD.parked);

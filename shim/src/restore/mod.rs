@@ -26,6 +26,7 @@ pub mod namespace;
 pub mod pages;
 pub mod plan;
 pub mod precheck;
+pub mod procattrs;
 pub mod queued;
 pub mod restorer;
 pub mod resume;
@@ -376,6 +377,7 @@ fn build(
     }
     let mut plan = Plan::default();
     let creds_now = creds::check(image)?;
+    procattrs::set_before_teardown(image)?;
     let timers = timers::check(image, keep_tids)?;
     let placing = pages::placing(&img, lazy)?;
     queued::check(image, keep_tids)?;
@@ -801,6 +803,7 @@ fn build_plan(
     );
     plan.call_any(SYS_umask, &[v(u64::from(p.umask))]);
     plan.call_any(SYS_personality, &[v(p.personality)]);
+    procattrs::process_ops(plan, image);
     for &(res, soft, hard) in p.rlimits.iter() {
         // Raising a hard limit needs privilege: a limit that cannot be set stays as it is.
         let off = plan.data(&[soft, hard]);
@@ -809,6 +812,7 @@ fn build_plan(
             &[v(0), v(u64::from(res)), Arg::Data(off), v(0)],
         );
     }
+    procattrs::mapping_ops(plan, image);
     for (which, &(value, interval)) in p.itimers.iter().enumerate() {
         // A timer that has just expired reads 0 with its signal still
         // pending; the kernel re-arms it only as that signal is taken.
@@ -882,9 +886,10 @@ fn build_plan(
             plan.patch_pointer(args_off + 64, set_tid);
         }
         let want = image.minor1.credentials.get(i);
+        let attrs = image.minor4.procattrs.threads.get(i);
         let child = plan.child(|plan| {
             queued::thread_ops(plan, image, t.tid);
-            thread_ops(plan, t, (creds_now, want), handoff_off)
+            thread_ops(plan, t, (creds_now, want, attrs), handoff_off)
         });
         let what = format!("restore: cannot create thread {}", t.tid);
         plan.clone_thread(args_off, size_of::<CloneArgs>() as u64, child, &what);
@@ -896,7 +901,8 @@ fn build_plan(
     // 9c. File locks, now that no descriptor will be closed.
     locks::ops(plan, image);
     let want = image.minor1.credentials.get(main);
-    thread_ops(plan, t, (creds_now, want), handoff_off);
+    let attrs = image.minor4.procattrs.threads.get(main);
+    thread_ops(plan, t, (creds_now, want, attrs), handoff_off);
     Ok(handoff_off)
 }
 
@@ -918,17 +924,22 @@ struct CloneArgs {
 
 /// What a thread sets for itself before resuming: GS base, robust list,
 /// rseq, name, its credentials (`want`, when the image has them, from
-/// `now`), the signal mask it had in the handler; then the jump back.
+/// `now`) and then its timer slack and parent-death signal, the signal mask it had in the handler; then the jump back.
 fn thread_ops(
     plan: &mut Plan,
     t: &dumpfmt::ThreadState,
-    (now, want): (&dumpfmt::Credentials, Option<&dumpfmt::Credentials>),
+    (now, want, attrs): (
+        &dumpfmt::Credentials,
+        Option<&dumpfmt::Credentials>,
+        Option<&dumpfmt::ThreadAttrs>,
+    ),
     handoff_off: usize,
 ) {
     let v = Arg::V;
     if let Some(want) = want {
         creds::thread_ops(plan, now, want);
     }
+    procattrs::thread_ops(plan, attrs);
     if t.gs_base != 0 {
         plan.call(
             libc::SYS_arch_prctl,
