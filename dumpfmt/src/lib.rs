@@ -19,6 +19,7 @@ mod bounded;
 mod cpu;
 mod elf;
 mod error;
+pub mod files;
 mod header;
 mod members;
 mod records;

@@ -79,8 +79,9 @@ pub struct Image<'a> {
 /// field of a type of its own, defined in a file of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Minor4<'a> {
-    /// Nothing yet: a placeholder so that the lifetime is used.
-    pub reserved: core::marker::PhantomData<&'a ()>,
+    /// Files, `O_PATH` and procfs descriptors, deleted FIFOs: what their
+    /// `Image::fds` records lack (see `files.rs`).
+    pub files: crate::files::Files<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

@@ -279,6 +279,7 @@ pub fn verify(path: &Path) -> Result<Summary, Error> {
 
 fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
     image.minor3.members.check(image.pid)?;
+    image.minor4.files.check(&image.fds)?;
     let aligned = |v: u64| v % PAGE_SIZE == 0;
     let mut prev_end = 0u64;
     for (i, m) in image.mappings.iter().enumerate() {

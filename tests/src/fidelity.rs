@@ -787,6 +787,14 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         "process.pending".into(),
         format!("{:#x}", p.pending & !ticking),
     );
+    // What files, O_PATH and procfs descriptors and deleted FIFOs keep
+    // besides their records (issue 12).
+    for entry in img.minor4.files.fds.iter() {
+        put(
+            format!("fd {:3} files", entry.fd),
+            format!("{:?}", entry.how),
+        );
+    }
     f
 }
 

@@ -16,6 +16,7 @@
 
 pub mod arena;
 pub mod fds;
+pub mod files;
 pub mod keep;
 pub mod maps;
 pub mod pages;
@@ -852,7 +853,11 @@ fn write_image(
             },
             members: crate::tree::members::members(),
         },
-        minor4: Minor4::default(),
+        minor4: Minor4 {
+            files: dumpfmt::files::Files {
+                fds: Cow::Borrowed(descriptors.files),
+            },
+        },
     };
     // Readers refuse metadata over MAX_META_LEN: better a failed dump, with
     // the app going on, than an image no restore takes.

@@ -302,9 +302,14 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
         // One of the objects the tree's processes share, made once.
         let temp = match super::tree_shared::take_fd(image, fd) {
             Some(made) => made?,
-            None => make_one(fd, &queued, &mut shared)?,
+            None => match super::files::make(image, fd) {
+                Some(made) => made?,
+                None => make_one(fd, &queued, &mut shared)?,
+            },
         };
+        super::files::shape(image, fd, &temp)?;
         let temp = read_only_again(fd, temp, mapped_writable.contains(&fd.fd))?;
+        super::files::attrs(image, fd, &temp)?;
         set_status_flags(&temp, fd.flags);
         made.push(Made {
             temp: lift(temp, base)?,
@@ -312,6 +317,7 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             cloexec: fd.cloexec,
         });
     }
+    super::files::close();
     Ok(MadeFds { made, base })
 }
 

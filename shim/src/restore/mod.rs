@@ -17,6 +17,7 @@ pub mod check;
 pub mod clocks;
 pub mod creds;
 pub mod fds;
+pub mod files;
 pub mod group_signals;
 pub mod namespace;
 pub mod plan;
