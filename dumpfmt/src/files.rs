@@ -99,12 +99,12 @@ impl Files<'_> {
     pub fn check(&self, fds: &[crate::Fd<'_>]) -> Result<(), alloc::string::String> {
         use crate::FdKind;
         use alloc::format;
-        let mut prev = i32::MIN;
+        let mut prev: Option<i32> = None;
         for e in self.fds.iter() {
-            if e.fd <= prev && prev != i32::MIN {
+            if prev.is_some_and(|p| e.fd <= p) {
                 return Err(format!("files: fd {} is repeated or out of order", e.fd));
             }
-            prev = e.fd;
+            prev = Some(e.fd);
             let record = fds
                 .binary_search_by_key(&e.fd, |f| f.fd)
                 .ok()
@@ -195,6 +195,50 @@ mod tests {
             postcard::to_allocvec(&(0u64, 0u64)).unwrap().len(),
             <(u64, u64)>::MIN_ENCODED_LEN
         );
+    }
+
+    #[test]
+    fn entries_must_fit_their_records() {
+        let record = |fd, kind| crate::Fd {
+            fd,
+            flags: 0,
+            cloexec: false,
+            kind,
+        };
+        let fds = [
+            record(
+                3,
+                crate::FdKind::Dir {
+                    path: "/proc/1/fd".into(),
+                    offset: 0,
+                },
+            ),
+            record(
+                4,
+                crate::FdKind::Eventfd {
+                    count: 0,
+                    semaphore: false,
+                },
+            ),
+        ];
+        let files = |fd, rel: &'static str| Files {
+            fds: alloc::vec![FileFd {
+                fd,
+                how: How::Proc {
+                    rel: rel.into(),
+                    dir: true,
+                    offset: 0,
+                },
+            }]
+            .into(),
+        };
+        assert_eq!(files(3, "fd").check(&fds), Ok(()));
+        assert!(
+            files(4, "fd").check(&fds).is_err(),
+            "not a directory record"
+        );
+        assert!(files(5, "fd").check(&fds).is_err(), "no such record");
+        assert!(files(3, "../2/fd").check(&fds).is_err(), "outside its own");
     }
 
     #[test]
