@@ -124,46 +124,12 @@ fn deleted_fifo(
     };
     let mut fifos = FIFOS.lock().unwrap_or_else(|e| e.into_inner());
     let fifos = fifos.get_or_insert_with(HashMap::new);
-    if !fifos.contains_key(&id) {
-        let (r, w) = new_fifo(name).map_err(|e| fail("cannot make it again", e))?;
-        // It holds what its (first) read end had waiting.
-        let data = image
-            .fds
-            .iter()
-            .find_map(|o| match &o.kind {
-                FdKind::Pipe {
-                    id: i,
-                    write: false,
-                    data,
-                    ..
-                } if *i == id => Some(&data[..]),
-                _ => None,
-            })
-            .unwrap_or(&[]);
-        let size = match fd.kind {
-            FdKind::Pipe { size, .. } => size,
-            _ => 0,
-        };
-        // SAFETY: F_SETPIPE_SZ on our FIFO (a refusal shows as a short write).
-        unsafe {
-            libc::fcntl(
-                w.as_raw_fd(),
-                libc::F_SETPIPE_SZ,
-                size.max(data.len() as u32) as i32,
-            )
-        };
-        let mut rest = data;
-        while !rest.is_empty() {
-            // SAFETY: writing from a live buffer into our non-blocking FIFO.
-            let k = unsafe { libc::write(w.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
-            if k <= 0 {
-                return Err(fail("refilling it", last_error()));
-            }
-            rest = &rest[k as usize..];
+    let (r, w) = match fifos.entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(filled_fifo(image, fd, id, name)?)
         }
-        fifos.insert(id, (r, w));
-    }
-    let (r, w) = &fifos[&id];
+    };
     let end = if fd.flags & libc::O_ACCMODE == libc::O_RDWR {
         // A FIFO open for both: a description of its own, reading and writing.
         open(
@@ -176,6 +142,59 @@ fn deleted_fifo(
         r.try_clone()
     };
     end.map_err(|e| fail("opening its end", e))
+}
+
+/// A new FIFO for deleted FIFO `id`, holding what its read end had waiting.
+fn filled_fifo(
+    image: &Image<'_>,
+    fd: &Fd<'_>,
+    id: u64,
+    name: &str,
+) -> Result<(OwnedFd, OwnedFd), Refusal> {
+    let n = fd.fd;
+    let fail = |what: &str, e: std::io::Error| {
+        refuse(
+            exit::UNSUPPORTED,
+            format!("fd {n} (deleted FIFO {name}): {what}: {e}"),
+        )
+    };
+    let (r, w) = new_fifo(name).map_err(|e| fail("cannot make it again", e))?;
+    // It holds what its (first) read end had waiting.
+    let data = image
+        .fds
+        .iter()
+        .find_map(|o| match &o.kind {
+            FdKind::Pipe {
+                id: i,
+                write: false,
+                data,
+                ..
+            } if *i == id => Some(&data[..]),
+            _ => None,
+        })
+        .unwrap_or(&[]);
+    let size = match fd.kind {
+        FdKind::Pipe { size, .. } => size,
+        _ => 0,
+    };
+    // SAFETY: F_SETPIPE_SZ on our FIFO (a refusal shows as a short write).
+    unsafe {
+        libc::fcntl(
+            w.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            size.max(data.len() as u32) as i32,
+        )
+    };
+    let mut rest = data;
+    while !rest.is_empty() {
+        // SAFETY: writing from a live buffer into our non-blocking FIFO.
+        let k = unsafe { libc::write(w.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+        if k <= 0 {
+            return Err(fail("refilling it", last_error()));
+        }
+        rest = &rest[k as usize..];
+    }
+    Ok((r, w))
 }
 
 /// A FIFO named `name` made in a private directory, opened at both ends
