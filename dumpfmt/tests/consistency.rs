@@ -297,10 +297,12 @@ fn as_1_1(bytes: Vec<u8>) -> Vec<u8> {
     older_image(&image, &data, 1)
 }
 
-/// versions appended (`Minor1`, `Minor2`, `Minor3`, empty here) cut off the metadata.
+/// versions appended (`Minor1` to `Minor4`, empty here) cut off the metadata.
 fn older_image(image: &dumpfmt::Image<'_>, data: &[u8], minor: u16) -> Vec<u8> {
     let mut bytes = dumpfmt::frame(image, data);
     let mut cut = postcard::to_allocvec(&dumpfmt::Minor3::default()).unwrap();
+    // (and the 1.4 value after it)
+    cut.extend(postcard::to_allocvec(&dumpfmt::Minor4::default()).unwrap());
     if minor <= 1 {
         cut.splice(
             0..0,

@@ -294,10 +294,11 @@ pub fn with_fds_count(count: &[u8], then: &[u8]) -> Vec<u8> {
     let good = good();
     let (header, _, _) = split(&good);
     let meta = &good[header.meta_offset as usize..];
-    // After `Image` come the values versions 1.1, 1.2 and 1.3 added.
+    // After `Image` come the values versions 1.1 to 1.4 added.
     let mut later = postcard::to_allocvec(&image().minor1).unwrap();
     later.extend(postcard::to_allocvec(&image().minor2).unwrap());
     later.extend(postcard::to_allocvec(&image().minor3).unwrap());
+    later.extend(postcard::to_allocvec(&image().minor4).unwrap());
     let (meta, after) = meta.split_at(meta.len() - later.len());
     assert_eq!(after, later.as_slice());
     // `fds` is last but for a default `ProcessState`: 11 zero bytes.

@@ -202,7 +202,7 @@ fn socket_file(sun_path: &[u8]) -> Option<How<'static>> {
 fn attrs<'a>(seen: &Seen<'a>, len: u64, arena: &'a Arena) -> Result<How<'a>, Fail> {
     let st = sys::fstat(seen.fd).map_err(|e| fail(seen, "fstat").errno(e))?;
     let mut ranges = arena
-        .vec::<(u64, u64)>(4096)
+        .vec::<(u64, u64)>(512)
         .ok_or_else(|| fail(seen, "the dump arena is too small"))?;
     // SEEK_DATA/SEEK_HOLE on a description of its own: the program's
     // offset stays where it is.
