@@ -22,6 +22,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cpeer", &[]),
     ("curing", &[]),
     ("cfdkinds", &[]),
+    ("cfileattrs", &[]),
     ("cprocstate", &[]),
     ("cprocattrs", &["-pthread"]),
     ("csmallstack", &["-pthread"]),

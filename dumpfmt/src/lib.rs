@@ -22,6 +22,7 @@ pub mod compress;
 mod cpu;
 mod elf;
 mod error;
+pub mod files;
 mod header;
 pub mod incremental;
 mod members;

@@ -99,6 +99,9 @@ pub struct Minor4<'a> {
     /// `prctl` state and `oom_score_adj` of the process and its threads
     /// (see [`crate::procattrs`]).
     pub procattrs: crate::procattrs::ProcAttrs<'a>,
+    /// Files, `O_PATH` and procfs descriptors, deleted FIFOs: what their
+    /// `Image::fds` records lack (see `files.rs`).
+    pub files: crate::files::Files<'a>,
 }
 
 /// The value a 1.3 image's metadata block carries after [`Minor2`]: what a

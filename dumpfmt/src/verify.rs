@@ -328,6 +328,7 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
         .minor4
         .procattrs
         .check(image.threads.len(), &image.mappings)?;
+    image.minor4.files.check(&image.fds)?;
     let aligned = |v: u64| v % PAGE_SIZE == 0;
     let mut prev_end = 0u64;
     for (i, m) in image.mappings.iter().enumerate() {

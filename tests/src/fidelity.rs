@@ -833,6 +833,18 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
         "process.pending".into(),
         format!("{:#x}", p.pending & !ticking),
     );
+    // What files, O_PATH and procfs descriptors and deleted FIFOs keep
+    // besides their records (issue 12).
+    // A file's access time moves whenever the program reads it (after the
+    // restore, before the check's dump): not compared (the programs check
+    // it themselves, see `objects_files`).
+    for entry in img.minor4.files.fds.iter() {
+        let mut how = entry.how.clone();
+        if let dumpfmt::files::How::Attrs { atime, .. } = &mut how {
+            *atime = (0, 0);
+        }
+        put(format!("fd {:3} files", entry.fd), format!("{how:?}"));
+    }
     f
 }
 

@@ -369,6 +369,12 @@ impl Program {
         Program::with_mode("csignals", env!("MIGRATE_TEST_CSIGNALS"), mode, arg)
     }
 
+    /// Files a restore makes again exactly, one kind per `mode`, in `dir`
+    /// (see `programs/cfileattrs.c`).
+    pub fn file_attrs(mode: &str, dir: Option<&Path>) -> Program {
+        Program::with_mode("cfileattrs", env!("MIGRATE_TEST_CFILEATTRS"), mode, dir)
+    }
+
     /// cwd, umask, rlimits, signal dispositions and mask, an interval timer;
     /// it changes into `dir` (see `programs/cprocstate.c`).
     pub fn proc_state(dir: &Path) -> Program {

@@ -37,6 +37,8 @@ pub struct Collected<'a> {
     pub fds: &'a [Fd<'a>],
     /// (fd, device, inode).
     pub contents: &'a [(i32, u64, u64)],
+    /// What some descriptors need besides their record (`super::files`).
+    pub files: &'a [dumpfmt::files::FileFd<'a>],
 }
 
 pub fn collect<'a>(
@@ -93,16 +95,33 @@ pub fn collect<'a>(
     let mut contents = arena
         .vec::<(i32, u64, u64)>(infos.len())
         .ok_or_else(no_mem)?;
+    let mut files = arena
+        .vec::<dumpfmt::files::FileFd<'a>>(infos.len())
+        .ok_or_else(no_mem)?;
     for (i, info) in infos.iter().enumerate() {
         let original = infos[..i].iter().find(|o| {
             (o.dev, o.ino, o.mode) == (info.dev, info.ino, info.mode) && same_file(o.fd, info.fd)
         });
         // The first descriptor of an open file is its original: later ones
         // only name it.
-        let kind = match original {
-            Some(o) => FdKind::Dup { of: o.fd },
-            None => classify(info, infos, arena, scratch, refuse_external)?,
+        let seen = super::files::Seen {
+            fd: info.fd,
+            mode: info.mode,
+            flags: info.flags,
+            target: info.target,
         };
+        let (kind, how) = match (original, super::files::special(&seen)) {
+            (Some(o), _) => (FdKind::Dup { of: o.fd }, None),
+            (None, Some(made)) => made.map(|(kind, how)| (kind, Some(how)))?,
+            (None, None) => {
+                let mut kind = classify(info, infos, arena, scratch, refuse_external)?;
+                let how = super::files::after(&seen, &mut kind, arena)?;
+                (kind, how)
+            }
+        };
+        if let Some(how) = how {
+            let _ = files.push(dumpfmt::files::FileFd { fd: info.fd, how });
+        }
         if matches!(kind, FdKind::Contents { .. }) {
             let _ = contents.push((info.fd, info.dev, info.ino));
         }
@@ -116,6 +135,7 @@ pub fn collect<'a>(
     Ok(Collected {
         fds: out.into_slice(),
         contents: contents.into_slice(),
+        files: files.into_slice(),
     })
 }
 
@@ -288,15 +308,8 @@ fn contents<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<FdKind<'a>, Fail> {
     let buf = arena
         .bytes(size as usize)
         .ok_or_else(|| fail(info, "the dump arena is too small for its contents"))?;
-    let mut done = 0usize;
-    while done < buf.len() {
-        match sys::pread(info.fd, &mut buf[done..], done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(sys::Errno(libc::EINTR)) => {}
-            Err(e) => return Err(fail(info, "cannot read its contents").errno(e)),
-        }
-    }
+    let done = super::files::read_contents(info.fd, buf)
+        .map_err(|e| fail(info, "cannot read its contents").errno(e))?;
     let buf: &'a [u8] = buf;
     let memfd = info.target.starts_with(b"/memfd:");
     let seals = if memfd {

@@ -17,6 +17,7 @@
 pub mod arena;
 pub mod compress;
 pub mod fds;
+pub mod files;
 pub mod incremental;
 pub mod keep;
 pub mod locks;
@@ -1076,6 +1077,9 @@ fn write_image(
                 // clone does not inherit (a process with locked memory
                 // is dumped stopped: `snapshot::process_obstacle`).
                 mappings: Cow::Borrowed(procattrs::mappings(arena, mappings.as_slice())?),
+            },
+            files: dumpfmt::files::Files {
+                fds: Cow::Borrowed(descriptors.files),
             },
         },
     };

@@ -271,6 +271,15 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             _ => None,
         })
         .collect();
+    // And those any mapping comes from (a write-only descriptor cannot be mapped).
+    let mapped: std::collections::HashSet<i32> = image
+        .mappings
+        .iter()
+        .filter_map(|m| match m.backing {
+            dumpfmt::Backing::Fd(n) => Some(n),
+            _ => None,
+        })
+        .collect();
     for fd in image.fds.iter() {
         if let FdKind::Dup { of } = fd.kind {
             // `made` follows the image's fds, in increasing order: a binary
@@ -302,9 +311,19 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
         // One of the objects the tree's processes share, made once.
         let temp = match super::tree_shared::take_fd(image, fd) {
             Some(made) => made?,
-            None => make_one(fd, &queued, &mut shared)?,
+            None => match super::files::make(image, fd) {
+                Some(made) => made?,
+                None => make_one(fd, &queued, &mut shared)?,
+            },
         };
-        let temp = read_only_again(fd, temp, mapped_writable.contains(&fd.fd))?;
+        super::files::shape(image, fd, &temp)?;
+        let temp = read_only_again(
+            fd,
+            temp,
+            mapped_writable.contains(&fd.fd),
+            mapped.contains(&fd.fd),
+        )?;
+        super::files::attrs(image, fd, &temp)?;
         set_status_flags(&temp, fd.flags);
         made.push(Made {
             temp: lift(temp, base)?,
@@ -313,15 +332,22 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
         });
     }
     super::sockets::finish(image, &mut made, base)?;
+    super::files::close();
     Ok(MadeFds { made, base })
 }
 
-/// A deleted file open only for reading comes back read-only: its
-/// contents go into a memfd, which is read-write, so it is opened again
-/// through /proc with the file's access mode. Not for memfds (seals need a
-/// writable descriptor), nor when a mapping of it is shared and writable
-/// (the restore maps it from this descriptor).
-fn read_only_again(fd: &Fd<'_>, made: OwnedFd, mapped_writable: bool) -> Result<OwnedFd, Refusal> {
+/// A deleted file open only for reading (or only for writing) comes back
+/// so: its contents go into a memfd, which is read-write, so it is opened
+/// again through /proc with the file's access mode. Not for memfds (seals need a
+/// writable descriptor), nor when a mapping of it is shared and writable,
+/// nor, for a write-only one, mapped at all (the restore maps it from this
+/// descriptor).
+fn read_only_again(
+    fd: &Fd<'_>,
+    made: OwnedFd,
+    mapped_writable: bool,
+    mapped: bool,
+) -> Result<OwnedFd, Refusal> {
     let FdKind::Contents {
         memfd: false,
         offset,
@@ -330,11 +356,12 @@ fn read_only_again(fd: &Fd<'_>, made: OwnedFd, mapped_writable: bool) -> Result<
     else {
         return Ok(made);
     };
-    if fd.flags & libc::O_ACCMODE != libc::O_RDONLY || mapped_writable {
+    let access = fd.flags & libc::O_ACCMODE;
+    if access == libc::O_RDWR || mapped_writable || (access == libc::O_WRONLY && mapped) {
         return Ok(made);
     }
     let again = format!("/proc/self/fd/{}", made.as_raw_fd());
-    let f = open_path("deleted file", &again, libc::O_RDONLY | libc::O_CLOEXEC, fd)?;
+    let f = open_path("deleted file", &again, access | libc::O_CLOEXEC, fd)?;
     // SAFETY: lseek on our descriptor (a new open file, at 0).
     unsafe { libc::lseek(f.as_raw_fd(), offset as i64, libc::SEEK_SET) };
     Ok(f)

@@ -18,6 +18,7 @@ pub mod checksums;
 pub mod clocks;
 pub mod creds;
 pub mod fds;
+pub mod files;
 pub mod group_signals;
 pub mod incremental;
 pub mod lazy;

@@ -1,0 +1,248 @@
+//! What 1.4 adds about files (issue 12, files group): the attributes of a
+//! file the restore makes again (a deleted file, a memfd), `O_PATH`
+//! descriptors, procfs files of the process itself, and deleted FIFOs.
+//!
+//! Each entry completes the record of the same descriptor in
+//! `Image::fds`, which still says what the descriptor is in the terms an
+//! older reader knew (a `File`, `Dir`, `Contents` or `Pipe`); the restore
+//! makes the descriptor as the entry says.
+
+use alloc::borrow::Cow;
+use serde::{Deserialize, Serialize};
+
+/// `Minor4::files`: one entry per descriptor that needs more than its
+/// `Image::fds` record, sorted by descriptor number.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Files<'a> {
+    #[serde(deserialize_with = "crate::bounded::seq")]
+    pub fds: Cow<'a, [FileFd<'a>]>,
+}
+
+/// More about descriptor `fd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFd<'a> {
+    pub fd: i32,
+    pub how: How<'a>,
+}
+
+/// What kind of object an `O_PATH` descriptor refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathKind {
+    File,
+    Dir,
+    /// The symlink itself (opened with `O_PATH | O_NOFOLLOW`).
+    Symlink,
+    /// A FIFO, socket or device file, never opened itself.
+    Other,
+}
+
+/// How a descriptor comes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum How<'a> {
+    /// An `O_PATH` descriptor (its record is a `File` or `Dir` of the same
+    /// path): opened again with `O_PATH` (and `O_NOFOLLOW` for a symlink),
+    /// and refused unless it is the same inode (`dev`, `ino`).
+    Path {
+        #[serde(deserialize_with = "crate::bounded::string")]
+        path: Cow<'a, str>,
+        kind: PathKind,
+        dev: u64,
+        ino: u64,
+    },
+    /// A procfs file or directory of the process itself (its record is a
+    /// `File` or `Dir` of `/proc/<pid>/<rel>` with size and mtime 0):
+    /// opened again as the restored process's own `/proc/<pid>/<rel>`,
+    /// at `offset`.
+    Proc {
+        #[serde(deserialize_with = "crate::bounded::string")]
+        rel: Cow<'a, str>,
+        dir: bool,
+        offset: u64,
+    },
+    /// The attributes of a file made again from its contents (its record
+    /// is a `Contents`): mode bits (`st_mode & 0o7777`), owner, times
+    /// (seconds, nanoseconds), and where its data lies: `data` holds the
+    /// (start, end) byte ranges `SEEK_DATA`/`SEEK_HOLE` gave, sorted; the
+    /// rest of the file up to its size is holes.
+    Attrs {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+        #[serde(deserialize_with = "crate::bounded::seq")]
+        data: Cow<'a, [(u64, u64)]>,
+    },
+    /// A FIFO removed from the filesystem while open (its record is a
+    /// `Pipe` with an empty path): made again as a FIFO of the same name
+    /// in a private directory, then removed from it.
+    DeletedFifo {
+        #[serde(deserialize_with = "crate::bounded::string")]
+        name: Cow<'a, str>,
+    },
+    /// The mode bits of the file of a Unix socket bound to a path (its
+    /// record is a `Socket` with that address): given back after the bind.
+    SocketFile { mode: u32 },
+}
+
+impl Files<'_> {
+    /// The entry of descriptor `fd`, if any.
+    pub fn of(&self, fd: i32) -> Option<&How<'_>> {
+        self.fds
+            .binary_search_by_key(&fd, |f| f.fd)
+            .ok()
+            .map(|at| &self.fds[at].how)
+    }
+
+    /// Entries sorted and unique, each completing a record of the kind it
+    /// names in `fds`.
+    pub fn check(&self, fds: &[crate::Fd<'_>]) -> Result<(), alloc::string::String> {
+        use crate::FdKind;
+        use alloc::format;
+        let mut prev: Option<i32> = None;
+        for e in self.fds.iter() {
+            if prev.is_some_and(|p| e.fd <= p) {
+                return Err(format!("files: fd {} is repeated or out of order", e.fd));
+            }
+            prev = Some(e.fd);
+            let record = fds
+                .binary_search_by_key(&e.fd, |f| f.fd)
+                .ok()
+                .map(|at| &fds[at].kind);
+            let fits = match (&e.how, record) {
+                (How::Path { kind, .. }, Some(FdKind::Dir { .. })) => *kind == PathKind::Dir,
+                (How::Path { kind, .. }, Some(FdKind::File { .. })) => *kind != PathKind::Dir,
+                (How::Proc { dir: true, .. }, Some(FdKind::Dir { .. })) => true,
+                (How::Proc { dir: false, .. }, Some(FdKind::File { .. })) => true,
+                (How::Attrs { data, .. }, Some(FdKind::Contents { data: bytes, .. })) => {
+                    let len = bytes.len() as u64;
+                    data.iter().all(|&(a, b)| a < b && b <= len)
+                        && data.windows(2).all(|w| w[0].1 <= w[1].0)
+                }
+                (How::DeletedFifo { .. }, Some(FdKind::Pipe { path, .. })) => path.is_empty(),
+                (How::SocketFile { .. }, Some(FdKind::Socket { family, addr, .. })) => {
+                    *family == 1 && addr.len() > 2 && addr[2] != 0
+                }
+                _ => false,
+            };
+            if !fits {
+                return Err(format!(
+                    "files: the entry of fd {} does not fit its descriptor's record",
+                    e.fd
+                ));
+            }
+            if let How::Proc { rel, .. } = &e.how
+                && (rel.starts_with('/') || rel.split('/').any(|c| c == ".."))
+            {
+                return Err(format!(
+                    "files: fd {} names a procfs path outside its own",
+                    e.fd
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl crate::bounded::Element for FileFd<'_> {
+    const WHAT: &'static str = "file records";
+    /// fd, variant, and an empty name (`DeletedFifo`) or path (`Proc`).
+    const MIN_ENCODED_LEN: usize = 3;
+    const MAX_COUNT: usize = crate::MAX_FDS;
+}
+
+impl crate::bounded::Element for (u64, u64) {
+    const WHAT: &'static str = "data ranges";
+    const MIN_ENCODED_LEN: usize = 2;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounded::Element;
+
+    #[test]
+    fn shortest_encodings() {
+        let short = [
+            How::DeletedFifo { name: "".into() },
+            How::SocketFile { mode: 0 },
+            How::Proc {
+                rel: "".into(),
+                dir: false,
+                offset: 0,
+            },
+            How::Path {
+                path: "".into(),
+                kind: PathKind::File,
+                dev: 0,
+                ino: 0,
+            },
+            How::Attrs {
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                atime: (0, 0),
+                mtime: (0, 0),
+                data: Cow::Borrowed(&[]),
+            },
+        ];
+        let lens: alloc::vec::Vec<usize> = short
+            .into_iter()
+            .map(|how| postcard::to_allocvec(&FileFd { fd: 0, how }).unwrap().len())
+            .collect();
+        assert_eq!(lens.iter().min(), Some(&FileFd::MIN_ENCODED_LEN));
+        assert_eq!(
+            postcard::to_allocvec(&(0u64, 0u64)).unwrap().len(),
+            <(u64, u64)>::MIN_ENCODED_LEN
+        );
+    }
+
+    #[test]
+    fn entries_must_fit_their_records() {
+        let record = |fd, kind| crate::Fd {
+            fd,
+            flags: 0,
+            cloexec: false,
+            kind,
+        };
+        let fds = [
+            record(
+                3,
+                crate::FdKind::Dir {
+                    path: "/proc/1/fd".into(),
+                    offset: 0,
+                },
+            ),
+            record(
+                4,
+                crate::FdKind::Eventfd {
+                    count: 0,
+                    semaphore: false,
+                },
+            ),
+        ];
+        let files = |fd, rel: &'static str| Files {
+            fds: alloc::vec![FileFd {
+                fd,
+                how: How::Proc {
+                    rel: rel.into(),
+                    dir: true,
+                    offset: 0,
+                },
+            }]
+            .into(),
+        };
+        assert_eq!(files(3, "fd").check(&fds), Ok(()));
+        assert!(
+            files(4, "fd").check(&fds).is_err(),
+            "not a directory record"
+        );
+        assert!(files(5, "fd").check(&fds).is_err(), "no such record");
+        assert!(files(3, "../2/fd").check(&fds).is_err(), "outside its own");
+    }
+
+    #[test]
+    fn an_empty_files_encodes_to_one_byte() {
+        assert_eq!(postcard::to_allocvec(&Files::default()).unwrap(), [0]);
+    }
+}
