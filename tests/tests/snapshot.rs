@@ -423,3 +423,69 @@ fn wipe_on_fork_memory_fails_the_snapshot_loudly() {
         &describe_all(&[&p, &r]),
     );
 }
+
+/// A restored process (in its PID namespace) that ends while its
+/// snapshot's writer still writes: the writer, an orphan of the
+/// namespace's init, finishes the image before init ends the namespace
+/// (whose end kills everything in it). The program is killed (TERM,
+/// forwarded by the supervisor) right after its pause, with 192 MiB
+/// still to write: the image must be there, complete, once the
+/// supervisor has ended, and restore.
+#[test]
+fn restored_process_ending_keeps_its_writer() {
+    let dir = TestDir::new("snapshot-restored-ends");
+    let first = dir.join("first.img");
+    let second = dir.join("second.img");
+    let program = csnap("ends", &["sweep", "4", "192", "2000"]);
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", first.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&first, false);
+    p.kill();
+    let mut r = dir.restore(
+        &program,
+        "restored",
+        &first,
+        &[
+            ("MIGRATE_IMAGE", second.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    r.wait_for_lines(3);
+    r.dump_signal();
+    // Two more steps: the pause is over, the writer is writing.
+    let now = r.stdout_lines().len();
+    r.wait_for_lines(now + 2);
+    r.signal(libc::SIGTERM);
+    let status = r.wait();
+    let context = describe_all(&[&p, &r]);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGTERM),
+        "the restored process should have ended by TERM\n{context}"
+    );
+    assert!(
+        second.exists(),
+        "the restored process's writer was killed with its namespace: no {}\n{context}",
+        second.display()
+    );
+    verify_image(&second, &context);
+    assert_eq!(
+        capture(&second).mode,
+        dumpfmt::CaptureMode::Snapshot,
+        "{context}"
+    );
+    let mut again = dir.restore(&program, "again", &second, &[]);
+    let out = again.wait_success();
+    let context = describe_all(&[&p, &r, &again]);
+    assert!(first_step(&out, &context) > 8, "{context}");
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("done 2000"),
+        "{context}"
+    );
+}

@@ -29,7 +29,10 @@
 //!   has it among its children once its threads go on, and no zombie is
 //!   left with it. A process that is a child subreaper itself, or a PID
 //!   namespace's init, would get the writer back as a child: it is dumped
-//!   stopped.
+//!   stopped. In a restored process's PID namespace the writer's reaper is
+//!   the namespace's init, whose end kills everything in the namespace:
+//!   init waits for the writers (by their name, `migrate-writer`, given by
+//!   the intermediate) once the program ended (`restore::namespace`).
 //! - the writer `setsid()`s (a signal to the program's process group, a
 //!   terminal's Ctrl-C, never reaches it), keeps every signal blocked (the
 //!   handler's mask), and closes every descriptor at once but the image's
@@ -259,6 +262,11 @@ pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
         }
         Ok(0) => {
             // The intermediate: clones the writer, says its PID, exits.
+            // Named first, so the writer has its name from its first
+            // instant (a restored process's init waits for writers by it).
+            let name = b"migrate-writer\0";
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+            let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, name.as_ptr())) };
             // SAFETY: as above (a fork, exit signal SIGCHLD for whichever
             // process reaps it).
             let w = unsafe { sys::sys(libc::SYS_clone, args!(libc::SIGCHLD, 0, 0, 0, 0)) };
@@ -333,8 +341,8 @@ pub fn read_pause(fd: i32) -> Option<u64> {
 }
 
 /// The writer's own set-up: a session of its own, only the descriptors
-/// `keep` (the image, stderr for its log line, the pause's pipe), a name
-/// that says what it is.
+/// `keep` (the image, stderr for its log line, the pause's pipe). (Its
+/// name, `migrate-writer`, comes from the intermediate.)
 fn become_writer(mut keep: [i32; 3]) {
     // SAFETY: setsid takes no arguments (fails only for a group leader,
     // which a fresh clone is not).
@@ -352,9 +360,6 @@ fn become_writer(mut keep: [i32; 3]) {
     }
     // SAFETY: as above.
     let _ = unsafe { sys::sys(sys::SYS_close_range, args!(from, u32::MAX, 0)) };
-    let name = b"migrate-writer\0";
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, name.as_ptr())) };
 }
 
 /// Remembers the writer and its start time, for [`wait_previous`].
