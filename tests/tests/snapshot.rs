@@ -489,3 +489,51 @@ fn restored_process_ending_keeps_its_writer() {
         "{context}"
     );
 }
+
+/// The relaunch's `MIGRATE_SNAPSHOT` and `MIGRATE_COMPRESS` hold for the
+/// restored process's dumps, as its other settings do (the restored
+/// process's own copies of them come from the image): `stop` is the way
+/// out the error about `MADV_WIPEONFORK` memory names, and it must work
+/// for a restored process too.
+#[test]
+fn relaunch_settings_hold_after_restore() {
+    let dir = TestDir::new("snapshot-relaunch");
+    let first = dir.join("first.img");
+    let second = dir.join("second.img");
+    let program = csnap("relaunch", &["sweep", "4", "8", "100000"]);
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", first.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&first, false);
+    p.kill();
+    assert_eq!(capture(&first).mode, dumpfmt::CaptureMode::Snapshot);
+    assert!(!image_meta(&first).compressed);
+    let mut r = dir.restore(
+        &program,
+        "restored",
+        &first,
+        &[
+            ("MIGRATE_IMAGE", second.to_str().unwrap()),
+            ("MIGRATE_SNAPSHOT", "stop"),
+            ("MIGRATE_COMPRESS", "zstd"),
+        ],
+    );
+    r.wait_for_lines(3);
+    r.dump_signal();
+    r.wait_for_image(&second, false);
+    r.kill();
+    let context = describe_all(&[&p, &r]);
+    assert_eq!(
+        capture(&second).mode,
+        dumpfmt::CaptureMode::Stopped,
+        "MIGRATE_SNAPSHOT=stop of the relaunch was ignored\n{context}"
+    );
+    assert!(
+        image_meta(&second).compressed,
+        "MIGRATE_COMPRESS=zstd of the relaunch was ignored\n{context}"
+    );
+}
