@@ -368,6 +368,11 @@ fn note_writer(pid: i32) {
     PREV_WRITER.store(pid, Release);
 }
 
+/// The last snapshot's writer and its start time ((0, 0): none).
+pub fn last_writer() -> (i32, u64) {
+    (PREV_WRITER.load(Acquire), PREV_START.load(Acquire))
+}
+
 /// Field 22 (start time) and the state letter of `/proc/PID/stat`.
 fn start_time(pid: i32) -> Option<(u64, u8)> {
     let mut path = Line::<40>::new();
