@@ -537,3 +537,53 @@ fn relaunch_settings_hold_after_restore() {
         "MIGRATE_COMPRESS=zstd of the relaunch was ignored\n{context}"
     );
 }
+
+/// A writer that fails at once (here: memory marked `MADV_WIPEONFORK`,
+/// found in its first steps) may be gone before the program tells it its
+/// pause; the program's write to the closed pipe must not raise SIGPIPE,
+/// which, pending under the handler's mask, killed the program as the
+/// handler returned. Thirty failing dumps in a row, the program goes on
+/// to its end each time.
+#[test]
+fn writer_failing_at_once_never_kills_the_program() {
+    let dir = TestDir::new("snapshot-sigpipe");
+    let image = dir.join("app.img");
+    let program = csnap("sigpipe", &["wipe", "1", "1", "100000"]);
+    let mut p = dir.spawn(
+        &program,
+        "snapshot",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_step(3);
+    let failures = |p: &Proc| {
+        p.stderr()
+            .lines()
+            .filter(|l| l.starts_with("migrate: dump failed"))
+            .count()
+    };
+    for n in 1..=30 {
+        p.dump_signal();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while failures(&p) < n {
+            assert!(
+                p.poll_exit().is_none(),
+                "the program died in failed dump {n}\n{}",
+                p.describe()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dump {n} did not fail\n{}",
+                p.describe()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Its next step: the handler has returned.
+        let now = p.stdout_lines().len();
+        p.wait_for_lines(now + 1);
+    }
+    assert!(p.poll_exit().is_none(), "{}", p.describe());
+    p.kill();
+}

@@ -230,15 +230,31 @@ pub fn log_stopped(why: &str, what: &[u8]) {
 /// descriptor `keep`, stderr and the pause's pipe.
 pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
     // `pipe`: the intermediate tells the writer's PID; `back`: the program
-    // tells the writer how long it was stopped.
+    // tells the writer how long it was stopped. `back` is a socket pair,
+    // written with MSG_NOSIGNAL: a writer that failed at once has closed
+    // its end, and a pipe would raise SIGPIPE, which, pending under the
+    // handler's mask, would kill the program as the handler returns.
     let mut fds = [-1i32; 4];
     for i in [0, 2] {
-        // SAFETY: pipe2 writes two ints, here into `fds[i..i + 2]`.
+        // SAFETY: pipe2 and socketpair write two ints, here into
+        // `fds[i..i + 2]`.
         let made = unsafe {
-            sys::sys(
-                libc::SYS_pipe2,
-                args!(fds[i..].as_mut_ptr(), libc::O_CLOEXEC),
-            )
+            if i == 0 {
+                sys::sys(
+                    libc::SYS_pipe2,
+                    args!(fds[i..].as_mut_ptr(), libc::O_CLOEXEC),
+                )
+            } else {
+                sys::sys(
+                    libc::SYS_socketpair,
+                    args!(
+                        libc::AF_UNIX,
+                        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                        0,
+                        fds[i..].as_mut_ptr()
+                    ),
+                )
+            }
         };
         if let Err(e) = made {
             for fd in fds.into_iter().filter(|&fd| fd >= 0) {
@@ -316,7 +332,16 @@ pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
             }
             note_writer(writer);
             let pause_ns = sys::monotonic_ns().saturating_sub(started).max(1);
-            let _ = sys::write_all(back[1], &pause_ns.to_ne_bytes());
+            let b = pause_ns.to_ne_bytes();
+            // SAFETY: sendto reads `b.len()` bytes of `b`; no address.
+            // Eight bytes go whole into an empty socket (or not at all:
+            // the writer is gone, and then nobody needs them).
+            let _ = unsafe {
+                sys::sys(
+                    libc::SYS_sendto,
+                    args!(back[1], b.as_ptr(), b.len(), libc::MSG_NOSIGNAL, 0, 0),
+                )
+            };
             sys::close(back[1]);
             Ok(Side::App { writer, pause_ns })
         }
