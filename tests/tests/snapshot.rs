@@ -430,13 +430,13 @@ fn wipe_on_fork_memory_fails_the_snapshot_loudly() {
 /// (whose end kills everything in it). The program is killed (TERM,
 /// forwarded by the supervisor) right after its pause, with 192 MiB
 /// still to write: the image must be there, complete, once the
-/// supervisor has ended, and restore.
+/// supervisor has ended, and restore (the program goes on from there).
 #[test]
 fn restored_process_ending_keeps_its_writer() {
     let dir = TestDir::new("snapshot-restored-ends");
     let first = dir.join("first.img");
     let second = dir.join("second.img");
-    let program = csnap("ends", &["sweep", "4", "192", "2000"]);
+    let program = csnap("ends", &["sweep", "4", "192", "1000000"]);
     let mut p = dir.spawn(
         &program,
         "original",
@@ -480,14 +480,10 @@ fn restored_process_ending_keeps_its_writer() {
         "{context}"
     );
     let mut again = dir.restore(&program, "again", &second, &[]);
-    let out = again.wait_success();
+    again.wait_for_lines(3);
+    again.kill();
     let context = describe_all(&[&p, &r, &again]);
-    assert!(first_step(&out, &context) > 8, "{context}");
-    assert_eq!(
-        out.last().map(String::as_str),
-        Some("done 2000"),
-        "{context}"
-    );
+    assert!(first_step(&again.stdout_lines(), &context) > 8, "{context}");
 }
 
 /// The relaunch's `MIGRATE_SNAPSHOT` and `MIGRATE_COMPRESS` hold for the
