@@ -283,9 +283,15 @@ fn wait(t: &Target, nonce: u32, timeout: Duration) -> Result<status::Last, Failu
     let mut shown = Progress::new();
     let mut started = false;
     let mut explained = false;
+    // The snapshot writer finishing our dump, once the status named it: it
+    // completes the image even when the program ends first.
+    let mut writer: Option<(i32, u64)> = None;
     loop {
         let now = Instant::now();
-        let gone = !alive(t.pid, t.start);
+        // Looked at before the outcome is: one that ended after writing
+        // its outcome is not taken for one that ended without.
+        let writer_gone = writer.map(|(pid, start)| !alive(pid, start));
+        let program_gone = !alive(t.pid, t.start);
         let mut busy = false;
         // Its outcome file, or the status if that file could not be
         // written (the status shows only the latest dump, which is ours
@@ -298,6 +304,7 @@ fn wait(t: &Target, nonce: u32, timeout: Duration) -> Result<status::Last, Failu
             }
             started = true;
             if s.dumping {
+                writer = writer.or(s.writer);
                 shown.show(t, s.progress.unwrap_or((0, 0)));
                 return None;
             }
@@ -312,6 +319,18 @@ fn wait(t: &Target, nonce: u32, timeout: Duration) -> Result<status::Last, Failu
             return Err(Failure::new(
                 exit::FAILED,
                 format!("the dump of {} failed: {}", t.name(), last.error),
+            ));
+        }
+        // (A writer first named just now is looked at next time.)
+        let gone = program_gone && writer.is_none();
+        if let (Some(true), Some((pid, _))) = (writer_gone, writer) {
+            shown.finish(t, false);
+            return Err(Failure::new(
+                exit::ENDED,
+                format!(
+                    "the snapshot writer (pid {pid}) of {} ended before the image was complete",
+                    t.name()
+                ),
             ));
         }
         if gone {

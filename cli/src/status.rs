@@ -20,6 +20,9 @@ pub struct Status {
     pub request: u32,
     /// Bytes written and the estimate, while dumping.
     pub progress: Option<(u64, u64)>,
+    /// The snapshot writer finishing the dump (PID and start time), while
+    /// dumping: the program may end before it.
+    pub writer: Option<(i32, u64)>,
     pub last: Option<Last>,
 }
 
@@ -58,8 +61,13 @@ impl Status {
             dumps: num("dumps")?,
             request: u32::try_from(num("request")?).ok()?,
             progress: None,
+            writer: None,
             last: None,
         };
+        if let Some(w) = kv.get("writer") {
+            let (a, b) = w.split_once(' ')?;
+            s.writer = Some((a.parse().ok()?, b.parse().ok()?));
+        }
         if let Some(p) = kv.get("progress") {
             let (a, b) = p.split_once(' ')?;
             s.progress = Some((a.parse().ok()?, b.parse().ok()?));
@@ -170,6 +178,7 @@ mod tests {
                 dumps: 0,
                 request: 0,
                 progress: None,
+                writer: None,
                 last: None,
             }
         );

@@ -292,6 +292,11 @@ pub struct Status {
     /// The pause of the dump being written from a snapshot (0: a stopped
     /// dump, whose pause is its whole time).
     snapshot_pause_ns: u64,
+    /// The snapshot's writer finishing the dump being reported (PID and
+    /// start time; 0: none, or one in a PID namespace of the process's,
+    /// whose PID a requester outside could not look up).
+    writer: i32,
+    writer_start: u64,
     tmp: Line<{ DIR_MAX + 32 }>,
     target: Line<{ DIR_MAX + 32 }>,
 }
@@ -324,6 +329,8 @@ impl Status {
             next_check: 0,
             last_write_ns: 0,
             snapshot_pause_ns: 0,
+            writer: 0,
+            writer_start: 0,
             tmp: Line::new(),
             target: Line::new(),
         }
@@ -389,6 +396,13 @@ pub fn format<const N: usize>(
             .str(" ")
             .dec(s.estimate)
             .str("\n");
+        if s.writer > 0 {
+            out.str("writer ")
+                .dec(s.writer as u64)
+                .str(" ")
+                .dec(s.writer_start)
+                .str("\n");
+        }
     }
     if s.has_last {
         let l = &s.last;
@@ -474,6 +488,25 @@ fn scratch() -> &'static mut [u8; PATH_MAX] {
     unsafe { SCRATCH.get() }
 }
 
+/// Whether process `pid`, started at `start`, still runs (not a zombie).
+fn writer_runs(pid: i32, start: u64) -> bool {
+    let mut path = Line::<40>::new();
+    path.str("/proc/").dec(pid as u64).str("/stat");
+    let Some(p) = path.c_str() else {
+        return false;
+    };
+    let buf = scratch();
+    let Ok(n) = sys::read_file(p, buf) else {
+        return false;
+    };
+    let text = &buf[..n];
+    let state = text
+        .iter()
+        .rposition(|&c| c == b')')
+        .and_then(|close| text.get(close + 2));
+    stat_starttime(text) == Some(start) && !matches!(state, Some(b'Z' | b'X'))
+}
+
 /// Sets up this process's status and writes it: `user` is the PID the
 /// user sees and its start time, `None` for this process itself.
 fn set_up(s: &mut Status, user: Option<(i32, u64)>) {
@@ -546,6 +579,11 @@ extern "C" fn at_exit() {
     // and either order leaves a valid file or none.
     let s = unsafe { state() };
     if !s.on || s.own_pid != sys::getpid() {
+        return;
+    }
+    if s.dumping && s.writer > 0 && writer_runs(s.writer, s.writer_start) {
+        // A snapshot's writer finishes the dump and writes the file again:
+        // a requester learns from it which process to wait for.
         return;
     }
     let mut path = Line::<{ DIR_MAX + 32 }>::new();
@@ -721,6 +759,7 @@ pub unsafe fn dump_started(nonce: u32) {
     let s = unsafe { for_dump() };
     s.dumping = true;
     s.request = nonce;
+    s.writer = 0;
     s.written = 0;
     s.progress_on = false;
     // Private memory the process has touched: about what the image holds.
@@ -750,6 +789,25 @@ pub unsafe fn snapshot_writer(pause_ns: u64) {
     let s = unsafe { state() };
     s.own_pid = sys::getpid();
     s.snapshot_pause_ns = pause_ns.max(1);
+}
+
+/// In the program, once a snapshot's writer (PID `writer`, started at
+/// `start`) took the dump over: the status says which process finishes
+/// it, so that a requester waits for the writer, not for the program,
+/// which may end first (the writer goes on to complete the image).
+///
+/// # Safety
+/// Called by the thread leading a dump.
+pub unsafe fn handed_over(writer: i32, start: u64) {
+    // SAFETY: the caller's promise.
+    let s = unsafe { for_dump() };
+    if s.pid != s.own_pid || start == 0 {
+        // The program's PID namespace is not the requester's.
+        return;
+    }
+    s.writer = writer;
+    s.writer_start = start;
+    write(s);
 }
 
 /// The page scan begins (the dump's descriptors are collected): from now

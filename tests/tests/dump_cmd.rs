@@ -504,3 +504,98 @@ fn request_left_for_an_earlier_process_is_not_served() {
     assert!(status.success(), "{}", p.describe());
     assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
 }
+
+/// `migrate dump PID` of a program that ends while its snapshot's writer
+/// still writes the image: the image is completed by the writer, so the
+/// command waits for it and succeeds (it said the process "ended before
+/// its image was complete", although the image came a moment later).
+#[test]
+fn dump_succeeds_when_the_program_ends_while_its_writer_writes() {
+    let dir = TestDir::new("dumpcmd-writer-outlives");
+    let exe = env!("MIGRATE_TEST_CSNAP");
+    let program = Program::command_of(
+        "csnap-outlives",
+        &[
+            exe.as_ref(),
+            "sweep".as_ref(),
+            "4".as_ref(),
+            "256".as_ref(),
+            "100000".as_ref(),
+        ],
+    );
+    let own = dir.join("own.img");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", own.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    let image = dir.join("requested.img");
+    let cmd = Command::new(migrate())
+        .args([
+            "dump".as_ref(),
+            p.pid().to_string().as_ref(),
+            "--image".as_ref(),
+            image.as_os_str(),
+        ])
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run migrate dump");
+    // A writer holds the image's file (it is split off) and the program
+    // printed a line since (it went on): the program is killed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while writer_in(dir.path()).is_none() {
+        assert!(
+            !image.exists(),
+            "the image was complete first\n{}",
+            p.describe()
+        );
+        assert!(Instant::now() < deadline, "no writer\n{}", p.describe());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let now = p.stdout_lines().len();
+    p.wait_for_lines(now + 1);
+    p.kill();
+    assert!(
+        temp_files_of(&image).is_empty() && !image.exists() || writer_in(dir.path()).is_some(),
+        "the writer finished before the program was killed: nothing tested\n{}",
+        p.describe()
+    );
+    let out = cmd.wait_with_output().expect("wait for migrate dump");
+    let context = format!(
+        "migrate dump: {:?}\nstdout: {}\nstderr: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        p.describe()
+    );
+    assert!(out.status.success(), "{context}");
+    dumpfmt::verify(&image).expect("a complete image");
+    assert_eq!(
+        image_meta(&image).image.minor4.capture.mode,
+        dumpfmt::CaptureMode::Snapshot,
+        "{context}"
+    );
+}
+
+/// A snapshot writer (`migrate-writer`) holding a file in `dir` open (the
+/// image being written, an unnamed file there).
+fn writer_in(dir: &Path) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            if comm.trim_end() != "migrate-writer" {
+                return None;
+            }
+            let fds = std::fs::read_dir(e.path().join("fd")).ok()?;
+            fds.filter_map(Result::ok)
+                .any(|f| std::fs::read_link(f.path()).is_ok_and(|l| l.starts_with(dir)))
+                .then_some(pid)
+        })
+}

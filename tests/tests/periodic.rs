@@ -198,10 +198,14 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
     let dir = TestDir::new("periodic-kill");
     let program = Program::mem(128, 100_000, 10);
     let pattern = dir.join("img-%p-%n.img");
+    // Stopped dumps: the program itself writes its images, and a kill
+    // ends the write (a snapshot's writer, a process of its own, would
+    // finish the image after the kill).
     let env = [
         ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
         ("MIGRATE_INTERVAL", "1s"),
         ("MIGRATE_KEEP", "2"),
+        ("MIGRATE_SNAPSHOT", "stop"),
     ];
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -423,3 +423,163 @@ fn wipe_on_fork_memory_fails_the_snapshot_loudly() {
         &describe_all(&[&p, &r]),
     );
 }
+
+/// A restored process (in its PID namespace) that ends while its
+/// snapshot's writer still writes: the writer, an orphan of the
+/// namespace's init, finishes the image before init ends the namespace
+/// (whose end kills everything in it). The program is killed (TERM,
+/// forwarded by the supervisor) right after its pause, with 192 MiB
+/// still to write: the image must be there, complete, once the
+/// supervisor has ended, and restore (the program goes on from there).
+#[test]
+fn restored_process_ending_keeps_its_writer() {
+    let dir = TestDir::new("snapshot-restored-ends");
+    let first = dir.join("first.img");
+    let second = dir.join("second.img");
+    let program = csnap("ends", &["sweep", "4", "192", "1000000"]);
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", first.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&first, false);
+    p.kill();
+    let mut r = dir.restore(
+        &program,
+        "restored",
+        &first,
+        &[
+            ("MIGRATE_IMAGE", second.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    r.wait_for_lines(3);
+    r.dump_signal();
+    // Two more steps: the pause is over, the writer is writing.
+    let now = r.stdout_lines().len();
+    r.wait_for_lines(now + 2);
+    r.signal(libc::SIGTERM);
+    let status = r.wait();
+    let context = describe_all(&[&p, &r]);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGTERM),
+        "the restored process should have ended by TERM\n{context}"
+    );
+    assert!(
+        second.exists(),
+        "the restored process's writer was killed with its namespace: no {}\n{context}",
+        second.display()
+    );
+    verify_image(&second, &context);
+    assert_eq!(
+        capture(&second).mode,
+        dumpfmt::CaptureMode::Snapshot,
+        "{context}"
+    );
+    let mut again = dir.restore(&program, "again", &second, &[]);
+    again.wait_for_lines(3);
+    again.kill();
+    let context = describe_all(&[&p, &r, &again]);
+    assert!(first_step(&again.stdout_lines(), &context) > 8, "{context}");
+}
+
+/// The relaunch's `MIGRATE_SNAPSHOT` and `MIGRATE_COMPRESS` hold for the
+/// restored process's dumps, as its other settings do (the restored
+/// process's own copies of them come from the image): `stop` is the way
+/// out the error about `MADV_WIPEONFORK` memory names, and it must work
+/// for a restored process too.
+#[test]
+fn relaunch_settings_hold_after_restore() {
+    let dir = TestDir::new("snapshot-relaunch");
+    let first = dir.join("first.img");
+    let second = dir.join("second.img");
+    let program = csnap("relaunch", &["sweep", "4", "8", "100000"]);
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", first.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(&first, false);
+    p.kill();
+    assert_eq!(capture(&first).mode, dumpfmt::CaptureMode::Snapshot);
+    assert!(!image_meta(&first).compressed);
+    let mut r = dir.restore(
+        &program,
+        "restored",
+        &first,
+        &[
+            ("MIGRATE_IMAGE", second.to_str().unwrap()),
+            ("MIGRATE_SNAPSHOT", "stop"),
+            ("MIGRATE_COMPRESS", "zstd"),
+        ],
+    );
+    r.wait_for_lines(3);
+    r.dump_signal();
+    r.wait_for_image(&second, false);
+    r.kill();
+    let context = describe_all(&[&p, &r]);
+    assert_eq!(
+        capture(&second).mode,
+        dumpfmt::CaptureMode::Stopped,
+        "MIGRATE_SNAPSHOT=stop of the relaunch was ignored\n{context}"
+    );
+    assert!(
+        image_meta(&second).compressed,
+        "MIGRATE_COMPRESS=zstd of the relaunch was ignored\n{context}"
+    );
+}
+
+/// A writer that fails at once (here: memory marked `MADV_WIPEONFORK`,
+/// found in its first steps) may be gone before the program tells it its
+/// pause; the program's write to the closed pipe must not raise SIGPIPE,
+/// which, pending under the handler's mask, killed the program as the
+/// handler returned. Thirty failing dumps in a row, the program goes on
+/// to its end each time.
+#[test]
+fn writer_failing_at_once_never_kills_the_program() {
+    let dir = TestDir::new("snapshot-sigpipe");
+    let image = dir.join("app.img");
+    let program = csnap("sigpipe", &["wipe", "1", "1", "100000"]);
+    let mut p = dir.spawn(
+        &program,
+        "snapshot",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_step(3);
+    let failures = |p: &Proc| {
+        p.stderr()
+            .lines()
+            .filter(|l| l.starts_with("migrate: dump failed"))
+            .count()
+    };
+    for n in 1..=30 {
+        p.dump_signal();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while failures(&p) < n {
+            assert!(
+                p.poll_exit().is_none(),
+                "the program died in failed dump {n}\n{}",
+                p.describe()
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dump {n} did not fail\n{}",
+                p.describe()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // Its next step: the handler has returned.
+        let now = p.stdout_lines().len();
+        p.wait_for_lines(now + 1);
+    }
+    assert!(p.poll_exit().is_none(), "{}", p.describe());
+    p.kill();
+}

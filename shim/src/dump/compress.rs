@@ -58,6 +58,21 @@ pub fn configure_from_env() -> Result<(), String> {
     Ok(())
 }
 
+/// The level the relaunch's `MIGRATE_COMPRESS` asks for (`None`: unset),
+/// which a restored process takes over (its own statics hold the old
+/// one). Checked already by [`configure_from_env`].
+pub fn relaunch_level() -> Option<i32> {
+    std::env::var("MIGRATE_COMPRESS")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| parse(&v).ok())
+}
+
+/// Sets the level (a restored process, from the relaunch's setting).
+pub fn set_level(level: i32) {
+    LEVEL.store(level, Relaxed);
+}
+
 /// The level dumps use (0: none).
 pub fn level() -> i32 {
     LEVEL.load(Relaxed)

@@ -625,8 +625,11 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         job.size = *size;
     }
     if job.snap_side == SNAP_APP {
-        // The writer reports the outcome.
+        // The writer reports the outcome; the status names it meanwhile.
         job.reported = true;
+        let (writer, start) = snapshot::last_writer();
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::handed_over(writer, start) };
     } else if !job.check {
         // Before the other threads go on (or the process ends).
         report(job, result.as_ref().map(|_| ()));

@@ -29,7 +29,10 @@
 //!   has it among its children once its threads go on, and no zombie is
 //!   left with it. A process that is a child subreaper itself, or a PID
 //!   namespace's init, would get the writer back as a child: it is dumped
-//!   stopped.
+//!   stopped. In a restored process's PID namespace the writer's reaper is
+//!   the namespace's init, whose end kills everything in the namespace:
+//!   init waits for the writers (by their name, `migrate-writer`, given by
+//!   the intermediate) once the program ended (`restore::namespace`).
 //! - the writer `setsid()`s (a signal to the program's process group, a
 //!   terminal's Ctrl-C, never reaches it), keeps every signal blocked (the
 //!   handler's mask), and closes every descriptor at once but the image's
@@ -248,15 +251,31 @@ pub fn log_stopped(why: &str, what: &[u8]) {
 /// descriptor `keep`, stderr and the pause's pipe.
 pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
     // `pipe`: the intermediate tells the writer's PID; `back`: the program
-    // tells the writer how long it was stopped.
+    // tells the writer how long it was stopped. `back` is a socket pair,
+    // written with MSG_NOSIGNAL: a writer that failed at once has closed
+    // its end, and a pipe would raise SIGPIPE, which, pending under the
+    // handler's mask, would kill the program as the handler returns.
     let mut fds = [-1i32; 4];
     for i in [0, 2] {
-        // SAFETY: pipe2 writes two ints, here into `fds[i..i + 2]`.
+        // SAFETY: pipe2 and socketpair write two ints, here into
+        // `fds[i..i + 2]`.
         let made = unsafe {
-            sys::sys(
-                libc::SYS_pipe2,
-                args!(fds[i..].as_mut_ptr(), libc::O_CLOEXEC),
-            )
+            if i == 0 {
+                sys::sys(
+                    libc::SYS_pipe2,
+                    args!(fds[i..].as_mut_ptr(), libc::O_CLOEXEC),
+                )
+            } else {
+                sys::sys(
+                    libc::SYS_socketpair,
+                    args!(
+                        libc::AF_UNIX,
+                        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                        0,
+                        fds[i..].as_mut_ptr()
+                    ),
+                )
+            }
         };
         if let Err(e) = made {
             for fd in fds.into_iter().filter(|&fd| fd >= 0) {
@@ -280,6 +299,11 @@ pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
         }
         Ok(0) => {
             // The intermediate: clones the writer, says its PID, exits.
+            // Named first, so the writer has its name from its first
+            // instant (a restored process's init waits for writers by it).
+            let name = b"migrate-writer\0";
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+            let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, name.as_ptr())) };
             // SAFETY: as above (a fork, exit signal SIGCHLD for whichever
             // process reaps it).
             let w = unsafe { sys::sys(libc::SYS_clone, args!(libc::SIGCHLD, 0, 0, 0, 0)) };
@@ -329,7 +353,16 @@ pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
             }
             note_writer(writer);
             let pause_ns = sys::monotonic_ns().saturating_sub(started).max(1);
-            let _ = sys::write_all(back[1], &pause_ns.to_ne_bytes());
+            let b = pause_ns.to_ne_bytes();
+            // SAFETY: sendto reads `b.len()` bytes of `b`; no address.
+            // Eight bytes go whole into an empty socket (or not at all:
+            // the writer is gone, and then nobody needs them).
+            let _ = unsafe {
+                sys::sys(
+                    libc::SYS_sendto,
+                    args!(back[1], b.as_ptr(), b.len(), libc::MSG_NOSIGNAL, 0, 0),
+                )
+            };
             sys::close(back[1]);
             Ok(Side::App { writer, pause_ns })
         }
@@ -354,8 +387,8 @@ pub fn read_pause(fd: i32) -> Option<u64> {
 }
 
 /// The writer's own set-up: a session of its own, only the descriptors
-/// `keep` (the image, stderr for its log line, the pause's pipe), a name
-/// that says what it is.
+/// `keep` (the image, stderr for its log line, the pause's pipe). (Its
+/// name, `migrate-writer`, comes from the intermediate.)
 fn become_writer(mut keep: [i32; 3]) {
     // SAFETY: setsid takes no arguments (fails only for a group leader,
     // which a fresh clone is not).
@@ -373,15 +406,17 @@ fn become_writer(mut keep: [i32; 3]) {
     }
     // SAFETY: as above.
     let _ = unsafe { sys::sys(sys::SYS_close_range, args!(from, u32::MAX, 0)) };
-    let name = b"migrate-writer\0";
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, name.as_ptr())) };
 }
 
 /// Remembers the writer and its start time, for [`wait_previous`].
 fn note_writer(pid: i32) {
     PREV_START.store(start_time(pid).map_or(0, |(s, _)| s), Release);
     PREV_WRITER.store(pid, Release);
+}
+
+/// The last snapshot's writer and its start time ((0, 0): none).
+pub fn last_writer() -> (i32, u64) {
+    (PREV_WRITER.load(Acquire), PREV_START.load(Acquire))
 }
 
 /// Field 22 (start time) and the state letter of `/proc/PID/stat`.

@@ -445,6 +445,8 @@ fn build(
         status_pid: 0,
         status_starttime: 0,
         lazy_source: if lazy { lazy::identity(&img) } else { (0, 0) },
+        snapshot: overrides.snapshot.map_or(-1, i64::from),
+        compress: crate::dump::compress::relaunch_level().map_or(-1, i64::from),
     };
     if keep_tids {
         // The supervisor (this process before `namespace::enter`) is

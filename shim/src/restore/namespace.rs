@@ -292,12 +292,61 @@ fn init(pid: u32, report: i32, drain: i32) -> bool {
             let _ = report
                 .write_all(b"S")
                 .and_then(|_| report.write_all(&status.to_ne_bytes()));
+            // Init's end kills everything in the namespace: a snapshot's
+            // writer, orphaned to init, finishes its image first.
+            wait_for_writers();
             std::process::exit(0);
         }
         if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             std::process::exit(0);
         }
     }
+}
+
+/// In init, once the restored process has ended: reaps children until no
+/// snapshot writer (`dump::snapshot`, named `migrate-writer` before it is
+/// cloned) is left among them. Other orphans (daemons the program left)
+/// end with the namespace, as before.
+fn wait_for_writers() {
+    while writer_left() {
+        let mut status = 0;
+        // SAFETY: waiting for any child of init.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// Whether a child of init (PID 1 here) is a snapshot writer still
+/// running (a zombie one is reaped by the next wait).
+fn writer_left() -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(Result::ok).any(|e| {
+        let name = e.file_name();
+        if !name
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|c| c.is_ascii_digit()))
+        {
+            return false;
+        }
+        let Ok(stat) = std::fs::read(e.path().join("stat")) else {
+            return false;
+        };
+        let (Some(open), Some(close)) = (
+            stat.iter().position(|&c| c == b'('),
+            stat.iter().rposition(|&c| c == b')'),
+        ) else {
+            return false;
+        };
+        let mut rest = stat[close + 1..]
+            .split(|&c| c == b' ')
+            .filter(|f| !f.is_empty());
+        let (state, ppid) = (rest.next(), rest.next());
+        &stat[open + 1..close] == b"migrate-writer" && ppid == Some(b"1") && state != Some(b"Z")
+    })
 }
 
 /// Waits for init's report and ends as the restored process ended.

@@ -61,6 +61,10 @@ pub struct Handoff {
     /// Device and inode of the image a lazy restore mapped ((0, 0):
     /// none; see `restore::lazy`).
     pub lazy_source: (u64, u64),
+    /// MIGRATE_SNAPSHOT: 1 snapshot, 0 stop, -1 keep.
+    pub snapshot: i64,
+    /// MIGRATE_COMPRESS's level (0: none), or -1 to keep.
+    pub compress: i64,
 }
 
 /// Called by every thread of a restored process when `migrate_checkpoint`
@@ -150,6 +154,12 @@ fn finish(h: &Handoff) {
     }
     if h.children >= 0 {
         s.children = h.children as u8;
+    }
+    if h.snapshot >= 0 {
+        s.snapshot = h.snapshot == 1;
+    }
+    if h.compress >= 0 {
+        crate::dump::compress::set_level(h.compress as i32);
     }
     if h.image_len > 0 {
         s.image.clear();
