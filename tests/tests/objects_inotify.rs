@@ -1,0 +1,46 @@
+//! inotify (issue 12): an instance's watches come back with their
+//! numbers (a removed watch's number stays skipped), their masks (so the
+//! same events arrive), a watch added by a relative path without
+//! following a symlink, and each instance's flags (`IN_NONBLOCK`,
+//! `IN_CLOEXEC`); a watch added after the restore gets the number it
+//! would have had.
+//!
+//! The program is `programs/cinotify.c`, mode `watches`, in its work
+//! directory.
+
+use migrate_tests::*;
+
+/// What the program sees after the steps, in the restored run as in an
+/// uninterrupted one.
+const VERDICTS: &[&str] = &[
+    "a flags: nonblock=1 cloexec=1",
+    "b flags: nonblock=0 cloexec=0",
+    "a read: EAGAIN",
+    "a event: wd=1 mask=0x100 name=new",
+    "a event: wd=3 mask=0x2 name=-",
+    "a event: wd=3 mask=0x8 name=-",
+    "a event: wd=4 mask=0x4 name=-",
+    "a read: EAGAIN",
+    "b event: wd=1 mask=0x100 name=x",
+    "b read: EAGAIN",
+    "new watch: 5",
+    "done inotify",
+];
+
+fn tail(lines: &[String]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(String::as_str)
+        .skip_while(|l| !l.starts_with("a flags"))
+        .collect()
+}
+
+/// Two instances with their watches, a gap in the numbers and a symlink
+/// watched itself, after a dump, kill and restore (and compared by the
+/// restore's check dump).
+#[test]
+fn inotify_watches_come_back_with_their_numbers() {
+    let (_dir, _work, r) = mode_roundtrip("inotify", Program::inotify, "watches", Some("w"), 5);
+    let context = describe_all(&[&r.original, &r.restored]);
+    assert_eq!(tail(&r.restored.stdout_lines()), VERDICTS, "{context}");
+}
