@@ -3,7 +3,7 @@
  * after a restore. The dump lands during the steps; what the program sees
  * afterwards must be what an uninterrupted run sees.
  *
- * usage: cinotify watches DIR
+ * usage: cinotify watches DIR | cinotify moved DIR
  *
  * In DIR (made here): instance A (IN_NONBLOCK | IN_CLOEXEC) watches
  * directory sub (IN_CREATE | IN_DELETE, wd 1), b.txt (IN_MODIFY, wd 2,
@@ -14,6 +14,10 @@
  * check: each instance's flags, that A is empty (EAGAIN), the events
  * that creating sub/new, writing c.txt, touching lnk and creating DIR/x
  * give (wd, mask, name), and the number a new watch gets.
+ *
+ * moved: one instance watches DIR/f.txt, which is then renamed
+ * to g.txt: the path the watch was added by names nothing, so a dump
+ * must fail naming the instance while the program goes on.
  *
  * Protocol: "start", "step N ..." per step (20 ms apart unless
  * MIGRATE_TEST_NOSLEEP is set), verdict lines, "done inotify".
@@ -133,12 +137,36 @@ static void watches(const char *dir)
     printf("done inotify\n");
 }
 
+static void moved(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        die("mkdir");
+    touch(at(dir, "f.txt"));
+    int a = inotify_init1(IN_CLOEXEC);
+    if (a < 0)
+        die("inotify_init1");
+    printf("watch: %d\n", add(a, at(dir, "f.txt"), IN_MODIFY));
+    char to[4096];
+    snprintf(to, sizeof to, "%s/g.txt", dir);
+    if (rename(at(dir, "f.txt"), to) != 0)
+        die("rename");
+    uint64_t acc = 7;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(20000000L);
+    }
+    printf("done moved\n");
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
     if (argc == 3 && strcmp(argv[1], "watches") == 0)
         watches(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "moved") == 0)
+        moved(argv[2]);
     else
-        fail("usage: cinotify watches DIR");
+        fail("usage: cinotify watches|moved DIR");
     return 0;
 }

@@ -44,3 +44,29 @@ fn inotify_watches_come_back_with_their_numbers() {
     let context = describe_all(&[&r.original, &r.restored]);
     assert_eq!(tail(&r.restored.stdout_lines()), VERDICTS, "{context}");
 }
+
+/// A watched file renamed after its watch was added: the path the watch
+/// was added by names nothing now, so the dump fails with one line naming
+/// the inotify descriptor and the watch, and the program goes on.
+#[test]
+fn a_watch_whose_path_is_gone_fails_the_dump() {
+    let dir = TestDir::new("inotify-moved");
+    let refdir = dir.subdir("ref");
+    let work = dir.subdir("work");
+    let expected = reference(&Program::inotify("moved", Some(&refdir.join("w"))));
+    let image = dir.join("moved.img");
+    let mut p = dir.spawn(
+        &Program::inotify("moved", Some(&work.join("w"))),
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    p.wait_for_step(3);
+    p.dump_signal();
+    expect_dump_failure(
+        &mut p,
+        &image,
+        &[],
+        &["(inotify)", "watch 1", "f.txt", "gone"],
+        &expected,
+    );
+}
