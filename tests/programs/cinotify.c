@@ -3,7 +3,7 @@
  * after a restore. The dump lands during the steps; what the program sees
  * afterwards must be what an uninterrupted run sees.
  *
- * usage: cinotify watches DIR | cinotify moved DIR
+ * usage: cinotify watches DIR | cinotify moved DIR | cinotify pending DIR
  *
  * In DIR (made here): instance A (IN_NONBLOCK | IN_CLOEXEC) watches
  * directory sub (IN_CREATE | IN_DELETE, wd 1), b.txt (IN_MODIFY, wd 2,
@@ -18,6 +18,10 @@
  * moved: one instance watches DIR/f.txt, which is then renamed
  * to g.txt: the path the watch was added by names nothing, so a dump
  * must fail naming the instance while the program goes on.
+ *
+ * pending: one instance watches DIR for IN_CREATE, and DIR/p is made
+ * before the steps: its event waits, unread, through the dump (the dump
+ * says, at info, that it is not kept).
  *
  * Protocol: "start", "step N ..." per step (20 ms apart unless
  * MIGRATE_TEST_NOSLEEP is set), verdict lines, "done inotify".
@@ -159,6 +163,24 @@ static void moved(const char *dir)
     printf("done moved\n");
 }
 
+static void pending(const char *dir)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        die("mkdir");
+    int a = inotify_init1(IN_CLOEXEC);
+    if (a < 0)
+        die("inotify_init1");
+    printf("watch: %d\n", add(a, dir, IN_CREATE));
+    touch(at(dir, "p"));
+    uint64_t acc = 9;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(20000000L);
+    }
+    printf("done pending\n");
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -166,7 +188,9 @@ int main(int argc, char **argv)
         watches(argv[2]);
     else if (argc == 3 && strcmp(argv[1], "moved") == 0)
         moved(argv[2]);
+    else if (argc == 3 && strcmp(argv[1], "pending") == 0)
+        pending(argv[2]);
     else
-        fail("usage: cinotify watches|moved DIR");
+        fail("usage: cinotify watches|moved|pending DIR");
     return 0;
 }

@@ -70,3 +70,31 @@ fn a_watch_whose_path_is_gone_fails_the_dump() {
         &expected,
     );
 }
+
+/// An event waiting unread at the dump is not kept (reading it would take
+/// it from the running program): the dump says so at `info`, naming the
+/// descriptor, and still succeeds.
+#[test]
+fn events_waiting_at_the_dump_are_reported_lost() {
+    let dir = TestDir::new("inotify-pending");
+    let work = dir.subdir("work");
+    let image = dir.join("pending.img");
+    let mut p = dir.spawn(
+        &Program::inotify("pending", Some(&work.join("w"))),
+        "original",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_step(3);
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("the inotify info line", |l| l.contains("(inotify)"));
+    assert!(
+        line.contains("events waiting at the dump") && line.contains("lost"),
+        "{line:?}\n{}",
+        p.describe()
+    );
+    p.wait_for_image(&image, false);
+    p.kill();
+}
