@@ -83,11 +83,38 @@ pub enum How<'a> {
     /// The mode bits of the file of a Unix socket bound to a path (its
     /// record is a `Socket` with that address): given back after the bind.
     SocketFile { mode: u32 },
+    /// An inotify instance (its record is a `Device` of path
+    /// [`INOTIFY_RECORD`], which no reader opens): made again with its
+    /// watches, each added by path in `wd` order (sorted, increasing), so
+    /// that every watch gets its number back.
+    Inotify {
+        #[serde(deserialize_with = "crate::bounded::seq")]
+        watches: Cow<'a, [Watch<'a>]>,
+    },
 }
 
-impl Files<'_> {
+/// The `Device` path recorded for an inotify descriptor: a reader that
+/// does not know `How::Inotify` fails to open it, naming it.
+pub const INOTIFY_RECORD: &str = "anon_inode:inotify";
+
+/// One watch of an inotify instance: its number, its mask as the kernel
+/// shows it (events and `IN_ONESHOT`/`IN_EXCL_UNLINK`/`IN_MASK_CREATE`
+/// bits), the path it was added by (absolute) and whether that path was
+/// not followed (`IN_DONT_FOLLOW`), and the inode it watches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch<'a> {
+    pub wd: i32,
+    pub mask: u32,
+    pub dont_follow: bool,
+    pub dev: u64,
+    pub ino: u64,
+    #[serde(deserialize_with = "crate::bounded::string")]
+    pub path: Cow<'a, str>,
+}
+
+impl<'a> Files<'a> {
     /// The entry of descriptor `fd`, if any.
-    pub fn of(&self, fd: i32) -> Option<&How<'_>> {
+    pub fn of(&self, fd: i32) -> Option<&How<'a>> {
         self.fds
             .binary_search_by_key(&fd, |f| f.fd)
             .ok()
@@ -123,6 +150,12 @@ impl Files<'_> {
                 (How::SocketFile { .. }, Some(FdKind::Socket { family, addr, .. })) => {
                     *family == 1 && addr.len() > 2 && addr[2] != 0
                 }
+                (How::Inotify { watches }, Some(FdKind::Device { path })) => {
+                    path == INOTIFY_RECORD
+                        && watches.first().is_none_or(|w| w.wd > 0)
+                        && watches.windows(2).all(|w| w[0].wd < w[1].wd)
+                        && watches.iter().all(|w| w.path.starts_with('/'))
+                }
                 _ => false,
             };
             if !fits {
@@ -151,6 +184,12 @@ impl crate::bounded::Element for FileFd<'_> {
     const MAX_COUNT: usize = crate::MAX_FDS;
 }
 
+impl crate::bounded::Element for Watch<'_> {
+    const WHAT: &'static str = "inotify watches";
+    /// wd, mask, flag, dev, ino, empty path.
+    const MIN_ENCODED_LEN: usize = 6;
+}
+
 impl crate::bounded::Element for (u64, u64) {
     const WHAT: &'static str = "data ranges";
     const MIN_ENCODED_LEN: usize = 2;
@@ -166,6 +205,9 @@ mod tests {
         let short = [
             How::DeletedFifo { name: "".into() },
             How::SocketFile { mode: 0 },
+            How::Inotify {
+                watches: Cow::Borrowed(&[]),
+            },
             How::Proc {
                 rel: "".into(),
                 dir: false,
@@ -191,6 +233,18 @@ mod tests {
             .map(|how| postcard::to_allocvec(&FileFd { fd: 0, how }).unwrap().len())
             .collect();
         assert_eq!(lens.iter().min(), Some(&FileFd::MIN_ENCODED_LEN));
+        let watch = Watch {
+            wd: 0,
+            mask: 0,
+            dont_follow: false,
+            dev: 0,
+            ino: 0,
+            path: "".into(),
+        };
+        assert_eq!(
+            postcard::to_allocvec(&watch).unwrap().len(),
+            Watch::MIN_ENCODED_LEN
+        );
         assert_eq!(
             postcard::to_allocvec(&(0u64, 0u64)).unwrap().len(),
             <(u64, u64)>::MIN_ENCODED_LEN

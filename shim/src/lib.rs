@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod dump;
 pub mod exec;
 pub mod fault;
+pub mod inotify;
 pub mod interpose;
 pub mod restore;
 pub mod status;

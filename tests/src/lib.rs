@@ -369,6 +369,12 @@ impl Program {
         Program::with_mode("csignals", env!("MIGRATE_TEST_CSIGNALS"), mode, arg)
     }
 
+    /// inotify instances and their watches, in `dir` (see
+    /// `programs/cinotify.c`).
+    pub fn inotify(mode: &str, arg: Option<&Path>) -> Program {
+        Program::with_mode("cinotify", env!("MIGRATE_TEST_CINOTIFY"), mode, arg)
+    }
+
     /// Files a restore makes again exactly, one kind per `mode`, in `dir`
     /// (see `programs/cfileattrs.c`).
     pub fn file_attrs(mode: &str, dir: Option<&Path>) -> Program {

@@ -113,6 +113,10 @@ pub fn collect<'a>(
         let (kind, how) = match (original, super::files::special(&seen)) {
             (Some(o), _) => (FdKind::Dup { of: o.fd }, None),
             (None, Some(made)) => made.map(|(kind, how)| (kind, Some(how)))?,
+            (None, None) if info.target == super::inotify::TARGET => {
+                let (kind, how) = super::inotify::collect(info.fd, arena, scratch)?;
+                (kind, Some(how))
+            }
             (None, None) => {
                 let mut kind = classify(info, infos, arena, scratch, refuse_external)?;
                 let how = super::files::after(&seen, &mut kind, arena)?;

@@ -185,7 +185,7 @@ pub fn after<'a>(
 
 /// The mode of the file a Unix socket is bound to (`sun_path`), if it is
 /// there and a socket.
-fn socket_file(sun_path: &[u8]) -> Option<How<'static>> {
+fn socket_file<'a>(sun_path: &[u8]) -> Option<How<'a>> {
     let len = sun_path
         .iter()
         .position(|&c| c == 0)

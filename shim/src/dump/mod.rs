@@ -19,6 +19,7 @@ pub mod compress;
 pub mod fds;
 pub mod files;
 pub mod incremental;
+pub mod inotify;
 pub mod keep;
 pub mod locks;
 pub mod maps;

@@ -55,6 +55,7 @@ pub fn make(image: &Image<'_>, fd: &Fd<'_>) -> Option<Result<OwnedFd, Refusal>> 
             FdKind::Pipe { id, write, .. } => Some(deleted_fifo(image, fd, *id, *write, name)),
             _ => None,
         },
+        How::Inotify { watches } => Some(super::inotify::make(fd, watches)),
         How::Attrs { .. } | How::SocketFile { .. } => None,
     }
 }

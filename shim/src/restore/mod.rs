@@ -21,6 +21,7 @@ pub mod fds;
 pub mod files;
 pub mod group_signals;
 pub mod incremental;
+pub mod inotify;
 pub mod lazy;
 pub mod locks;
 pub mod namespace;
