@@ -21,10 +21,12 @@
 //! The writer must be invisible to the program:
 //! - the process clones an *intermediate* with exit signal 0 (no SIGCHLD;
 //!   `wait`/`waitpid(-1)` without `__WALL`/`__WCLONE` never return it),
-//!   which clones the writer, sends its PID back through a pipe and exits
-//!   at once; the process, still in its handler with every other thread
-//!   parked, reaps the intermediate by PID with `__WCLONE`. The writer is
-//!   an orphan: the kernel hands it to init or the nearest subreaper (and
+//!   a `vfork` sharing its memory, which forks the writer and exits at
+//!   once (so the page tables are copied once, and the intermediate's exit
+//!   tears down no memory: [`clone_writer`]); the process, still in its
+//!   handler with every other thread parked, reaps the intermediate by PID
+//!   with `__WCLONE`. The writer is an orphan: the kernel hands it to init
+//!   or the nearest subreaper (and
 //!   sets its exit signal to SIGCHLD for that reaper). So the program never
 //!   has it among its children once its threads go on, and no zombie is
 //!   left with it. A process that is a child subreaper itself, or a PID
@@ -250,123 +252,163 @@ pub fn log_stopped(why: &str, what: &[u8]) {
 /// writer, once it is set up as a process of its own, keeping only
 /// descriptor `keep`, stderr and the pause's pipe.
 pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
-    // `pipe`: the intermediate tells the writer's PID; `back`: the program
-    // tells the writer how long it was stopped. `back` is a socket pair,
-    // written with MSG_NOSIGNAL: a writer that failed at once has closed
-    // its end, and a pipe would raise SIGPIPE, which, pending under the
-    // handler's mask, would kill the program as the handler returns.
-    let mut fds = [-1i32; 4];
-    for i in [0, 2] {
-        // SAFETY: pipe2 and socketpair write two ints, here into
-        // `fds[i..i + 2]`.
-        let made = unsafe {
-            if i == 0 {
-                sys::sys(
-                    libc::SYS_pipe2,
-                    args!(fds[i..].as_mut_ptr(), libc::O_CLOEXEC),
-                )
-            } else {
-                sys::sys(
-                    libc::SYS_socketpair,
-                    args!(
-                        libc::AF_UNIX,
-                        libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-                        0,
-                        fds[i..].as_mut_ptr()
-                    ),
-                )
-            }
+    // `back`: the program tells the writer how long it was stopped. A
+    // socket pair, written with MSG_NOSIGNAL: a writer that failed at once
+    // has closed its end, and a pipe would raise SIGPIPE, which, pending
+    // under the handler's mask, would kill the program as the handler
+    // returns.
+    let mut back = [-1i32; 2];
+    // SAFETY: socketpair writes two ints.
+    let made = unsafe {
+        sys::sys(
+            libc::SYS_socketpair,
+            args!(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                back.as_mut_ptr()
+            ),
+        )
+    };
+    if let Err(e) = made {
+        return Err(Fail::new("cannot make a socket pair for the snapshot writer").errno(e));
+    }
+    // The writer has its name from its first instant (a restored process's
+    // init waits for writers by it): this thread wears it while it clones.
+    let mut own_name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes; PR_SET_NAME reads a
+    // NUL-terminated string of at most 16 bytes.
+    unsafe {
+        let _ = sys::sys(
+            sys::SYS_prctl,
+            args!(libc::PR_GET_NAME, own_name.as_mut_ptr()),
+        );
+        let _ = sys::sys(
+            sys::SYS_prctl,
+            args!(libc::PR_SET_NAME, c"migrate-writer".as_ptr()),
+        );
+    }
+    let mut writer = 0i32;
+    // SAFETY: see `clone_writer`; `writer` outlives the call.
+    let mid = unsafe { clone_writer(&mut writer) };
+    if mid == 0 {
+        become_writer([keep, 2, back[0]]);
+        return Ok(Side::Writer { pause_fd: back[0] });
+    }
+    // SAFETY: as above, this thread's own name back.
+    let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, own_name.as_ptr())) };
+    sys::close(back[0]);
+    if mid < 0 {
+        sys::close(back[1]);
+        return Err(Fail::new("cannot clone the snapshot writer").errno(sys::Errno(-mid as i32)));
+    }
+    let mut status = 0i32;
+    loop {
+        // SAFETY: wait4 writes one int; no rusage.
+        let r = unsafe {
+            sys::sys(
+                libc::SYS_wait4,
+                args!(mid, &mut status as *mut i32, libc::__WCLONE, 0),
+            )
         };
-        if let Err(e) = made {
-            for fd in fds.into_iter().filter(|&fd| fd >= 0) {
-                sys::close(fd);
-            }
-            return Err(Fail::new("cannot make a pipe for the snapshot writer").errno(e));
-        }
-    }
-    let (pipe, back) = ([fds[0], fds[1]], [fds[2], fds[3]]);
-    // SAFETY: clone without CLONE_VM and without a new stack is fork: the
-    // child runs on its copy of this stack, and returns from this call
-    // like this process does. Exit signal 0: no SIGCHLD, and only a wait
-    // with __WCLONE or __WALL sees it.
-    let mid = unsafe { sys::sys(libc::SYS_clone, args!(0, 0, 0, 0, 0)) };
-    match mid {
-        Err(e) => {
-            for fd in pipe.into_iter().chain(back) {
-                sys::close(fd);
-            }
-            Err(Fail::new("cannot clone the snapshot writer").errno(e))
-        }
-        Ok(0) => {
-            // The intermediate: clones the writer, says its PID, exits.
-            // Named first, so the writer has its name from its first
-            // instant (a restored process's init waits for writers by it).
-            let name = b"migrate-writer\0";
-            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-            let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, name.as_ptr())) };
-            // SAFETY: as above (a fork, exit signal SIGCHLD for whichever
-            // process reaps it).
-            let w = unsafe { sys::sys(libc::SYS_clone, args!(libc::SIGCHLD, 0, 0, 0, 0)) };
-            match w {
-                Ok(0) => {
-                    become_writer([keep, 2, back[0]]);
-                    Ok(Side::Writer { pause_fd: back[0] })
-                }
-                Ok(pid) => {
-                    let _ = sys::write_all(pipe[1], &(pid as i32).to_ne_bytes());
-                    sys::exit_group(0)
-                }
-                Err(_) => sys::exit_group(1),
-            }
-        }
-        Ok(mid) => {
-            sys::close(pipe[1]);
-            sys::close(back[0]);
-            let mut status = 0i32;
-            loop {
-                // SAFETY: wait4 writes one int; no rusage.
-                let r = unsafe {
-                    sys::sys(
-                        libc::SYS_wait4,
-                        args!(mid, &mut status as *mut i32, libc::__WCLONE, 0),
-                    )
-                };
-                match r {
-                    Err(sys::Errno(libc::EINTR)) => {}
-                    Err(e) => {
-                        sys::close(pipe[0]);
-                        sys::close(back[1]);
-                        return Err(Fail::new("cannot reap the snapshot's intermediate").errno(e));
-                    }
-                    Ok(_) => break,
-                }
-            }
-            let mut pid = [0u8; 4];
-            let n = sys::read(pipe[0], &mut pid);
-            sys::close(pipe[0]);
-            let writer = i32::from_ne_bytes(pid);
-            if status != 0 || n != Ok(4) || writer <= 0 {
+        match r {
+            Err(sys::Errno(libc::EINTR)) => {}
+            Err(e) => {
                 sys::close(back[1]);
-                return Err(Fail::new(
-                    "cannot clone the snapshot writer (its parent failed)",
-                ));
+                return Err(Fail::new("cannot reap the snapshot's intermediate").errno(e));
             }
-            note_writer(writer);
-            let pause_ns = sys::monotonic_ns().saturating_sub(started).max(1);
-            let b = pause_ns.to_ne_bytes();
-            // SAFETY: sendto reads `b.len()` bytes of `b`; no address.
-            // Eight bytes go whole into an empty socket (or not at all:
-            // the writer is gone, and then nobody needs them).
-            let _ = unsafe {
-                sys::sys(
-                    libc::SYS_sendto,
-                    args!(back[1], b.as_ptr(), b.len(), libc::MSG_NOSIGNAL, 0, 0),
-                )
-            };
-            sys::close(back[1]);
-            Ok(Side::App { writer, pause_ns })
+            Ok(_) => break,
         }
     }
+    // SAFETY: the kernel stored the writer's PID there (CLONE_PARENT_SETTID
+    // in the intermediate, which shares this memory) before it exited.
+    let writer = unsafe { core::ptr::read_volatile(&writer) };
+    if status != 0 || writer <= 0 {
+        sys::close(back[1]);
+        return Err(Fail::new(
+            "cannot clone the snapshot writer (its parent failed)",
+        ));
+    }
+    note_writer(writer);
+    let pause_ns = sys::monotonic_ns().saturating_sub(started).max(1);
+    let b = pause_ns.to_ne_bytes();
+    // SAFETY: sendto reads `b.len()` bytes of `b`; no address. Eight bytes
+    // go whole into an empty socket (or not at all: the writer is gone, and
+    // then nobody needs them).
+    let _ = unsafe {
+        sys::sys(
+            libc::SYS_sendto,
+            args!(back[1], b.as_ptr(), b.len(), libc::MSG_NOSIGNAL, 0, 0),
+        )
+    };
+    sys::close(back[1]);
+    Ok(Side::App { writer, pause_ns })
+}
+
+/// Clones the intermediate and, from it, the writer, in one assembly
+/// block: returns the intermediate's PID (or `-errno`) in the program, 0
+/// in the writer; the intermediate never returns.
+///
+/// The intermediate is a `vfork`: it shares this process's memory
+/// (`CLONE_VM`, no page tables copied) and this thread waits until it has
+/// exited (`CLONE_VFORK`); exit signal 0 (no SIGCHLD; only a wait with
+/// `__WCLONE` or `__WALL` sees it). It runs on this thread's stack, so it
+/// writes no memory at all: it forks the writer (the only copy of the page
+/// tables the program waits for; the kernel stores the writer's PID at
+/// `writer` with `CLONE_PARENT_SETTID`) and exits. Its exit tears down no
+/// memory (the program still holds it). The writer, a fork of the
+/// intermediate, returns from here on its copy of this stack as it was.
+///
+/// # Safety
+/// `writer` must be valid for a write of an `i32`; the caller must be
+/// ready to run on in two processes (the program and the writer).
+unsafe fn clone_writer(writer: *mut i32) -> i64 {
+    const MID: u64 = (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
+    const WRITER: u64 = (libc::SIGCHLD | libc::CLONE_PARENT_SETTID) as u64;
+    let ret: i64;
+    // SAFETY: the intermediate runs only this block and writes no memory
+    // (no stack either: it shares the program's); `syscall` clobbers rcx
+    // and r11; the writer leaves with rax 0 and the argument registers
+    // changed, which are declared clobbered.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            // The intermediate: fork the writer.
+            "mov eax, {clone}",
+            "mov rdi, {wflags}",
+            "xor esi, esi",
+            "mov rdx, r9",
+            "xor r10d, r10d",
+            "xor r8d, r8d",
+            "syscall",
+            "test rax, rax",
+            "jz 2f",
+            // Still the intermediate: exit, 1 if the fork failed.
+            "xor edi, edi",
+            "test rax, rax",
+            "setl dil",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            clone = const libc::SYS_clone,
+            wflags = const WRITER,
+            exit = const libc::SYS_exit_group,
+            inlateout("rax") libc::SYS_clone => ret,
+            inlateout("rdi") MID => _,
+            inlateout("rsi") 0u64 => _,
+            inlateout("rdx") 0u64 => _,
+            inlateout("r10") 0u64 => _,
+            inlateout("r8") 0u64 => _,
+            in("r9") writer,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
 }
 
 /// The program's pause, as it told the writer through `fd` (closed
