@@ -51,6 +51,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("csnap", &["-pthread"]),
     ("csockets", &[]),
     ("csignals", &["-pthread"]),
+    ("crseq", &["-pthread"]),
 ];
 
 fn main() {

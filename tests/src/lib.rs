@@ -369,6 +369,12 @@ impl Program {
         Program::with_mode("csignals", env!("MIGRATE_TEST_CSIGNALS"), mode, arg)
     }
 
+    /// Two threads with rseq areas of the program's own, registered with
+    /// `syscall(SYS_rseq)` (see `programs/crseq.c`).
+    pub fn rseq() -> Program {
+        Program::new("crseq", vec![env!("MIGRATE_TEST_CRSEQ").into()])
+    }
+
     /// Files a restore makes again exactly, one kind per `mode`, in `dir`
     /// (see `programs/cfileattrs.c`).
     pub fn file_attrs(mode: &str, dir: Option<&Path>) -> Program {

@@ -562,6 +562,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     queued::begin(&arena, settings.signal)?;
+    crate::rseq::begin();
     let result = world::stop_others(&arena).and_then(|others| {
         // Every other thread has taken its own queued signals.
         queued::take();
@@ -901,6 +902,7 @@ fn write_image(
         .vec::<dumpfmt::ThreadAttrs>(others.len() + 1)
         .ok_or_else(no_mem)?;
     let _ = threads.push(thread_state(regs, settings));
+    crate::rseq::check()?;
     let _ = creds.push(sys::creds::current());
     let _ = frames.push(job.fpstate);
     let _ = thread_attrs.push(procattrs::thread());
@@ -1226,11 +1228,13 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
             args!(0, &mut head as *mut u64, &mut len as *mut u64),
         )
     };
-    let rseq_addr = if settings.rseq_len != 0 {
-        fs_base.wrapping_add(settings.rseq_offset as u64)
-    } else {
-        0
-    };
+    let glibc = (settings.rseq_len != 0).then(|| {
+        (
+            fs_base.wrapping_add(settings.rseq_offset as u64),
+            settings.rseq_len,
+        )
+    });
+    let (rseq_addr, rseq_len, rseq_sig) = crate::rseq::registration(glibc);
     ThreadState {
         tid: sys::gettid() as u32,
         context: *regs,
@@ -1241,8 +1245,8 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
         robust_list: head,
         robust_list_len: len,
         rseq_addr,
-        rseq_len: settings.rseq_len,
-        rseq_sig: sys::RSEQ_SIG,
+        rseq_len,
+        rseq_sig,
         pthread_tid_offset: settings.pthread_tid_offset,
         name: world::thread_name(),
     }
