@@ -52,6 +52,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("csockets", &[]),
     ("csignals", &["-pthread"]),
     ("crseq", &["-pthread"]),
+    ("ctimers", &["-pthread"]),
 ];
 
 fn main() {

@@ -8,6 +8,9 @@
  * kernel rewrites a registered area's cpu_id on the way back), and asks
  * the kernel whether that very area is registered (EBUSY).
  *
+ * usage: crseq [raw]; with raw, the areas are registered by a syscall
+ * instruction of the program's own, which a dump must refuse.
+ *
  * Protocol: "start", "step N" per step (20 ms apart unless
  * MIGRATE_TEST_NOSLEEP is set), then "main rseq updated=yes busy=yes"
  * and "worker rseq ..." and "done 2".
@@ -23,6 +26,7 @@
 
 static struct rseq g_area[2] __attribute__((aligned(32)));
 static sem_t g_check, g_checked;
+static int g_raw;
 
 static void on_usr1(int sig)
 {
@@ -38,7 +42,18 @@ static void own_rseq(int i)
             die("unregister glibc's rseq");
     }
     g_area[i].cpu_id = RSEQ_CPU_ID_UNINITIALIZED;
-    if (syscall(SYS_rseq, &g_area[i], 32, 0, SIG) != 0)
+    long r;
+    if (g_raw) {
+        /* A syscall instruction of the program's own. */
+        register long sig __asm__("r10") = SIG;
+        __asm__ volatile("syscall"
+                         : "=a"(r)
+                         : "0"((long)SYS_rseq), "D"(&g_area[i]), "S"(32L), "d"(0L), "r"(sig)
+                         : "rcx", "r11", "memory");
+    } else {
+        r = syscall(SYS_rseq, &g_area[i], 32, 0, SIG);
+    }
+    if (r != 0)
         die("rseq");
 }
 
@@ -64,9 +79,10 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     tp_start();
+    g_raw = argc == 2 && strcmp(argv[1], "raw") == 0;
     signal(SIGUSR1, on_usr1);
     sem_init(&g_check, 0, 0);
     sem_init(&g_checked, 0, 0);

@@ -44,3 +44,23 @@ fn own_rseq_areas_come_back_without_glibc_rseq() {
         &[("GLIBC_TUNABLES", "glibc.pthread.rseq=0")],
     );
 }
+
+/// Areas registered by a `syscall` instruction of the program's own are
+/// out of the library's sight: the dump fails naming a thread instead of
+/// restoring a process whose rseq is silently gone; the program goes on.
+#[test]
+fn raw_rseq_registration_fails_the_dump() {
+    let dir = TestDir::new("rseq-raw");
+    let program = Program::rseq_raw();
+    let expected = reference(&program);
+    let image = dir.join("raw.img");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    let line = expect_dump_failure(&mut p, &image, &[], &["rseq", "thread"], &expected);
+    assert!(!image.exists(), "{line}");
+}

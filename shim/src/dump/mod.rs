@@ -30,6 +30,7 @@ pub mod process;
 pub mod queued;
 pub mod snapshot;
 pub mod sockets;
+pub mod timer_helper;
 pub mod timers;
 pub mod world;
 pub mod writer;
