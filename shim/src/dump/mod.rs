@@ -889,6 +889,8 @@ fn write_image(
     // Those come back with their siginfo, not as a bare `kill`.
     process.pending &= !queued::numbers(queued);
     let posix_timers = timers::collect(arena, others.len() + 1)?;
+    // A timer's pending signal comes back with its siginfo.
+    let queued = timers::pending_signals(arena, posix_timers, &mut process.pending, queued)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };
