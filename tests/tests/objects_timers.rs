@@ -45,7 +45,11 @@ fn roundtrip(test: &str, mode: &str, tail: &[&str]) {
     let dir = TestDir::new(test);
     let program = Program::timers(mode);
     let expected = reference(&program);
-    assert_eq!(&expected[expected.len() - tail.len()..], tail, "the reference run");
+    assert_eq!(
+        &expected[expected.len() - tail.len()..],
+        tail,
+        "the reference run"
+    );
     let r = dump_kill_restore(&dir, &program, 5, &[], &[]);
     let context = describe_all(&[&r.original, &r.restored]);
     let lines = r.restored.stdout_lines();
