@@ -52,6 +52,8 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("csockets", &[]),
     ("csignals", &["-pthread"]),
     ("cinotify", &[]),
+    ("crseq", &["-pthread"]),
+    ("ctimers", &["-pthread"]),
 ];
 
 fn main() {

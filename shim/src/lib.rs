@@ -20,6 +20,7 @@ pub mod fault;
 pub mod inotify;
 pub mod interpose;
 pub mod restore;
+pub mod rseq;
 pub mod status;
 pub mod sys;
 pub mod tree;
@@ -65,6 +66,7 @@ fn init() {
     }
     dump::panic::install_hook();
     interpose::init();
+    rseq::init();
     exec::init();
     // Warm crc32fast's CPU-feature detection outside the signal handler.
     let _ = crc32fast::hash(&[0u8; 64]);

@@ -45,7 +45,8 @@
 //!   so such an entry may not come back. Entries are compared one by one,
 //!   not in the kernel's order.
 //! - Pending signals that an armed timer (POSIX or interval) sends: it may
-//!   fire between the dump and the check.
+//!   fire between the dump and the check (a POSIX timer's pending signal,
+//!   kept with its siginfo among the queued ones, as well).
 //! - A queued `SIGCHLD` (`Minor4::signals`) of a process restored with
 //!   children: a child may end between the restore and the check.
 //! - A zombie child's process group and session numbers: seen from the
@@ -709,6 +710,18 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
     let mut nth = BTreeMap::new();
     for q in img.minor4.signals.queued.iter() {
         if e.children && q.signo() == libc::SIGCHLD {
+            continue;
+        }
+        // An armed timer's pending signal (with its siginfo, SI_TIMER)
+        // may come or go between the dump and the check, as its number.
+        let code = q.info[1] as u32 as i32;
+        if code == libc::SI_TIMER
+            && img
+                .minor1
+                .posix_timers
+                .iter()
+                .any(|t| t.value_ns != 0 && t.signal == q.signo())
+        {
             continue;
         }
         let queue = match img.threads.iter().find(|t| q.tid != 0 && t.tid == q.tid) {

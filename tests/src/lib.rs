@@ -375,6 +375,23 @@ impl Program {
         Program::with_mode("cinotify", env!("MIGRATE_TEST_CINOTIFY"), mode, arg)
     }
 
+    /// Two threads with rseq areas of the program's own, registered with
+    /// `syscall(SYS_rseq)` (see `programs/crseq.c`).
+    pub fn rseq() -> Program {
+        Program::new("crseq", vec![env!("MIGRATE_TEST_CRSEQ").into()])
+    }
+
+    /// As [`Program::rseq`], the areas registered by a raw `syscall`
+    /// instruction, which the library cannot see.
+    pub fn rseq_raw() -> Program {
+        Program::with_mode("crseq", env!("MIGRATE_TEST_CRSEQ"), "raw", None)
+    }
+
+    /// POSIX timers, one kind per `mode` (see `programs/ctimers.c`).
+    pub fn timers(mode: &str) -> Program {
+        Program::with_mode("ctimers", env!("MIGRATE_TEST_CTIMERS"), mode, None)
+    }
+
     /// Files a restore makes again exactly, one kind per `mode`, in `dir`
     /// (see `programs/cfileattrs.c`).
     pub fn file_attrs(mode: &str, dir: Option<&Path>) -> Program {

@@ -31,6 +31,7 @@ pub mod process;
 pub mod queued;
 pub mod snapshot;
 pub mod sockets;
+pub mod timer_helper;
 pub mod timers;
 pub mod world;
 pub mod writer;
@@ -563,6 +564,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     queued::begin(&arena, settings.signal)?;
+    crate::rseq::begin();
     let result = world::stop_others(&arena).and_then(|others| {
         // Every other thread has taken its own queued signals.
         queued::take();
@@ -891,6 +893,8 @@ fn write_image(
     // Those come back with their siginfo, not as a bare `kill`.
     process.pending &= !queued::numbers(queued);
     let posix_timers = timers::collect(arena, others.len() + 1)?;
+    // A timer's pending signal comes back with its siginfo.
+    let queued = timers::pending_signals(arena, posix_timers, &mut process.pending, queued)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };
@@ -905,6 +909,7 @@ fn write_image(
         .vec::<dumpfmt::ThreadAttrs>(others.len() + 1)
         .ok_or_else(no_mem)?;
     let _ = threads.push(thread_state(regs, settings));
+    crate::rseq::check()?;
     let _ = creds.push(sys::creds::current());
     let _ = frames.push(job.fpstate);
     let _ = thread_attrs.push(procattrs::thread());
@@ -1230,11 +1235,13 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
             args!(0, &mut head as *mut u64, &mut len as *mut u64),
         )
     };
-    let rseq_addr = if settings.rseq_len != 0 {
-        fs_base.wrapping_add(settings.rseq_offset as u64)
-    } else {
-        0
-    };
+    let glibc = (settings.rseq_len != 0).then(|| {
+        (
+            fs_base.wrapping_add(settings.rseq_offset as u64),
+            settings.rseq_len,
+        )
+    });
+    let (rseq_addr, rseq_len, rseq_sig) = crate::rseq::registration(glibc);
     ThreadState {
         tid: sys::gettid() as u32,
         context: *regs,
@@ -1245,8 +1252,8 @@ pub fn thread_state(regs: &SavedRegs, settings: &crate::config::Settings) -> Thr
         robust_list: head,
         robust_list_len: len,
         rseq_addr,
-        rseq_len: settings.rseq_len,
-        rseq_sig: sys::RSEQ_SIG,
+        rseq_len,
+        rseq_sig,
         pthread_tid_offset: settings.pthread_tid_offset,
         name: world::thread_name(),
     }

@@ -2,7 +2,7 @@
 //! `/proc/self/timers`, their time left from `timer_gettime`.
 //! Runs in the signal handler: the `dump` module's rules hold.
 
-use dumpfmt::PosixTimer;
+use dumpfmt::{PosixTimer, QueuedSignal};
 
 use crate::dump::Fail;
 use crate::dump::arena::Arena;
@@ -155,4 +155,57 @@ fn signed(s: &[u8]) -> Option<i64> {
         Some(rest) => sys::parse_dec(rest).map(|v| -(v as i64)),
         None => sys::parse_dec(s).map(|v| v as i64),
     }
+}
+
+/// `si_code` of a timer's signal.
+const SI_TIMER: i32 = -2;
+
+/// The queued signals with, first, the signal each process-directed
+/// timer has pending (left in place by `queued`, only its number in
+/// `pending`): it comes back with the `siginfo` the program would take
+/// (`SI_TIMER`, the timer's id and value; the overrun the kernel counts
+/// only as the signal is taken, so 0), not as a bare `kill`; its number
+/// leaves `pending`. A signal that several such timers send stays a
+/// number: which of them fired cannot be told.
+pub fn pending_signals<'a>(
+    arena: &'a Arena,
+    timers: &[PosixTimer],
+    pending: &mut u64,
+    queued: &'a [QueuedSignal],
+) -> Result<&'a [QueuedSignal], Fail> {
+    let process_wide = |t: &&PosixTimer| {
+        t.notify == libc::SIGEV_SIGNAL
+            && (1..=64).contains(&t.signal)
+            && t.value != crate::dump::periodic::TICK_MAGIC
+    };
+    let mut out = arena
+        .vec::<QueuedSignal>(queued.len() + timers.len())
+        .ok_or_else(|| Fail::new("the dump arena is too small"))?;
+    let mut taken = 0u64;
+    for t in timers.iter().filter(process_wide) {
+        let bit = 1u64 << (t.signal - 1);
+        let shared = timers
+            .iter()
+            .filter(process_wide)
+            .filter(|u| u.signal == t.signal)
+            .count();
+        if *pending & bit == 0 || shared != 1 {
+            continue;
+        }
+        let mut info = [0u64; 16];
+        info[0] = t.signal as u32 as u64;
+        info[1] = SI_TIMER as u32 as u64;
+        info[2] = t.id as u32 as u64;
+        info[3] = t.value;
+        let _ = out.push(QueuedSignal { tid: 0, info });
+        taken |= bit;
+    }
+    if taken == 0 {
+        return Ok(queued);
+    }
+    for q in queued {
+        let _ = out.push(*q);
+    }
+    *pending &= !taken;
+    Ok(out.into_slice())
 }

@@ -205,6 +205,9 @@ pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
     // SAFETY: settings are only read here.
     let sig = unsafe { SETTINGS.get() }.signal;
     let mut signaled = arena.vec::<i32>(MAX_THREADS).ok_or_else(no_mem)?;
+    // glibc's helper of SIGEV_THREAD timers would never park.
+    let helpers = crate::dump::timer_helper::candidates(arena);
+    let mut helper = Ok(());
     let deadline = sys::monotonic_ns() + PARK_TIMEOUT_NS;
     loop {
         let seen = WORLD.parked.load(Acquire);
@@ -221,12 +224,16 @@ pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
             all_parked = false;
             straggler = tid;
             if !signaled.as_slice().contains(&tid) {
+                if helper.is_ok() {
+                    helper = helpers.check(tid, sig);
+                }
                 // ESRCH: it exited meanwhile; the next listing will not show it.
                 let _ = sys::queue_signal_to_thread(tid, sig, PARK_MAGIC);
                 full |= signaled.push(tid).is_err();
             }
         });
         listed.map_err(|e| Fail::new("cannot list /proc/self/task").errno(e))?;
+        core::mem::replace(&mut helper, Ok(()))?;
         if full {
             return Err(Fail::new("more than ")
                 .dec(MAX_THREADS as u64)

@@ -1,0 +1,90 @@
+//! Issue 12, POSIX timers (`programs/ctimers.c`).
+//!
+//! A `SIGEV_THREAD` timer is served by a glibc helper thread that blocks
+//! every signal and so never parks: the dump fails at once naming that
+//! thread and the timer (rather than after waiting five seconds, blaming
+//! a blocked dump signal), and the program goes on with its timer ticking.
+
+use std::time::{Duration, Instant};
+
+use migrate_tests::*;
+
+#[test]
+fn sigev_thread_timer_fails_the_dump_at_once() {
+    let dir = TestDir::new("timers-thread");
+    let program = Program::timers("thread");
+    let expected = reference(&program);
+    assert_eq!(
+        &expected[expected.len() - 2..],
+        ["thread timer ticks=yes value=77", "done 1"]
+    );
+    let image = dir.join("thread.img");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    p.wait_for_step(3);
+    let asked = Instant::now();
+    p.dump_signal();
+    let line = expect_dump_failure(
+        &mut p,
+        &image,
+        &[],
+        &["SIGEV_THREAD", "helper", "POSIX timer"],
+        &expected,
+    );
+    // The park timeout is 5 s: the helper is told apart well before.
+    assert!(asked.elapsed() < Duration::from_secs(4), "{line}");
+    assert!(!image.exists(), "{line}");
+}
+
+/// Dumps `ctimers MODE` at step 5, kills it, restores it: the restored
+/// process ends with `tail`, as an uninterrupted run does.
+fn roundtrip(test: &str, mode: &str, tail: &[&str]) {
+    let dir = TestDir::new(test);
+    let program = Program::timers(mode);
+    let expected = reference(&program);
+    assert_eq!(
+        &expected[expected.len() - tail.len()..],
+        tail,
+        "the reference run"
+    );
+    let r = dump_kill_restore(&dir, &program, 5, &[], &[]);
+    let context = describe_all(&[&r.original, &r.restored]);
+    let lines = r.restored.stdout_lines();
+    assert_eq!(&lines[lines.len() - tail.len()..], tail, "{context}");
+    assert_eq!(r.restored.stderr(), "", "{context}");
+}
+
+const SIGNAL_TAIL: &[&str] = &[
+    "interval=3.000000000 left=ok",
+    "fired code=timer timerid=same value=66",
+    "overrun many=yes agrees=yes",
+    "done 1",
+];
+
+/// A process-directed SIGEV_SIGNAL timer comes back with its interval and
+/// time left, fires with its id and value, and counts overruns that
+/// `timer_getoverrun` reports as the siginfo does.
+#[test]
+fn sigev_signal_timer_comes_back() {
+    roundtrip("timers-signal", "signal", SIGNAL_TAIL);
+}
+
+/// The same with SIGEV_THREAD_ID to the main thread.
+#[test]
+fn sigev_thread_id_timer_comes_back() {
+    roundtrip("timers-tid", "tid", SIGNAL_TAIL);
+}
+
+/// A timer's signal pending (blocked) at the dump comes back with its
+/// siginfo: SI_TIMER, the timer's id and value (not as a bare kill).
+#[test]
+fn pending_timer_signal_keeps_its_siginfo() {
+    roundtrip(
+        "timers-pending",
+        "pending",
+        &["pending code=timer timerid=same value=55", "done 1"],
+    );
+}
