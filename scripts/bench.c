@@ -1,7 +1,7 @@
 /* Benchmark subject, driven by `scripts/bench.py` through stdin/stdout.
  *
  *   bench heap MIB [PROCS]   MIB of anonymous memory, a third of its pages
- *                            zero, the rest pseudo-random; PROCS - 1 forked
+ *                            zero (in blocks of 16), the rest pseudo-random; PROCS - 1 forked
  *                            children with memory of their own (a tree)
  *   bench text MIB           half text (compressible), half pseudo-random
  *   bench sparse GIB MIB     GIB reserved, MIB of it touched
@@ -72,9 +72,10 @@ static void fill_random(unsigned char *p, size_t n, uint64_t seed) {
 }
 
 static void fill_heap(uint64_t seed) {
-    /* Pages 0, 3, 6, ... stay zero: a third of the memory. */
+    /* Of every 48 pages the first 16 stay zero: a third of the memory,
+     * in blocks, as freed or never-used parts of a heap are. */
     for (size_t pg = 0; pg < len / 4096; pg++)
-        if (pg % 3) fill_random(mem + pg * 4096, 4096, seed + pg);
+        if (pg % 48 >= 16) fill_random(mem + pg * 4096, 4096, seed + pg);
 }
 
 static void fill_text(void) {

@@ -54,9 +54,12 @@ class App:
         if restore:
             e["MIGRATE_RESTORE"] = restore
         self.t0 = time.monotonic()
+        # A session of its own: a tree's children end with it (`end`).
         self.p = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=e, bufsize=0
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=e, bufsize=0,
+            start_new_session=True,
         )
+        self.restored = bool(restore)
         self.buf = b""
 
     def line(self, timeout=TIMEOUT):
@@ -82,7 +85,16 @@ class App:
         self.p.stdin.write(cmd.encode() + b"\n")
 
     def end(self):
+        if not self.restored:
+            # The original and any children it forked.
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait()
+            return
         if self.p.poll() is None:
+            # Forwarded by the supervisor; the namespace ends with its root.
             self.p.send_signal(signal.SIGTERM)
             try:
                 self.p.wait(10)

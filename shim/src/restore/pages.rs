@@ -136,6 +136,13 @@ pub fn map_all(
         if &*m.name == "[stack]" {
             flags |= MAP_GROWSDOWN as u64;
         }
+        if m.backing == Backing::Anonymous && !m.shared && len > commit_limit() {
+            // Larger than this machine's memory and swap: the program can
+            // only have made it with MAP_NORESERVE (a reservation, e.g. a
+            // 64 GiB heap of which little is touched), which the maps do
+            // not show; without it the kernel refuses the mapping.
+            flags |= MAP_NORESERVE as u64;
+        }
         let what = format!("restore: cannot map {:#x}-{:#x} {}", m.start, m.end, m.name);
         plan.call(
             SYS_mmap,
@@ -143,8 +150,37 @@ pub fn map_all(
             v(m.start),
             &what,
         );
-        for r in &my_runs {
-            run_ops(plan, r, prot, mapped(r));
+        let mut i = 0;
+        while i < my_runs.len() {
+            let r = &my_runs[i];
+            if mapped(r) {
+                run_ops(plan, r, prot, true);
+                i += 1;
+                continue;
+            }
+            // The runs after it that lie right after it in the same file
+            // are read with it, by one call.
+            let mut j = i + 1;
+            let mut bytes = r.pages * PAGE_SIZE;
+            while let Some(n) = my_runs.get(j) {
+                let p = &my_runs[j - 1];
+                if j - i == IOV_BATCH
+                    || mapped(n)
+                    || n.fd != r.fd
+                    || n.offset != p.offset + p.pages * PAGE_SIZE
+                    || bytes + n.pages * PAGE_SIZE > 1 << 30
+                {
+                    break;
+                }
+                bytes += n.pages * PAGE_SIZE;
+                j += 1;
+            }
+            if j - i == 1 {
+                run_ops(plan, r, prot, false);
+            } else {
+                read_batch(plan, &my_runs[i..j], bytes);
+            }
+            i = j;
         }
         if map_prot != prot {
             plan.call(
@@ -156,6 +192,54 @@ pub fn map_all(
         }
     }
     Ok(())
+}
+
+/// Runs read by one `preadv` at most (the kernel's IOV_MAX).
+const IOV_BATCH: usize = 1024;
+
+/// Reads `runs`, which lie back to back in one file (`bytes` in all),
+/// into place with one `preadv`. Where they cover at least half of the
+/// span from the first to the last, the span is faulted in first by one
+/// call (its zero pages too: cheaper than a fault per page as the read
+/// copies, and a zero page reads as one either way).
+fn read_batch(plan: &mut Plan, runs: &[Source], bytes: u64) {
+    use libc::*;
+    let v = Arg::V;
+    let (first, last) = (&runs[0], &runs[runs.len() - 1]);
+    let span = last.addr + last.pages * PAGE_SIZE - first.addr;
+    if span >= POPULATE_MIN_PAGES * PAGE_SIZE && bytes * 2 >= span {
+        plan.call_any(
+            SYS_madvise,
+            &[v(first.addr), v(span), v(MADV_POPULATE_WRITE as u64)],
+        );
+    }
+    let iov: Vec<u64> = runs
+        .iter()
+        .flat_map(|r| [r.addr, r.pages * PAGE_SIZE])
+        .collect();
+    let at = plan.bytes(super::plan::as_bytes_slice(&iov));
+    plan.call(
+        SYS_preadv,
+        &[v(first.fd), Arg::Data(at), v(runs.len() as u64), v(first.offset)],
+        v(bytes),
+        &format!(
+            "restore: cannot read pages for {:#x}-{:#x} from the image",
+            first.addr,
+            first.addr + span
+        ),
+    );
+}
+
+/// Bytes of memory and swap on this machine (the most a private
+/// writable mapping without MAP_NORESERVE may be here).
+fn commit_limit() -> u64 {
+    // SAFETY: sysinfo fills the struct it is given.
+    let mut si: libc::sysinfo = unsafe { core::mem::zeroed() };
+    // SAFETY: as above; a valid pointer to a sysinfo struct.
+    if unsafe { libc::sysinfo(&mut si) } != 0 {
+        return u64::MAX;
+    }
+    (si.totalram as u64 + si.totalswap as u64).saturating_mul(u64::from(si.mem_unit.max(1)))
 }
 
 /// The ops that bring one run's bytes to its address, in a mapping that
