@@ -322,19 +322,35 @@ fn file_id(path: &Path) -> (u64, u64) {
 /// complete image (the previous one untouched, or a new one that
 /// verifies), and no incomplete temporary file is left behind. The
 /// previous image then restores.
+///
+/// In both modes: a snapshot's writer that outlives its killed program
+/// discards its image, as the stopped dump would never have finished it.
 #[test]
 fn killed_dumps_leave_no_partial_image() {
-    let dir = TestDir::new("killed-dumps");
+    killed_dumps("killed-dumps", "snapshot");
+}
+
+#[test]
+fn killed_stopped_dumps_leave_no_partial_image() {
+    killed_dumps("killed-dumps-stop", "stop");
+}
+
+fn killed_dumps(name: &str, mode: &str) {
+    let dir = TestDir::new(name);
     let program = Program::mem(256, 60, 20);
     let expected = reference(&program);
     let image = dir.join("big.img");
-    let env = [("MIGRATE_IMAGE", image.to_str().unwrap())];
+    let env = [
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_SNAPSHOT", mode),
+    ];
 
     let mut first = dir.spawn(&program, "first", &env);
     first.wait_for_step(1);
     first.dump_signal();
     let took = time_until_exists(&mut first, &image);
     first.kill();
+    migrate_tests::procs::wait_for_writers(dir.path());
     verify_image(&image, &first.describe());
     let previous = dir.join("previous.img");
     fs::copy(&image, &previous).unwrap();
@@ -362,6 +378,8 @@ fn killed_dumps_leave_no_partial_image() {
         p.dump_signal();
         std::thread::sleep(delay);
         p.kill();
+        // A writer still at work ends, with or without its image.
+        migrate_tests::procs::wait_for_writers(dir.path());
         let context = format!(
             "try {i}: killed {delay:?} after the dump signal\n{}",
             p.describe()

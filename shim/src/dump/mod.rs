@@ -144,6 +144,9 @@ struct Job {
     snap_side: u8,
     snap_pause_ns: u64,
     snap_writer: i32,
+    /// In the writer: a pidfd of the program (-1: none), see
+    /// [`snapshot::program_gone`].
+    snap_program: i32,
 }
 
 /// `Job::snap_side` (0: a stopped dump): the program once its writer
@@ -608,6 +611,11 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             return Ok(0);
         }
         let header = tree.written(header, &mut out);
+        if job.snap_side == SNAP_WRITER && snapshot::program_gone(job.snap_program) {
+            // Killed during its dump: as with a stopped dump, the previous
+            // images stay as they were (and none is rotated away).
+            return Err(snapshot::gone());
+        }
         // `out` is dropped (its file discarded) on the way out of a failure.
         let size = tree.finish(out, header)?;
         tree.commit();
@@ -955,8 +963,13 @@ fn write_image(
                     flags: 0,
                 });
             }
-            Ok(snapshot::Side::Writer { pause_fd }) => {
+            Ok(snapshot::Side::Writer {
+                pause_fd,
+                program_fd,
+            }) => {
                 job.snap_side = SNAP_WRITER;
+                job.snap_program = program_fd;
+                out.watch_program(program_fd);
                 // Until the program says (below): since the signal.
                 job.snap_pause_ns = sys::monotonic_ns().saturating_sub(job.started).max(1);
                 snap_pause_fd = pause_fd;

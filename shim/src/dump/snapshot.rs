@@ -94,8 +94,9 @@ pub enum Side {
     /// stopped `pause_ns` from `started` until its threads may go on.
     App { writer: i32, pause_ns: u64 },
     /// The writer: the program's pause comes through `pause_fd` (see
-    /// [`read_pause`]).
-    Writer { pause_fd: i32 },
+    /// [`read_pause`]); `program_fd` is a pidfd of the program (-1: the
+    /// kernel has none), for [`program_gone`].
+    Writer { pause_fd: i32, program_fd: i32 },
 }
 
 /// Why this process cannot hand its dump to a writer (`None`: it can).
@@ -280,13 +281,23 @@ pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
         }
         Ok(0) => {
             // The intermediate: clones the writer, says its PID, exits.
+            let program_fd = open_program()?;
             // SAFETY: as above (a fork, exit signal SIGCHLD for whichever
             // process reaps it).
             let w = unsafe { sys::sys(libc::SYS_clone, args!(libc::SIGCHLD, 0, 0, 0, 0)) };
             match w {
                 Ok(0) => {
-                    become_writer([keep, 2, back[0]]);
-                    Ok(Side::Writer { pause_fd: back[0] })
+                    // -1 (no pidfd) keeps stderr twice rather than nothing.
+                    become_writer([
+                        keep,
+                        2,
+                        back[0],
+                        if program_fd >= 0 { program_fd } else { 2 },
+                    ]);
+                    Ok(Side::Writer {
+                        pause_fd: back[0],
+                        program_fd,
+                    })
                 }
                 Ok(pid) => {
                     let _ = sys::write_all(pipe[1], &(pid as i32).to_ne_bytes());
@@ -353,10 +364,55 @@ pub fn read_pause(fd: i32) -> Option<u64> {
     (got == b.len()).then(|| u64::from_ne_bytes(b))
 }
 
+/// In the intermediate: a pidfd of the program, its parent (-1: the
+/// kernel has no `pidfd_open`). The program waits for the intermediate, so
+/// it is alive unless it was killed: then the parent is another process
+/// once the pidfd is open, and the intermediate ends, writing nothing.
+fn open_program() -> Result<i32, Fail> {
+    // SAFETY: getppid takes no arguments.
+    let ppid = unsafe { sys::sys(libc::SYS_getppid, [0; 6]) }.unwrap_or(0) as i32;
+    // SAFETY: pidfd_open takes a PID and flags.
+    let fd = match unsafe { sys::sys(libc::SYS_pidfd_open, args!(ppid, 0)) } {
+        Ok(fd) => fd as i32,
+        Err(_) => return Ok(-1),
+    };
+    // SAFETY: as above.
+    let now = unsafe { sys::sys(libc::SYS_getppid, [0; 6]) }.unwrap_or(0) as i32;
+    if now != ppid {
+        sys::exit_group(1);
+    }
+    Ok(fd)
+}
+
+/// In the writer: whether the program has ended (its pidfd `fd` is
+/// readable). An image is the program's dump: one that a killed program
+/// never saw complete is discarded, as a stopped dump's would be, so that a
+/// kill during a dump leaves the previous images as they were, whichever
+/// way the dump was taken. With `fd` -1 (no pidfd) the program is
+/// taken to live on.
+pub fn program_gone(fd: i32) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, no timeout.
+    let ready = unsafe { sys::sys(libc::SYS_poll, args!(&mut pfd as *mut libc::pollfd, 1, 0)) };
+    ready == Ok(1) && pfd.revents & libc::POLLIN != 0
+}
+
+/// The failure of a writer whose program ended first.
+pub fn gone() -> Fail {
+    Fail::new("the program ended before its snapshot was written: the image is discarded")
+}
+
 /// The writer's own set-up: a session of its own, only the descriptors
 /// `keep` (the image, stderr for its log line, the pause's pipe), a name
 /// that says what it is.
-fn become_writer(mut keep: [i32; 3]) {
+fn become_writer(mut keep: [i32; 4]) {
     // SAFETY: setsid takes no arguments (fails only for a group leader,
     // which a fresh clone is not).
     let _ = unsafe { sys::sys(libc::SYS_setsid, [0; 6]) };
