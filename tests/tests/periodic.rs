@@ -203,7 +203,7 @@ fn writing_image(pid: i32, dir: &Path) -> bool {
 /// any name is a complete image of a final name that verifies, and no
 /// temporary file is left.
 /// In both modes: a snapshot's writer that outlives its killed program
-/// discards its image and removes no old one.
+/// completes its image (and removes no old one).
 #[test]
 fn kill_during_periodic_dumps_leaves_no_partial_image() {
     kill_during_periodic_dumps("periodic-kill", "snapshot");
@@ -260,7 +260,7 @@ fn kill_during_periodic_dumps(name: &str, mode: &str) {
         std::thread::sleep(Duration::from_millis(rng.below(range)));
         mid_write += usize::from(being_written(p.pid(), dir.path()));
         p.kill();
-        // A writer still at work ends without renaming its image.
+        // A writer still at work completes its image.
         migrate_tests::procs::wait_for_writers(dir.path());
         let context = format!("round {round}, seed {seed}\n{}", p.describe());
         for name in files(&dir) {

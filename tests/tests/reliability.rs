@@ -323,8 +323,9 @@ fn file_id(path: &Path) -> (u64, u64) {
 /// verifies), and no incomplete temporary file is left behind. The
 /// previous image then restores.
 ///
-/// In both modes: a snapshot's writer that outlives its killed program
-/// discards its image, as the stopped dump would never have finished it.
+/// In both modes. A snapshot's writer that outlives its killed program
+/// completes its image (of an instant before the kill): then the kills
+/// must have found writers at work, rather than left the old image.
 #[test]
 fn killed_dumps_leave_no_partial_image() {
     killed_dumps("killed-dumps", "snapshot");
@@ -364,6 +365,7 @@ fn killed_dumps(name: &str, mode: &str) {
     eprintln!("a dump takes {took:?}; kills within {span} us; seed {seed:#x}");
     let mut rng = Rng(seed);
     let (mut untouched, mut replaced, mut absent, mut complete_temps) = (0, 0, 0, 0);
+    let mut outlived = 0;
     for i in 0..20 {
         let with_previous = i % 2 == 0;
         if with_previous {
@@ -378,7 +380,8 @@ fn killed_dumps(name: &str, mode: &str) {
         p.dump_signal();
         std::thread::sleep(delay);
         p.kill();
-        // A writer still at work ends, with or without its image.
+        // A writer still at work completes its image.
+        outlived += usize::from(!migrate_tests::procs::writers_in(dir.path()).is_empty());
         migrate_tests::procs::wait_for_writers(dir.path());
         let context = format!(
             "try {i}: killed {delay:?} after the dump signal\n{}",
@@ -409,10 +412,10 @@ fn killed_dumps(name: &str, mode: &str) {
     }
     eprintln!(
         "20 kills: {untouched} left the previous image, {absent} left none, \
-         {replaced} completed, {complete_temps} left a complete temporary file"
+         {replaced} completed ({outlived} by a writer), {complete_temps} left a complete temporary file"
     );
     assert!(
-        untouched + absent > 0,
+        untouched + absent > 0 || (mode == "snapshot" && outlived > 0),
         "every kill came after the dump had finished: the test checked nothing"
     );
     restore_and_check(&dir, &program, "restored", &previous, &first, &expected);

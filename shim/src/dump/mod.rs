@@ -611,11 +611,6 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             return Ok(0);
         }
         let header = tree.written(header, &mut out);
-        if job.snap_side == SNAP_WRITER && snapshot::program_gone(job.snap_program) {
-            // Killed during its dump: as with a stopped dump, the previous
-            // images stay as they were (and none is rotated away).
-            return Err(snapshot::gone());
-        }
         // `out` is dropped (its file discarded) on the way out of a failure.
         let size = tree.finish(out, header)?;
         tree.commit();
@@ -666,6 +661,13 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
         keep::handed_over();
     } else if !job.check {
         match result {
+            Ok(_) if job.snap_side == SNAP_WRITER && snapshot::program_gone(job.snap_program) => {
+                // The image is complete, of an instant the program lived;
+                // but that it ended meanwhile (killed, maybe because it
+                // hung) may make its older images the ones wanted: keep them.
+                snapshot::log_kept_old();
+                keep::abort();
+            }
             Ok(_) => {
                 keep::commit();
                 incremental::commit();
@@ -969,7 +971,6 @@ fn write_image(
             }) => {
                 job.snap_side = SNAP_WRITER;
                 job.snap_program = program_fd;
-                out.watch_program(program_fd);
                 // Until the program says (below): since the signal.
                 job.snap_pause_ns = sys::monotonic_ns().saturating_sub(job.started).max(1);
                 snap_pause_fd = pause_fd;

@@ -385,11 +385,11 @@ fn open_program() -> Result<i32, Fail> {
 }
 
 /// In the writer: whether the program has ended (its pidfd `fd` is
-/// readable). An image is the program's dump: one that a killed program
-/// never saw complete is discarded, as a stopped dump's would be, so that a
-/// kill during a dump leaves the previous images as they were, whichever
-/// way the dump was taken. With `fd` -1 (no pidfd) the program is
-/// taken to live on.
+/// readable). The writer still completes the image (of an instant the
+/// program lived: nothing partial, nothing lost), but removes no older
+/// image for `MIGRATE_KEEP`: a program killed during its dump may have been
+/// killed for what the newest image holds. With `fd` -1 (no pidfd) the
+/// program is taken to live on.
 pub fn program_gone(fd: i32) -> bool {
     if fd < 0 {
         return false;
@@ -404,9 +404,16 @@ pub fn program_gone(fd: i32) -> bool {
     ready == Ok(1) && pfd.revents & libc::POLLIN != 0
 }
 
-/// The failure of a writer whose program ended first.
-pub fn gone() -> Fail {
-    Fail::new("the program ended before its snapshot was written: the image is discarded")
+/// The writer's `info` line when its program ended before the image was
+/// complete: no older image is removed (`MIGRATE_KEEP`).
+pub fn log_kept_old() {
+    // SAFETY: reading the log level; the writer's only thread.
+    let log = unsafe { crate::config::SETTINGS.get() }.log;
+    if log >= crate::config::LogLevel::Info {
+        sys::line::emit_parts(&[
+            b"migrate: the program ended while its snapshot was written: no older image is removed",
+        ]);
+    }
 }
 
 /// The writer's own set-up: a session of its own, only the descriptors

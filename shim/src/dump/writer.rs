@@ -62,15 +62,7 @@ pub struct ImageWriter {
     /// A file already at the target is never replaced (a numbered
     /// image's name: whatever is there was written by someone else).
     no_replace: bool,
-    /// In a snapshot's writer: a pidfd of the program (-1: none), looked
-    /// at every [`WATCH_STEP`] bytes; the dump fails once the program is
-    /// gone (see `snapshot::program_gone`).
-    program: i32,
-    next_watch: u64,
 }
-
-/// Bytes written between two looks at whether the program still runs.
-const WATCH_STEP: u64 = 8 << 20;
 
 /// How the temporary file is made (see the module's documentation).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -122,8 +114,6 @@ impl ImageWriter {
             done: false,
             section: false,
             no_replace: false,
-            program: -1,
-            next_watch: 0,
         };
         w.target.bytes(target);
         if w.target.is_full() || target.is_empty() {
@@ -186,24 +176,6 @@ impl ImageWriter {
     /// fails instead (a numbered image, see `dump::numbered_path`).
     pub fn never_replace(&mut self) {
         self.no_replace = true;
-    }
-
-    /// Fails the writes once the program (pidfd `fd`) is gone: a
-    /// snapshot's writer stops writing an image no one will keep.
-    pub fn watch_program(&mut self, fd: i32) {
-        self.program = fd;
-    }
-
-    /// The program this writer watches is gone.
-    fn check_program(&mut self) -> Result<(), Fail> {
-        if self.program < 0 || self.pos < self.next_watch {
-            return Ok(());
-        }
-        self.next_watch = self.pos + WATCH_STEP;
-        if super::snapshot::program_gone(self.program) {
-            return Err(super::snapshot::gone());
-        }
-        Ok(())
     }
 
     /// How the temporary file was made.
@@ -319,7 +291,7 @@ impl ImageWriter {
                         self.pos += data.len() as u64;
                         // SAFETY: images are written by the thread leading a dump.
                         unsafe { crate::status::progress(self.pos) };
-                        return self.check_program();
+                        return Ok(());
                     }
                     // Not for this file or memory after all (EFAULT: memory
                     // direct I/O cannot pin, as memfd_secret's): buffered
@@ -347,7 +319,7 @@ impl ImageWriter {
         self.pos += data.len() as u64;
         // SAFETY: images are written by the thread leading a dump.
         unsafe { crate::status::progress(self.pos) };
-        self.check_program()
+        Ok(())
     }
 
     /// A buffered write (O_DIRECT off) at `at`.
