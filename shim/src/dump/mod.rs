@@ -524,6 +524,8 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     }
     // A writer still at work could rename its older image last.
     snapshot::wait_previous()?;
+    // SAFETY: this thread leads the dump.
+    unsafe { crate::status::writer_gone() };
     let frozen_after = match job.after {
         crate::status::After::Default => settings.exit_after_dump,
         crate::status::After::Continue => false,
@@ -659,6 +661,8 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     job.arena = core::ptr::null_mut();
     if job.snap_side == SNAP_APP {
         keep::handed_over();
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::handed_over() };
     } else if !job.check {
         match result {
             Ok(_) if job.snap_side == SNAP_WRITER && snapshot::program_gone(job.snap_program) => {
