@@ -798,6 +798,17 @@ pub unsafe fn writer_gone() {
         return;
     };
     read_last(&buf[..n], s);
+    let l = &s.last;
+    if s.has_last && !l.ok {
+        let marker = crate::dump::snapshot::UNFORKABLE_MARK.as_bytes();
+        if l.error
+            .as_bytes()
+            .windows(marker.len())
+            .any(|w| w == marker)
+        {
+            crate::dump::snapshot::unforkable_found();
+        }
+    }
 }
 
 /// Takes the `last_*` lines of a complete status `text` into `s`.

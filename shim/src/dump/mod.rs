@@ -581,7 +581,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             let why = if tree.is_tree() || tree.is_member() {
                 Some("a process tree is dumped stopped")
             } else {
-                snapshot::process_obstacle()
+                snapshot::learnt_obstacle().or_else(snapshot::process_obstacle)
             };
             if let Some(why) = why {
                 snapshot::log_stopped(why, b"");
@@ -977,6 +977,10 @@ fn write_image(
                 job.snap_program = program_fd;
                 // Until the program says (below): since the signal.
                 job.snap_pause_ns = sys::monotonic_ns().saturating_sub(job.started).max(1);
+                // At once: a failure below is reported in the program's
+                // status file, not one of the writer's PID.
+                // SAFETY: the writer's only thread.
+                unsafe { crate::status::snapshot_writer(job.snap_pause_ns) };
                 snap_pause_fd = pause_fd;
                 // The program's were closed: its own memory's.
                 fds.pagemap = sys::open(b"/proc/self/pagemap\0", ro, 0)

@@ -71,6 +71,7 @@
 
 #![allow(clippy::result_large_err)]
 
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicI32;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{Acquire, Release};
@@ -84,6 +85,26 @@ use crate::sys::{self, args};
 /// `/proc/PID/stat`, to tell a reused PID); 0: none.
 static PREV_WRITER: AtomicI32 = AtomicI32::new(0);
 static PREV_START: AtomicU64 = AtomicU64::new(0);
+
+/// A writer found memory a clone does not get (`MADV_DONTFORK`,
+/// `MADV_WIPEONFORK`): learnt from its outcome in the status file
+/// (`status::writer_gone`), kept until exec; later dumps are stopped.
+static UNFORKABLE: AtomicBool = AtomicBool::new(false);
+
+/// The words of a writer's failure that [`UNFORKABLE`] is learnt from.
+pub const UNFORKABLE_MARK: &str = ": a copy-on-write snapshot does not hold its memory";
+
+/// Notes that this process's snapshots cannot work (see [`UNFORKABLE`]).
+pub fn unforkable_found() {
+    UNFORKABLE.store(true, Release);
+}
+
+/// Why this process's dumps are stopped from now on, if they are.
+pub fn learnt_obstacle() -> Option<&'static str> {
+    UNFORKABLE.load(Acquire).then_some(
+        "an earlier snapshot found memory a clone does not get (MADV_DONTFORK or MADV_WIPEONFORK)",
+    )
+}
 
 /// How long a dump waits for the previous snapshot's writer.
 const PREVIOUS_WAIT_NS: u64 = 120_000_000_000;
@@ -172,7 +193,8 @@ pub fn check_clone(
             .bytes(what)
             .str(" is marked ")
             .str(advice)
-            .str(": a copy-on-write snapshot does not hold its memory (MIGRATE_SNAPSHOT=stop dumps it)")
+            .str(UNFORKABLE_MARK)
+            .str(" (MIGRATE_SNAPSHOT=stop dumps it; this process's next dumps are stopped)")
     };
     let buf = arena
         .bytes((lines + 16) * 200)
