@@ -48,7 +48,16 @@
 //! the program's, and its `/proc/self/smaps`, which walks every page table
 //! and would cost the program hundreds of milliseconds of pause on a large
 //! heap); the dump then fails naming the mapping (`MIGRATE_SNAPSHOT=stop`
-//! dumps it). An image never mixes two instants.
+//! dumps it), and the program, reading that outcome back from its status
+//! file before its next dump (`status::writer_gone`), dumps stopped from
+//! then on until exec ([`learnt_obstacle`]). An image never mixes two
+//! instants.
+//!
+//! A writer whose program ends (is killed) before the image is complete
+//! still completes it, of an instant the program lived: nothing partial,
+//! nothing lost. But it removes no older image for `MIGRATE_KEEP`
+//! ([`program_gone`], through a pidfd the intermediate opens): a program
+//! killed during a dump may have been killed for what the newest holds.
 //!
 //! Dumps after which the process must stay frozen (`exit`, `kill`, `stop`
 //! for `migrate send`, `MIGRATE_AFTER_DUMP=exit`), a restore's check dump
