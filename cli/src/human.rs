@@ -15,6 +15,18 @@ pub fn size(n: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
+/// A duration of `ns` nanoseconds as `1.234 ms` (`µs` below 1 ms, `s`
+/// from 1 s).
+pub fn duration(ns: u64) -> String {
+    if ns < 1_000_000 {
+        format!("{:.3} µs", ns as f64 / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.3} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
 /// Nanoseconds since the epoch as `2026-11-29 20:58:08.123456789 UTC`.
 pub fn time(ns: u64) -> String {
     let secs = ns / 1_000_000_000;

@@ -360,6 +360,7 @@ fn text(img: &ImageFile, f: &Facts) -> String {
         },
         s.log_level
     );
+    let _ = writeln!(w, "capture     {}", capture_text(&image.minor4.capture));
 
     let _ = writeln!(w, "\nthreads ({})", image.threads.len());
     let _ = writeln!(
@@ -561,6 +562,29 @@ fn text(img: &ImageFile, f: &Facts) -> String {
     o
 }
 
+/// How the dump froze the process, and for how long when that is known.
+fn capture_text(c: &dumpfmt::Capture) -> String {
+    match c.mode {
+        // The pause of a stopped dump is the whole dump, which the image
+        // cannot hold (it was not over when the metadata was written).
+        dumpfmt::CaptureMode::Stopped => {
+            "stopped, the process stayed stopped for the whole dump".to_string()
+        }
+        dumpfmt::CaptureMode::Snapshot => format!(
+            "snapshot, the process stopped {} ({} ns) while a writer wrote the image",
+            human::duration(c.pause_ns),
+            c.pause_ns
+        ),
+    }
+}
+
+fn capture_mode(m: dumpfmt::CaptureMode) -> &'static str {
+    match m {
+        dumpfmt::CaptureMode::Stopped => "stopped",
+        dumpfmt::CaptureMode::Snapshot => "snapshot",
+    }
+}
+
 fn json(img: &ImageFile, f: &Facts) -> Value {
     let image = &img.image;
     let h = &img.header;
@@ -591,6 +615,11 @@ fn json(img: &ImageFile, f: &Facts) -> Value {
         },
         "settings": {
             "signal": s.signal, "image": s.image, "exit_after_dump": s.exit_after_dump, "log_level": s.log_level,
+        },
+        "capture": {
+            "mode": capture_mode(image.minor4.capture.mode),
+            "pause_ns": (image.minor4.capture.mode == dumpfmt::CaptureMode::Snapshot)
+                .then_some(image.minor4.capture.pause_ns),
         },
         "threads": image.threads.iter().map(|t| json!({
             "tid": t.tid, "name": thread_name(&t.name), "rip": t.context.rip, "rsp": t.context.rsp,

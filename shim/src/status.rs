@@ -297,6 +297,9 @@ pub struct Status {
     /// whose PID a requester outside could not look up).
     writer: i32,
     writer_start: u64,
+    /// The last dump was handed to a snapshot's writer, which reports its
+    /// outcome in the file: read back at the next dump ([`writer_gone`]).
+    awaiting_writer: bool,
     tmp: Line<{ DIR_MAX + 32 }>,
     target: Line<{ DIR_MAX + 32 }>,
 }
@@ -331,6 +334,7 @@ impl Status {
             snapshot_pause_ns: 0,
             writer: 0,
             writer_start: 0,
+            awaiting_writer: false,
             tmp: Line::new(),
             target: Line::new(),
         }
@@ -348,6 +352,8 @@ static STATUS: Global<Status> = Global::new(Status::new());
 /// what is read from /proc.
 static TEXT: Global<Line<TEXT_MAX>> = Global::new(Line::new());
 static SCRATCH: Global<[u8; PATH_MAX]> = Global::new([0; PATH_MAX]);
+/// The status file as a snapshot's writer left it ([`writer_gone`]).
+static READBACK: Global<[u8; TEXT_MAX]> = Global::new([0; TEXT_MAX]);
 
 /// The status state.
 ///
@@ -521,6 +527,7 @@ fn set_up(s: &mut Status, user: Option<(i32, u64)>) {
     s.request = 0;
     s.has_last = false;
     s.snapshot_pause_ns = 0;
+    s.awaiting_writer = false;
     s.own_pid = sys::getpid();
     match user {
         Some((pid, start)) => {
@@ -810,6 +817,91 @@ pub unsafe fn handed_over(writer: i32, start: u64) {
     write(s);
 }
 
+/// In the program, once its dump is handed to a snapshot's writer: the
+/// writer reports that dump in the file from now on, so this copy is
+/// idle, and writes nothing (it would hide the writer's progress).
+///
+/// # Safety
+/// Called by the thread leading a dump.
+pub unsafe fn idle_after_hand_over() {
+    // SAFETY: the caller's promise.
+    let s = unsafe { state() };
+    s.dumping = false;
+    s.progress_on = false;
+    s.awaiting_writer = true;
+}
+
+/// In the program, once the writer of its last dump is gone (before the
+/// next dump reports anything): that dump's outcome, as the writer wrote
+/// it in the status file, becomes this copy's `last_*`. A writer that
+/// ended without its final write leaves the older outcome.
+///
+/// # Safety
+/// Called by the thread leading a dump.
+pub unsafe fn writer_gone() {
+    // SAFETY: the caller's promise.
+    let s = unsafe { state() };
+    if !s.awaiting_writer || !s.on || s.own_pid != sys::getpid() {
+        return;
+    }
+    s.awaiting_writer = false;
+    // The writer is gone: requesters wait for this process again.
+    s.writer = 0;
+    s.writer_start = 0;
+    s.target.clear();
+    s.target.bytes(s.dir.as_bytes()).str("/").dec(s.pid as u64);
+    let Some(path) = s.target.c_str() else {
+        return;
+    };
+    // SAFETY: used only here, by the same callers as the status.
+    let buf = unsafe { READBACK.get() };
+    let Ok(n) = sys::read_file(path, buf) else {
+        return;
+    };
+    read_last(&buf[..n], s);
+    let l = &s.last;
+    if s.has_last && !l.ok {
+        let marker = crate::dump::snapshot::UNFORKABLE_MARK.as_bytes();
+        if l.error
+            .as_bytes()
+            .windows(marker.len())
+            .any(|w| w == marker)
+        {
+            crate::dump::snapshot::unforkable_found();
+        }
+    }
+}
+
+/// Takes the `last_*` lines of a complete status `text` into `s`.
+fn read_last(text: &[u8], s: &mut Status) {
+    let value = |key: &[u8]| {
+        text.split(|&c| c == b'\n').find_map(|line| {
+            let rest = line.strip_prefix(key)?;
+            rest.strip_prefix(b" ")
+        })
+    };
+    let idle = value(b"state") == Some(b"idle".as_slice());
+    let (Some(time), Some(outcome)) = (value(b"last_time"), value(b"last_outcome")) else {
+        return;
+    };
+    if !idle {
+        return;
+    }
+    let dec = |key: &[u8]| value(key).and_then(sys::parse_dec).unwrap_or(0);
+    let l = &mut s.last;
+    l.time_ns = sys::parse_dec(time).unwrap_or(0);
+    l.ok = outcome == b"ok";
+    l.path.clear();
+    l.path.bytes(value(b"last_path").unwrap_or(b""));
+    l.size = dec(b"last_size");
+    l.pages = dec(b"last_pages");
+    l.ms = dec(b"last_ms");
+    l.pause_us = dec(b"last_pause_us");
+    l.error.clear();
+    l.error.bytes(value(b"last_error").unwrap_or(b""));
+    s.has_last = true;
+}
+
 /// The page scan begins (the dump's descriptors are collected): from now
 /// on [`progress`] may write.
 ///
@@ -937,6 +1029,36 @@ mod tests {
             b"42 (a) b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 100 200\n";
         assert_eq!(stat_starttime(stat), Some(987654));
         assert_eq!(stat_starttime(b"42 (a) S 1"), None);
+    }
+
+    #[test]
+    fn last_outcome_read_back() {
+        let mut w = Status::new();
+        w.pid = 7;
+        w.has_last = true;
+        w.last.time_ns = 123;
+        w.last.path.str("/x-1.img");
+        w.last.size = 4096;
+        w.last.pages = 1;
+        w.last.ms = 9;
+        w.last.pause_us = 250;
+        w.last.error.str("disk full");
+        let mut out = Line::<TEXT_MAX>::new();
+        format(&w, 12, b"/x-%n.img", 1, &mut out);
+        let mut s = Status::new();
+        read_last(out.as_bytes(), &mut s);
+        assert!(s.has_last);
+        assert!(!s.last.ok);
+        assert_eq!(s.last.path.as_bytes(), b"/x-1.img");
+        assert_eq!((s.last.time_ns, s.last.size, s.last.pages), (123, 4096, 1));
+        assert_eq!((s.last.ms, s.last.pause_us), (9, 250));
+        assert_eq!(s.last.error.as_bytes(), b"disk full");
+        // A file still saying `dumping` (the writer died) changes nothing.
+        w.dumping = true;
+        format(&w, 12, b"/x-%n.img", 1, &mut out);
+        let mut s = Status::new();
+        read_last(out.as_bytes(), &mut s);
+        assert!(!s.has_last);
     }
 
     #[test]

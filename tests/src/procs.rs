@@ -96,3 +96,45 @@ pub fn wait_until(what: &str, context: &Proc, cond: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// The snapshot writers (`migrate-writer`) of programs run in `dir`: they
+/// inherit the program's working directory and hold their image open.
+pub fn writers_in(dir: &std::path::Path) -> Vec<i32> {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let within = |link: std::path::PathBuf| link.starts_with(dir);
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "migrate-writer\n")
+        })
+        .filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(within)
+                || fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                    fds.flatten()
+                        .any(|fd| fs::read_link(fd.path()).is_ok_and(within))
+                })
+        })
+        .collect()
+}
+
+/// Waits until no snapshot writer of a program run in `dir` is left (a
+/// program killed mid-dump may leave one finishing); panics after
+/// `TIMEOUT`.
+pub fn wait_for_writers(dir: &std::path::Path) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = writers_in(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "snapshot writers {left:?} of programs in {} did not finish",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

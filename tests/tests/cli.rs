@@ -369,7 +369,13 @@ fn fixed_image() -> Vec<u8> {
         },
         minor2: Default::default(),
         minor3: Default::default(),
-        minor4: Default::default(),
+        minor4: dumpfmt::Minor4 {
+            capture: dumpfmt::Capture {
+                mode: dumpfmt::CaptureMode::Snapshot,
+                pause_ns: 1_234_567,
+            },
+            ..Default::default()
+        },
     };
     let mut stack = vec![0u8; 4096];
     stack[0x100..0x100 + ARGV.len()].copy_from_slice(ARGV);
@@ -467,6 +473,8 @@ fn inspect_json_carries_the_numbers() {
     assert_eq!(v["totals"]["page_data_bytes"], data);
     assert_eq!(v["totals"]["file_bytes"], meta.header.file_len);
     assert_eq!(v["totals"]["runs"], 3);
+    assert_eq!(v["capture"]["mode"], "snapshot");
+    assert_eq!(v["capture"]["pause_ns"], 1_234_567);
     // The text shows the same numbers.
     let (_, text, _) = command(&["inspect".as_ref(), image.as_os_str()]);
     assert!(
@@ -474,6 +482,7 @@ fn inspect_json_carries_the_numbers() {
         "{text}"
     );
     assert!(text.contains(&format!("({} ns)", img.time_ns)), "{text}");
+    assert!(text.contains("stopped 1.235 ms (1234567 ns)"), "{text}");
 }
 
 // ---- verify: an image this host can take, and broken copies of it ----

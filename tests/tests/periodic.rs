@@ -177,6 +177,15 @@ impl Rng {
     }
 }
 
+/// Whether `pid`, or a snapshot writer of a program in `dir`, writes an
+/// image there.
+fn being_written(pid: i32, dir: &Path) -> bool {
+    writing_image(pid, dir)
+        || migrate_tests::procs::writers_in(dir)
+            .into_iter()
+            .any(|w| writing_image(w, dir))
+}
+
 /// Whether `pid` has an unnamed file in `dir` open: an image being
 /// written (`O_TMPFILE` shows as `DIR/#INODE (deleted)`).
 fn writing_image(pid: i32, dir: &Path) -> bool {
@@ -193,9 +202,20 @@ fn writing_image(pid: i32, dir: &Path) -> bool {
 /// (each a good part of the interval) are written: every file left under
 /// any name is a complete image of a final name that verifies, and no
 /// temporary file is left.
+/// In both modes: a snapshot's writer that outlives its killed program
+/// completes its image (and removes no old one).
 #[test]
 fn kill_during_periodic_dumps_leaves_no_partial_image() {
-    let dir = TestDir::new("periodic-kill");
+    kill_during_periodic_dumps("periodic-kill", "snapshot");
+}
+
+#[test]
+fn kill_during_stopped_periodic_dumps_leaves_no_partial_image() {
+    kill_during_periodic_dumps("periodic-kill-stop", "stop");
+}
+
+fn kill_during_periodic_dumps(name: &str, mode: &str) {
+    let dir = TestDir::new(name);
     let program = Program::mem(128, 100_000, 10);
     let pattern = dir.join("img-%p-%n.img");
     // Stopped dumps: the program itself writes its images, and a kill
@@ -205,7 +225,7 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
         ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
         ("MIGRATE_INTERVAL", "1s"),
         ("MIGRATE_KEEP", "2"),
-        ("MIGRATE_SNAPSHOT", "stop"),
+        ("MIGRATE_SNAPSHOT", mode),
     ];
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -229,7 +249,7 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
         // moment of it (or of what follows: the link, the removal of the
         // oldest image, the next steps).
         let deadline = Instant::now() + TIMEOUT;
-        while !writing_image(p.pid(), dir.path()) {
+        while !being_written(p.pid(), dir.path()) {
             assert!(
                 p.poll_exit().is_none() && Instant::now() < deadline,
                 "round {round}: no dump was seen being written\n{}",
@@ -241,8 +261,10 @@ fn kill_during_periodic_dumps_leaves_no_partial_image() {
         // (a 128 MiB image takes far longer), half anywhere in 600 ms.
         let range = if round % 2 == 0 { 50 } else { 600 };
         std::thread::sleep(Duration::from_millis(rng.below(range)));
-        mid_write += usize::from(writing_image(p.pid(), dir.path()));
+        mid_write += usize::from(being_written(p.pid(), dir.path()));
         p.kill();
+        // A writer still at work completes its image.
+        migrate_tests::procs::wait_for_writers(dir.path());
         let context = format!("round {round}, seed {seed}\n{}", p.describe());
         for name in files(&dir) {
             assert!(

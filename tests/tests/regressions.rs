@@ -319,6 +319,9 @@ fn fork_during_dumps() {
             send_through(&c.pidfd, libc::SIGKILL);
             continue;
         }
+        // Its snapshot's writer may outlive it (the dump signal cuts a
+        // waiter's sleep short) and completes its image.
+        migrate_tests::procs::wait_for_writers(dir.path());
         let prefix = format!("img-{}-", c.pid);
         let images: Vec<String> = list_files(dir.path())
             .into_iter()

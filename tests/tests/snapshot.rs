@@ -398,14 +398,23 @@ fn wipe_on_fork_memory_fails_the_snapshot_loudly() {
     let line = p.wait_for_stderr_line("`migrate: dump failed`", |l| {
         l.starts_with("migrate: dump failed")
     });
+    assert!(!image.exists(), "an image was written\n{}", p.describe());
+    // The program learnt it: its next dump is stopped, and succeeds.
+    p.dump_signal();
+    p.wait_for_image(&image, false);
     let out = p.wait_success();
     let context = p.describe();
     assert!(
         line.contains("MADV_WIPEONFORK") && line.contains("MIGRATE_SNAPSHOT=stop"),
         "{line:?}\n{context}"
     );
+    assert!(
+        p.stderr()
+            .contains("this dump keeps the process stopped: an earlier snapshot found memory"),
+        "{context}"
+    );
     assert_eq!(out, expected, "the program did not go on\n{context}");
-    assert!(!image.exists(), "an image was written\n{context}");
+    std::fs::remove_file(&image).unwrap();
 
     let mut env = env.to_vec();
     env.push(("MIGRATE_SNAPSHOT", "stop"));
@@ -581,5 +590,79 @@ fn writer_failing_at_once_never_kills_the_program() {
         p.wait_for_lines(now + 1);
     }
     assert!(p.poll_exit().is_none(), "{}", p.describe());
+    p.kill();
+}
+
+/// The status file of `pid` (see `migrate::status`).
+fn status_text(pid: i32) -> String {
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { libc::getuid() };
+    let run = PathBuf::from(format!("/run/user/{uid}"));
+    let dir = if run.is_dir() {
+        run.join("migrate")
+    } else {
+        PathBuf::from(format!("/tmp/migrate-{uid}"))
+    };
+    std::fs::read_to_string(dir.join(pid.to_string())).unwrap_or_default()
+}
+
+fn status_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+}
+
+/// The status file `migrate dump PID` users read: once a snapshot's
+/// writer is done the state is `idle` with that dump's outcome, and while
+/// the next dump runs its `last_*` lines are still the previous dump's
+/// (the program's own copy learns the writer's outcome).
+#[test]
+fn status_follows_the_writer() {
+    let dir = TestDir::new("snapshot-status");
+    let program = Program::mem(256, 100_000, 20);
+    let pattern = dir.join("img-%n.img");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", pattern.to_str().unwrap())],
+    );
+    p.wait_for_step(1);
+    let first = dir.join("img-1.img");
+    p.dump_signal();
+    p.wait_for_image(&first, false);
+    procs::wait_for_writers(dir.path());
+    let text = status_text(p.pid());
+    assert_eq!(status_value(&text, "state"), Some("idle"), "{text}");
+    assert_eq!(
+        status_value(&text, "last_path"),
+        first.to_str(),
+        "{text}\n{}",
+        p.describe()
+    );
+    let second = dir.join("img-2.img");
+    p.dump_signal();
+    let mut seen_dumping = false;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !second.exists() {
+        let text = status_text(p.pid());
+        if status_value(&text, "state") == Some("dumping") {
+            seen_dumping = true;
+            assert_eq!(
+                status_value(&text, "last_path"),
+                first.to_str(),
+                "the second dump's status lacks the first's outcome\n{text}"
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second image\n{}",
+            p.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    procs::wait_for_writers(dir.path());
+    let text = status_text(p.pid());
+    assert_eq!(status_value(&text, "state"), Some("idle"), "{text}");
+    assert_eq!(status_value(&text, "last_path"), second.to_str(), "{text}");
+    assert!(seen_dumping, "the second dump was never seen in the status");
     p.kill();
 }

@@ -146,6 +146,9 @@ struct Job {
     snap_side: u8,
     snap_pause_ns: u64,
     snap_writer: i32,
+    /// In the writer: a pidfd of the program (-1: none), see
+    /// [`snapshot::program_gone`].
+    snap_program: i32,
 }
 
 /// `Job::snap_side` (0: a stopped dump): the program once its writer
@@ -523,6 +526,8 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     }
     // A writer still at work could rename its older image last.
     snapshot::wait_previous()?;
+    // SAFETY: this thread leads the dump.
+    unsafe { crate::status::writer_gone() };
     let frozen_after = match job.after {
         crate::status::After::Default => settings.exit_after_dump,
         crate::status::After::Continue => false,
@@ -579,7 +584,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
             let why = if tree.is_tree() || tree.is_member() {
                 Some("a process tree is dumped stopped")
             } else {
-                snapshot::process_obstacle()
+                snapshot::learnt_obstacle().or_else(snapshot::process_obstacle)
             };
             if let Some(why) = why {
                 snapshot::log_stopped(why, b"");
@@ -662,8 +667,17 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     job.arena = core::ptr::null_mut();
     if job.snap_side == SNAP_APP {
         keep::handed_over();
+        // SAFETY: this thread leads the dump.
+        unsafe { crate::status::idle_after_hand_over() };
     } else if !job.check {
         match result {
+            Ok(_) if job.snap_side == SNAP_WRITER && snapshot::program_gone(job.snap_program) => {
+                // The image is complete, of an instant the program lived;
+                // but that it ended meanwhile (killed, maybe because it
+                // hung) may make its older images the ones wanted: keep them.
+                snapshot::log_kept_old();
+                keep::abort();
+            }
             Ok(_) => {
                 keep::commit();
                 incremental::commit();
@@ -964,10 +978,18 @@ fn write_image(
                     flags: 0,
                 });
             }
-            Ok(snapshot::Side::Writer { pause_fd }) => {
+            Ok(snapshot::Side::Writer {
+                pause_fd,
+                program_fd,
+            }) => {
                 job.snap_side = SNAP_WRITER;
+                job.snap_program = program_fd;
                 // Until the program says (below): since the signal.
                 job.snap_pause_ns = sys::monotonic_ns().saturating_sub(job.started).max(1);
+                // At once: a failure below is reported in the program's
+                // status file, not one of the writer's PID.
+                // SAFETY: the writer's only thread.
+                unsafe { crate::status::snapshot_writer(job.snap_pause_ns) };
                 snap_pause_fd = pause_fd;
                 // The program's were closed: its own memory's.
                 fds.pagemap = sys::open(b"/proc/self/pagemap\0", ro, 0)

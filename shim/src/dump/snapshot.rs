@@ -53,7 +53,16 @@
 //! the program's, and its `/proc/self/smaps`, which walks every page table
 //! and would cost the program hundreds of milliseconds of pause on a large
 //! heap); the dump then fails naming the mapping (`MIGRATE_SNAPSHOT=stop`
-//! dumps it). An image never mixes two instants.
+//! dumps it), and the program, reading that outcome back from its status
+//! file before its next dump (`status::writer_gone`), dumps stopped from
+//! then on until exec ([`learnt_obstacle`]). An image never mixes two
+//! instants.
+//!
+//! A writer whose program ends (is killed) before the image is complete
+//! still completes it, of an instant the program lived: nothing partial,
+//! nothing lost. But it removes no older image for `MIGRATE_KEEP`
+//! ([`program_gone`], through a pidfd the intermediate opens): a program
+//! killed during a dump may have been killed for what the newest holds.
 //!
 //! Dumps after which the process must stay frozen (`exit`, `kill`, `stop`
 //! for `migrate send`, `MIGRATE_AFTER_DUMP=exit`), a restore's check dump
@@ -76,6 +85,7 @@
 
 #![allow(clippy::result_large_err)]
 
+use core::sync::atomic::AtomicBool;
 use core::sync::atomic::AtomicI32;
 use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::{Acquire, Release};
@@ -90,6 +100,26 @@ use crate::sys::{self, args};
 static PREV_WRITER: AtomicI32 = AtomicI32::new(0);
 static PREV_START: AtomicU64 = AtomicU64::new(0);
 
+/// A writer found memory a clone does not get (`MADV_DONTFORK`,
+/// `MADV_WIPEONFORK`): learnt from its outcome in the status file
+/// (`status::writer_gone`), kept until exec; later dumps are stopped.
+static UNFORKABLE: AtomicBool = AtomicBool::new(false);
+
+/// The words of a writer's failure that [`UNFORKABLE`] is learnt from.
+pub const UNFORKABLE_MARK: &str = ": a copy-on-write snapshot does not hold its memory";
+
+/// Notes that this process's snapshots cannot work (see [`UNFORKABLE`]).
+pub fn unforkable_found() {
+    UNFORKABLE.store(true, Release);
+}
+
+/// Why this process's dumps are stopped from now on, if they are.
+pub fn learnt_obstacle() -> Option<&'static str> {
+    UNFORKABLE.load(Acquire).then_some(
+        "an earlier snapshot found memory a clone does not get (MADV_DONTFORK or MADV_WIPEONFORK)",
+    )
+}
+
 /// How long a dump waits for the previous snapshot's writer.
 const PREVIOUS_WAIT_NS: u64 = 120_000_000_000;
 
@@ -99,8 +129,9 @@ pub enum Side {
     /// stopped `pause_ns` from `started` until its threads may go on.
     App { writer: i32, pause_ns: u64 },
     /// The writer: the program's pause comes through `pause_fd` (see
-    /// [`read_pause`]).
-    Writer { pause_fd: i32 },
+    /// [`read_pause`]); `program_fd` is a pidfd of the program (-1: the
+    /// kernel has none), for [`program_gone`].
+    Writer { pause_fd: i32, program_fd: i32 },
 }
 
 /// Why this process cannot hand its dump to a writer (`None`: it can).
@@ -176,7 +207,8 @@ pub fn check_clone(
             .bytes(what)
             .str(" is marked ")
             .str(advice)
-            .str(": a copy-on-write snapshot does not hold its memory (MIGRATE_SNAPSHOT=stop dumps it)")
+            .str(UNFORKABLE_MARK)
+            .str(" (MIGRATE_SNAPSHOT=stop dumps it; this process's next dumps are stopped)")
     };
     let buf = arena
         .bytes((lines + 16) * 200)
@@ -288,12 +320,27 @@ pub fn split(keep: i32, started: u64) -> Result<Side, Fail> {
             args!(libc::PR_SET_NAME, c"migrate-writer".as_ptr()),
         );
     }
+    // The writer keeps a pidfd of the program (see `program_gone`); -1
+    // where the kernel has none.
+    let program_fd = open_program();
     let mut writer = 0i32;
     // SAFETY: see `clone_writer`; `writer` outlives the call.
     let mid = unsafe { clone_writer(&mut writer) };
     if mid == 0 {
-        become_writer([keep, 2, back[0]]);
-        return Ok(Side::Writer { pause_fd: back[0] });
+        // -1 (no pidfd) keeps stderr twice rather than nothing.
+        become_writer([
+            keep,
+            2,
+            back[0],
+            if program_fd >= 0 { program_fd } else { 2 },
+        ]);
+        return Ok(Side::Writer {
+            pause_fd: back[0],
+            program_fd,
+        });
+    }
+    if program_fd >= 0 {
+        sys::close(program_fd);
     }
     // SAFETY: as above, this thread's own name back.
     let _ = unsafe { sys::sys(sys::SYS_prctl, args!(libc::PR_SET_NAME, own_name.as_ptr())) };
@@ -428,10 +475,54 @@ pub fn read_pause(fd: i32) -> Option<u64> {
     (got == b.len()).then(|| u64::from_ne_bytes(b))
 }
 
+/// In the program, before the writer is cloned: a pidfd of itself for the
+/// writer (-1: the kernel has no `pidfd_open`).
+fn open_program() -> i32 {
+    // SAFETY: pidfd_open takes a PID and flags; this process, which is
+    // alive (and cannot be another) while it asks.
+    match unsafe { sys::sys(libc::SYS_pidfd_open, args!(sys::getpid(), 0)) } {
+        Ok(fd) => fd as i32,
+        Err(_) => -1,
+    }
+}
+
+/// In the writer: whether the program has ended (its pidfd `fd` is
+/// readable). The writer still completes the image (of an instant the
+/// program lived: nothing partial, nothing lost), but removes no older
+/// image for `MIGRATE_KEEP`: a program killed during its dump may have been
+/// killed for what the newest image holds. With `fd` -1 (no pidfd) the
+/// program is taken to live on.
+pub fn program_gone(fd: i32) -> bool {
+    if fd < 0 {
+        return false;
+    }
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, no timeout.
+    let ready = unsafe { sys::sys(libc::SYS_poll, args!(&mut pfd as *mut libc::pollfd, 1, 0)) };
+    ready == Ok(1) && pfd.revents & libc::POLLIN != 0
+}
+
+/// The writer's `info` line when its program ended before the image was
+/// complete: no older image is removed (`MIGRATE_KEEP`).
+pub fn log_kept_old() {
+    // SAFETY: reading the log level; the writer's only thread.
+    let log = unsafe { crate::config::SETTINGS.get() }.log;
+    if log >= crate::config::LogLevel::Info {
+        sys::line::emit_parts(&[
+            b"migrate: the program ended while its snapshot was written: no older image is removed",
+        ]);
+    }
+}
+
 /// The writer's own set-up: a session of its own, only the descriptors
-/// `keep` (the image, stderr for its log line, the pause's pipe). (Its
-/// name, `migrate-writer`, comes from the intermediate.)
-fn become_writer(mut keep: [i32; 3]) {
+/// `keep` (the image, stderr for its log line, the pause's socket, the
+/// program's pidfd). (Its name, `migrate-writer`, comes from the thread
+/// that cloned it.)
+fn become_writer(mut keep: [i32; 4]) {
     // SAFETY: setsid takes no arguments (fails only for a group leader,
     // which a fresh clone is not).
     let _ = unsafe { sys::sys(libc::SYS_setsid, [0; 6]) };

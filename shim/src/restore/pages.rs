@@ -220,7 +220,12 @@ fn read_batch(plan: &mut Plan, runs: &[Source], bytes: u64) {
     let at = plan.bytes(super::plan::as_bytes_slice(&iov));
     plan.call(
         SYS_preadv,
-        &[v(first.fd), Arg::Data(at), v(runs.len() as u64), v(first.offset)],
+        &[
+            v(first.fd),
+            Arg::Data(at),
+            v(runs.len() as u64),
+            v(first.offset),
+        ],
         v(bytes),
         &format!(
             "restore: cannot read pages for {:#x}-{:#x} from the image",
