@@ -11,7 +11,8 @@
  *     the program, at the latest one sweep after a restore. Prints
  *     "step N" after each sweep, "done N" at the end. With IMAGE: once a
  *     file is at that path, says on stderr (not compared) at which step
- *     it first saw it: "image seen at step N".
+ *     it first saw it: "image seen at step N" (or "image not seen by the
+ *     end": a snapshot's writer may finish after the program).
  *   csnap wipe MIB BALLAST STEPS
  *     As sweep, the ballast marked MADV_WIPEONFORK (zero in a clone).
  *   csnap wait STEPS
@@ -130,6 +131,8 @@ static int run_sweep(int shared, int wipe, long mib, long ballast, long steps, c
             fprintf(stderr, "image seen at step %ld\n", step);
         }
     }
+    if (image && !seen)
+        fprintf(stderr, "image not seen by the end\n");
     printf("done %ld\n", steps);
     return 0;
 }

@@ -197,6 +197,13 @@ pub fn for_each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> SysResult<i3
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
         0,
     )?;
+    // A thread of the program that forks meanwhile gives its child this
+    // descriptor: the child closes it at its first dump (see
+    // `close_inherited_listing`).
+    LISTING.store(
+        (u64::from(getpid() as u32) << 32) | u64::from(fd as u32),
+        core::sync::atomic::Ordering::Release,
+    );
     let mut buf = [0u8; 4096];
     let res = loop {
         // SAFETY: `buf` is writable for its length.
@@ -218,7 +225,46 @@ pub fn for_each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> SysResult<i3
         }
     };
     close(fd);
+    LISTING.store(0, core::sync::atomic::Ordering::Release);
     res
+}
+
+/// The process and descriptor of a directory being listed by
+/// [`for_each_dir_entry`] (0: none).
+static LISTING: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// In a child forked while its parent listed a directory: closes the
+/// descriptor it inherited from that listing (never the program's own: it
+/// must still name a directory of the parent's `/proc`), so that its dump
+/// does not take it for one of the program's.
+pub fn close_inherited_listing() {
+    use core::sync::atomic::Ordering::{AcqRel, Release};
+    let v = LISTING.swap(0, AcqRel);
+    let (pid, fd) = ((v >> 32) as i32, (v & 0xffff_ffff) as i32);
+    if v == 0 || pid == getpid() {
+        if v != 0 {
+            LISTING.store(v, Release);
+        }
+        return;
+    }
+    let mut link = [0u8; 64];
+    let mut path = line::Line::<48>::new();
+    path.str("/proc/self/fd/").dec(fd as u64);
+    let mut dir = line::Line::<48>::new();
+    dir.str("/proc/").dec(pid as u64).str("/task");
+    let Some(p) = path.c_str() else { return };
+    // SAFETY: readlink writes at most `link.len()` bytes into `link`.
+    let n = unsafe {
+        sys(
+            libc::SYS_readlinkat,
+            args!(libc::AT_FDCWD, p.as_ptr(), link.as_mut_ptr(), link.len()),
+        )
+    };
+    if let Ok(n) = n
+        && link.get(..n as usize) == Some(dir.as_bytes())
+    {
+        close(fd);
+    }
 }
 
 /// Parses a decimal number made of digits only.
