@@ -708,8 +708,16 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
     // Queued signals, per queue in order (a thread's by its TLS); a child
     // restored with the process may end before the check (its SIGCHLD).
     let mut nth = BTreeMap::new();
+    // A standard signal that arrived while the dump ran is recorded as a
+    // bare pending bit, and comes back as the restorer's plain `kill`:
+    // queued with SI_USER, it is that bit again.
+    let mut as_pending = 0u64;
     for q in img.minor4.signals.queued.iter() {
         if e.children && q.signo() == libc::SIGCHLD {
+            continue;
+        }
+        if q.tid == 0 && (1..32).contains(&q.signo()) && q.info[1] as u32 as i32 == libc::SI_USER {
+            as_pending |= 1 << (q.signo() - 1);
             continue;
         }
         // An armed timer's pending signal (with its siginfo, SI_TIMER)
@@ -844,7 +852,7 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
     }
     put(
         "process.pending".into(),
-        format!("{:#x}", p.pending & !ticking),
+        format!("{:#x}", (p.pending | as_pending) & !ticking),
     );
     // What files, O_PATH and procfs descriptors and deleted FIFOs keep
     // besides their records (issue 12).

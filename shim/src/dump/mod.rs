@@ -505,8 +505,8 @@ fn numbered_path(pattern: &[u8], seq: u64, out: &mut Line<PATH_MAX>) -> u64 {
 }
 
 fn dump(job: &mut Job) -> Result<(), Fail> {
-    // A fork during the parent's thread listing leaves its descriptor here.
-    sys::close_inherited_listing();
+    // A fork while the parent's library read a file leaves its descriptor.
+    sys::close_inherited_transients();
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
     let before = settings.sequence;

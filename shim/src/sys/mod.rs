@@ -169,6 +169,7 @@ pub fn pwrite_all(fd: i32, mut buf: &[u8], mut off: u64) -> SysResult<()> {
 /// Fails with EFBIG when it does not fit.
 pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
     let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
+    let slot = transient_open(fd);
     let mut len = 0;
     let res = loop {
         let Some(rest) = buf.get_mut(len..) else {
@@ -185,6 +186,7 @@ pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
         }
     };
     close(fd);
+    transient_closed(slot);
     res
 }
 
@@ -197,13 +199,7 @@ pub fn for_each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> SysResult<i3
         libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
         0,
     )?;
-    // A thread of the program that forks meanwhile gives its child this
-    // descriptor: the child closes it at its first dump (see
-    // `close_inherited_listing`).
-    LISTING.store(
-        (u64::from(getpid() as u32) << 32) | u64::from(fd as u32),
-        core::sync::atomic::Ordering::Release,
-    );
+    let slot = transient_open(fd);
     let mut buf = [0u8; 4096];
     let res = loop {
         // SAFETY: `buf` is writable for its length.
@@ -225,45 +221,62 @@ pub fn for_each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> SysResult<i3
         }
     };
     close(fd);
-    LISTING.store(0, core::sync::atomic::Ordering::Release);
+    transient_closed(slot);
     res
 }
 
-/// The process and descriptor of a directory being listed by
-/// [`for_each_dir_entry`] (0: none).
-static LISTING: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// Descriptors the library opens for a moment (`read_file`,
+/// `for_each_dir_entry`), as (pid << 32 | fd), 0 when free: a thread of the
+/// program that forks meanwhile gives its child these descriptors, which
+/// the child closes at its first dump ([`close_inherited_transients`]).
+static TRANSIENT: [core::sync::atomic::AtomicU64; 16] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; 16];
 
-/// In a child forked while its parent listed a directory: closes the
-/// descriptor it inherited from that listing (never the program's own: it
-/// must still name a directory of the parent's `/proc`), so that its dump
-/// does not take it for one of the program's.
-pub fn close_inherited_listing() {
-    use core::sync::atomic::Ordering::{AcqRel, Release};
-    let v = LISTING.swap(0, AcqRel);
-    let (pid, fd) = ((v >> 32) as i32, (v & 0xffff_ffff) as i32);
-    if v == 0 || pid == getpid() {
-        if v != 0 {
-            LISTING.store(v, Release);
-        }
-        return;
+fn transient_open(fd: i32) -> Option<usize> {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire};
+    let v = (u64::from(getpid() as u32) << 32) | u64::from(fd as u32);
+    TRANSIENT
+        .iter()
+        .position(|s| s.compare_exchange(0, v, AcqRel, Acquire).is_ok())
+}
+
+fn transient_closed(slot: Option<usize>) {
+    if let Some(s) = slot.and_then(|i| TRANSIENT.get(i)) {
+        s.store(0, core::sync::atomic::Ordering::Release);
     }
-    let mut link = [0u8; 64];
-    let mut path = line::Line::<48>::new();
-    path.str("/proc/self/fd/").dec(fd as u64);
-    let mut dir = line::Line::<48>::new();
-    dir.str("/proc/").dec(pid as u64).str("/task");
-    let Some(p) = path.c_str() else { return };
-    // SAFETY: readlink writes at most `link.len()` bytes into `link`.
-    let n = unsafe {
-        sys(
-            libc::SYS_readlinkat,
-            args!(libc::AT_FDCWD, p.as_ptr(), link.as_mut_ptr(), link.len()),
-        )
-    };
-    if let Ok(n) = n
-        && link.get(..n as usize) == Some(dir.as_bytes())
-    {
-        close(fd);
+}
+
+/// In a child forked while its parent's library had a file open for a
+/// moment: closes the copies it inherited (only those that still name a
+/// procfs file, as all the library's are: the number may have been reused
+/// since).
+pub fn close_inherited_transients() {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire};
+    let me = getpid();
+    for s in TRANSIENT.iter() {
+        let v = s.load(core::sync::atomic::Ordering::Acquire);
+        let (pid, fd) = ((v >> 32) as i32, (v & 0xffff_ffff) as i32);
+        if v == 0 || pid == me || s.compare_exchange(v, 0, AcqRel, Acquire).is_err() {
+            continue;
+        }
+        let mut link = [0u8; 256];
+        let mut path = line::Line::<48>::new();
+        path.str("/proc/self/fd/").dec(fd as u64);
+        let Some(p) = path.c_str() else { continue };
+        // SAFETY: readlinkat writes at most `link.len()` bytes into `link`.
+        let n = unsafe {
+            sys(
+                libc::SYS_readlinkat,
+                args!(libc::AT_FDCWD, p.as_ptr(), link.as_mut_ptr(), link.len()),
+            )
+        };
+        if let Ok(n) = n
+            && link
+                .get(..n as usize)
+                .is_some_and(|l| l.starts_with(b"/proc/"))
+        {
+            close(fd);
+        }
     }
 }
 
