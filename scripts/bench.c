@@ -153,6 +153,7 @@ int main(int argc, char **argv) {
         }
     }
     pthread_t t;
+    last_tick_ns = now_ns();
     pthread_create(&t, 0, ticker, 0);
     setvbuf(stdout, 0, _IOLBF, 0);
     printf("ready\n");
