@@ -17,20 +17,12 @@ use crate::dump::Fail;
 use crate::dump::arena::Arena;
 use crate::sys::{self, args};
 
-/// What the kernel's sock_diag says of a Unix socket.
-pub(crate) struct Diag {
-    pub peer: Option<u64>,
-    /// `sk_shutdown`: `dumpfmt::sockets::SHUT_READS`, `SHUT_WRITES`.
-    pub shutdown: u8,
-}
+/// The netlink message type of a sock_diag request and of its answer.
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
 
-/// The peer and shutdown state of Unix socket `ino`, asked of the
-/// kernel's sock_diag netlink interface.
-pub(crate) fn diag(ino: u64) -> Option<Diag> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const UDIAG_SHOW_PEER: u32 = 4;
-    const UNIX_DIAG_PEER: u16 = 2;
-    const UNIX_DIAG_SHUTDOWN: u16 = 6;
+/// Sends `req` to the kernel's sock_diag netlink interface and receives
+/// its answer into `resp`: the bytes received.
+fn sock_diag(req: &[u8], resp: &mut [u8]) -> Option<usize> {
     // SAFETY: plain socket creation.
     let nl = unsafe {
         sys::sys(
@@ -43,17 +35,6 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
         )
     }
     .ok()? as i32;
-    // nlmsghdr (16) + unix_diag_req (24)
-    let mut req = [0u8; 40];
-    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    req[16] = libc::AF_UNIX as u8;
-    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
-    req[24..28].copy_from_slice(&(ino as u32).to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
-    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
-    let mut resp = [0u8; 512];
     // SAFETY: sending our request buffer and receiving into `resp`.
     let got = unsafe {
         let sent = sys::sys(
@@ -68,7 +49,34 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
         })
     };
     sys::close(nl);
-    let got = (got.ok()? as usize).min(resp.len());
+    Some((got.ok()? as usize).min(resp.len()))
+}
+
+/// What the kernel's sock_diag says of a Unix socket.
+pub(crate) struct Diag {
+    pub peer: Option<u64>,
+    /// `sk_shutdown`: `dumpfmt::sockets::SHUT_READS`, `SHUT_WRITES`.
+    pub shutdown: u8,
+}
+
+/// The peer and shutdown state of Unix socket `ino`, asked of the
+/// kernel's sock_diag netlink interface.
+pub(crate) fn diag(ino: u64) -> Option<Diag> {
+    const UDIAG_SHOW_PEER: u32 = 4;
+    const UNIX_DIAG_PEER: u16 = 2;
+    const UNIX_DIAG_SHUTDOWN: u16 = 6;
+    // nlmsghdr (16) + unix_diag_req (24)
+    let mut req = [0u8; 40];
+    req[0..4].copy_from_slice(&40u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    req[16] = libc::AF_UNIX as u8;
+    req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
+    req[24..28].copy_from_slice(&(ino as u32).to_ne_bytes());
+    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
+    let mut resp = [0u8; 512];
+    let got = sock_diag(&req, &mut resp)?;
     // An error (no such socket) comes back as NLMSG_ERROR.
     if got < 32 || u16::from_ne_bytes([resp[4], resp[5]]) != SOCK_DIAG_BY_FAMILY {
         return None;
@@ -101,7 +109,6 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
 /// one not accepted yet), asked of the kernel's inet_diag interface with
 /// the connection's addresses swapped.
 pub(crate) fn tcp_peer(fd: i32) -> Option<u64> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
     let (mut local, mut peer) = ([0u8; 128], [0u8; 128]);
     let len = sys::sock_addr(fd, false, &mut local).ok()?;
     sys::sock_addr(fd, true, &mut peer).ok()?;
@@ -126,34 +133,8 @@ pub(crate) fn tcp_peer(fd: i32) -> Option<u64> {
     req[28..28 + n].copy_from_slice(&peer[ip.clone()]);
     req[44..44 + n].copy_from_slice(&local[ip]);
     req[64..72].copy_from_slice(&[0xff; 8]); // no cookie
-    // SAFETY: plain socket creation.
-    let nl = unsafe {
-        sys::sys(
-            libc::SYS_socket,
-            args!(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::NETLINK_SOCK_DIAG
-            ),
-        )
-    }
-    .ok()? as i32;
     let mut resp = [0u8; 512];
-    // SAFETY: sending our request buffer and receiving into `resp`.
-    let got = unsafe {
-        let sent = sys::sys(
-            libc::SYS_sendto,
-            args!(nl, req.as_ptr(), req.len(), 0, 0, 0),
-        );
-        sent.and_then(|_| {
-            sys::sys(
-                libc::SYS_recvfrom,
-                args!(nl, resp.as_mut_ptr(), resp.len(), 0, 0, 0),
-            )
-        })
-    };
-    sys::close(nl);
-    let got = (got.ok()? as usize).min(resp.len());
+    let got = sock_diag(&req, &mut resp)?;
     // nlmsghdr (16), inet_diag_msg: 4 bytes, sockid (48), expires, rqueue,
     // wqueue, uid, inode (u32 each).
     if got < 88 || u16::from_ne_bytes([resp[4], resp[5]]) != SOCK_DIAG_BY_FAMILY {
