@@ -659,7 +659,7 @@ fn anon_inode<'a>(
 }
 
 /// The number after `key` in `text` (in `radix`), skipping blanks.
-fn field(text: &[u8], key: &[u8], radix: u32) -> Option<u64> {
+pub(crate) fn field(text: &[u8], key: &[u8], radix: u32) -> Option<u64> {
     let at = text.windows(key.len()).position(|w| w == key)? + key.len();
     let rest = &text[at..];
     let start = rest.iter().position(|c| !c.is_ascii_whitespace())?;

@@ -15,6 +15,7 @@ use dumpfmt::files::{How, INOTIFY_RECORD, Watch};
 
 use crate::dump::Fail;
 use crate::dump::arena::Arena;
+use crate::dump::fds::field;
 use crate::sys::{self, args, line::Line};
 
 /// The `/proc/self/fd` link of an inotify descriptor.
@@ -130,19 +131,4 @@ fn log_pending(fd: i32) {
             );
         line.emit();
     }
-}
-
-/// The number after `key` in `text` (in `radix`).
-fn field(text: &[u8], key: &[u8], radix: u32) -> Option<u64> {
-    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
-    let mut v = 0u64;
-    let mut any = false;
-    for &c in &text[at..] {
-        let Some(d) = (c as char).to_digit(radix) else {
-            break;
-        };
-        v = v.wrapping_mul(u64::from(radix)).wrapping_add(u64::from(d));
-        any = true;
-    }
-    any.then_some(v)
 }

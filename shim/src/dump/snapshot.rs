@@ -165,13 +165,7 @@ fn locked_memory() -> bool {
         return false;
     };
     let text = buf.get(..n).unwrap_or(&[]);
-    let Some(at) = text.windows(6).position(|w| w == b"VmLck:") else {
-        return false;
-    };
-    text[at + 6..]
-        .iter()
-        .take_while(|&&c| c != b'\n')
-        .any(|c| (b'1'..=b'9').contains(c))
+    crate::dump::fds::field(text, b"VmLck:", 10).is_some_and(|kb| kb != 0)
 }
 
 /// Why a mapping's pages cannot come from the snapshot (`None`: they
