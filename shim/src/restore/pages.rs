@@ -74,6 +74,7 @@ pub fn map_all(
     use libc::*;
     let v = Arg::V;
     let mut runs = placing.runs.iter().peekable();
+    let commit_limit = commit_limit();
     for m in image.mappings.iter() {
         let len = m.end - m.start;
         let mut my_runs = Vec::new();
@@ -136,7 +137,7 @@ pub fn map_all(
         if &*m.name == "[stack]" {
             flags |= MAP_GROWSDOWN as u64;
         }
-        if m.backing == Backing::Anonymous && !m.shared && len > commit_limit() {
+        if m.backing == Backing::Anonymous && !m.shared && len > commit_limit {
             // Larger than this machine's memory and swap: the program can
             // only have made it with MAP_NORESERVE (a reservation, e.g. a
             // 64 GiB heap of which little is touched), which the maps do
