@@ -89,6 +89,39 @@ fn dump_seen_restore(
     (seen, snap, image.to_path_buf())
 }
 
+/// Runs `program` with its image at `image` and the info log, dumps it at
+/// step 20, waits for the image and for its stderr line starting with
+/// `start` (`what`), kills it, restores it and checks that it ends as an
+/// uninterrupted run; returns the original (ended), that line and the
+/// processes' description.
+fn dump_line_restore(
+    dir: &TestDir,
+    program: &Program,
+    image: &Path,
+    what: &str,
+    start: &str,
+) -> (Proc, String, String) {
+    let expected = reference(program);
+    let mut p = dir.spawn(
+        program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_LOG", "info"),
+        ],
+    );
+    p.wait_for_step(20);
+    p.dump_signal();
+    p.wait_for_image(image, false);
+    let line = p.wait_for_stderr_line(what, |l| l.starts_with(start));
+    p.kill();
+    let mut r = dir.restore(program, "restored", image, &[]);
+    let restored = r.wait_success();
+    let context = describe_all(&[&p, &r]);
+    check_restored(&expected, &p.stdout_lines(), &restored, &context);
+    (p, line, context)
+}
+
 /// The program sweeps 16 MiB of counters without pause, each checked
 /// against the previous sweep before it is written, all through the dump:
 /// the image is the snapshot's (one instant), so the restored program
@@ -100,26 +133,13 @@ fn memory_is_of_the_snapshot_instant() {
     let dir = TestDir::new("snapshot-instant");
     let image = dir.join("app.img");
     let program = csnap("sweep", &["sweep", "16", "32", "600"]);
-    let expected = reference(&program);
-    let mut p = dir.spawn(
+    let (p, line, context) = dump_line_restore(
+        &dir,
         &program,
-        "original",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_LOG", "info"),
-        ],
+        &image,
+        "the writer's `migrate: dumped` line",
+        "migrate: dumped ",
     );
-    p.wait_for_step(20);
-    p.dump_signal();
-    p.wait_for_image(&image, false);
-    let line = p.wait_for_stderr_line("the writer's `migrate: dumped` line", |l| {
-        l.starts_with("migrate: dumped ")
-    });
-    p.kill();
-    let mut r = dir.restore(&program, "restored", &image, &[]);
-    let restored = r.wait_success();
-    let context = describe_all(&[&p, &r]);
-    check_restored(&expected, &p.stdout_lines(), &restored, &context);
     assert!(
         line.contains(", snapshot, paused "),
         "the dump should have been written from a snapshot: {line:?}\n{context}"
@@ -277,26 +297,13 @@ fn shared_memory_dumps_stopped() {
     let dir = TestDir::new("snapshot-shared");
     let image = dir.join("app.img");
     let program = csnap("shared", &["shared", "16", "0", "600"]);
-    let expected = reference(&program);
-    let mut p = dir.spawn(
+    let (p, why, context) = dump_line_restore(
+        &dir,
         &program,
-        "original",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_LOG", "info"),
-        ],
+        &image,
+        "the line saying the dump keeps it stopped",
+        "migrate: this dump keeps the process stopped: ",
     );
-    p.wait_for_step(20);
-    p.dump_signal();
-    p.wait_for_image(&image, false);
-    let why = p.wait_for_stderr_line("the line saying the dump keeps it stopped", |l| {
-        l.starts_with("migrate: this dump keeps the process stopped: ")
-    });
-    p.kill();
-    let mut r = dir.restore(&program, "restored", &image, &[]);
-    let restored = r.wait_success();
-    let context = describe_all(&[&p, &r]);
-    check_restored(&expected, &p.stdout_lines(), &restored, &context);
     assert!(
         why.contains("shared memory") && why.contains(" rw-s "),
         "the line should name the shared mapping: {why:?}\n{context}"
