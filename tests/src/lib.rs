@@ -1071,6 +1071,12 @@ impl Proc {
                 self.describe()
             );
             if let Some(status) = exited {
+                // A snapshot's writer may still be writing after the
+                // program ended: the image is complete once it is gone.
+                crate::procs::wait_for_writers(image.parent().unwrap_or(Path::new("/")));
+                if image.exists() {
+                    break;
+                }
                 // It may exit (exit-after-dump) only once the image is in place.
                 assert!(
                     image.exists(),

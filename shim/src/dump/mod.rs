@@ -506,7 +506,7 @@ fn numbered_path(pattern: &[u8], seq: u64, out: &mut Line<PATH_MAX>) -> u64 {
 
 fn dump(job: &mut Job) -> Result<(), Fail> {
     // A fork while the parent's library read a file leaves its descriptor.
-    sys::close_inherited_transients();
+    sys::transient::close_inherited();
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
     let before = settings.sequence;

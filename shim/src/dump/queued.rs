@@ -259,12 +259,8 @@ pub fn end() {
 
 /// A hex mask from `/proc/thread-self/status`, read a little at a time.
 fn pending_field(key: &[u8]) -> Option<u64> {
-    let fd = sys::open(
-        b"/proc/thread-self/status\0",
-        libc::O_RDONLY | libc::O_CLOEXEC,
-        0,
-    )
-    .ok()?;
+    let path = b"/proc/thread-self/status\0";
+    let (fd, claim) = sys::open_transient(path, libc::O_RDONLY | libc::O_CLOEXEC).ok()?;
     let mut chunk = [0u8; 256];
     let mut line = [0u8; 64];
     let mut len = 0usize;
@@ -295,6 +291,6 @@ fn pending_field(key: &[u8]) -> Option<u64> {
             len = 0;
         }
     }
-    sys::close(fd);
+    sys::close_transient(fd, claim);
     found
 }

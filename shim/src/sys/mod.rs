@@ -12,6 +12,7 @@
 pub mod context;
 pub mod creds;
 pub mod line;
+pub mod transient;
 pub mod vdso;
 
 use core::arch::asm;
@@ -165,11 +166,32 @@ pub fn pwrite_all(fd: i32, mut buf: &[u8], mut off: u64) -> SysResult<()> {
     Ok(())
 }
 
+/// Opens `path` for a moment (closed with [`close_transient`]), tracked
+/// so that a child forked meanwhile closes its copy (see [`transient`]).
+pub fn open_transient(path: &[u8], flags: i32) -> SysResult<(i32, transient::Claim)> {
+    let claim = transient::claim(path);
+    match open(path, flags, 0) {
+        Ok(fd) => {
+            claim.opened(fd);
+            Ok((fd, claim))
+        }
+        Err(e) => {
+            claim.release();
+            Err(e)
+        }
+    }
+}
+
+/// Closes a descriptor of [`open_transient`].
+pub fn close_transient(fd: i32, claim: transient::Claim) {
+    close(fd);
+    claim.release();
+}
+
 /// Reads a whole (small, procfs) file into `buf`; returns the length read.
 /// Fails with EFBIG when it does not fit.
 pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
-    let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0)?;
-    let slot = transient_open(fd);
+    let (fd, claim) = open_transient(path, libc::O_RDONLY | libc::O_CLOEXEC)?;
     let mut len = 0;
     let res = loop {
         let Some(rest) = buf.get_mut(len..) else {
@@ -185,8 +207,7 @@ pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
             Err(e) => break Err(e),
         }
     };
-    close(fd);
-    transient_closed(slot);
+    close_transient(fd, claim);
     res
 }
 
@@ -194,12 +215,8 @@ pub fn read_file(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
 /// `.` and `..` included; returns the directory's fd number (already closed)
 /// so callers can recognise it among /proc/self/fd entries.
 pub fn for_each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> SysResult<i32> {
-    let fd = open(
-        path,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    )?;
-    let slot = transient_open(fd);
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let (fd, claim) = open_transient(path, flags)?;
     let mut buf = [0u8; 4096];
     let res = loop {
         // SAFETY: `buf` is writable for its length.
@@ -220,64 +237,8 @@ pub fn for_each_dir_entry(path: &[u8], mut f: impl FnMut(&[u8])) -> SysResult<i3
             off += reclen;
         }
     };
-    close(fd);
-    transient_closed(slot);
+    close_transient(fd, claim);
     res
-}
-
-/// Descriptors the library opens for a moment (`read_file`,
-/// `for_each_dir_entry`), as (pid << 32 | fd), 0 when free: a thread of the
-/// program that forks meanwhile gives its child these descriptors, which
-/// the child closes at its first dump ([`close_inherited_transients`]).
-static TRANSIENT: [core::sync::atomic::AtomicU64; 16] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; 16];
-
-fn transient_open(fd: i32) -> Option<usize> {
-    use core::sync::atomic::Ordering::{AcqRel, Acquire};
-    let v = (u64::from(getpid() as u32) << 32) | u64::from(fd as u32);
-    TRANSIENT
-        .iter()
-        .position(|s| s.compare_exchange(0, v, AcqRel, Acquire).is_ok())
-}
-
-fn transient_closed(slot: Option<usize>) {
-    if let Some(s) = slot.and_then(|i| TRANSIENT.get(i)) {
-        s.store(0, core::sync::atomic::Ordering::Release);
-    }
-}
-
-/// In a child forked while its parent's library had a file open for a
-/// moment: closes the copies it inherited (only those that still name a
-/// procfs file, as all the library's are: the number may have been reused
-/// since).
-pub fn close_inherited_transients() {
-    use core::sync::atomic::Ordering::{AcqRel, Acquire};
-    let me = getpid();
-    for s in TRANSIENT.iter() {
-        let v = s.load(core::sync::atomic::Ordering::Acquire);
-        let (pid, fd) = ((v >> 32) as i32, (v & 0xffff_ffff) as i32);
-        if v == 0 || pid == me || s.compare_exchange(v, 0, AcqRel, Acquire).is_err() {
-            continue;
-        }
-        let mut link = [0u8; 256];
-        let mut path = line::Line::<48>::new();
-        path.str("/proc/self/fd/").dec(fd as u64);
-        let Some(p) = path.c_str() else { continue };
-        // SAFETY: readlinkat writes at most `link.len()` bytes into `link`.
-        let n = unsafe {
-            sys(
-                libc::SYS_readlinkat,
-                args!(libc::AT_FDCWD, p.as_ptr(), link.as_mut_ptr(), link.len()),
-            )
-        };
-        if let Ok(n) = n
-            && link
-                .get(..n as usize)
-                .is_some_and(|l| l.starts_with(b"/proc/"))
-        {
-            close(fd);
-        }
-    }
 }
 
 /// Parses a decimal number made of digits only.
