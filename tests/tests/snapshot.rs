@@ -13,6 +13,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use migrate_tests::procs::{wait_until, writers_in};
 use migrate_tests::*;
 
 /// `csnap ARGS` (see `programs/csnap.c`), named `csnap-NAME`.
@@ -297,13 +298,21 @@ fn shared_memory_dumps_stopped() {
     let dir = TestDir::new("snapshot-shared");
     let image = dir.join("app.img");
     let program = csnap("shared", &["shared", "16", "0", "600"]);
-    let (p, why, context) = dump_line_restore(
+    // The `dumped` line comes last: once it is out, both are.
+    let (p, _, context) = dump_line_restore(
         &dir,
         &program,
         &image,
-        "the line saying the dump keeps it stopped",
-        "migrate: this dump keeps the process stopped: ",
+        "the `migrate: dumped` line",
+        "migrate: dumped ",
     );
+    let stopped = "migrate: this dump keeps the process stopped: ";
+    let why = p
+        .stderr()
+        .lines()
+        .find(|l| l.starts_with(stopped))
+        .map(str::to_string)
+        .unwrap_or_default();
     assert!(
         why.contains("shared memory") && why.contains(" rw-s "),
         "the line should name the shared mapping: {why:?}\n{context}"
@@ -478,7 +487,12 @@ fn restored_process_ending_keeps_its_writer() {
     );
     r.wait_for_lines(3);
     r.dump_signal();
-    // Two more steps: the pause is over, the writer is writing.
+    // The writer exists (or has already finished): the pause is over, so
+    // the TERM cannot be pending in the image. (Steps printed after the
+    // signal prove nothing: the supervisor forwards it asynchronously.)
+    wait_until("the restored process's writer", &r, || {
+        !writers_in(dir.path()).is_empty() || second.exists()
+    });
     let now = r.stdout_lines().len();
     r.wait_for_lines(now + 2);
     r.signal(libc::SIGTERM);
