@@ -55,7 +55,7 @@ fuzz:
 	done
 
 test: build lint fuzz-build
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace --no-fail-fast
 
 demo: build
 	scripts/demo.sh
