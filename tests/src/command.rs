@@ -33,3 +33,13 @@ pub fn under_restore(migrate: &Path, wrapper: &[&str], image: &Path) -> Program 
     argv.extend([migrate.as_os_str(), "restore".as_ref(), image.as_os_str()]);
     Program::command_of("migrate-restore", &argv)
 }
+
+/// `err` without the progress lines `migrate dump`/`send` print once a
+/// second when stderr is not a terminal (how many depends on the
+/// machine's speed: tests that count lines skip them).
+pub fn without_progress(err: &str) -> String {
+    err.lines()
+        .filter(|l| !(l.starts_with("migrate: dump of ") && l.ends_with(" written")))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

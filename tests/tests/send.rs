@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use migrate_tests::command::{migrate, under_run};
+use migrate_tests::command::{migrate, under_run, without_progress};
 use migrate_tests::sshd::{self, Sshd};
 use migrate_tests::*;
 
@@ -58,7 +58,7 @@ fn send_with(
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        without_progress(&String::from_utf8_lossy(&out.stderr)),
     )
 }
 
@@ -512,7 +512,7 @@ fn interrupted_send_continues_the_original() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
-    let err = std::fs::read_to_string(&err_path).unwrap();
+    let err = without_progress(&std::fs::read_to_string(&err_path).unwrap());
     assert_eq!(status.code(), Some(7), "{err}");
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line expected: {err:?}");
