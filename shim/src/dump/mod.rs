@@ -904,8 +904,11 @@ fn write_image(
         }
     }
 
-    let queued = queued::collected()?;
     let mut process = process::collect(arena)?;
+    // After the pending masks: a signal that came while the dump ran
+    // keeps its siginfo too (`queued`'s note).
+    queued::retake();
+    let queued = queued::collected()?;
     // Those come back with their siginfo, not as a bare `kill`.
     process.pending &= !queued::numbers(queued);
     let posix_timers = timers::collect(arena, others.len() + 1)?;

@@ -17,6 +17,18 @@
 //! the restore queues them again (`restore::queued`). One thread takes at
 //! a time, so each thread's records are contiguous.
 //!
+//! A signal for the process that comes while the dump runs (after the
+//! takes above, e.g. the `SIGCHLD` of a child exiting mid-dump, or a
+//! `kill` from another process) would otherwise be only a bit of
+//! `ShdPnd` and come back as the restorer's `kill`: when the main thread
+//! leads the dump, it takes its own queue and the process's again at the
+//! end of the collection ([`retake`]), in place of what it took at the
+//! start. Left open: a signal that comes after that (the image then
+//! holds the process as it was before it came), one sent to a parked
+//! thread mid-dump, and one for the process while a thread other than
+//! the main one leads (only the main thread may queue back the
+//! `siginfo` of a `kill`): those are bits of the pending masks.
+//!
 //! Left in place, as before (only their numbers kept, in
 //! `ProcessState::pending`): the dump signal, SIGKILL and SIGSTOP, SIGALRM
 //! (taking it re-arms an interval timer) and the signals POSIX timers send
@@ -76,6 +88,8 @@ pub fn begin(arena: &Arena, dump_signal: i32) -> Result<(), Fail> {
     // A child forked while its parent's thread was taking inherits the
     // word held by a thread it does not have.
     TAKER.store(0, Release);
+    MAIN_FIRST.store(usize::MAX, Release);
+    MAIN_END.store(usize::MAX, Release);
     TAKEN.store(slots.into_raw(), Release);
     Ok(())
 }
@@ -104,6 +118,10 @@ fn timer_signals(arena: &Arena) -> Result<u64, Fail> {
 
 /// Held (the TID) by the thread taking its signals.
 static TAKER: AtomicI32 = AtomicI32::new(0);
+/// The main thread's records (its own queue, then the process's):
+/// first slot and end; `usize::MAX` until it has taken.
+static MAIN_FIRST: AtomicUsize = AtomicUsize::new(usize::MAX);
+static MAIN_END: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Takes the calling thread's own queued signals and, in the main
 /// thread, the process's, records them and queues them back. Every
@@ -118,6 +136,36 @@ pub fn take() {
         // SAFETY: sched_yield takes no arguments.
         let _ = unsafe { sys::sys(libc::SYS_sched_yield, [0; 6]) };
     }
+    take_locked(me);
+    TAKER.store(0, Release);
+}
+
+/// The main thread, leading the dump once the collection is done: takes
+/// its own queue and the process's again, in place of its records from
+/// the start, so that a signal that came meanwhile keeps its `siginfo`.
+/// Does nothing in another thread (see the module's note), or when its
+/// records are not the last ones (a thread took after it).
+pub fn retake() {
+    if TAKEN.load(Acquire).is_null() {
+        return;
+    }
+    let me = sys::gettid();
+    if me != sys::getpid() || TAKER.compare_exchange(0, me, AcqRel, Acquire).is_err() {
+        return;
+    }
+    let first = MAIN_FIRST.load(Acquire);
+    let end = MAIN_END.load(Acquire);
+    // Only when nothing overflowed: then `NEXT` is the end of the
+    // records and every slot from `first` on is the main thread's.
+    if first <= end && end < MAX_QUEUED && NEXT.load(Acquire) == end && !FULL.load(Acquire) {
+        NEXT.store(first, Release);
+        take_locked(me);
+    }
+    TAKER.store(0, Release);
+}
+
+/// [`take`] once the calling thread `me` holds [`TAKER`].
+fn take_locked(me: i32) {
     let first = NEXT.load(Acquire).min(MAX_QUEUED);
     drain(b"SigPnd:", me as u32);
     let own_end = NEXT.load(Acquire).min(MAX_QUEUED);
@@ -135,7 +183,10 @@ pub fn take() {
             queue_back(q, i < own_end, me);
         }
     }
-    TAKER.store(0, Release);
+    if me == sys::getpid() {
+        MAIN_FIRST.store(first, Release);
+        MAIN_END.store(end, Release);
+    }
 }
 
 /// Takes every signal of the queue `key` names (the caller's own, or the
