@@ -90,7 +90,10 @@ fn signal_arriving_mid_dump_keeps_its_siginfo() {
         &DumpPlan {
             expected: &expected,
             step: 5,
-            env: &[("MIGRATE_FAULT", "slow-dump"), ("MIGRATE_CHILDREN", "leave")],
+            env: &[
+                ("MIGRATE_FAULT", "slow-dump"),
+                ("MIGRATE_CHILDREN", "leave"),
+            ],
             restore_env: &[],
             lines_after: 0,
         },

@@ -58,6 +58,9 @@ static TAKEN: AtomicPtr<QueuedSignal> = AtomicPtr::new(core::ptr::null_mut());
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// Signals left in place (bit n-1 for signal n).
 static KEEP: AtomicU64 = AtomicU64::new(0);
+/// As [`KEEP`], for the main thread: less the signals of the timers
+/// `timer_signals` gives back.
+static KEEP_MAIN: AtomicU64 = AtomicU64::new(0);
 /// More than [`MAX_QUEUED`] were queued.
 static FULL: AtomicBool = AtomicBool::new(false);
 /// A thread that could not read its pending signals: its TID (0: none).
@@ -79,7 +82,9 @@ pub fn begin(arena: &Arena, dump_signal: i32) -> Result<(), Fail> {
     if (1..=64).contains(&dump_signal) {
         keep |= bit(dump_signal as u64);
     }
-    keep |= timer_signals(arena)?;
+    let (timers, refired) = timer_signals(arena)?;
+    keep |= timers;
+    KEEP_MAIN.store(keep & !refired, Release);
     let slots = arena.vec::<QueuedSignal>(MAX_QUEUED).ok_or_else(no_mem)?;
     KEEP.store(keep, Release);
     NEXT.store(0, Release);
@@ -94,15 +99,17 @@ pub fn begin(arena: &Arena, dump_signal: i32) -> Result<(), Fail> {
     Ok(())
 }
 
-/// The signals the process's POSIX timers send.
-fn timer_signals(arena: &Arena) -> Result<u64, Fail> {
+/// The signals the process's POSIX timers send, and those of them that
+/// the main thread, leading, takes (`timer_signals`).
+fn timer_signals(arena: &Arena) -> Result<(u64, u64), Fail> {
+    super::timer_signals::reset();
     let buf = arena
         .bytes(1 << 20)
         .ok_or_else(|| Fail::new("the dump arena is too small"))?;
     let n = match sys::read_file(b"/proc/self/timers\0", buf) {
         Ok(n) => n,
         // Too many to list: `timers::collect` says so.
-        Err(_) => return Ok(0),
+        Err(_) => return Ok((0, 0)),
     };
     let mut mask = 0;
     for line in buf[..n].split(|&c| c == b'\n') {
@@ -113,7 +120,12 @@ fn timer_signals(arena: &Arena) -> Result<u64, Fail> {
             mask |= bit(sig);
         }
     }
-    Ok(mask)
+    let refired = if sys::gettid() == sys::getpid() {
+        super::timer_signals::prepare(&buf[..n])
+    } else {
+        0
+    };
+    Ok((mask, refired))
 }
 
 /// Held (the TID) by the thread taking its signals.
@@ -166,6 +178,10 @@ pub fn retake() {
 
 /// [`take`] once the calling thread `me` holds [`TAKER`].
 fn take_locked(me: i32) {
+    let main = me == sys::getpid();
+    if main {
+        super::timer_signals::taking();
+    }
     let first = NEXT.load(Acquire).min(MAX_QUEUED);
     drain(b"SigPnd:", me as u32);
     let own_end = NEXT.load(Acquire).min(MAX_QUEUED);
@@ -178,12 +194,19 @@ fn take_locked(me: i32) {
     for i in first..end {
         // SAFETY: slots `first..end` were written by this thread just now
         // (one thread takes at a time).
-        let q = unsafe { &*base.add(i) };
-        if q.signo() != 0 {
+        let q = unsafe { &mut *base.add(i) };
+        if q.signo() == 0 {
+            continue;
+        }
+        if main && super::timer_signals::taken(&q.info) {
+            // Its timer fires it again; not in the image (a hole).
+            super::timer_signals::put_back(&q.info);
+            q.info[0] = 0;
+        } else {
             queue_back(q, i < own_end, me);
         }
     }
-    if me == sys::getpid() {
+    if main {
         MAIN_FIRST.store(first, Release);
         MAIN_END.store(end, Release);
     }
@@ -197,7 +220,12 @@ fn drain(key: &[u8], tid: u32) {
             BROKEN.store(sys::gettid(), Release);
             return;
         };
-        let want = pending & !KEEP.load(Acquire);
+        let keep = if sys::gettid() == sys::getpid() {
+            KEEP_MAIN.load(Acquire)
+        } else {
+            KEEP.load(Acquire)
+        };
+        let want = pending & !keep;
         if want == 0 || !take_one(want, tid) {
             return;
         }
