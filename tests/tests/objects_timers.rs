@@ -113,3 +113,25 @@ fn pending_timer_signals_come_back_once_with_their_overruns() {
         ],
     );
 }
+
+/// The dump takes the timers' pending signals to read them: the process
+/// that goes on after its dump still takes each once, from its timer,
+/// with its overrun.
+#[test]
+fn dumped_process_still_takes_its_timer_signals() {
+    let dir = TestDir::new("timers-overrun-on");
+    let program = Program::timers("overrun");
+    let expected = reference(&program);
+    let image = dir.join("overrun.img");
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(5);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    let out = original.wait_success();
+    let context = original.describe();
+    assert_eq!(out, expected, "{context}");
+}

@@ -33,7 +33,9 @@
 //! `ProcessState::pending`): the dump signal, SIGKILL and SIGSTOP, SIGALRM
 //! (taking it re-arms an interval timer) and the signals POSIX timers send
 //! (a timer's pending signal is the kernel's own record of that timer: taking
-//! it re-arms the timer).
+//! it re-arms the timer), except, in the main thread leading the dump, those
+//! of the timers `timer_signals` makes fire again (their records are holes:
+//! not in the image).
 //!
 //! The numbers of the process's queued signals are left out of
 //! `ProcessState::pending` ([`numbers`]), which a restore raises with
