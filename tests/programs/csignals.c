@@ -3,7 +3,7 @@
  * mode per kind; the dump lands during the steps, and what the program
  * takes afterwards must be what an uninterrupted run takes.
  *
- * usage: csignals queued | csignals locks DIR
+ * usage: csignals queued | csignals locks DIR | csignals midchld DIR
  *
  * queued: every queued signal blocked in both threads, queued before the
  * steps: for the process, SIGUSR1 (kill: SI_USER), SIGRTMIN+1 twice and
@@ -24,6 +24,14 @@
  * between; one verdict line per try ("held by parent", "held (OFD)",
  * "free").
  *
+ * midchld: SIGCHLD blocked, a child that exits with status 7 as soon as
+ * its parent holds an image being written in DIR (an O_TMPFILE, or a
+ * "*.tmp" file: the dump is under way; run with MIGRATE_FAULT=slow-dump,
+ * so the child has time to exit while the dump runs) or once the parent
+ * is done with its steps (an uninterrupted run). After the steps the
+ * program waits for SIGCHLD with sigtimedwait and prints one verdict line
+ * with its code, whether si_pid is the child's, and its status.
+ *
  * Protocol: "start", "step N ..." per step (20 ms apart unless
  * MIGRATE_TEST_NOSLEEP is set), then "main ..." and "worker ..." lines,
  * "done N" with the count of signals taken.
@@ -31,6 +39,7 @@
 #include "testprog.h"
 
 #include <signal.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/wait.h>
 
@@ -255,6 +264,77 @@ static void locks(const char *dir)
     printf("done locks\n");
 }
 
+/* Whether process `pid` has an image being written in `dir` open. */
+static int writes_image(pid_t pid, const char *dir)
+{
+    char fds[64];
+    snprintf(fds, sizeof fds, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(fds);
+    if (!d)
+        return 0;
+    size_t n = strlen(dir);
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d)) != NULL) {
+        char link[4096 + 64], target[4096];
+        snprintf(link, sizeof link, "%s/%s", fds, e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = 0;
+        if (strncmp(target, dir, n) != 0 || target[n] != '/')
+            continue;
+        const char *name = target + n + 1;
+        size_t l = strlen(name);
+        found = name[0] == '#' || (l > 4 && strcmp(name + l - 4, ".tmp") == 0);
+    }
+    closedir(d);
+    return found;
+}
+
+static void midchld(const char *dir)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        die("sigprocmask");
+    int done[2];
+    if (pipe(done) != 0)
+        die("pipe");
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0)
+        die("fork");
+    if (child == 0) {
+        close(done[1]);
+        fcntl(done[0], F_SETFL, O_NONBLOCK);
+        for (;;) {
+            char c;
+            if (read(done[0], &c, 1) == 0 || writes_image(parent, dir))
+                _exit(7);
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    close(done[0]);
+    uint64_t acc = 1;
+    for (int s = 1; s <= STEPS; s++) {
+        acc = mix(acc + (uint64_t)s);
+        printf("step %d acc=%016" PRIx64 "\n", s, acc);
+        pace(20000000L);
+    }
+    close(done[1]);
+    siginfo_t si;
+    while (sigwaitinfo(&set, &si) < 0)
+        if (errno != EINTR)
+            die("sigwaitinfo");
+    printf("chld code=%s child=%s status=%d\n",
+           si.si_code == CLD_EXITED ? "exited" : code_name(si.si_code),
+           si.si_pid == child ? "yes" : "no", si.si_status);
+    printf("done midchld\n");
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -264,6 +344,8 @@ int main(int argc, char **argv)
         queued();
     else if (strcmp(argv[1], "locks") == 0 && argc == 3)
         locks(argv[2]);
+    else if (strcmp(argv[1], "midchld") == 0 && argc == 3)
+        midchld(argv[2]);
     else
         fail("unknown mode");
     return 0;

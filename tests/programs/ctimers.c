@@ -1,7 +1,7 @@
 /*
  * POSIX timers (issue 12, timers group).
  *
- * usage: ctimers thread|signal|tid|pending
+ * usage: ctimers thread|signal|tid|pending|overrun
  *
  * thread: a SIGEV_THREAD timer ticking every 5 ms, whose callback (run
  * by glibc in a new thread each time) counts its ticks; glibc's helper
@@ -18,6 +18,17 @@
  * pending: a one-shot timer's SIGRTMIN+2 (value 55) is pending, blocked,
  * from before the steps; after them the program takes it and checks its
  * siginfo (code SI_TIMER, timer id, value).
+ *
+ * overrun: signals blocked; timers made to count exact overruns by being
+ * armed at an absolute CLOCK_REALTIME time a number of 60 s intervals
+ * and a half in the past (their signal, taken within 30 s, counts that
+ * many). A: its signal taken with overrun 3, then pending with overrun
+ * 50. B: its signal taken with overrun 7 (timer_getoverrun 7), nothing
+ * pending. C and D: one-shot timers sharing SIGRTMIN+4 (values 51, 52),
+ * both pending. E: a one-shot SIGEV_THREAD_ID timer to the main thread
+ * (value 61), pending. F: a 20 ms periodic timer (value 71), pending.
+ * After the steps: each signal taken once, with its code, timer, value
+ * and overrun, timer_getoverrun before and after, and no second signal.
  *
  * Protocol: "start", "step N" per step (20 ms apart unless
  * MIGRATE_TEST_NOSLEEP is set), "thread timer ticks=yes value=77",
@@ -159,6 +170,142 @@ static void pending_mode(void)
     printf("done 1\n");
 }
 
+static timer_t make(clockid_t clock, int to_thread, int sig, int value)
+{
+    struct sigevent ev = {0};
+    ev.sigev_notify = to_thread ? SIGEV_THREAD_ID : SIGEV_SIGNAL;
+    ev.sigev_signo = sig;
+    ev.sigev_value.sival_int = value;
+    if (to_thread)
+        ev._sigev_un._tid = gettid();
+    timer_t t;
+    if (timer_create(clock, &ev, &t) != 0)
+        die("timer_create");
+    return t;
+}
+
+/* Arms REALTIME timer t with a 60 s interval, `back` intervals and a
+ * half ago: its signal, taken within 30 s, counts overrun `back`. */
+static void arm_back(timer_t t, int back)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    struct itimerspec its = {{60, 0}, {now.tv_sec - 60L * back - 30, now.tv_nsec}};
+    if (timer_settime(t, TIMER_ABSTIME, &its, NULL) != 0)
+        die("timer_settime");
+}
+
+static void arm(timer_t t, long interval_ns, long value_ns)
+{
+    struct itimerspec its = {{0, interval_ns}, {0, value_ns}};
+    if (timer_settime(t, 0, &its, NULL) != 0)
+        die("timer_settime");
+}
+
+static void wait_pending(int sig)
+{
+    sigset_t p;
+    for (;;) {
+        sigpending(&p);
+        if (sigismember(&p, sig))
+            return;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Whether another signal `sig` is pending (taken to tell). */
+static const char *another(int sig)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    struct timespec zero = {0, 0};
+    siginfo_t si;
+    return sigtimedwait(&set, &si, &zero) == sig ? "yes" : "no";
+}
+
+/* Takes signal `sig`, waiting 5 s at most (si_signo 0: none came). */
+static siginfo_t take_within(int sig)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    struct timespec five = {5, 0};
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    while (sigtimedwait(&set, &si, &five) < 0) {
+        if (errno != EINTR) {
+            memset(&si, 0, sizeof si);
+            break;
+        }
+    }
+    return si;
+}
+
+static void report(const char *name, siginfo_t si, timer_t t)
+{
+    printf("%s code=%s timer=%s value=%d overrun=%d\n", name,
+           si.si_code == SI_TIMER ? "timer" : "other",
+           si.si_timerid == (int)(intptr_t)t ? "same" : "other", si.si_value.sival_int,
+           si.si_overrun);
+}
+
+static void overrun_mode(void)
+{
+    int sa = SIGRTMIN + 3, sb = SIGRTMIN + 7, scd = SIGRTMIN + 4, se = SIGRTMIN + 5,
+        sf = SIGRTMIN + 6;
+    block(sa);
+    block(sb);
+    block(scd);
+    block(se);
+    block(sf);
+    timer_t a = make(CLOCK_REALTIME, 0, sa, 41);
+    arm_back(a, 3);
+    printf("A first overrun=%d\n", take(sa).si_overrun);
+    arm_back(a, 50);
+    timer_t b = make(CLOCK_REALTIME, 0, sb, 42);
+    arm_back(b, 7);
+    printf("B first overrun=%d\n", take(sb).si_overrun);
+    timer_t c = make(CLOCK_MONOTONIC, 0, scd, 51);
+    arm(c, 0, 1000000);
+    wait_pending(scd);
+    timer_t d = make(CLOCK_MONOTONIC, 0, scd, 52);
+    arm(d, 0, 1000000);
+    for (;;) {
+        struct itimerspec left;
+        timer_gettime(d, &left);
+        if (left.it_value.tv_sec == 0 && left.it_value.tv_nsec == 0)
+            break;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    timer_t e = make(CLOCK_MONOTONIC, 1, se, 61);
+    arm(e, 0, 1000000);
+    wait_pending(se);
+    timer_t f = make(CLOCK_MONOTONIC, 0, sf, 71);
+    arm(f, 20000000, 1000000);
+    wait_pending(sf);
+    steps();
+    printf("A last before=%d\n", timer_getoverrun(a));
+    report("A", take_within(sa), a);
+    printf("A last after=%d again=%s\n", timer_getoverrun(a), another(sa));
+    printf("B last=%d\n", timer_getoverrun(b));
+    siginfo_t one = take_within(scd), two = take_within(scd);
+    printf("shared first=%s second=%s code=%s,%s values=%d,%d again=%s\n",
+           one.si_signo == 0 ? "none" : one.si_timerid == (int)(intptr_t)c ? "C" : "D",
+           two.si_signo == 0 ? "none" : two.si_timerid == (int)(intptr_t)c ? "C" : "D",
+           one.si_code == SI_TIMER ? "timer" : "other", two.si_code == SI_TIMER ? "timer" : "other",
+           one.si_value.sival_int, two.si_value.sival_int, another(scd));
+    report("E", take_within(se), e);
+    printf("E again=%s\n", another(se));
+    siginfo_t fi = take_within(sf);
+    arm(f, 0, 0);
+    printf("F code=%s value=%d again=%s\n", fi.si_code == SI_TIMER ? "timer" : "other",
+           fi.si_value.sival_int, another(sf));
+    printf("done overrun\n");
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -170,8 +317,10 @@ int main(int argc, char **argv)
         signal_mode(1);
     else if (argc == 2 && strcmp(argv[1], "pending") == 0)
         pending_mode();
+    else if (argc == 2 && strcmp(argv[1], "overrun") == 0)
+        overrun_mode();
     else {
-        printf("usage: ctimers thread|signal|tid|pending\n");
+        printf("usage: ctimers thread|signal|tid|pending|overrun\n");
         return 2;
     }
     return 0;

@@ -72,3 +72,33 @@ fn dumped_process_still_takes_its_queued_signals() {
     assert_eq!(out, expected, "{context}");
     check_tail(&out, &context);
 }
+
+/// A `SIGCHLD` that comes while the dump runs (the child exits once the
+/// image is being written, during the second `slow-dump` adds) comes back
+/// with its `siginfo` (CLD_EXITED, the child's pid and status), not as the
+/// restorer's `kill`.
+#[test]
+fn signal_arriving_mid_dump_keeps_its_siginfo() {
+    let dir = TestDir::new("sig-midchld");
+    let program = Program::signals("midchld", Some(dir.path()));
+    let expected = reference(&program);
+    let tail = ["chld code=exited child=yes status=7", "done midchld"];
+    assert_eq!(expected[expected.len() - 2..], tail, "the reference run");
+    let r = dump_kill_restore_with(
+        &dir,
+        &program,
+        &DumpPlan {
+            expected: &expected,
+            step: 5,
+            env: &[
+                ("MIGRATE_FAULT", "slow-dump"),
+                ("MIGRATE_CHILDREN", "leave"),
+            ],
+            restore_env: &[],
+            lines_after: 0,
+        },
+    );
+    let context = describe_all(&[&r.original, &r.restored]);
+    let lines = r.restored.stdout_lines();
+    assert_eq!(lines[lines.len() - 2..], tail, "{context}");
+}

@@ -88,3 +88,50 @@ fn pending_timer_signal_keeps_its_siginfo() {
         &["pending code=timer timerid=same value=55", "done 1"],
     );
 }
+
+/// Pending timer signals and overruns (`ctimers overrun`): a pending
+/// signal comes back with its overrun (50) and `timer_getoverrun` after
+/// it; a timer's `timer_getoverrun` (7) comes back without one pending;
+/// two timers sharing a number both come back with SI_TIMER, in order; a
+/// SIGEV_THREAD_ID timer's signal once; a periodic timer's pending signal
+/// once, not again from the timer armed anew.
+#[test]
+fn pending_timer_signals_come_back_once_with_their_overruns() {
+    roundtrip(
+        "timers-overrun",
+        "overrun",
+        &[
+            "A last before=0",
+            "A code=timer timer=same value=41 overrun=50",
+            "A last after=50 again=no",
+            "B last=7",
+            "shared first=C second=D code=timer,timer values=51,52 again=no",
+            "E code=timer timer=same value=61 overrun=0",
+            "E again=no",
+            "F code=timer value=71 again=no",
+            "done overrun",
+        ],
+    );
+}
+
+/// The dump takes the timers' pending signals to read them: the process
+/// that goes on after its dump still takes each once, from its timer,
+/// with its overrun.
+#[test]
+fn dumped_process_still_takes_its_timer_signals() {
+    let dir = TestDir::new("timers-overrun-on");
+    let program = Program::timers("overrun");
+    let expected = reference(&program);
+    let image = dir.join("overrun.img");
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(5);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    let out = original.wait_success();
+    let context = original.describe();
+    assert_eq!(out, expected, "{context}");
+}

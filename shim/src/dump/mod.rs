@@ -32,6 +32,7 @@ pub mod queued;
 pub mod snapshot;
 pub mod sockets;
 pub mod timer_helper;
+pub mod timer_signals;
 pub mod timers;
 pub mod world;
 pub mod writer;
@@ -295,6 +296,9 @@ fn lead(uc: *mut libc::ucontext_t, periodic: bool, request: u32) {
         // Nor is a stop its image recorded still to come.
         crate::tree::members::forget_stop();
         // The dump's stack is not part of the image: nothing to unmap.
+        // Before any other thread goes on: timers' pending signals and
+        // overruns.
+        timer_signals::after_restore();
         // SAFETY: `uc` is this thread's frame, restored with its stack.
         unsafe { crate::restore::resume::after_restore(out.handoff, uc) };
         return;
@@ -904,10 +908,15 @@ fn write_image(
         }
     }
 
-    let queued = queued::collected()?;
     let mut process = process::collect(arena)?;
+    // After the pending masks: a signal that came while the dump ran
+    // keeps its siginfo too (`queued`'s note).
+    queued::retake();
+    let queued = queued::collected()?;
     // Those come back with their siginfo, not as a bare `kill`.
     process.pending &= !queued::numbers(queued);
+    // Those of timers come back as the timers fire again (`timer_signals`).
+    process.pending &= !timer_signals::numbers();
     let posix_timers = timers::collect(arena, others.len() + 1)?;
     // A timer's pending signal comes back with its siginfo.
     let queued = timers::pending_signals(arena, posix_timers, &mut process.pending, queued)?;

@@ -17,11 +17,25 @@
 //! the restore queues them again (`restore::queued`). One thread takes at
 //! a time, so each thread's records are contiguous.
 //!
+//! A signal for the process that comes while the dump runs (after the
+//! takes above, e.g. the `SIGCHLD` of a child exiting mid-dump, or a
+//! `kill` from another process) would otherwise be only a bit of
+//! `ShdPnd` and come back as the restorer's `kill`: when the main thread
+//! leads the dump, it takes its own queue and the process's again at the
+//! end of the collection ([`retake`]), in place of what it took at the
+//! start. Left open: a signal that comes after that (the image then
+//! holds the process as it was before it came), one sent to a parked
+//! thread mid-dump, and one for the process while a thread other than
+//! the main one leads (only the main thread may queue back the
+//! `siginfo` of a `kill`): those are bits of the pending masks.
+//!
 //! Left in place, as before (only their numbers kept, in
 //! `ProcessState::pending`): the dump signal, SIGKILL and SIGSTOP, SIGALRM
 //! (taking it re-arms an interval timer) and the signals POSIX timers send
 //! (a timer's pending signal is the kernel's own record of that timer: taking
-//! it re-arms the timer).
+//! it re-arms the timer), except, in the main thread leading the dump, those
+//! of the timers `timer_signals` makes fire again (their records are holes:
+//! not in the image).
 //!
 //! The numbers of the process's queued signals are left out of
 //! `ProcessState::pending` ([`numbers`]), which a restore raises with
@@ -46,6 +60,9 @@ static TAKEN: AtomicPtr<QueuedSignal> = AtomicPtr::new(core::ptr::null_mut());
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// Signals left in place (bit n-1 for signal n).
 static KEEP: AtomicU64 = AtomicU64::new(0);
+/// As [`KEEP`], for the main thread: less the signals of the timers
+/// `timer_signals` gives back.
+static KEEP_MAIN: AtomicU64 = AtomicU64::new(0);
 /// More than [`MAX_QUEUED`] were queued.
 static FULL: AtomicBool = AtomicBool::new(false);
 /// A thread that could not read its pending signals: its TID (0: none).
@@ -67,7 +84,9 @@ pub fn begin(arena: &Arena, dump_signal: i32) -> Result<(), Fail> {
     if (1..=64).contains(&dump_signal) {
         keep |= bit(dump_signal as u64);
     }
-    keep |= timer_signals(arena)?;
+    let (timers, refired) = timer_signals(arena)?;
+    keep |= timers;
+    KEEP_MAIN.store(keep & !refired, Release);
     let slots = arena.vec::<QueuedSignal>(MAX_QUEUED).ok_or_else(no_mem)?;
     KEEP.store(keep, Release);
     NEXT.store(0, Release);
@@ -76,19 +95,23 @@ pub fn begin(arena: &Arena, dump_signal: i32) -> Result<(), Fail> {
     // A child forked while its parent's thread was taking inherits the
     // word held by a thread it does not have.
     TAKER.store(0, Release);
+    MAIN_FIRST.store(usize::MAX, Release);
+    MAIN_END.store(usize::MAX, Release);
     TAKEN.store(slots.into_raw(), Release);
     Ok(())
 }
 
-/// The signals the process's POSIX timers send.
-fn timer_signals(arena: &Arena) -> Result<u64, Fail> {
+/// The signals the process's POSIX timers send, and those of them that
+/// the main thread, leading, takes (`timer_signals`).
+fn timer_signals(arena: &Arena) -> Result<(u64, u64), Fail> {
+    super::timer_signals::reset();
     let buf = arena
         .bytes(1 << 20)
         .ok_or_else(|| Fail::new("the dump arena is too small"))?;
     let n = match sys::read_file(b"/proc/self/timers\0", buf) {
         Ok(n) => n,
         // Too many to list: `timers::collect` says so.
-        Err(_) => return Ok(0),
+        Err(_) => return Ok((0, 0)),
     };
     let mut mask = 0;
     for line in buf[..n].split(|&c| c == b'\n') {
@@ -99,11 +122,20 @@ fn timer_signals(arena: &Arena) -> Result<u64, Fail> {
             mask |= bit(sig);
         }
     }
-    Ok(mask)
+    let refired = if sys::gettid() == sys::getpid() {
+        super::timer_signals::prepare(&buf[..n])
+    } else {
+        0
+    };
+    Ok((mask, refired))
 }
 
 /// Held (the TID) by the thread taking its signals.
 static TAKER: AtomicI32 = AtomicI32::new(0);
+/// The main thread's records (its own queue, then the process's):
+/// first slot and end; `usize::MAX` until it has taken.
+static MAIN_FIRST: AtomicUsize = AtomicUsize::new(usize::MAX);
+static MAIN_END: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 /// Takes the calling thread's own queued signals and, in the main
 /// thread, the process's, records them and queues them back. Every
@@ -118,6 +150,40 @@ pub fn take() {
         // SAFETY: sched_yield takes no arguments.
         let _ = unsafe { sys::sys(libc::SYS_sched_yield, [0; 6]) };
     }
+    take_locked(me);
+    TAKER.store(0, Release);
+}
+
+/// The main thread, leading the dump once the collection is done: takes
+/// its own queue and the process's again, in place of its records from
+/// the start, so that a signal that came meanwhile keeps its `siginfo`.
+/// Does nothing in another thread (see the module's note), or when its
+/// records are not the last ones (a thread took after it).
+pub fn retake() {
+    if TAKEN.load(Acquire).is_null() {
+        return;
+    }
+    let me = sys::gettid();
+    if me != sys::getpid() || TAKER.compare_exchange(0, me, AcqRel, Acquire).is_err() {
+        return;
+    }
+    let first = MAIN_FIRST.load(Acquire);
+    let end = MAIN_END.load(Acquire);
+    // Only when nothing overflowed: then `NEXT` is the end of the
+    // records and every slot from `first` on is the main thread's.
+    if first <= end && end < MAX_QUEUED && NEXT.load(Acquire) == end && !FULL.load(Acquire) {
+        NEXT.store(first, Release);
+        take_locked(me);
+    }
+    TAKER.store(0, Release);
+}
+
+/// [`take`] once the calling thread `me` holds [`TAKER`].
+fn take_locked(me: i32) {
+    let main = me == sys::getpid();
+    if main {
+        super::timer_signals::taking();
+    }
     let first = NEXT.load(Acquire).min(MAX_QUEUED);
     drain(b"SigPnd:", me as u32);
     let own_end = NEXT.load(Acquire).min(MAX_QUEUED);
@@ -130,12 +196,22 @@ pub fn take() {
     for i in first..end {
         // SAFETY: slots `first..end` were written by this thread just now
         // (one thread takes at a time).
-        let q = unsafe { &*base.add(i) };
-        if q.signo() != 0 {
+        let q = unsafe { &mut *base.add(i) };
+        if q.signo() == 0 {
+            continue;
+        }
+        if main && super::timer_signals::taken(&q.info) {
+            // Its timer fires it again; not in the image (a hole).
+            super::timer_signals::put_back(&q.info);
+            q.info[0] = 0;
+        } else {
             queue_back(q, i < own_end, me);
         }
     }
-    TAKER.store(0, Release);
+    if main {
+        MAIN_FIRST.store(first, Release);
+        MAIN_END.store(end, Release);
+    }
 }
 
 /// Takes every signal of the queue `key` names (the caller's own, or the
@@ -146,7 +222,12 @@ fn drain(key: &[u8], tid: u32) {
             BROKEN.store(sys::gettid(), Release);
             return;
         };
-        let want = pending & !KEEP.load(Acquire);
+        let keep = if sys::gettid() == sys::getpid() {
+            KEEP_MAIN.load(Acquire)
+        } else {
+            KEEP.load(Acquire)
+        };
+        let want = pending & !keep;
         if want == 0 || !take_one(want, tid) {
             return;
         }
