@@ -105,13 +105,33 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
     Some(out)
 }
 
+/// What the kernel's inet_diag says of one end of a TCP connection.
+pub(crate) struct TcpDiag {
+    /// Its socket's inode (0: a connection not accepted yet).
+    pub inode: u64,
+    /// `sk_shutdown`: `dumpfmt::sockets::SHUT_READS`, `SHUT_WRITES`.
+    pub shutdown: u8,
+}
+
 /// The inode of the socket at the other end of TCP connection `fd` (0:
 /// one not accepted yet), asked of the kernel's inet_diag interface with
 /// the connection's addresses swapped.
 pub(crate) fn tcp_peer(fd: i32) -> Option<u64> {
+    tcp_diag(fd, true).map(|d| d.inode)
+}
+
+/// What inet_diag says of TCP connection `fd` (`peer` false) or of its
+/// other end (`peer` true: the connection's addresses swapped).
+pub(crate) fn tcp_diag(fd: i32, other_end: bool) -> Option<TcpDiag> {
+    const INET_DIAG_SHUTDOWN: u16 = 8;
     let (mut local, mut peer) = ([0u8; 128], [0u8; 128]);
     let len = sys::sock_addr(fd, false, &mut local).ok()?;
     sys::sock_addr(fd, true, &mut peer).ok()?;
+    let (src, dst) = if other_end {
+        (&peer, &local)
+    } else {
+        (&local, &peer)
+    };
     let family = i32::from(u16::from_ne_bytes([local[0], local[1]]));
     let ip = match family {
         libc::AF_INET if len >= 8 => 4..8,
@@ -126,23 +146,38 @@ pub(crate) fn tcp_peer(fd: i32) -> Option<u64> {
     req[16] = family as u8;
     req[17] = libc::IPPROTO_TCP as u8;
     req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
-    // The peer's view: its port and address first, then ours (network order).
-    req[24..26].copy_from_slice(&peer[2..4]);
-    req[26..28].copy_from_slice(&local[2..4]);
+    // The asked end's port and address first, then its peer's (network order).
+    req[24..26].copy_from_slice(&src[2..4]);
+    req[26..28].copy_from_slice(&dst[2..4]);
     let n = ip.len();
-    req[28..28 + n].copy_from_slice(&peer[ip.clone()]);
-    req[44..44 + n].copy_from_slice(&local[ip]);
+    req[28..28 + n].copy_from_slice(&src[ip.clone()]);
+    req[44..44 + n].copy_from_slice(&dst[ip]);
     req[64..72].copy_from_slice(&[0xff; 8]); // no cookie
     let mut resp = [0u8; 512];
     let got = sock_diag(&req, &mut resp)?;
     // nlmsghdr (16), inet_diag_msg: 4 bytes, sockid (48), expires, rqueue,
-    // wqueue, uid, inode (u32 each).
+    // wqueue, uid, inode (u32 each), then attributes.
     if got < 88 || u16::from_ne_bytes([resp[4], resp[5]]) != SOCK_DIAG_BY_FAMILY {
         return None;
     }
-    Some(u64::from(u32::from_ne_bytes([
-        resp[84], resp[85], resp[86], resp[87],
-    ])))
+    let word = |at: usize| u32::from_ne_bytes([resp[at], resp[at + 1], resp[at + 2], resp[at + 3]]);
+    let mut out = TcpDiag {
+        inode: u64::from(word(84)),
+        shutdown: 0,
+    };
+    let mut at = 88usize;
+    while at + 4 <= got {
+        let len = u16::from_ne_bytes([resp[at], resp[at + 1]]) as usize;
+        let kind = u16::from_ne_bytes([resp[at + 2], resp[at + 3]]);
+        if len < 4 {
+            break;
+        }
+        if kind == INET_DIAG_SHUTDOWN && at + 5 <= got {
+            out.shutdown = resp[at + 4];
+        }
+        at += (len + 3) & !3;
+    }
+    Some(out)
 }
 
 /// Whether Unix socket `ino`, connected to `peer`, is a client of it
@@ -169,7 +204,15 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
     let mut shutdowns = arena.vec::<Shutdown>(fds.len()).ok_or_else(no_mem)?;
     let mut connects = arena.vec::<Connect<'a>>(fds.len()).ok_or_else(no_mem)?;
     let mut queues = arena.vec::<Queue<'a>>(fds.len()).ok_or_else(no_mem)?;
+    let tcp = tcp_ends(arena, fds)?;
     for f in fds {
+        if tcp.iter().any(|t| t.fd == f.fd) {
+            let how = tcp_shutdown(f.fd);
+            if how != 0 {
+                let _ = shutdowns.push(Shutdown { fd: f.fd, how });
+            }
+            continue;
+        }
         let (unix, dgram) = match &f.kind {
             FdKind::UnixPair { .. } => (true, false),
             FdKind::Socket {
@@ -207,13 +250,16 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
             });
         }
     }
-    let tcp = tcp_ends(arena, fds)?;
+    // After the epoll check: a watch on a file in flight is named as such.
+    let epoll_aliases = epoll_aliases(arena, fds)?;
+    super::inflight::check(fds)?;
+    super::backlog::check(fds)?;
     Ok(Sockets {
         tcp: Cow::Borrowed(tcp),
         shutdowns: Cow::Borrowed(shutdowns.into_slice()),
         connects: Cow::Borrowed(connects.into_slice()),
         queues: Cow::Borrowed(queues.into_slice()),
-        epoll_aliases: Cow::Borrowed(epoll_aliases(arena, fds)?),
+        epoll_aliases: Cow::Borrowed(epoll_aliases),
     })
 }
 
@@ -400,6 +446,21 @@ fn tcp_ends<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<&'a [TcpEnd<'a>], Fa
         });
     }
     Ok(out.into_slice())
+}
+
+/// What a restore must shut down on TCP end `fd` (`Shutdown::how`): the
+/// directions it shut down itself. Reads shut down because the other end
+/// shut down its writes (its FIN arrived) are not its own: the other end's
+/// shutdown makes them again.
+fn tcp_shutdown(fd: i32) -> u8 {
+    use dumpfmt::sockets::{SHUT_READS, SHUT_WRITES};
+    let own = tcp_diag(fd, false).map_or(0, |d| d.shutdown) & (SHUT_READS | SHUT_WRITES);
+    let other = tcp_diag(fd, true).map_or(0, |d| d.shutdown);
+    if other & SHUT_WRITES != 0 {
+        own & !SHUT_READS
+    } else {
+        own
+    }
 }
 
 /// A Unix socket address's path or abstract name, for a message.
