@@ -42,6 +42,14 @@
  *            connecting end wrote bytes then shut down its writes; the
  *            accepted end the same, with the bytes and the EOF already read
  *            by the other end; the accepted end shut down its reads.
+ *  unixpending the same with a Unix stream listener (an abstract name).
+ *  passcred  a datagram socket pair whose receiving end has SO_PASSCRED,
+ *            a message waiting: a dump must fail naming it (the image
+ *            cannot hold the option on a connected socket); after
+ *            CSOCKETS_GO, the message is received with our credentials.
+ *  creds     a Unix datagram server (an abstract name) with SO_PASSCRED and
+ *            a message from an unnamed socket of the process waiting: the
+ *            option and the message come back, with our credentials.
  *  tcppending a loopback TCP connection waiting in its listener's accept
  *            queue with bytes sent: a dump must fail naming the listener;
  *            after CSOCKETS_GO, the connection is accepted and read.
@@ -757,6 +765,89 @@ static int mode_tcppending(void)
     return 0;
 }
 
+static int mode_unixpending(void)
+{
+    struct sockaddr_un a;
+    char name[64];
+    snprintf(name, sizeof name, "csockets-pending-%d", (int)getpid());
+    socklen_t len = unix_addr(&a, name, 1);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&a, len) != 0 || listen(l, 4) != 0 ||
+        connect(c, (struct sockaddr *)&a, len) != 0)
+        die("unix listener/connect");
+    write_all(c, "early", 5, "write");
+    printf("listener fd %d\n", l);
+    wait_for_go();
+    int s = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    printf("accepted: %d %s\n", s >= 0, errname(s < 0 ? errno : 0));
+    if (s >= 0)
+        tcp_read(s, "server");
+    return 0;
+}
+
+/* Receives one message on s with its credentials: whether they are ours. */
+static void creds_receive(int s, const char *who)
+{
+    char buf[64] = {0};
+    union {
+        char b[CMSG_SPACE(sizeof(struct ucred))];
+        struct cmsghdr align;
+    } cbuf;
+    memset(&cbuf, 0, sizeof cbuf);
+    struct iovec iov = {buf, sizeof buf - 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b, .msg_controllen = sizeof cbuf.b};
+    errno = 0;
+    ssize_t r = recvmsg(s, &m, MSG_DONTWAIT);
+    int creds = 0, ours = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); r >= 0 && c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred u;
+            memcpy(&u, CMSG_DATA(c), sizeof u);
+            creds = 1;
+            ours = u.pid == getpid() && u.uid == getuid() && u.gid == getgid();
+        }
+    printf("%s: %zd bytes '%s' %s, credentials %d ours %d\n", who, r, r > 0 ? buf : "", errname(r < 0 ? errno : 0), creds, ours);
+}
+
+static int mode_passcred(void)
+{
+    int s[2], one = 1;
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, s) != 0 ||
+        setsockopt(s[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+        die("socketpair/SO_PASSCRED");
+    send_msg(s[0], "hi");
+    printf("socket fd %d\n", s[1]);
+    wait_for_go();
+    creds_receive(s[1], "receiver");
+    return 0;
+}
+
+static int mode_creds(void)
+{
+    struct sockaddr_un a;
+    char name[64];
+    snprintf(name, sizeof name, "csockets-creds-%d", (int)getpid());
+    socklen_t len = unix_addr(&a, name, 1);
+    int srv = dgram_socket(), cli = dgram_socket(), one = 1;
+    if (bind(srv, (struct sockaddr *)&a, len) != 0 ||
+        setsockopt(srv, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+        die("bind/SO_PASSCRED");
+    if (sendto(cli, "with creds", 10, 0, (struct sockaddr *)&a, len) != 10)
+        die("sendto");
+    wait_for_dump();
+    int v = 0;
+    socklen_t vl = sizeof v;
+    getsockopt(srv, SOL_SOCKET, SO_PASSCRED, &v, &vl);
+    printf("SO_PASSCRED: %d\n", v);
+    creds_receive(srv, "server");
+    if (sendto(cli, "after", 5, 0, (struct sockaddr *)&a, len) != 5)
+        die("sendto");
+    creds_receive(srv, "server");
+    creds_receive(srv, "server");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -785,8 +876,14 @@ int main(int argc, char **argv)
         rc = mode_tcpshut();
     else if (strcmp(mode, "tcppending") == 0)
         rc = mode_tcppending();
+    else if (strcmp(mode, "unixpending") == 0)
+        rc = mode_unixpending();
+    else if (strcmp(mode, "passcred") == 0)
+        rc = mode_passcred();
+    else if (strcmp(mode, "creds") == 0)
+        rc = mode_creds();
     else
-        fail("usage: csockets flags|epoll|epollgone|dgram|udp|tcp|shutdown|scmstream|scmdgram|tcpshut|tcppending");
+        fail("usage: csockets flags|epoll|epollgone|dgram|udp|tcp|shutdown|scmstream|scmdgram|tcpshut|tcppending|unixpending|passcred|creds");
     printf("done %s\n", mode);
     return rc;
 }

@@ -331,3 +331,37 @@ fn tcp_shutdown_on_loopback() {
 fn tcp_pending_in_accept_queue_fails_dump() {
     dump_fails("tcppending", "listener", &["accept queue"]);
 }
+
+/// The same with a Unix stream listener: the dump fails naming it.
+#[test]
+fn unix_pending_in_accept_queue_fails_dump() {
+    dump_fails(
+        "unixpending",
+        "listener",
+        &["Unix listener", "accept queue"],
+    );
+}
+
+/// A datagram socket pair whose receiving end has SO_PASSCRED (which its
+/// record cannot hold), a message waiting: the dump fails naming that end,
+/// and the message is then received with the process's credentials.
+#[test]
+fn passcred_on_socket_pair_fails_dump() {
+    dump_fails("passcred", "socket", &["SO_PASSCRED"]);
+}
+
+/// A Unix datagram server with SO_PASSCRED and a message from a socket of
+/// the process waiting: the option comes back, and the message (sent again
+/// from the restored process) carries its credentials, as later ones do.
+#[test]
+fn passcred_on_datagram_server() {
+    roundtrip(
+        "creds",
+        &[
+            "SO_PASSCRED: 1",
+            "server: 10 bytes 'with creds' ok, credentials 1 ours 1",
+            "server: 5 bytes 'after' ok, credentials 1 ours 1",
+            "server: -1 bytes '' EAGAIN, credentials 0 ours 0",
+        ],
+    );
+}

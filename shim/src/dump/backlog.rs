@@ -1,4 +1,4 @@
-//! Connections waiting in a TCP listener's accept queue. Such a
+//! Connections waiting in a listener's accept queue (TCP, Unix). Such a
 //! connection has no descriptor: its bytes cannot be read without
 //! accepting it (which the process would then miss), so the image cannot
 //! hold it. One whose client is a socket of the process fails the dump,
@@ -16,12 +16,12 @@ use crate::dump::Fail;
 use crate::sys::line::Line;
 use crate::sys::{self, args};
 
-/// Checks the accept queue of every TCP listener of `fds`.
+/// Checks the accept queue of every listener of `fds` (TCP, Unix).
 pub fn check(fds: &[Fd<'_>]) -> Result<(), Fail> {
     for l in fds {
         let FdKind::Socket {
             family,
-            sock_type: libc::SOCK_STREAM,
+            sock_type,
             listening: true,
             addr,
             ..
@@ -29,54 +29,65 @@ pub fn check(fds: &[Fd<'_>]) -> Result<(), Fail> {
         else {
             continue;
         };
-        if *family == libc::AF_UNIX {
-            continue;
-        }
-        let waiting = accept_queue(l.fd);
+        let unix = *family == libc::AF_UNIX;
+        let waiting = if unix {
+            sys::fstat(l.fd)
+                .ok()
+                .and_then(|st| crate::dump::sockets::diag(st.st_ino))
+                .map_or(0, |d| d.rqueue)
+        } else {
+            accept_queue(l.fd)
+        };
         if waiting == 0 {
             continue;
         }
+        let what = if unix {
+            " (Unix listener): "
+        } else {
+            " (TCP listener): "
+        };
         for c in fds {
-            if !matches!(
-                &c.kind,
-                FdKind::Gone {
-                    sock_type: libc::SOCK_STREAM,
-                    ..
-                }
-            ) {
+            if !matches!(&c.kind, FdKind::Gone { sock_type: t, .. } if t == sock_type) {
                 continue;
             }
             let mut peer = [0u8; 128];
             let Ok(len) = sys::sock_addr(c.fd, true, &mut peer) else {
                 continue;
             };
-            if !at_listener(*family, addr, &peer[..len])
-                || crate::dump::sockets::tcp_peer(c.fd) != Some(0)
-            {
-                continue;
+            let pending = if unix {
+                // A client whose connection was accepted and whose accepted
+                // end is closed names the listener too; it is a `Gone` all
+                // the same, and rarely so while connections wait.
+                sys::sockopt_int(c.fd, libc::SOL_SOCKET, libc::SO_DOMAIN) == Ok(libc::AF_UNIX)
+                    && peer[..len] == addr[..]
+            } else {
+                at_listener(*family, addr, &peer[..len])
+                    && crate::dump::sockets::tcp_peer(c.fd) == Some(0)
+            };
+            if pending {
+                return Err(Fail::new("fd ")
+                    .dec(l.fd as u64)
+                    .str(what)
+                    .str("the connection from fd ")
+                    .dec(c.fd as u64)
+                    .str(" waits in its accept queue, not accepted yet: it cannot be saved"));
             }
-            return Err(Fail::new("fd ")
-                .dec(l.fd as u64)
-                .str(" (TCP listener): the connection from fd ")
-                .dec(c.fd as u64)
-                .str(" waits in its accept queue, not accepted yet: it cannot be saved"));
         }
-        let external = waiting;
         // SAFETY: read-only access to the settings from the handler.
         let settings = unsafe { crate::config::SETTINGS.get() };
         if settings.refuse_external {
             return Err(Fail::new("fd ")
                 .dec(l.fd as u64)
-                .str(" (TCP listener): ")
-                .dec(u64::from(external))
+                .str(what)
+                .dec(u64::from(waiting))
                 .str(" connection(s) from another process wait in its accept queue (MIGRATE_EXTERNAL=refuse)"));
         }
         if settings.log >= crate::config::LogLevel::Info {
             let mut line = Line::<300>::new();
             line.str("migrate: fd ")
                 .dec(l.fd as u64)
-                .str(" (TCP listener): ")
-                .dec(u64::from(external))
+                .str(what)
+                .dec(u64::from(waiting))
                 .str(" connection(s) from another process wait in its accept queue; after a restore they are gone");
             line.emit();
         }

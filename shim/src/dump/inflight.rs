@@ -1,7 +1,11 @@
 //! Descriptors in flight: a message waiting on a Unix socket of the
 //! process with descriptors attached (`SCM_RIGHTS`). The image holds a
 //! socket's queued bytes only, so such a message would come back without
-//! its descriptors: the dump fails naming the socket instead. Runs in the
+//! its descriptors: the dump fails naming the socket instead. So it does
+//! for credentials (`SCM_CREDENTIALS`) a restore could not give back: a
+//! waiting message's of another process (a restore sends it again from
+//! this one), or `SO_PASSCRED` on a socket whose record cannot hold the
+//! option (a connected one: only `Socket` records keep it). Runs in the
 //! signal handler: the `dump` module's rules hold (no heap, no locks, no
 //! panics; raw system calls only).
 //!
@@ -38,21 +42,48 @@ pub fn check(fds: &[Fd<'_>]) -> Result<(), Fail> {
         {
             continue;
         }
-        if carries_descriptors(f.fd) {
-            return Err(Fail::new("fd ").dec(f.fd as u64).str(
-                " (Unix socket): a message waiting on it carries descriptors (SCM_RIGHTS), which cannot be saved",
+        let passcred =
+            sys::sockopt_int(f.fd, libc::SOL_SOCKET, libc::SO_PASSCRED).unwrap_or(0) != 0;
+        let fail = || Fail::new("fd ").dec(f.fd as u64).str(" (Unix socket): ");
+        // Only a `Socket` record keeps the option (`crate::dump::fds`).
+        if passcred && !matches!(f.kind, FdKind::Socket { .. }) {
+            return Err(fail().str(
+                "SO_PASSCRED is set on it (its messages come with the sender's credentials), which the image cannot hold for a connected socket",
             ));
+        }
+        match attached(f.fd, passcred) {
+            Attached::Nothing => {}
+            Attached::Descriptors => {
+                return Err(fail().str(
+                    "a message waiting on it carries descriptors (SCM_RIGHTS), which cannot be saved",
+                ));
+            }
+            Attached::OtherCredentials => {
+                return Err(fail().str(
+                    "a message waiting on it carries another process's credentials (SCM_CREDENTIALS), which a restore cannot send again",
+                ));
+            }
         }
     }
     Ok(())
 }
 
-/// Whether a message waiting on Unix socket `fd` has descriptors attached.
-fn carries_descriptors(fd: i32) -> bool {
+/// What the messages waiting on a Unix socket carry besides their bytes.
+enum Attached {
+    Nothing,
+    /// Descriptors (`SCM_RIGHTS`).
+    Descriptors,
+    /// The credentials of a process other than this one (a restore sends
+    /// the messages again from this process, with its own).
+    OtherCredentials,
+}
+
+/// What the messages waiting on Unix socket `fd` carry (`passcred`: it
+/// receives credentials with them).
+fn attached(fd: i32, passcred: bool) -> Attached {
     if sys::bytes_waiting(fd) == 0 && !peekable(fd) {
-        return false;
+        return Attached::Nothing;
     }
-    let passcred = sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED).unwrap_or(0) != 0;
     let old_off = sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF).unwrap_or(-1);
     let set_off = |v: i32| {
         // SAFETY: an int option from a live int.
@@ -64,7 +95,7 @@ fn carries_descriptors(fd: i32) -> bool {
         }
     };
     let stepping = set_off(0).is_ok();
-    let mut found = false;
+    let mut found = Attached::Nothing;
     let mut data = [0u8; 4096];
     // u64s: aligned for `struct cmsghdr`.
     let mut control = [0u64; CREDS_SPACE / 8];
@@ -94,14 +125,19 @@ fn carries_descriptors(fd: i32) -> bool {
                 ),
             )
         };
-        if passcred && close_installed(&control, msg.msg_controllen) {
-            found = true;
-        }
+        let control_len = if got.is_ok() { msg.msg_controllen } else { 0 };
+        let (installed, other) = if passcred {
+            look_at(&control, control_len)
+        } else {
+            (false, false)
+        };
         let Ok(n) = got else { break };
-        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
-            found = true;
+        if installed || msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            found = Attached::Descriptors;
+        } else if other {
+            found = Attached::OtherCredentials;
         }
-        if found || !stepping || (n == 0 && !is_dgram(fd)) {
+        if !matches!(found, Attached::Nothing) || !stepping || (n == 0 && !is_dgram(fd)) {
             break;
         }
     }
@@ -136,9 +172,11 @@ fn is_dgram(fd: i32) -> bool {
     sys::sockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) != Ok(libc::SOCK_STREAM)
 }
 
-/// Closes every descriptor an `SCM_RIGHTS` message in `control` (of
-/// `len` bytes filled) installed: whether there was one.
-fn close_installed(control: &[u64; CREDS_SPACE / 8], len: usize) -> bool {
+/// Looks at the control messages in `control` (`len` bytes filled):
+/// closes every descriptor an `SCM_RIGHTS` message installed, and says
+/// whether there was one and whether `SCM_CREDENTIALS` name another
+/// process than this one.
+fn look_at(control: &[u64; CREDS_SPACE / 8], len: usize) -> (bool, bool) {
     // SAFETY: reinterpreting our own u64 array as bytes.
     let bytes: &[u8] = unsafe {
         core::slice::from_raw_parts(
@@ -147,24 +185,40 @@ fn close_installed(control: &[u64; CREDS_SPACE / 8], len: usize) -> bool {
         )
     };
     let bytes = &bytes[..len.min(bytes.len())];
-    let mut any = false;
+    let word = |b: &[u8], at: usize| -> u32 {
+        b.get(at..at + 4)
+            .map_or(0, |w| u32::from_ne_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let (mut installed, mut other) = (false, false);
     let mut at = 0usize;
     // struct cmsghdr: cmsg_len (usize), cmsg_level (i32), cmsg_type (i32), data.
     while let Some(head) = bytes.get(at..at + 16) {
-        let cmsg_len = usize::from_ne_bytes(head[..8].try_into().unwrap_or([0; 8]));
-        let level = i32::from_ne_bytes(head[8..12].try_into().unwrap_or([0; 4]));
-        let kind = i32::from_ne_bytes(head[12..16].try_into().unwrap_or([0; 4]));
+        let cmsg_len = word(head, 0) as usize | (word(head, 4) as usize) << 32;
+        let (level, kind) = (word(head, 8) as i32, word(head, 12) as i32);
         if cmsg_len < 16 {
             break;
         }
+        let data = bytes
+            .get(at + 16..(at + cmsg_len).min(bytes.len()))
+            .unwrap_or(&[]);
         if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-            any = true;
-            let end = (at + cmsg_len).min(bytes.len());
-            for fd in bytes.get(at + 16..end).unwrap_or(&[]).chunks_exact(4) {
+            installed = true;
+            for fd in data.chunks_exact(4) {
                 sys::close(i32::from_ne_bytes([fd[0], fd[1], fd[2], fd[3]]));
             }
         }
+        if level == libc::SOL_SOCKET && kind == libc::SCM_CREDENTIALS && data.len() >= 12 {
+            // struct ucred: pid, uid, gid.
+            let ours = [
+                sys::getpid() as u32,
+                // SAFETY: getuid and getgid cannot fail and touch no memory.
+                unsafe { sys::sys(libc::SYS_getuid, args!(0)) }.unwrap_or(0) as u32,
+                // SAFETY: as above.
+                unsafe { sys::sys(libc::SYS_getgid, args!(0)) }.unwrap_or(0) as u32,
+            ];
+            other |= [word(data, 0), word(data, 4), word(data, 8)] != ours;
+        }
         at += (cmsg_len + 7) & !7;
     }
-    any
+    (installed, other)
 }

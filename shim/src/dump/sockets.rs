@@ -57,13 +57,18 @@ pub(crate) struct Diag {
     pub peer: Option<u64>,
     /// `sk_shutdown`: `dumpfmt::sockets::SHUT_READS`, `SHUT_WRITES`.
     pub shutdown: u8,
+    /// A listener's connections waiting to be accepted (else its
+    /// messages waiting to be read).
+    pub rqueue: u32,
 }
 
 /// The peer and shutdown state of Unix socket `ino`, asked of the
 /// kernel's sock_diag netlink interface.
 pub(crate) fn diag(ino: u64) -> Option<Diag> {
     const UDIAG_SHOW_PEER: u32 = 4;
+    const UDIAG_SHOW_RQLEN: u32 = 0x10;
     const UNIX_DIAG_PEER: u16 = 2;
+    const UNIX_DIAG_RQLEN: u16 = 4;
     const UNIX_DIAG_SHUTDOWN: u16 = 6;
     // nlmsghdr (16) + unix_diag_req (24)
     let mut req = [0u8; 40];
@@ -73,7 +78,7 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
     req[16] = libc::AF_UNIX as u8;
     req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
     req[24..28].copy_from_slice(&(ino as u32).to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    req[28..32].copy_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
     req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
     let mut resp = [0u8; 512];
     let got = sock_diag(&req, &mut resp)?;
@@ -84,6 +89,7 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
     let mut out = Diag {
         peer: None,
         shutdown: 0,
+        rqueue: 0,
     };
     // nlmsghdr (16), unix_diag_msg (16), then attributes.
     let mut at = 32usize;
@@ -99,6 +105,10 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
         }
         if kind == UNIX_DIAG_SHUTDOWN && at + 5 <= got {
             out.shutdown = resp[at + 4];
+        }
+        if kind == UNIX_DIAG_RQLEN && at + 8 <= got {
+            let q = [resp[at + 4], resp[at + 5], resp[at + 6], resp[at + 7]];
+            out.rqueue = u32::from_ne_bytes(q);
         }
         at += (len + 3) & !3;
     }
