@@ -8,7 +8,11 @@
 //! line each: the restored process must print exactly those lines (and the
 //! restore check, a second dump compared with the first, must agree).
 //! A watch whose file no descriptor holds fails the dump, naming the epoll
-//! descriptor, and the program goes on.
+//! descriptor, and the program goes on; so do descriptors in flight
+//! (SCM_RIGHTS) and SO_PASSCRED on a connected socket (naming the socket),
+//! and a connection from a client of the process waiting in a listener's
+//! accept queue (naming the listener). The shutdown state of TCP
+//! connections and SO_PASSCRED on a bound socket come back.
 
 use std::ffi::OsStr;
 

@@ -1,12 +1,16 @@
 //! Descriptor state the `Fd` records cannot hold (`dumpfmt::sockets`,
-//! format 1.4): the shutdown state of Unix sockets, Unix datagram sockets
+//! format 1.4): the shutdown state of Unix sockets and TCP connections
+//! with both ends in the process, Unix datagram sockets
 //! connected to another socket of the process and the messages waiting on
 //! bound ones, and epoll entries whose file is open only through another
 //! descriptor. Runs in the signal handler: the `dump` module's rules hold
 //! (no heap, no locks, no panics; raw system calls only).
 //!
 //! Nothing here changes a descriptor: messages are copied with
-//! `MSG_PEEK` (`SO_PEEK_OFF` steps through them and is put back).
+//! `MSG_PEEK` (`SO_PEEK_OFF` steps through them and is put back). What
+//! cannot be saved fails the dump: descriptors and credentials in flight
+//! (`super::inflight`), connections waiting in accept queues
+//! (`super::backlog`).
 
 use std::borrow::Cow;
 
