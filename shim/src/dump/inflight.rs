@@ -45,8 +45,17 @@ pub fn check(fds: &[Fd<'_>]) -> Result<(), Fail> {
         let passcred =
             sys::sockopt_int(f.fd, libc::SOL_SOCKET, libc::SO_PASSCRED).unwrap_or(0) != 0;
         let fail = || Fail::new("fd ").dec(f.fd as u64).str(" (Unix socket): ");
-        // Only a `Socket` record keeps the option (`crate::dump::fds`).
-        if passcred && !matches!(f.kind, FdKind::Socket { .. }) {
+        // Only a `Socket` record keeps the option (`crate::dump::fds`). A
+        // socket whose peer is in another process comes back without it
+        // (`Gone`): only the messages waiting on it would miss their
+        // credentials (a D-Bus client sets the option on its connection).
+        let waiting = || sys::bytes_waiting(f.fd) > 0 || peekable(f.fd);
+        let lost = match f.kind {
+            FdKind::Socket { .. } => false,
+            FdKind::Gone { .. } => waiting(),
+            _ => true,
+        };
+        if passcred && lost {
             return Err(fail().str(
                 "SO_PASSCRED is set on it (its messages come with the sender's credentials), which the image cannot hold for a connected socket",
             ));
