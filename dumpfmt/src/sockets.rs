@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Sockets<'a> {
     /// Unix sockets (`FdKind::UnixPair` or `FdKind::Socket`) that were
-    /// shut down, sorted by `fd`.
+    /// shut down, and ends of `tcp` that shut down a direction themselves
+    /// (not reads shut down by the other end's `SHUT_WR`), sorted by `fd`.
     #[serde(deserialize_with = "crate::bounded::seq")]
     pub shutdowns: Cow<'a, [Shutdown]>,
     /// Datagram sockets (`FdKind::Socket`) connected to an address: Unix

@@ -31,6 +31,28 @@
  *            one whose listener was closed since.
  *  shutdown  two stream socket pairs: one with SHUT_WR on one end (after 3
  *            bytes queued), one with SHUT_RD on one end.
+ *  scmstream a stream socket pair with three messages waiting on one end,
+ *  scmdgram  the middle one carrying two descriptors (SCM_RIGHTS: a pipe's
+ *            read end with bytes in the pipe, a file): a dump must fail
+ *            naming the receiving end; after the test creates the file
+ *            CSOCKETS_GO, the program receives all three and reads through
+ *            both descriptors, and checks that the failed dump left no
+ *            descriptor behind. scmdgram: the same on a datagram pair.
+ *  tcpshut   three loopback TCP connections with both ends here: the
+ *            connecting end wrote bytes then shut down its writes; the
+ *            accepted end the same, with the bytes and the EOF already read
+ *            by the other end; the accepted end shut down its reads.
+ *  unixpending the same with a Unix stream listener (an abstract name).
+ *  passcred  a datagram socket pair whose receiving end has SO_PASSCRED,
+ *            a message waiting: a dump must fail naming it (the image
+ *            cannot hold the option on a connected socket); after
+ *            CSOCKETS_GO, the message is received with our credentials.
+ *  creds     a Unix datagram server (an abstract name) with SO_PASSCRED and
+ *            a message from an unnamed socket of the process waiting: the
+ *            option and the message come back, with our credentials.
+ *  tcppending a loopback TCP connection waiting in its listener's accept
+ *            queue with bytes sent: a dump must fail naming the listener;
+ *            after CSOCKETS_GO, the connection is accepted and read.
  *
  * Protocol: "start", "ready", then the program waits for the image
  * (MIGRATE_IMAGE, which the test dumps to once it reads "ready"; without
@@ -580,6 +602,252 @@ static int mode_shutdown(void)
     return 0;
 }
 
+/* ---- descriptors in flight ---------------------------------------------- */
+
+/* Prints "ready", then waits until the file CSOCKETS_GO exists (the test
+ * creates it once the dump has failed), or goes straight on without it. */
+static void wait_for_go(void)
+{
+    printf("ready\n");
+    const char *go = getenv("CSOCKETS_GO");
+    if (!go)
+        return;
+    struct stat st;
+    for (int i = 0; i < 6000; i++) {
+        if (stat(go, &st) == 0)
+            return;
+        pace(5000000L);
+        if (g_nosleep)
+            usleep(5000);
+    }
+    fail("no go file after 30 s");
+}
+
+/* Receives one message on s: its bytes and the descriptors it carries;
+ * reads through each (up to 63 bytes) and closes it. */
+static void scm_receive(int s, const char *who)
+{
+    char buf[64] = {0};
+    union {
+        char b[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } cbuf;
+    memset(&cbuf, 0, sizeof cbuf);
+    struct iovec iov = {buf, sizeof buf - 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b, .msg_controllen = sizeof cbuf.b};
+    errno = 0;
+    ssize_t r = recvmsg(s, &m, MSG_DONTWAIT);
+    int fds[4], n = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); r >= 0 && c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+            for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int) && n < 4; i++)
+                memcpy(&fds[n++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    printf("%s: %zd bytes '%s' %s, %d descriptors\n", who, r, r > 0 ? buf : "", errname(r < 0 ? errno : 0), n);
+    for (int i = 0; i < n; i++) {
+        char got[64] = {0};
+        ssize_t k = pread(fds[i], got, sizeof got - 1, 0);
+        if (k < 0 && errno == ESPIPE)
+            k = read(fds[i], got, sizeof got - 1);
+        printf("  descriptor %d reads %zd '%s'\n", i + 1, k, k > 0 ? got : "");
+        close(fds[i]);
+    }
+}
+
+static int mode_scm(int type)
+{
+    int s[2], p[2];
+    if (socketpair(AF_UNIX, type, 0, s) != 0 || pipe(p) != 0)
+        die("socketpair/pipe");
+    char path[] = "/tmp/csockets-scm-XXXXXX";
+    int file = mkstemp(path);
+    if (file < 0)
+        die("mkstemp");
+    unlink(path);
+    write_all(file, "in the file", 11, "file write");
+    write_all(p[1], "through the pipe", 16, "pipe write");
+    send_msg(s[0], "first");
+    char cbuf[CMSG_SPACE(2 * sizeof(int))] = {0};
+    char text[] = "with two";
+    struct iovec iov = {text, strlen(text)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+    int pass[2] = {p[0], file};
+    memcpy(CMSG_DATA(c), pass, sizeof pass);
+    if (sendmsg(s[0], &m, 0) != (ssize_t)strlen(text))
+        die("sendmsg");
+    close(p[0]);
+    close(file);
+    send_msg(s[0], "last");
+    /* The lowest free number now: a peeked copy left open would take it. */
+    int free_fd = dup(0);
+    close(free_fd);
+    printf("socket fd %d\n", s[1]);
+    wait_for_go();
+    int again = dup(0);
+    close(again);
+    printf("no descriptor left behind: %d\n", again == free_fd);
+    if (type == SOCK_DGRAM) {
+        for (int i = 0; i < 4; i++)
+            scm_receive(s[1], "receiver");
+    } else {
+        /* A stream read stops at a message with descriptors and after it. */
+        for (int i = 0; i < 3; i++)
+            scm_receive(s[1], "receiver");
+    }
+    return 0;
+}
+
+/* ---- TCP shutdown and accept queue -------------------------------------- */
+
+static void tcp_try_write(int fd, const char *who)
+{
+    errno = 0;
+    ssize_t r = send(fd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    printf("%s write: %zd %s\n", who, r, errname(r < 0 ? errno : 0));
+}
+
+static int mode_tcpshut(void)
+{
+    struct sockaddr_in at;
+    int l = tcp_listener(&at);
+    int c1 = tcp_connect(&at), a1 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    int c2 = tcp_connect(&at), a2 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    int c3 = tcp_connect(&at), a3 = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    if (a1 < 0 || a2 < 0 || a3 < 0)
+        die("accept");
+    close(l);
+    write_all(c1, "before eof", 10, "tcp write");
+    write_all(a2, "read already", 12, "tcp write");
+    if (shutdown(c1, SHUT_WR) != 0 || shutdown(a2, SHUT_WR) != 0 || shutdown(a3, SHUT_RD) != 0)
+        die("shutdown");
+    tcp_read(c2, "eof-read client");
+    tcp_read(c2, "eof-read client");
+    /* Bytes wait unread at both ends of the first connection and at the
+     * end that did not shut down first of the others: an end closed with
+     * bytes unread resets its connection, so the original process's exit
+     * leaves no TIME_WAIT at the addresses a restore binds but (with
+     * SO_REUSEADDR, which accepted ends have from their listener) the
+     * accepted ends'. */
+    write_all(a1, "back", 4, "tcp write");
+    write_all(c2, "to 2", 4, "tcp write");
+    write_all(a3, "still", 5, "tcp write");
+    wait_for_dump();
+    tcp_read(a1, "wr-shut server");
+    tcp_read(a1, "wr-shut server");
+    tcp_try_write(c1, "wr-shut client");
+    tcp_read(c1, "wr-shut client");
+    tcp_read(c2, "eof-read client");
+    tcp_try_write(a2, "eof-read server");
+    tcp_read(a2, "eof-read server");
+    tcp_read(a3, "rd-shut server");
+    tcp_read(c3, "rd-shut client");
+    tcp_try_write(c3, "rd-shut client");
+    close(c2);
+    tcp_read(a2, "eof-read server after close");
+    return 0;
+}
+
+static int mode_tcppending(void)
+{
+    struct sockaddr_in at;
+    int l = tcp_listener(&at);
+    int c = tcp_connect(&at);
+    write_all(c, "early bytes", 11, "tcp write");
+    printf("listener fd %d\n", l);
+    wait_for_go();
+    int a = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    printf("accepted: %d %s\n", a >= 0, errname(a < 0 ? errno : 0));
+    if (a >= 0)
+        tcp_read(a, "server");
+    return 0;
+}
+
+static int mode_unixpending(void)
+{
+    struct sockaddr_un a;
+    char name[64];
+    snprintf(name, sizeof name, "csockets-pending-%d", (int)getpid());
+    socklen_t len = unix_addr(&a, name, 1);
+    int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0 || c < 0 || bind(l, (struct sockaddr *)&a, len) != 0 || listen(l, 4) != 0 ||
+        connect(c, (struct sockaddr *)&a, len) != 0)
+        die("unix listener/connect");
+    write_all(c, "early", 5, "write");
+    printf("listener fd %d\n", l);
+    wait_for_go();
+    int s = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    printf("accepted: %d %s\n", s >= 0, errname(s < 0 ? errno : 0));
+    if (s >= 0)
+        tcp_read(s, "server");
+    return 0;
+}
+
+/* Receives one message on s with its credentials: whether they are ours. */
+static void creds_receive(int s, const char *who)
+{
+    char buf[64] = {0};
+    union {
+        char b[CMSG_SPACE(sizeof(struct ucred))];
+        struct cmsghdr align;
+    } cbuf;
+    memset(&cbuf, 0, sizeof cbuf);
+    struct iovec iov = {buf, sizeof buf - 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b, .msg_controllen = sizeof cbuf.b};
+    errno = 0;
+    ssize_t r = recvmsg(s, &m, MSG_DONTWAIT);
+    int creds = 0, ours = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); r >= 0 && c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred u;
+            memcpy(&u, CMSG_DATA(c), sizeof u);
+            creds = 1;
+            ours = u.pid == getpid() && u.uid == getuid() && u.gid == getgid();
+        }
+    printf("%s: %zd bytes '%s' %s, credentials %d ours %d\n", who, r, r > 0 ? buf : "", errname(r < 0 ? errno : 0), creds, ours);
+}
+
+static int mode_passcred(void)
+{
+    int s[2], one = 1;
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, s) != 0 ||
+        setsockopt(s[1], SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+        die("socketpair/SO_PASSCRED");
+    send_msg(s[0], "hi");
+    printf("socket fd %d\n", s[1]);
+    wait_for_go();
+    creds_receive(s[1], "receiver");
+    return 0;
+}
+
+static int mode_creds(void)
+{
+    struct sockaddr_un a;
+    char name[64];
+    snprintf(name, sizeof name, "csockets-creds-%d", (int)getpid());
+    socklen_t len = unix_addr(&a, name, 1);
+    int srv = dgram_socket(), cli = dgram_socket(), one = 1;
+    if (bind(srv, (struct sockaddr *)&a, len) != 0 ||
+        setsockopt(srv, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) != 0)
+        die("bind/SO_PASSCRED");
+    if (sendto(cli, "with creds", 10, 0, (struct sockaddr *)&a, len) != 10)
+        die("sendto");
+    wait_for_dump();
+    int v = 0;
+    socklen_t vl = sizeof v;
+    getsockopt(srv, SOL_SOCKET, SO_PASSCRED, &v, &vl);
+    printf("SO_PASSCRED: %d\n", v);
+    creds_receive(srv, "server");
+    if (sendto(cli, "after", 5, 0, (struct sockaddr *)&a, len) != 5)
+        die("sendto");
+    creds_receive(srv, "server");
+    creds_receive(srv, "server");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -600,8 +868,22 @@ int main(int argc, char **argv)
         rc = mode_tcp();
     else if (strcmp(mode, "shutdown") == 0)
         rc = mode_shutdown();
+    else if (strcmp(mode, "scmstream") == 0)
+        rc = mode_scm(SOCK_STREAM);
+    else if (strcmp(mode, "scmdgram") == 0)
+        rc = mode_scm(SOCK_DGRAM);
+    else if (strcmp(mode, "tcpshut") == 0)
+        rc = mode_tcpshut();
+    else if (strcmp(mode, "tcppending") == 0)
+        rc = mode_tcppending();
+    else if (strcmp(mode, "unixpending") == 0)
+        rc = mode_unixpending();
+    else if (strcmp(mode, "passcred") == 0)
+        rc = mode_passcred();
+    else if (strcmp(mode, "creds") == 0)
+        rc = mode_creds();
     else
-        fail("usage: csockets flags|epoll|epollgone|dgram|udp|tcp|shutdown");
+        fail("usage: csockets flags|epoll|epollgone|dgram|udp|tcp|shutdown|scmstream|scmdgram|tcpshut|tcppending|unixpending|passcred|creds");
     printf("done %s\n", mode);
     return rc;
 }

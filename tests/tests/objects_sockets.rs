@@ -8,7 +8,11 @@
 //! line each: the restored process must print exactly those lines (and the
 //! restore check, a second dump compared with the first, must agree).
 //! A watch whose file no descriptor holds fails the dump, naming the epoll
-//! descriptor, and the program goes on.
+//! descriptor, and the program goes on; so do descriptors in flight
+//! (SCM_RIGHTS) and SO_PASSCRED on a connected socket (naming the socket),
+//! and a connection from a client of the process waiting in a listener's
+//! accept queue (naming the listener). The shutdown state of TCP
+//! connections and SO_PASSCRED on a bound socket come back.
 
 use std::ffi::OsStr;
 
@@ -26,6 +30,11 @@ fn csockets(mode: &str) -> Program {
 /// verdicts of an uninterrupted run, which must be `want` (so that a run
 /// that is wrong both ways fails too), then `done MODE`.
 fn roundtrip(mode: &str, want: &[&str]) {
+    roundtrip_with(mode, want, &[]);
+}
+
+/// [`roundtrip`], with `env` set for the original process.
+fn roundtrip_with(mode: &str, want: &[&str], env: &[(&str, &str)]) {
     let program = csockets(mode);
     let reference = reference(&program);
     let after_ready: Vec<String> = reference
@@ -43,11 +52,9 @@ fn roundtrip(mode: &str, want: &[&str]) {
 
     let dir = TestDir::new(&format!("sockets-{mode}"));
     let image = dir.join("sockets.img");
-    let mut original = dir.spawn(
-        &program,
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
+    let mut env = env.to_vec();
+    env.push(("MIGRATE_IMAGE", image.to_str().unwrap()));
+    let mut original = dir.spawn(&program, "original", &env);
     original.wait_for_line("`ready`", |l| l == "ready");
     original.dump_signal();
     original.wait_for_image(&image, true);
@@ -239,6 +246,126 @@ fn unix_stream_shutdown() {
             "rd-shut peer write: -1 EPIPE",
             "rd-shut end write: 1 ok",
             "rd-shut peer read: 1 ok",
+        ],
+    );
+}
+
+/// Runs `mode`, which prints `{what} fd N` and `ready`, then waits for the
+/// file `CSOCKETS_GO`: the dump must fail naming fd N and saying `words`,
+/// and once the test creates the file the program goes on as an
+/// uninterrupted run.
+fn dump_fails(mode: &str, what: &str, words: &[&str]) {
+    let program = csockets(mode);
+    let expected = reference(&program);
+    let dir = TestDir::new(&format!("sockets-{mode}"));
+    let image = dir.join("sockets.img");
+    let go = dir.join("go");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("CSOCKETS_GO", go.to_str().unwrap()),
+        ],
+    );
+    let prefix = format!("{what} fd ");
+    let at = p.wait_for_line(&format!("`{prefix}N`"), |l| l.starts_with(&prefix));
+    let fd: i32 = p.stdout_lines()[at]
+        .trim_start_matches(&prefix)
+        .parse()
+        .expect("fd number");
+    p.wait_for_line("`ready`", |l| l == "ready");
+    p.dump_signal();
+    p.wait_for_stderr_line("`migrate: dump failed`", |l| {
+        l.starts_with("migrate: dump failed")
+    });
+    std::fs::write(&go, "").expect("create the go file");
+    expect_dump_failure(&mut p, &image, &[fd], words, &expected);
+}
+
+/// A message carrying two descriptors (a pipe's read end, a file) waits
+/// between two others on a stream socket pair: the image cannot hold the
+/// descriptors, so the dump fails naming the receiving end; the program
+/// then receives every message and reads through both descriptors, and
+/// the failed dump left no descriptor open in it (no peeked copy).
+#[test]
+fn scm_rights_in_flight_on_stream_pair_fails_dump() {
+    dump_fails("scmstream", "socket", &["SCM_RIGHTS", "Unix socket"]);
+}
+
+/// The same on a datagram socket pair.
+#[test]
+fn scm_rights_in_flight_on_datagram_pair_fails_dump() {
+    dump_fails("scmdgram", "socket", &["SCM_RIGHTS", "Unix socket"]);
+}
+
+/// Loopback TCP connections with both ends in the process: one end shut
+/// down its writes after sending bytes (the other reads them, then EOF),
+/// the same with the bytes and the EOF read before the dump (EOF again),
+/// and one end shut down its reads: each comes back shut down as it was,
+/// the other direction still carrying bytes. The original exits at the
+/// dump (`MIGRATE_AFTER_DUMP=exit`), so that the addresses a restore binds
+/// are not held by its own connections' ends after it went on.
+#[test]
+fn tcp_shutdown_on_loopback() {
+    roundtrip_with(
+        "tcpshut",
+        &[
+            "wr-shut server reads 10 'before eof' ok",
+            "wr-shut server reads 0 '' ok",
+            "wr-shut client write: -1 EPIPE",
+            "wr-shut client reads 4 'back' ok",
+            "eof-read client reads 0 '' ok",
+            "eof-read server write: -1 EPIPE",
+            "eof-read server reads 4 'to 2' ok",
+            "rd-shut server reads 0 '' ok",
+            "rd-shut client reads 5 'still' ok",
+            "rd-shut client write: 1 ok",
+            "eof-read server after close reads 0 '' ok",
+        ],
+        &[("MIGRATE_AFTER_DUMP", "exit")],
+    );
+}
+
+/// A loopback TCP connection from a client of the process waits in its
+/// listener's accept queue with bytes sent: they cannot be read without
+/// accepting it, so the dump fails naming the listener; the program then
+/// accepts it and reads the bytes.
+#[test]
+fn tcp_pending_in_accept_queue_fails_dump() {
+    dump_fails("tcppending", "listener", &["accept queue"]);
+}
+
+/// The same with a Unix stream listener: the dump fails naming it.
+#[test]
+fn unix_pending_in_accept_queue_fails_dump() {
+    dump_fails(
+        "unixpending",
+        "listener",
+        &["Unix listener", "accept queue"],
+    );
+}
+
+/// A datagram socket pair whose receiving end has SO_PASSCRED (which its
+/// record cannot hold), a message waiting: the dump fails naming that end,
+/// and the message is then received with the process's credentials.
+#[test]
+fn passcred_on_socket_pair_fails_dump() {
+    dump_fails("passcred", "socket", &["SO_PASSCRED"]);
+}
+
+/// A Unix datagram server with SO_PASSCRED and a message from a socket of
+/// the process waiting: the option comes back, and the message (sent again
+/// from the restored process) carries its credentials, as later ones do.
+#[test]
+fn passcred_on_datagram_server() {
+    roundtrip(
+        "creds",
+        &[
+            "SO_PASSCRED: 1",
+            "server: 10 bytes 'with creds' ok, credentials 1 ours 1",
+            "server: 5 bytes 'after' ok, credentials 1 ours 1",
+            "server: -1 bytes '' EAGAIN, credentials 0 ours 0",
         ],
     );
 }

@@ -484,6 +484,11 @@ fn socket<'a>(
     keep(libc::SOL_SOCKET, libc::SO_REUSEPORT);
     keep(libc::SOL_SOCKET, libc::SO_KEEPALIVE);
     keep(libc::SOL_SOCKET, libc::SO_BROADCAST);
+    // Credentials passed with messages (`crate::dump::inflight`), kept
+    // only where set: images of sockets without it stay as they were.
+    if family == libc::AF_UNIX && opt(libc::SOL_SOCKET, libc::SO_PASSCRED).unwrap_or(0) != 0 {
+        keep(libc::SOL_SOCKET, libc::SO_PASSCRED);
+    }
     if family == libc::AF_INET6 {
         keep(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY);
     }

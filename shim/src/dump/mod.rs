@@ -15,10 +15,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod arena;
+pub mod backlog;
 pub mod compress;
 pub mod fds;
 pub mod files;
 pub mod incremental;
+pub mod inflight;
 pub mod inotify;
 pub mod keep;
 pub mod locks;

@@ -1,12 +1,16 @@
 //! Descriptor state the `Fd` records cannot hold (`dumpfmt::sockets`,
-//! format 1.4): the shutdown state of Unix sockets, Unix datagram sockets
+//! format 1.4): the shutdown state of Unix sockets and TCP connections
+//! with both ends in the process, Unix datagram sockets
 //! connected to another socket of the process and the messages waiting on
 //! bound ones, and epoll entries whose file is open only through another
 //! descriptor. Runs in the signal handler: the `dump` module's rules hold
 //! (no heap, no locks, no panics; raw system calls only).
 //!
 //! Nothing here changes a descriptor: messages are copied with
-//! `MSG_PEEK` (`SO_PEEK_OFF` steps through them and is put back).
+//! `MSG_PEEK` (`SO_PEEK_OFF` steps through them and is put back). What
+//! cannot be saved fails the dump: descriptors and credentials in flight
+//! (`super::inflight`), connections waiting in accept queues
+//! (`super::backlog`).
 
 use std::borrow::Cow;
 
@@ -57,13 +61,18 @@ pub(crate) struct Diag {
     pub peer: Option<u64>,
     /// `sk_shutdown`: `dumpfmt::sockets::SHUT_READS`, `SHUT_WRITES`.
     pub shutdown: u8,
+    /// A listener's connections waiting to be accepted (else its
+    /// messages waiting to be read).
+    pub rqueue: u32,
 }
 
 /// The peer and shutdown state of Unix socket `ino`, asked of the
 /// kernel's sock_diag netlink interface.
 pub(crate) fn diag(ino: u64) -> Option<Diag> {
     const UDIAG_SHOW_PEER: u32 = 4;
+    const UDIAG_SHOW_RQLEN: u32 = 0x10;
     const UNIX_DIAG_PEER: u16 = 2;
+    const UNIX_DIAG_RQLEN: u16 = 4;
     const UNIX_DIAG_SHUTDOWN: u16 = 6;
     // nlmsghdr (16) + unix_diag_req (24)
     let mut req = [0u8; 40];
@@ -73,7 +82,7 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
     req[16] = libc::AF_UNIX as u8;
     req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
     req[24..28].copy_from_slice(&(ino as u32).to_ne_bytes());
-    req[28..32].copy_from_slice(&UDIAG_SHOW_PEER.to_ne_bytes());
+    req[28..32].copy_from_slice(&(UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN).to_ne_bytes());
     req[32..40].copy_from_slice(&[0xff; 8]); // no cookie
     let mut resp = [0u8; 512];
     let got = sock_diag(&req, &mut resp)?;
@@ -84,6 +93,7 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
     let mut out = Diag {
         peer: None,
         shutdown: 0,
+        rqueue: 0,
     };
     // nlmsghdr (16), unix_diag_msg (16), then attributes.
     let mut at = 32usize;
@@ -100,18 +110,42 @@ pub(crate) fn diag(ino: u64) -> Option<Diag> {
         if kind == UNIX_DIAG_SHUTDOWN && at + 5 <= got {
             out.shutdown = resp[at + 4];
         }
+        if kind == UNIX_DIAG_RQLEN && at + 8 <= got {
+            let q = [resp[at + 4], resp[at + 5], resp[at + 6], resp[at + 7]];
+            out.rqueue = u32::from_ne_bytes(q);
+        }
         at += (len + 3) & !3;
     }
     Some(out)
+}
+
+/// What the kernel's inet_diag says of one end of a TCP connection.
+pub(crate) struct TcpDiag {
+    /// Its socket's inode (0: a connection not accepted yet).
+    pub inode: u64,
+    /// `sk_shutdown`: `dumpfmt::sockets::SHUT_READS`, `SHUT_WRITES`.
+    pub shutdown: u8,
 }
 
 /// The inode of the socket at the other end of TCP connection `fd` (0:
 /// one not accepted yet), asked of the kernel's inet_diag interface with
 /// the connection's addresses swapped.
 pub(crate) fn tcp_peer(fd: i32) -> Option<u64> {
+    tcp_diag(fd, true).map(|d| d.inode)
+}
+
+/// What inet_diag says of TCP connection `fd` (`peer` false) or of its
+/// other end (`peer` true: the connection's addresses swapped).
+pub(crate) fn tcp_diag(fd: i32, other_end: bool) -> Option<TcpDiag> {
+    const INET_DIAG_SHUTDOWN: u16 = 8;
     let (mut local, mut peer) = ([0u8; 128], [0u8; 128]);
     let len = sys::sock_addr(fd, false, &mut local).ok()?;
     sys::sock_addr(fd, true, &mut peer).ok()?;
+    let (src, dst) = if other_end {
+        (&peer, &local)
+    } else {
+        (&local, &peer)
+    };
     let family = i32::from(u16::from_ne_bytes([local[0], local[1]]));
     let ip = match family {
         libc::AF_INET if len >= 8 => 4..8,
@@ -126,23 +160,38 @@ pub(crate) fn tcp_peer(fd: i32) -> Option<u64> {
     req[16] = family as u8;
     req[17] = libc::IPPROTO_TCP as u8;
     req[20..24].copy_from_slice(&u32::MAX.to_ne_bytes()); // all states
-    // The peer's view: its port and address first, then ours (network order).
-    req[24..26].copy_from_slice(&peer[2..4]);
-    req[26..28].copy_from_slice(&local[2..4]);
+    // The asked end's port and address first, then its peer's (network order).
+    req[24..26].copy_from_slice(&src[2..4]);
+    req[26..28].copy_from_slice(&dst[2..4]);
     let n = ip.len();
-    req[28..28 + n].copy_from_slice(&peer[ip.clone()]);
-    req[44..44 + n].copy_from_slice(&local[ip]);
+    req[28..28 + n].copy_from_slice(&src[ip.clone()]);
+    req[44..44 + n].copy_from_slice(&dst[ip]);
     req[64..72].copy_from_slice(&[0xff; 8]); // no cookie
     let mut resp = [0u8; 512];
     let got = sock_diag(&req, &mut resp)?;
     // nlmsghdr (16), inet_diag_msg: 4 bytes, sockid (48), expires, rqueue,
-    // wqueue, uid, inode (u32 each).
+    // wqueue, uid, inode (u32 each), then attributes.
     if got < 88 || u16::from_ne_bytes([resp[4], resp[5]]) != SOCK_DIAG_BY_FAMILY {
         return None;
     }
-    Some(u64::from(u32::from_ne_bytes([
-        resp[84], resp[85], resp[86], resp[87],
-    ])))
+    let word = |at: usize| u32::from_ne_bytes([resp[at], resp[at + 1], resp[at + 2], resp[at + 3]]);
+    let mut out = TcpDiag {
+        inode: u64::from(word(84)),
+        shutdown: 0,
+    };
+    let mut at = 88usize;
+    while at + 4 <= got {
+        let len = u16::from_ne_bytes([resp[at], resp[at + 1]]) as usize;
+        let kind = u16::from_ne_bytes([resp[at + 2], resp[at + 3]]);
+        if len < 4 {
+            break;
+        }
+        if kind == INET_DIAG_SHUTDOWN && at + 5 <= got {
+            out.shutdown = resp[at + 4];
+        }
+        at += (len + 3) & !3;
+    }
+    Some(out)
 }
 
 /// Whether Unix socket `ino`, connected to `peer`, is a client of it
@@ -169,7 +218,15 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
     let mut shutdowns = arena.vec::<Shutdown>(fds.len()).ok_or_else(no_mem)?;
     let mut connects = arena.vec::<Connect<'a>>(fds.len()).ok_or_else(no_mem)?;
     let mut queues = arena.vec::<Queue<'a>>(fds.len()).ok_or_else(no_mem)?;
+    let tcp = tcp_ends(arena, fds)?;
     for f in fds {
+        if tcp.iter().any(|t| t.fd == f.fd) {
+            let how = tcp_shutdown(f.fd);
+            if how != 0 {
+                let _ = shutdowns.push(Shutdown { fd: f.fd, how });
+            }
+            continue;
+        }
         let (unix, dgram) = match &f.kind {
             FdKind::UnixPair { .. } => (true, false),
             FdKind::Socket {
@@ -207,13 +264,16 @@ pub fn collect<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<Sockets<'a>, Fail
             });
         }
     }
-    let tcp = tcp_ends(arena, fds)?;
+    // After the epoll check: a watch on a file in flight is named as such.
+    let epoll_aliases = epoll_aliases(arena, fds)?;
+    super::inflight::check(fds)?;
+    super::backlog::check(fds)?;
     Ok(Sockets {
         tcp: Cow::Borrowed(tcp),
         shutdowns: Cow::Borrowed(shutdowns.into_slice()),
         connects: Cow::Borrowed(connects.into_slice()),
         queues: Cow::Borrowed(queues.into_slice()),
-        epoll_aliases: Cow::Borrowed(epoll_aliases(arena, fds)?),
+        epoll_aliases: Cow::Borrowed(epoll_aliases),
     })
 }
 
@@ -400,6 +460,21 @@ fn tcp_ends<'a>(arena: &'a Arena, fds: &[Fd<'a>]) -> Result<&'a [TcpEnd<'a>], Fa
         });
     }
     Ok(out.into_slice())
+}
+
+/// What a restore must shut down on TCP end `fd` (`Shutdown::how`): the
+/// directions it shut down itself. Reads shut down because the other end
+/// shut down its writes (its FIN arrived) are not its own: the other end's
+/// shutdown makes them again.
+fn tcp_shutdown(fd: i32) -> u8 {
+    use dumpfmt::sockets::{SHUT_READS, SHUT_WRITES};
+    let own = tcp_diag(fd, false).map_or(0, |d| d.shutdown) & (SHUT_READS | SHUT_WRITES);
+    let other = tcp_diag(fd, true).map_or(0, |d| d.shutdown);
+    if other & SHUT_WRITES != 0 {
+        own & !SHUT_READS
+    } else {
+        own
+    }
 }
 
 /// A Unix socket address's path or abstract name, for a message.
