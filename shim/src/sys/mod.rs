@@ -12,6 +12,7 @@
 pub mod context;
 pub mod creds;
 pub mod line;
+pub mod procfields;
 pub mod transient;
 pub mod vdso;
 
