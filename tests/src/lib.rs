@@ -34,6 +34,7 @@ pub mod guest;
 pub mod outer;
 pub mod procs;
 pub mod skip;
+pub mod small_disk;
 pub mod sshd;
 
 pub use dump_point::check_resumed_after_dump;
