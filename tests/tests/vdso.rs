@@ -210,6 +210,42 @@ fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
     assert_eq!(again.stdout_lines(), proxied.stdout_lines());
 }
 
+/// Where the main thread of `image`'s image parked: the dump signal's
+/// restorer (the return address its signal frames hold), the thread's
+/// stack mapping, its stack pointer and TID.
+struct Parked {
+    restorer: u64,
+    start: u64,
+    end: u64,
+    rsp: u64,
+    tid: u32,
+}
+
+fn parked(image: &Path) -> Parked {
+    let img = image_meta(image);
+    let image = &img.image;
+    let restorer = image
+        .sigactions
+        .iter()
+        .find(|a| a.signal == image.settings.signal)
+        .expect("the dump signal's action")
+        .restorer;
+    let t = &image.threads[0];
+    let rsp = t.context.rsp;
+    let stack = image
+        .mappings
+        .iter()
+        .find(|m| m.start <= rsp && rsp < m.end)
+        .expect("the thread's stack");
+    Parked {
+        restorer,
+        start: stack.start,
+        end: stack.end,
+        rsp,
+        tid: t.tid,
+    }
+}
+
 /// A thread the dump caught inside the old vDSO's code would resume past
 /// the proxy's jump, in code that reads the old `[vvar]`: refused before
 /// teardown. Synthesized: the interrupted place in the main thread's
@@ -219,46 +255,30 @@ fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
     let dir = TestDir::new("vdso-caught");
     let prog = Program::c();
     let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
-    let img = image_meta(&copy);
-    let image = &img.image;
-    let restorer = image
-        .sigactions
-        .iter()
-        .find(|a| a.signal == image.settings.signal)
-        .expect("the dump signal's action")
-        .restorer;
-    let t = &image.threads[0];
     // Its stack: the frame is above where it parked.
-    let stack = image
-        .mappings
-        .iter()
-        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
-        .expect("the thread's stack");
-    let (start, end) = (stack.start, stack.end);
+    let Parked {
+        restorer,
+        start,
+        end,
+        rsp,
+        tid,
+    } = parked(&copy);
     let inside = at + text.0 as u64 + 16;
     alter_memory(&copy, start, end, |b| {
         let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let from = (t.context.rsp - start) as usize;
+        let from = (rsp - start) as usize;
         let frame = (from..b.len() - 184)
             .step_by(8)
             .find(|&i| word(i) == restorer && word(i + 168) > start + i as u64)
             .expect("the signal frame above the parked stack pointer");
         b[frame + 176..frame + 184].copy_from_slice(&inside.to_le_bytes());
     });
-    let mut r = dir.restore(&prog, "restore", &copy, &[]);
-    let status = r.wait();
-    assert_eq!(
-        status.code(),
-        Some(exit::CANNOT_RESTORE),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stdout_raw().is_empty(), "{}", r.describe());
-    let err = r.stderr();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains(&format!("caught thread {} inside it", t.tid)),
-        "{err}"
+    refused(
+        &dir,
+        &prog,
+        &copy,
+        exit::CANNOT_RESTORE,
+        &format!("caught thread {tid} inside it"),
     );
 }
 
@@ -338,25 +358,17 @@ fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() 
     let dir = TestDir::new("vdso-caught-nested");
     let prog = Program::c();
     let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
-    let img = image_meta(&copy);
-    let image = &img.image;
-    let restorer = image
-        .sigactions
-        .iter()
-        .find(|a| a.signal == image.settings.signal)
-        .expect("the dump signal's action")
-        .restorer;
-    let t = &image.threads[0];
-    let stack = image
-        .mappings
-        .iter()
-        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
-        .expect("the thread's stack");
-    let (start, end) = (stack.start, stack.end);
+    let Parked {
+        restorer,
+        start,
+        end,
+        rsp,
+        tid,
+    } = parked(&copy);
     let inside = at + text.0 as u64 + 16;
     alter_memory(&copy, start, end, |b| {
         let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let from = (t.context.rsp - start) as usize;
+        let from = (rsp - start) as usize;
         let frame = (from..b.len() - 184)
             .step_by(8)
             .find(|&i| word(b, i) == restorer && word(b, i + 168) > start + i as u64)
@@ -375,6 +387,6 @@ fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() 
         &prog,
         &copy,
         exit::CANNOT_RESTORE,
-        &format!("caught thread {} inside it", t.tid),
+        &format!("caught thread {tid} inside it"),
     );
 }
