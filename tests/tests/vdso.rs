@@ -221,6 +221,26 @@ struct Parked {
     tid: u32,
 }
 
+impl Parked {
+    /// Where in `stack` (its bytes) the dump's signal frame is: above
+    /// the parked stack pointer, holding the restorer and a stack pointer
+    /// above itself.
+    fn frame(&self, stack: &[u8]) -> usize {
+        let from = (self.rsp - self.start) as usize;
+        (from..stack.len() - 184)
+            .step_by(8)
+            .find(|&i| {
+                word(stack, i) == self.restorer && word(stack, i + 168) > self.start + i as u64
+            })
+            .expect("the signal frame above the parked stack pointer")
+    }
+}
+
+/// The little-endian word at `i` of `b`.
+fn word(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().unwrap())
+}
+
 fn parked(image: &Path) -> Parked {
     let img = image_meta(image);
     let image = &img.image;
@@ -256,21 +276,10 @@ fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
     let prog = Program::c();
     let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
     // Its stack: the frame is above where it parked.
-    let Parked {
-        restorer,
-        start,
-        end,
-        rsp,
-        tid,
-    } = parked(&copy);
+    let p = parked(&copy);
     let inside = at + text.0 as u64 + 16;
-    alter_memory(&copy, start, end, |b| {
-        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let from = (rsp - start) as usize;
-        let frame = (from..b.len() - 184)
-            .step_by(8)
-            .find(|&i| word(i) == restorer && word(i + 168) > start + i as u64)
-            .expect("the signal frame above the parked stack pointer");
+    alter_memory(&copy, p.start, p.end, |b| {
+        let frame = p.frame(b);
         b[frame + 176..frame + 184].copy_from_slice(&inside.to_le_bytes());
     });
     refused(
@@ -278,7 +287,7 @@ fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
         &prog,
         &copy,
         exit::CANNOT_RESTORE,
-        &format!("caught thread {tid} inside it"),
+        &format!("caught thread {} inside it", p.tid),
     );
 }
 
@@ -358,27 +367,16 @@ fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() 
     let dir = TestDir::new("vdso-caught-nested");
     let prog = Program::c();
     let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
-    let Parked {
-        restorer,
-        start,
-        end,
-        rsp,
-        tid,
-    } = parked(&copy);
+    let p = parked(&copy);
     let inside = at + text.0 as u64 + 16;
-    alter_memory(&copy, start, end, |b| {
-        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let from = (rsp - start) as usize;
-        let frame = (from..b.len() - 184)
-            .step_by(8)
-            .find(|&i| word(b, i) == restorer && word(b, i + 168) > start + i as u64)
-            .expect("the signal frame above the parked stack pointer");
+    alter_memory(&copy, p.start, p.end, |b| {
+        let frame = p.frame(b);
         // The interrupted code's stack: the older frame a little above it.
-        let handler_sp = (word(b, frame + 168) - start) as usize;
+        let handler_sp = (word(b, frame + 168) - p.start) as usize;
         let older = (handler_sp + 256) & !7;
         assert!(older + 184 <= b.len());
-        b[older..older + 8].copy_from_slice(&restorer.to_le_bytes());
-        let sp = start + older as u64 + 4096;
+        b[older..older + 8].copy_from_slice(&p.restorer.to_le_bytes());
+        let sp = p.start + older as u64 + 4096;
         b[older + 168..older + 176].copy_from_slice(&sp.to_le_bytes());
         b[older + 176..older + 184].copy_from_slice(&inside.to_le_bytes());
     });
@@ -387,6 +385,6 @@ fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() 
         &prog,
         &copy,
         exit::CANNOT_RESTORE,
-        &format!("caught thread {tid} inside it"),
+        &format!("caught thread {} inside it", p.tid),
     );
 }
