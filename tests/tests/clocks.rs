@@ -4,24 +4,7 @@
 //! clocks run a day ahead) continues from its values in a time namespace
 //! of the restore's; the 6.1 guest (`guest.rs`) crosses real boots.
 
-use std::path::Path;
-
 use migrate_tests::*;
-
-/// `run` started with its dumps to `image`, dumped once it printed step
-/// 3, and killed: the original.
-fn dumped_at_step_3(dir: &TestDir, run: &Program, image: &Path) -> Proc {
-    let mut original = dir.spawn(
-        run,
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(image, false);
-    original.kill();
-    original
-}
 
 /// `unshare` making a user namespace (the current user mapped to itself)
 /// and a time namespace whose boot clocks are `ahead` seconds ahead,
@@ -61,7 +44,7 @@ fn clocks_ahead_of_this_boot_continue_in_a_time_namespace() {
     let prog = Program::c();
     let expected = reference(&prog);
     let image = dir.join("ahead.img");
-    let original = dumped_at_step_3(&dir, &prog.wrapped(&wrapper), &image);
+    let original = dump_and_kill(&dir, &prog.wrapped(&wrapper), &image, 3);
     let recorded = image_meta(&image).image.minor2.monotonic_ns;
     let here = monotonic();
     assert!(
@@ -93,7 +76,7 @@ fn clocks_out_of_range_are_refused_leaving_no_trace() {
     let dir = TestDir::new("clocks-range");
     let prog = Program::c();
     let image = dir.join("cprog.img");
-    dumped_at_step_3(&dir, &prog, &image);
+    dump_and_kill(&dir, &prog, &image, 3);
     let made = dir.join("gone/data.bin");
     rewrite_meta(&image, |img| {
         img.minor2.monotonic_ns = u64::MAX;
@@ -160,7 +143,7 @@ fn clocks_continue_when_the_restore_itself_runs_in_a_time_namespace() {
     let prog = Program::c();
     let expected = reference(&prog);
     let image = dir.join("ahead.img");
-    let original = dumped_at_step_3(&dir, &prog.wrapped(&two_days), &image);
+    let original = dump_and_kill(&dir, &prog.wrapped(&two_days), &image, 3);
     let mut restored = dir.restore(&prog.wrapped(&one_day), "restored", &image, &[]);
     finish_restored(&mut restored, &original, &expected);
 }

@@ -109,15 +109,7 @@ fn alter_vdso(image: &Path, alter: impl FnOnce(&mut [u8])) -> u64 {
 /// and `.text` (offset, size) too.
 fn dump_with_altered_vdso(dir: &TestDir, prog: &Program) -> (Proc, PathBuf, u64, (usize, usize)) {
     let image = dir.join("cprog.img");
-    let mut original = dir.spawn(
-        prog,
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    original.kill();
+    let original = dump_and_kill(dir, prog, &image, 3);
     let copy = dir.join("altered.img");
     std::fs::copy(&image, &copy).unwrap();
     let mut text = (0, 0);
