@@ -111,6 +111,42 @@ static void wait_for_dump(void)
     fail("no image after 30 s");
 }
 
+/* ---- helpers of the socket modes ------------------------------------------ */
+
+/* Connects s to `to` (len bytes) or dies naming what. */
+static void connect_or_die(int s, const void *to, socklen_t len, const char *what)
+{
+    if (connect(s, (const struct sockaddr *)to, len) != 0)
+        die(what);
+}
+
+/* Sends text as one message (to `to`, len bytes, unless it is NULL) or
+ * dies naming what. */
+static void send_or_die(int s, const char *text, int flags, const void *to, socklen_t len, const char *what)
+{
+    size_t n = strlen(text);
+    if (sendto(s, text, n, flags, (const struct sockaddr *)to, len) != (ssize_t)n)
+        die(what);
+}
+
+/* Reads every datagram waiting on s (non-blocking), one line each, its
+ * sender as `sender` names it. */
+static void drain_named(int s, const char *who, const char *(*sender)(const struct sockaddr_storage *, socklen_t))
+{
+    for (;;) {
+        char buf[256];
+        struct sockaddr_storage from;
+        socklen_t flen = sizeof from;
+        ssize_t r = recvfrom(s, buf, sizeof buf - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+        if (r < 0) {
+            printf("%s: no more (%s)\n", who, errname(errno));
+            return;
+        }
+        buf[r] = 0;
+        printf("%s: %zd bytes '%s' from %s\n", who, r, buf, sender(&from, flen));
+    }
+}
+
 /* ---- flags -------------------------------------------------------------- */
 
 static void say_flags(const char *what, int fd)
@@ -270,22 +306,15 @@ static int dgram_socket(void)
     return s;
 }
 
+static const char *unix_sender(const struct sockaddr_storage *from, socklen_t flen)
+{
+    return flen > offsetof(struct sockaddr_un, sun_path) ? ((const struct sockaddr_un *)from)->sun_path : "(unnamed)";
+}
+
 /* Reads every message waiting on s (non-blocking), one line each. */
 static void drain(int s, const char *who)
 {
-    for (;;) {
-        char buf[256];
-        struct sockaddr_un from;
-        socklen_t flen = sizeof from;
-        ssize_t r = recvfrom(s, buf, sizeof buf - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
-        if (r < 0) {
-            printf("%s: no more (%s)\n", who, errname(errno));
-            return;
-        }
-        buf[r] = 0;
-        const char *sender = flen > offsetof(struct sockaddr_un, sun_path) ? from.sun_path : "(unnamed)";
-        printf("%s: %zd bytes '%s' from %s\n", who, r, buf, sender);
-    }
+    drain_named(s, who, unix_sender);
 }
 
 static char abs_name[64];
@@ -311,8 +340,7 @@ static void say_peer(int s, const char *who)
 
 static void send_msg(int s, const char *text)
 {
-    if (send(s, text, strlen(text), MSG_DONTWAIT) != (ssize_t)strlen(text))
-        die("send");
+    send_or_die(s, text, MSG_DONTWAIT, NULL, 0, "send");
 }
 
 static int mode_dgram(void)
@@ -333,18 +361,17 @@ static int mode_dgram(void)
     int loose = dgram_socket();
     if (bind(bound, (struct sockaddr *)&a_cli, l_cli) != 0)
         die("bind client");
-    if (connect(c1, (struct sockaddr *)&a_srv, l_srv) != 0 || connect(c2, (struct sockaddr *)&a_srv, l_srv) != 0 ||
-        connect(c3, (struct sockaddr *)&a_abs, l_abs) != 0 || connect(bound, (struct sockaddr *)&a_srv, l_srv) != 0)
-        die("connect");
+    connect_or_die(c1, &a_srv, l_srv, "connect");
+    connect_or_die(c2, &a_srv, l_srv, "connect");
+    connect_or_die(c3, &a_abs, l_abs, "connect");
+    connect_or_die(bound, &a_srv, l_srv, "connect");
     send_msg(c1, "one");
     send_msg(c2, "two");
-    if (sendto(loose, "three", 5, 0, (struct sockaddr *)&a_srv, l_srv) != 5)
-        die("sendto");
+    send_or_die(loose, "three", 0, &a_srv, l_srv, "sendto");
     send_msg(bound, "four");
     send_msg(c1, "");
     send_msg(c3, "five");
-    if (sendto(srv, "reply", 5, 0, (struct sockaddr *)&a_cli, l_cli) != 5)
-        die("sendto reply");
+    send_or_die(srv, "reply", 0, &a_cli, l_cli, "sendto reply");
     wait_for_dump();
     drain(srv, "server");
     drain(abs, "abstract server");
@@ -357,8 +384,7 @@ static int mode_dgram(void)
     send_msg(c2, "after 2");
     send_msg(c1, "after 1");
     send_msg(c3, "after 3");
-    if (sendto(srv, "again", 5, 0, (struct sockaddr *)&a_cli, l_cli) != 5)
-        die("sendto again");
+    send_or_die(srv, "again", 0, &a_cli, l_cli, "sendto again");
     drain(srv, "server");
     drain(abs, "abstract server");
     drain(bound, "bound client");
@@ -415,20 +441,15 @@ static const char *who_is(struct sockaddr_in a)
     return "someone else";
 }
 
+static const char *inet_sender(const struct sockaddr_storage *from, socklen_t flen)
+{
+    (void)flen;
+    return who_is(*(const struct sockaddr_in *)from);
+}
+
 static void udp_drain(int s, const char *who)
 {
-    for (;;) {
-        char buf[256];
-        struct sockaddr_in from;
-        socklen_t flen = sizeof from;
-        ssize_t r = recvfrom(s, buf, sizeof buf - 1, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
-        if (r < 0) {
-            printf("%s: no more (%s)\n", who, errname(errno));
-            return;
-        }
-        buf[r] = 0;
-        printf("%s: %zd bytes '%s' from %s\n", who, r, buf, who_is(from));
-    }
+    drain_named(s, who, inet_sender);
 }
 
 static int mode_udp(void)
@@ -446,19 +467,15 @@ static int mode_udp(void)
     g_srv = udp_bound(srv);
     g_cli = udp_bound(cli);
     g_gone = udp_bound(gone);
-    if (connect(cli, (struct sockaddr *)&g_srv, sizeof g_srv) != 0 ||
-        connect(autob, (struct sockaddr *)&g_srv, sizeof g_srv) != 0)
-        die("connect udp");
+    connect_or_die(cli, &g_srv, sizeof g_srv, "connect udp");
+    connect_or_die(autob, &g_srv, sizeof g_srv, "connect udp");
     g_auto = name_of(autob, 0);
-    if (send(cli, "ping1", 5, 0) != 5 || send(autob, "auto", 4, 0) != 4)
-        die("send udp");
-    if (sendto(gone, "bye", 3, 0, (struct sockaddr *)&g_srv, sizeof g_srv) != 3)
-        die("sendto udp gone");
+    send_or_die(cli, "ping1", 0, NULL, 0, "send udp");
+    send_or_die(autob, "auto", 0, NULL, 0, "send udp");
+    send_or_die(gone, "bye", 0, &g_srv, sizeof g_srv, "sendto udp gone");
     close(gone);
-    if (send(cli, "ping2", 5, 0) != 5)
-        die("send udp");
-    if (sendto(srv, "pong", 4, 0, (struct sockaddr *)&g_cli, sizeof g_cli) != 4)
-        die("sendto udp pong");
+    send_or_die(cli, "ping2", 0, NULL, 0, "send udp");
+    send_or_die(srv, "pong", 0, &g_cli, sizeof g_cli, "sendto udp pong");
     wait_for_dump();
     printf("server name kept: %d\n", same_addr(name_of(srv, 0), g_srv));
     printf("client name kept: %d\n", same_addr(name_of(cli, 0), g_cli));
@@ -472,13 +489,11 @@ static int mode_udp(void)
     printf("server SO_REUSEADDR: %d\n", reuse);
     udp_drain(srv, "server");
     udp_drain(cli, "client");
-    if (send(cli, "after", 5, 0) != 5 || send(autob, "after auto", 10, 0) != 10)
-        die("send udp after");
-    if (sendto(srv, "again", 5, 0, (struct sockaddr *)&g_cli, sizeof g_cli) != 5)
-        die("sendto udp again");
+    send_or_die(cli, "after", 0, NULL, 0, "send udp after");
+    send_or_die(autob, "after auto", 0, NULL, 0, "send udp after");
+    send_or_die(srv, "again", 0, &g_cli, sizeof g_cli, "sendto udp again");
     /* A connected socket takes datagrams only from its peer. */
-    if (sendto(other, "stranger", 8, 0, (struct sockaddr *)&g_cli, sizeof g_cli) != 8)
-        die("sendto udp stranger");
+    send_or_die(other, "stranger", 0, &g_cli, sizeof g_cli, "sendto udp stranger");
     udp_drain(srv, "server");
     udp_drain(cli, "client");
     return 0;

@@ -34,6 +34,7 @@ pub mod guest;
 pub mod outer;
 pub mod procs;
 pub mod skip;
+pub mod small_disk;
 pub mod sshd;
 
 pub use dump_point::check_resumed_after_dump;
@@ -1507,6 +1508,23 @@ pub fn expect_restore_failure(
     );
     eprintln!("{label}: {}", stderr.trim_end());
     stderr
+}
+
+/// Starts `program` as `original` under the shim with `MIGRATE_IMAGE=image`,
+/// sends the dump signal once it has printed `step N` with N >= `step`,
+/// waits for the image (and verifies it), and kills the process. Returns
+/// the killed process.
+pub fn dump_and_kill(dir: &TestDir, program: &Program, image: &Path, step: u64) -> Proc {
+    let mut p = dir.spawn(
+        program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    p.wait_for_step(step);
+    p.dump_signal();
+    p.wait_for_image(image, false);
+    p.kill();
+    p
 }
 
 /// Starts `program` as `label` under the shim with `MIGRATE_AFTER_DUMP=exit`

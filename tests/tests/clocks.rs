@@ -44,15 +44,7 @@ fn clocks_ahead_of_this_boot_continue_in_a_time_namespace() {
     let prog = Program::c();
     let expected = reference(&prog);
     let image = dir.join("ahead.img");
-    let mut original = dir.spawn(
-        &prog.wrapped(&wrapper),
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    original.kill();
+    let original = dump_and_kill(&dir, &prog.wrapped(&wrapper), &image, 3);
     let recorded = image_meta(&image).image.minor2.monotonic_ns;
     let here = monotonic();
     assert!(
@@ -84,15 +76,7 @@ fn clocks_out_of_range_are_refused_leaving_no_trace() {
     let dir = TestDir::new("clocks-range");
     let prog = Program::c();
     let image = dir.join("cprog.img");
-    let mut original = dir.spawn(
-        &prog,
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    original.kill();
+    dump_and_kill(&dir, &prog, &image, 3);
     let made = dir.join("gone/data.bin");
     rewrite_meta(&image, |img| {
         img.minor2.monotonic_ns = u64::MAX;
@@ -159,15 +143,7 @@ fn clocks_continue_when_the_restore_itself_runs_in_a_time_namespace() {
     let prog = Program::c();
     let expected = reference(&prog);
     let image = dir.join("ahead.img");
-    let mut original = dir.spawn(
-        &prog.wrapped(&two_days),
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    original.kill();
+    let original = dump_and_kill(&dir, &prog.wrapped(&two_days), &image, 3);
     let mut restored = dir.restore(&prog.wrapped(&one_day), "restored", &image, &[]);
     finish_restored(&mut restored, &original, &expected);
 }

@@ -327,9 +327,12 @@ fn restored_process_goes_on_dumping_and_keeping() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
+    // `files` sorts by name, where `-10` comes before `-9`.
+    let mut sorted = expected.clone();
+    sorted.sort();
     assert_eq!(
         files(&dir),
-        expected,
+        sorted,
         "after the restored process ended, not exactly its two newest images are left\n{context}"
     );
     for (i, name) in expected.iter().enumerate() {

@@ -12,8 +12,8 @@
 //! original running unharmed, no file there, and one line saying why.
 
 use std::ffi::OsString;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use migrate_tests::command::{migrate, under_run, without_progress};
@@ -43,16 +43,7 @@ fn send_with(
     dest: &str,
     ssh: Option<&Path>,
 ) -> (i32, String, String) {
-    let mut cmd = Command::new(migrate());
-    cmd.arg("send").args(keys.send_args(port));
-    if let Some(s) = ssh {
-        cmd.arg("--ssh").arg(s);
-    }
-    let out = cmd
-        .arg(pid.to_string())
-        .arg(dest)
-        .env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
+    let out = send_command(&keys.send_args(port), ssh, pid, dest)
         .output()
         .expect("run migrate send");
     (
@@ -60,6 +51,66 @@ fn send_with(
         String::from_utf8_lossy(&out.stdout).into_owned(),
         without_progress(&String::from_utf8_lossy(&out.stderr)),
     )
+}
+
+/// `migrate send SSH-OPTIONS [--ssh SSH] PID DEST`, outside the preload,
+/// with no input.
+fn send_command(options: &[String], ssh: Option<&Path>, pid: i32, dest: &str) -> Command {
+    let mut cmd = Command::new(migrate());
+    cmd.arg("send").args(options);
+    if let Some(s) = ssh {
+        cmd.arg("--ssh").arg(s);
+    }
+    cmd.arg(pid.to_string())
+        .arg(dest)
+        .env_remove("LD_PRELOAD")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `migrate send --ssh SSH PID DEST` (a stand-in ssh), run to its end.
+fn send_via(ssh: &Path, pid: i32, dest: &str) -> Output {
+    send_command(&[], Some(ssh), pid, dest)
+        .output()
+        .expect("run migrate send")
+}
+
+/// Writes the executable shell script `name` (a stand-in ssh) in `dir`.
+fn script(dir: &TestDir, name: &str, text: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// `program` started under `migrate run` (with `run_args`), its own dumps
+/// in `dir`, once it has printed step `step`: an uninterrupted run's
+/// output and the original.
+fn start_original(
+    dir: &TestDir,
+    program: &Program,
+    run_args: &[&str],
+    step: u64,
+) -> (Vec<String>, Proc) {
+    let expected = reference(program);
+    let run = under_run(&migrate(), program, &dir.join("own-%p.img"), run_args);
+    let mut original = dir.spawn_plain(&run, "original", &[]);
+    original.wait_for_step(step);
+    (expected, original)
+}
+
+/// Checks that `p` (the process sent) was ended by SIGKILL once its copy
+/// ran there.
+fn assert_killed(p: &mut Proc, what: &str) {
+    let status = p.wait();
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "{what} after the move: {}\n{}",
+        describe_status(status),
+        p.describe()
+    );
 }
 
 /// The process `migrate send` says runs remotely, SIGKILLed when dropped
@@ -116,12 +167,12 @@ fn wait_done(log: &Path, moved: &Moved) -> Vec<String> {
 
 /// An ssh that notes, as the connection ends (the remote copy running),
 /// the state of process `pid` here in `mark`.
-fn noting_ssh(dir: &TestDir, pid: i32) -> std::path::PathBuf {
-    let path = dir.join("ssh-noting");
+fn noting_ssh(dir: &TestDir, pid: i32) -> PathBuf {
     let mark = dir.join("original-when-remote-ran");
-    std::fs::write(
-        &path,
-        format!(
+    script(
+        dir,
+        "ssh-noting",
+        &format!(
             "#!/bin/sh\nssh \"$@\"\nrc=$?\n\
              sed 's/.*) \\(.\\).*/\\1/' /proc/{pid}/stat > '{}' 2>/dev/null || echo gone > '{}'\n\
              exit $rc\n",
@@ -129,10 +180,6 @@ fn noting_ssh(dir: &TestDir, pid: i32) -> std::path::PathBuf {
             mark.display()
         ),
     )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 /// Runs `program` under `migrate run`, sends it to the loopback sshd at
@@ -145,10 +192,7 @@ fn move_to_loopback(test: &str, program: &Program, step: u64) {
     }
     let dir = TestDir::new(test);
     let sshd = Sshd::start(&dir.join("ssh"), &[]);
-    let expected = reference(program);
-    let run = under_run(&migrate(), program, &dir.join("own-%p.img"), &[]);
-    let mut original = dir.spawn_plain(&run, "original", &[]);
-    original.wait_for_step(step);
+    let (expected, mut original) = start_original(&dir, program, &[], step);
     original.note_dump();
     let remote = dir.subdir("remote").join("app.img");
     let ssh = noting_ssh(&dir, original.pid());
@@ -170,14 +214,7 @@ fn move_to_loopback(test: &str, program: &Program, step: u64) {
     // The remote copy ran while the original was still here, stopped.
     let mark = std::fs::read_to_string(dir.join("original-when-remote-ran")).unwrap();
     assert_eq!(mark.trim(), "T", "the original when the remote copy ran");
-    let status = original.wait();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "the original after the move: {}\n{}",
-        describe_status(status),
-        original.describe()
-    );
+    assert_killed(&mut original, "the original");
     assert!(remote.is_file(), "the image stays there");
     let tail = wait_done(&log, &moved);
     let here = original.stdout_lines();
@@ -220,10 +257,7 @@ fn refused(test: &str, binds: impl Fn(&TestDir, &Path) -> Vec<(OsString, OsStrin
         .collect();
     let sshd = Sshd::start(&dir.join("ssh"), &binds);
     let program = Program::command_of("cprog", &[prog.as_os_str()]);
-    let expected = reference(&program);
-    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
-    let mut original = dir.spawn_plain(&run, "original", &[]);
-    original.wait_for_step(5);
+    let (expected, mut original) = start_original(&dir, &program, &[], 5);
     let remote_dir = dir.subdir("remote");
     let remote = remote_dir.join("app.img");
     let (code, out, err) = send(&sshd, original.pid(), &sshd.keys.dest(&remote), None);
@@ -344,15 +378,7 @@ fn send_moves_a_program_into_the_6_1_guest() {
     }
     // Paced to outlast the ssh handshake with the (emulated, slow) guest.
     let program = Program::mem(8, 300, 100);
-    let expected = reference(&program);
-    let run = under_run(
-        &migrate(),
-        &program,
-        &dir.join("own-%p.img"),
-        &["--cpu", "x86-64-v3"],
-    );
-    let mut original = dir.spawn_plain(&run, "original", &[]);
-    original.wait_for_step(5);
+    let (expected, mut original) = start_original(&dir, &program, &["--cpu", "x86-64-v3"], 5);
     original.note_dump();
     let remote = dir.subdir("remote").join("app.img");
     let sent = Instant::now();
@@ -368,13 +394,7 @@ fn send_moves_a_program_into_the_6_1_guest() {
         );
     }
     assert!(err.is_empty(), "stderr of a move that worked: {err:?}");
-    let status = original.wait();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "{}",
-        original.describe()
-    );
+    assert_killed(&mut original, "the original");
     // The restored process runs in the guest: its pid is the guest's.
     let log = remote.with_extension("log");
     let deadline = Instant::now() + 4 * TIMEOUT;
@@ -431,13 +451,7 @@ fn send_moves_a_restored_process() {
     let (code, out, err) = send(&sshd, restored.pid(), &sshd.keys.dest(&remote), None);
     assert_eq!(code, 0, "migrate send: {err}\n{}", restored.describe());
     let moved = Moved::from_output(&out);
-    let status = restored.wait();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "{}",
-        restored.describe()
-    );
+    assert_killed(&mut restored, "the restored process");
     let tail = wait_done(&remote.with_extension("log"), &moved);
     let mut all = original.stdout_lines();
     all.extend(restored.stdout_lines());
@@ -453,28 +467,14 @@ fn send_moves_a_restored_process() {
 #[test]
 fn interrupted_send_continues_the_original() {
     let dir = TestDir::new("send-interrupted");
-    let fake = dir.join("ssh-stalls");
-    std::fs::write(
-        &fake,
+    let fake = script(
+        &dir,
+        "ssh-stalls",
         "#!/bin/sh\necho 'migrate-receive: ready'\nexec sleep 1000\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let program = Program::c();
-    let expected = reference(&program);
-    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
-    let mut original = dir.spawn_plain(&run, "original", &[]);
-    original.wait_for_step(5);
+    );
+    let (expected, mut original) = start_original(&dir, &Program::c(), &[], 5);
     let err_path = dir.join("send.err");
-    let mut sender = Command::new(migrate())
-        .arg("send")
-        .arg("--ssh")
-        .arg(&fake)
-        .arg(original.pid().to_string())
-        .arg("nowhere:/x.img")
-        .env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
+    let mut sender = send_command(&[], Some(&fake), original.pid(), "nowhere:/x.img")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
@@ -536,14 +536,11 @@ fn interrupted_send_continues_the_original() {
 #[test]
 fn send_of_a_process_that_ends_at_once_there_runs_it_once() {
     let dir = TestDir::new("send-ends-at-once");
-    let fake = dir.join("ssh-local");
-    std::fs::write(
-        &fake,
+    let fake = script(
+        &dir,
+        "ssh-local",
         "#!/bin/sh\nfor a; do s=$a; done\nexec sh -c \"$s\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let script = "import os, time\n\
                   p = os.getppid()\n\
                   print('ready', flush=True)\n\
@@ -558,16 +555,11 @@ fn send_of_a_process_that_ends_at_once_there_runs_it_once() {
     let mut original = dir.spawn_plain(&run, "original", &[]);
     original.wait_for_lines(0);
     let remote = dir.subdir("remote").join("app.img");
-    let out = Command::new(migrate())
-        .arg("send")
-        .arg("--ssh")
-        .arg(&fake)
-        .arg(original.pid().to_string())
-        .arg(format!("local:{}", remote.display()))
-        .env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run migrate send");
+    let out = send_via(
+        &fake,
+        original.pid(),
+        &format!("local:{}", remote.display()),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     let log = std::fs::read_to_string(remote.with_extension("log")).unwrap_or_default();
     // (On a failure the original, left running, is killed with the test.)
@@ -577,14 +569,7 @@ fn send_of_a_process_that_ends_at_once_there_runs_it_once() {
         "migrate send: {err}\nthe original: {}\nthe remote log: {log:?}",
         original.describe()
     );
-    let status = original.wait();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "the original after the move: {}\n{}",
-        describe_status(status),
-        original.describe()
-    );
+    assert_killed(&mut original, "the original");
     assert_eq!(original.stdout_lines(), ["ready"], "the original's output");
     assert_eq!(log, "done\n", "the remote copy's output");
 }
@@ -597,31 +582,19 @@ fn send_of_a_process_that_ends_at_once_there_runs_it_once() {
 #[test]
 fn send_whose_connection_is_lost_before_restoring_runs_one_copy() {
     let dir = TestDir::new("send-lost-before-restoring");
-    let fake = dir.join("ssh-lost");
-    std::fs::write(
-        &fake,
+    let fake = script(
+        &dir,
+        "ssh-lost",
         "#!/bin/sh\nfor a; do s=$a; done\n\
          sh -c \"$s\" | { IFS= read -r l; printf '%s\\n' \"$l\"; }\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let program = Program::c();
-    let expected = reference(&program);
-    let run = under_run(&migrate(), &program, &dir.join("own-%p.img"), &[]);
-    let mut original = dir.spawn_plain(&run, "original", &[]);
-    original.wait_for_step(5);
+    );
+    let (expected, mut original) = start_original(&dir, &Program::c(), &[], 5);
     let remote = dir.subdir("remote").join("app.img");
-    let out = Command::new(migrate())
-        .arg("send")
-        .arg("--ssh")
-        .arg(&fake)
-        .arg(original.pid().to_string())
-        .arg(format!("local:{}", remote.display()))
-        .env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run migrate send");
+    let out = send_via(
+        &fake,
+        original.pid(),
+        &format!("local:{}", remote.display()),
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     let left = list_files(remote.parent().unwrap());
     assert!(
@@ -649,19 +622,8 @@ fn send_of_a_process_with_children_is_refused_naming_them() {
     let child = kids.trim().to_string();
     assert!(!child.is_empty(), "{}", p.describe());
     // An ssh that must never run.
-    let ssh = dir.join("no-ssh");
-    std::fs::write(&ssh, "#!/bin/sh\ntouch \"$0.ran\"\nexit 255\n").unwrap();
-    std::fs::set_permissions(&ssh, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = Command::new(migrate())
-        .arg("send")
-        .arg("--ssh")
-        .arg(&ssh)
-        .arg(p.pid().to_string())
-        .arg("localhost:/tmp/never.img")
-        .env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run migrate send");
+    let ssh = script(&dir, "no-ssh", "#!/bin/sh\ntouch \"$0.ran\"\nexit 255\n");
+    let out = send_via(&ssh, p.pid(), "localhost:/tmp/never.img");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}\n{}", p.describe());
     assert!(

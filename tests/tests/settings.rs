@@ -1,31 +1,8 @@
 //! Failures a user can cause around the image's destination, and settings
 //! that a restore changes.
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use migrate_tests::small_disk::SmallDisk;
 use migrate_tests::*;
-
-/// A 1 MiB tmpfs mounted for one test, unmounted when dropped.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(at: PathBuf) -> Option<SmallDisk> {
-        std::fs::create_dir_all(&at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1M", "tmpfs"])
-            .arg(&at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk(at))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 /// A dump onto a full disk fails with one line that says so and where;
 /// the previous image stays as it was, no temporary file is left, and the
@@ -41,9 +18,7 @@ fn full_disk_keeps_the_previous_image() {
         return;
     }
     let dir = TestDir::new("full-disk");
-    let disk = SmallDisk::mount(dir.join("disk")).expect("mount a 1 MiB tmpfs");
-    let image = disk.0.join("app.img");
-    std::fs::write(&image, b"the previous image").unwrap();
+    let (disk, image) = SmallDisk::with_previous_image(dir.join("disk"));
     let program = Program::c();
     let expected = reference(&program);
     let mut p = dir.spawn(
@@ -68,16 +43,7 @@ fn full_disk_keeps_the_previous_image() {
         "the program did not go on to its normal end\n{}",
         p.describe()
     );
-    assert_eq!(
-        std::fs::read(&image).unwrap(),
-        b"the previous image",
-        "the previous image changed"
-    );
-    assert_eq!(
-        list_files(&disk.0),
-        ["app.img"],
-        "a temporary file was left behind"
-    );
+    disk.assert_previous_image_kept(&image);
     assert_eq!(
         p.stderr().lines().count(),
         1,

@@ -11,9 +11,9 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use migrate_tests::procs::{wait_until, writers_in};
+use migrate_tests::small_disk::SmallDisk;
 use migrate_tests::*;
 
 /// `csnap ARGS` (see `programs/csnap.c`), named `csnap-NAME`.
@@ -325,27 +325,6 @@ fn shared_memory_dumps_stopped() {
     );
 }
 
-/// A 1 MiB tmpfs mounted for one test, unmounted when dropped.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(at: PathBuf) -> Option<SmallDisk> {
-        std::fs::create_dir_all(&at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1M", "tmpfs"])
-            .arg(&at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallDisk(at))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A writer that fails (its disk full) fails the dump as a stopped dump
 /// would: one line naming the image and ENOSPC, the previous image left as
 /// it was, no temporary file, and the program goes on to its normal end.
@@ -359,9 +338,7 @@ fn failed_writer_keeps_the_previous_image() {
         return;
     }
     let dir = TestDir::new("snapshot-full");
-    let disk = SmallDisk::mount(dir.join("disk")).expect("mount a 1 MiB tmpfs");
-    let image = disk.0.join("app.img");
-    std::fs::write(&image, b"the previous image").unwrap();
+    let (disk, image) = SmallDisk::with_previous_image(dir.join("disk"));
     let program = csnap("full", &["sweep", "4", "8", "1500"]);
     let expected = reference(&program);
     let mut p = dir.spawn(
@@ -391,12 +368,7 @@ fn failed_writer_keeps_the_previous_image() {
         out, expected,
         "the program did not go on to its end\n{context}"
     );
-    assert_eq!(std::fs::read(&image).unwrap(), b"the previous image");
-    assert_eq!(
-        list_files(&disk.0),
-        ["app.img"],
-        "a temporary file was left"
-    );
+    disk.assert_previous_image_kept(&image);
 }
 
 /// Memory marked `MADV_WIPEONFORK` is zero in a clone: a snapshot cannot

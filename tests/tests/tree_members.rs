@@ -8,7 +8,65 @@
 //! ends them; `signals N` has N children and every process counts the
 //! SIGTERMs it gets.
 
+use std::path::{Path, PathBuf};
+
 use migrate_tests::*;
+
+/// `program` started with a tree dump (`MIGRATE_CHILDREN=tree`) to
+/// `tree.img` in `dir` (with `MIGRATE_LOG=info` if `info`), once it says
+/// `ready`: the process and its image's path.
+fn start_tree(dir: &TestDir, program: &Program, label: &str, info: bool) -> (Proc, PathBuf) {
+    let image = dir.join("tree.img");
+    let mut env = vec![
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_CHILDREN", "tree"),
+    ];
+    if info {
+        env.push(("MIGRATE_LOG", "info"));
+    }
+    let mut p = dir.spawn(program, label, &env);
+    p.wait_for_line("ready", |l| l == "ready");
+    (p, image)
+}
+
+/// Dumps `p` once it prints step 5; waits for the image.
+fn dump_at_step_5(p: &mut Proc, image: &Path) {
+    p.wait_for_step(5);
+    p.dump_signal();
+    p.wait_for_image(image, false);
+}
+
+/// The original `p` ends as an uninterrupted run (`expected`), and so
+/// does its restore from `image`, which says nothing on stderr.
+fn original_and_restore_finish(
+    dir: &TestDir,
+    program: &Program,
+    p: &mut Proc,
+    image: &Path,
+    expected: &[String],
+) {
+    let status = p.wait();
+    assert!(status.success(), "{}", p.describe());
+    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
+    let mut restored = dir.restore(program, "restored", image, &[("MIGRATE_LOG", "error")]);
+    finish_restored(&mut restored, p, expected);
+    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+}
+
+/// The last step `p` printed (0: none).
+fn last_step(p: &Proc) -> u64 {
+    p.stdout_lines()
+        .iter()
+        .rev()
+        .find_map(|l| {
+            l.strip_prefix("step ")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+}
 
 /// A tree dump of `cmembers states` records the two zombies in the
 /// parent's image and dumps the two stopped children (continued for the
@@ -21,24 +79,12 @@ use migrate_tests::*;
 #[test]
 fn zombie_and_stopped_children_come_back_as_such() {
     let dir = TestDir::new("members-states");
-    let image = dir.join("tree.img");
     let program = Program::members("states", None);
-    let mut p = dir.spawn(
-        &program,
-        "states",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-            ("MIGRATE_LOG", "info"),
-        ],
-    );
-    p.wait_for_line("ready", |l| l == "ready");
+    let (mut p, image) = start_tree(&dir, &program, "states", true);
     let expected = reference(&program);
     let kids = children_of(p.pid());
     assert_eq!(kids.len(), 4, "{kids:?}\n{}", p.describe());
-    p.wait_for_step(5);
-    p.dump_signal();
-    p.wait_for_image(&image, false);
+    dump_at_step_5(&mut p, &image);
     // Zombies have no section of their own: the root and the two stopped
     // (siblings in the order they claimed their slots, which is theirs).
     let tree = dumpfmt::TreeFile::open(&image).expect("a tree image");
@@ -82,13 +128,7 @@ fn zombie_and_stopped_children_come_back_as_such() {
         });
     }
     // The original goes on as if nothing had happened.
-    let status = p.wait();
-    assert!(status.success(), "{}", p.describe());
-    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
-
-    let mut restored = dir.restore(&program, "restored", &image, &[("MIGRATE_LOG", "error")]);
-    finish_restored(&mut restored, &p, &expected);
-    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+    original_and_restore_finish(&dir, &program, &mut p, &image, &expected);
 }
 
 /// A child stopped by SIGTSTP (as Ctrl-Z stops a job), whose stop report
@@ -99,17 +139,8 @@ fn zombie_and_stopped_children_come_back_as_such() {
 #[test]
 fn a_child_stopped_by_sigtstp_stays_stopped_by_sigtstp() {
     let dir = TestDir::new("members-tstp");
-    let image = dir.join("tree.img");
     let program = Program::members("tstp", None);
-    let mut p = dir.spawn(
-        &program,
-        "tstp",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
-    p.wait_for_line("ready", |l| l == "ready");
+    let (mut p, image) = start_tree(&dir, &program, "tstp", false);
     let expected = reference(&program);
     assert!(
         expected
@@ -119,16 +150,8 @@ fn a_child_stopped_by_sigtstp_stays_stopped_by_sigtstp() {
     );
     let kids = children_of(p.pid());
     assert_eq!(kids.len(), 1, "{kids:?}\n{}", p.describe());
-    p.wait_for_step(5);
-    p.dump_signal();
-    p.wait_for_image(&image, false);
-    let status = p.wait();
-    assert!(status.success(), "{}", p.describe());
-    assert_eq!(p.stdout_lines(), expected, "{}", p.describe());
-
-    let mut restored = dir.restore(&program, "restored", &image, &[("MIGRATE_LOG", "error")]);
-    finish_restored(&mut restored, &p, &expected);
-    assert_eq!(restored.stderr(), "", "{}", restored.describe());
+    dump_at_step_5(&mut p, &image);
+    original_and_restore_finish(&dir, &program, &mut p, &image, &expected);
 }
 
 /// A zombie child whose PID is still the process group of a live child
@@ -138,17 +161,8 @@ fn a_child_stopped_by_sigtstp_stays_stopped_by_sigtstp() {
 #[test]
 fn zombie_leading_a_live_group_fails_the_dump_naming_it() {
     let dir = TestDir::new("members-leader");
-    let image = dir.join("tree.img");
     let program = Program::members("leader", None);
-    let mut p = dir.spawn(
-        &program,
-        "leader",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
-    p.wait_for_line("ready", |l| l == "ready");
+    let (mut p, image) = start_tree(&dir, &program, "leader", false);
     let expected = reference(&program);
     let kids = children_of(p.pid());
     assert_eq!(kids.len(), 2, "{kids:?}\n{}", p.describe());
@@ -177,23 +191,11 @@ fn sigterm_lines(restored: &Proc) -> Vec<String> {
 /// supervisor's and the restored processes', and no one else's); returns
 /// the restored process once it steps.
 fn restored_signals(dir: &TestDir, n: u32) -> Proc {
-    let image = dir.join("tree.img");
     let program = Program::members("signals", Some(n));
-    let mut p = dir.spawn(
-        &program,
-        "signals",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-            ("MIGRATE_LOG", "info"),
-        ],
-    );
-    p.wait_for_line("ready", |l| l == "ready");
+    let (mut p, image) = start_tree(dir, &program, "signals", true);
     let kids = children_of(p.pid());
     assert_eq!(kids.len(), n as usize, "{kids:?}\n{}", p.describe());
-    p.wait_for_step(5);
-    p.dump_signal();
-    p.wait_for_image(&image, false);
+    dump_at_step_5(&mut p, &image);
     let env = [("MIGRATE_LOG", "error".to_string())];
     p.kill();
     for k in kids {
@@ -202,19 +204,7 @@ fn restored_signals(dir: &TestDir, n: u32) -> Proc {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut restored = dir.restore(&program.wrapped(&["setsid"]), "restored", &image, &env);
     // A step the original never printed: the restored program runs.
-    let last = p
-        .stdout_lines()
-        .iter()
-        .rev()
-        .find_map(|l| {
-            l.strip_prefix("step ")?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0);
-    restored.wait_for_step(last + 2);
+    restored.wait_for_step(last_step(&p) + 2);
     restored
 }
 
@@ -305,22 +295,10 @@ fn type_keys(master: &std::fs::File, bytes: &[u8]) {
 fn terminal_job_control_reaches_each_restored_process_once() {
     use std::os::fd::FromRawFd;
     let dir = TestDir::new("members-tty");
-    let image = dir.join("tree.img");
     let program = Program::members("tty", Some(2));
-    let mut p = dir.spawn(
-        &program,
-        "tty",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-            ("MIGRATE_LOG", "info"),
-        ],
-    );
-    p.wait_for_line("ready", |l| l == "ready");
+    let (mut p, image) = start_tree(&dir, &program, "tty", true);
     let kids = children_of(p.pid());
-    p.wait_for_step(5);
-    p.dump_signal();
-    p.wait_for_image(&image, false);
+    dump_at_step_5(&mut p, &image);
     p.kill();
     for &k in &kids {
         send_signal(k, libc::SIGKILL);
@@ -353,19 +331,7 @@ fn terminal_job_control_reaches_each_restored_process_once() {
         &[("MIGRATE_LOG", "error")],
         slave,
     );
-    let last = p
-        .stdout_lines()
-        .iter()
-        .rev()
-        .find_map(|l| {
-            l.strip_prefix("step ")?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0);
-    restored.wait_for_step(last + 2);
+    restored.wait_for_step(last_step(&p) + 2);
     // The shell's job: the supervisor, its init, the restored parent and
     // its two children.
     let supervisor = children_of(restored.pid())[0];
@@ -420,21 +386,10 @@ fn terminal_job_control_reaches_each_restored_process_once() {
 #[test]
 fn a_zombie_only_child_comes_back_with_its_parent_alone() {
     let dir = TestDir::new("members-zombie-only");
-    let image = dir.join("tree.img");
     let program = Program::children("zombie");
-    let mut p = dir.spawn(
-        &program,
-        "zombie",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
-    p.wait_for_line("ready", |l| l == "ready");
+    let (mut p, image) = start_tree(&dir, &program, "zombie", false);
     let expected = reference(&program);
-    p.wait_for_step(5);
-    p.dump_signal();
-    p.wait_for_image(&image, false);
+    dump_at_step_5(&mut p, &image);
     p.kill();
     let mut off = dir.restore(&program, "no-ns", &image, &[("MIGRATE_NAMESPACE", "off")]);
     let status = off.wait();
@@ -459,17 +414,8 @@ fn a_zombie_only_child_comes_back_with_its_parent_alone() {
 #[test]
 fn stopped_child_with_a_signal_pending_fails_the_dump_naming_it() {
     let dir = TestDir::new("members-stopped-pending");
-    let image = dir.join("tree.img");
     let program = Program::children("stopped");
-    let mut p = dir.spawn(
-        &program,
-        "stopped",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
-    p.wait_for_line("ready", |l| l == "ready");
+    let (mut p, image) = start_tree(&dir, &program, "stopped", false);
     let child = children_of(p.pid())[0];
     send_signal(child, libc::SIGUSR1);
     p.dump_signal();

@@ -19,11 +19,23 @@ use std::path::{Path, PathBuf};
 
 use migrate_tests::*;
 
-/// Starts `cchildren MODE` with `env` and waits until its child is in its
-/// state; returns the process and the child's PID.
-fn start(dir: &TestDir, mode: &str, env: &[(&str, &str)]) -> (Program, Proc, i32) {
+/// Starts `cchildren MODE` dumping to `image` with
+/// `MIGRATE_CHILDREN=children` (and `extra`), and waits until its child is
+/// in its state; returns the process and the child's PID.
+fn start(
+    dir: &TestDir,
+    mode: &str,
+    image: &Path,
+    children: &str,
+    extra: &[(&str, &str)],
+) -> (Program, Proc, i32) {
     let program = Program::children(mode);
-    let mut p = dir.spawn(&program, mode, env);
+    let mut env = vec![
+        ("MIGRATE_IMAGE", image.to_str().unwrap()),
+        ("MIGRATE_CHILDREN", children),
+    ];
+    env.extend_from_slice(extra);
+    let mut p = dir.spawn(&program, mode, &env);
     p.wait_for_line("ready", |l| l == "ready");
     let children = children_of(p.pid());
     assert_eq!(children.len(), 1, "{children:?}\n{}", p.describe());
@@ -35,14 +47,7 @@ fn start(dir: &TestDir, mode: &str, env: &[(&str, &str)]) -> (Program, Proc, i32
 fn refused(mode: &str, name: &str, state: &str) {
     let dir = TestDir::new(&format!("tree-refused-{mode}"));
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        mode,
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "refuse"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, mode, &image, "refuse", &[]);
     let expected = reference(&program);
     p.dump_signal();
     let named = format!("{child} {name} ({state})");
@@ -93,15 +98,7 @@ fn dump_with_a_static_child_fails_naming_it() {
 fn leave_dumps_the_process_alone_naming_its_children() {
     let dir = TestDir::new("tree-leave");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "live",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "leave"),
-            ("MIGRATE_LOG", "info"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "live", &image, "leave", &[("MIGRATE_LOG", "info")]);
     let expected = reference(&program);
     p.dump_signal();
     p.wait_for_image(&image, false);
@@ -173,14 +170,7 @@ fn tree_pids(image: &std::path::Path, context: &Proc) -> Vec<u32> {
 fn tree_dump_of_a_parent_and_child_restores_both() {
     let dir = TestDir::new("tree-dump");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "live",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "live", &image, "tree", &[]);
     let expected = reference(&program);
     p.wait_for_step(5);
     p.dump_signal();
@@ -207,14 +197,7 @@ fn tree_dump_of_a_parent_and_child_restores_both() {
 fn tree_image_needs_the_namespace() {
     let dir = TestDir::new("tree-restore-no-ns");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "live",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "live", &image, "tree", &[]);
     p.wait_for_step(3);
     p.dump_signal();
     p.wait_for_image(&image, false);
@@ -243,14 +226,7 @@ fn tree_image_needs_the_namespace() {
 fn tree_dump_restores_the_pipe_between_parent_and_child() {
     let dir = TestDir::new("tree-pipe");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "pipe",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "pipe", &image, "tree", &[]);
     let expected = reference(&program);
     p.wait_for_step(10);
     p.dump_signal();
@@ -271,14 +247,7 @@ fn tree_dump_restores_the_pipe_between_parent_and_child() {
 fn tree_dump_fails_naming_a_child_that_cannot_take_part() {
     let dir = TestDir::new("tree-dump-refused-static");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "static",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "static", &image, "tree", &[]);
     let expected = reference(&program);
     p.dump_signal();
     let named = format!("child {child} cannot take part in a tree dump: no libmigrate.so");
@@ -338,14 +307,7 @@ fn tree_dump_of_a_child_that_runs_another_program_restores_it() {
 fn tree_dump_fails_naming_a_child_that_does_not_stop() {
     let dir = TestDir::new("tree-dump-blocked");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "blocked",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "blocked", &image, "tree", &[]);
     let expected = reference(&program);
     p.dump_signal();
     let named = format!("child {child} did not stop within 5 s");
@@ -361,11 +323,9 @@ fn tree_dump_with_exit_ends_both_and_restores() {
     let (program, mut p, child) = start(
         &dir,
         "pipe",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-            ("MIGRATE_AFTER_DUMP", "exit"),
-        ],
+        &image,
+        "tree",
+        &[("MIGRATE_AFTER_DUMP", "exit")],
     );
     let expected = reference(&program);
     p.wait_for_step(8);
@@ -398,14 +358,7 @@ fn tree_dump_with_exit_ends_both_and_restores() {
 fn tree_dump_of_three_generations_restores_all() {
     let dir = TestDir::new("tree-chain");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "chain",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "chain", &image, "tree", &[]);
     let expected = reference(&program);
     p.wait_for_step(10);
     let grandchildren = children_of(child);
@@ -457,14 +410,7 @@ fn waits_on_the_control_block(pid: i32) -> bool {
 /// dump signal only once the parent is stopped (SIGUSR1 lets it).
 fn hold_a_tree_dump(dir: &TestDir) -> (Program, Proc, i32, PathBuf) {
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        dir,
-        "held",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(dir, "held", &image, "tree", &[]);
     let pid = p.pid();
     p.dump_signal();
     wait_until("the parent waits for its child to park", &p, || {
@@ -539,14 +485,7 @@ fn tree_dump_whose_member_is_killed_fails_naming_it() {
 fn restored_tree_root_saves_a_file_opened_where_the_control_block_was() {
     let dir = TestDir::new("tree-stale-control-fd");
     let image = dir.join("tree.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "pipe",
-        &[
-            ("MIGRATE_IMAGE", image.to_str().unwrap()),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "pipe", &image, "tree", &[]);
     p.wait_for_step(5);
     p.dump_signal();
     p.wait_for_image(&image, false);
@@ -701,15 +640,7 @@ fn damaged_tree_image_is_refused_before_teardown() {
 fn tree_dumps_are_numbered_and_kept() {
     let dir = TestDir::new("tree-numbered");
     let pattern = dir.join("t-%n.img");
-    let (program, mut p, child) = start(
-        &dir,
-        "pipe",
-        &[
-            ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
-            ("MIGRATE_KEEP", "1"),
-            ("MIGRATE_CHILDREN", "tree"),
-        ],
-    );
+    let (program, mut p, child) = start(&dir, "pipe", &pattern, "tree", &[("MIGRATE_KEEP", "1")]);
     let expected = reference(&program);
     let (first, second) = (dir.join("t-1.img"), dir.join("t-2.img"));
     p.wait_for_step(5);

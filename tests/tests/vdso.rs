@@ -109,15 +109,7 @@ fn alter_vdso(image: &Path, alter: impl FnOnce(&mut [u8])) -> u64 {
 /// and `.text` (offset, size) too.
 fn dump_with_altered_vdso(dir: &TestDir, prog: &Program) -> (Proc, PathBuf, u64, (usize, usize)) {
     let image = dir.join("cprog.img");
-    let mut original = dir.spawn(
-        prog,
-        "original",
-        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
-    );
-    original.wait_for_step(3);
-    original.dump_signal();
-    original.wait_for_image(&image, false);
-    original.kill();
+    let original = dump_and_kill(dir, prog, &image, 3);
     let copy = dir.join("altered.img");
     std::fs::copy(&image, &copy).unwrap();
     let mut text = (0, 0);
@@ -210,6 +202,62 @@ fn another_kernels_vdso_of_the_same_size_is_proxied_not_moved() {
     assert_eq!(again.stdout_lines(), proxied.stdout_lines());
 }
 
+/// Where the main thread of `image`'s image parked: the dump signal's
+/// restorer (the return address its signal frames hold), the thread's
+/// stack mapping, its stack pointer and TID.
+struct Parked {
+    restorer: u64,
+    start: u64,
+    end: u64,
+    rsp: u64,
+    tid: u32,
+}
+
+impl Parked {
+    /// Where in `stack` (its bytes) the dump's signal frame is: above
+    /// the parked stack pointer, holding the restorer and a stack pointer
+    /// above itself.
+    fn frame(&self, stack: &[u8]) -> usize {
+        let from = (self.rsp - self.start) as usize;
+        (from..stack.len() - 184)
+            .step_by(8)
+            .find(|&i| {
+                word(stack, i) == self.restorer && word(stack, i + 168) > self.start + i as u64
+            })
+            .expect("the signal frame above the parked stack pointer")
+    }
+}
+
+/// The little-endian word at `i` of `b`.
+fn word(b: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(b[i..i + 8].try_into().unwrap())
+}
+
+fn parked(image: &Path) -> Parked {
+    let img = image_meta(image);
+    let image = &img.image;
+    let restorer = image
+        .sigactions
+        .iter()
+        .find(|a| a.signal == image.settings.signal)
+        .expect("the dump signal's action")
+        .restorer;
+    let t = &image.threads[0];
+    let rsp = t.context.rsp;
+    let stack = image
+        .mappings
+        .iter()
+        .find(|m| m.start <= rsp && rsp < m.end)
+        .expect("the thread's stack");
+    Parked {
+        restorer,
+        start: stack.start,
+        end: stack.end,
+        rsp,
+        tid: t.tid,
+    }
+}
+
 /// A thread the dump caught inside the old vDSO's code would resume past
 /// the proxy's jump, in code that reads the old `[vvar]`: refused before
 /// teardown. Synthesized: the interrupted place in the main thread's
@@ -219,46 +267,19 @@ fn a_thread_caught_inside_another_kernels_vdso_is_refused_before_teardown() {
     let dir = TestDir::new("vdso-caught");
     let prog = Program::c();
     let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
-    let img = image_meta(&copy);
-    let image = &img.image;
-    let restorer = image
-        .sigactions
-        .iter()
-        .find(|a| a.signal == image.settings.signal)
-        .expect("the dump signal's action")
-        .restorer;
-    let t = &image.threads[0];
     // Its stack: the frame is above where it parked.
-    let stack = image
-        .mappings
-        .iter()
-        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
-        .expect("the thread's stack");
-    let (start, end) = (stack.start, stack.end);
+    let p = parked(&copy);
     let inside = at + text.0 as u64 + 16;
-    alter_memory(&copy, start, end, |b| {
-        let word = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let from = (t.context.rsp - start) as usize;
-        let frame = (from..b.len() - 184)
-            .step_by(8)
-            .find(|&i| word(i) == restorer && word(i + 168) > start + i as u64)
-            .expect("the signal frame above the parked stack pointer");
+    alter_memory(&copy, p.start, p.end, |b| {
+        let frame = p.frame(b);
         b[frame + 176..frame + 184].copy_from_slice(&inside.to_le_bytes());
     });
-    let mut r = dir.restore(&prog, "restore", &copy, &[]);
-    let status = r.wait();
-    assert_eq!(
-        status.code(),
-        Some(exit::CANNOT_RESTORE),
-        "{}",
-        r.describe()
-    );
-    assert!(r.stdout_raw().is_empty(), "{}", r.describe());
-    let err = r.stderr();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.contains(&format!("caught thread {} inside it", t.tid)),
-        "{err}"
+    refused(
+        &dir,
+        &prog,
+        &copy,
+        exit::CANNOT_RESTORE,
+        &format!("caught thread {} inside it", p.tid),
     );
 }
 
@@ -338,35 +359,16 @@ fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() 
     let dir = TestDir::new("vdso-caught-nested");
     let prog = Program::c();
     let (_original, copy, at, text) = dump_with_altered_vdso(&dir, &prog);
-    let img = image_meta(&copy);
-    let image = &img.image;
-    let restorer = image
-        .sigactions
-        .iter()
-        .find(|a| a.signal == image.settings.signal)
-        .expect("the dump signal's action")
-        .restorer;
-    let t = &image.threads[0];
-    let stack = image
-        .mappings
-        .iter()
-        .find(|m| m.start <= t.context.rsp && t.context.rsp < m.end)
-        .expect("the thread's stack");
-    let (start, end) = (stack.start, stack.end);
+    let p = parked(&copy);
     let inside = at + text.0 as u64 + 16;
-    alter_memory(&copy, start, end, |b| {
-        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
-        let from = (t.context.rsp - start) as usize;
-        let frame = (from..b.len() - 184)
-            .step_by(8)
-            .find(|&i| word(b, i) == restorer && word(b, i + 168) > start + i as u64)
-            .expect("the signal frame above the parked stack pointer");
+    alter_memory(&copy, p.start, p.end, |b| {
+        let frame = p.frame(b);
         // The interrupted code's stack: the older frame a little above it.
-        let handler_sp = (word(b, frame + 168) - start) as usize;
+        let handler_sp = (word(b, frame + 168) - p.start) as usize;
         let older = (handler_sp + 256) & !7;
         assert!(older + 184 <= b.len());
-        b[older..older + 8].copy_from_slice(&restorer.to_le_bytes());
-        let sp = start + older as u64 + 4096;
+        b[older..older + 8].copy_from_slice(&p.restorer.to_le_bytes());
+        let sp = p.start + older as u64 + 4096;
         b[older + 168..older + 176].copy_from_slice(&sp.to_le_bytes());
         b[older + 176..older + 184].copy_from_slice(&inside.to_le_bytes());
     });
@@ -375,6 +377,6 @@ fn a_handler_that_interrupted_another_kernels_vdso_is_refused_before_teardown() 
         &prog,
         &copy,
         exit::CANNOT_RESTORE,
-        &format!("caught thread {} inside it", t.tid),
+        &format!("caught thread {} inside it", p.tid),
     );
 }

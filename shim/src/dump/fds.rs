@@ -11,6 +11,7 @@ use dumpfmt::{EpollEntry, Fd, FdKind, SockOpt};
 
 use crate::dump::Fail;
 use crate::dump::arena::Arena;
+use crate::sys::procfields::field;
 use crate::sys::{self, args, line::Line};
 
 /// What every descriptor of the process looks like from outside.
@@ -661,21 +662,4 @@ fn anon_inode<'a>(
                 .str(" cannot be saved"))
         }
     }
-}
-
-/// The number after `key` in `text` (in `radix`), skipping blanks.
-pub(crate) fn field(text: &[u8], key: &[u8], radix: u32) -> Option<u64> {
-    let at = text.windows(key.len()).position(|w| w == key)? + key.len();
-    let rest = &text[at..];
-    let start = rest.iter().position(|c| !c.is_ascii_whitespace())?;
-    let mut v = 0u64;
-    let mut any = false;
-    for &c in &rest[start..] {
-        let Some(d) = (c as char).to_digit(radix) else {
-            break;
-        };
-        v = v.wrapping_mul(u64::from(radix)).wrapping_add(u64::from(d));
-        any = true;
-    }
-    any.then_some(v)
 }

@@ -15,7 +15,7 @@ use dumpfmt::files::{How, INOTIFY_RECORD, Watch};
 
 use crate::dump::Fail;
 use crate::dump::arena::Arena;
-use crate::dump::fds::field;
+use crate::sys::procfields::field;
 use crate::sys::{self, args, line::Line};
 
 /// The `/proc/self/fd` link of an inotify descriptor.

@@ -8,6 +8,7 @@ use dumpfmt::ProcessState;
 
 use crate::dump::Fail;
 use crate::dump::arena::Arena;
+use crate::sys::procfields::line_field;
 use crate::sys::{self, args};
 
 pub fn collect(arena: &Arena) -> Result<ProcessState<'_>, Fail> {
@@ -23,8 +24,8 @@ pub fn collect(arena: &Arena) -> Result<ProcessState<'_>, Fail> {
     let n = sys::read_file(b"/proc/self/status\0", &mut status)
         .map_err(|e| Fail::new("cannot read /proc/self/status").errno(e))?;
     let status = &status[..n];
-    let umask = status_field(status, b"Umask:", 8).unwrap_or(0o022) as u32;
-    let pending = status_field(status, b"ShdPnd:", 16).unwrap_or(0);
+    let umask = line_field(status, b"Umask:", 8).unwrap_or(0o022) as u32;
+    let pending = line_field(status, b"ShdPnd:", 16).unwrap_or(0);
 
     // SAFETY: personality(0xffffffff) only reports the current value.
     let personality = unsafe { sys::syscall6(libc::SYS_personality, args!(0xffff_ffffu32)) } as u64;
@@ -60,18 +61,4 @@ pub fn collect(arena: &Arena) -> Result<ProcessState<'_>, Fail> {
         itimers,
         pending,
     })
-}
-
-fn status_field(text: &[u8], key: &[u8], radix: u32) -> Option<u64> {
-    let line = text.split(|&c| c == b'\n').find(|l| l.starts_with(key))?;
-    let digits = line[key.len()..]
-        .iter()
-        .skip_while(|c| c.is_ascii_whitespace());
-    let mut v = 0u64;
-    for &c in digits {
-        v = v
-            .wrapping_mul(u64::from(radix))
-            .wrapping_add(u64::from((c as char).to_digit(radix)?));
-    }
-    Some(v)
 }

@@ -218,7 +218,7 @@ fn take_locked(me: i32) {
 /// process's once its own is empty) not left in place, as `tid`'s.
 fn drain(key: &[u8], tid: u32) {
     loop {
-        let Some(pending) = pending_field(key) else {
+        let Some(pending) = sys::procfields::read_line_field(THREAD_STATUS, key, 16) else {
             BROKEN.store(sys::gettid(), Release);
             return;
         };
@@ -338,40 +338,6 @@ pub fn end() {
     TAKEN.store(core::ptr::null_mut(), Release);
 }
 
-/// A hex mask from `/proc/thread-self/status`, read a little at a time.
-fn pending_field(key: &[u8]) -> Option<u64> {
-    let path = b"/proc/thread-self/status\0";
-    let (fd, claim) = sys::open_transient(path, libc::O_RDONLY | libc::O_CLOEXEC).ok()?;
-    let mut chunk = [0u8; 256];
-    let mut line = [0u8; 64];
-    let mut len = 0usize;
-    let mut found = None;
-    'read: loop {
-        let n = match sys::read(fd, &mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        for &c in &chunk[..n] {
-            if c != b'\n' {
-                if let Some(slot) = line.get_mut(len) {
-                    *slot = c;
-                }
-                len += 1;
-                continue;
-            }
-            let text = &line[..len.min(line.len())];
-            if let Some(v) = text.strip_prefix(key) {
-                let digits = v.iter().skip_while(|c| c.is_ascii_whitespace());
-                let mut mask = 0u64;
-                for &d in digits {
-                    mask = (mask << 4) | u64::from((d as char).to_digit(16).unwrap_or(0));
-                }
-                found = Some(mask);
-                break 'read;
-            }
-            len = 0;
-        }
-    }
-    sys::close_transient(fd, claim);
-    found
-}
+/// Where a thread's pending masks are (`SigPnd:`, `ShdPnd:`, hex): read a
+/// little at a time, through a few hundred bytes of stack.
+const THREAD_STATUS: &[u8] = b"/proc/thread-self/status\0";

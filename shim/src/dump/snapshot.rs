@@ -160,12 +160,8 @@ pub fn process_obstacle() -> Option<&'static str> {
 
 /// Whether `/proc/self/status` counts locked memory (`VmLck:` not 0).
 fn locked_memory() -> bool {
-    let mut buf = [0u8; 4096];
-    let Ok(n) = sys::read_file(b"/proc/self/status\0", &mut buf) else {
-        return false;
-    };
-    let text = buf.get(..n).unwrap_or(&[]);
-    crate::dump::fds::field(text, b"VmLck:", 10).is_some_and(|kb| kb != 0)
+    sys::procfields::read_line_field(b"/proc/self/status\0", b"VmLck:", 10)
+        .is_some_and(|kb| kb != 0)
 }
 
 /// Why a mapping's pages cannot come from the snapshot (`None`: they

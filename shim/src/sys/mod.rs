@@ -12,6 +12,7 @@
 pub mod context;
 pub mod creds;
 pub mod line;
+pub mod procfields;
 pub mod transient;
 pub mod vdso;
 
@@ -548,6 +549,21 @@ fn clock_ns(clock: i32) -> u64 {
 
 /// Waits while `*word == val`, at most `timeout_ns` (0: no limit).
 pub fn futex_wait(word: &core::sync::atomic::AtomicU32, val: u32, timeout_ns: u64) {
+    futex_wait_op(
+        word,
+        libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+        val,
+        timeout_ns,
+    );
+}
+
+/// As [`futex_wait`], for a word in a shared mapping that another process
+/// may wake.
+pub fn futex_wait_shared(word: &core::sync::atomic::AtomicU32, val: u32, timeout_ns: u64) {
+    futex_wait_op(word, libc::FUTEX_WAIT, val, timeout_ns);
+}
+
+fn futex_wait_op(word: &core::sync::atomic::AtomicU32, op: i32, val: u32, timeout_ns: u64) {
     let ts = libc::timespec {
         tv_sec: (timeout_ns / 1_000_000_000) as i64,
         tv_nsec: (timeout_ns % 1_000_000_000) as i64,
@@ -558,32 +574,23 @@ pub fn futex_wait(word: &core::sync::atomic::AtomicU32, val: u32, timeout_ns: u6
         &ts as *const libc::timespec as u64
     };
     // SAFETY: `word` is a live, aligned u32; `ts` outlives the call.
-    let _ = unsafe {
-        sys(
-            libc::SYS_futex,
-            args!(
-                word.as_ptr(),
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                val,
-                tsp
-            ),
-        )
-    };
+    let _ = unsafe { sys(libc::SYS_futex, args!(word.as_ptr(), op, val, tsp)) };
 }
 
 /// Wakes every waiter on `word`.
 pub fn futex_wake_all(word: &core::sync::atomic::AtomicU32) {
+    futex_wake_all_op(word, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG);
+}
+
+/// As [`futex_wake_all`], for a word in a shared mapping: waiters in
+/// other processes too.
+pub fn futex_wake_all_shared(word: &core::sync::atomic::AtomicU32) {
+    futex_wake_all_op(word, libc::FUTEX_WAKE);
+}
+
+fn futex_wake_all_op(word: &core::sync::atomic::AtomicU32, op: i32) {
     // SAFETY: `word` is a live, aligned u32.
-    let _ = unsafe {
-        sys(
-            libc::SYS_futex,
-            args!(
-                word.as_ptr(),
-                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-                i32::MAX
-            ),
-        )
-    };
+    let _ = unsafe { sys(libc::SYS_futex, args!(word.as_ptr(), op, i32::MAX)) };
 }
 
 /// Creates directory `path` (NUL-terminated) with `mode`.

@@ -216,7 +216,7 @@ impl Control {
     /// Gives slot `i` its turn to write.
     pub fn give_turn(&self, i: usize) {
         self.header().turn.store(i as u32 + 1, Release);
-        futex_wake_shared(&self.header().turn);
+        sys::futex_wake_all_shared(&self.header().turn);
     }
 
     /// Waits for slot `i`'s turn; false when the dump is no longer
@@ -236,7 +236,7 @@ impl Control {
             if now_parent != parent || sys::monotonic_ns() >= deadline {
                 return false;
             }
-            futex_wait_shared(&h.turn, t, 100_000_000);
+            sys::futex_wait_shared(&h.turn, t, 100_000_000);
         }
     }
 
@@ -294,13 +294,13 @@ impl Control {
     pub fn settle(&self, slot: &Slot, st: u32) {
         slot.state.store(st, Release);
         self.header().settled.fetch_add(1, AcqRel);
-        futex_wake_shared(&self.header().settled);
+        sys::futex_wake_all_shared(&self.header().settled);
     }
 
     /// Sets the phase and wakes every member waiting on it.
     pub fn set_phase(&self, p: u32) {
         self.header().phase.store(p, Release);
-        futex_wake_shared(&self.header().phase);
+        sys::futex_wake_all_shared(&self.header().phase);
     }
 
     /// Waits until the phase is no longer `from`; returns the new one.
@@ -310,7 +310,7 @@ impl Control {
             if p != from {
                 return p;
             }
-            futex_wait_shared(&self.header().phase, p, 0);
+            sys::futex_wait_shared(&self.header().phase, p, 0);
         }
     }
 
@@ -329,7 +329,7 @@ impl Control {
     pub fn written(&self, slot: &Slot, st: u32) {
         slot.state.store(st, Release);
         self.header().written.fetch_add(1, AcqRel);
-        futex_wake_shared(&self.header().written);
+        sys::futex_wake_all_shared(&self.header().written);
     }
 
     /// As [`Control::wait_phase`], but gives up (returning `ABORT`) once
@@ -351,7 +351,7 @@ impl Control {
             if parent != root || sys::monotonic_ns() >= deadline {
                 return phase::ABORT;
             }
-            futex_wait_shared(&self.header().phase, p, 100_000_000);
+            sys::futex_wait_shared(&self.header().phase, p, 100_000_000);
         }
     }
 }
@@ -376,41 +376,8 @@ fn wait_count(word: &AtomicU32, n: u32, deadline: u64) -> u32 {
         if seen >= n || now >= deadline {
             return seen;
         }
-        futex_wait_shared(word, seen, deadline - now);
+        sys::futex_wait_shared(word, seen, deadline - now);
     }
-}
-
-/// Waits while `*word == val`, at most `timeout_ns` (0: no limit), for a
-/// word another process may wake.
-fn futex_wait_shared(word: &AtomicU32, val: u32, timeout_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (timeout_ns / 1_000_000_000) as i64,
-        tv_nsec: (timeout_ns % 1_000_000_000) as i64,
-    };
-    let tsp = if timeout_ns == 0 {
-        0
-    } else {
-        &ts as *const libc::timespec as u64
-    };
-    // SAFETY: `word` is a live, aligned u32 in a shared mapping; `ts`
-    // outlives the call.
-    let _ = unsafe {
-        sys::sys(
-            libc::SYS_futex,
-            args!(word.as_ptr(), libc::FUTEX_WAIT, val, tsp),
-        )
-    };
-}
-
-/// Wakes every process waiting on `word`.
-fn futex_wake_shared(word: &AtomicU32) {
-    // SAFETY: `word` is a live, aligned u32.
-    let _ = unsafe {
-        sys::sys(
-            libc::SYS_futex,
-            args!(word.as_ptr(), libc::FUTEX_WAKE, i32::MAX),
-        )
-    };
 }
 
 #[cfg(test)]

@@ -286,17 +286,7 @@ pub fn deliverable_pending(pid: i32) -> u64 {
         let Ok(n) = sys::read_file(p, &mut buf) else {
             return;
         };
-        let field = |key: &[u8]| {
-            buf[..n]
-                .split(|&c| c == b'\n')
-                .find(|l| l.starts_with(key))
-                .and_then(|l| {
-                    let hex = &l[key.len()..];
-                    let at = hex.iter().position(|c| !c.is_ascii_whitespace())?;
-                    sys::parse_hex(&hex[at..])
-                })
-                .unwrap_or(0)
-        };
+        let field = |key: &[u8]| sys::procfields::line_field(&buf[..n], key, 16).unwrap_or(0);
         let blocked = field(b"SigBlk:");
         own |= field(b"SigPnd:") & !blocked;
         shared |= field(b"ShdPnd:");

@@ -115,16 +115,7 @@ pub fn check(pid: i32, shim: ShimFile, sig: i32, buf: &mut [u8]) -> Part {
 fn status_mask(pid: i32, key: &[u8]) -> Option<u64> {
     let mut path = Line::<64>::new();
     path.str("/proc/").dec(pid as u64).str("/status");
-    let mut buf = [0u8; 4096];
-    let n = sys::read_file(path.c_str()?, &mut buf).ok()?;
-    let line = buf[..n]
-        .split(|&c| c == b'\n')
-        .find(|l| l.starts_with(key))?;
-    let hex = line[key.len()..]
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .map(|i| &line[key.len() + i..])?;
-    sys::parse_hex(hex)
+    sys::procfields::read_line_field(path.c_str()?, key, 16)
 }
 
 #[cfg(test)]
