@@ -172,3 +172,57 @@ fn corrupt_stored_contents_refused() {
         .expect("run migrate verify");
     assert!(!out.status.success(), "verify passed a corrupt image");
 }
+
+/// Incremental dumps (`MIGRATE_INCREMENTAL`) store each file's data in
+/// every image (a file is not tracked page by page): the second image
+/// restores, and so does its chain merged into one standalone image
+/// (`migrate merge` carries the data over).
+#[test]
+fn large_deleted_files_incremental_and_merged() {
+    let dir = TestDir::new("bigfiles-incr");
+    let work = dir.subdir("work");
+    let refdir = dir.subdir("ref");
+    let expected = reference(&Program::big_files("deleted", Some(&refdir)));
+    let program = Program::big_files("deleted", Some(&work));
+    let pattern = dir.join("img-%n.img");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", pattern.to_str().unwrap()),
+            ("MIGRATE_INCREMENTAL", "8"),
+        ],
+    );
+    for (n, step) in [(1, 5), (2, 12)] {
+        p.wait_for_step(step);
+        p.dump_signal();
+        p.wait_for_image(&dir.join(&format!("img-{n}.img")), false);
+    }
+    p.kill();
+    let second = dir.join("img-2.img");
+    assert_eq!(
+        image_meta(&second).image.minor4.incremental.ancestors.len(),
+        1,
+        "the second image is incremental"
+    );
+    let merged = dir.join("merged.img");
+    let out = Command::new(command::migrate())
+        .arg("merge")
+        .arg(&second)
+        .arg("--output")
+        .arg(&merged)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run migrate merge");
+    assert!(out.status.success(), "{out:?}");
+    for (label, img) in [("restored-2", &second), ("restored-merged", &merged)] {
+        let mut r = dir.restore(&program, label, img, &[]);
+        let lines = r.wait_success();
+        check_restored(
+            &expected,
+            &p.stdout_lines(),
+            &lines,
+            &describe_all(&[&p, &r]),
+        );
+    }
+}
