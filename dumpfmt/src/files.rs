@@ -359,6 +359,70 @@ mod tests {
     }
 
     #[test]
+    fn stored_runs_must_fit_their_file() {
+        let fds = [crate::Fd {
+            fd: 3,
+            flags: 0,
+            cloexec: false,
+            kind: crate::FdKind::Contents {
+                name: "big".into(),
+                data: Cow::Borrowed(&[]),
+                offset: 0,
+                memfd: true,
+                seals: 0,
+            },
+        }];
+        let run = |start, len| FileRun {
+            start,
+            len,
+            file_offset: 0,
+            crc: 0,
+        };
+        let stored = |runs: alloc::vec::Vec<FileRun>| Files {
+            fds: alloc::vec![FileFd {
+                fd: 3,
+                how: How::Stored {
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                    atime: (0, 0),
+                    mtime: (0, 0),
+                    size: 100,
+                    runs: runs.into(),
+                },
+            }]
+            .into(),
+        };
+        assert_eq!(
+            stored(alloc::vec![run(0, 10), run(50, 50)]).check(&fds),
+            Ok(())
+        );
+        assert!(
+            stored(alloc::vec![run(50, 51)]).check(&fds).is_err(),
+            "past the size"
+        );
+        assert!(stored(alloc::vec![run(0, 0)]).check(&fds).is_err(), "empty");
+        assert!(
+            stored(alloc::vec![run(50, 10), run(0, 10)])
+                .check(&fds)
+                .is_err(),
+            "out of order"
+        );
+        assert!(
+            stored(alloc::vec![run(0, 10), run(5, 10)])
+                .check(&fds)
+                .is_err(),
+            "overlapping"
+        );
+        assert!(
+            stored(alloc::vec![run(u64::MAX, 2)]).check(&fds).is_err(),
+            "wrapping"
+        );
+        assert_eq!(run(0, 1).stored_len(), 4096);
+        assert_eq!(run(0, 8192).stored_len(), 8192);
+    }
+
+    #[test]
     fn an_empty_files_encodes_to_one_byte() {
         assert_eq!(postcard::to_allocvec(&Files::default()).unwrap(), [0]);
     }

@@ -135,10 +135,15 @@ fn copy_run(
     let mut at = r.start;
     // Whole pages at a time: the bounce buffer is page-aligned and a
     // multiple of the page size.
-    let chunk = (scan.bounce.len() as u64 / PAGE_SIZE * PAGE_SIZE).max(PAGE_SIZE);
+    let chunk = scan.bounce.len() as u64 / PAGE_SIZE * PAGE_SIZE;
+    if chunk == 0 {
+        return Err(fail(fd, "the dump's bounce buffer is smaller than a page"));
+    }
     while left > 0 {
         let n = left.min(chunk) as usize;
-        let buf = &mut scan.bounce[..n];
+        let Some(buf) = scan.bounce.get_mut(..n) else {
+            return Err(fail(fd, "the dump's bounce buffer is too small"));
+        };
         let mut got = 0usize;
         while got < n {
             match sys::pread(from, &mut buf[got..], at + got as u64) {
@@ -152,9 +157,11 @@ fn copy_run(
         }
         // The last piece is padded with zeros to a whole page.
         let padded = (n as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let padded = padded as usize;
-        scan.bounce[n..padded].fill(0);
-        let data = &scan.bounce[..padded];
+        let Some(data) = scan.bounce.get_mut(..padded as usize) else {
+            return Err(fail(fd, "the dump's bounce buffer is too small"));
+        };
+        data[n..].fill(0);
+        let data: &[u8] = data;
         crc.update(data);
         pages::put(&mut scan.chunker, out, data, true)?;
         left -= n as u64;
