@@ -23,6 +23,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("curing", &[]),
     ("cfdkinds", &[]),
     ("cfileattrs", &[]),
+    ("cbigfiles", &[]),
     ("cprocstate", &[]),
     ("cprocattrs", &["-pthread"]),
     ("csmallstack", &["-pthread"]),

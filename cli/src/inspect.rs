@@ -176,8 +176,31 @@ fn backing(image: &Image<'_>, b: Backing) -> String {
 }
 
 /// (kind, target, offset) of a descriptor.
-fn fd_kind(k: &FdKind<'_>) -> (&'static str, String, Option<u64>) {
-    match k {
+fn fd_kind(image: &Image<'_>, fd: &dumpfmt::Fd<'_>) -> (&'static str, String, Option<u64>) {
+    // A large unnamed file's data is with the page data: its size, and
+    // what the image holds of it (its holes left out).
+    if let (
+        FdKind::Contents {
+            name,
+            offset,
+            memfd,
+            ..
+        },
+        Some(dumpfmt::files::How::Stored { size, runs, .. }),
+    ) = (&fd.kind, image.minor4.files.of(fd.fd))
+    {
+        let held: u64 = runs.iter().map(|r| r.stored_len()).sum();
+        return (
+            if *memfd { "memfd" } else { "deleted" },
+            format!(
+                "{name} ({}, {} stored with the page data)",
+                human::size(*size),
+                human::size(held)
+            ),
+            Some(*offset),
+        );
+    }
+    match &fd.kind {
         FdKind::File { path, offset, .. } => ("file", path.to_string(), Some(*offset)),
         FdKind::Contents {
             name,
@@ -401,7 +424,7 @@ fn text(img: &ImageFile, f: &Facts) -> String {
 
     let _ = writeln!(w, "\ndescriptors ({} beyond stdio)", image.fds.len());
     for fd in image.fds.iter() {
-        let (kind, target, offset) = fd_kind(&fd.kind);
+        let (kind, target, offset) = fd_kind(image, fd);
         let _ = writeln!(
             w,
             "  {:>4}  {:<9} {}  [{}]{}",
@@ -630,7 +653,7 @@ fn json(img: &ImageFile, f: &Facts) -> Value {
             "backing": backing(image, m.backing), "name": m.name, "stored_bytes": stored,
         })).collect::<Vec<_>>(),
         "descriptors": image.fds.iter().map(|fd| {
-            let (kind, target, offset) = fd_kind(&fd.kind);
+            let (kind, target, offset) = fd_kind(image, fd);
             json!({
                 "fd": fd.fd, "kind": kind, "target": target, "flags": fd.flags,
                 "cloexec": fd.cloexec, "offset": offset,

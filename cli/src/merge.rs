@@ -148,6 +148,31 @@ fn write(head: &ImageFile, ancestors: &[ImageFile], tmp: &Path) -> Result<(), Fa
     }
     let mut image = head.image.clone();
     image.runs = runs.into();
+    // The data of stored files (always the head's own) follows the pages.
+    for entry in image.minor4.files.fds.to_mut().iter_mut() {
+        let dumpfmt::files::How::Stored { runs, .. } = &mut entry.how else {
+            continue;
+        };
+        for r in runs.to_mut().iter_mut() {
+            let len = r.stored_len();
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(buf.len() as u64) as usize;
+                head.file
+                    .read_exact_at(&mut buf[..n], head.base + r.file_offset + done)
+                    .map_err(|e| {
+                        Failure::new(
+                            CORRUPT,
+                            format!("cannot read the stored contents of fd {}: {e}", entry.fd),
+                        )
+                    })?;
+                out.write_all_at(&buf[..n], at + done).map_err(werr)?;
+                done += n as u64;
+            }
+            r.file_offset = at;
+            at += len;
+        }
+    }
     image.minor4.incremental = Incremental::default();
     let meta = dumpfmt::encode_meta(&image);
     out.write_all_at(&meta, at).map_err(werr)?;

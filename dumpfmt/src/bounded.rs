@@ -158,6 +158,7 @@ pub const DECODED_BYTES_PER_META_BYTE: usize = max(&[
     expansion::<crate::FileLock>(),
     expansion::<crate::ThreadAttrs>(),
     expansion::<crate::MappingAttrs>(),
+    expansion::<crate::files::FileRun>(),
     1, // strings
 ]);
 

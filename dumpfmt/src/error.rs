@@ -40,6 +40,10 @@ pub enum Error {
     BadMeta(String),
     #[error("page data checksum mismatch in run {index} at {addr:#x}")]
     RunCrc { index: usize, addr: u64 },
+    /// The data a stored file (format 1.4) keeps in the page data is not
+    /// what its checksum says.
+    #[error("stored contents of fd {fd} are corrupt: checksum mismatch in the run at byte {start}")]
+    FileRunCrc { fd: i32, start: u64 },
     /// A chunk of compressed page data (format 1.4) is not what its
     /// checksums say, or does not decompress to its length.
     #[error("compressed page data is corrupt: the chunk at file offset {offset:#x}")]

@@ -91,6 +91,42 @@ pub enum How<'a> {
         #[serde(deserialize_with = "crate::bounded::seq")]
         watches: Cow<'a, [Watch<'a>]>,
     },
+    /// A file made again from its contents (its record is a `Contents`
+    /// with empty `data`) whose contents are too large for the metadata:
+    /// its attributes as in `Attrs`, its `size`, and its data as runs in
+    /// the image's page data (see [`FileRun`]); the rest of the file up to
+    /// `size` is holes.
+    Stored {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+        size: u64,
+        #[serde(deserialize_with = "crate::bounded::seq")]
+        runs: Cow<'a, [FileRun]>,
+    },
+}
+
+/// Bytes `start..start + len` of a stored file: `len` bytes at
+/// `file_offset` of the image (as a page run's, counted from the image's
+/// start, and logical when compressed), then zeros up to the next page
+/// boundary; `crc` is the crc32 of those whole pages. The runs of every
+/// `Stored` entry, in descriptor order, follow the page runs in the page
+/// data, back to back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRun {
+    pub start: u64,
+    pub len: u64,
+    pub file_offset: u64,
+    pub crc: u32,
+}
+
+impl FileRun {
+    /// What the run takes in the image: `len` rounded up to whole pages.
+    pub fn stored_len(&self) -> u64 {
+        self.len.div_ceil(crate::PAGE_SIZE) * crate::PAGE_SIZE
+    }
 }
 
 /// The `Device` path recorded for an inotify descriptor: a reader that
@@ -146,6 +182,13 @@ impl<'a> Files<'a> {
                     data.iter().all(|&(a, b)| a < b && b <= len)
                         && data.windows(2).all(|w| w[0].1 <= w[1].0)
                 }
+                (How::Stored { size, runs, .. }, Some(FdKind::Contents { data, .. })) => {
+                    data.is_empty()
+                        && runs.iter().all(|r| {
+                            r.len > 0 && r.start.checked_add(r.len).is_some_and(|e| e <= *size)
+                        })
+                        && runs.windows(2).all(|w| w[0].start + w[0].len <= w[1].start)
+                }
                 (How::DeletedFifo { .. }, Some(FdKind::Pipe { path, .. })) => path.is_empty(),
                 (How::SocketFile { .. }, Some(FdKind::Socket { family, addr, .. })) => {
                     *family == 1 && addr.len() > 2 && addr[2] != 0
@@ -182,6 +225,26 @@ impl crate::bounded::Element for FileFd<'_> {
     /// fd, variant, and an empty name (`DeletedFifo`) or path (`Proc`).
     const MIN_ENCODED_LEN: usize = 3;
     const MAX_COUNT: usize = crate::MAX_FDS;
+}
+
+impl crate::bounded::Element for FileRun {
+    const WHAT: &'static str = "stored file runs";
+    /// start, len, file_offset, crc.
+    const MIN_ENCODED_LEN: usize = 4;
+}
+
+impl<'a> Files<'a> {
+    /// The runs of every `Stored` entry, in the order their data lies in
+    /// the image, with the descriptor of each.
+    pub fn stored_runs(&self) -> impl Iterator<Item = (i32, &FileRun)> {
+        self.fds.iter().flat_map(|f| {
+            let runs: &[FileRun] = match &f.how {
+                How::Stored { runs, .. } => runs,
+                _ => &[],
+            };
+            runs.iter().map(move |r| (f.fd, r))
+        })
+    }
 }
 
 impl crate::bounded::Element for Watch<'_> {
@@ -293,6 +356,70 @@ mod tests {
         );
         assert!(files(5, "fd").check(&fds).is_err(), "no such record");
         assert!(files(3, "../2/fd").check(&fds).is_err(), "outside its own");
+    }
+
+    #[test]
+    fn stored_runs_must_fit_their_file() {
+        let fds = [crate::Fd {
+            fd: 3,
+            flags: 0,
+            cloexec: false,
+            kind: crate::FdKind::Contents {
+                name: "big".into(),
+                data: Cow::Borrowed(&[]),
+                offset: 0,
+                memfd: true,
+                seals: 0,
+            },
+        }];
+        let run = |start, len| FileRun {
+            start,
+            len,
+            file_offset: 0,
+            crc: 0,
+        };
+        let stored = |runs: alloc::vec::Vec<FileRun>| Files {
+            fds: alloc::vec![FileFd {
+                fd: 3,
+                how: How::Stored {
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                    atime: (0, 0),
+                    mtime: (0, 0),
+                    size: 100,
+                    runs: runs.into(),
+                },
+            }]
+            .into(),
+        };
+        assert_eq!(
+            stored(alloc::vec![run(0, 10), run(50, 50)]).check(&fds),
+            Ok(())
+        );
+        assert!(
+            stored(alloc::vec![run(50, 51)]).check(&fds).is_err(),
+            "past the size"
+        );
+        assert!(stored(alloc::vec![run(0, 0)]).check(&fds).is_err(), "empty");
+        assert!(
+            stored(alloc::vec![run(50, 10), run(0, 10)])
+                .check(&fds)
+                .is_err(),
+            "out of order"
+        );
+        assert!(
+            stored(alloc::vec![run(0, 10), run(5, 10)])
+                .check(&fds)
+                .is_err(),
+            "overlapping"
+        );
+        assert!(
+            stored(alloc::vec![run(u64::MAX, 2)]).check(&fds).is_err(),
+            "wrapping"
+        );
+        assert_eq!(run(0, 1).stored_len(), 4096);
+        assert_eq!(run(0, 8192).stored_len(), 8192);
     }
 
     #[test]

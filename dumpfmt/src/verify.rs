@@ -208,6 +208,30 @@ impl ImageFile {
             }
             total += run.pages * PAGE_SIZE;
         }
+        for (fd, run) in self.image.minor4.files.stored_runs() {
+            let mut hasher = crc32fast::Hasher::new();
+            let mut left = run.stored_len();
+            let mut at = self.base + run.file_offset;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                if read_full_at(&self.file, &mut buf[..n], at)? != n {
+                    return Err(Error::Truncated {
+                        len: at,
+                        need: self.header.file_len,
+                    });
+                }
+                hasher.update(&buf[..n]);
+                left -= n as u64;
+                at += n as u64;
+            }
+            if hasher.finalize() != run.crc {
+                return Err(Error::FileRunCrc {
+                    fd,
+                    start: run.start,
+                });
+            }
+            total += run.stored_len();
+        }
         Ok(total)
     }
 
@@ -424,6 +448,22 @@ fn check_consistency(header: &Header, image: &Image<'_>) -> Result<(), String> {
             }
         }
         prev_addr_end = addr_end;
+        prev_file_end = file_end;
+    }
+    // The data of stored files (1.4, `files::How::Stored`) follows, in
+    // descriptor order, each run whole pages.
+    for (fd, r) in image.minor4.files.stored_runs() {
+        if r.file_offset != prev_file_end {
+            return Err(format!(
+                "stored data of fd {fd} starts at file offset {:#x}, not where the page data before it ends ({prev_file_end:#x})",
+                r.file_offset
+            ));
+        }
+        let file_end = r
+            .file_offset
+            .checked_add(r.stored_len())
+            .filter(|&e| e <= data_end)
+            .ok_or_else(|| format!("stored data of fd {fd} extends into the metadata"))?;
         prev_file_end = file_end;
     }
     let stored: u64 = image.runs.iter().map(|r| r.pages).sum();

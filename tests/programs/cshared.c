@@ -11,7 +11,9 @@
  *    pipe; the parent prints the answer it sees. With "memory3" the child
  *    hands each step on to a grandchild (its own pipes, the same memory),
  *    which answers instead. With "memfd" the memory is a memfd that both
- *    keep open (fd 20) besides mapping it.
+ *    keep open (fd 20) besides mapping it. With "bigmemfd" that memfd
+ *    is 64 MiB long, 1 MiB of data at 40 MiB (its contents too large for
+ *    an image's metadata), checked by the parent at the end.
  *  - "sem": two named POSIX semaphores (sem_open, then sem_unlink: the
  *    files under /dev/shm are gone, only the mappings hold them), nothing
  *    else: parent and child print in turn ("step N ping", "pong N"), each
@@ -141,7 +143,41 @@ static int reap(pid_t c)
     return 0;
 }
 
-static void memory(int grandchild, int memfd)
+#define BIG_LEN (64L << 20)
+#define BIG_AT (40L << 20)
+#define BIG_DATA (1L << 20)
+
+/* The hash of the big memfd's data, as written. */
+static uint64_t big_hash(void)
+{
+    uint64_t h = FNV_INIT;
+    for (long i = 0; i < BIG_DATA / 8; i++) {
+        uint64_t v = mix((uint64_t)i + 77);
+        h = fnv(h, &v, sizeof v);
+    }
+    return h;
+}
+
+static void big_fill(int fd)
+{
+    static uint64_t buf[BIG_DATA / 8];
+    for (long i = 0; i < BIG_DATA / 8; i++)
+        buf[i] = mix((uint64_t)i + 77);
+    if (ftruncate(fd, BIG_LEN) != 0 || pwrite(fd, buf, BIG_DATA, BIG_AT) != BIG_DATA)
+        die("fill the big memfd");
+}
+
+static void big_check(int fd)
+{
+    static char buf[BIG_DATA];
+    struct stat st;
+    if (fstat(fd, &st) != 0 || pread(fd, buf, BIG_DATA, BIG_AT) != BIG_DATA)
+        die("read the big memfd");
+    printf("bigmemfd size=%s data=%s\n", st.st_size == BIG_LEN ? "yes" : "NO",
+           fnv(FNV_INIT, buf, BIG_DATA) == big_hash() ? "yes" : "NO");
+}
+
+static void memory(int grandchild, int memfd, int big)
 {
     int fd = -1;
     if (memfd) {
@@ -149,6 +185,8 @@ static void memory(int grandchild, int memfd)
         if (fd < 0 || ftruncate(fd, sizeof(struct shm)) != 0)
             die("memfd_create");
         fd = move_fd(fd, 20);
+        if (big)
+            big_fill(fd);
     }
     struct shm *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE,
                          MAP_SHARED | (memfd ? 0 : MAP_ANONYMOUS), fd, 0);
@@ -212,6 +250,8 @@ static void memory(int grandchild, int memfd)
     }
     close(p[1]);
     reap(c);
+    if (big)
+        big_check(fd);
 }
 
 static void sems(void)
@@ -443,12 +483,14 @@ static void siblings(const char *dir)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        fail("usage: cshared memory|memory3|memfd|sem|socketpair|append|siblings [DIR]");
+        fail("usage: cshared memory|memory3|memfd|bigmemfd|sem|socketpair|append|siblings [DIR]");
     const char *mode = argv[1];
     tp_start();
     signal(SIGPIPE, SIG_IGN);
-    if (strcmp(mode, "memory") == 0 || strcmp(mode, "memory3") == 0 || strcmp(mode, "memfd") == 0)
-        memory(strcmp(mode, "memory3") == 0, strcmp(mode, "memfd") == 0);
+    int big = strcmp(mode, "bigmemfd") == 0;
+    if (strcmp(mode, "memory") == 0 || strcmp(mode, "memory3") == 0 ||
+        strcmp(mode, "memfd") == 0 || big)
+        memory(strcmp(mode, "memory3") == 0, strcmp(mode, "memfd") == 0 || big, big);
     else if (strcmp(mode, "sem") == 0)
         sems();
     else if (strcmp(mode, "socketpair") == 0)

@@ -861,8 +861,16 @@ fn facts(img: &Image, e: &Expect, settings: &dumpfmt::Settings) -> BTreeMap<Stri
     // it themselves, see `objects_files`).
     for entry in img.minor4.files.fds.iter() {
         let mut how = entry.how.clone();
-        if let dumpfmt::files::How::Attrs { atime, .. } = &mut how {
-            *atime = (0, 0);
+        match &mut how {
+            dumpfmt::files::How::Attrs { atime, .. } => *atime = (0, 0),
+            // Where a stored file's data lies in the image follows from
+            // how much page data comes before it: not compared (its
+            // ranges, lengths and checksums are).
+            dumpfmt::files::How::Stored { atime, runs, .. } => {
+                *atime = (0, 0);
+                runs.to_mut().iter_mut().for_each(|r| r.file_offset = 0);
+            }
+            _ => {}
         }
         put(format!("fd {:3} files", entry.fd), format!("{how:?}"));
     }

@@ -399,6 +399,12 @@ impl Program {
         Program::with_mode("cfileattrs", env!("MIGRATE_TEST_CFILEATTRS"), mode, dir)
     }
 
+    /// Unnamed files too large for the metadata, one `mode` per kind
+    /// (see `programs/cbigfiles.c`).
+    pub fn big_files(mode: &str, dir: Option<&Path>) -> Program {
+        Program::with_mode("cbigfiles", env!("MIGRATE_TEST_CBIGFILES"), mode, dir)
+    }
+
     /// cwd, umask, rlimits, signal dispositions and mask, an interval timer;
     /// it changes into `dir` (see `programs/cprocstate.c`).
     pub fn proc_state(dir: &Path) -> Program {

@@ -27,9 +27,6 @@ struct Info<'a> {
     target: &'a [u8],
 }
 
-/// The largest file kept inside an image (deleted files, memfds).
-const MAX_CONTENTS: u64 = 1 << 30;
-
 /// Reads every descriptor but `ours` (and stdio, but a tree member's
 /// own: `crate::tree::stdio`).
 /// Every descriptor, and the (fd, inode) of each that holds file contents
@@ -300,22 +297,22 @@ fn log_external(info: &Info<'_>) {
     }
 }
 
-/// The whole contents of a file without a name.
+/// The whole contents of a file without a name; none when they are too
+/// large for the metadata: they then go with the page data
+/// (`super::bigfiles`, an entry `super::files::after` adds).
 fn contents<'a>(info: &Info<'a>, arena: &'a Arena) -> Result<FdKind<'a>, Fail> {
     let st = sys::fstat(info.fd).map_err(|e| fail(info, "fstat").errno(e))?;
     let size = st.st_size as u64;
-    if size > MAX_CONTENTS {
-        return Err(fail(
-            info,
-            "a deleted file larger than 1 GiB cannot be saved",
-        ));
-    }
-    let buf = arena
-        .bytes(size as usize)
-        .ok_or_else(|| fail(info, "the dump arena is too small for its contents"))?;
-    let done = super::files::read_contents(info.fd, buf)
-        .map_err(|e| fail(info, "cannot read its contents").errno(e))?;
-    let buf: &'a [u8] = buf;
+    let (buf, done): (&'a [u8], usize) = if super::bigfiles::stored(size) {
+        (&[], 0)
+    } else {
+        let buf = arena
+            .bytes(size as usize)
+            .ok_or_else(|| fail(info, "the dump arena is too small for its contents"))?;
+        let done = super::files::read_contents(info.fd, buf)
+            .map_err(|e| fail(info, "cannot read its contents").errno(e))?;
+        (buf, done)
+    };
     let memfd = info.target.starts_with(b"/memfd:");
     let seals = if memfd {
         sys::fcntl(info.fd, libc::F_GET_SEALS, 0).unwrap_or(0) as u32

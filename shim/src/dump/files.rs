@@ -159,7 +159,38 @@ pub fn after<'a>(
     arena: &'a Arena,
 ) -> Result<Option<How<'a>>, Fail> {
     match kind {
-        FdKind::Contents { data, .. } => attrs(seen, data.len() as u64, arena).map(Some),
+        FdKind::Contents { data, .. } => {
+            // Too large to read into the metadata (`fds::contents`): its
+            // data goes with the page data (`super::bigfiles`).
+            let size = sys::fstat(seen.fd)
+                .map_err(|e| fail(seen, "fstat").errno(e))?
+                .st_size as u64;
+            if data.is_empty() && super::bigfiles::stored(size) {
+                let How::Attrs {
+                    mode,
+                    uid,
+                    gid,
+                    atime,
+                    mtime,
+                    data,
+                } = attrs(seen, size, super::bigfiles::MAX_RUNS, arena)?
+                else {
+                    return Err(fail(seen, "no attributes"));
+                };
+                let runs = super::bigfiles::runs(&data, arena)
+                    .ok_or_else(|| fail(seen, "the dump arena is too small"))?;
+                return Ok(Some(How::Stored {
+                    mode,
+                    uid,
+                    gid,
+                    atime,
+                    mtime,
+                    size,
+                    runs: Cow::Borrowed(runs),
+                }));
+            }
+            attrs(seen, data.len() as u64, 512, arena).map(Some)
+        }
         FdKind::Pipe { path, .. } if path.ends_with(" (deleted)") => {
             let name: &'a str = match path {
                 Cow::Borrowed(p) => {
@@ -199,10 +230,12 @@ fn socket_file<'a>(sun_path: &[u8]) -> Option<How<'a>> {
 }
 
 /// Mode, owner, times and data ranges of a file the restore makes again.
-fn attrs<'a>(seen: &Seen<'a>, len: u64, arena: &'a Arena) -> Result<How<'a>, Fail> {
+/// At most `most` data ranges are listed: a file more fragmented is all
+/// data.
+fn attrs<'a>(seen: &Seen<'a>, len: u64, most: usize, arena: &'a Arena) -> Result<How<'a>, Fail> {
     let st = sys::fstat(seen.fd).map_err(|e| fail(seen, "fstat").errno(e))?;
     let mut ranges = arena
-        .vec::<(u64, u64)>(512)
+        .vec::<(u64, u64)>(most)
         .ok_or_else(|| fail(seen, "the dump arena is too small"))?;
     // SEEK_DATA/SEEK_HOLE on a description of its own: the program's
     // offset stays where it is.
@@ -263,7 +296,7 @@ fn attrs<'a>(seen: &Seen<'a>, len: u64, arena: &'a Arena) -> Result<How<'a>, Fai
 /// `/proc/self/fd/N` (so a descriptor open only for writing can be read,
 /// and reading moves no offset of the program's), without updating its
 /// access time where the kernel lets us.
-fn reopen(fd: i32) -> Option<i32> {
+pub fn reopen(fd: i32) -> Option<i32> {
     let mut path = Line::<64>::new();
     path.str("/proc/self/fd/").dec(fd as u64);
     let p = path.c_str()?;

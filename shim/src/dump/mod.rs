@@ -16,6 +16,7 @@
 
 pub mod arena;
 pub mod backlog;
+pub mod bigfiles;
 pub mod compress;
 pub mod fds;
 pub mod files;
@@ -972,6 +973,13 @@ fn write_image(
             b"MIGRATE_INCREMENTAL) are taken stopped",
         ));
     }
+    if job.snap_want && obstacle.is_none() && bigfiles::any(descriptors.files) {
+        // A clone's memory is frozen, not the files it has open.
+        obstacle = Some((
+            "the contents of a deleted file or memfd larger than 1 MiB (",
+            b"stored with the page data) are read with the process stopped",
+        ));
+    }
     if let (true, Some((why, what))) = (job.snap_want, obstacle) {
         snapshot::log_stopped(why, what);
     } else if job.snap_want {
@@ -1039,6 +1047,8 @@ fn write_image(
                 .sum::<u64>();
         }
     }
+    // The data of large unnamed files follows the memory's.
+    let stored_files = bigfiles::write(&mut scan, out, descriptors.files, arena)?;
     let compression = compress::finish(scan.chunker.take(), out)?;
     job.pages = runs.as_slice().iter().map(|r| r.pages).sum();
     if job.snap_side == SNAP_WRITER {
@@ -1123,7 +1133,7 @@ fn write_image(
                 mappings: Cow::Borrowed(procattrs::mappings(arena, mappings.as_slice())?),
             },
             files: dumpfmt::files::Files {
-                fds: Cow::Borrowed(descriptors.files),
+                fds: Cow::Borrowed(stored_files),
             },
         },
     };

@@ -82,7 +82,7 @@ fn page_is_zero(page: &[u8]) -> bool {
 
 /// Writes page data: through the chunker when compressing, else straight
 /// to the image (`pages`: page-aligned, may go around the page cache).
-fn put(
+pub(crate) fn put(
     chunker: &mut Option<crate::dump::compress::Chunker<'_>>,
     out: &mut ImageWriter,
     data: &[u8],
@@ -96,7 +96,7 @@ fn put(
 }
 
 /// Where the next run's data goes (logical when compressing).
-fn pos(chunker: &Option<crate::dump::compress::Chunker<'_>>, out: &ImageWriter) -> u64 {
+pub(crate) fn pos(chunker: &Option<crate::dump::compress::Chunker<'_>>, out: &ImageWriter) -> u64 {
     match chunker {
         Some(c) => c.pos(),
         None => out.pos(),

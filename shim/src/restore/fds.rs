@@ -257,7 +257,9 @@ pub(super) fn socket_pair(sock_type: i32, fd: &Fd<'_>) -> Result<(OwnedFd, Owned
 
 /// Makes every descriptor of the image, checking files on the way.
 /// `base` must exceed every number the image uses.
-pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
+/// `data`: the image's file and where the image starts in it (the data
+/// of large unnamed files is read from there: `super::bigfiles`).
+pub fn make(image: &Image<'_>, data: (&std::fs::File, u64), base: i32) -> Result<MadeFds, Refusal> {
     let mut made = Vec::with_capacity(image.fds.len());
     let mut shared = Shared::default();
     let queued = Queued::of(&image.fds);
@@ -309,14 +311,14 @@ pub fn make(image: &Image<'_>, base: i32) -> Result<MadeFds, Refusal> {
             continue;
         }
         // One of the objects the tree's processes share, made once.
-        let temp = match super::tree_shared::take_fd(image, fd) {
-            Some(made) => made?,
+        let (temp, filled) = match super::tree_shared::take_fd(image, fd) {
+            Some(made) => (made?, true),
             None => match super::files::make(image, fd) {
-                Some(made) => made?,
-                None => make_one(fd, &queued, &mut shared)?,
+                Some(made) => (made?, false),
+                None => (make_one(fd, &queued, &mut shared)?, false),
             },
         };
-        super::files::shape(image, fd, &temp)?;
+        super::files::shape(image, data, fd, &temp, filled)?;
         let temp = read_only_again(
             fd,
             temp,

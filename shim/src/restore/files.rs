@@ -56,7 +56,7 @@ pub fn make(image: &Image<'_>, fd: &Fd<'_>) -> Option<Result<OwnedFd, Refusal>> 
             _ => None,
         },
         How::Inotify { watches } => Some(super::inotify::make(fd, watches)),
-        How::Attrs { .. } | How::SocketFile { .. } => None,
+        How::Attrs { .. } | How::Stored { .. } | How::SocketFile { .. } => None,
     }
 }
 
@@ -234,8 +234,28 @@ fn new_fifo(name: &str) -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Gives a file made from its contents its holes back (before it may be
-/// reopened read-only: punching needs a writable descriptor).
-pub fn shape(image: &Image<'_>, fd: &Fd<'_>, made: &OwnedFd) -> Result<(), Refusal> {
+/// reopened read-only: punching needs a writable descriptor), or, for one
+/// whose data the image stores with its page data (`data`: the image's
+/// file and where the image starts in it), its data, unless `filled`
+/// (an object the tree's processes share, filled when it was made:
+/// `super::tree_shared`).
+pub fn shape(
+    image: &Image<'_>,
+    data: (&std::fs::File, u64),
+    fd: &Fd<'_>,
+    made: &OwnedFd,
+    filled: bool,
+) -> Result<(), Refusal> {
+    if let Some(how @ How::Stored { .. }) = image.minor4.files.of(fd.fd) {
+        if filled {
+            return Ok(());
+        }
+        let target = std::fs::File::from(
+            made.try_clone()
+                .map_err(|e| refuse(exit::UNSUPPORTED, format!("fd {}: {e}", fd.fd)))?,
+        );
+        return super::bigfiles::fill(data.0, data.1, fd.fd, how, &target);
+    }
     let Some(How::Attrs { data, .. }) = image.minor4.files.of(fd.fd) else {
         return Ok(());
     };
@@ -280,16 +300,26 @@ pub fn attrs(image: &Image<'_>, fd: &Fd<'_>, made: &OwnedFd) -> Result<(), Refus
     {
         return socket_file(fd.fd, addr, *mode);
     }
-    let Some(How::Attrs {
-        mode,
-        uid,
-        gid,
-        atime,
-        mtime,
-        ..
-    }) = image.minor4.files.of(fd.fd)
-    else {
-        return Ok(());
+    let (mode, uid, gid, atime, mtime) = match image.minor4.files.of(fd.fd) {
+        Some(
+            How::Attrs {
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+                ..
+            }
+            | How::Stored {
+                mode,
+                uid,
+                gid,
+                atime,
+                mtime,
+                ..
+            },
+        ) => (mode, uid, gid, atime, mtime),
+        _ => return Ok(()),
     };
     let n = fd.fd;
     let fail = |what: String| {

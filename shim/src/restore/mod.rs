@@ -13,6 +13,7 @@
 //! Only then [`launch`] hands over to the [`restorer`], which tears the
 //! fresh address space down and rebuilds the image's.
 
+pub mod bigfiles;
 pub mod check;
 pub mod checksums;
 pub mod clocks;
@@ -354,7 +355,7 @@ fn build(
         .into_iter()
         .map(|f| fds::lift(f.into(), base).map(File::from))
         .collect::<Result<Vec<_>, _>>()?;
-    let made = fds::make(&img.image, base)?;
+    let made = fds::make(&img.image, (&img.file, img.base), base)?;
     // Pipes shared with the tree's other processes: what this process
     // uses of them is in `made` now; the rest must not stay open here.
     tree::close_shared_pipes();

@@ -44,8 +44,9 @@ fn code_of(e: &dumpfmt::Error) -> i32 {
     }
 }
 
-/// Every run of page data whose checksum is wrong, one problem each (a
-/// short read ends the list: nothing after it can be read).
+/// Every run of page data (and of stored file data) whose checksum is
+/// wrong, one problem each (a short read ends the list: nothing after it
+/// can be read).
 pub fn bad_runs(img: &ImageFile) -> Vec<Refusal> {
     let mut bad = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -71,6 +72,34 @@ pub fn bad_runs(img: &ImageFile) -> Vec<Refusal> {
             let e = dumpfmt::Error::RunCrc {
                 index,
                 addr: run.addr,
+            };
+            bad.push(refuse(exit::CORRUPT, e.to_string()));
+        }
+    }
+    // The data of large unnamed files, after the page runs.
+    for (fd, run) in img.image.minor4.files.stored_runs() {
+        let mut hasher = crc32fast::Hasher::new();
+        let (mut at, mut left) = (img.base + run.file_offset, run.stored_len());
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            if let Err(e) = img.file.read_exact_at(&mut buf[..n], at) {
+                bad.push(refuse(
+                    exit::CORRUPT,
+                    format!(
+                        "stored contents of fd {fd} cannot be read at byte {}: {e}",
+                        run.start
+                    ),
+                ));
+                return bad;
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+            at += n as u64;
+        }
+        if hasher.finalize() != run.crc {
+            let e = dumpfmt::Error::FileRunCrc {
+                fd,
+                start: run.start,
             };
             bad.push(refuse(exit::CORRUPT, e.to_string()));
         }

@@ -194,10 +194,13 @@ fn make_memory(images: &[(&Image<'_>, &File, u64)], key: (u64, u64)) -> Result<M
     let mut size = 0u64;
     let mut name: Option<String> = None;
     let mut contents: Option<&[u8]> = None;
+    // Contents stored with the page data (`super::bigfiles`): the first
+    // record's, with its image.
+    let mut stored: Option<(&File, u64, i32, &dumpfmt::files::How<'_>)> = None;
     // The first descriptor's name, flags and offset.
     let mut record: Option<(String, i32, u64)> = None;
     let mut mapped = false;
-    for (image, _, _) in images {
+    for (image, file, base) in images {
         for s in image.minor3.shared.memory.iter() {
             if (s.dev, s.ino) != key {
                 continue;
@@ -222,7 +225,15 @@ fn make_memory(images: &[(&Image<'_>, &File, u64)], key: (u64, u64)) -> Result<M
             }) = image.fds.iter().find(|r| r.fd == f.fd)
             {
                 size = size.max(data.len() as u64);
-                contents.get_or_insert(data);
+                match image.minor4.files.of(f.fd) {
+                    Some(how @ dumpfmt::files::How::Stored { size: n, .. }) => {
+                        size = size.max(*n);
+                        stored.get_or_insert((*file, *base, f.fd, how));
+                    }
+                    _ => {
+                        contents.get_or_insert(data);
+                    }
+                }
                 record.get_or_insert_with(|| {
                     let n = if *memfd {
                         format!("/memfd:{n} (deleted)")
@@ -243,7 +254,7 @@ fn make_memory(images: &[(&Image<'_>, &File, u64)], key: (u64, u64)) -> Result<M
     let (flags, offset) = record.as_ref().map_or((0, 0), |r| (r.1, r.2));
     let name = record.map(|r| r.0).or(name).unwrap_or_default();
     let what = name.clone();
-    let fd = if contents.is_some() || !name.starts_with("/dev/zero") {
+    let fd = if contents.is_some() || stored.is_some() || !name.starts_with("/dev/zero") {
         Some(object_file(&name, size, flags).map_err(|e| fail(&what, e))?)
     } else {
         None
@@ -251,6 +262,12 @@ fn make_memory(images: &[(&Image<'_>, &File, u64)], key: (u64, u64)) -> Result<M
     if let (Some(fd), Some(data)) = (&fd, contents) {
         let f = File::from(fd.try_clone().map_err(|e| fail(&what, e))?);
         f.write_all_at(data, 0).map_err(|e| fail(&what, e))?;
+        // SAFETY: lseek on our descriptor.
+        unsafe { libc::lseek(f.as_raw_fd(), offset as i64, libc::SEEK_SET) };
+    }
+    if let (Some(fd), Some((image, base, n, how))) = (&fd, stored) {
+        let f = File::from(fd.try_clone().map_err(|e| fail(&what, e))?);
+        super::bigfiles::fill(image, base, n, how, &f)?;
         // SAFETY: lseek on our descriptor.
         unsafe { libc::lseek(f.as_raw_fd(), offset as i64, libc::SEEK_SET) };
     }
