@@ -13,6 +13,12 @@
 //! state back, once they hold their pages and the process has its
 //! resource limits (`RLIMIT_MEMLOCK` bounds `mlock`); a call that fails
 //! fails the restore (exit 71) rather than leave a mapping without it.
+//! Then `mlockall(MCL_FUTURE)` (with `MCL_ONFAULT` if the image has it)
+//! locks the mappings to come; never `MCL_CURRENT`, which would lock
+//! every mapping, also those the program had unlocked since (the ones
+//! locked are in the per-mapping state). `MCL_FUTURE` alone needs no
+//! `RLIMIT_MEMLOCK` room: only the program's later mappings do, as they
+//! did before the dump.
 //!
 //! [`process_ops`] and [`thread_ops`] add plan calls for what must come
 //! after the restorer's other steps: the dumpable flag (a credential
@@ -114,6 +120,16 @@ pub fn mapping_ops(plan: &mut Plan, image: &Image<'_>) {
                 &format!("restore: cannot mlock {:#x}-{:#x}", m.start, m.end),
             );
         }
+    }
+    if let Some(p) = &image.minor4.procattrs.process
+        && p.mlockall != 0
+    {
+        plan.call(
+            libc::SYS_mlockall,
+            &[v(u64::from(p.mlockall))],
+            v(0),
+            "restore: cannot set mlockall(MCL_FUTURE) back",
+        );
     }
 }
 
