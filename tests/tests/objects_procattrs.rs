@@ -203,3 +203,35 @@ fn mlockall_future() {
 fn mlockall_future_onfault() {
     roundtrip("procattrs-mlockall-onfault", "mlockall-onfault");
 }
+
+/// An image with more locked memory (two locked areas of 16 KiB) than the
+/// relaunch's `RLIMIT_MEMLOCK` allows (16 KiB, the image's own 8 MiB hard
+/// limit cannot be set back under it) refuses the restore before
+/// anything of the program runs, with one line naming both, instead of
+/// failing in the restorer's `mlock` after the teardown; the image stays
+/// and restores where the limit allows it.
+#[test]
+fn locked_memory_over_the_relaunch_limit_refuses_the_restore() {
+    let dir = TestDir::new("procattrs-memlock");
+    let program = Program::proc_attrs("madvise");
+    let expected = reference(&program);
+    let image = dir.join("madvise.img");
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(10);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+    let low = program.wrapped(&["prlimit", "--memlock=16384:16384", "--"]);
+    let err = expect_restore_failure(&dir, &low, "refused", &image, 70);
+    assert!(
+        err.contains("the image has 32 KiB of locked memory (mlock, mlockall) and RLIMIT_MEMLOCK here allows 16 KiB"),
+        "{err:?}"
+    );
+    verify_image(&image, "the image after the refused restore");
+    let mut restored = dir.restore(&program, "restored", &image, &[]);
+    finish_restored(&mut restored, &original, &expected);
+}
