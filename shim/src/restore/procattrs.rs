@@ -117,7 +117,7 @@ fn locked_room(image: &Image<'_>) -> Result<(), Refusal> {
         .process
         .rlimits
         .iter()
-        .find(|r| r.0 == libc::RLIMIT_MEMLOCK as u32)
+        .find(|r| r.0 == libc::RLIMIT_MEMLOCK)
     {
         Some(&(_, soft, hard)) if hard <= now.rlim_max => soft,
         _ => now.rlim_cur,
