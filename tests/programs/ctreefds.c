@@ -121,13 +121,20 @@ static void shared(void)
     if (read(g_from_child[0], theirs, sizeof theirs) != sizeof theirs)
         die("read answer");
     printf("check %s\n", theirs);
-    /* Reading on from the offset gives the rest of the status file. */
-    char all[4096], rest[4096];
-    ssize_t n = pread(22, all, sizeof all, 0);
-    ssize_t k = read(22, rest, sizeof rest);
-    printf("check read at offset %d: %s\n", STEPS,
-           n > STEPS && k == n - STEPS && memcmp(all + STEPS, rest, (size_t)k) == 0 ? "the rest"
-                                                                                     : "WRONG");
+    /* Reading on from the offset gives the rest of the status file: the
+     * rest of the line there, and this process's "Pid:" further on (the
+     * numbers between change as the process runs). */
+    char all[4096], rest[4096], pid_line[32];
+    ssize_t n = pread(22, all, sizeof all - 1, 0);
+    ssize_t k = read(22, rest, sizeof rest - 1);
+    int ok = n > STEPS && k > 0;
+    if (ok) {
+        all[n] = rest[k] = 0;
+        size_t line = strcspn(all + STEPS, "\n") + 1;
+        snprintf(pid_line, sizeof pid_line, "\nPid:\t%d\n", getpid());
+        ok = (size_t)k >= line && memcmp(all + STEPS, rest, line) == 0 && strstr(rest, pid_line);
+    }
+    printf("check read at offset %d: %s\n", STEPS, ok ? "the rest" : "WRONG");
     close(g_to_child[1]);
     int status;
     if (waitpid(pid, &status, 0) != pid)
