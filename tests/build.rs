@@ -43,6 +43,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("cchildren", &[]),
     ("ctree", &[]),
     ("cshared", &["-pthread"]),
+    ("ctreefds", &[]),
     ("cmembers", &[]),
     ("cends", &[]),
     ("cjobctl", &[]),

@@ -2,7 +2,8 @@
 //! descriptors and credentials (issue 12): `prctl` state and
 //! `oom_score_adj`, added in format 1.4 as `Minor4::procattrs`.
 //!
-//! Process-wide: THP disable, dumpable, child subreaper, `oom_score_adj`.
+//! Process-wide: THP disable, dumpable, child subreaper, `oom_score_adj`,
+//! `mlockall(MCL_FUTURE)` (with or without `MCL_ONFAULT`).
 //! Per thread (the kernel keeps them per task): timer slack and the
 //! parent-death signal. (`no_new_privs` is in `Credentials`, the thread
 //! name in `ThreadState`.) Per mapping: the `madvise` and `mlock` state
@@ -68,7 +69,16 @@ pub struct ProcessAttrs {
     pub child_subreaper: bool,
     /// `/proc/self/oom_score_adj`, -1000 to 1000.
     pub oom_score_adj: i16,
+    /// What `mlockall` left for mappings to come: 0, [`MCL_FUTURE`], or
+    /// `MCL_FUTURE | MCL_ONFAULT` (`MCL_CURRENT` is no lasting state: the
+    /// mappings it locked carry [`MAP_LOCKED`]).
+    pub mlockall: u8,
 }
+
+/// `mlockall(MCL_FUTURE)`: every mapping made later is locked.
+pub const MCL_FUTURE: u8 = 2;
+/// `MCL_ONFAULT` with `MCL_FUTURE`: locked as its pages are touched.
+pub const MCL_ONFAULT: u8 = 4;
 
 /// What `prctl` reports for one thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -89,6 +99,9 @@ impl ProcAttrs<'_> {
             }
             if !(-1000..=1000).contains(&p.oom_score_adj) {
                 return Err(format!("oom_score_adj is {}", p.oom_score_adj));
+            }
+            if ![0, MCL_FUTURE, MCL_FUTURE | MCL_ONFAULT].contains(&p.mlockall) {
+                return Err(format!("mlockall flags are {:#x}", p.mlockall));
             }
         } else if !self.threads.is_empty() {
             return Err("thread attributes without process attributes".into());
@@ -264,6 +277,14 @@ mod tests {
         let mut a = attrs(&[ONE]);
         a.process.as_mut().unwrap().oom_score_adj = -1001;
         assert_eq!(a.check(1, &[]).unwrap_err(), "oom_score_adj is -1001");
+        for bad in [1, MCL_ONFAULT, MCL_FUTURE | 1, 8] {
+            let mut a = attrs(&[ONE]);
+            a.process.as_mut().unwrap().mlockall = bad;
+            assert_eq!(
+                a.check(1, &[]).unwrap_err(),
+                format!("mlockall flags are {bad:#x}")
+            );
+        }
         assert_eq!(
             attrs(&[ONE]).check(2, &[]).unwrap_err(),
             "1 thread attribute records for 2 threads"

@@ -21,6 +21,7 @@ pub mod inotify;
 pub mod interpose;
 pub mod restore;
 pub mod rseq;
+pub mod seeds;
 pub mod status;
 pub mod sys;
 pub mod tree;
@@ -67,6 +68,7 @@ fn init() {
     dump::panic::install_hook();
     interpose::init();
     rseq::init();
+    seeds::init();
     exec::init();
     // Warm crc32fast's CPU-feature detection outside the signal handler.
     let _ = crc32fast::hash(&[0u8; 64]);

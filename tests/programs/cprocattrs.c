@@ -14,6 +14,14 @@
  *           the WIPEONFORK one zero, the others kept.
  *   oom     oom_score_adj as the process was started with (the test lowers
  *           it below 0, which needs CAP_SYS_RESOURCE).
+ *   oom100  oom_score_adj raised to 100 by the program itself (any process
+ *           may raise its own), printed at every step.
+ *   mlockall mlockall(MCL_CURRENT|MCL_FUTURE): every step prints the
+ *           VmFlags of an area mapped before the call; the end maps a new
+ *           area, untouched, and prints its VmFlags and smaps "Locked:"
+ *           (MCL_FUTURE locks and fills it at once), then touches it.
+ *   mlockall-onfault  the same with MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT: the
+ *           new area is locked on fault (0 kB locked until touched).
  *
  * usage: cprocattrs MODE
  *
@@ -256,6 +264,72 @@ static void area_flags(const void *p, char *out, size_t len)
     }
 }
 
+/* The "Locked:" of the smaps entry of the area at p, in kB (-1: none). */
+static long area_locked_kb(const void *p)
+{
+    static char buf[1 << 20];
+    int fd = open("/proc/self/smaps", O_RDONLY);
+    if (fd < 0)
+        die("open smaps");
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
+    close(fd);
+    buf[n] = 0;
+    uintptr_t want = (uintptr_t)p;
+    int inside = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned long start, end;
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            inside = start <= want && want < end;
+            continue;
+        }
+        long kb;
+        if (inside && sscanf(line, "Locked: %ld kB", &kb) == 1)
+            return kb;
+    }
+    return -1;
+}
+
+static unsigned char *g_before;
+
+static void mlockall_setup(int flags)
+{
+    g_before = mmap(NULL, AREA_PAGES * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                    -1, 0);
+    if (g_before == MAP_FAILED)
+        die("mmap");
+    memset(g_before, 7, AREA_PAGES * PAGE);
+    if (mlockall(flags) != 0)
+        printf("setup mlockall: %s\n", strerror(errno));
+}
+
+static void mlockall_step(int s)
+{
+    char flags[64];
+    area_flags(g_before, flags, sizeof flags);
+    printf("step %d mapped before mlockall: %s\n", s, flags);
+}
+
+/* A new area after the dump: MCL_FUTURE must lock it. (Shared, so that
+ * it never merges with a neighbour and smaps shows it alone.) */
+static void mlockall_check(void)
+{
+    unsigned char *p = mmap(NULL, AREA_PAGES * PAGE, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    char flags[64];
+    area_flags(p, flags, sizeof flags);
+    long untouched = area_locked_kb(p);
+    p[0] = 1;
+    p[2 * PAGE] = 1;
+    long touched = area_locked_kb(p);
+    printf("check new mapping: %s, Locked: %ld kB untouched, %ld kB with 2 of %d pages touched\n",
+           flags, untouched, touched, AREA_PAGES);
+}
+
 static void madvise_setup(void)
 {
     for (size_t i = 0; i < N_AREAS; i++) {
@@ -357,6 +431,26 @@ int main(int argc, char **argv)
             pace(20 * 1000 * 1000);
         }
         check_fork();
+    } else if (strcmp(mode, "mlockall") == 0 || strcmp(mode, "mlockall-onfault") == 0) {
+        int onfault = strcmp(mode, "mlockall-onfault") == 0;
+        mlockall_setup(MCL_CURRENT | MCL_FUTURE | (onfault ? MCL_ONFAULT : 0));
+        for (int s = 1; s <= STEPS; s++) {
+            mlockall_step(s);
+            pace(20 * 1000 * 1000);
+        }
+        mlockall_check();
+    } else if (strcmp(mode, "oom100") == 0) {
+        int fd = open("/proc/self/oom_score_adj", O_WRONLY);
+        if (fd < 0)
+            die("open oom_score_adj");
+        write_all(fd, "100", 3, "write oom_score_adj");
+        close(fd);
+        for (int s = 1; s <= STEPS; s++) {
+            char oom[32];
+            read_text("/proc/self/oom_score_adj", oom, sizeof oom);
+            printf("step %d oom_score_adj=%s\n", s, oom);
+            pace(20 * 1000 * 1000);
+        }
     } else if (strcmp(mode, "oom") == 0) {
         /* oom_score_adj as the process was started with. */
         for (int s = 1; s <= STEPS; s++) {

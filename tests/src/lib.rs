@@ -487,6 +487,12 @@ impl Program {
         Program::with_mode("ctree", env!("MIGRATE_TEST_CTREE"), mode, None)
     }
 
+    /// `O_PATH` and procfs descriptors a parent and its child share, per
+    /// `mode` (see `programs/ctreefds.c`).
+    pub fn tree_fds(mode: &str) -> Program {
+        Program::with_mode("ctreefds", env!("MIGRATE_TEST_CTREEFDS"), mode, None)
+    }
+
     /// A parent and a child sharing memory, semaphores, socket pairs or
     /// open files, per `mode` (see `programs/cshared.c`); `append` writes
     /// its files in directory `dir`.

@@ -91,3 +91,147 @@ fn oom_score_adj_that_cannot_be_set_back_refuses_the_restore() {
     let mut restored = dir.restore(&low, "restored", &image, &[]);
     finish_restored(&mut restored, &original, &expected);
 }
+
+/// `setpriv` as nobody (uid and gid 65534, no supplementary groups).
+const NOBODY: [&str; 5] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--",
+];
+
+/// Whether a root `choom` here sets the `oom_score_adj_min` of what it
+/// runs (it does with `CAP_SYS_RESOURCE`): then nobody under `choom -n 500`
+/// cannot lower its oom_score_adj to 100.
+fn choom_sets_the_minimum() -> bool {
+    let mut wrapper = vec!["choom", "-n", "500", "--"];
+    wrapper.extend(NOBODY);
+    wrapper.extend(["sh", "-c", "echo 100 > /proc/self/oom_score_adj"]);
+    let out = std::process::Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .output()
+        .expect("run choom");
+    !out.status.success()
+}
+
+/// An `oom_score_adj` the relaunch cannot set back refuses the restore
+/// with one line naming both values and exit 70, before anything of the
+/// program runs; the image stays, and a restore that has to raise the
+/// value (from 0 to the image's 100) brings the program back exactly.
+///
+/// Everything runs as nobody. Where a root writer can set the minimum an
+/// unprivileged process may lower its value to (`CAP_SYS_RESOURCE`), the
+/// refused restore runs under `choom -n 500` (minimum 500) and the image
+/// holds 100. Where it cannot (a container's root without
+/// `CAP_SYS_RESOURCE`: the minimum is always 0), the image is made to hold
+/// -500, what a program lowered by a privileged writer elsewhere would
+/// have, and a restore under `choom -n 500` that lowers it to 100 works.
+#[test]
+fn oom_score_adj_below_the_relaunch_minimum_refuses_the_restore() {
+    const TEST: &str = "oom_score_adj_below_the_relaunch_minimum_refuses_the_restore";
+    if !migrate_tests::skip::is_root() {
+        skip(
+            TEST,
+            "root (to run the program as nobody under a root choom)",
+        );
+        return;
+    }
+    let dir = TestDir::new("procattrs-oom-min");
+    let program = as_nobody(&dir, &Program::proc_attrs("oom100"));
+    let expected = reference(&program);
+    let image = dir.join("oom.img");
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(10);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+
+    let mut at_500 = vec!["choom", "-n", "500", "--"];
+    at_500.extend(NOBODY);
+    let at_500 = program.wrapped(&at_500);
+    let minimum_set = choom_sets_the_minimum();
+    let (refused_image, refused_program, message) = if minimum_set {
+        (
+            image.clone(),
+            at_500.clone(),
+            "cannot set oom_score_adj back to 100: it is 500 here (lowering it needs CAP_SYS_RESOURCE)",
+        )
+    } else {
+        let low = copy_image(&image, &dir, "low.img");
+        rewrite_meta(&low, |i| {
+            i.minor4.procattrs.process.as_mut().unwrap().oom_score_adj = -500;
+        });
+        std::os::unix::fs::chown(&low, Some(65534), Some(65534)).unwrap();
+        (
+            low,
+            program.clone(),
+            "cannot set oom_score_adj back to -500: it is 0 here (lowering it needs CAP_SYS_RESOURCE)",
+        )
+    };
+    let err = expect_restore_failure(&dir, &refused_program, "refused", &refused_image, 70);
+    assert!(err.contains(message), "{err:?} does not say {message:?}");
+    verify_image(&refused_image, "the image after the refused restore");
+
+    if !minimum_set {
+        // Lowering from 500 to 100 is allowed with a minimum of 0.
+        let mut lowered = dir.restore(&at_500, "lowered", &image, &[]);
+        finish_restored(&mut lowered, &original, &expected);
+    }
+    let mut raised = dir.restore(&program, "raised", &image, &[]);
+    finish_restored(&mut raised, &original, &expected);
+}
+
+/// `mlockall(MCL_CURRENT | MCL_FUTURE)` comes back: the area mapped before
+/// the call stays locked, and an area the restored program maps is locked
+/// and filled at once (smaps `Locked:` all of it before it is touched).
+/// The dump itself maps its memory unlocked (a 1 GiB arena would otherwise
+/// be filled).
+#[test]
+fn mlockall_future() {
+    roundtrip("procattrs-mlockall", "mlockall");
+}
+
+/// `mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT)` comes back: a new
+/// area is locked on fault (`lo,lf`, 0 kB locked until touched, then the
+/// touched pages).
+#[test]
+fn mlockall_future_onfault() {
+    roundtrip("procattrs-mlockall-onfault", "mlockall-onfault");
+}
+
+/// An image with more locked memory (two locked areas of 16 KiB) than the
+/// relaunch's `RLIMIT_MEMLOCK` allows (16 KiB, the image's own 8 MiB hard
+/// limit cannot be set back under it) refuses the restore before
+/// anything of the program runs, with one line naming both, instead of
+/// failing in the restorer's `mlock` after the teardown; the image stays
+/// and restores where the limit allows it.
+#[test]
+fn locked_memory_over_the_relaunch_limit_refuses_the_restore() {
+    let dir = TestDir::new("procattrs-memlock");
+    let program = Program::proc_attrs("madvise");
+    let expected = reference(&program);
+    let image = dir.join("madvise.img");
+    let mut original = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    original.wait_for_step(10);
+    original.dump_signal();
+    original.wait_for_image(&image, false);
+    original.kill();
+    let low = program.wrapped(&["prlimit", "--memlock=16384:16384", "--"]);
+    let err = expect_restore_failure(&dir, &low, "refused", &image, 70);
+    assert!(
+        err.contains("the image has 32 KiB of locked memory (mlock, mlockall) and RLIMIT_MEMLOCK here allows 16 KiB"),
+        "{err:?}"
+    );
+    verify_image(&image, "the image after the refused restore");
+    let mut restored = dir.restore(&program, "restored", &image, &[]);
+    finish_restored(&mut restored, &original, &expected);
+}

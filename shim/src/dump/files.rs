@@ -58,10 +58,7 @@ fn procfs<'a>(seen: &Seen<'a>, rest: &'a [u8]) -> Result<(FdKind<'a>, How<'a>), 
     let slash = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
     let pid = sys::parse_dec(&rest[..slash]);
     if pid != Some(sys::getpid() as u64) {
-        return Err(fail(
-            seen,
-            "a procfs file of another process cannot be saved",
-        ));
+        crate::tree::procfs::of_ancestor(pid).map_err(|why| fail(seen, why))?;
     }
     let rel = rest.get(slash + 1..).unwrap_or(&[]);
     if let Some(task) = rel.strip_prefix(b"task/") {

@@ -26,6 +26,7 @@ pub mod inotify;
 pub mod keep;
 pub mod locks;
 pub mod maps;
+pub mod mlockall;
 pub mod pages;
 pub mod panic;
 pub mod periodic;

@@ -1,4 +1,5 @@
-//! `prctl` state and `oom_score_adj` (see `dumpfmt::procattrs`).
+//! `prctl` state, `oom_score_adj` and `mlockall`'s future flags (see
+//! `dumpfmt::procattrs`, `dump::mlockall`).
 //! Runs in the signal handler: the `dump` module's rules hold (raw
 //! system calls, no heap, no panics).
 //!
@@ -69,6 +70,7 @@ pub fn process() -> Result<ProcessAttrs, Fail> {
             .map_err(fail("cannot read PR_GET_CHILD_SUBREAPER"))?
             != 0,
         oom_score_adj: oom_score_adj as i16,
+        mlockall: crate::dump::mlockall::future()?,
     })
 }
 

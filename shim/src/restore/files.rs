@@ -50,7 +50,7 @@ pub fn make(image: &Image<'_>, fd: &Fd<'_>) -> Option<Result<OwnedFd, Refusal>> 
             dev,
             ino,
         } => Some(o_path(fd, path, *kind, (*dev, *ino))),
-        How::Proc { rel, dir, offset } => Some(procfs(fd, rel, *dir, *offset)),
+        How::Proc { rel, dir, offset } => Some(procfs(image, fd, rel, *dir, *offset)),
         How::DeletedFifo { name } => match &fd.kind {
             FdKind::Pipe { id, write, .. } => Some(deleted_fifo(image, fd, *id, *write, name)),
             _ => None,
@@ -83,9 +83,14 @@ fn o_path(fd: &Fd<'_>, path: &str, kind: PathKind, id: (u64, u64)) -> Result<Own
     Ok(f)
 }
 
-fn procfs(fd: &Fd<'_>, rel: &str, dir: bool, offset: u64) -> Result<OwnedFd, Refusal> {
-    // SAFETY: no arguments.
-    let pid = unsafe { libc::getpid() };
+fn procfs(
+    image: &Image<'_>,
+    fd: &Fd<'_>,
+    rel: &str,
+    dir: bool,
+    offset: u64,
+) -> Result<OwnedFd, Refusal> {
+    let pid = super::tree_procfs::whose(image, fd);
     let path = format!("/proc/{pid}/{rel}");
     let mut flags = fd.flags & (libc::O_ACCMODE | libc::O_PATH | libc::O_NONBLOCK | libc::O_APPEND)
         | libc::O_NOCTTY;

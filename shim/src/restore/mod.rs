@@ -39,6 +39,7 @@ pub mod timers;
 pub mod tree;
 pub mod tree_exec;
 pub mod tree_members;
+pub mod tree_procfs;
 pub mod tree_shared;
 pub mod vdso;
 pub mod wrapper;

@@ -11,8 +11,16 @@
 //!
 //! [`mapping_ops`] gives the image's mappings their `madvise` and `mlock`
 //! state back, once they hold their pages and the process has its
-//! resource limits (`RLIMIT_MEMLOCK` bounds `mlock`); a call that fails
-//! fails the restore (exit 71) rather than leave a mapping without it.
+//! resource limits (`RLIMIT_MEMLOCK` bounds `mlock`: an image with more
+//! locked memory than the limit allows is refused before teardown); a
+//! call that fails fails the restore (exit 71) rather than leave a
+//! mapping without it.
+//! Then `mlockall(MCL_FUTURE)` (with `MCL_ONFAULT` if the image has it)
+//! locks the mappings to come; never `MCL_CURRENT`, which would lock
+//! every mapping, also those the program had unlocked since (the ones
+//! locked are in the per-mapping state). `MCL_FUTURE` alone needs no
+//! `RLIMIT_MEMLOCK` room: only the program's later mappings do, as they
+//! did before the dump.
 //!
 //! [`process_ops`] and [`thread_ops`] add plan calls for what must come
 //! after the restorer's other steps: the dumpable flag (a credential
@@ -57,6 +65,7 @@ pub fn set_before_teardown(image: &Image<'_>) -> Result<(), Refusal> {
             ),
         ));
     }
+    locked_room(image)?;
     let set = |op: u64, v: u64, what: &str| {
         // SAFETY: these prctl operations take integers only.
         if unsafe { libc::prctl(op as i32, v, 0u64, 0u64, 0u64) } != 0 {
@@ -76,6 +85,71 @@ pub fn set_before_teardown(image: &Image<'_>) -> Result<(), Refusal> {
         "PR_SET_CHILD_SUBREAPER",
     )?;
     Ok(())
+}
+
+/// Refuses, before teardown, an image whose locked ranges exceed the
+/// `RLIMIT_MEMLOCK` the restored process will have (the image's, if its
+/// hard limit can be set here, else this relaunch's), unless the process
+/// may lock without limit (`CAP_IPC_LOCK` in the initial user namespace,
+/// which a restore's own namespace never gives): the restorer's `mlock`
+/// would fail after the teardown instead.
+fn locked_room(image: &Image<'_>) -> Result<(), Refusal> {
+    let locked: u64 = image
+        .minor4
+        .procattrs
+        .mappings
+        .iter()
+        .filter(|m| m.flags & MAP_LOCKED != 0)
+        .map(|m| m.end - m.start)
+        .sum();
+    if locked == 0 || may_lock_without_limit() {
+        return Ok(());
+    }
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a live struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut now) } != 0 {
+        return Ok(());
+    }
+    let limit = match image
+        .process
+        .rlimits
+        .iter()
+        .find(|r| r.0 == libc::RLIMIT_MEMLOCK)
+    {
+        Some(&(_, soft, hard)) if hard <= now.rlim_max => soft,
+        _ => now.rlim_cur,
+    };
+    if locked > limit {
+        return Err(refuse(
+            exit::UNSUPPORTED,
+            format!(
+                "the image has {} KiB of locked memory (mlock, mlockall) and RLIMIT_MEMLOCK here allows {} KiB",
+                locked >> 10,
+                limit >> 10
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// capability(7) number of `CAP_IPC_LOCK`.
+const CAP_IPC_LOCK: u32 = 14;
+
+/// Whether this process holds `CAP_IPC_LOCK` in the initial user
+/// namespace (its `uid_map` is the whole identity map).
+fn may_lock_without_limit() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let initial = std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]);
+    initial && cap_eff & (1 << CAP_IPC_LOCK) != 0
 }
 
 /// Each range's `madvise` advice and `mlock`, set by the restorer.
@@ -114,6 +188,16 @@ pub fn mapping_ops(plan: &mut Plan, image: &Image<'_>) {
                 &format!("restore: cannot mlock {:#x}-{:#x}", m.start, m.end),
             );
         }
+    }
+    if let Some(p) = &image.minor4.procattrs.process
+        && p.mlockall != 0
+    {
+        plan.call(
+            libc::SYS_mlockall,
+            &[v(u64::from(p.mlockall))],
+            v(0),
+            "restore: cannot set mlockall(MCL_FUTURE) back",
+        );
     }
 }
 

@@ -97,9 +97,13 @@ pub fn make(images: &[(&Image<'_>, &File, u64)]) -> Result<(), Refusal> {
             // Paired below: each end may have one user only.
             SharedKey::SocketEnd { .. } => {}
             SharedKey::Description { pid, fd } => {
-                let rec = find_fd(images, *key)
+                let (image, rec) = find_fd(images, *key)
                     .ok_or_else(|| fail("file", format!("no record of description {pid}:{fd}")))?;
-                let made = super::fds::make_file(rec)?;
+                // O_PATH and procfs files as their entries say.
+                let made = match super::files::make(image, rec) {
+                    Some(made) => made?,
+                    None => super::fds::make_file(rec)?,
+                };
                 objects.descriptions.insert((pid, fd), made);
             }
         }
@@ -136,10 +140,13 @@ pub fn make(images: &[(&Image<'_>, &File, u64)]) -> Result<(), Refusal> {
 }
 
 /// The first descriptor record with `key`.
-fn find_fd<'i>(images: &[(&'i Image<'_>, &File, u64)], key: SharedKey) -> Option<&'i Fd<'i>> {
+fn find_fd<'i, 'a>(
+    images: &[(&'i Image<'a>, &File, u64)],
+    key: SharedKey,
+) -> Option<(&'i Image<'a>, &'i Fd<'a>)> {
     images.iter().find_map(|(image, _, _)| {
         let f = image.minor3.shared.fds.iter().find(|f| f.key == key)?;
-        image.fds.iter().find(|r| r.fd == f.fd)
+        Some((*image, image.fds.iter().find(|r| r.fd == f.fd)?))
     })
 }
 

@@ -482,15 +482,37 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> SysResult<usize> {
 /// Maps fresh anonymous read-write memory.
 pub fn mmap_anon(len: usize, extra_flags: i32) -> SysResult<*mut u8> {
     let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags;
-    // SAFETY: a new anonymous mapping at an address the kernel picks
-    // replaces nothing.
-    unsafe {
-        sys(
-            SYS_mmap,
-            args!(0, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1i64, 0),
-        )
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    if extra_flags & libc::MAP_NORESERVE == 0 {
+        // SAFETY: a new anonymous mapping at an address the kernel picks
+        // replaces nothing.
+        return unsafe { sys(SYS_mmap, args!(0, len, rw, flags, -1i64, 0)) }.map(|a| a as *mut u8);
     }
-    .map(|a| a as *mut u8)
+    // A reservation (the dump's arena and stack) must cost memory only as
+    // it is touched, also in a program that called mlockall(MCL_FUTURE),
+    // under which a new mapping is locked and filled at once: mapped
+    // without access (which nothing fills), unlocked, then opened. Where
+    // RLIMIT_MEMLOCK refuses the locked mapping, a copy of the library's
+    // own unlocked page grows into it (`seeds`).
+    // SAFETY: as above.
+    let a = match unsafe { sys(SYS_mmap, args!(0, len, libc::PROT_NONE, flags, -1i64, 0)) } {
+        Err(Errno(libc::EAGAIN)) => {
+            return crate::seeds::grow(len as u64)
+                .map(|a| a as *mut u8)
+                .ok_or(Errno(libc::EAGAIN));
+        }
+        r => r?,
+    };
+    // SAFETY: the range is this call's new mapping.
+    let opened = unsafe { sys(libc::SYS_munlock, args!(a, len)) }
+        // SAFETY: likewise.
+        .and_then(|_| unsafe { sys(SYS_mprotect, args!(a, len, rw)) });
+    if let Err(e) = opened {
+        // SAFETY: nothing has used the new mapping.
+        let _ = unsafe { munmap(a, len as u64) };
+        return Err(e);
+    }
+    Ok(a as *mut u8)
 }
 
 /// # Safety

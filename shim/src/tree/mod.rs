@@ -279,5 +279,6 @@ pub mod dump;
 pub mod groups;
 pub mod members;
 pub mod participant;
+pub mod procfs;
 pub mod shared;
 pub mod stdio;

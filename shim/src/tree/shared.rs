@@ -288,6 +288,14 @@ pub(crate) fn root_of(pid: i32) -> i32 {
     at
 }
 
+/// Whether `pid` is `root` or one of its descendants (a member of the
+/// tree dump `root` leads).
+pub(crate) fn is_member(root: i32, pid: i32) -> bool {
+    let mut members = [0i32; MAX_MEMBERS];
+    let n = members_of(root, &mut members);
+    members[..n].contains(&pid)
+}
+
 /// `root` and its descendants, parents first, into `out`; returns how many.
 fn members_of(root: i32, out: &mut [i32]) -> usize {
     let mut n = 0;
