@@ -84,9 +84,11 @@ pub fn fire() {
 /// for this thread (or the check is over, or 5 s passed).
 pub fn hold() {
     let started = sys::monotonic_ns();
+    // glibc's timer helper takes its park request on SIGSETXID.
     // SAFETY: reading the signal number, which only the last thread wrote,
     // before it released this one.
-    let bit = 1u64 << (unsafe { SETTINGS.get() }.signal - 1);
+    let bit = 1u64 << (unsafe { SETTINGS.get() }.signal - 1)
+        | 1u64 << (crate::dump::timer_helper::SIGSETXID - 1);
     while HOLD.load(Acquire) != 0 {
         let mut pending = 0u64;
         // SAFETY: rt_sigpending writes 8 bytes to `pending`.
