@@ -244,9 +244,25 @@ pub fn begin() {
 fn take_own() {
     let me = sys::gettid();
     let first = TAKEN.load(Acquire);
-    let mut n = 0;
+    let set = 1u64 << (SIGTIMER - 1);
     loop {
-        let set = 1u64 << (SIGTIMER - 1);
+        let mut pending = 0u64;
+        // SAFETY: rt_sigpending writes 8 bytes.
+        let _ = unsafe {
+            sys::sys(
+                libc::SYS_rt_sigpending,
+                sys::args!(&mut pending as *mut u64, 8),
+            )
+        };
+        if pending & set == 0 {
+            break;
+        }
+        // A slot first: past the last one, the signal stays where it is
+        // (the dump fails, the program loses nothing).
+        let i = TAKEN.fetch_add(1, AcqRel);
+        if i >= TAKEN_MAX {
+            break;
+        }
         let mut info = [0u64; 16];
         let zero = [0i64; 2];
         // SAFETY: rt_sigtimedwait reads the set and the zero timeout and
@@ -257,22 +273,23 @@ fn take_own() {
                 sys::args!(&set as *const u64, info.as_mut_ptr(), zero.as_ptr(), 8),
             )
         };
+        for (w, v) in TAKEN_INFO[i].iter().zip(info) {
+            w.store(v, Release);
+        }
+        // 0: an empty slot (it was taken meanwhile), skipped.
+        TAKEN_TID[i].store(if got.is_ok() { me } else { 0 }, Release);
         if got.is_err() {
             break;
         }
-        let i = TAKEN.fetch_add(1, AcqRel);
-        if i < TAKEN_MAX {
-            TAKEN_TID[i].store(me, Release);
-            for (w, v) in TAKEN_INFO[i].iter().zip(info) {
-                w.store(v, Release);
-            }
-            n += 1;
-        }
     }
-    // Taken one by one, one thread at a time: this thread's are together.
-    for i in first..(first + n).min(TAKEN_MAX) {
+    // This thread's slots, in the order taken.
+    let end = TAKEN.load(Acquire).min(TAKEN_MAX);
+    for (tid, slot) in TAKEN_TID.iter().zip(&TAKEN_INFO).take(end).skip(first) {
+        if tid.load(Acquire) != me {
+            continue;
+        }
         let mut info = [0u64; 16];
-        for (v, w) in info.iter_mut().zip(&TAKEN_INFO[i]) {
+        for (v, w) in info.iter_mut().zip(slot) {
             *v = w.load(Acquire);
         }
         // SAFETY: a 128-byte siginfo the kernel only reads, queued by this
@@ -307,13 +324,17 @@ pub fn pending_signals<'a>(
     for q in queued {
         let _ = out.push(*q);
     }
-    for i in 0..n {
+    for (tid, slot) in TAKEN_TID.iter().zip(&TAKEN_INFO).take(n) {
+        let tid = tid.load(Acquire);
+        if tid == 0 {
+            continue;
+        }
         let mut info = [0u64; 16];
-        for (v, w) in info.iter_mut().zip(&TAKEN_INFO[i]) {
+        for (v, w) in info.iter_mut().zip(slot) {
             *v = w.load(Acquire);
         }
         let _ = out.push(QueuedSignal {
-            tid: TAKEN_TID[i].load(Acquire) as u32,
+            tid: tid as u32,
             info,
         });
     }
