@@ -1,12 +1,23 @@
 /*
  * POSIX timers (issue 12, timers group).
  *
- * usage: ctimers thread|signal|tid|pending|overrun
+ * usage: ctimers thread|sevthread|signal|tid|pending|overrun
  *
  * thread: a SIGEV_THREAD timer ticking every 5 ms, whose callback (run
- * by glibc in a new thread each time) counts its ticks; glibc's helper
- * thread blocks every signal, so a dump fails (naming it) and the
- * process goes on. After the steps it checks the timer still ticks.
+ * by glibc in a new thread each time) counts its ticks. After the steps
+ * it checks the timer still ticks.
+ *
+ * sevthread: SIGEV_THREAD timers (glibc's helper thread blocks every
+ * signal but SIGSETXID): a periodic one (10 ms, value 77) whose callback
+ * counts, checks how glibc runs it (a detached thread that blocks SIGUSR1
+ * and not SIGTIMER) and sleeps 15 ms (so callbacks are running at any
+ * dump); a one-shot one (value 88) armed at the start for 1.5 s, after
+ * the steps. After the steps: the periodic one's interval and that it
+ * ticks with its value; the one-shot fires once; a new SIGEV_THREAD timer
+ * (value 99) fires and is deleted; the periodic one is deleted and stops;
+ * setuid to the same user works (glibc sends SIGSETXID to every thread,
+ * the helper too); a forked child's own SIGEV_THREAD timer fires (glibc
+ * starts a helper of its own there).
  *
  * signal, tid: a timer signalling SIGRTMIN+1 with value 66 to the process
  * (tid: to the main thread, SIGEV_THREAD_ID), armed for 10 s with a 3 s
@@ -38,6 +49,7 @@
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 
 #define STEPS 30
 
@@ -72,6 +84,131 @@ static void thread_mode(void)
         nanosleep(&ts, NULL);
     printf("thread timer ticks=%s value=%d\n", atomic_load(&g_ticks) > before ? "yes" : "no",
            atomic_load(&g_value));
+    printf("done 1\n");
+}
+
+static atomic_int g_once;
+static atomic_int g_once_value;
+static atomic_int g_new;
+static atomic_int g_new_value;
+static atomic_int g_bad_context;
+
+/* How glibc runs a callback: a detached thread, SIGUSR1 blocked (the
+ * helper's mask), SIGTIMER (SIGRTMIN - 2 as glibc numbers it) not. */
+static void check_context(void)
+{
+    pthread_attr_t a;
+    int detached = 0;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        int d;
+        pthread_attr_getdetachstate(&a, &d);
+        detached = d == PTHREAD_CREATE_DETACHED;
+        pthread_attr_destroy(&a);
+    }
+    sigset_t m;
+    pthread_sigmask(SIG_BLOCK, NULL, &m);
+    if (!detached || !sigismember(&m, SIGUSR1))
+        atomic_store(&g_bad_context, 1);
+}
+
+static void on_periodic(union sigval v)
+{
+    check_context();
+    atomic_store(&g_value, v.sival_int);
+    atomic_fetch_add(&g_ticks, 1);
+    struct timespec ts = {0, 15000000};
+    nanosleep(&ts, NULL);
+}
+
+static void on_once(union sigval v)
+{
+    check_context();
+    atomic_store(&g_once_value, v.sival_int);
+    atomic_fetch_add(&g_once, 1);
+}
+
+static void on_new(union sigval v)
+{
+    atomic_store(&g_new_value, v.sival_int);
+    atomic_fetch_add(&g_new, 1);
+}
+
+static timer_t thread_timer(void (*fn)(union sigval), int value, long first_ns, long every_ns)
+{
+    struct sigevent ev = {0};
+    ev.sigev_notify = SIGEV_THREAD;
+    ev.sigev_notify_function = fn;
+    ev.sigev_value.sival_int = value;
+    timer_t t;
+    if (timer_create(CLOCK_MONOTONIC, &ev, &t) != 0)
+        die("timer_create");
+    struct itimerspec its = {{every_ns / 1000000000, every_ns % 1000000000},
+                             {first_ns / 1000000000, first_ns % 1000000000}};
+    if (timer_settime(t, 0, &its, NULL) != 0)
+        die("timer_settime");
+    return t;
+}
+
+/* Waits up to 5 s for *count to pass `above`. */
+static int wait_above(atomic_int *count, int above)
+{
+    struct timespec ts = {0, 1000000};
+    for (int i = 0; i < 5000 && atomic_load(count) <= above; i++)
+        nanosleep(&ts, NULL);
+    return atomic_load(count) > above;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void sevthread_mode(void)
+{
+    timer_t periodic = thread_timer(on_periodic, 77, 10000000, 10000000);
+    timer_t once = thread_timer(on_once, 88, 1500000000, 0);
+    (void)once;
+    for (int s = 1; s <= STEPS; s++) {
+        printf("step %d\n", s);
+        pace(20000000L);
+    }
+    struct itimerspec now;
+    if (timer_gettime(periodic, &now) != 0)
+        die("timer_gettime");
+    int before = atomic_load(&g_ticks);
+    int ticks = wait_above(&g_ticks, before + 2);
+    printf("periodic interval=%ld.%09ld ticks=%s value=%d\n", (long)now.it_interval.tv_sec,
+           now.it_interval.tv_nsec, ticks ? "yes" : "no", atomic_load(&g_value));
+    int fired = wait_above(&g_once, 0);
+    sleep_ms(30);
+    printf("oneshot fired=%d value=%d\n", fired ? atomic_load(&g_once) : 0, atomic_load(&g_once_value));
+    timer_t fresh = thread_timer(on_new, 99, 5000000, 0);
+    fired = wait_above(&g_new, 0);
+    printf("new fired=%d value=%d deleted=%s\n", fired ? atomic_load(&g_new) : 0,
+           atomic_load(&g_new_value), timer_delete(fresh) == 0 ? "yes" : "no");
+    int deleted = timer_delete(periodic) == 0;
+    sleep_ms(40);
+    int settled = atomic_load(&g_ticks);
+    sleep_ms(60);
+    printf("periodic deleted=%s stopped=%s\n", deleted ? "yes" : "no",
+           atomic_load(&g_ticks) == settled ? "yes" : "no");
+    printf("callbacks context=%s\n", atomic_load(&g_bad_context) ? "wrong" : "ok");
+    /* glibc sends SIGSETXID to every thread, its helper too. */
+    printf("setuid %s\n", setuid(getuid()) == 0 ? "ok" : "failed");
+    pid_t child = fork();
+    if (child < 0)
+        die("fork");
+    if (child == 0) {
+        atomic_store(&g_new, 0);
+        timer_t t = thread_timer(on_new, 55, 5000000, 0);
+        int ok = wait_above(&g_new, 0) && atomic_load(&g_new_value) == 55 && timer_delete(t) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    if (waitpid(child, &status, 0) != child)
+        die("waitpid");
+    printf("fork child timer=%s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "yes" : "no");
     printf("done 1\n");
 }
 
@@ -311,6 +448,8 @@ int main(int argc, char **argv)
     tp_start();
     if (argc == 2 && strcmp(argv[1], "thread") == 0)
         thread_mode();
+    else if (argc == 2 && strcmp(argv[1], "sevthread") == 0)
+        sevthread_mode();
     else if (argc == 2 && strcmp(argv[1], "signal") == 0)
         signal_mode(0);
     else if (argc == 2 && strcmp(argv[1], "tid") == 0)
@@ -320,7 +459,7 @@ int main(int argc, char **argv)
     else if (argc == 2 && strcmp(argv[1], "overrun") == 0)
         overrun_mode();
     else {
-        printf("usage: ctimers thread|signal|tid|pending|overrun\n");
+        printf("usage: ctimers thread|sevthread|signal|tid|pending|overrun\n");
         return 2;
     }
     return 0;

@@ -579,6 +579,7 @@ fn dump(job: &mut Job) -> Result<(), Fail> {
     // so the restored process numbers its next dump after this one.
     settings.sequence = seq;
     queued::begin(&arena, settings.signal)?;
+    timer_helper::begin();
     crate::rseq::begin();
     let result = world::stop_others(&arena).and_then(|others| {
         // Every other thread has taken its own queued signals.
@@ -924,6 +925,7 @@ fn write_image(
     let posix_timers = timers::collect(arena, others.len() + 1)?;
     // A timer's pending signal comes back with its siginfo.
     let queued = timers::pending_signals(arena, posix_timers, &mut process.pending, queued)?;
+    let queued = timer_helper::pending_signals(arena, queued)?;
     let exe = exe_identity(arena)?;
     // SAFETY: `job.regs` points at the registers saved by `migrate_checkpoint`.
     let regs = unsafe { &*job.regs };

@@ -192,6 +192,14 @@ extern "C" fn park_body(arg: *mut u8) -> u64 {
 
 /// Stops every other thread; returns the parked threads' slots.
 pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
+    let stopped = stop(arena);
+    // Every thread is parked (a timer helper inside the lent handler), or
+    // none will be: glibc's SIGSETXID handler is back either way.
+    crate::dump::timer_helper::give_back();
+    stopped
+}
+
+fn stop(arena: &Arena) -> Result<&[Slot], Fail> {
     let no_mem = || Fail::new("the dump arena is too small");
     let slots = arena.vec::<Slot>(MAX_THREADS).ok_or_else(no_mem)?;
     let base = slots.into_raw();
@@ -205,7 +213,8 @@ pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
     // SAFETY: settings are only read here.
     let sig = unsafe { SETTINGS.get() }.signal;
     let mut signaled = arena.vec::<i32>(MAX_THREADS).ok_or_else(no_mem)?;
-    // glibc's helper of SIGEV_THREAD timers would never park.
+    // glibc's helper of SIGEV_THREAD timers blocks the dump signal: its
+    // park request goes on SIGSETXID.
     let helpers = crate::dump::timer_helper::candidates(arena);
     let mut helper = Ok(());
     let deadline = sys::monotonic_ns() + PARK_TIMEOUT_NS;
@@ -224,11 +233,17 @@ pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
             all_parked = false;
             straggler = tid;
             if !signaled.as_slice().contains(&tid) {
-                if helper.is_ok() {
-                    helper = helpers.check(tid, sig);
-                }
+                let by = match helpers.park_signal(tid, sig) {
+                    Ok(by) => by,
+                    Err(e) => {
+                        if helper.is_ok() {
+                            helper = Err(e);
+                        }
+                        sig
+                    }
+                };
                 // ESRCH: it exited meanwhile; the next listing will not show it.
-                let _ = sys::queue_signal_to_thread(tid, sig, PARK_MAGIC);
+                let _ = sys::queue_signal_to_thread(tid, by, PARK_MAGIC);
                 full |= signaled.push(tid).is_err();
             }
         });

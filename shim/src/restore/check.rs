@@ -66,17 +66,32 @@ pub unsafe fn arm(h: *const Handoff) {
 
 /// Sends the calling thread the dump signal if a check is armed. Called
 /// once the restore is finished (the dump signal is the final one).
-pub fn fire() {
+/// `uc` is the signal frame the caller returns through: a thread that
+/// blocks the dump signal once back (glibc's `SIGEV_THREAD` timer helper
+/// blocks every signal) would never take it; the main thread is sent it
+/// instead, and the caller must [`hold`] as the others do, once it has
+/// let them go (returns true then).
+///
+/// # Safety
+/// `uc` is null or the context of a live signal frame.
+pub unsafe fn fire(uc: *const libc::ucontext_t) -> bool {
     if HOLD.load(Acquire) == 0 {
-        return;
+        return false;
     }
     // SAFETY: reading the signal; the other threads are held in the handler.
     let sig = unsafe { SETTINGS.get() }.signal;
+    // SAFETY: the caller's promise; the kernel's mask is the set's first word.
+    let blocked = !uc.is_null()
+        && unsafe { *(&raw const (*uc).uc_sigmask).cast::<u64>() } & 1 << (sig - 1) != 0;
+    let (pid, me) = (sys::getpid(), sys::gettid());
+    let to = if blocked && me != pid { pid } else { me };
     // SAFETY: tgkill takes plain integers.
-    let sent = unsafe { sys::sys(libc::SYS_tgkill, args!(sys::getpid(), sys::gettid(), sig)) };
+    let sent = unsafe { sys::sys(libc::SYS_tgkill, args!(pid, to, sig)) };
     if sent.is_err() {
         release_held();
+        return false;
     }
+    to != me
 }
 
 /// Called by a released thread before it returns from the handler: while
@@ -84,9 +99,11 @@ pub fn fire() {
 /// for this thread (or the check is over, or 5 s passed).
 pub fn hold() {
     let started = sys::monotonic_ns();
+    // glibc's timer helper takes its park request on SIGSETXID.
     // SAFETY: reading the signal number, which only the last thread wrote,
     // before it released this one.
-    let bit = 1u64 << (unsafe { SETTINGS.get() }.signal - 1);
+    let bit = 1u64 << (unsafe { SETTINGS.get() }.signal - 1)
+        | 1u64 << (crate::dump::timer_helper::SIGSETXID - 1);
     while HOLD.load(Acquire) != 0 {
         let mut pending = 0u64;
         // SAFETY: rt_sigpending writes 8 bytes to `pending`.

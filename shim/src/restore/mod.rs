@@ -995,13 +995,19 @@ fn thread_ops(
 
 /// Jumps to the restorer on its own stack; never returns.
 fn launch(ready: Ready) -> ! {
-    // No signal may arrive while the address space is half rebuilt.
-    // SAFETY: a full set and a plain sigprocmask call.
-    unsafe {
-        let mut all: libc::sigset_t = core::mem::zeroed();
-        libc::sigfillset(&mut all);
-        crate::interpose::real_sigprocmask(libc::SIG_SETMASK, &all, core::ptr::null_mut());
-    }
+    // No signal may arrive while the address space is half rebuilt, nor
+    // in the threads it starts (they inherit this mask) before they set
+    // their own: glibc's internal signals too (glibc's `sigfillset` leaves
+    // them out), or a SIGEV_THREAD timer's SIGTIMER (32, default action:
+    // terminate) would kill the process before its helper blocks it.
+    let all = !0u64;
+    // SAFETY: rt_sigprocmask reads one 8-byte set.
+    let _ = unsafe {
+        sys::sys(
+            libc::SYS_rt_sigprocmask,
+            sys::args!(libc::SIG_SETMASK, &all as *const u64, 0, 8),
+        )
+    };
     // glibc registered rseq for this thread inside memory about to vanish:
     // the kernel would write to it on every return to user space.
     // SAFETY: the settings were filled in by the constructor.

@@ -123,13 +123,17 @@ pub unsafe fn after_restore(handoff: u64, uc: *mut libc::ucontext_t) {
     // SAFETY: as above; every other thread now waits on `go`, and the
     // handoff stays mapped until `finish` unmaps it last.
     finish(unsafe { &*h });
-    super::check::fire();
+    // SAFETY: `uc` is the caller's promise.
+    let hold = unsafe { super::check::fire(uc) };
     WORLD.pid.store(0, Release);
     WORLD.leader.store(0, Release);
     WORLD.slots.store(core::ptr::null_mut(), Release);
     WORLD.inside.store(0, Release);
     WORLD.go.fetch_add(1, AcqRel);
     sys::futex_wake_all(&WORLD.go);
+    if hold {
+        super::check::hold();
+    }
 }
 
 /// Applies the relaunch's overrides, logs, and unmaps the restorer's
