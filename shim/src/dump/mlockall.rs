@@ -24,11 +24,8 @@ const PAGE: usize = 4096;
 
 /// `VmLck:` of `/proc/self/status`, in kB.
 fn locked_kb() -> Result<u64, Fail> {
-    let mut buf = [0u8; 4096];
-    let n = sys::read_file(b"/proc/self/status\0", &mut buf)
-        .map_err(|e| Fail::new("cannot read /proc/self/status").errno(e))?;
-    crate::dump::fds::field(buf.get(..n).unwrap_or(&[]), b"VmLck:", 10)
-        .ok_or_else(|| Fail::new("/proc/self/status has no VmLck"))
+    sys::procfields::read_line_field(b"/proc/self/status\0", b"VmLck:", 10)
+        .ok_or_else(|| Fail::new("cannot read VmLck in /proc/self/status"))
 }
 
 /// 0, `MCL_FUTURE` or `MCL_FUTURE | MCL_ONFAULT`, as the kernel applies
