@@ -182,8 +182,11 @@ impl<'a> Files<'a> {
                     data.iter().all(|&(a, b)| a < b && b <= len)
                         && data.windows(2).all(|w| w[0].1 <= w[1].0)
                 }
+                // No file is larger than off_t: so no run's whole pages
+                // (`FileRun::stored_len`) overflow a u64.
                 (How::Stored { size, runs, .. }, Some(FdKind::Contents { data, .. })) => {
                     data.is_empty()
+                        && *size <= i64::MAX as u64
                         && runs.iter().all(|r| {
                             r.len > 0 && r.start.checked_add(r.len).is_some_and(|e| e <= *size)
                         })
@@ -418,6 +421,37 @@ mod tests {
             stored(alloc::vec![run(u64::MAX, 2)]).check(&fds).is_err(),
             "wrapping"
         );
+        // A file no larger than off_t allows: else a run's whole pages
+        // (`stored_len`) would not fit a u64 (a panic with overflow
+        // checks, as in the fuzz build; 0 pages of data without).
+        let huge = |size: u64, r: FileRun| Files {
+            fds: alloc::vec![FileFd {
+                fd: 3,
+                how: How::Stored {
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                    atime: (0, 0),
+                    mtime: (0, 0),
+                    size,
+                    runs: alloc::vec![r].into(),
+                },
+            }]
+            .into(),
+        };
+        assert!(
+            huge(u64::MAX, run(0, u64::MAX)).check(&fds).is_err(),
+            "larger than off_t"
+        );
+        assert!(
+            huge(u64::MAX, run(u64::MAX - 4096, 4096))
+                .check(&fds)
+                .is_err(),
+            "past off_t"
+        );
+        let most = i64::MAX as u64;
+        assert_eq!(huge(most, run(0, most)).check(&fds), Ok(()));
+        assert_eq!(run(0, most).stored_len(), most + 1);
         assert_eq!(run(0, 1).stored_len(), 4096);
         assert_eq!(run(0, 8192).stored_len(), 8192);
     }
