@@ -16,6 +16,13 @@
  *            gives what the status file gives there.
  *   outside  the parent holds /proc/PPID/status of its own parent, outside
  *            the tree: the dump must fail naming fd 23.
+ *   nested   the root forks a middle process, which opens its own
+ *            /proc/self/status at fd 22 and forks a grandchild: the middle
+ *            process and the grandchild share that description, a procfs
+ *            file of a member other than the root. Each step the root
+ *            hands the middle process a token, which asks the grandchild,
+ *            and prints whose "Pid:" fd 22 shows in each (own, the
+ *            parent's).
  *
  * usage: ctreefds MODE. Protocol: "start", "ready", "step N ...", the end's
  * "check ..." lines, "done MODE". Every line is deterministic.
@@ -164,6 +171,85 @@ static void outside(void)
     waitpid(pid, NULL, 0);
 }
 
+/* The grandchild of `nested`: answers each token with whose status fd 22 is. */
+static void nested_grandchild(int down, int up)
+{
+    long step;
+    while (read(down, &step, sizeof step) == sizeof step) {
+        char line[64] = {0};
+        snprintf(line, sizeof line, "%s", whose(22));
+        write_all(up, line, sizeof line, "write answer");
+    }
+    _exit(0);
+}
+
+/* The middle process of `nested`: opens its status file at fd 22, forks
+ * the grandchild, then answers the root's tokens for both. */
+static void nested_middle(void)
+{
+    close(g_to_child[1]);
+    close(g_from_child[0]);
+    if (move_fd(open("/proc/self/status", O_RDONLY), 22) != 22)
+        fail("descriptor not at 22");
+    int down[2], up[2];
+    if (pipe(down) != 0 || pipe(up) != 0)
+        die("pipe");
+    pid_t g = fork();
+    if (g < 0)
+        die("fork");
+    if (g == 0) {
+        close(down[1]);
+        close(up[0]);
+        nested_grandchild(down[0], up[1]);
+    }
+    close(down[0]);
+    close(up[1]);
+    long step;
+    while (read(g_to_child[0], &step, sizeof step) == sizeof step) {
+        char theirs[64], line[256] = {0};
+        write_all(down[1], &step, sizeof step, "write token");
+        if (read(up[0], theirs, sizeof theirs) != sizeof theirs)
+            die("read answer");
+        snprintf(line, sizeof line, "middle: status=%s grandchild: status=%s", whose(22), theirs);
+        write_all(g_from_child[1], line, sizeof line, "write answer");
+    }
+    close(down[1]);
+    int status;
+    _exit(waitpid(g, &status, 0) == g && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1);
+}
+
+static void nested(void)
+{
+    if (pipe(g_to_child) != 0 || pipe(g_from_child) != 0)
+        die("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork");
+    if (pid == 0)
+        nested_middle();
+    close(g_to_child[0]);
+    close(g_from_child[1]);
+    /* The grandchild exists once the first answer comes. */
+    long s = 0;
+    char theirs[256];
+    write_all(g_to_child[1], &s, sizeof s, "write token");
+    if (read(g_from_child[0], theirs, sizeof theirs) != sizeof theirs)
+        die("read answer");
+    printf("ready\n");
+    for (s = 1; s <= STEPS; s++) {
+        write_all(g_to_child[1], &s, sizeof s, "write token");
+        if (read(g_from_child[0], theirs, sizeof theirs) != sizeof theirs)
+            die("read answer");
+        printf("step %ld %s\n", s, theirs);
+        pace(20 * 1000 * 1000);
+    }
+    close(g_to_child[1]);
+    int status;
+    if (waitpid(pid, &status, 0) != pid)
+        die("waitpid");
+    printf("middle exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
 int main(int argc, char **argv)
 {
     tp_start();
@@ -173,6 +259,8 @@ int main(int argc, char **argv)
         shared();
     else if (strcmp(argv[1], "outside") == 0)
         outside();
+    else if (strcmp(argv[1], "nested") == 0)
+        nested();
     else
         fail("unknown mode");
     printf("done %s\n", argv[1]);

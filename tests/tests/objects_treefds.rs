@@ -102,3 +102,65 @@ fn procfs_file_of_a_process_outside_the_tree_fails_the_dump() {
         p.describe()
     );
 }
+
+/// A procfs file shared by two members other than the root (`ctreefds
+/// nested`: a middle process's own `/proc/self/status`, inherited by its
+/// child) cannot be made where the tree's shared descriptions are made,
+/// in the root, before that process exists: the restore refuses it with
+/// one line naming fd 22 and the process, before anything runs (it made
+/// the root's status file instead, so both showed another process's).
+#[test]
+fn procfs_file_shared_below_the_root_is_refused_not_swapped() {
+    let dir = TestDir::new("treefds-nested");
+    let program = Program::tree_fds("nested");
+    let expected = reference(&program);
+    assert_eq!(
+        expected[2], "step 1 middle: status=own grandchild: status=parent's",
+        "the reference run"
+    );
+    let image = dir.join("tree.img");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[
+            ("MIGRATE_IMAGE", image.to_str().unwrap()),
+            ("MIGRATE_CHILDREN", "tree"),
+        ],
+    );
+    p.wait_for_line("ready", |l| l == "ready");
+    p.wait_for_step(10);
+    let below = descendants(p.pid());
+    assert_eq!(below.len(), 2, "{below:?}\n{}", p.describe());
+    p.dump_signal();
+    p.wait_for_image(&image, false);
+    for &pid in std::iter::once(&p.pid()).chain(&below) {
+        // SAFETY: kill(2) with plain integers; our program's processes.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+    }
+    for &pid in &below {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    p.kill();
+    let mut restored = dir.restore(&program, "restored", &image, &[]);
+    let status = restored.wait();
+    assert_eq!(
+        status.code(),
+        Some(exit::CANNOT_RESTORE),
+        "{}",
+        restored.describe()
+    );
+    assert!(
+        restored.stdout_raw().is_empty(),
+        "the program ran\n{}",
+        restored.describe()
+    );
+    let stderr = restored.stderr();
+    assert!(
+        stderr.lines().count() == 1
+            && names_fd(&stderr, 22)
+            && stderr.contains("procfs file of process"),
+        "{}",
+        restored.describe()
+    );
+}

@@ -10,17 +10,20 @@
 
 use dumpfmt::{Fd, FdKind, Image};
 
-/// The PID whose procfs file `fd` (a procfs record) is, as it is now.
-pub fn whose(image: &Image<'_>, fd: &Fd<'_>) -> i32 {
+/// The PID in the path of `fd` (a procfs record), as the dump saw it.
+pub fn recorded(fd: &Fd<'_>) -> Option<u32> {
     let path = match &fd.kind {
         FdKind::File { path, .. } | FdKind::Dir { path, .. } => path.as_ref(),
         _ => "",
     };
-    let recorded = path
-        .strip_prefix("/proc/")
+    path.strip_prefix("/proc/")
         .and_then(|rest| rest.split('/').next())
-        .and_then(|n| n.parse::<u32>().ok());
-    match recorded {
+        .and_then(|n| n.parse::<u32>().ok())
+}
+
+/// The PID whose procfs file `fd` (a procfs record) is, as it is now.
+pub fn whose(image: &Image<'_>, fd: &Fd<'_>) -> i32 {
+    match recorded(fd) {
         Some(pid) if pid != image.pid => pid as i32,
         // SAFETY: no arguments.
         _ => unsafe { libc::getpid() },

@@ -99,6 +99,22 @@ pub fn make(images: &[(&Image<'_>, &File, u64)]) -> Result<(), Refusal> {
             SharedKey::Description { pid, fd } => {
                 let (image, rec) = find_fd(images, *key)
                     .ok_or_else(|| fail("file", format!("no record of description {pid}:{fd}")))?;
+                // Made here, in the root, before the other members
+                // exist: a procfs file can only be the root's (PIDs are
+                // kept), or `files::make` would open the root's own.
+                if let Some(dumpfmt::files::How::Proc { .. }) = image.minor4.files.of(rec.fd) {
+                    let of = super::tree_procfs::recorded(rec).unwrap_or(0);
+                    // SAFETY: no arguments.
+                    if of != unsafe { libc::getpid() } as u32 {
+                        return Err(fail(
+                            "file",
+                            format!(
+                                "fd {} of process {}: the procfs file of process {of}, shared by several processes of the tree, can be made again only when it is the first process's",
+                                rec.fd, image.pid
+                            ),
+                        ));
+                    }
+                }
                 // O_PATH and procfs files as their entries say.
                 let made = match super::files::make(image, rec) {
                     Some(made) => made?,
