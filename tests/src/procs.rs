@@ -138,3 +138,22 @@ pub fn wait_for_writers(dir: &std::path::Path) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// The status file of `pid` (see `migrate::status`), empty if none.
+pub fn status_text(pid: i32) -> String {
+    // SAFETY: getuid takes no arguments.
+    let uid = unsafe { libc::getuid() };
+    let run = std::path::PathBuf::from(format!("/run/user/{uid}"));
+    let dir = if run.is_dir() {
+        run.join("migrate")
+    } else {
+        std::path::PathBuf::from(format!("/tmp/migrate-{uid}"))
+    };
+    fs::read_to_string(dir.join(pid.to_string())).unwrap_or_default()
+}
+
+/// The value of `key` in a status file's `text`.
+pub fn status_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+}

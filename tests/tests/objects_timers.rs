@@ -88,6 +88,37 @@ fn sigev_thread_timers_go_on_after_a_dump() {
     assert_eq!(p.stdout_lines(), expected, "{context}");
 }
 
+/// glibc's helper takes its pending timer signals as it parks and queues
+/// them again; those copies count against RLIMIT_SIGPENDING, so with no
+/// room for them the dump fails at once naming the helper (rather than
+/// lose a tick of the program that goes on), and the program ends as an
+/// uninterrupted run does.
+#[test]
+fn sigev_thread_helper_without_signal_queue_room_fails_the_dump() {
+    let dir = TestDir::new("timers-sevthread-sigq");
+    let program = Program::timers("sevthread").wrapped(&["prlimit", "--sigpending=40", "--"]);
+    let expected = reference(&program);
+    let image = dir.join("full.img");
+    let mut p = dir.spawn(
+        &program,
+        "original",
+        &[("MIGRATE_IMAGE", image.to_str().unwrap())],
+    );
+    p.wait_for_step(5);
+    p.dump_signal();
+    let line = p.wait_for_stderr_line("the failed dump's line", |l| l.contains("dump failed"));
+    let status = p.wait();
+    let context = describe_all(&[&p]);
+    assert!(
+        line.contains("(SIGEV_THREAD)") && line.contains("RLIMIT_SIGPENDING"),
+        "{line:?}\n{context}"
+    );
+    assert!(!image.exists(), "{context}");
+    assert!(status.success(), "{context}");
+    assert_eq!(p.stdout_lines(), expected, "{context}");
+    assert_eq!(p.stderr().lines().count(), 1, "{context}");
+}
+
 /// Dumps `ctimers MODE` at step 5, kills it, restores it: the restored
 /// process ends with `tail`, as an uninterrupted run does.
 fn roundtrip(test: &str, mode: &str, tail: &[&str]) {

@@ -12,7 +12,7 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use migrate_tests::procs::{wait_until, writers_in};
+use migrate_tests::procs::{status_text, status_value, wait_until, writers_in};
 use migrate_tests::small_disk::SmallDisk;
 use migrate_tests::*;
 
@@ -588,24 +588,6 @@ fn writer_failing_at_once_never_kills_the_program() {
         assert!(p.poll_exit().is_none(), "{}", p.describe());
         p.kill();
     }
-}
-
-/// The status file of `pid` (see `migrate::status`).
-fn status_text(pid: i32) -> String {
-    // SAFETY: getuid takes no arguments.
-    let uid = unsafe { libc::getuid() };
-    let run = PathBuf::from(format!("/run/user/{uid}"));
-    let dir = if run.is_dir() {
-        run.join("migrate")
-    } else {
-        PathBuf::from(format!("/tmp/migrate-{uid}"))
-    };
-    std::fs::read_to_string(dir.join(pid.to_string())).unwrap_or_default()
-}
-
-fn status_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
 }
 
 /// The status file `migrate dump PID` users read: once a snapshot's

@@ -46,6 +46,19 @@ fn dump_until_image(p: &mut Proc, image: &std::path::Path) -> usize {
                     "a dump failed for another reason\n{}",
                     p.describe()
                 );
+                // The line may be a member's while the leader still
+                // dumps: a signal sent now would be pending in its image.
+                let pid = p.pid();
+                migrate_tests::procs::wait_until("the leader's dump to end", p, || {
+                    migrate_tests::procs::status_value(
+                        &migrate_tests::procs::status_text(pid),
+                        "state",
+                    ) != Some("dumping")
+                });
+                if image.exists() {
+                    p.wait_for_image(image, false);
+                    return tries;
+                }
                 break;
             }
             assert!(

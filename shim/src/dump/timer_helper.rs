@@ -104,6 +104,18 @@ impl Candidates {
         if !has(blocked, sig) {
             return Ok(sig);
         }
+        // As it parks it takes its pending timer signals and queues them
+        // again: the copies count against RLIMIT_SIGPENDING (the timer's
+        // own did not), so without room for them they would be lost.
+        if !queue_room() {
+            return Err(Fail::new("thread ")
+                .dec(tid as u64)
+                .str(" is glibc's helper of POSIX timer ")
+                .dec(timer as u64)
+                .str(" (SIGEV_THREAD), and the signal queue (RLIMIT_SIGPENDING) has no room for the ")
+                .dec(TAKEN_MAX as u64)
+                .str(" timer signals it may have to put back"));
+        }
         // It may block SIGSETXID too for now: inside a handler (held there
         // after a restore, for the restore check); it takes the request
         // as it returns. (glibc's `sigprocmask` never blocks SIGSETXID.)
@@ -128,21 +140,25 @@ fn has(mask: u64, sig: i32) -> bool {
 fn blocked(tid: i32) -> Option<u64> {
     let mut path = sys::line::Line::<64>::new();
     path.str("/proc/self/task/").dec(tid as u64).str("/status");
-    let mut buf = [0u8; 4096];
-    let n = sys::read_file(path.c_str()?, &mut buf).ok()?;
-    let field = |name: &[u8]| {
-        let line = buf[..n]
-            .split(|&b| b == b'\n')
-            .find_map(|l| l.strip_prefix(name))?;
-        Some(
-            line.iter()
-                .filter(|c| !c.is_ascii_whitespace())
-                .fold(0u64, |m, &d| {
-                    (m << 4) | u64::from((d as char).to_digit(16).unwrap_or(0))
-                }),
+    sys::procfields::read_line_field(path.c_str()?, b"SigBlk:", 16)
+}
+
+/// Whether the signal queue has room for [`TAKEN_MAX`] more signals:
+/// `SigQ:` (signals queued by this user / RLIMIT_SIGPENDING) of the
+/// process's status.
+fn queue_room() -> bool {
+    let Some(used) = sys::procfields::read_line_field(b"/proc/self/status\0", b"SigQ:", 10) else {
+        return false;
+    };
+    let mut lim = [0u64; 2];
+    // SAFETY: prlimit64 of this process, reading only: writes `lim`.
+    let got = unsafe {
+        sys::sys(
+            libc::SYS_prlimit64,
+            sys::args!(0, libc::RLIMIT_SIGPENDING, 0, lim.as_mut_ptr()),
         )
     };
-    field(b"SigBlk:")
+    got.is_ok() && lim[0].saturating_sub(used) > TAKEN_MAX as u64
 }
 
 /// glibc's `SIGSETXID` action while the shim's is lent: handler, flags,
