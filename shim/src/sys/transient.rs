@@ -88,9 +88,9 @@ impl Claim {
 
     /// The descriptor is closed (or the `open` failed): frees the slot.
     pub fn release(self) {
-        if let Some(i) = self.0 {
-            LINK[i].store(0, Release);
-            KEY[i].store(0, Release);
+        if let Some((l, k)) = self.0.and_then(|i| Some((LINK.get(i)?, KEY.get(i)?))) {
+            l.store(0, Release);
+            k.store(0, Release);
         }
     }
 }
