@@ -331,6 +331,7 @@ extern "C" fn dump_body(arg: *mut u8) -> u64 {
         return 0;
     }
     let result = dump(job);
+    sys::transient::defer(false);
     if !job.check && job.snap_side != SNAP_WRITER {
         // Signals of one number do not queue: requests that came during
         // this dump are asked again, one by one, from their files.
@@ -515,6 +516,9 @@ fn numbered_path(pattern: &[u8], seq: u64, out: &mut Line<PATH_MAX>) -> u64 {
 fn dump(job: &mut Job) -> Result<(), Fail> {
     // A fork while the parent's library read a file leaves its descriptor.
     sys::transient::close_inherited();
+    // Until every thread is parked a fork may be in flight (see
+    // `sys::transient`); `dump_body` ends this whatever happens.
+    sys::transient::defer(true);
     // SAFETY: the handler runs with every signal blocked; this is the only access.
     let settings = unsafe { SETTINGS.get() };
     let before = settings.sequence;

@@ -194,8 +194,10 @@ extern "C" fn park_body(arg: *mut u8) -> u64 {
 pub fn stop_others(arena: &Arena) -> Result<&[Slot], Fail> {
     let stopped = stop(arena);
     // Every thread is parked (a timer helper inside the lent handler), or
-    // none will be: glibc's SIGSETXID handler is back either way.
+    // none will be: glibc's SIGSETXID handler is back either way, and no
+    // fork is in flight.
     crate::dump::timer_helper::give_back();
+    crate::sys::transient::defer(false);
     stopped
 }
 

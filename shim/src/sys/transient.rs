@@ -12,6 +12,14 @@
 //! number yet (the fork fell between `open` and the number's store) is
 //! matched by scanning the child's descriptors for that exact link.
 //!
+//! The memory is copied a while after the descriptors (page tables of a
+//! large process take milliseconds): a slot freed in between would be
+//! free in the child, which still has the descriptor. So while a dump
+//! stops the threads (a fork may be in flight until every thread is
+//! parked) releases are deferred ([`defer`]): a closed descriptor's slot
+//! keeps its link, marked closed, until the dump ends, and a child scans
+//! for it.
+//!
 //! Same rules as the rest of `sys`: no heap, no locks, no panics.
 
 use super::line::Line;
@@ -20,8 +28,13 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Release};
 
 /// The fd half of a claim whose `open` has not returned yet.
 const PENDING: u64 = 0xffff_ffff;
-/// Most claims at once (threads reading files at the same moment).
-const SLOTS: usize = 16;
+/// The fd half of a deferred release: closed, the link kept.
+const CLOSED: u64 = 0xffff_fffe;
+/// Most claims at once (threads reading files at the same moment, and
+/// the deferred ones of a dump).
+const SLOTS: usize = 64;
+/// Releases are deferred (see the module's notes).
+static DEFER: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 /// Most descriptors a pending claim's scan closes.
 const SCAN_MAX: usize = 16;
 
@@ -65,14 +78,43 @@ fn link_of(path: &[u8], out: &mut Line<320>) {
 pub fn claim(path: &[u8]) -> Claim {
     let mut link = Line::<320>::new();
     link_of(path, &mut link);
-    let key = (u64::from(super::getpid() as u32) << 32) | PENDING;
+    let pid = u64::from(super::getpid() as u32) << 32;
+    let key = pid | PENDING;
+    let hash = fnv(link.as_bytes());
+    // A deferred slot of the same link is taken again (a dump lists
+    // /proc/self/task many times while threads park).
+    let again = KEY.iter().zip(LINK.iter()).position(|(k, l)| {
+        l.load(Acquire) == hash
+            && k.compare_exchange(pid | CLOSED, key, AcqRel, Acquire)
+                .is_ok()
+    });
+    if again.is_some() {
+        return Claim(again);
+    }
     let slot = KEY
         .iter()
         .position(|s| s.compare_exchange(0, key, AcqRel, Acquire).is_ok());
     if let Some(l) = slot.and_then(|i| LINK.get(i)) {
-        l.store(fnv(link.as_bytes()), Release);
+        l.store(hash, Release);
     }
     Claim(slot)
+}
+
+/// Defers releases (`true`, as a dump starts) or ends that, freeing the
+/// deferred slots of this process (`false`, once every thread is parked
+/// or the dump is over: no fork is in flight any more).
+pub fn defer(on: bool) {
+    DEFER.store(on, Release);
+    if on {
+        return;
+    }
+    let closed = (u64::from(super::getpid() as u32) << 32) | CLOSED;
+    for (k, l) in KEY.iter().zip(LINK.iter()) {
+        if k.load(Acquire) == closed {
+            l.store(0, Release);
+            let _ = k.compare_exchange(closed, 0, AcqRel, Acquire);
+        }
+    }
 }
 
 impl Claim {
@@ -86,9 +128,14 @@ impl Claim {
         }
     }
 
-    /// The descriptor is closed (or the `open` failed): frees the slot.
+    /// The descriptor is closed (or the `open` failed): frees the slot,
+    /// or marks it closed while releases are deferred.
     pub fn release(self) {
         if let Some((l, k)) = self.0.and_then(|i| Some((LINK.get(i)?, KEY.get(i)?))) {
+            if DEFER.load(Acquire) {
+                k.store((u64::from(super::getpid() as u32) << 32) | CLOSED, Release);
+                return;
+            }
             l.store(0, Release);
             k.store(0, Release);
         }
@@ -125,13 +172,14 @@ pub fn close_inherited() {
         if want == 0 {
             continue;
         }
-        if fd != PENDING {
+        if fd != PENDING && fd != CLOSED {
             if names(fd, want) {
                 super::close(fd as i32);
             }
             continue;
         }
-        // The number was not stored yet: look for the link itself.
+        // The number was not stored yet, or the parent had closed it
+        // before the memory was copied: look for the link itself.
         let mut found = [0i32; SCAN_MAX];
         let mut n = 0;
         let _ = super::for_each_dir_entry(b"/proc/self/fd\0", |name| {
