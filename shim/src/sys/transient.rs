@@ -108,11 +108,15 @@ pub fn defer(on: bool) {
     if on {
         return;
     }
-    let closed = (u64::from(super::getpid() as u32) << 32) | CLOSED;
+    let pid = u64::from(super::getpid() as u32) << 32;
     for (k, l) in KEY.iter().zip(LINK.iter()) {
-        if k.load(Acquire) == closed {
+        // Owned first (as a claim would), so no other thread's claim of
+        // this slot can meet a half-cleared one.
+        if k.compare_exchange(pid | CLOSED, pid | PENDING, AcqRel, Acquire)
+            .is_ok()
+        {
             l.store(0, Release);
-            let _ = k.compare_exchange(closed, 0, AcqRel, Acquire);
+            k.store(0, Release);
         }
     }
 }
