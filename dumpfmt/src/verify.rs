@@ -178,6 +178,26 @@ impl ImageFile {
         })
     }
 
+    /// The crc32 of `len` bytes of page data at `offset`, read through `buf`.
+    fn crc_of(&self, buf: &mut [u8], offset: u64, len: u64) -> Result<u32, Error> {
+        let mut hasher = crc32fast::Hasher::new();
+        let mut left = len;
+        let mut at = self.base + offset;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            if read_full_at(&self.file, &mut buf[..n], at)? != n {
+                return Err(Error::Truncated {
+                    len: at,
+                    need: self.header.file_len,
+                });
+            }
+            hasher.update(&buf[..n]);
+            left -= n as u64;
+            at += n as u64;
+        }
+        Ok(hasher.finalize())
+    }
+
     /// Checks the crc32 of every run of page data; returns the bytes checked.
     pub fn check_pages(&self) -> Result<u64, Error> {
         // Large reads: a cold image then streams at disk speed (the kernel reads
@@ -185,52 +205,24 @@ impl ImageFile {
         let mut buf = vec![0u8; 8 << 20];
         let mut total = 0u64;
         for (index, run) in self.image.runs.iter().enumerate() {
-            let mut hasher = crc32fast::Hasher::new();
-            let mut left = run.pages * PAGE_SIZE;
-            let mut at = self.base + run.file_offset;
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                if read_full_at(&self.file, &mut buf[..n], at)? != n {
-                    return Err(Error::Truncated {
-                        len: at,
-                        need: self.header.file_len,
-                    });
-                }
-                hasher.update(&buf[..n]);
-                left -= n as u64;
-                at += n as u64;
-            }
-            if hasher.finalize() != run.crc {
+            let len = run.pages * PAGE_SIZE;
+            if self.crc_of(&mut buf, run.file_offset, len)? != run.crc {
                 return Err(Error::RunCrc {
                     index,
                     addr: run.addr,
                 });
             }
-            total += run.pages * PAGE_SIZE;
+            total += len;
         }
         for (fd, run) in self.image.minor4.files.stored_runs() {
-            let mut hasher = crc32fast::Hasher::new();
-            let mut left = run.stored_len();
-            let mut at = self.base + run.file_offset;
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                if read_full_at(&self.file, &mut buf[..n], at)? != n {
-                    return Err(Error::Truncated {
-                        len: at,
-                        need: self.header.file_len,
-                    });
-                }
-                hasher.update(&buf[..n]);
-                left -= n as u64;
-                at += n as u64;
-            }
-            if hasher.finalize() != run.crc {
+            let len = run.stored_len();
+            if self.crc_of(&mut buf, run.file_offset, len)? != run.crc {
                 return Err(Error::FileRunCrc {
                     fd,
                     start: run.start,
                 });
             }
-            total += run.stored_len();
+            total += len;
         }
         Ok(total)
     }
